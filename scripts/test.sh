@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it. Installs the real peers the tests talk to
+# (DCMTK, dicom3tools, Orthanc + DICOMweb plugin) from Debian, then runs every test.
+# Needs root for apt-get (CI and the dev machines run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peers=(dcmtk dicom3tools orthanc orthanc-dicomweb cmake sqlite3)
+missing=()
+for p in "${peers[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing test peers: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+# Fail loudly rather than skip: a test without its peer proves nothing.
+for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dciodvfy; do
+  command -v "$tool" >/dev/null || { echo "missing peer tool: $tool" >&2; exit 1; }
+done
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked "$@"

@@ -1,0 +1,360 @@
+//! Settings: what the operator configures, loaded once at start-up.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file (`--config FILE`, or
+//! `config/osteoscreen.toml` when present), then `OSTEOSCREEN__<SECTION>__<KEY>` variables.
+//! `Settings::validate` turns every mistake into a message an administrator can act on.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given and it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/osteoscreen.toml";
+
+/// A configuration that could not be loaded or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Every setting of the daemon, grouped by section as in `config/osteoscreen.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub dicom: DicomSettings,
+    pub storage: StorageSettings,
+    pub log: LogSettings,
+}
+
+/// The DICOM listener (C-ECHO / C-STORE SCP) and study assembly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DicomSettings {
+    pub ae_title: String,
+    pub listen: String,
+    /// `AE` or `AE@ip`; empty accepts any caller.
+    pub allowed_callers: Vec<String>,
+    pub max_associations: usize,
+    pub max_pdu_length: u32,
+    pub study_stable_seconds: u64,
+    pub accepted_modalities: Vec<String>,
+    /// ARTIM-style limit: a peer silent this long mid-association is dropped.
+    pub timeout_seconds: u64,
+    /// Below this much free space in `[storage] dir`, associations and stores are refused.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for DicomSettings {
+    fn default() -> Self {
+        DicomSettings {
+            ae_title: "OSTEOSCREEN".into(),
+            listen: "0.0.0.0:11112".into(),
+            allowed_callers: Vec::new(),
+            max_associations: 32,
+            max_pdu_length: 65536,
+            study_stable_seconds: 10,
+            accepted_modalities: vec!["CR".into(), "DX".into(), "CT".into()],
+            timeout_seconds: 30,
+            min_free_disk_mb: 512,
+        }
+    }
+}
+
+/// Where received instances (spool) and the SQLite database live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    pub dir: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            dir: PathBuf::from("./var/osteoscreen"),
+        }
+    }
+}
+
+/// Log verbosity and format (`text` for people, `json` for collectors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One entry of `allowed_callers`: an AE title, optionally tied to one IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerRule {
+    pub ae_title: String,
+    pub ip: Option<IpAddr>,
+}
+
+impl CallerRule {
+    pub fn parse(s: &str) -> Result<CallerRule, String> {
+        let (ae, ip) = match s.split_once('@') {
+            Some((ae, ip)) => {
+                let ip = ip
+                    .trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+                (ae, Some(ip))
+            }
+            None => (s, None),
+        };
+        let ae = ae.trim();
+        check_ae_title(ae).map_err(|e| format!("{s:?}: {e}"))?;
+        Ok(CallerRule {
+            ae_title: ae.to_string(),
+            ip,
+        })
+    }
+
+    pub fn matches(&self, calling_ae: &str, peer: IpAddr) -> bool {
+        self.ae_title == calling_ae.trim() && self.ip.is_none_or(|ip| ip == peer)
+    }
+}
+
+/// PS3.5 AE title rules: 1-16 characters, no backslash or control characters.
+pub fn check_ae_title(ae: &str) -> Result<(), String> {
+    if ae.is_empty() || ae.len() > 16 {
+        return Err(format!("AE title {ae:?} must have 1 to 16 characters"));
+    }
+    if ae
+        .chars()
+        .any(|c| c == '\\' || c.is_control() || !c.is_ascii())
+    {
+        return Err(format!(
+            "AE title {ae:?} may not contain backslashes, control or non-ASCII characters"
+        ));
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Load from `path` (or the default file if present) and the environment.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, None)
+    }
+
+    /// As `load`, with the environment replaced by `env` when given (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_path_buf())),
+            Some(p) => builder = builder.add_source(config::File::from(p).required(true)),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_FILE);
+                if default.exists() {
+                    builder = builder.add_source(config::File::from(default).required(true));
+                }
+            }
+        }
+        let environment = config::Environment::with_prefix("OSTEOSCREEN")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("dicom.allowed_callers")
+            .with_list_parse_key("dicom.accepted_modalities")
+            .try_parsing(true)
+            .source(env);
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Check every value; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.dicom;
+        check_ae_title(&d.ae_title).map_err(|e| invalid("dicom.ae_title", e))?;
+        self.listen_addr()?;
+        self.caller_rules()?;
+        if d.max_associations == 0 {
+            return Err(invalid("dicom.max_associations", "must be at least 1"));
+        }
+        // PS3.8 allows any value; below 4 KiB or above 4 MiB is a configuration mistake.
+        if !(4096..=4 * 1024 * 1024).contains(&d.max_pdu_length) {
+            return Err(invalid(
+                "dicom.max_pdu_length",
+                format!("{} is outside 4096..=4194304 bytes", d.max_pdu_length),
+            ));
+        }
+        if d.study_stable_seconds == 0 {
+            return Err(invalid("dicom.study_stable_seconds", "must be at least 1"));
+        }
+        if d.timeout_seconds == 0 {
+            return Err(invalid("dicom.timeout_seconds", "must be at least 1"));
+        }
+        if d.accepted_modalities.is_empty() {
+            return Err(invalid("dicom.accepted_modalities", "lists no modality"));
+        }
+        for m in &d.accepted_modalities {
+            let ok = !m.is_empty() && m.len() <= 16 && m.chars().all(|c| c.is_ascii_uppercase());
+            if !ok {
+                return Err(invalid(
+                    "dicom.accepted_modalities",
+                    format!("{m:?} is not a DICOM modality code (e.g. CR, DX, CT)"),
+                ));
+            }
+        }
+        if self.storage.dir.as_os_str().is_empty() {
+            return Err(invalid("storage.dir", "is empty"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?} is not a level (error, warn, info, debug, trace) or filter",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.dicom.listen.parse().map_err(|_| {
+            invalid(
+                "dicom.listen",
+                format!("{:?} is not an address:port", self.dicom.listen),
+            )
+        })
+    }
+
+    pub fn caller_rules(&self) -> Result<Vec<CallerRule>, ConfigError> {
+        self.dicom
+            .allowed_callers
+            .iter()
+            .map(|s| CallerRule::parse(s).map_err(|e| invalid("dicom.allowed_callers", e)))
+            .collect()
+    }
+
+    /// The effective settings as TOML, with anything secret-looking masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("settings serialise to TOML");
+        mask_secrets(&mut value);
+        toml::to_string_pretty(&value).expect("TOML value serialises")
+    }
+}
+
+fn mask_secrets(value: &mut toml::Value) {
+    if let toml::Value::Table(table) = value {
+        for (key, v) in table.iter_mut() {
+            let k = key.to_ascii_lowercase();
+            if ["password", "secret", "token"]
+                .iter()
+                .any(|s| k.contains(s))
+            {
+                *v = toml::Value::String("********".into());
+            } else {
+                mask_secrets(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let s = Settings::load_with_env(Some(Path::new("config/osteoscreen.toml")), env(&[]))
+            .expect("shipped config loads");
+        assert_eq!(s.dicom.ae_title, "OSTEOSCREEN");
+        assert_eq!(s.dicom.study_stable_seconds, 10);
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let s = Settings::load_with_env(
+            Some(Path::new("config/osteoscreen.toml")),
+            env(&[
+                ("OSTEOSCREEN__DICOM__LISTEN", "127.0.0.1:4242"),
+                (
+                    "OSTEOSCREEN__DICOM__ALLOWED_CALLERS",
+                    "PACS@10.0.0.1,MODALITY",
+                ),
+                ("OSTEOSCREEN__DICOM__MAX_ASSOCIATIONS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dicom.listen, "127.0.0.1:4242");
+        assert_eq!(s.dicom.max_associations, 3);
+        let rules = s.caller_rules().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(rules[0].matches("PACS", "10.0.0.1".parse().unwrap()));
+        assert!(!rules[0].matches("PACS", "10.0.0.2".parse().unwrap()));
+        assert!(rules[1].matches("MODALITY", "10.9.9.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Settings::load_with_env(None, env(&[("OSTEOSCREEN__DICOM__LISTEN", "nowhere")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("dicom.listen"), "{err}");
+        let err = Settings::load_with_env(
+            None,
+            env(&[("OSTEOSCREEN__DICOM__AE_TITLE", "A_TITLE_LONGER_THAN_16")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("dicom.ae_title"), "{err}");
+        let err = Settings::load_with_env(
+            None,
+            env(&[("OSTEOSCREEN__DICOM__ALLOWED_CALLERS", "PACS@not-an-ip")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("allowed_callers"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut v: toml::Value = toml::from_str("[a]\npassword = \"hunter2\"\nx = 1").unwrap();
+        mask_secrets(&mut v);
+        let s = toml::to_string(&v).unwrap();
+        assert!(!s.contains("hunter2") && s.contains("********"));
+    }
+}

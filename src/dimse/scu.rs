@@ -1,0 +1,323 @@
+//! The SCU side: C-ECHO and C-STORE to a remote AE. Used by `osteoscreen echo` / `send`,
+//! and by delivery later. Files are sent as they are on disk: each one in its own transfer
+//! syntax, its data set bytes untouched (no transcoding).
+
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dicom_object::FileMetaTable;
+use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::{ClientAssociationOptions, Pdu};
+use tokio::io::AsyncWriteExt;
+
+use super::command::{self, Command, Status};
+use super::sop::trim_uid;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub host: String,
+    pub port: u16,
+    pub called_ae: String,
+    pub calling_ae: String,
+    pub max_pdu_length: u32,
+    pub timeout: Duration,
+}
+
+/// Why talking to the peer failed as a whole (per-file failures are in `FileOutcome`).
+#[derive(Debug, thiserror::Error)]
+pub enum ScuError {
+    #[error("association with {called_ae} at {addr} failed: {source}")]
+    Associate {
+        called_ae: String,
+        addr: String,
+        source: dicom_ul::association::Error,
+    },
+    #[error("DICOM exchange failed: {0}")]
+    Exchange(String),
+    #[error("peer did not accept Verification")]
+    VerificationRejected,
+}
+
+type Association = dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream>;
+
+impl Peer {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    async fn associate(&self, contexts: &[(String, String)]) -> Result<Association, ScuError> {
+        let mut options = ClientAssociationOptions::new()
+            .calling_ae_title(self.calling_ae.clone())
+            .called_ae_title(self.called_ae.clone())
+            .max_pdu_length(self.max_pdu_length)
+            .read_timeout(self.timeout)
+            .write_timeout(self.timeout)
+            .connection_timeout(self.timeout);
+        for (abstract_syntax, ts) in contexts {
+            options = options.with_presentation_context(abstract_syntax.clone(), vec![ts.clone()]);
+        }
+        let mut association =
+            options
+                .establish_with_async(&self.addr())
+                .await
+                .map_err(|source| ScuError::Associate {
+                    called_ae: self.called_ae.clone(),
+                    addr: self.addr(),
+                    source,
+                })?;
+        // Without this every small response waits on Nagle + delayed ACK (REFERENCES.md).
+        let _ = association.inner_stream().set_nodelay(true);
+        Ok(association)
+    }
+}
+
+/// Send a command set and, if given, its data set; wait for the response command.
+async fn exchange(
+    association: &mut Association,
+    pc_id: u8,
+    command_bytes: Vec<u8>,
+    data_set: Option<&[u8]>,
+) -> Result<Command, ScuError> {
+    let err = |e: &dyn std::fmt::Display| ScuError::Exchange(e.to_string());
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc_id,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: command_bytes,
+            }],
+        })
+        .await
+        .map_err(|e| err(&e))?;
+    if let Some(data) = data_set {
+        // The writer splits into P-DATA PDUs no larger than the peer's maximum.
+        let mut writer = association.send_pdata(pc_id);
+        writer.write_all(data).await.map_err(|e| err(&e))?;
+        writer.finish().await.map_err(|e| err(&e))?;
+    }
+    let mut buf = Vec::new();
+    loop {
+        match association.receive().await.map_err(|e| err(&e))? {
+            Pdu::PData { data } => {
+                for value in data {
+                    if value.value_type == PDataValueType::Command {
+                        buf.extend_from_slice(&value.data);
+                        if value.is_last {
+                            return Command::decode(&buf).map_err(|e| err(&e));
+                        }
+                    }
+                }
+            }
+            Pdu::AbortRQ { source } => {
+                return Err(ScuError::Exchange(format!("peer aborted: {source:?}")))
+            }
+            other => {
+                return Err(ScuError::Exchange(format!(
+                    "unexpected PDU while waiting for a response: {other:?}"
+                )))
+            }
+        }
+    }
+}
+
+/// C-ECHO: returns the peer's status.
+pub async fn echo(peer: &Peer) -> Result<Status, ScuError> {
+    let contexts = [(
+        super::sop::VERIFICATION.to_string(),
+        dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
+    )];
+    let mut association = peer.associate(&contexts).await?;
+    let pc = association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.id)
+        .ok_or(ScuError::VerificationRejected)?;
+    let rsp = exchange(&mut association, pc, command::encode_echo_rq(1), None).await?;
+    let _ = association.release().await;
+    Ok(rsp.status.unwrap_or(Status(0xFFFF)))
+}
+
+/// A Part 10 file read for sending: where its data set starts and what it is.
+#[derive(Debug, Clone)]
+pub struct OutgoingFile {
+    pub path: PathBuf,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+}
+
+impl OutgoingFile {
+    /// Read the file meta group only.
+    pub fn inspect(path: &Path) -> Result<OutgoingFile, String> {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(file);
+        let mut preamble = [0u8; 128];
+        reader
+            .read_exact(&mut preamble)
+            .map_err(|_| "too short to be a DICOM Part 10 file".to_string())?;
+        let meta = FileMetaTable::from_reader(&mut reader)
+            .map_err(|e| format!("no valid file meta information (not DICOM Part 10?): {e}"))?;
+        Ok(OutgoingFile {
+            path: path.to_path_buf(),
+            sop_class_uid: trim_uid(meta.media_storage_sop_class_uid()).to_string(),
+            sop_instance_uid: trim_uid(meta.media_storage_sop_instance_uid()).to_string(),
+            transfer_syntax: trim_uid(meta.transfer_syntax()).to_string(),
+        })
+    }
+
+    /// The data set bytes, exactly as stored after the meta group.
+    pub fn data_set(&self) -> Result<Vec<u8>, String> {
+        let bytes = std::fs::read(&self.path).map_err(|e| e.to_string())?;
+        let mut cursor = std::io::Cursor::new(&bytes[..]);
+        cursor.set_position(128);
+        FileMetaTable::from_reader(&mut cursor).map_err(|e| e.to_string())?;
+        let start = cursor.position() as usize;
+        Ok(bytes[start..].to_vec())
+    }
+}
+
+/// What happened to one file given to `send`.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub path: PathBuf,
+    pub sop_instance_uid: Option<String>,
+    /// The peer's status and comment, or why nothing was sent.
+    pub result: Result<(Status, Option<String>), String>,
+}
+
+impl FileOutcome {
+    pub fn stored(&self) -> bool {
+        matches!(&self.result, Ok((s, _)) if s.is_success() || s.is_warning())
+    }
+}
+
+/// At most 128 presentation contexts fit one association (odd IDs 1..=255).
+const MAX_CONTEXTS: usize = 128;
+
+/// C-STORE every file, in order. Files are grouped into associations of ≤128 contexts.
+pub async fn send_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<FileOutcome>, ScuError> {
+    let mut outcomes = Vec::with_capacity(paths.len());
+    let mut batch: Vec<OutgoingFile> = Vec::new();
+    let mut contexts: Vec<(String, String)> = Vec::new();
+    for path in paths {
+        match OutgoingFile::inspect(path) {
+            Err(reason) => outcomes.push(FileOutcome {
+                path: path.clone(),
+                sop_instance_uid: None,
+                result: Err(reason),
+            }),
+            Ok(file) => {
+                let key = (file.sop_class_uid.clone(), file.transfer_syntax.clone());
+                if !contexts.contains(&key) {
+                    if contexts.len() == MAX_CONTEXTS {
+                        outcomes.extend(send_batch(peer, &contexts, &batch).await?);
+                        batch.clear();
+                        contexts.clear();
+                    }
+                    contexts.push(key);
+                }
+                batch.push(file);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        outcomes.extend(send_batch(peer, &contexts, &batch).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn send_batch(
+    peer: &Peer,
+    contexts: &[(String, String)],
+    files: &[OutgoingFile],
+) -> Result<Vec<FileOutcome>, ScuError> {
+    let mut association = peer.associate(contexts).await?;
+    let accepted: Vec<(u8, String, String)> = association
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| {
+            // Context IDs are 1, 3, 5, ... in the order proposed.
+            let (class, ts) = &contexts[(pc.id as usize - 1) / 2];
+            (pc.id, class.clone(), ts.clone())
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(files.len());
+    for (n, file) in files.iter().enumerate() {
+        let pc = accepted
+            .iter()
+            .find(|(_, c, t)| *c == file.sop_class_uid && *t == file.transfer_syntax)
+            .map(|(id, _, _)| *id);
+        let result = match pc {
+            None => Err(format!(
+                "peer refused {} in transfer syntax {}",
+                super::sop::sop_class_name(&file.sop_class_uid),
+                file.transfer_syntax
+            )),
+            Some(pc) => match file.data_set() {
+                Err(e) => Err(e),
+                Ok(data) => {
+                    let message_id = (n % 0xFFFF) as u16 + 1;
+                    let rq = command::encode_store_rq(
+                        message_id,
+                        &file.sop_class_uid,
+                        &file.sop_instance_uid,
+                    );
+                    let rsp = exchange(&mut association, pc, rq, Some(&data)).await?;
+                    Ok((rsp.status.unwrap_or(Status(0xFFFF)), rsp.error_comment))
+                }
+            },
+        };
+        outcomes.push(FileOutcome {
+            path: file.path.clone(),
+            sop_instance_uid: Some(file.sop_instance_uid.clone()),
+            result,
+        });
+    }
+    let _ = association.release().await;
+    Ok(outcomes)
+}
+
+/// Expand directories (recursively, sorted) into the files they hold.
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            entries.sort();
+            out.extend(collect_files(&entries)?);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// C-STORE one data set given as bytes, announced with the given UIDs in transfer syntax
+/// `ts`. Sends whatever it is given: useful to see how a node answers malformed data.
+pub async fn store_data_set(
+    peer: &Peer,
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    ts: &str,
+    data_set: &[u8],
+) -> Result<(Status, Option<String>), ScuError> {
+    let contexts = [(sop_class_uid.to_string(), ts.to_string())];
+    let mut association = peer.associate(&contexts).await?;
+    let pc = association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.id)
+        .ok_or_else(|| ScuError::Exchange("presentation context refused".into()))?;
+    let rq = command::encode_store_rq(1, sop_class_uid, sop_instance_uid);
+    let rsp = exchange(&mut association, pc, rq, Some(data_set)).await?;
+    let _ = association.release().await;
+    Ok((rsp.status.unwrap_or(Status(0xFFFF)), rsp.error_comment))
+}

@@ -1,0 +1,85 @@
+//! The SOP classes and transfer syntaxes osteoscreen accepts, with their names for messages.
+
+use dicom_dictionary_std::uids;
+
+/// Verification (C-ECHO).
+pub const VERIFICATION: &str = uids::VERIFICATION;
+
+/// Storage SOP classes the SCP accepts: lumbar radiographs, CT, and secondary captures.
+pub const STORAGE_SOP_CLASSES: &[(&str, &str)] = &[
+    (uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE, "CR Image"),
+    (
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+        "Digital X-Ray Image (For Presentation)",
+    ),
+    (
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+        "Digital X-Ray Image (For Processing)",
+    ),
+    (uids::CT_IMAGE_STORAGE, "CT Image"),
+    (uids::ENHANCED_CT_IMAGE_STORAGE, "Enhanced CT Image"),
+    (
+        uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
+        "Secondary Capture Image",
+    ),
+];
+
+pub fn is_accepted_storage_class(uid: &str) -> bool {
+    STORAGE_SOP_CLASSES.iter().any(|(u, _)| *u == uid)
+}
+
+/// A printable name for a SOP class UID, falling back to the UID itself.
+pub fn sop_class_name(uid: &str) -> String {
+    STORAGE_SOP_CLASSES
+        .iter()
+        .find(|(u, _)| *u == uid)
+        .map(|(_, n)| n.to_string())
+        .or_else(|| {
+            use dicom_core::dictionary::{UidDictionary, UidDictionaryEntry};
+            dicom_dictionary_std::StandardSopClassDictionary
+                .by_uid(uid)
+                .map(|entry| entry.name().to_string())
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Trim the NUL / space padding a UID may carry on the wire.
+pub fn trim_uid(s: &str) -> &str {
+    s.trim_end_matches(['\0', ' '])
+}
+
+/// A UID that may become a path component: non-empty dot-separated runs of digits, ≤ 64 chars.
+/// (Stricter than "only digits and dots": `..` and `.` are refused too.)
+pub fn is_safe_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_uids() {
+        assert!(is_safe_uid("1.2.840.10008.5.1.4.1.1.2"));
+        assert!(is_safe_uid("2.25.123"));
+        for bad in [
+            "",
+            ".",
+            "..",
+            "1..2",
+            ".1",
+            "1.",
+            "../../etc",
+            "1.2/3",
+            "1.2a",
+            "1 .2",
+            &"1.".repeat(40),
+        ] {
+            assert!(!is_safe_uid(bad), "{bad:?} must be refused");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The accept loop. A semaphore of `max_associations` permits caps concurrent associations:
+//! a connection beyond the cap, or arriving while the disk is below its watermark, gets an
+//! A-ASSOCIATE-RJ (transient) at once instead of hanging.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_ul::pdu::{
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJSource,
+};
+use dicom_ul::Pdu;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::Ingest;
+use crate::pipeline::shutdown::{Done, Shutdown};
+
+/// Accept connections until shutdown; each association runs in its own task.
+pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutdown, done: Done) {
+    let limit = Arc::new(Semaphore::new(ingest.settings.max_associations));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.recv() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let timeout = Duration::from_secs(ingest.settings.timeout_seconds);
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(
+                    peer = %peer.ip(),
+                    max_associations = ingest.settings.max_associations,
+                    "association rejected: max_associations reached"
+                );
+                tokio::spawn(reject(
+                    socket,
+                    peer,
+                    AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+                    timeout,
+                ));
+                continue;
+            }
+        };
+        if let Err(reason) = ingest.has_room_for(0) {
+            tracing::error!(peer = %peer.ip(), %reason, "association rejected: disk space");
+            tokio::spawn(reject(
+                socket,
+                peer,
+                AssociationRJServiceProviderPresentationReason::TemporaryCongestion,
+                timeout,
+            ));
+            continue;
+        }
+        let (ingest, shutdown, done) = (ingest.clone(), shutdown.clone(), done.clone());
+        tokio::spawn(async move {
+            super::association::handle(socket, peer, ingest, shutdown).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+    tracing::info!("DICOM listener stopped accepting");
+}
+
+/// Read the A-ASSOCIATE-RQ and answer it with a transient A-ASSOCIATE-RJ.
+async fn reject(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    reason: AssociationRJServiceProviderPresentationReason,
+    timeout: Duration,
+) {
+    let exchange = async {
+        // PDU header: type (1), reserved (1), length (4, big endian).
+        let mut header = [0u8; 6];
+        socket.read_exact(&mut header).await?;
+        let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as u64;
+        if header[0] != 0x01 || len > 1 << 20 {
+            return Ok(()); // not an association request: just close
+        }
+        tokio::io::copy(&mut (&mut socket).take(len), &mut tokio::io::sink()).await?;
+        let mut out = Vec::with_capacity(10);
+        let pdu = Pdu::AssociationRJ(AssociationRJ {
+            result: AssociationRJResult::Transient,
+            source: AssociationRJSource::ServiceProviderPresentation(reason),
+        });
+        dicom_ul::write_pdu(&mut out, &pdu).map_err(std::io::Error::other)?;
+        socket.write_all(&out).await?;
+        socket.shutdown().await
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(timeout, exchange).await {
+        tracing::debug!(peer = %peer.ip(), error = %e, "rejecting association failed");
+    }
+}

@@ -1,0 +1,166 @@
+//! The `osteoscreen` command line: parse arguments, load settings, call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use osteoscreen::config::Settings;
+use osteoscreen::dimse::scu::{self, Peer};
+
+/// Screens lumbar X-ray and CT studies for osteoporosis, as a DICOM node beside the PACS.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Settings file (TOML). Default: config/osteoscreen.toml if present, else built-in
+    /// defaults. Any setting can be overridden by OSTEOSCREEN__<SECTION>__<KEY>.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: DICOM C-ECHO / C-STORE SCP, durable queue, study assembly.
+    Serve,
+    /// Send a C-ECHO to a DICOM node and report its status.
+    Echo(PeerArgs),
+    /// C-STORE files or directories (recursively) to a DICOM node, each in its own
+    /// transfer syntax; prints a status per file and a summary.
+    Send {
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// DICOM Part 10 files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Validate the settings and print the effective values (secrets masked).
+    CheckConfig,
+}
+
+#[derive(Args)]
+struct PeerArgs {
+    /// Host name or IP address of the remote node.
+    #[arg(long)]
+    host: String,
+    /// TCP port of the remote node.
+    #[arg(long)]
+    port: u16,
+    /// The remote node's AE title.
+    #[arg(long, value_name = "AE")]
+    called_ae: String,
+    /// Our AE title (default: [dicom] ae_title).
+    #[arg(long, value_name = "AE")]
+    calling_ae: Option<String>,
+    /// Seconds to wait for connection and each response.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+impl PeerArgs {
+    fn peer(&self, settings: &Settings) -> Peer {
+        Peer {
+            host: self.host.clone(),
+            port: self.port,
+            called_ae: self.called_ae.clone(),
+            calling_ae: self
+                .calling_ae
+                .clone()
+                .unwrap_or_else(|| settings.dicom.ae_title.clone()),
+            max_pdu_length: settings.dicom.max_pdu_length,
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("osteoscreen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = cli.command {
+        print!("{}", settings.to_masked_toml());
+        eprintln!("settings are valid");
+        return ExitCode::SUCCESS;
+    }
+    osteoscreen::ops::logging::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("osteoscreen: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("osteoscreen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            osteoscreen::daemon::serve(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Echo(args) => {
+            let status = scu::echo(&args.peer(&settings)).await?;
+            println!(
+                "C-ECHO {}:{} {}: {status}",
+                args.host, args.port, args.called_ae
+            );
+            Ok(if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Send { peer, paths } => {
+            let files = scu::collect_files(&paths).context("cannot list input files")?;
+            let outcomes = scu::send_files(&peer.peer(&settings), &files).await?;
+            let mut failed = 0;
+            for o in &outcomes {
+                match &o.result {
+                    Ok((status, comment)) if o.stored() => {
+                        let note = comment.as_deref().unwrap_or("");
+                        println!("OK      {} {status} {note}", o.path.display());
+                    }
+                    Ok((status, comment)) => {
+                        failed += 1;
+                        let note = comment.as_deref().unwrap_or("");
+                        println!("FAILED  {} {status} {note}", o.path.display());
+                    }
+                    Err(reason) => {
+                        failed += 1;
+                        println!("FAILED  {}: {reason}", o.path.display());
+                    }
+                }
+            }
+            println!(
+                "sent {} of {} files, {failed} failed",
+                outcomes.len() - failed,
+                outcomes.len()
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::CheckConfig => unreachable!("handled before the runtime starts"),
+    }
+}

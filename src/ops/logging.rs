@@ -1,0 +1,21 @@
+//! Log set-up: human-readable text by default, one JSON object per line with
+//! `[log] format = "json"`. Logs go to stderr (journald under systemd). Call sites log UIDs,
+//! AE titles, counts and durations, never patient names, IDs or birth dates.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Install the global subscriber; `RUST_LOG`, when set, overrides `[log] level`.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,96 @@
+//! Study assembly: a study becomes a queued job once no instance of it has arrived for
+//! `study_stable_seconds` and no association that delivered part of it is still open.
+//! The quiet period is measured from `last_received_ms` in the database, so it survives
+//! a restart; later instances re-open the study as a new job version.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::pipeline::shutdown::{Done, Shutdown};
+use crate::store::{now_ms, Store};
+
+/// Studies that an open association is contributing to (counted per association).
+#[derive(Clone, Default)]
+pub struct ActiveStudies {
+    inner: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl ActiveStudies {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An association started contributing to `study_uid`.
+    pub fn enter(&self, study_uid: &str) {
+        *self.map().entry(study_uid.to_string()).or_insert(0) += 1;
+    }
+
+    /// An association that entered `study_uid` has closed.
+    pub fn leave(&self, study_uid: &str) {
+        let mut map = self.map();
+        if let Some(n) = map.get_mut(study_uid) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(study_uid);
+            }
+        }
+    }
+
+    pub fn is_active(&self, study_uid: &str) -> bool {
+        self.map().contains_key(study_uid)
+    }
+}
+
+/// Queue every study that is due now; returns how many jobs were queued.
+pub fn assemble_once(
+    store: &Store,
+    active: &ActiveStudies,
+    stable: Duration,
+) -> Result<usize, crate::store::StoreError> {
+    let cutoff = now_ms() - stable.as_millis() as i64;
+    let mut queued = 0;
+    for study in store.studies_due(cutoff)? {
+        if active.is_active(&study) {
+            continue;
+        }
+        if let Some(job) = store.queue_job(&study, cutoff)? {
+            tracing::info!(
+                study_uid = %job.study_uid,
+                job_id = job.id,
+                version = job.version,
+                instances = job.instance_count,
+                "study stable: job queued"
+            );
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Run `assemble_once` every `tick` until shutdown.
+pub async fn run(
+    store: Arc<Store>,
+    active: ActiveStudies,
+    stable: Duration,
+    mut shutdown: Shutdown,
+    _done: Done,
+) {
+    let tick = (stable / 4).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        let (store, active) = (store.clone(), active.clone());
+        let result =
+            tokio::task::spawn_blocking(move || assemble_once(&store, &active, stable)).await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "study assembly failed; retrying"),
+            Err(e) => tracing::error!(error = %e, "study assembly task failed; retrying"),
+        }
+    }
+}

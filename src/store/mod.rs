@@ -1,0 +1,366 @@
+//! The durable state of the daemon, in SQLite (WAL): instances received, studies being
+//! assembled, jobs. Every SQL statement of the crate lives in this module, behind named
+//! operations, so another database can replace SQLite without touching the rest.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub use writer::InstanceWriter;
+
+/// A database problem; the message names the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {op} failed: {source}")]
+    Sql {
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("database writer has stopped")]
+    WriterGone,
+    #[error("fsync of directory {path} failed: {source}")]
+    SyncDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { op, source }
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every column.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One received instance as recorded: where its file is and what it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub modality: String,
+    pub transfer_syntax: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub calling_ae: String,
+    pub received_at_ms: i64,
+}
+
+/// A study handed to analysis: one version per quiet period of the study.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub study_uid: String,
+    pub version: i64,
+    pub state: String,
+    pub instance_count: i64,
+    pub created_ms: i64,
+}
+
+/// Job states. `superseded`: a newer version of the same study was queued.
+pub mod job_state {
+    pub const QUEUED: &str = "queued";
+    pub const SUPERSEDED: &str = "superseded";
+}
+
+/// Handle to the database for everything but the hot ingest path (see `InstanceWriter`).
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+/// Open a connection with the pragmas every connection needs.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit survives power loss,
+    // which is what we promise before acknowledging a C-STORE.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Open (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = connect(path)?;
+        schema::migrate(&mut conn).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file of `[storage] dir`.
+    pub fn path_in(storage_dir: &Path) -> PathBuf {
+        storage_dir.join("osteoscreen.sqlite")
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent; keep going.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start the group-commit writer used by ingest.
+    pub fn instance_writer(&self) -> Result<InstanceWriter, StoreError> {
+        InstanceWriter::start(connect(&self.path)?)
+    }
+
+    /// Studies with unqueued instances whose last instance arrived at or before `cutoff_ms`.
+    pub fn studies_due(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT study_uid FROM studies WHERE pending = 1 AND last_received_ms <= ?1
+                 ORDER BY last_received_ms",
+            )
+            .map_err(sql("studies_due"))?;
+        let rows = stmt
+            .query_map([cutoff_ms], |r| r.get(0))
+            .map_err(sql("studies_due"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("studies_due"))
+    }
+
+    /// Queue a new job version for `study_uid` if it is still quiet since `cutoff_ms`;
+    /// older queued versions become `superseded`. Returns the job, or None if the study
+    /// received something after the cutoff (it will be due again later).
+    pub fn queue_job(&self, study_uid: &str, cutoff_ms: i64) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("queue_job"))?;
+        let version: Option<i64> = tx
+            .query_row(
+                "UPDATE studies SET pending = 0, job_version = job_version + 1
+                 WHERE study_uid = ?1 AND pending = 1 AND last_received_ms <= ?2
+                 RETURNING job_version",
+                params![study_uid, cutoff_ms],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("queue_job"))?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let count: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM instances WHERE study_uid = ?1",
+                [study_uid],
+                |r| r.get(0),
+            )
+            .map_err(sql("queue_job"))?;
+        tx.execute(
+            "UPDATE jobs SET state = ?1, updated_ms = ?2 WHERE study_uid = ?3 AND state = ?4",
+            params![job_state::SUPERSEDED, now, study_uid, job_state::QUEUED],
+        )
+        .map_err(sql("queue_job"))?;
+        tx.execute(
+            "INSERT INTO jobs (study_uid, version, state, instance_count, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![study_uid, version, job_state::QUEUED, count, now],
+        )
+        .map_err(sql("queue_job"))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(sql("queue_job"))?;
+        Ok(Some(Job {
+            id,
+            study_uid: study_uid.to_string(),
+            version,
+            state: job_state::QUEUED.to_string(),
+            instance_count: count,
+            created_ms: now,
+        }))
+    }
+
+    /// All jobs, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, study_uid, version, state, instance_count, created_ms
+                 FROM jobs ORDER BY id",
+            )
+            .map_err(sql("jobs"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Job {
+                    id: r.get(0)?,
+                    study_uid: r.get(1)?,
+                    version: r.get(2)?,
+                    state: r.get(3)?,
+                    instance_count: r.get(4)?,
+                    created_ms: r.get(5)?,
+                })
+            })
+            .map_err(sql("jobs"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("jobs"))
+    }
+
+    /// Every recorded instance, in SOP Instance UID order.
+    pub fn instances(&self) -> Result<Vec<InstanceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT sop_instance_uid, sop_class_uid, study_uid, series_uid, modality,
+                        transfer_syntax, path, size, calling_ae, received_at_ms
+                 FROM instances ORDER BY sop_instance_uid",
+            )
+            .map_err(sql("instances"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(InstanceRecord {
+                    sop_instance_uid: r.get(0)?,
+                    sop_class_uid: r.get(1)?,
+                    study_uid: r.get(2)?,
+                    series_uid: r.get(3)?,
+                    modality: r.get(4)?,
+                    transfer_syntax: r.get(5)?,
+                    path: PathBuf::from(r.get::<_, String>(6)?),
+                    size: r.get::<_, i64>(7)? as u64,
+                    calling_ae: r.get(8)?,
+                    received_at_ms: r.get(9)?,
+                })
+            })
+            .map_err(sql("instances"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("instances"))
+    }
+
+    /// Cheap liveness probe for the watchdog.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn()
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(sql("ping"))
+    }
+}
+
+/// Insert or refresh instances and mark their studies pending, in one transaction.
+fn record_instances(conn: &mut Connection, batch: &[InstanceRecord]) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(sql("record_instances"))?;
+    {
+        // A duplicate SOP Instance UID refreshes the row (same file path, replaced
+        // atomically on disk); it never removes anything.
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,
+                     modality, transfer_syntax, path, size, calling_ae, received_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (sop_instance_uid) DO UPDATE SET
+                     sop_class_uid = excluded.sop_class_uid, study_uid = excluded.study_uid,
+                     series_uid = excluded.series_uid, modality = excluded.modality,
+                     transfer_syntax = excluded.transfer_syntax, path = excluded.path,
+                     size = excluded.size, calling_ae = excluded.calling_ae,
+                     received_at_ms = excluded.received_at_ms,
+                     times_received = times_received + 1",
+            )
+            .map_err(sql("record_instances"))?;
+        let mut study = tx
+            .prepare_cached(
+                "INSERT INTO studies (study_uid, first_received_ms, last_received_ms, pending)
+                 VALUES (?1, ?2, ?2, 1)
+                 ON CONFLICT (study_uid) DO UPDATE SET
+                     last_received_ms = max(last_received_ms, excluded.last_received_ms),
+                     pending = 1",
+            )
+            .map_err(sql("record_instances"))?;
+        for r in batch {
+            insert
+                .execute(params![
+                    r.sop_instance_uid,
+                    r.sop_class_uid,
+                    r.study_uid,
+                    r.series_uid,
+                    r.modality,
+                    r.transfer_syntax,
+                    r.path.to_string_lossy(),
+                    r.size as i64,
+                    r.calling_ae,
+                    r.received_at_ms,
+                ])
+                .map_err(sql("record_instances"))?;
+            study
+                .execute(params![r.study_uid, r.received_at_ms])
+                .map_err(sql("record_instances"))?;
+        }
+    }
+    tx.commit().map_err(sql("record_instances"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sop: &str, study: &str, at: i64) -> InstanceRecord {
+        InstanceRecord {
+            sop_instance_uid: sop.into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            study_uid: study.into(),
+            series_uid: "1.2.3".into(),
+            modality: "CT".into(),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            path: PathBuf::from("/x"),
+            size: 10,
+            calling_ae: "SCU".into(),
+            received_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn quiet_study_becomes_job_and_reopens_as_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let mut conn = connect(&store.path).unwrap();
+        record_instances(
+            &mut conn,
+            &[record("1.1", "9.9", 1000), record("1.2", "9.9", 2000)],
+        )
+        .unwrap();
+        // Duplicate: still two instances.
+        record_instances(&mut conn, &[record("1.2", "9.9", 2500)]).unwrap();
+        assert_eq!(store.instances().unwrap().len(), 2);
+
+        assert!(store.studies_due(2000).unwrap().is_empty(), "not quiet yet");
+        assert_eq!(store.studies_due(2500).unwrap(), vec!["9.9".to_string()]);
+        let job = store.queue_job("9.9", 2500).unwrap().unwrap();
+        assert_eq!((job.version, job.instance_count), (1, 2));
+        assert!(
+            store.queue_job("9.9", 2500).unwrap().is_none(),
+            "no double queue"
+        );
+
+        record_instances(&mut conn, &[record("1.3", "9.9", 5000)]).unwrap();
+        assert!(
+            store.queue_job("9.9", 4000).unwrap().is_none(),
+            "arrived after cutoff"
+        );
+        let job2 = store.queue_job("9.9", 5000).unwrap().unwrap();
+        assert_eq!((job2.version, job2.instance_count), (2, 3));
+        let jobs = store.jobs().unwrap();
+        assert_eq!(jobs[0].state, job_state::SUPERSEDED);
+        assert_eq!(jobs[1].state, job_state::QUEUED);
+    }
+}

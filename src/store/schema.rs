@@ -1,0 +1,55 @@
+//! The SQLite schema and its migrations, applied in order via `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: instances received, studies being assembled, jobs.
+    "CREATE TABLE instances (
+        sop_instance_uid TEXT PRIMARY KEY,
+        sop_class_uid    TEXT NOT NULL,
+        study_uid        TEXT NOT NULL,
+        series_uid       TEXT NOT NULL,
+        modality         TEXT NOT NULL,
+        transfer_syntax  TEXT NOT NULL,
+        path             TEXT NOT NULL,
+        size             INTEGER NOT NULL,
+        calling_ae       TEXT NOT NULL,
+        received_at_ms   INTEGER NOT NULL,
+        times_received   INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX instances_by_study ON instances(study_uid);
+    CREATE TABLE studies (
+        study_uid           TEXT PRIMARY KEY,
+        first_received_ms   INTEGER NOT NULL,
+        last_received_ms    INTEGER NOT NULL,
+        -- 1 while instances arrived that no job covers yet
+        pending             INTEGER NOT NULL,
+        job_version         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX studies_pending ON studies(pending, last_received_ms);
+    CREATE TABLE jobs (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        study_uid       TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        instance_count  INTEGER NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        reason          TEXT,
+        UNIQUE (study_uid, version)
+    );
+    CREATE INDEX jobs_by_state ON jobs(state);",
+];
+
+/// Bring `conn` to the newest schema.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

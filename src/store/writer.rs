@@ -1,0 +1,82 @@
+//! Group commit for the ingest hot path. Concurrent associations hand their instance rows
+//! (and the spool directories their renames touched) to one thread, which fsyncs each
+//! directory once and commits every waiting row in one transaction: one SQLite fsync per
+//! batch instead of one per instance. Callers get their answer only after the commit.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{InstanceRecord, StoreError};
+
+/// Rows committed in one transaction at most; bounds the latency of the first waiter.
+const MAX_BATCH: usize = 512;
+
+struct Request {
+    record: InstanceRecord,
+    sync_dir: PathBuf,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Cloneable handle to the group-commit thread; the thread ends when every handle is gone.
+#[derive(Clone)]
+pub struct InstanceWriter {
+    tx: mpsc::Sender<Request>,
+}
+
+impl InstanceWriter {
+    pub(super) fn start(mut conn: Connection) -> Result<InstanceWriter, StoreError> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
+                    for r in batch {
+                        let _ = r.reply.send(result.clone());
+                    }
+                }
+            })
+            .map_err(|e| StoreError::SyncDir {
+                path: PathBuf::from("<db-writer thread>"),
+                source: e,
+            })?;
+        Ok(InstanceWriter { tx })
+    }
+
+    /// Make the rename into `sync_dir` durable and record the instance; returns once both
+    /// are on disk.
+    pub async fn record(&self, record: InstanceRecord, sync_dir: PathBuf) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                record,
+                sync_dir,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone.to_string())?;
+        rx.await.map_err(|_| StoreError::WriterGone.to_string())?
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Request]) -> Result<(), StoreError> {
+    let dirs: BTreeSet<&PathBuf> = batch.iter().map(|r| &r.sync_dir).collect();
+    for dir in dirs {
+        crate::fsutil::sync_dir(dir).map_err(|source| StoreError::SyncDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
+    super::record_instances(conn, &records)
+}

@@ -1,0 +1,300 @@
+//! Shared test harness: the daemon as a child process on a free loopback port, the real
+//! DICOM peers (DCMTK) run as commands, and test data.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use osteoscreen::store::Store;
+
+/// `../shared/testdata/real` beside the clone (override with OSTEOSCREEN_TESTDATA).
+pub fn testdata() -> PathBuf {
+    std::env::var_os("OSTEOSCREEN_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/real"))
+}
+
+pub fn real(rel: &str) -> PathBuf {
+    let p = testdata().join(rel);
+    assert!(p.exists(), "test data {} missing", p.display());
+    p
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Run a command to completion, keeping its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the peer installed?)"))
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `osteoscreen serve` started by the test, stopped by PID.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub work: PathBuf,
+    pub storage: PathBuf,
+    env: Vec<(String, String)>,
+    starts: usize,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_osteoscreen")
+}
+
+pub fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/osteoscreen.toml")
+}
+
+impl Daemon {
+    /// Start with the shipped config, storage under `work`, and `env` overrides.
+    pub fn start(work: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon {
+            child: None,
+            port: free_port(),
+            work: work.to_path_buf(),
+            storage: work.join("var"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts: 0,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.work.join(format!("daemon-{}.log", self.starts))).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(shipped_config())
+            .arg("serve")
+            .env(
+                "OSTEOSCREEN__DICOM__LISTEN",
+                format!("127.0.0.1:{}", self.port),
+            )
+            .env("OSTEOSCREEN__STORAGE__DIR", &self.storage)
+            .env("OSTEOSCREEN__LOG__LEVEL", "debug")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start osteoscreen serve"));
+        let port = self.port;
+        wait_until("daemon to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        run(Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string()));
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "daemon ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&Store::path_in(&self.storage)).unwrap()
+    }
+
+    /// All daemon logs written so far.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.work.join(format!("daemon-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    pub fn storescu(&self, calling_ae: &str) -> Command {
+        let mut cmd = Command::new("storescu");
+        cmd.arg("-aet")
+            .arg(calling_ae)
+            .arg("-aec")
+            .arg("OSTEOSCREEN")
+            .arg("127.0.0.1")
+            .arg(self.port.to_string());
+        cmd
+    }
+
+    pub fn peer(&self, calling_ae: &str) -> osteoscreen::dimse::scu::Peer {
+        osteoscreen::dimse::scu::Peer {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            called_ae: "OSTEOSCREEN".into(),
+            calling_ae: calling_ae.into(),
+            max_pdu_length: 16384,
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Copies of `src` with fresh SOP Instance UIDs (and the given study / series), written to
+/// `out`; UIDs are `<root>.<i>`.
+pub fn make_instances(
+    src: &Path,
+    out: &Path,
+    n: usize,
+    study_uid: &str,
+    series_uid: &str,
+    root: &str,
+) -> Vec<(PathBuf, String)> {
+    std::fs::create_dir_all(out).unwrap();
+    let mut obj = dicom_object::open_file(src).unwrap();
+    obj.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(study_uid),
+    ));
+    obj.put(DataElement::new(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(series_uid),
+    ));
+    (1..=n)
+        .map(|i| {
+            let uid = format!("{root}.{i}");
+            obj.put(DataElement::new(
+                tags::SOP_INSTANCE_UID,
+                VR::UI,
+                PrimitiveValue::from(uid.as_str()),
+            ));
+            obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
+            let path = out.join(format!("{i:05}.dcm"));
+            obj.write_to_file(&path).unwrap();
+            (path, uid)
+        })
+        .collect()
+}
+
+/// The data set part of `dcmdump`'s output (meta header, transfer syntax line and the
+/// trailing padding that DCMTK drops when sending removed; long values abbreviated).
+pub fn dump_data_set(path: &Path) -> Vec<String> {
+    let out = run(Command::new("dcmdump").arg(path));
+    assert!(
+        out.status.success(),
+        "dcmdump {}: {}",
+        path.display(),
+        text(&out)
+    );
+    let all = String::from_utf8_lossy(&out.stdout).to_string();
+    let body = all
+        .split_once("# Dicom-Data-Set")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(all);
+    body.lines()
+        .filter(|l| !l.starts_with("# Used TransferSyntax") && !l.starts_with("(fffc,fffc)"))
+        .map(normalise_dump_line)
+        .collect()
+}
+
+/// Drop what only reflects length encoding (explicit vs undefined lengths of sequences and
+/// items), which a sender may legitimately change.
+fn normalise_dump_line(line: &str) -> String {
+    let value = line.rfind(" # ").map_or(line, |i| &line[..i]);
+    value
+        .replace(" with explicit length", "")
+        .replace(" with undefined length", "")
+        .replace(" for re-encod.", "")
+        .replace(" for re-encoding", "")
+        .trim_end()
+        .to_string()
+}
+
+/// Assert that two files hold the same data set: same `dcmdump` lines and the same pixel
+/// data bytes (native or encapsulated fragments).
+pub fn assert_same_data_set(stored: &Path, sent: &Path) {
+    let (a, b) = (dump_data_set(stored), dump_data_set(sent));
+    if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
+        panic!(
+            "{} differs from {}:\n  stored: {x}\n  sent:   {y}",
+            stored.display(),
+            sent.display()
+        );
+    }
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{} element count differs",
+        stored.display()
+    );
+    let pixels = |p: &Path| {
+        dicom_object::open_file(p)
+            .unwrap()
+            .get(tags::PIXEL_DATA)
+            .map(|e| e.value().clone())
+    };
+    assert!(
+        pixels(stored) == pixels(sent),
+        "pixel data of {} differs",
+        stored.display()
+    );
+}

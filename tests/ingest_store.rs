@@ -1,0 +1,230 @@
+//! The SCP against DCMTK: every real test file in every transfer syntax is stored as sent,
+//! jobs appear after the stability window and not before, and refusals are clean.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The storescu option that proposes (first) a file's own transfer syntax.
+fn storescu_flag(ts: &str) -> &'static str {
+    match ts {
+        "1.2.840.10008.1.2" => "-xi",
+        "1.2.840.10008.1.2.1" => "-xe",
+        "1.2.840.10008.1.2.2" => "-xb",
+        "1.2.840.10008.1.2.1.99" => "-xd",
+        "1.2.840.10008.1.2.4.50" => "-xy",
+        "1.2.840.10008.1.2.4.51" => "-xx",
+        "1.2.840.10008.1.2.4.70" => "-xs",
+        "1.2.840.10008.1.2.4.80" => "-xt",
+        "1.2.840.10008.1.2.4.81" => "-xu",
+        "1.2.840.10008.1.2.4.90" => "-xv",
+        "1.2.840.10008.1.2.4.91" => "-xw",
+        "1.2.840.10008.1.2.5" => "-xr",
+        other => panic!("no storescu option for transfer syntax {other}"),
+    }
+}
+
+/// (0002,0010) and (0008,0018) as DCMTK reads them.
+fn ts_and_sop_uid(path: &Path) -> (String, String) {
+    let out = run(Command::new("dcmdump")
+        .args(["-q", "-s", "-Un", "+P", "0002,0010", "+P", "0008,0018"])
+        .arg(path));
+    let values: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let start = l.find('[')?;
+            let end = l.find(']')?;
+            Some(l[start + 1..end].to_string())
+        })
+        .collect();
+    assert_eq!(values.len(), 2, "{}: {}", path.display(), text(&out));
+    (values[0].clone(), values[1].clone())
+}
+
+/// The real files whose SOP class the SCP accepts, plus DCMTK-made implicit, big-endian
+/// and deflated copies of CT_small so that every transfer syntax is covered.
+fn acceptable_files(work: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for n in 1..=20 {
+        files.push(real(&format!("ct-abdomen-20slices/slice{n:02}.dcm")));
+    }
+    for image in ["CT1", "CT2", "RG2", "RG3"] {
+        for enc in ["UNC", "J2KR", "J2KI", "JLSL", "JLSN", "JPLL", "RLE"] {
+            files.push(real(&format!("wg04/{image}_{enc}.dcm")));
+        }
+    }
+    files.push(real("wg04/RG2_JPLY.dcm"));
+    files.push(real("wg04/RG3_JPLY.dcm"));
+    for f in [
+        "CT_small.dcm",
+        "eCT_Supplemental.dcm",
+        "JPEG-LL.dcm",
+        "JPEG-lossy.dcm",
+        "JPEG2000.dcm",
+        "SC_rgb.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "image_dfl.dcm",
+    ] {
+        files.push(real(&format!("pydicom/{f}")));
+    }
+    for (i, (flag, name)) in [
+        ("+ti", "implicit"),
+        ("+tb", "bigendian"),
+        ("+td", "deflated"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = work.join(format!("CT_small_{name}.dcm"));
+        let res = run(Command::new("dcmconv")
+            .arg(flag)
+            .arg(real("pydicom/CT_small.dcm"))
+            .arg(&out));
+        assert!(res.status.success(), "dcmconv {flag}: {}", text(&res));
+        // Distinct SOP Instance UIDs, or the copies would overwrite each other.
+        let res = run(Command::new("dcmodify")
+            .arg("-nb")
+            .arg("-m")
+            .arg(format!("(0008,0018)=1.2.826.0.1.3680043.9.7777.1.{i}"))
+            .arg(&out));
+        assert!(res.status.success(), "dcmodify: {}", text(&res));
+        files.push(out);
+    }
+    files
+}
+
+#[test]
+fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__ACCEPTED_MODALITIES", "CR,DX,CT,OT,NM")],
+    );
+    let echo = run(Command::new("echoscu")
+        .args(["-aec", "OSTEOSCREEN", "127.0.0.1"])
+        .arg(daemon.port.to_string()));
+    assert!(echo.status.success(), "echoscu: {}", text(&echo));
+
+    let files = acceptable_files(work.path());
+    let mut by_ts: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
+    for f in &files {
+        let (ts, sop) = ts_and_sop_uid(f);
+        by_ts.entry(ts).or_default().push((f.clone(), sop));
+    }
+    assert!(
+        by_ts.len() >= 12,
+        "transfer syntaxes covered: {:?}",
+        by_ts.keys()
+    );
+    for (ts, group) in &by_ts {
+        let out = run(daemon
+            .storescu("STORESCU")
+            .args(["-R", storescu_flag(ts)])
+            .args(group.iter().map(|(p, _)| p)));
+        assert!(out.status.success(), "storescu {ts}: {}", text(&out));
+    }
+
+    let store = daemon.store();
+    let rows = store.instances().unwrap();
+    let missing: Vec<_> = by_ts
+        .values()
+        .flatten()
+        .filter(|(_, sop)| !rows.iter().any(|r| &r.sop_instance_uid == sop))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not stored: {missing:?}\n{}",
+        daemon.logs()
+    );
+    assert_eq!(
+        rows.len(),
+        files.len(),
+        "one row per instance, no duplicates"
+    );
+    for (ts, group) in &by_ts {
+        for (path, sop) in group {
+            let row = rows
+                .iter()
+                .find(|r| &r.sop_instance_uid == sop)
+                .unwrap_or_else(|| panic!("{} ({sop}) not recorded", path.display()));
+            assert_eq!(
+                &row.transfer_syntax,
+                ts,
+                "{} stored as received",
+                path.display()
+            );
+            assert_eq!(row.calling_ae, "STORESCU");
+            assert!(row.path.starts_with(daemon.storage.join("spool")));
+            assert_same_data_set(&row.path, path);
+        }
+    }
+}
+
+#[test]
+fn a_job_appears_after_the_stability_window_and_not_before() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "3")],
+    );
+    let study = "1.2.826.0.1.3680043.9.7777.2";
+    let first = make_instances(
+        &real("wg04/CT1_UNC.dcm"),
+        &work.path().join("a"),
+        3,
+        study,
+        &format!("{study}.1"),
+        &format!("{study}.1"),
+    );
+    let out = run(daemon
+        .storescu("MODALITY")
+        .args(first.iter().map(|(p, _)| p)));
+    assert!(out.status.success(), "{}", text(&out));
+    let sent = Instant::now();
+    let store = daemon.store();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        store.jobs().unwrap().is_empty(),
+        "job queued before the window"
+    );
+    wait_until("job", Duration::from_secs(15), || {
+        !store.jobs().unwrap().is_empty()
+    });
+    assert!(sent.elapsed() >= Duration::from_secs(3), "queued too early");
+    let jobs = store.jobs().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (
+            jobs[0].study_uid.as_str(),
+            jobs[0].version,
+            jobs[0].instance_count
+        ),
+        (study, 1, 3)
+    );
+    assert_eq!(jobs[0].state, "queued");
+
+    // A late instance re-opens the study as a new job version; nothing is lost.
+    let late = make_instances(
+        &real("wg04/CT1_UNC.dcm"),
+        &work.path().join("b"),
+        1,
+        study,
+        &format!("{study}.1"),
+        &format!("{study}.2"),
+    );
+    let out = run(daemon.storescu("MODALITY").arg(&late[0].0));
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("second job version", Duration::from_secs(15), || {
+        store.jobs().unwrap().len() == 2
+    });
+    let jobs = store.jobs().unwrap();
+    assert_eq!((jobs[1].version, jobs[1].instance_count), (2, 4));
+    assert_eq!(jobs[0].state, "superseded");
+    assert_eq!(jobs[1].state, "queued");
+}
