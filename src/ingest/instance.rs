@@ -66,6 +66,12 @@ pub fn inspect(
             ))
         }
     };
+    if ts.is_encapsulated_pixel_data() && !encapsulated_pixel_data_is_complete(data) {
+        return Err(refuse(
+            Status::CANNOT_UNDERSTAND,
+            "truncated: encapsulated pixel data has no end delimiter",
+        ));
+    }
     let text = |tag| -> String {
         obj.get(tag)
             .and_then(|e| e.value().to_str().ok())
@@ -128,4 +134,37 @@ pub fn inspect(
         ));
     }
     Ok(instance)
+}
+
+/// The parser tolerates an encapsulated Pixel Data sequence cut off at the end of the
+/// stream; a truncated image must not be acknowledged, so look for the Sequence
+/// Delimitation Item after the (explicit VR little endian) Pixel Data header.
+fn encapsulated_pixel_data_is_complete(data: &[u8]) -> bool {
+    const DELIMITER: [u8; 8] = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+    // tag (7FE0,0010), any VR (OB, or OW from some writers), reserved, undefined length
+    let is_header =
+        |w: &[u8]| w[..4] == [0xE0, 0x7F, 0x10, 0x00] && w[6..8] == [0, 0] && w[8..] == [0xFF; 4];
+    let Some(start) = data.windows(12).rposition(is_header) else {
+        return true; // no encapsulated Pixel Data (e.g. a header-only object)
+    };
+    data[start..]
+        .windows(DELIMITER.len())
+        .any(|w| w == DELIMITER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_encapsulated_pixel_data_is_detected() {
+        let mut data = vec![
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        data.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 1, 2, 3, 4]);
+        assert!(!encapsulated_pixel_data_is_complete(&data));
+        data.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert!(encapsulated_pixel_data_is_complete(&data));
+        assert!(encapsulated_pixel_data_is_complete(b"no pixel data here"));
+    }
 }

@@ -1,0 +1,199 @@
+//! The command line as an administrator uses it: `send` and `echo` against DCMTK's
+//! storescp, and `check-config` on good and bad settings.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// DCMTK storescp on a free port, writing into `dir`; killed on drop.
+struct Storescp {
+    child: Child,
+    port: u16,
+}
+
+impl Storescp {
+    fn start(dir: &std::path::Path) -> Storescp {
+        let port = free_port();
+        let child = Command::new("storescp")
+            .args(["-aet", "PACS", "-od"])
+            .arg(dir)
+            // accept every transfer syntax the sender proposes, unchanged
+            .arg("+xa")
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start storescp");
+        wait_until("storescp", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Storescp { child, port }
+    }
+}
+
+impl Drop for Storescp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn send_round_trips_to_dcmtk_storescp_in_the_files_own_transfer_syntax() {
+    let work = tempfile::tempdir().unwrap();
+    let received = work.path().join("received");
+    std::fs::create_dir_all(&received).unwrap();
+    let scp = Storescp::start(&received);
+
+    let echo = run(Command::new(bin())
+        .args([
+            "echo",
+            "--host",
+            "127.0.0.1",
+            "--called-ae",
+            "PACS",
+            "--port",
+        ])
+        .arg(scp.port.to_string()));
+    assert!(echo.status.success(), "{}", text(&echo));
+    assert!(text(&echo).contains("Success"));
+
+    // A directory (recursive) plus single files, in several transfer syntaxes.
+    let input = work.path().join("input");
+    std::fs::create_dir_all(input.join("nested")).unwrap();
+    let sources = [
+        "wg04/CT1_J2KR.dcm",
+        "wg04/RG2_JLSL.dcm",
+        "wg04/RG3_RLE.dcm",
+        "pydicom/CT_small.dcm",
+    ];
+    for (i, s) in sources.iter().enumerate() {
+        let sub = if i % 2 == 0 { "nested" } else { "" };
+        std::fs::copy(real(s), input.join(sub).join(format!("{i}.dcm"))).unwrap();
+    }
+    let out = run(Command::new(bin())
+        .args(["send", "--host", "127.0.0.1", "--called-ae", "PACS"])
+        .args(["--calling-ae", "OSTEOTEST", "--port"])
+        .arg(scp.port.to_string())
+        .arg(&input)
+        .arg(real("wg04/CT2_JPLL.dcm")));
+    let stdout = text(&out);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("sent 5 of 5 files, 0 failed"), "{stdout}");
+
+    let stored: Vec<_> = std::fs::read_dir(&received)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 5);
+    for source in sources.iter().chain(["wg04/CT2_JPLL.dcm"].iter()) {
+        let src = real(source);
+        let src_obj = dicom_object::open_file(&src).unwrap();
+        let uid = src_obj.meta().media_storage_sop_instance_uid().to_string();
+        let copy = stored
+            .iter()
+            .find(|p| {
+                dicom_object::open_file(p)
+                    .map(|o| o.meta().media_storage_sop_instance_uid() == uid)
+                    .unwrap_or(false)
+            })
+            .unwrap_or_else(|| panic!("{source} not received"));
+        let copy_obj = dicom_object::open_file(copy).unwrap();
+        assert_eq!(
+            copy_obj.meta().transfer_syntax(),
+            src_obj.meta().transfer_syntax(),
+            "{source} was transcoded"
+        );
+        assert_same_data_set(copy, &src);
+    }
+
+    // A file that is not DICOM gets a per-file failure, the others still go.
+    let junk = work.path().join("junk.dcm");
+    std::fs::write(&junk, b"not dicom").unwrap();
+    let out = run(Command::new(bin())
+        .args([
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--called-ae",
+            "PACS",
+            "--port",
+        ])
+        .arg(scp.port.to_string())
+        .arg(&junk)
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("sent 1 of 2 files, 1 failed"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn echo_to_a_closed_port_fails_with_a_reason() {
+    let out = run(Command::new(bin())
+        .args([
+            "echo",
+            "--host",
+            "127.0.0.1",
+            "--called-ae",
+            "NOBODY",
+            "--timeout",
+            "3",
+        ])
+        .args(["--port", &free_port().to_string()]));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("NOBODY"), "{}", text(&out));
+}
+
+#[test]
+fn check_config_prints_effective_settings_and_names_bad_keys() {
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .arg("check-config")
+        .env("OSTEOSCREEN__DICOM__AE_TITLE", "SCREEN1"));
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("ae_title = \"SCREEN1\""), "{printed}");
+    assert!(printed.contains("study_stable_seconds = 10"), "{printed}");
+
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("bad.toml");
+    std::fs::write(&bad, "[dicom]\nmax_associations = 0\n").unwrap();
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(&bad)
+        .arg("check-config"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("dicom.max_associations"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(&bad, "[dicom]\nae_titel = \"TYPO\"\n").unwrap();
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(&bad)
+        .arg("check-config"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("ae_titel"), "{}", text(&out));
+
+    let out = run(Command::new(bin()).args([
+        "--config",
+        "/nonexistent/osteoscreen.toml",
+        "check-config",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+
+    let out = run(Command::new(bin()).arg("--help"));
+    for cmd in ["serve", "echo", "send", "check-config"] {
+        assert!(text(&out).contains(cmd), "--help lacks {cmd}");
+    }
+}

@@ -1,0 +1,228 @@
+//! Faults: parallel senders, kill -9 mid-stream, association limits, stalled peers and
+//! graceful shutdown. Nothing acknowledged may be lost.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn eight_parallel_senders_lose_nothing_and_duplicate_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    let src = real("wg04/CT1_UNC.dcm");
+    let mut children = Vec::new();
+    let mut expected = HashSet::new();
+    for s in 0..8 {
+        let study = format!("1.2.826.0.1.3680043.9.7777.4.{s}");
+        let files = make_instances(
+            &src,
+            &work.path().join(format!("in{s}")),
+            15,
+            &study,
+            &format!("{study}.1"),
+            &format!("{study}.1"),
+        );
+        expected.extend(files.iter().map(|(_, uid)| uid.clone()));
+        // Every sender also sends one instance twice: idempotent, one row.
+        let mut cmd = daemon.storescu(&format!("SENDER{s}"));
+        cmd.args(files.iter().map(|(p, _)| p)).arg(&files[0].0);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        children.push(cmd.spawn().unwrap());
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let rows = daemon.store().instances().unwrap();
+    let got: HashSet<_> = rows.iter().map(|r| r.sop_instance_uid.clone()).collect();
+    assert_eq!(rows.len(), 120, "one row per instance");
+    assert_eq!(got, expected);
+    for r in &rows {
+        assert!(r.path.exists(), "{} missing on disk", r.path.display());
+    }
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_acknowledged_instance() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "2")],
+    );
+    let study = "1.2.826.0.1.3680043.9.7777.5";
+    let files = make_instances(
+        &real("wg04/CT1_UNC.dcm"),
+        &work.path().join("in"),
+        200,
+        study,
+        &format!("{study}.1"),
+        &format!("{study}.1"),
+    );
+    // storescu -v logs "Sending file" then the response for each file, in order.
+    let log = work.path().join("storescu.log");
+    let mut sender = daemon
+        .storescu("CRASHSCU")
+        .arg("-v")
+        .args(files.iter().map(|(p, _)| p))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let store = daemon.store();
+    wait_until("some instances stored", Duration::from_secs(60), || {
+        store.instances().unwrap().len() >= 40
+    });
+    daemon.kill9();
+    let _ = sender.wait();
+    drop(store);
+
+    let acknowledged = acknowledged_files(&std::fs::read_to_string(&log).unwrap());
+    assert!(acknowledged.len() >= 40, "only {} acks", acknowledged.len());
+    assert!(
+        acknowledged.len() < 200,
+        "the kill came too late to test anything"
+    );
+
+    daemon.restart();
+    let store = daemon.store();
+    let rows = store.instances().unwrap();
+    assert_recorded(&files, &acknowledged, &rows);
+    // Timers survive the restart: the study is queued, covering every recorded instance.
+    wait_until("job after restart", Duration::from_secs(20), || {
+        !store.jobs().unwrap().is_empty()
+    });
+    let job = &store.jobs().unwrap()[0];
+    assert_eq!(job.study_uid, study);
+    assert_eq!(job.instance_count as usize, rows.len());
+    assert_eq!(
+        std::fs::read_dir(daemon.storage.join("spool/.tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "partial files cleaned at start-up"
+    );
+}
+
+/// Every acknowledged file has its row and a readable spooled file.
+fn assert_recorded(
+    files: &[(std::path::PathBuf, String)],
+    acknowledged: &[String],
+    rows: &[osteoscreen::store::InstanceRecord],
+) {
+    for file in acknowledged {
+        let uid = &files
+            .iter()
+            .find(|(p, _)| p.to_string_lossy() == *file)
+            .unwrap_or_else(|| panic!("unknown file {file}"))
+            .1;
+        let row = rows
+            .iter()
+            .find(|r| &r.sop_instance_uid == uid)
+            .unwrap_or_else(|| panic!("acknowledged {uid} lost"));
+        dicom_object::open_file(&row.path)
+            .unwrap_or_else(|e| panic!("acknowledged {uid} unreadable: {e}"));
+    }
+}
+
+/// Files for which storescu logged a successful C-STORE response.
+fn acknowledged_files(log: &str) -> Vec<String> {
+    let mut current = None;
+    let mut acked = Vec::new();
+    for line in log.lines() {
+        if let Some(f) = line.strip_prefix("I: Sending file: ") {
+            current = Some(f.trim().to_string());
+        } else if line.contains("Received Store Response (Success)") {
+            acked.extend(current.take());
+        }
+    }
+    acked
+}
+
+#[test]
+fn beyond_max_associations_is_a_rejection_and_stalled_peers_time_out() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__MAX_ASSOCIATIONS", "1"),
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "3"),
+        ],
+    );
+    // Let the harness's readiness probe (a bare connect) release its slot first.
+    std::thread::sleep(Duration::from_millis(500));
+    // A peer that connects and says nothing holds the only slot...
+    let mut stalled = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so the next one is rejected at once, not left hanging.
+    let start = Instant::now();
+    let out = run(Command::new("echoscu")
+        .args(["-to", "10", "-aec", "OSTEOSCREEN", "127.0.0.1"])
+        .arg(daemon.port.to_string()));
+    assert!(!out.status.success(), "{}\n{}", text(&out), daemon.logs());
+    assert!(text(&out).contains("Rejected"), "{}", text(&out));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "rejection was slow"
+    );
+    assert!(daemon.logs().contains("max_associations reached"));
+
+    // The stalled peer is dropped after the timeout; then the slot is free again.
+    wait_until("stalled peer dropped", Duration::from_secs(10), || {
+        let _ = stalled.write_all(&[]);
+        let mut buf = [0u8; 1];
+        stalled
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        matches!(std::io::Read::read(&mut stalled, &mut buf), Ok(0))
+    });
+    wait_until("slot free", Duration::from_secs(5), || {
+        run(Command::new("echoscu")
+            .args(["-aec", "OSTEOSCREEN", "127.0.0.1"])
+            .arg(daemon.port.to_string()))
+        .status
+        .success()
+    });
+}
+
+#[test]
+fn sigterm_finishes_in_flight_stores_and_exits_zero() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
+    let study = "1.2.826.0.1.3680043.9.7777.6";
+    let files = make_instances(
+        &real("wg04/CT1_UNC.dcm"),
+        &work.path().join("in"),
+        60,
+        study,
+        &format!("{study}.1"),
+        &format!("{study}.1"),
+    );
+    let log = work.path().join("storescu.log");
+    let mut sender = daemon
+        .storescu("TERMSCU")
+        .arg("-v")
+        .args(files.iter().map(|(p, _)| p))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let store = daemon.store();
+    wait_until("stores under way", Duration::from_secs(30), || {
+        !store.instances().unwrap().is_empty()
+    });
+    let status = daemon.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let _ = sender.wait();
+    let acked = acknowledged_files(&std::fs::read_to_string(&log).unwrap());
+    assert!(!acked.is_empty());
+    assert_recorded(&files, &acked, &store.instances().unwrap());
+    assert!(daemon.logs().contains("shutdown complete"));
+    // New connections are refused once it is down.
+    assert!(TcpStream::connect(("127.0.0.1", daemon.port)).is_err());
+}

@@ -1,0 +1,252 @@
+//! Refusals: a caller not allowed, an unsupported SOP class, broken files, path-traversal
+//! UIDs. Each gets a clear answer, nothing bad is stored, and the daemon keeps serving.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use osteoscreen::dimse::scu::{store_data_set, OutgoingFile};
+use osteoscreen::dimse::Status;
+
+fn echo(daemon: &Daemon, calling_ae: &str) -> bool {
+    run(Command::new("echoscu")
+        .args(["-aet", calling_ae, "-aec", "OSTEOSCREEN", "127.0.0.1"])
+        .arg(daemon.port.to_string()))
+    .status
+    .success()
+}
+
+#[test]
+fn callers_not_in_allowed_callers_are_rejected_and_logged() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[(
+            "OSTEOSCREEN__DICOM__ALLOWED_CALLERS",
+            "GOODSCU,LOCALPACS@127.0.0.1,REMOTEPACS@10.9.9.9",
+        )],
+    );
+    assert!(echo(&daemon, "GOODSCU"));
+    assert!(echo(&daemon, "LOCALPACS"));
+    assert!(!echo(&daemon, "EVILSCU"), "unknown AE must be rejected");
+    assert!(
+        !echo(&daemon, "REMOTEPACS"),
+        "right AE from the wrong address"
+    );
+    let out = run(daemon.storescu("EVILSCU").arg(real("pydicom/CT_small.dcm")));
+    assert!(!out.status.success());
+    assert!(daemon.store().instances().unwrap().is_empty());
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("EVILSCU") && logs.contains("allowed_callers"),
+        "rejection not logged with its reason:\n{logs}"
+    );
+    // Still serving the allowed ones.
+    let out = run(daemon.storescu("GOODSCU").arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+}
+
+/// Announce a file's data set as `sop_class` and send it byte for byte, as a faulty
+/// modality would. Files without usable meta information are sent whole.
+fn send_raw(daemon: &Daemon, path: &Path, sop_class: &str) -> (Status, Option<String>) {
+    let (instance, ts, data) = match OutgoingFile::inspect(path) {
+        Ok(f) => {
+            let data = f
+                .data_set()
+                .unwrap_or_else(|_| std::fs::read(path).unwrap());
+            let instance = if f.sop_instance_uid.is_empty() {
+                "1.2.826.0.1.3680043.9.7777.3.1".to_string()
+            } else {
+                f.sop_instance_uid
+            };
+            let ts = if f.transfer_syntax.is_empty() {
+                "1.2.840.10008.1.2".to_string()
+            } else {
+                f.transfer_syntax
+            };
+            (instance, ts, data)
+        }
+        Err(_) => (
+            "1.2.826.0.1.3680043.9.7777.3.2".to_string(),
+            "1.2.840.10008.1.2".to_string(),
+            std::fs::read(path).unwrap(),
+        ),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(store_data_set(
+        &daemon.peer("FAULTYSCU"),
+        sop_class,
+        &instance,
+        &ts,
+        &data,
+    ))
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+
+#[test]
+fn broken_and_mismatched_data_sets_are_refused_and_the_daemon_carries_on() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+
+    // Unsupported SOP class: DCMTK finds no accepted presentation context.
+    let out = run(daemon.storescu("STORESCU").arg(real("pydicom/rtplan.dcm")));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("No presentation context"),
+        "{}",
+        text(&out)
+    );
+
+    // Each broken file, announced as a CT image, must get a failure status with a reason.
+    let cases = [
+        ("broken/ct-empty-uids.dcm", 0xC000, "missing"),
+        ("pydicom/MR_truncated.dcm", 0xC000, "parse"),
+        ("pydicom/no_meta.dcm", 0xC000, "parse"),
+        ("pydicom/meta_missing_tsyntax.dcm", 0xC000, ""),
+        (
+            "pydicom/emri_small_jpeg_2k_lossless_too_short.dcm",
+            0xC000,
+            "truncated",
+        ),
+        ("pydicom/badVR.dcm", 0xA900, "SOP Class"),
+        ("pydicom/MR_small.dcm", 0xA900, "SOP Class"),
+    ];
+    for (file, status, words) in cases {
+        let (got, comment) = send_raw(&daemon, &real(file), CT_IMAGE);
+        let comment = comment.unwrap_or_default();
+        assert_eq!(
+            got.0 & 0xFF00,
+            status & 0xFF00,
+            "{file}: got {got} ({comment})"
+        );
+        assert!(comment.contains(words), "{file}: comment {comment:?}");
+    }
+    // A CT whose SOP Instance UID in the command differs from the data set's.
+    let f = OutgoingFile::inspect(&real("pydicom/CT_small.dcm")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (got, _) = rt
+        .block_on(store_data_set(
+            &daemon.peer("FAULTYSCU"),
+            CT_IMAGE,
+            "1.2.3.4.5",
+            &f.transfer_syntax,
+            &f.data_set().unwrap(),
+        ))
+        .unwrap();
+    assert_eq!(got, Status::DATA_SET_MISMATCH);
+    // A modality outside accepted_modalities (Secondary Capture of modality OT).
+    let out = run(daemon
+        .storescu("STORESCU")
+        .arg("-v")
+        .arg(real("pydicom/SC_rgb.dcm")));
+    assert!(
+        text(&out).contains("Received Store Response (Error: CannotUnderstand)"),
+        "{}",
+        text(&out)
+    );
+    assert!(daemon.logs().contains("Modality OT not accepted"));
+
+    assert!(
+        daemon.store().instances().unwrap().is_empty(),
+        "nothing bad stored"
+    );
+    let tmp = daemon.storage.join("spool/.tmp");
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0, "no leftovers");
+
+    // Later good instances are stored.
+    let out = run(daemon
+        .storescu("STORESCU")
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+    assert!(echo(&daemon, "STORESCU"));
+}
+
+#[test]
+fn path_traversal_uids_never_touch_the_filesystem() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    let cases = [
+        ("study", "(0020,000d)=../../../../tmp/osteoscreen-escape"),
+        ("series", "(0020,000e)=.."),
+        ("sop", "(0008,0018)=1.2/../../x"),
+        (
+            "long",
+            "(0020,000d)=1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25",
+        ),
+    ];
+    for (name, modification) in cases {
+        let path = work.path().join(format!("{name}.dcm"));
+        std::fs::copy(real("pydicom/CT_small.dcm"), &path).unwrap();
+        let out = run(Command::new("dcmodify")
+            .args(["-nb", "-m", modification])
+            .arg(&path));
+        assert!(out.status.success(), "dcmodify: {}", text(&out));
+        let out = run(daemon.storescu("STORESCU").arg("-v").arg(&path));
+        assert!(
+            text(&out).contains("Received Store Response (Error: CannotUnderstand)"),
+            "{name}: {}",
+            text(&out)
+                .lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(daemon.store().instances().unwrap().is_empty());
+    assert!(!Path::new("/tmp/osteoscreen-escape").exists());
+    let spool_entries: Vec<_> = std::fs::read_dir(daemon.storage.join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(spool_entries, vec![std::ffi::OsString::from(".tmp")]);
+    let out = run(daemon
+        .storescu("STORESCU")
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn write_failures_and_low_disk_answer_out_of_resources() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    // Block the study's spool directory with a plain file: the write must fail cleanly.
+    let study = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"; // CT_small's study
+    let blocker = daemon.storage.join("spool").join(study);
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let out = run(daemon
+        .storescu("STORESCU")
+        .arg("-v")
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(
+        text(&out).contains("Received Store Response (Refused: OutOfResources)"),
+        "{}",
+        text(&out)
+    );
+    assert!(daemon.store().instances().unwrap().is_empty());
+    assert!(daemon.logs().contains("spool write failed"));
+    // Once the fault is gone the same instance is accepted on the same daemon.
+    std::fs::remove_file(&blocker).unwrap();
+    let out = run(daemon
+        .storescu("STORESCU")
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+
+    // Below the free-space watermark new associations are rejected, with the reason logged.
+    let work = tempfile::tempdir().unwrap();
+    let full = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__MIN_FREE_DISK_MB", "1000000000")],
+    );
+    let out = run(full.storescu("STORESCU").arg(real("pydicom/CT_small.dcm")));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Rejected Transient"), "{}", text(&out));
+    assert!(full.logs().contains("disk space low"), "{}", full.logs());
+}
