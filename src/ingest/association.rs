@@ -290,6 +290,7 @@ async fn store(
     let has_room = ingest.has_room_for(size);
     let modalities = &ingest.settings.accepted_modalities;
     // Parsing and fsync block: move this worker out of the async pool meanwhile.
+    let t0 = Instant::now();
     let outcome = tokio::task::block_in_place(|| {
         check_and_spool(
             &ingest.spool,
@@ -320,6 +321,7 @@ async fn store(
         calling_ae: calling_ae.to_string(),
         received_at_ms: now_ms(),
     };
+    let t1 = Instant::now();
     if let Err(e) = ingest.writer.record(record, spooled.dir).await {
         let r = Refusal {
             status: Status::OUT_OF_RESOURCES,
@@ -335,6 +337,8 @@ async fn store(
         study_uid = %instance.study_uid,
         modality = %instance.modality,
         bytes = spooled.size,
+        spool_ms = (t1 - t0).as_secs_f64() * 1e3,
+        commit_ms = t1.elapsed().as_secs_f64() * 1e3,
         "instance stored"
     );
     (Status::SUCCESS, None)
@@ -350,7 +354,9 @@ fn check_and_spool(
     calling_ae: &str,
     has_room: Result<(), String>,
 ) -> Result<(ReceivedInstance, Spooled), Refusal> {
+    let t = Instant::now();
     let instance = inspect(data, ts, command, modalities)?;
+    tracing::trace!(parse_ms = t.elapsed().as_secs_f64() * 1e3, "parsed");
     has_room.map_err(|reason| Refusal {
         status: Status::OUT_OF_RESOURCES,
         reason,

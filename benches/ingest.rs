@@ -1,0 +1,307 @@
+//! Ingest benchmark: the same set (300 CT slices 512x512 + 10 DX 2500x3000) sent by DCMTK
+//! storescu to DCMTK storescp (no fsync) and to `osteoscreen serve` (fsync of every file,
+//! its directory, and the SQLite commit before each acknowledgement), alternating, several
+//! rounds, with 1 and 4 parallel senders. Prints medians and the ratio; asserts nothing.
+//!
+//! Run: `cargo bench --bench ingest` (needs dcmtk; `ROUNDS=5` to change the round count).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+const CT_SLICES: usize = 300;
+const DX_IMAGES: usize = 10;
+
+fn main() {
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let work = tempfile::tempdir().expect("temp dir");
+    let input = work.path().join("input");
+    let files = make_input_set(&input);
+    let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    println!(
+        "ingest benchmark: {} instances ({CT_SLICES} CT 512x512, {DX_IMAGES} DX 2500x3000), {:.1} MB, {rounds} rounds",
+        files.len(),
+        bytes as f64 / 1e6
+    );
+
+    let storescp_out = work.path().join("storescp");
+    let storescp = Server::storescp(&storescp_out);
+    let osteo_dir = work.path().join("osteoscreen");
+    let osteo = Server::osteoscreen(&osteo_dir);
+
+    for senders in [1usize, 4] {
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            // Alternate which server goes first, so drift on a shared machine hits both.
+            let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                let server = if which == 0 { &storescp } else { &osteo };
+                let _ = std::fs::remove_dir_all(&storescp_out);
+                std::fs::create_dir_all(&storescp_out).unwrap();
+                times[which].push(send_all(server, &files, senders));
+            }
+        }
+        let names = ["dcmtk storescp", "osteoscreen"];
+        println!("\n{senders} parallel sender(s):");
+        println!(
+            "  {:<16} {:>10} {:>12} {:>10}   per-round seconds",
+            "server", "median s", "instances/s", "MB/s"
+        );
+        let mut medians = [0.0; 2];
+        for which in 0..2 {
+            let m = median(&times[which]);
+            medians[which] = m;
+            println!(
+                "  {:<16} {:>10.3} {:>12.1} {:>10.1}   {:?}",
+                names[which],
+                m,
+                files.len() as f64 / m,
+                bytes as f64 / 1e6 / m,
+                times[which]
+                    .iter()
+                    .map(|t| (t * 1000.0).round() / 1000.0)
+                    .collect::<Vec<_>>()
+            );
+        }
+        println!(
+            "  ratio osteoscreen/storescp throughput: {:.2}x (>1 means osteoscreen is faster)",
+            medians[0] / medians[1]
+        );
+    }
+    println!("\nosteoscreen fsyncs every instance before acknowledging it; storescp does not.");
+}
+
+/// A running server and how to reach it.
+struct Server {
+    child: Child,
+    port: u16,
+    ae: &'static str,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // let the probe connection's association attempt end before measuring
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+impl Server {
+    fn storescp(out: &Path) -> Server {
+        std::fs::create_dir_all(out).unwrap();
+        let port = free_port();
+        let child = Command::new("storescp")
+            // one process per association, so parallel senders are served in parallel
+            .args([
+                "--fork",
+                "+xa",
+                "--max-pdu",
+                "65536",
+                "-aet",
+                "STORESCP",
+                "-od",
+            ])
+            .arg(out)
+            .arg(port.to_string())
+            .env("TCP_NODELAY", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("storescp (install dcmtk)");
+        wait_listening(port);
+        Server {
+            child,
+            port,
+            ae: "STORESCP",
+        }
+    }
+
+    fn osteoscreen(dir: &Path) -> Server {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_osteoscreen"))
+            .arg("--config")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/osteoscreen.toml"))
+            .arg("serve")
+            .env("OSTEOSCREEN__DICOM__LISTEN", format!("127.0.0.1:{port}"))
+            .env("OSTEOSCREEN__STORAGE__DIR", dir)
+            .env("OSTEOSCREEN__LOG__LEVEL", "warn")
+            .env("OSTEOSCREEN__DICOM__MAX_PDU_LENGTH", "65536")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("osteoscreen");
+        wait_listening(port);
+        Server {
+            child,
+            port,
+            ae: "OSTEOSCREEN",
+        }
+    }
+}
+
+/// Send every file with `senders` parallel storescu processes; wall-clock seconds.
+fn send_all(server: &Server, files: &[PathBuf], senders: usize) -> f64 {
+    let start = Instant::now();
+    let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(senders)).collect();
+    let children: Vec<Child> = chunks
+        .iter()
+        .map(|chunk| {
+            Command::new("storescu")
+                .args(["-aec", server.ae, "127.0.0.1"])
+                .arg(server.port.to_string())
+                .args(chunk.iter())
+                .env("TCP_NODELAY", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("storescu (install dcmtk)")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "storescu to {} failed: {}",
+            server.ae,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// 300 copies of the WG04 CT slice (new UIDs) and 10 generated 2500x3000 DX images.
+fn make_input_set(dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let ct_src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/real/wg04/CT1_UNC.dcm");
+    let mut ct = dicom_object::open_file(&ct_src).expect("WG04 CT1_UNC test file");
+    let study = "1.2.826.0.1.3680043.9.7777.90";
+    put_uid(&mut ct, tags::STUDY_INSTANCE_UID, study);
+    put_uid(&mut ct, tags::SERIES_INSTANCE_UID, &format!("{study}.1"));
+    let mut files = Vec::new();
+    for i in 1..=CT_SLICES {
+        let uid = format!("{study}.1.{i}");
+        put_uid(&mut ct, tags::SOP_INSTANCE_UID, &uid);
+        ct.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
+        let path = dir.join(format!("ct{i:04}.dcm"));
+        ct.write_to_file(&path).unwrap();
+        files.push(path);
+    }
+    for i in 1..=DX_IMAGES {
+        let path = dir.join(format!("dx{i:02}.dcm"));
+        write_dx(&path, study, i);
+        files.push(path);
+    }
+    files
+}
+
+fn put_uid(obj: &mut InMemDicomObject, tag: dicom_core::Tag, uid: &str) {
+    obj.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(uid)));
+}
+
+/// A DX For Presentation image, 2500 columns x 3000 rows, 16 bits allocated, 12 stored,
+/// with a smooth gradient plus pseudo-random noise (so it is not trivially compressible).
+fn write_dx(path: &Path, study: &str, i: usize) {
+    let (rows, cols) = (3000u16, 2500u16);
+    let sop = format!("{study}.2.{i}");
+    let mut obj = InMemDicomObject::new_empty();
+    let s = |obj: &mut InMemDicomObject, tag, vr, v: &str| {
+        obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+    };
+    s(
+        &mut obj,
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    );
+    s(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
+    s(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, study);
+    s(
+        &mut obj,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        &format!("{study}.2"),
+    );
+    s(&mut obj, tags::MODALITY, VR::CS, "DX");
+    s(&mut obj, tags::PATIENT_NAME, VR::PN, "BENCH^DX");
+    s(&mut obj, tags::PATIENT_ID, VR::LO, "BENCH");
+    s(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    );
+    for (tag, v) in [
+        (tags::SAMPLES_PER_PIXEL, 1u16),
+        (tags::ROWS, rows),
+        (tags::COLUMNS, cols),
+        (tags::BITS_ALLOCATED, 16),
+        (tags::BITS_STORED, 12),
+        (tags::HIGH_BIT, 11),
+        (tags::PIXEL_REPRESENTATION, 0),
+    ] {
+        obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(v)));
+    }
+    let mut state = 0x9E37_79B9u32 ^ i as u32;
+    let pixels: Vec<u16> = (0..rows as usize * cols as usize)
+        .map(|n| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let (y, x) = (n / cols as usize, n % cols as usize);
+            ((x + y) as u32 / 3 % 3000 + (state & 0x3FF)) as u16 & 0x0FFF
+        })
+        .collect();
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(pixels.into()),
+    ));
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .media_storage_sop_class_uid(uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION)
+                .media_storage_sop_instance_uid(sop.as_str()),
+        )
+        .unwrap();
+    file.write_to_file(path).unwrap();
+}
