@@ -22,7 +22,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let work = tempfile::tempdir().expect("temp dir");
-    let input = work.path().join("input");
+    // BENCH_INPUT=DIR keeps the generated set there (for profiling by hand).
+    let input = std::env::var_os("BENCH_INPUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| work.path().join("input"));
     let files = make_input_set(&input);
     let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
     println!(

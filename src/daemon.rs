@@ -22,6 +22,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&Store::path_in(&dir))?);
     let spool =
         Spool::open(&dir).with_context(|| format!("cannot open spool in {}", dir.display()))?;
+    let recovery = crate::ingest::recover::reconcile(spool.root(), &store)?;
+    if recovery.recovered > 0 {
+        tracing::warn!(
+            instances = recovery.recovered,
+            "recorded spool files the database had lost (power loss or database removed)"
+        );
+    }
+    for path in &recovery.unreadable {
+        tracing::error!(path = %path.display(), "unreadable file in the spool; left in place");
+    }
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr)
         .await

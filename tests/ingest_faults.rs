@@ -226,3 +226,62 @@ fn sigterm_finishes_in_flight_stores_and_exits_zero() {
     // New connections are refused once it is down.
     assert!(TcpStream::connect(("127.0.0.1", daemon.port)).is_err());
 }
+
+#[test]
+fn a_lost_database_is_rebuilt_from_the_spool_at_start_up() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1")],
+    );
+    let study = "1.2.826.0.1.3680043.9.7777.7";
+    let files = make_instances(
+        &real("wg04/CT1_UNC.dcm"),
+        &work.path().join("in"),
+        12,
+        study,
+        &format!("{study}.1"),
+        &format!("{study}.1"),
+    );
+    let out = run(daemon
+        .storescu("LOSTSCU")
+        .args(files.iter().map(|(p, _)| p)));
+    assert!(out.status.success(), "{}", text(&out));
+    let before = daemon.store().instances().unwrap();
+    assert_eq!(before.len(), 12);
+    daemon.kill9();
+    // What a power loss could do to rows committed without their own fsync, and worse.
+    for name in [
+        "osteoscreen.sqlite",
+        "osteoscreen.sqlite-wal",
+        "osteoscreen.sqlite-shm",
+    ] {
+        let _ = std::fs::remove_file(daemon.storage.join(name));
+    }
+    daemon.restart();
+    let store = daemon.store();
+    let after = store.instances().unwrap();
+    assert_eq!(after.len(), 12, "{}", daemon.logs());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (&a.sop_instance_uid, &a.study_uid, &a.series_uid, &a.path),
+            (&b.sop_instance_uid, &b.study_uid, &b.series_uid, &b.path)
+        );
+        assert_eq!(
+            (&a.modality, &a.transfer_syntax, &a.calling_ae),
+            (&b.modality, &b.transfer_syntax, &b.calling_ae)
+        );
+    }
+    assert!(daemon.logs().contains("database had lost"));
+    wait_until(
+        "job for the recovered study",
+        Duration::from_secs(15),
+        || {
+            store
+                .jobs()
+                .unwrap()
+                .iter()
+                .any(|j| j.study_uid == study && j.instance_count == 12)
+        },
+    );
+}

@@ -14,27 +14,14 @@ use dicom_ul::Pdu;
 use tokio::net::TcpStream;
 
 use super::access::CallerCheck;
-use super::instance::{inspect, ReceivedInstance, Refusal};
-use super::spool::{SpoolEntry, Spooled};
+use super::c_store::{PendingStore, Tally, UNRECOGNIZED_OPERATION};
 use super::Ingest;
 use crate::dimse::command::{encode_response, field};
 use crate::dimse::sop::{self, STORAGE_SOP_CLASSES};
 use crate::dimse::{Command, Status};
 use crate::pipeline::shutdown::Shutdown;
-use crate::store::{now_ms, InstanceRecord};
 
 type Association = AsyncServerAssociation<TcpStream>;
-
-/// Unrecognized operation (PS3.7 C.4.3): a command this SCP does not implement.
-const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
-
-/// Counters for the end-of-association log line.
-#[derive(Default)]
-struct Tally {
-    stored: usize,
-    refused: usize,
-    bytes: u64,
-}
 
 /// Run one association to its end. Never panics on peer input; errors are logged.
 pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, shutdown: Shutdown) {
@@ -138,11 +125,10 @@ async fn serve(
     studies: &mut HashSet<String>,
 ) -> End {
     let mut command_bytes = Vec::new();
-    let mut data_bytes = Vec::new();
-    let mut pending: Option<(u8, Command)> = None;
+    let mut pending: Option<PendingStore> = None;
     loop {
         // Shut down only between messages, so an in-flight store is always answered.
-        let idle = command_bytes.is_empty() && data_bytes.is_empty() && pending.is_none();
+        let idle = command_bytes.is_empty() && pending.is_none();
         let received = if idle {
             tokio::select! {
                 r = association.receive() => r,
@@ -169,8 +155,15 @@ async fn serve(
                         Ok(c) => c,
                         Err(e) => return End::Aborted(e.to_string()),
                     };
+                    let pc = value.presentation_context_id;
                     if command.has_data_set {
-                        pending = Some((value.presentation_context_id, command));
+                        if pending.is_some() {
+                            return End::Aborted("new command before the data set ended".into());
+                        }
+                        let contexts = association.presentation_contexts();
+                        pending = Some(PendingStore::begin(
+                            ingest, contexts, calling_ae, pc, command,
+                        ));
                         continue;
                     }
                     let status = if command.field == field::C_ECHO_RQ {
@@ -178,39 +171,25 @@ async fn serve(
                     } else {
                         UNRECOGNIZED_OPERATION
                     };
-                    let pc = value.presentation_context_id;
                     if let Err(e) = respond(association, pc, &command, status, None).await {
                         return End::PeerGone(e);
                     }
                 }
                 PDataValueType::Data => {
-                    let Some((pc, _)) = &pending else {
+                    let Some(store) = pending.as_mut() else {
                         return End::Aborted("data set without a command".into());
                     };
-                    if *pc != value.presentation_context_id {
+                    if store.pc_id != value.presentation_context_id {
                         return End::Aborted("data set on another presentation context".into());
                     }
-                    data_bytes.extend_from_slice(&value.data);
+                    store.append(&value.data);
                     if !value.is_last {
                         continue;
                     }
-                    let (pc, command) = pending.take().expect("checked above");
-                    let data = std::mem::take(&mut data_bytes);
-                    let (status, comment) = if command.field == field::C_STORE_RQ {
-                        store(
-                            association,
-                            ingest,
-                            calling_ae,
-                            pc,
-                            &command,
-                            data,
-                            tally,
-                            studies,
-                        )
-                        .await
-                    } else {
-                        (UNRECOGNIZED_OPERATION, None)
-                    };
+                    let store = pending.take().expect("checked above");
+                    let (pc, command) = (store.pc_id, store.command.clone());
+                    let (status, comment) =
+                        store.complete(ingest, calling_ae, tally, studies).await;
                     let comment = comment.as_deref();
                     if let Err(e) = respond(association, pc, &command, status, comment).await {
                         return End::PeerGone(e);
@@ -237,143 +216,6 @@ async fn respond(
         }],
     };
     association.send(&pdu).await.map_err(|e| e.to_string())
-}
-
-/// Handle one C-STORE: check, spool, record; the returned status tells the truth.
-#[allow(clippy::too_many_arguments)]
-async fn store(
-    association: &Association,
-    ingest: &Ingest,
-    calling_ae: &str,
-    pc_id: u8,
-    command: &Command,
-    data: Vec<u8>,
-    tally: &mut Tally,
-    studies: &mut HashSet<String>,
-) -> (Status, Option<String>) {
-    let refused = |tally: &mut Tally, r: Refusal| {
-        tally.refused += 1;
-        tracing::warn!(
-            calling_ae,
-            sop_instance_uid = %command.sop_instance_uid,
-            status = %r.status,
-            reason = %r.reason,
-            "C-STORE refused"
-        );
-        (r.status, Some(r.reason))
-    };
-    let context = association
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.id == pc_id && pc.reason == PresentationContextResultReason::Acceptance);
-    let Some(context) = context else {
-        let r = Refusal {
-            status: Status::CANNOT_UNDERSTAND,
-            reason: format!("presentation context {pc_id} was not accepted"),
-        };
-        return refused(tally, r);
-    };
-    if !sop::is_accepted_storage_class(&command.sop_class_uid)
-        || sop::trim_uid(&context.abstract_syntax) != command.sop_class_uid
-    {
-        let r = Refusal {
-            status: Status::SOP_CLASS_NOT_SUPPORTED,
-            reason: format!(
-                "{} not accepted on this context",
-                sop::sop_class_name(&command.sop_class_uid)
-            ),
-        };
-        return refused(tally, r);
-    }
-    let ts = sop::trim_uid(&context.transfer_syntax).to_string();
-    let size = data.len() as u64;
-    let has_room = ingest.has_room_for(size);
-    let modalities = &ingest.settings.accepted_modalities;
-    // Parsing and fsync block: move this worker out of the async pool meanwhile.
-    let t0 = Instant::now();
-    let outcome = tokio::task::block_in_place(|| {
-        check_and_spool(
-            &ingest.spool,
-            &data,
-            &ts,
-            command,
-            modalities,
-            calling_ae,
-            has_room,
-        )
-    });
-    let (instance, spooled) = match outcome {
-        Ok(pair) => pair,
-        Err(r) => return refused(tally, r),
-    };
-    if studies.insert(instance.study_uid.clone()) {
-        ingest.active.enter(&instance.study_uid);
-    }
-    let record = InstanceRecord {
-        sop_instance_uid: instance.sop_instance_uid.clone(),
-        sop_class_uid: instance.sop_class_uid.clone(),
-        study_uid: instance.study_uid.clone(),
-        series_uid: instance.series_uid.clone(),
-        modality: instance.modality.clone(),
-        transfer_syntax: ts,
-        path: spooled.path.clone(),
-        size: spooled.size,
-        calling_ae: calling_ae.to_string(),
-        received_at_ms: now_ms(),
-    };
-    let t1 = Instant::now();
-    if let Err(e) = ingest.writer.record(record, spooled.dir).await {
-        let r = Refusal {
-            status: Status::OUT_OF_RESOURCES,
-            reason: format!("could not record instance: {e}"),
-        };
-        return refused(tally, r);
-    }
-    tally.stored += 1;
-    tally.bytes += spooled.size;
-    tracing::debug!(
-        calling_ae,
-        sop_instance_uid = %instance.sop_instance_uid,
-        study_uid = %instance.study_uid,
-        modality = %instance.modality,
-        bytes = spooled.size,
-        spool_ms = (t1 - t0).as_secs_f64() * 1e3,
-        commit_ms = t1.elapsed().as_secs_f64() * 1e3,
-        "instance stored"
-    );
-    (Status::SUCCESS, None)
-}
-
-/// The blocking part of a store: parse and check, then write the file durably.
-fn check_and_spool(
-    spool: &super::spool::Spool,
-    data: &[u8],
-    ts: &str,
-    command: &Command,
-    modalities: &[String],
-    calling_ae: &str,
-    has_room: Result<(), String>,
-) -> Result<(ReceivedInstance, Spooled), Refusal> {
-    let t = Instant::now();
-    let instance = inspect(data, ts, command, modalities)?;
-    tracing::trace!(parse_ms = t.elapsed().as_secs_f64() * 1e3, "parsed");
-    has_room.map_err(|reason| Refusal {
-        status: Status::OUT_OF_RESOURCES,
-        reason,
-    })?;
-    let entry = SpoolEntry {
-        study_uid: &instance.study_uid,
-        series_uid: &instance.series_uid,
-        sop_instance_uid: &instance.sop_instance_uid,
-        sop_class_uid: &instance.sop_class_uid,
-        transfer_syntax: ts,
-        calling_ae,
-    };
-    let spooled = spool.write(&entry, data).map_err(|e| Refusal {
-        status: Status::OUT_OF_RESOURCES,
-        reason: format!("spool write failed: {e}"),
-    })?;
-    Ok((instance, spooled))
 }
 
 fn pdu_name(pdu: &Pdu) -> &'static str {

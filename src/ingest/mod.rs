@@ -4,8 +4,10 @@
 
 pub mod access;
 pub mod association;
+pub mod c_store;
 pub mod instance;
 pub mod listener;
+pub mod recover;
 pub mod spool;
 
 use std::path::PathBuf;

@@ -1,9 +1,11 @@
 //! The spool: received instances as DICOM Part 10 files under
 //! `<storage dir>/spool/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`.
-//! A file is written under `spool/.tmp`, fsynced, then renamed into place, so a reader
-//! (or a crash) only ever sees complete files. The rename's directory fsync is left to
-//! the group-commit writer, which does it once per batch.
+//! A file is written under `spool/.tmp` while it arrives, fsynced, then renamed into place
+//! once its data set has been checked, so a reader (or a crash) only ever sees complete
+//! files. The rename's directory fsync is left to the group-commit writer, which does it
+//! once per batch.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,14 +35,20 @@ pub enum SpoolError {
     },
 }
 
-/// Identifies one received instance for the spool.
-pub struct SpoolEntry<'a> {
+/// What the meta group of a spooled file says: known from the C-STORE request and the
+/// presentation context before the first data byte arrives.
+pub struct FileHeader<'a> {
+    pub sop_class_uid: &'a str,
+    pub sop_instance_uid: &'a str,
+    pub transfer_syntax: &'a str,
+    pub calling_ae: &'a str,
+}
+
+/// Where an instance belongs in the tree, known once its data set has been parsed.
+pub struct Placement<'a> {
     pub study_uid: &'a str,
     pub series_uid: &'a str,
     pub sop_instance_uid: &'a str,
-    pub sop_class_uid: &'a str,
-    pub transfer_syntax: &'a str,
-    pub calling_ae: &'a str,
 }
 
 /// Where a spooled file ended up.
@@ -57,6 +65,26 @@ pub struct Spool {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+}
+
+/// Start kernel writeback every this many bytes, so the final fsync has little left to do.
+const WRITEBACK_CHUNK: u64 = 128 << 10;
+
+/// An instance being received: data-set bytes go to a temp file as the P-DATA fragments
+/// arrive, with writeback started early, so the data is mostly on disk by the time the
+/// last fragment lands. Dropped without `finish`, the temp file is removed.
+pub struct Incoming {
+    file: Option<File>,
+    tmp_path: PathBuf,
+    size: u64,
+    writeback_from: u64,
+    error: Option<std::io::Error>,
+}
+
+/// A complete, fsynced temp file waiting to be placed.
+pub struct Written {
+    tmp_path: PathBuf,
+    size: u64,
 }
 
 impl Spool {
@@ -80,72 +108,169 @@ impl Spool {
         &self.root
     }
 
-    /// Write meta group + `data_set` (as received, untouched) durably into place.
-    /// Blocking: call from a blocking thread.
-    pub fn write(&self, entry: &SpoolEntry, data_set: &[u8]) -> Result<Spooled, SpoolError> {
-        for uid in [entry.study_uid, entry.series_uid, entry.sop_instance_uid] {
-            if !is_safe_uid(uid) {
-                return Err(SpoolError::UnsafeUid(uid.to_string()));
-            }
+    /// Open a temp file and write preamble and meta group.
+    pub fn begin(&self, header: &FileHeader) -> Result<Incoming, SpoolError> {
+        if !is_safe_uid(header.sop_instance_uid) {
+            return Err(SpoolError::UnsafeUid(header.sop_instance_uid.to_string()));
         }
         let mut meta = FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(entry.sop_class_uid)
-            .media_storage_sop_instance_uid(entry.sop_instance_uid)
-            .transfer_syntax(entry.transfer_syntax)
+            .media_storage_sop_class_uid(header.sop_class_uid)
+            .media_storage_sop_instance_uid(header.sop_instance_uid)
+            .transfer_syntax(header.transfer_syntax)
             .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
             .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
-        if !entry.calling_ae.is_empty() {
-            meta = meta.source_application_entity_title(entry.calling_ae);
+        if !header.calling_ae.is_empty() {
+            meta = meta.source_application_entity_title(header.calling_ae);
         }
         let meta = meta.build().map_err(|e| SpoolError::Meta(e.to_string()))?;
+        let mut bytes = Vec::with_capacity(512);
+        bytes.extend_from_slice(&[0u8; 128]);
+        bytes.extend_from_slice(b"DICM");
+        meta.write(&mut bytes)
+            .map_err(|e| SpoolError::Meta(e.to_string()))?;
 
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp.join(format!(
             "{}.{}.{n}.part",
-            entry.sop_instance_uid,
+            header.sop_instance_uid,
             std::process::id()
         ));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SpoolError::Io { path, source }
+        let file = File::create(&tmp_path).map_err(|source| SpoolError::Io {
+            path: tmp_path.clone(),
+            source,
+        })?;
+        let mut incoming = Incoming {
+            file: Some(file),
+            tmp_path,
+            size: 0,
+            writeback_from: 0,
+            error: None,
         };
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp_path)?;
-            let mut header = Vec::with_capacity(512);
-            header.extend_from_slice(&[0u8; 128]);
-            header.extend_from_slice(b"DICM");
-            meta.write(&mut header).map_err(std::io::Error::other)?;
-            file.write_all(&header)?;
-            file.write_all(data_set)?;
-            file.sync_all()?;
-            Ok((header.len() + data_set.len()) as u64)
-        })();
-        let size = match result {
-            Ok(size) => size,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
-                return Err(io(&tmp_path)(e));
-            }
-        };
+        incoming.append(&bytes);
+        Ok(incoming)
+    }
 
-        let study_dir = self.root.join(entry.study_uid);
-        let series_dir = study_dir.join(entry.series_uid);
-        create_dir_durably(&study_dir, &self.root).map_err(io(&study_dir))?;
-        create_dir_durably(&series_dir, &study_dir).map_err(io(&series_dir))?;
-        let path = series_dir.join(format!("{}.dcm", entry.sop_instance_uid));
-        // rename(2) replaces a duplicate atomically: the old copy stays until the new one
-        // is complete, so a duplicate never leaves the instance missing.
-        if let Err(e) = std::fs::rename(&tmp_path, &path) {
+    /// Move a finished file to `<study>/<series>/<sop>.dcm`; the caller fsyncs `dir`.
+    pub fn place(&self, written: Written, at: &Placement) -> Result<Spooled, SpoolError> {
+        let Written { tmp_path, size } = written;
+        let result = (|| {
+            for uid in [at.study_uid, at.series_uid, at.sop_instance_uid] {
+                if !is_safe_uid(uid) {
+                    return Err(SpoolError::UnsafeUid(uid.to_string()));
+                }
+            }
+            let io = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| SpoolError::Io { path, source }
+            };
+            let study_dir = self.root.join(at.study_uid);
+            let series_dir = study_dir.join(at.series_uid);
+            create_dir_durably(&study_dir, &self.root).map_err(io(&study_dir))?;
+            create_dir_durably(&series_dir, &study_dir).map_err(io(&series_dir))?;
+            let path = series_dir.join(format!("{}.dcm", at.sop_instance_uid));
+            // rename(2) replaces a duplicate atomically: the old copy stays until the new
+            // one is complete, so a duplicate never leaves the instance missing.
+            std::fs::rename(&tmp_path, &path).map_err(io(&path))?;
+            Ok(Spooled {
+                path,
+                dir: series_dir,
+                size,
+            })
+        })();
+        if result.is_err() {
             let _ = std::fs::remove_file(&tmp_path);
-            return Err(io(&path)(e));
         }
-        Ok(Spooled {
-            path,
-            dir: series_dir,
-            size,
-        })
+        result
+    }
+
+    /// Write a whole instance at once (begin, append, finish, place).
+    pub fn write(
+        &self,
+        header: &FileHeader,
+        at: &Placement,
+        data_set: &[u8],
+    ) -> Result<Spooled, SpoolError> {
+        let mut incoming = self.begin(header)?;
+        incoming.append(data_set);
+        self.place(incoming.finish()?, at)
     }
 }
+
+impl Incoming {
+    /// Append bytes. A failure is remembered and reported by `finish`, so the caller can
+    /// keep reading the peer's fragments and answer with a status afterwards.
+    pub fn append(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        if let Err(e) = file.write_all(bytes) {
+            self.error = Some(e);
+            return;
+        }
+        self.size += bytes.len() as u64;
+        if self.size - self.writeback_from >= WRITEBACK_CHUNK {
+            start_writeback(file, self.writeback_from, self.size - self.writeback_from);
+            self.writeback_from = self.size;
+        }
+    }
+
+    /// fsync (data) the file; it is complete and durable, not yet in place.
+    pub fn finish(mut self) -> Result<Written, SpoolError> {
+        let file = self.file.take().expect("finish is called once");
+        let result = match self.error.take() {
+            Some(e) => Err(e),
+            None => file.sync_data(),
+        };
+        match result {
+            Ok(()) => Ok(Written {
+                tmp_path: std::mem::take(&mut self.tmp_path),
+                size: self.size,
+            }),
+            Err(source) => Err(SpoolError::Io {
+                path: self.tmp_path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+impl Written {
+    /// Remove the temp file of an instance that was refused after all.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// Ask the kernel to start writing `len` bytes at `offset` to disk now, without waiting.
+/// Only a hint: `finish` still fsyncs everything.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range takes a file descriptor we own and plain integers; no
+    // memory is shared with the kernel. Errors only mean no early writeback.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Create `dir` if missing; a new directory's entry in `parent` is fsynced at once.
 fn create_dir_durably(dir: &Path, parent: &Path) -> std::io::Result<()> {
@@ -164,30 +289,38 @@ mod tests {
     fn writes_part10_and_refuses_traversal() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let mut entry = SpoolEntry {
-            study_uid: "1.2",
-            series_uid: "1.2.3",
-            sop_instance_uid: "1.2.3.4",
+        let header = FileHeader {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.7",
+            sop_instance_uid: "1.2.3.4",
             transfer_syntax: "1.2.840.10008.1.2.1",
             calling_ae: "SCU",
         };
+        let mut at = Placement {
+            study_uid: "1.2",
+            series_uid: "1.2.3",
+            sop_instance_uid: "1.2.3.4",
+        };
         let out = spool
-            .write(&entry, b"\x08\x00\x16\x00UI\x02\x001\0")
+            .write(&header, &at, b"\x08\x00\x16\x00UI\x02\x001\0")
             .unwrap();
         assert!(out.path.ends_with("spool/1.2/1.2.3/1.2.3.4.dcm"));
         let bytes = std::fs::read(&out.path).unwrap();
         assert_eq!(&bytes[128..132], b"DICM");
         assert_eq!(bytes.len() as u64, out.size);
-        assert!(std::fs::read_dir(dir.path().join("spool/.tmp"))
-            .unwrap()
-            .next()
-            .is_none());
+        let tmp = dir.path().join("spool/.tmp");
+        assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
 
-        entry.series_uid = "..";
+        at.series_uid = "..";
         assert!(matches!(
-            spool.write(&entry, b""),
+            spool.write(&header, &at, b""),
             Err(SpoolError::UnsafeUid(_))
         ));
+        assert!(
+            std::fs::read_dir(&tmp).unwrap().next().is_none(),
+            "refused: removed"
+        );
+        // Dropping an unfinished instance removes its temp file too.
+        drop(spool.begin(&header).unwrap());
+        assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
     }
 }

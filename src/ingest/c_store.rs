@@ -1,0 +1,251 @@
+//! One C-STORE, from its request command to its response status. The data set is written
+//! to the spool while its fragments arrive; when the last one lands, the fsync and the
+//! parse/check run side by side, then the file is put in place and recorded. The status
+//! tells the truth: success only once the instance is durable and committed.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
+
+use super::instance::{inspect, Refusal};
+use super::spool::{FileHeader, Incoming, Placement};
+use super::Ingest;
+use crate::dimse::command::field;
+use crate::dimse::sop;
+use crate::dimse::{Command, Status};
+use crate::store::{now_ms, InstanceRecord};
+
+/// Unrecognized operation (PS3.7 C.4.3): a command this SCP does not implement.
+pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
+
+/// Counters for the end-of-association log line.
+#[derive(Default)]
+pub struct Tally {
+    pub stored: usize,
+    pub refused: usize,
+    pub bytes: u64,
+}
+
+/// A request whose data set is arriving.
+pub struct PendingStore {
+    pub pc_id: u8,
+    pub command: Command,
+    transfer_syntax: String,
+    data: Vec<u8>,
+    /// Set when the request is refused before its data is complete (bad context, spool
+    /// failure); the data is still read to the end so the association stays usable.
+    early: Option<Refusal>,
+    file: Option<Incoming>,
+    /// When the request command arrived (for the receive-time figure in the debug log).
+    begun: Instant,
+}
+
+fn refusal(status: Status, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason: reason.into(),
+    }
+}
+
+impl PendingStore {
+    /// Check what can be checked from the command alone and open the spool file.
+    pub fn begin(
+        ingest: &Ingest,
+        contexts: &[PresentationContextNegotiated],
+        calling_ae: &str,
+        pc_id: u8,
+        command: Command,
+    ) -> PendingStore {
+        let mut pending = PendingStore {
+            pc_id,
+            command,
+            transfer_syntax: String::new(),
+            data: Vec::new(),
+            early: None,
+            file: None,
+            begun: Instant::now(),
+        };
+        match pending.open(ingest, contexts, calling_ae) {
+            Ok(file) => pending.file = Some(file),
+            Err(r) => pending.early = Some(r),
+        }
+        pending
+    }
+
+    fn open(
+        &mut self,
+        ingest: &Ingest,
+        contexts: &[PresentationContextNegotiated],
+        calling_ae: &str,
+    ) -> Result<Incoming, Refusal> {
+        let command = &self.command;
+        if command.field != field::C_STORE_RQ {
+            return Err(refusal(UNRECOGNIZED_OPERATION, "operation not supported"));
+        }
+        let context = contexts
+            .iter()
+            .find(|pc| {
+                pc.id == self.pc_id && pc.reason == PresentationContextResultReason::Acceptance
+            })
+            .ok_or_else(|| {
+                refusal(
+                    Status::CANNOT_UNDERSTAND,
+                    format!("presentation context {} was not accepted", self.pc_id),
+                )
+            })?;
+        if !sop::is_accepted_storage_class(&command.sop_class_uid)
+            || sop::trim_uid(&context.abstract_syntax) != command.sop_class_uid
+        {
+            return Err(refusal(
+                Status::SOP_CLASS_NOT_SUPPORTED,
+                format!(
+                    "{} not accepted on this context",
+                    sop::sop_class_name(&command.sop_class_uid)
+                ),
+            ));
+        }
+        if !sop::is_safe_uid(&command.sop_instance_uid) {
+            return Err(refusal(
+                Status::CANNOT_UNDERSTAND,
+                "Affected SOP Instance UID is not a valid UID",
+            ));
+        }
+        ingest
+            .has_room_for(0)
+            .map_err(|reason| refusal(Status::OUT_OF_RESOURCES, reason))?;
+        self.transfer_syntax = sop::trim_uid(&context.transfer_syntax).to_string();
+        let header = FileHeader {
+            sop_class_uid: &command.sop_class_uid,
+            sop_instance_uid: &command.sop_instance_uid,
+            transfer_syntax: &self.transfer_syntax,
+            calling_ae,
+        };
+        ingest
+            .spool
+            .begin(&header)
+            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))
+    }
+
+    /// A data fragment arrived. The write lands in the page cache (tens of microseconds
+    /// per 64 KiB PDU), short enough to do on the async worker.
+    pub fn append(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+        if let Some(file) = self.file.as_mut() {
+            file.append(bytes);
+        }
+    }
+
+    /// The data set is complete: check, make durable, place, record. Returns the status
+    /// and the Error Comment for the response.
+    pub async fn complete(
+        self,
+        ingest: &Ingest,
+        calling_ae: &str,
+        tally: &mut Tally,
+        studies: &mut HashSet<String>,
+    ) -> (Status, Option<String>) {
+        let sop_instance_uid = self.command.sop_instance_uid.clone();
+        match self.finish(ingest, calling_ae, studies).await {
+            Ok(size) => {
+                tally.stored += 1;
+                tally.bytes += size;
+                (Status::SUCCESS, None)
+            }
+            Err(r) => {
+                tally.refused += 1;
+                tracing::warn!(
+                    calling_ae,
+                    sop_instance_uid = %sop_instance_uid,
+                    status = %r.status,
+                    reason = %r.reason,
+                    "C-STORE refused"
+                );
+                (r.status, Some(r.reason))
+            }
+        }
+    }
+
+    async fn finish(
+        self,
+        ingest: &Ingest,
+        calling_ae: &str,
+        studies: &mut HashSet<String>,
+    ) -> Result<u64, Refusal> {
+        if let Some(r) = self.early {
+            return Err(r);
+        }
+        let file = self
+            .file
+            .expect("a file whenever there is no early refusal");
+        let started = Instant::now();
+        let modalities = &ingest.settings.accepted_modalities;
+        let (data, command, ts) = (&self.data, &self.command, &self.transfer_syntax);
+        // fsync (on a pooled blocking thread) and parse/check (here, off the async pool)
+        // are independent: run them side by side.
+        let fsync = tokio::task::spawn_blocking(move || file.finish());
+        let checked = tokio::task::block_in_place(|| inspect(data, ts, command, modalities));
+        let written = fsync
+            .await
+            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))?;
+        let written = written
+            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))?;
+        let instance = match checked {
+            Ok(i) => i,
+            Err(r) => {
+                written.discard();
+                return Err(r);
+            }
+        };
+        if let Err(reason) = ingest.has_room_for(0) {
+            written.discard();
+            return Err(refusal(Status::OUT_OF_RESOURCES, reason));
+        }
+        let at = Placement {
+            study_uid: &instance.study_uid,
+            series_uid: &instance.series_uid,
+            sop_instance_uid: &instance.sop_instance_uid,
+        };
+        let spooled = tokio::task::block_in_place(|| ingest.spool.place(written, &at))
+            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))?;
+        if studies.insert(instance.study_uid.clone()) {
+            ingest.active.enter(&instance.study_uid);
+        }
+        let spooled_at = Instant::now();
+        let size = spooled.size;
+        let record = InstanceRecord {
+            sop_instance_uid: instance.sop_instance_uid,
+            sop_class_uid: instance.sop_class_uid,
+            study_uid: instance.study_uid,
+            series_uid: instance.series_uid,
+            modality: instance.modality,
+            transfer_syntax: self.transfer_syntax,
+            path: spooled.path,
+            size,
+            calling_ae: calling_ae.to_string(),
+            received_at_ms: now_ms(),
+        };
+        let (sop, study) = (record.sop_instance_uid.clone(), record.study_uid.clone());
+        ingest
+            .writer
+            .record(record, spooled.dir)
+            .await
+            .map_err(|e| {
+                refusal(
+                    Status::OUT_OF_RESOURCES,
+                    format!("could not record instance: {e}"),
+                )
+            })?;
+        tracing::debug!(
+            calling_ae,
+            sop_instance_uid = %sop,
+            study_uid = %study,
+            bytes = size,
+            receive_ms = (started - self.begun).as_secs_f64() * 1e3,
+            spool_ms = (spooled_at - started).as_secs_f64() * 1e3,
+            commit_ms = spooled_at.elapsed().as_secs_f64() * 1e3,
+            "instance stored"
+        );
+        Ok(size)
+    }
+}

@@ -1,0 +1,100 @@
+//! Start-up reconciliation of the spool with the database. The fsynced spool file is the
+//! durable record of an acknowledged instance; the database commit that follows it is not
+//! fsynced on its own (see `store`), so after a power loss — or a lost database — every
+//! spool file without a row gets one again, and its study is queued as usual.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+
+use crate::dimse::sop::trim_uid;
+use crate::store::{InstanceRecord, Store, StoreError};
+
+/// What reconciliation found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub recovered: usize,
+    /// Files in the spool that are not readable DICOM; left in place and logged.
+    pub unreadable: Vec<PathBuf>,
+}
+
+/// Record every spool file the database does not know.
+pub fn reconcile(spool_root: &Path, store: &Store) -> Result<Recovery, StoreError> {
+    let known = store.instance_paths()?;
+    let mut missing = Vec::new();
+    collect_unknown(spool_root, &known, &mut missing);
+    let mut recovery = Recovery::default();
+    let mut batch = Vec::new();
+    for path in missing {
+        match read_record(&path) {
+            Some(record) => batch.push(record),
+            None => recovery.unreadable.push(path),
+        }
+    }
+    recovery.recovered = batch.len();
+    for chunk in batch.chunks(500) {
+        store.record(chunk)?;
+    }
+    Ok(recovery)
+}
+
+/// `<root>/<study>/<series>/<sop>.dcm` files not in `known` (the `.tmp` folder is skipped).
+fn collect_unknown(root: &Path, known: &HashSet<PathBuf>, out: &mut Vec<PathBuf>) {
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    for study in dirs(root) {
+        if !study.is_dir() || study.file_name().is_some_and(|n| n == ".tmp") {
+            continue;
+        }
+        for series in dirs(&study).into_iter().filter(|p| p.is_dir()) {
+            for file in dirs(&series) {
+                if file.extension().is_some_and(|e| e == "dcm") && !known.contains(&file) {
+                    out.push(file);
+                }
+            }
+        }
+    }
+}
+
+/// Rebuild an instance row from the file's meta group and header (pixel data not read).
+fn read_record(path: &Path) -> Option<InstanceRecord> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .ok()?;
+    let text = |tag| {
+        obj.get(tag)
+            .and_then(|e| e.value().to_str().ok())
+            .map(|s| trim_uid(s.trim()).to_string())
+            .unwrap_or_default()
+    };
+    let meta = obj.meta();
+    let file = std::fs::metadata(path).ok()?;
+    let received_at_ms = file
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_else(crate::store::now_ms);
+    let record = InstanceRecord {
+        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
+        sop_class_uid: text(tags::SOP_CLASS_UID),
+        study_uid: text(tags::STUDY_INSTANCE_UID),
+        series_uid: text(tags::SERIES_INSTANCE_UID),
+        modality: text(tags::MODALITY).to_ascii_uppercase(),
+        transfer_syntax: trim_uid(meta.transfer_syntax()).to_string(),
+        path: path.to_path_buf(),
+        size: file.len(),
+        calling_ae: meta
+            .source_application_entity_title()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        received_at_ms,
+    };
+    (!record.sop_instance_uid.is_empty() && !record.study_uid.is_empty()).then_some(record)
+}
