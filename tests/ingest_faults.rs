@@ -191,6 +191,68 @@ fn beyond_max_associations_is_a_rejection_and_stalled_peers_time_out() {
 }
 
 #[test]
+fn a_peer_that_stalls_mid_data_set_is_dropped_without_blocking_others() {
+    use dicom_ul::pdu::{PDataValue, PDataValueType};
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2")]);
+    let file = osteoscreen::dimse::scu::OutgoingFile::inspect(&real("wg04/CT1_UNC.dcm")).unwrap();
+    let data = file.data_set().unwrap();
+    let mut association = dicom_ul::ClientAssociationOptions::new()
+        .calling_ae_title("STALLSCU")
+        .called_ae_title("OSTEOSCREEN")
+        .with_presentation_context(
+            file.sop_class_uid.clone(),
+            vec![file.transfer_syntax.clone()],
+        )
+        .establish_with(&format!("127.0.0.1:{}", daemon.port))
+        .unwrap();
+    let rq = osteoscreen::dimse::command::encode_store_rq(
+        1,
+        &file.sop_class_uid,
+        &file.sop_instance_uid,
+    );
+    let pdv = |value_type, is_last, data: &[u8]| dicom_ul::Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: 1,
+            value_type,
+            is_last,
+            data: data.to_vec(),
+        }],
+    };
+    association
+        .send(&pdv(PDataValueType::Command, true, &rq))
+        .unwrap();
+    association
+        .send(&pdv(PDataValueType::Data, false, &data[..8000]))
+        .unwrap();
+    // Half a data set is in the daemon's hands; a second peer is served meanwhile.
+    let out = run(daemon
+        .storescu("OTHERSCU")
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+    // After the timeout the stalled association is gone and left nothing behind.
+    wait_until(
+        "stalled association dropped",
+        Duration::from_secs(10),
+        || {
+            daemon.logs().contains("STALLSCU")
+                && daemon
+                    .logs()
+                    .contains("association closed calling_ae=STALLSCU")
+        },
+    );
+    let rows = daemon.store().instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].calling_ae, "OTHERSCU");
+    let tmp = daemon.storage.join("spool/.tmp");
+    assert_eq!(
+        std::fs::read_dir(tmp).unwrap().count(),
+        0,
+        "partial file removed"
+    );
+}
+
+#[test]
 fn sigterm_finishes_in_flight_stores_and_exits_zero() {
     let work = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(work.path(), &[]);

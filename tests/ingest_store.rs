@@ -103,7 +103,10 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
     let work = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         work.path(),
-        &[("OSTEOSCREEN__DICOM__ACCEPTED_MODALITIES", "CR,DX,CT,OT,NM")],
+        &[
+            ("OSTEOSCREEN__DICOM__ACCEPTED_MODALITIES", "CR,DX,CT,OT,NM"),
+            ("OSTEOSCREEN__LOG__FORMAT", "json"),
+        ],
     );
     let echo = run(Command::new("echoscu")
         .args(["-aec", "OSTEOSCREEN", "127.0.0.1"])
@@ -164,6 +167,44 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
             assert_same_data_set(&row.path, path);
         }
     }
+
+    // Logs (debug level, JSON) are one JSON object per line and carry no PHI.
+    let logs = daemon.logs();
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+    assert!(logs.contains("\"stored\":"), "association summary missing");
+    let mut phi_checked = 0;
+    for f in &files {
+        let obj = dicom_object::open_file(f).unwrap();
+        for tag in [
+            dicom_dictionary_std::tags::PATIENT_NAME,
+            dicom_dictionary_std::tags::PATIENT_ID,
+            dicom_dictionary_std::tags::PATIENT_BIRTH_DATE,
+        ] {
+            let value = obj
+                .get(tag)
+                .and_then(|e| e.value().to_str().ok())
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            // Short all-digit IDs ("0010") also occur inside UIDs and counts: skip those.
+            let distinctive =
+                value.len() >= 4 && value.chars().any(|c| c.is_alphabetic()) || value.len() >= 8;
+            if distinctive {
+                phi_checked += 1;
+                assert!(!logs.contains(&value), "log carries PHI {value:?}");
+            }
+        }
+    }
+    assert!(
+        phi_checked > 20,
+        "too few PHI values to check ({phi_checked})"
+    );
 }
 
 #[test]
