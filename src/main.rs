@@ -40,6 +40,8 @@ enum Command {
     },
     /// Validate the settings and print the effective values (secrets masked).
     CheckConfig,
+    /// List jobs (studies queued for analysis) and instance counts from `[storage] dir`.
+    Queue,
 }
 
 #[derive(Args)]
@@ -161,6 +163,40 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Queue => {
+            let path = osteoscreen::store::Store::path_in(&settings.storage.dir);
+            anyhow::ensure!(
+                path.exists(),
+                "no database at {} (has the daemon run with this [storage] dir?)",
+                path.display()
+            );
+            let store = osteoscreen::store::Store::open(&path)?;
+            let jobs = store.jobs()?;
+            println!(
+                "{:>6}  {:<10}  {:>7}  {:>9}  {:<19}  study",
+                "job", "state", "version", "instances", "queued at (UTC)"
+            );
+            for j in &jobs {
+                println!(
+                    "{:>6}  {:<10}  {:>7}  {:>9}  {:<19}  {}",
+                    j.id,
+                    j.state,
+                    j.version,
+                    j.instance_count,
+                    format_utc(j.created_ms),
+                    j.study_uid
+                );
+            }
+            println!("{} jobs", jobs.len());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix time in milliseconds.
+fn format_utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }

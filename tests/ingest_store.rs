@@ -268,4 +268,21 @@ fn a_job_appears_after_the_stability_window_and_not_before() {
     assert_eq!((jobs[1].version, jobs[1].instance_count), (2, 4));
     assert_eq!(jobs[0].state, "superseded");
     assert_eq!(jobs[1].state, "queued");
+
+    // What an administrator sees.
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .arg("queue")
+        .env("OSTEOSCREEN__STORAGE__DIR", &daemon.storage));
+    let listing = text(&out);
+    assert!(out.status.success(), "{listing}");
+    assert!(
+        listing.contains("superseded") && listing.contains("queued"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(study) && listing.contains("2 jobs"),
+        "{listing}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Group commit for the ingest hot path. Concurrent associations hand their instance rows
 //! (and the spool directories their renames touched) to one thread, which fsyncs each
-//! directory once and commits every waiting row in one transaction: one SQLite fsync per
-//! batch instead of one per instance. Callers get their answer only after the commit.
+//! directory once and commits every waiting row in one transaction, instead of one of
+//! each per instance. Callers get their answer only after both.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
