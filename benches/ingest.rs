@@ -34,6 +34,19 @@ fn main() {
         bytes as f64 / 1e6
     );
 
+    // What durability alone costs on this disk: each instance written to its own new file
+    // and fdatasynced, one after the other, no network (median of 3). A single sender
+    // cannot be acknowledged faster than this plus the transfer itself.
+    let sizes: Vec<u64> = files.iter().map(|f| f.metadata().unwrap().len()).collect();
+    let disk: Vec<f64> = (0..3)
+        .map(|_| durable_write_seconds(work.path(), &sizes))
+        .collect();
+    let disk_s = median(&disk);
+    println!(
+        "disk alone: each instance written as a new file + fdatasync, in sequence: {disk_s:.3} s median ({:.1} MB/s)",
+        bytes as f64 / 1e6 / disk_s
+    );
+
     let storescp_out = work.path().join("storescp");
     let storescp = Server::storescp(&storescp_out);
     let osteo_dir = work.path().join("osteoscreen");
@@ -197,6 +210,24 @@ fn send_all(server: &Server, files: &[PathBuf], senders: usize) -> f64 {
         );
     }
     start.elapsed().as_secs_f64()
+}
+
+/// Seconds to write one new file per size (zeros) and fdatasync each, in sequence.
+fn durable_write_seconds(dir: &Path, sizes: &[u64]) -> f64 {
+    use std::io::Write;
+    let probe = dir.join("disk-probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    let largest = sizes.iter().copied().max().unwrap_or(0) as usize;
+    let buf = vec![0x5Au8; largest];
+    let start = Instant::now();
+    for (i, &size) in sizes.iter().enumerate() {
+        let mut f = std::fs::File::create(probe.join(i.to_string())).unwrap();
+        f.write_all(&buf[..size as usize]).unwrap();
+        f.sync_data().unwrap();
+    }
+    let t = start.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&probe).unwrap();
+    t
 }
 
 fn median(v: &[f64]) -> f64 {
