@@ -13,3 +13,5 @@ pub mod ingest;
 pub mod ops;
 pub mod pipeline;
 pub mod store;
+pub mod synth;
+pub mod uid;

@@ -1,0 +1,409 @@
+//! Synthetic axial abdominal CT in Hounsfield units: body with subcutaneous fat and
+//! muscle, liver, spleen, kidneys, aorta, IVC, psoas, bowel gas, and the spine T12-S1
+//! (vertebral bodies with cortical shell, per-level trabecular HU from the truth, a
+//! basivertebral vein, discs, canal, posterior elements), ribs at the top and the pelvis
+//! at the bottom, plus noise. Patient coordinates are DICOM LPS in mm.
+
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use super::raster::{in_ellipse, ValueNoise};
+use super::subject::Subject;
+
+pub const MATRIX: usize = 512;
+
+/// T12, L1..L5: body height, lateral width, AP depth, disc below (mm).
+const LEVELS: [(f64, f64, f64, f64); 6] = [
+    (23.0, 38.0, 27.0, 7.0),
+    (25.0, 41.0, 29.0, 8.5),
+    (26.5, 43.0, 30.0, 9.5),
+    (27.5, 46.0, 31.5, 10.5),
+    (28.0, 49.0, 32.5, 11.5),
+    (27.0, 51.0, 32.0, 11.5),
+];
+
+/// Where a vertebral body sits: z range (head is +z), axial centre, size.
+#[derive(Debug, Clone, Copy)]
+pub struct Vertebra {
+    pub z_top: f64,
+    pub z_bottom: f64,
+    pub x: f64,
+    pub y: f64,
+    pub half_width: f64,
+    pub half_depth: f64,
+}
+
+impl Vertebra {
+    pub fn z_mid(&self) -> f64 {
+        (self.z_top + self.z_bottom) / 2.0
+    }
+}
+
+/// The geometry of one synthetic CT.
+pub struct CtVolume {
+    pub slices: usize,
+    pub pixel_spacing: f64,
+    pub slice_spacing: f64,
+    /// z of slice 0 (the most cranial); slice k is at z0 - k * spacing.
+    pub z0: f64,
+    /// x, y of the first pixel's centre.
+    pub origin: (f64, f64),
+    /// T12, L1..L5.
+    pub vertebrae: [Vertebra; 6],
+    noise_sd: f64,
+    body: (f64, f64),
+    fat: f64,
+    lordosis: f64,
+    gas: Vec<(f64, f64, f64, f64)>,
+    /// Fat between bowel loops: (x, y, a, b) ellipses in the anterior abdomen.
+    mesentery: Vec<(f64, f64, f64, f64)>,
+    texture: ValueNoise,
+    seed: u64,
+}
+
+impl CtVolume {
+    pub fn plan(rng: &mut impl Rng, subject: &Subject, slice_spacing: f64) -> CtVolume {
+        let bmi = subject.weight_kg / subject.height_m.powi(2);
+        let pixel_spacing = rng.random_range(0.68..0.80);
+        let lordosis = rng.random_range(6.0..14.0);
+        let y_spine = 45.0;
+        let mut z = 0.0;
+        let mut vertebrae = [Vertebra {
+            z_top: 0.0,
+            z_bottom: 0.0,
+            x: 0.0,
+            y: 0.0,
+            half_width: 0.0,
+            half_depth: 0.0,
+        }; 6];
+        for (i, &(h, w, d, disc)) in LEVELS.iter().enumerate() {
+            let loss = subject
+                .fracture
+                .filter(|f| f.level + 1 == i)
+                .map_or(0.0, |f| f.height_loss());
+            let h = h * (1.0 - loss);
+            let t = (i as f64 - 3.0) / 3.0;
+            vertebrae[i] = Vertebra {
+                z_top: z,
+                z_bottom: z - h,
+                x: rng.random_range(-2.0..2.0),
+                // Lordosis: mid-lumbar bodies sit further anterior (smaller y).
+                y: y_spine - lordosis * (1.0 - t * t),
+                half_width: w / 2.0,
+                half_depth: d / 2.0,
+            };
+            z -= h + disc;
+        }
+        let z0 = vertebrae[0].z_top + rng.random_range(8.0..20.0);
+        let z_end = vertebrae[5].z_bottom - rng.random_range(25.0..40.0);
+        let slices = ((z0 - z_end) / slice_spacing).ceil() as usize;
+        let fov = pixel_spacing * MATRIX as f64;
+        CtVolume {
+            slices,
+            pixel_spacing,
+            slice_spacing,
+            z0,
+            origin: (
+                -fov / 2.0 + pixel_spacing / 2.0,
+                -fov / 2.0 + pixel_spacing / 2.0 + 10.0,
+            ),
+            vertebrae,
+            noise_sd: rng.random_range(9.0..16.0),
+            body: (
+                (118.0 + 2.4 * bmi).clamp(125.0, 185.0),
+                (78.0 + 2.1 * bmi).clamp(90.0, 150.0),
+            ),
+            fat: (bmi - 16.0).clamp(4.0, 30.0),
+            lordosis,
+            gas: (0..rng.random_range(4..10))
+                .map(|_| {
+                    (
+                        rng.random_range(-90.0..90.0),
+                        rng.random_range(-80.0..-10.0),
+                        rng.random_range(-200.0..40.0),
+                        rng.random_range(5.0..16.0),
+                    )
+                })
+                .collect(),
+            mesentery: (0..rng.random_range(10..20))
+                .map(|_| {
+                    (
+                        rng.random_range(-100.0..100.0),
+                        rng.random_range(-90.0..10.0),
+                        rng.random_range(4.0..14.0),
+                        rng.random_range(3.0..10.0),
+                    )
+                })
+                .collect(),
+            texture: ValueNoise::new(rng, 300.0, 2.0),
+            seed: rng.random(),
+        }
+    }
+
+    pub fn slice_z(&self, k: usize) -> f64 {
+        self.z0 - k as f64 * self.slice_spacing
+    }
+
+    /// (x, y) of pixel (column, row).
+    pub fn xy(&self, col: usize, row: usize) -> (f64, f64) {
+        (
+            self.origin.0 + col as f64 * self.pixel_spacing,
+            self.origin.1 + row as f64 * self.pixel_spacing,
+        )
+    }
+
+    /// Pixel (column, row) nearest to (x, y).
+    pub fn pixel(&self, x: f64, y: f64) -> (usize, usize) {
+        (
+            ((x - self.origin.0) / self.pixel_spacing).round() as usize,
+            ((y - self.origin.1) / self.pixel_spacing).round() as usize,
+        )
+    }
+
+    /// Render slice `k` as stored values (HU + 1024, 12 bits).
+    pub fn render_slice(&self, subject: &Subject, k: usize) -> Vec<u16> {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let noise = Normal::new(0.0, self.noise_sd).unwrap();
+        let z = self.slice_z(k);
+        let q = subject.bone_quality();
+        let mut out = Vec::with_capacity(MATRIX * MATRIX);
+        for row in 0..MATRIX {
+            for col in 0..MATRIX {
+                let (x, y) = self.xy(col, row);
+                let hu = self.hu(subject, q, x, y, z);
+                let n = if hu > -950.0 {
+                    noise.sample(&mut rng)
+                } else {
+                    noise.sample(&mut rng) * 0.3
+                };
+                out.push((hu + n + 1024.0).round().clamp(0.0, 4095.0) as u16);
+            }
+        }
+        out
+    }
+
+    /// Noise-free attenuation at (x, y, z).
+    fn hu(&self, subject: &Subject, q: f64, x: f64, y: f64, z: f64) -> f64 {
+        let (a, b) = self.body;
+        if !in_ellipse(x, y, a, b) {
+            return -1000.0;
+        }
+        if !in_ellipse(x, y, a - self.fat, b - self.fat * 0.8) {
+            return -100.0;
+        }
+        let mut hu = if in_ellipse(x, y, a - self.fat - 9.0, b - self.fat * 0.8 - 9.0) {
+            32.0
+        } else {
+            52.0
+        };
+        let v = &self.vertebrae;
+        // Organs by height: liver and spleen above L2, kidneys L1-L3.
+        if z > v[2].z_mid() && in_ellipse(x + 70.0, y + 5.0, 68.0, 58.0) {
+            hu = 58.0;
+        }
+        if z > v[1].z_bottom && in_ellipse(x - 78.0, y - 25.0, 34.0, 40.0) {
+            hu = 47.0;
+        }
+        for &(fx, fy, fa, fb) in &self.mesentery {
+            if in_ellipse(x - fx, y - fy, fa, fb) {
+                hu = -85.0;
+            }
+        }
+        if z < v[1].z_top + 8.0 && z > v[3].z_bottom - 8.0 {
+            for side in [-1.0, 1.0] {
+                // Kidney inside its perirenal fat.
+                if in_ellipse(x - side * 68.0, y - 50.0, 34.0, 46.0) {
+                    hu = -90.0;
+                }
+            }
+        }
+        if z < v[1].z_top && z > v[3].z_bottom {
+            for side in [-1.0, 1.0] {
+                if in_ellipse(x - side * 68.0, y - 50.0, 26.0, 38.0) {
+                    hu = if in_ellipse(x - side * 60.0, y - 45.0, 7.0, 12.0) {
+                        -40.0
+                    } else {
+                        33.0
+                    };
+                }
+            }
+        }
+        for &(gx, gy, gz, r) in &self.gas {
+            if (x - gx).powi(2) + (y - gy).powi(2) + (z - gz).powi(2) < r * r {
+                hu = -900.0;
+            }
+        }
+        // Vessels anterior to the spine, psoas beside it.
+        let spine = self.spine_at(z);
+        if in_ellipse(
+            x - spine.0 - 14.0,
+            y - spine.1 + v[3].half_depth + 13.0,
+            11.0,
+            11.0,
+        ) {
+            hu = 42.0;
+        }
+        if in_ellipse(
+            x - spine.0 + 22.0,
+            y - spine.1 + v[3].half_depth + 10.0,
+            10.0,
+            8.0,
+        ) {
+            hu = 38.0;
+        }
+        if z < v[1].z_top {
+            let grow = ((v[1].z_top - z) / 120.0).clamp(0.2, 1.0);
+            for side in [-1.0, 1.0] {
+                if in_ellipse(
+                    x - spine.0 - side * 36.0,
+                    y - spine.1 - 4.0,
+                    12.0 * grow + 4.0,
+                    14.0 * grow + 5.0,
+                ) {
+                    hu = 50.0;
+                }
+            }
+        }
+        if let Some(bone) = self.bone(subject, q, x, y, z) {
+            hu = bone;
+        }
+        hu
+    }
+
+    /// Axial centre of the spine at height z (interpolated between bodies).
+    fn spine_at(&self, z: f64) -> (f64, f64) {
+        let v = &self.vertebrae;
+        for w in v.windows(2) {
+            if z <= w[0].z_mid() && z >= w[1].z_mid() {
+                let t = (w[0].z_mid() - z) / (w[0].z_mid() - w[1].z_mid());
+                return (
+                    w[0].x + t * (w[1].x - w[0].x),
+                    w[0].y + t * (w[1].y - w[0].y),
+                );
+            }
+        }
+        let end = if z > v[0].z_mid() { v[0] } else { v[5] };
+        (
+            end.x,
+            end.y
+                + if z > v[0].z_mid() {
+                    0.0
+                } else {
+                    self.lordosis * 0.3
+                },
+        )
+    }
+
+    fn bone(&self, subject: &Subject, q: f64, x: f64, y: f64, z: f64) -> Option<f64> {
+        let cortical = 650.0 + 350.0 * q;
+        for (i, vb) in self.vertebrae.iter().enumerate() {
+            let (dx, dy) = (x - vb.x, y - vb.y);
+            let in_body_z = z <= vb.z_top && z >= vb.z_bottom;
+            let level_hu = if i == 0 {
+                subject.level_hu[0] + 6.0
+            } else {
+                subject.level_hu[i - 1]
+            };
+            if in_body_z {
+                if in_ellipse(dx, dy, vb.half_width, vb.half_depth) {
+                    let shell = 1.2 + 1.3 * q;
+                    let endplate = (vb.z_top - z).min(z - vb.z_bottom) < shell;
+                    if endplate || !in_ellipse(dx, dy, vb.half_width - shell, vb.half_depth - shell)
+                    {
+                        return Some(cortical);
+                    }
+                    // Basivertebral vein: posterior, central.
+                    if in_ellipse(dx, dy - vb.half_depth + 5.5, 4.0, 2.5) {
+                        return Some(45.0);
+                    }
+                    return Some(level_hu + 14.0 * self.texture.at(x * 1.3, y * 1.3 + z) as f64);
+                }
+                // Posterior elements: canal, pedicles, laminae, spinous process.
+                let (cy, back) = (vb.y + vb.half_depth + 10.0, vb.half_depth);
+                if in_ellipse(dx, y - cy, 11.0, 8.5) {
+                    return Some(15.0);
+                }
+                let upper = z > vb.z_bottom + 0.35 * (vb.z_top - vb.z_bottom);
+                if upper && dy > back - 2.0 && dy < back + 14.0 && (dx.abs() - 13.0).abs() < 4.5 {
+                    return Some(cortical * 0.8);
+                }
+                if dy > back + 14.0 && dy < back + 22.0 && dx.abs() < 20.0 - (dy - back - 14.0) {
+                    return Some(cortical * 0.8);
+                }
+                if dy >= back + 20.0 && dy < back + 50.0 && dx.abs() < 4.0 {
+                    return Some(cortical * 0.75);
+                }
+                if (dx.abs() - vb.half_width - 14.0).abs() < 14.0 && (dy - 4.0).abs() < 4.0 && i > 0
+                {
+                    return Some(cortical * 0.7);
+                }
+            }
+            // Disc below this body.
+            if i + 1 < self.vertebrae.len() {
+                let next = self.vertebrae[i + 1];
+                if z < vb.z_bottom
+                    && z > next.z_top
+                    && in_ellipse(dx, dy, vb.half_width, vb.half_depth)
+                {
+                    return Some(
+                        if in_ellipse(dx, dy, vb.half_width * 0.5, vb.half_depth * 0.45) {
+                            75.0
+                        } else {
+                            100.0
+                        },
+                    );
+                }
+            }
+        }
+        let (t12, l5) = (self.vertebrae[0], self.vertebrae[5]);
+        // Ribs around T12/L1: small cortical ovals along the posterior-lateral body wall.
+        if z > self.vertebrae[1].z_mid() {
+            let (a, b) = self.body;
+            for k in 0..5 {
+                let ang =
+                    std::f64::consts::PI * (0.62 + 0.07 * k as f64) + (z - t12.z_mid()) * 0.004;
+                for side in [-1.0, 1.0] {
+                    let (rx, ry) = (
+                        side * (a - self.fat - 16.0) * ang.cos().abs(),
+                        (b - self.fat - 14.0) * ang.sin().abs() * 0.9,
+                    );
+                    if in_ellipse(x - rx, y - ry, 7.0, 4.5) {
+                        return Some(if in_ellipse(x - rx, y - ry, 5.0, 2.8) {
+                            220.0
+                        } else {
+                            cortical * 0.9
+                        });
+                    }
+                }
+            }
+        }
+        // Sacrum and iliac wings below L5.
+        let s1_top = l5.z_bottom - 11.5;
+        if z <= s1_top {
+            let (dx, dy) = (x - l5.x, y - l5.y - 6.0);
+            let depth = s1_top - z;
+            if in_ellipse(dx, dy, 26.0 + depth * 0.3, 16.0) {
+                return Some(if in_ellipse(dx, dy, 23.0 + depth * 0.3, 13.5) {
+                    230.0
+                } else {
+                    cortical
+                });
+            }
+        }
+        if z < l5.z_mid() + 10.0 {
+            for side in [-1.0, 1.0] {
+                let (dx, dy) = (x - side * 95.0, y - l5.y + 5.0);
+                if in_ellipse(dx, dy, 45.0, 14.0) && !in_ellipse(dx, dy, 41.0, 10.0) {
+                    return Some(cortical * 0.85);
+                }
+                if in_ellipse(dx, dy, 41.0, 10.0) {
+                    return Some(200.0);
+                }
+            }
+        }
+        None
+    }
+}
