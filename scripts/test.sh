@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Fail loudly rather than skip: a test without its peer proves nothing.
-for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dciodvfy; do
+for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dcmdrle dciodvfy; do
   command -v "$tool" >/dev/null || { echo "missing peer tool: $tool" >&2; exit 1; }
 done
 

@@ -122,7 +122,10 @@ fn every_generated_instance_is_valid_dicom_accepted_by_both_scps() {
     // Our SCP stores every instance; so does DCMTK storescp.
     let daemon = Daemon::start(work.path(), &[]);
     for dir in [&dx, &cr, &ct] {
-        let out = run(daemon.storescu("SYNTH").args(["+sd", "+r", "+sp", "*.dcm"]).arg(dir));
+        let out = run(daemon
+            .storescu("SYNTH")
+            .args(["+sd", "+r", "+sp", "*.dcm"])
+            .arg(dir));
         assert!(out.status.success(), "{}", text(&out));
     }
     assert_eq!(daemon.store().instances().unwrap().len(), files.len());
@@ -139,7 +142,16 @@ fn every_generated_instance_is_valid_dicom_accepted_by_both_scps() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let out = run(Command::new("storescu")
-        .args(["-aec", "ANY", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1", &port.to_string()])
+        .args([
+            "-aec",
+            "ANY",
+            "+sd",
+            "+r",
+            "+sp",
+            "*.dcm",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
         .arg(&dx)
         .arg(&ct));
     let _ = scp.kill();
@@ -271,7 +283,10 @@ fn radiograph_bone_brightness_follows_the_manifest_bmd() {
         bmd.push(row.bmd_g_cm2);
     }
     let r = pearson(&contrast, &bmd);
-    eprintln!("vertebral brightness vs BMD over {} studies: r = {r:.2}", rows.len());
+    eprintln!(
+        "vertebral brightness vs BMD over {} studies: r = {r:.2}",
+        rows.len()
+    );
     assert!(r > 0.6, "vertebral brightness vs BMD: r = {r:.2}");
 }
 
@@ -325,4 +340,43 @@ fn ct_trabecular_attenuation_matches_the_manifest_within_5_hu() {
 
 fn ct_matrix() -> usize {
     synth::ct::MATRIX
+}
+
+#[test]
+fn rle_output_is_valid_and_dcmtk_decodes_it_to_the_same_pixels() {
+    let work = tempfile::tempdir().unwrap();
+    let (rle, plain) = (work.path().join("rle"), work.path().join("plain"));
+    synth_cli(
+        &rle,
+        "dx",
+        1,
+        41,
+        &["--size", "640x800", "--transfer-syntax", "rle"],
+    );
+    synth_cli(&plain, "dx", 1, 41, &["--size", "640x800"]);
+    for name in ["dx_ap.dcm", "dx_lat.dcm"] {
+        let file = rle.join("study00000").join(name);
+        let out = run(Command::new("dciodvfy").arg(&file));
+        assert!(
+            !text(&out).lines().any(|l| l.starts_with("Error")),
+            "{}",
+            text(&out)
+        );
+        let decoded = work.path().join(format!("decoded_{name}"));
+        let out = run(Command::new("dcmdrle").arg(&file).arg(&decoded));
+        assert!(out.status.success(), "dcmdrle: {}", text(&out));
+        let pixels = |p: &Path| -> Vec<u16> {
+            dicom_object::open_file(p)
+                .unwrap()
+                .get(tags::PIXEL_DATA)
+                .unwrap()
+                .value()
+                .to_multi_int()
+                .unwrap()
+        };
+        assert!(pixels(&decoded) == pixels(&plain.join("study00000").join(name)));
+        assert!(
+            std::fs::metadata(&file).unwrap().len() < std::fs::metadata(&decoded).unwrap().len()
+        );
+    }
 }

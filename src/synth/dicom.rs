@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dicom_core::value::DataSetSequence;
+use dicom_core::value::{DataSetSequence, PixelFragmentSequence, Value};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
@@ -16,6 +16,8 @@ use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 pub enum SynthSyntax {
     Explicit,
     Implicit,
+    /// RLE Lossless (encapsulated).
+    Rle,
 }
 
 impl SynthSyntax {
@@ -23,6 +25,7 @@ impl SynthSyntax {
         match self {
             SynthSyntax::Explicit => uids::EXPLICIT_VR_LITTLE_ENDIAN,
             SynthSyntax::Implicit => uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            SynthSyntax::Rle => uids::RLE_LOSSLESS,
         }
     }
 }
@@ -158,11 +161,31 @@ pub fn write(
 ) -> std::io::Result<()> {
     let sop_class = text(&h.0, tags::SOP_CLASS_UID);
     let sop_uid = text(&h.0, tags::SOP_INSTANCE_UID);
-    h.0.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OW,
-        PrimitiveValue::U16(pixel_data.into()),
-    ));
+    if syntax == SynthSyntax::Rle {
+        let rows =
+            h.0.get(tags::ROWS)
+                .and_then(|e| e.to_int::<usize>().ok())
+                .unwrap_or(0);
+        let cols =
+            h.0.get(tags::COLUMNS)
+                .and_then(|e| e.to_int::<usize>().ok())
+                .unwrap_or(0);
+        let fragment = super::rle::encode_frame(&pixel_data, cols, rows);
+        h.0.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            Value::PixelSequence(PixelFragmentSequence::new(
+                Vec::<u32>::new(),
+                vec![fragment],
+            )),
+        ));
+    } else {
+        h.0.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(pixel_data.into()),
+        ));
+    }
     let file =
         h.0.with_meta(
             FileMetaTableBuilder::new()

@@ -8,6 +8,7 @@ pub mod dicom;
 pub mod dx;
 pub mod preview;
 pub mod raster;
+pub mod rle;
 pub mod subject;
 
 use std::path::{Path, PathBuf};
