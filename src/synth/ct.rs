@@ -170,10 +170,22 @@ impl CtVolume {
         let z = self.slice_z(k);
         let q = subject.bone_quality();
         let mut out = Vec::with_capacity(MATRIX * MATRIX);
+        let spine = self.spine_at(z);
+        let third = self.slice_spacing / 3.0;
         for row in 0..MATRIX {
             for col in 0..MATRIX {
                 let (x, y) = self.xy(col, row);
-                let hu = self.hu(subject, q, x, y, z);
+                // Partial volume: around the spine, average three depths across the slice
+                // so thin endplates and the edges of bodies and discs blend as in a scan.
+                let near_spine = (x - spine.0).abs() < 75.0 && (y - spine.1).abs() < 90.0;
+                let hu = if near_spine {
+                    (self.hu(subject, q, x, y, z - third)
+                        + self.hu(subject, q, x, y, z)
+                        + self.hu(subject, q, x, y, z + third))
+                        / 3.0
+                } else {
+                    self.hu(subject, q, x, y, z)
+                };
                 let n = if hu > -950.0 {
                     noise.sample(&mut rng)
                 } else {
@@ -330,10 +342,25 @@ impl CtVolume {
                 if upper && dy > back - 2.0 && dy < back + 14.0 && (dx.abs() - 13.0).abs() < 4.5 {
                     return Some(cortical * 0.8);
                 }
-                if dy > back + 14.0 && dy < back + 22.0 && dx.abs() < 20.0 - (dy - back - 14.0) {
+                // Laminae over the upper two thirds; the spinous process slopes down and back
+                // from the lower half of the body's height (so it is no taller than ~12 mm).
+                let h = vb.z_top - vb.z_bottom;
+                let from_bottom = z - vb.z_bottom;
+                let lamina = from_bottom > 0.3 * h;
+                if lamina
+                    && dy > back + 14.0
+                    && dy < back + 22.0
+                    && dx.abs() < 20.0 - (dy - back - 14.0)
+                {
                     return Some(cortical * 0.8);
                 }
-                if dy >= back + 20.0 && dy < back + 50.0 && dx.abs() < 4.0 {
+                let tip_drop = (dy - back - 20.0) * 0.35;
+                let centre = 0.35 * h - tip_drop;
+                if dy >= back + 20.0
+                    && dy < back + 50.0
+                    && dx.abs() < 4.0
+                    && (from_bottom - centre).abs() < 6.0
+                {
                     return Some(cortical * 0.75);
                 }
                 if (dx.abs() - vb.half_width - 14.0).abs() < 14.0 && (dy - 4.0).abs() < 4.0 && i > 0
