@@ -123,6 +123,15 @@ async fn exchange(
     }
 }
 
+/// The ID of the first presentation context the peer accepted.
+fn first_accepted(association: &Association) -> Option<u8> {
+    association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.id)
+}
+
 /// C-ECHO: returns the peer's status.
 pub async fn echo(peer: &Peer) -> Result<Status, ScuError> {
     let contexts = [(
@@ -130,12 +139,7 @@ pub async fn echo(peer: &Peer) -> Result<Status, ScuError> {
         dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
     )];
     let mut association = peer.associate(&contexts).await?;
-    let pc = association
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| pc.id)
-        .ok_or(ScuError::VerificationRejected)?;
+    let pc = first_accepted(&association).ok_or(ScuError::VerificationRejected)?;
     let rsp = exchange(&mut association, pc, command::encode_echo_rq(1), None).await?;
     let _ = association.release().await;
     Ok(rsp.status.unwrap_or(Status(0xFFFF)))
@@ -310,11 +314,7 @@ pub async fn store_data_set(
 ) -> Result<(Status, Option<String>), ScuError> {
     let contexts = [(sop_class_uid.to_string(), ts.to_string())];
     let mut association = peer.associate(&contexts).await?;
-    let pc = association
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| pc.id)
+    let pc = first_accepted(&association)
         .ok_or_else(|| ScuError::Exchange("presentation context refused".into()))?;
     let rq = command::encode_store_rq(1, sop_class_uid, sop_instance_uid);
     let rsp = exchange(&mut association, pc, rq, Some(data_set)).await?;

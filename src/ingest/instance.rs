@@ -20,6 +20,25 @@ pub struct ReceivedInstance {
     pub modality: String,
 }
 
+impl ReceivedInstance {
+    /// The identifying attributes as found in `obj` (empty where absent).
+    pub fn read_from(obj: &InMemDicomObject) -> ReceivedInstance {
+        let text = |tag| -> String {
+            obj.get(tag)
+                .and_then(|e| e.value().to_str().ok())
+                .map(|s| trim_uid(s.trim()).to_string())
+                .unwrap_or_default()
+        };
+        ReceivedInstance {
+            sop_class_uid: text(tags::SOP_CLASS_UID),
+            sop_instance_uid: text(tags::SOP_INSTANCE_UID),
+            study_uid: text(tags::STUDY_INSTANCE_UID),
+            series_uid: text(tags::SERIES_INSTANCE_UID),
+            modality: text(tags::MODALITY).to_ascii_uppercase(),
+        }
+    }
+}
+
 /// Why a data set was refused, as sent back in the C-STORE-RSP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -72,19 +91,7 @@ pub fn inspect(
             "truncated: encapsulated pixel data has no end delimiter",
         ));
     }
-    let text = |tag| -> String {
-        obj.get(tag)
-            .and_then(|e| e.value().to_str().ok())
-            .map(|s| trim_uid(s.trim()).to_string())
-            .unwrap_or_default()
-    };
-    let instance = ReceivedInstance {
-        sop_class_uid: text(tags::SOP_CLASS_UID),
-        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
-        study_uid: text(tags::STUDY_INSTANCE_UID),
-        series_uid: text(tags::SERIES_INSTANCE_UID),
-        modality: text(tags::MODALITY).to_ascii_uppercase(),
-    };
+    let instance = ReceivedInstance::read_from(&obj);
     for (name, uid) in [
         ("SOP Instance UID", &instance.sop_instance_uid),
         ("Study Instance UID", &instance.study_uid),

@@ -67,12 +67,7 @@ fn read_record(path: &Path) -> Option<InstanceRecord> {
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .ok()?;
-    let text = |tag| {
-        obj.get(tag)
-            .and_then(|e| e.value().to_str().ok())
-            .map(|s| trim_uid(s.trim()).to_string())
-            .unwrap_or_default()
-    };
+    let id = super::instance::ReceivedInstance::read_from(&obj);
     let meta = obj.meta();
     let file = std::fs::metadata(path).ok()?;
     let received_at_ms = file
@@ -82,11 +77,11 @@ fn read_record(path: &Path) -> Option<InstanceRecord> {
         .map(|d| d.as_millis() as i64)
         .unwrap_or_else(crate::store::now_ms);
     let record = InstanceRecord {
-        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
-        sop_class_uid: text(tags::SOP_CLASS_UID),
-        study_uid: text(tags::STUDY_INSTANCE_UID),
-        series_uid: text(tags::SERIES_INSTANCE_UID),
-        modality: text(tags::MODALITY).to_ascii_uppercase(),
+        sop_instance_uid: id.sop_instance_uid,
+        sop_class_uid: id.sop_class_uid,
+        study_uid: id.study_uid,
+        series_uid: id.series_uid,
+        modality: id.modality,
         transfer_syntax: trim_uid(meta.transfer_syntax()).to_string(),
         path: path.to_path_buf(),
         size: file.len(),
