@@ -5,6 +5,7 @@
 //! `dimse` holds the DICOM message plumbing both directions share; `ops` the
 //! administrator's side (logs, systemd).
 
+pub mod analysis;
 pub mod config;
 pub mod daemon;
 pub mod dimse;

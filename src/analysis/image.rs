@@ -1,0 +1,251 @@
+//! Image decoding for analysis: any greyscale (or RGB) DICOM image a PACS could send,
+//! native or compressed, to frames of f32 in modality units (Modality LUT applied: HU
+//! for CT). The header is checked before anything large is allocated; a codec problem is
+//! a typed error naming the transfer syntax; nothing panics.
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+/// Largest image accepted: 32k per side, 4096 frames, 2 GiB of decoded samples.
+const MAX_SIDE: u32 = 32_768;
+const MAX_FRAMES: u32 = 4096;
+const MAX_DECODED_BYTES: u64 = 2 << 30;
+
+/// Why an image could not be decoded; each message says what to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no {0} in the header")]
+    Missing(&'static str),
+    #[error("implausible image header: {0}")]
+    Implausible(String),
+    #[error("cannot decode pixel data in transfer syntax {ts} ({name}): {reason}")]
+    Codec {
+        ts: String,
+        name: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Conversion(String),
+}
+
+/// The image attributes that matter before decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageHeader {
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub photometric: String,
+    /// Row spacing, column spacing (mm): PixelSpacing, else ImagerPixelSpacing.
+    pub pixel_spacing: Option<(f64, f64)>,
+    /// First WindowCenter / WindowWidth, if any.
+    pub window: Option<(f64, f64)>,
+}
+
+impl ImageHeader {
+    pub fn monochrome1(&self) -> bool {
+        self.photometric == "MONOCHROME1"
+    }
+}
+
+/// One decoded frame: `rows x columns` values in modality units, row-major.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub rows: usize,
+    pub columns: usize,
+    pub values: Vec<f32>,
+}
+
+fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+fn int(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
+    obj.get(tag).and_then(|e| e.value().to_int::<i64>().ok())
+}
+
+fn floats(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<Vec<f64>> {
+    obj.get(tag)
+        .and_then(|e| e.value().to_multi_float64().ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// Read and check the image attributes; nothing is decoded or allocated here.
+pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
+    let rows = int(obj, tags::ROWS).ok_or(ImageError::Missing("Rows"))?;
+    let columns = int(obj, tags::COLUMNS).ok_or(ImageError::Missing("Columns"))?;
+    let frames = text(obj, tags::NUMBER_OF_FRAMES)
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(1);
+    let samples = int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let bits_allocated =
+        int(obj, tags::BITS_ALLOCATED).ok_or(ImageError::Missing("Bits Allocated"))?;
+    let bits_stored = int(obj, tags::BITS_STORED).unwrap_or(bits_allocated);
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION)
+        .ok_or(ImageError::Missing("Photometric Interpretation"))?;
+    let bad = |why: String| Err(ImageError::Implausible(why));
+    if rows <= 0 || columns <= 0 || rows > MAX_SIDE as i64 || columns > MAX_SIDE as i64 {
+        return bad(format!("{rows} x {columns} pixels"));
+    }
+    if !(1..=MAX_FRAMES as i64).contains(&frames) {
+        return bad(format!("{frames} frames"));
+    }
+    if samples != 1 && samples != 3 {
+        return bad(format!("{samples} samples per pixel"));
+    }
+    if ![1, 8, 16, 32].contains(&bits_allocated) || bits_stored <= 0 || bits_stored > bits_allocated
+    {
+        return bad(format!("{bits_stored} of {bits_allocated} bits"));
+    }
+    let (rows, columns, frames) = (rows as u32, columns as u32, frames as u32);
+    let (samples, bits_allocated, bits_stored) =
+        (samples as u16, bits_allocated as u16, bits_stored as u16);
+    let decoded = rows as u64 * columns as u64 * frames as u64 * samples as u64 * 4;
+    if decoded > MAX_DECODED_BYTES {
+        return bad(format!(
+            "{rows} x {columns} x {frames} frames would need {} MiB decoded",
+            decoded >> 20
+        ));
+    }
+    let pixel_data = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or(ImageError::Missing("Pixel Data"))?;
+    match pixel_data.value() {
+        dicom_core::DicomValue::PixelSequence(seq) => {
+            if seq.fragments().is_empty() {
+                return bad("encapsulated Pixel Data without fragments".into());
+            }
+        }
+        value => {
+            let expected = (rows as u64
+                * columns as u64
+                * frames as u64
+                * samples as u64
+                * bits_allocated as u64)
+                .div_ceil(8);
+            let actual = value.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+            if actual < expected {
+                return bad(format!(
+                    "Pixel Data has {actual} bytes, Rows x Columns x Frames x Bits declare {expected}"
+                ));
+            }
+        }
+    }
+    let spacing = floats(obj, tags::PIXEL_SPACING)
+        .or_else(|| floats(obj, tags::IMAGER_PIXEL_SPACING))
+        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
+        .map(|v| (v[0], v[1]));
+    let window = match (
+        floats(obj, tags::WINDOW_CENTER),
+        floats(obj, tags::WINDOW_WIDTH),
+    ) {
+        (Some(c), Some(w)) if w[0] > 0.0 => Some((c[0], w[0])),
+        _ => None,
+    };
+    Ok(ImageHeader {
+        rows,
+        columns,
+        frames,
+        samples_per_pixel: samples,
+        bits_allocated,
+        bits_stored,
+        photometric,
+        pixel_spacing: spacing,
+        window,
+    })
+}
+
+/// Decode every frame to modality values (RGB is reduced to luminance).
+pub fn decode(obj: &DefaultDicomObject) -> Result<(ImageHeader, Vec<Frame>), ImageError> {
+    let header = header(obj)?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let codec_error = |reason: String| ImageError::Codec {
+        name: TransferSyntaxRegistry
+            .get(&ts)
+            .map(|t| t.name().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        ts: ts.clone(),
+        reason,
+    };
+    // Third-party codecs see bytes from the network: contain any panic.
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| codec_error("decoder failure".into()))?
+            .map_err(|e| codec_error(e.to_string()))?;
+    let options = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::Default)
+        .with_voi_lut(VoiLutOption::Identity);
+    let (rows, columns) = (header.rows as usize, header.columns as usize);
+    let mut frames = Vec::with_capacity(header.frames as usize);
+    for f in 0..decoded.number_of_frames() {
+        let values: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoded.to_vec_frame_with_options::<f32>(f, &options)
+        }))
+        .map_err(|_| ImageError::Conversion("pixel conversion failed".into()))?
+        .map_err(|e| ImageError::Conversion(e.to_string()))?;
+        let values = if header.samples_per_pixel == 3 {
+            values
+                .chunks_exact(3)
+                .map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])
+                .collect()
+        } else {
+            values
+        };
+        if values.len() != rows * columns {
+            return Err(ImageError::Conversion(format!(
+                "frame {f} decoded to {} values, expected {}",
+                values.len(),
+                rows * columns
+            )));
+        }
+        frames.push(Frame {
+            rows,
+            columns,
+            values,
+        });
+    }
+    Ok((header, frames))
+}
+
+/// For display-oriented processing: window (the header's first, else the 1st-99th
+/// percentile), scale to 0..1 and invert MONOCHROME1 so that bone is bright.
+pub fn display(frame: &Frame, header: &ImageHeader) -> Vec<f32> {
+    let (lo, hi) = match header.window {
+        Some((c, w)) => (c - w / 2.0, c + w / 2.0),
+        None => {
+            let mut sample: Vec<f32> = frame.values.iter().step_by(7).copied().collect();
+            sample.sort_by(|a, b| a.total_cmp(b));
+            let n = sample.len().max(1);
+            (
+                sample.get(n / 100).copied().unwrap_or(0.0) as f64,
+                sample.get(n * 99 / 100).copied().unwrap_or(1.0) as f64,
+            )
+        }
+    };
+    let span = (hi - lo).max(1e-6) as f32;
+    let lo = lo as f32;
+    let invert = header.monochrome1();
+    frame
+        .values
+        .iter()
+        .map(|v| {
+            let x = ((v - lo) / span).clamp(0.0, 1.0);
+            if invert {
+                1.0 - x
+            } else {
+                x
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,5 @@
+//! Analysis: a received study in, one typed Finding out (issue in progress).
+//! `image` decodes pixels to modality values; `risk` computes the OST clinical index.
+
+pub mod image;
+pub mod risk;
