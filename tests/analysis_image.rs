@@ -211,7 +211,11 @@ fn broken_and_hostile_headers_are_typed_errors() {
 #[test]
 fn twelve_bit_lossy_jpeg_is_a_typed_error_naming_the_transfer_syntax() {
     // jpeg-decoder has no 12-bit (process 4) support: say so, do not panic.
-    for rel in ["wg04/RG2_JPLY.dcm", "wg04/MR1_JPLY.dcm", "pydicom/JPEG-lossy.dcm"] {
+    for rel in [
+        "wg04/RG2_JPLY.dcm",
+        "wg04/MR1_JPLY.dcm",
+        "pydicom/JPEG-lossy.dcm",
+    ] {
         let err = decode(rel).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ImageError::Codec { .. }), "{rel}: {msg}");
