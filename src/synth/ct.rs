@@ -363,7 +363,11 @@ impl CtVolume {
                 {
                     return Some(cortical * 0.75);
                 }
-                if (dx.abs() - vb.half_width - 14.0).abs() < 14.0 && (dy - 4.0).abs() < 4.0 && i > 0
+                // Transverse processes leave the arch behind the body, at pedicle level.
+                if upper
+                    && i > 0
+                    && (dx.abs() - vb.half_width - 8.0).abs() < 16.0
+                    && (dy - back - 9.0).abs() < 4.0
                 {
                     return Some(cortical * 0.7);
                 }
@@ -387,7 +391,8 @@ impl CtVolume {
         }
         let (t12, l5) = (self.vertebrae[0], self.vertebrae[5]);
         // Ribs around T12/L1: small cortical ovals along the posterior-lateral body wall.
-        if z > self.vertebrae[1].z_mid() {
+        // The 11th and 12th ribs belong to T11/T12: they end at the lower edge of T12.
+        if z > self.vertebrae[0].z_bottom - 2.0 {
             let (a, b) = self.body;
             for k in 0..5 {
                 let ang =
