@@ -38,6 +38,39 @@ pub struct Settings {
     pub dicom: DicomSettings,
     pub storage: StorageSettings,
     pub log: LogSettings,
+    pub analysis: AnalysisSettings,
+}
+
+/// Thresholds of the analysis methods.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisSettings {
+    /// L1 trabecular HU at or below which osteoporosis is likely (Pickhardt 2013: 110).
+    pub ct_osteoporosis_hu: f64,
+    /// L1 trabecular HU at or above which bone density is likely normal (160).
+    pub ct_normal_hu: f64,
+    /// Subtracted from measured HU for contrast-enhanced series (e.g. 14.75 portal venous).
+    pub ct_contrast_offset_hu: f64,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        AnalysisSettings {
+            ct_osteoporosis_hu: 110.0,
+            ct_normal_hu: 160.0,
+            ct_contrast_offset_hu: 0.0,
+        }
+    }
+}
+
+impl AnalysisSettings {
+    pub fn thresholds(&self) -> crate::analysis::Thresholds {
+        crate::analysis::Thresholds {
+            ct_osteoporosis_hu: self.ct_osteoporosis_hu,
+            ct_normal_hu: self.ct_normal_hu,
+            ct_contrast_offset_hu: self.ct_contrast_offset_hu,
+        }
+    }
 }
 
 /// The DICOM listener (C-ECHO / C-STORE SCP) and study assembly.
@@ -229,6 +262,16 @@ impl Settings {
                     format!("{m:?} is not a DICOM modality code (e.g. CR, DX, CT)"),
                 ));
             }
+        }
+        let a = &self.analysis;
+        let ordered = a.ct_osteoporosis_hu.is_finite()
+            && a.ct_normal_hu.is_finite()
+            && a.ct_osteoporosis_hu < a.ct_normal_hu;
+        if !ordered {
+            return Err(invalid(
+                "analysis.ct_osteoporosis_hu",
+                "must be below analysis.ct_normal_hu",
+            ));
         }
         if self.storage.dir.as_os_str().is_empty() {
             return Err(invalid("storage.dir", "is empty"));

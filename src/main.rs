@@ -42,6 +42,16 @@ enum Command {
     CheckConfig,
     /// List jobs (studies queued for analysis) and instance counts from `[storage] dir`.
     Queue,
+    /// Analyse the files of one study (files or folders) and print the Finding; exits 1
+    /// with the reason when nothing is analysable. CT only in this version.
+    Analyze {
+        /// DICOM files or folders (recursive) of one study.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the Finding as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate synthetic lumbar studies with known truth (DICOM files + manifest.csv).
     Synth(SynthArgs),
 }
@@ -248,6 +258,24 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             println!("{} jobs", jobs.len());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Analyze { paths, json } => {
+            let files = scu::collect_files(&paths).context("cannot list input files")?;
+            let thresholds = settings.analysis.thresholds();
+            let finding =
+                tokio::task::block_in_place(|| osteoscreen::analysis::analyze(&files, thresholds));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&finding)?);
+            } else {
+                println!("{}", finding.summary());
+            }
+            Ok(
+                if finding.status == osteoscreen::analysis::finding::Status::Analysed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Command::Synth(a) => {
             use osteoscreen::synth::{generate, SynthOptions};

@@ -460,3 +460,38 @@ fn dilate(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
     }
     out
 }
+
+/// The class by the L1 trabecular HU (Pickhardt 2013 thresholds by default), the contrast
+/// offset subtracted first. The ROI median is used: an automatic ROI that grazes an
+/// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2, then L3, when L1 is missing or compressed;
+/// no class when no lumbar level was identified.
+pub fn classify(
+    m: &CtMeasurement,
+    (osteoporosis_hu, normal_hu): (f64, f64),
+    contrast_offset_hu: f64,
+) -> (Option<super::finding::CtClass>, String) {
+    use super::finding::CtClass;
+    for name in ["L1", "L2", "L3"] {
+        let Some(level) = m
+            .vertebrae
+            .iter()
+            .find(|v| v.level.as_deref() == Some(name) && !v.compressed && v.roi_pixels > 0)
+        else {
+            continue;
+        };
+        let hu = level.median_hu - contrast_offset_hu;
+        let class = if hu <= osteoporosis_hu {
+            CtClass::OsteoporosisLikely
+        } else if hu >= normal_hu {
+            CtClass::NormalLikely
+        } else {
+            CtClass::Indeterminate
+        };
+        return (Some(class), format!("{name} median {hu:.1} HU"));
+    }
+    (
+        None,
+        "no class: L1-L3 not identified or all compressed (levels need a rib-bearing T12 in the volume)"
+            .into(),
+    )
+}

@@ -8,9 +8,10 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Install the global subscriber; `RUST_LOG`, when set, overrides `[log] level`.
 pub fn init(settings: &LogSettings) {
+    // The JPEG 2000 codec logs every header it parses at INFO: keep it to warnings.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{},jpeg2k=warn", settings.level)))
+        .unwrap_or_else(|_| EnvFilter::new("info,jpeg2k=warn"));
     // Colours only for a person at a terminal, never into journald or a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
