@@ -213,9 +213,11 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
 
 /// Measure every vertebra in the volume.
 pub fn measure(volume: &Volume) -> CtMeasurement {
+    use rayon::prelude::*;
+    // Slices are independent: find the bodies on every core.
     let bodies: Vec<Option<SliceBody>> = volume
         .slices
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(k, f)| find_body(f, volume.spacing, k))
         .collect();
