@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod dimse;
 pub mod fsutil;
 pub mod ingest;
+pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod store;

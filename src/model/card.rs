@@ -1,0 +1,114 @@
+//! The model card: what a weights file is, what it was trained on, how well it did, and the
+//! sha256 of the weights, so that a mismatched or corrupt file is refused at load.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model card {path}: {reason}")]
+    Card { path: String, reason: String },
+    #[error(
+        "weights {path} do not match their model card (sha256 {actual}, card says {expected})"
+    )]
+    Mismatch {
+        path: String,
+        actual: String,
+        expected: String,
+    },
+    #[error("weights: {0}")]
+    Weights(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("inference: {0}")]
+    Inference(String),
+}
+
+/// Young-adult reference used to turn T-scores into BMD (g/cm²).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BmdReference {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+/// The JSON card stored beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub input: String,
+    pub training_data: String,
+    pub metrics: serde_json::Value,
+    pub intended_use: String,
+    pub bmd_reference: BmdReference,
+    pub weights_sha256: String,
+}
+
+/// Hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| ModelError::Weights(format!("{}: {e}", path.display())))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+impl ModelCard {
+    pub fn read(path: &Path) -> Result<ModelCard, ModelError> {
+        let card_err = |reason: String| ModelError::Card {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| card_err(e.to_string()))?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(e.to_string()))?;
+        if card.input != "1x256x256 grey, robust-normalised" {
+            return Err(card_err(format!(
+                "input {:?} is not what this build expects",
+                card.input
+            )));
+        }
+        Ok(card)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), ModelError> {
+        let text = serde_json::to_string_pretty(self).expect("card serialises");
+        std::fs::write(path, text).map_err(|e| ModelError::Card {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Refuse weights whose sha256 differs from the card's.
+    pub fn check_weights(&self, weights: &Path) -> Result<(), ModelError> {
+        let actual = sha256_file(weights)?;
+        if actual != self.weights_sha256 {
+            return Err(ModelError::Mismatch {
+                path: weights.display().to_string(),
+                actual,
+                expected: self.weights_sha256.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The card of randomly initialised weights.
+    pub fn untrained(weights: &Path) -> Result<ModelCard, ModelError> {
+        Ok(ModelCard {
+            name: "osteoscreen-xray-resnet".into(),
+            version: "0.0.0-untrained".into(),
+            architecture: "ResNet, 4 basic-block stages 16-128 channels, class + T-score heads"
+                .into(),
+            input: "1x256x256 grey, robust-normalised".into(),
+            training_data: "none: random initialisation".into(),
+            metrics: serde_json::json!({}),
+            intended_use: "tests only; predictions are meaningless".into(),
+            bmd_reference: BmdReference {
+                mean: 1.047,
+                sd: 0.11,
+            },
+            weights_sha256: sha256_file(weights)?,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The X-ray model: network definition (`net`), weights in `.safetensors` plus a JSON model
+//! card checked at load (`card`), and inference on preprocessed radiographs (`preprocess`).
+//! Device choice happens here, once: `cpu`, `cuda` (cargo feature), or `auto`.
+
+pub mod card;
+pub mod net;
+pub mod preprocess;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+
+pub use card::{ModelCard, ModelError};
+
+/// One radiograph's prediction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    /// Probabilities of normal, osteopenia, osteoporosis (sum to 1).
+    pub probabilities: [f32; 3],
+    pub t_score: f32,
+    /// Estimated areal BMD (g/cm²) from the T-score and the card's reference population.
+    pub bmd: f32,
+}
+
+/// `auto` picks CUDA when compiled in and a GPU is present.
+pub fn device(choice: &str) -> Result<Device, ModelError> {
+    match choice {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| ModelError::Device(e.to_string())),
+        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        other => Err(ModelError::Device(format!(
+            "unknown device {other:?} (auto, cpu or cuda)"
+        ))),
+    }
+}
+
+/// A loaded network and its card.
+pub struct XrayModel {
+    net: net::XrayNet,
+    pub card: ModelCard,
+    device: Device,
+}
+
+impl XrayModel {
+    /// Load `weights` (.safetensors) after checking it against the card beside it
+    /// (`<weights>.json`, or `card` when given).
+    pub fn load(
+        weights: &Path,
+        card: Option<&Path>,
+        device: Device,
+    ) -> Result<XrayModel, ModelError> {
+        let card_path = card
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| weights.with_extension("json"));
+        let card = ModelCard::read(&card_path)?;
+        card.check_weights(weights)?;
+        let mut varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let net = net::XrayNet::new(vb).map_err(|e| ModelError::Weights(e.to_string()))?;
+        varmap
+            .load(weights)
+            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+        Ok(XrayModel { net, card, device })
+    }
+
+    /// Build a randomly initialised model (for tests and as a training start) and save it
+    /// with a card. Not a result to trust: the card says so.
+    pub fn create_untrained(weights: &Path) -> Result<ModelCard, ModelError> {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        net::XrayNet::new(vb).map_err(|e| ModelError::Weights(e.to_string()))?;
+        varmap
+            .save(weights)
+            .map_err(|e| ModelError::Weights(e.to_string()))?;
+        let card = ModelCard::untrained(weights)?;
+        card.write(&weights.with_extension("json"))?;
+        Ok(card)
+    }
+
+    /// Predict a batch of preprocessed images (each INPUT_SIZE² values).
+    pub fn predict(&self, images: &[Vec<f32>]) -> Result<Vec<Prediction>, ModelError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let side = net::INPUT_SIZE;
+        let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
+        let flat: Vec<f32> = images.iter().flatten().copied().collect();
+        if flat.len() != images.len() * side * side {
+            return Err(ModelError::Inference("images must be 256 x 256".into()));
+        }
+        let x = Tensor::from_vec(flat, (images.len(), 1, side, side), &self.device).map_err(err)?;
+        let out = self.net.forward_t(&x, false).map_err(err)?;
+        let probs = candle_nn::ops::softmax(&out.logits, D::Minus1)
+            .map_err(err)?
+            .to_vec2::<f32>()
+            .map_err(err)?;
+        let t = out.t_score.to_vec1::<f32>().map_err(err)?;
+        let (mean, sd) = (self.card.bmd_reference.mean, self.card.bmd_reference.sd);
+        Ok(probs
+            .into_iter()
+            .zip(t)
+            .map(|(p, t)| Prediction {
+                probabilities: [p[0], p[1], p[2]],
+                t_score: t,
+                bmd: (mean + sd * t as f64) as f32,
+            })
+            .collect())
+    }
+}

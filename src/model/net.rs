@@ -1,0 +1,117 @@
+//! The X-ray network: a compact ResNet (four basic-block stages, 16-128 channels, about
+//! 0.7 M parameters) on a 1 x 256 x 256 grey radiograph, with two heads: 3-class logits
+//! (normal, osteopenia, osteoporosis) and an estimated T-score. Weight names follow the
+//! module tree (`stem.conv`, `layer2.block.conv1`, `class_head`, ...).
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{
+    batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
+};
+
+/// Input side length the network is built for.
+pub const INPUT_SIZE: usize = 256;
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let cfg = Conv2dConfig {
+        padding: k / 2,
+        stride,
+        ..Default::default()
+    };
+    conv2d_no_bias(cin, cout, k, cfg, vb)
+}
+
+/// conv-bn-relu, conv-bn, plus the (projected) input, relu.
+struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    shortcut: Option<(Conv2d, BatchNorm)>,
+}
+
+impl BasicBlock {
+    fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<BasicBlock> {
+        let shortcut = if stride != 1 || cin != cout {
+            Some((
+                conv(cin, cout, 1, stride, vb.pp("down_conv"))?,
+                batch_norm(cout, 1e-5, vb.pp("down_bn"))?,
+            ))
+        } else {
+            None
+        };
+        Ok(BasicBlock {
+            conv1: conv(cin, cout, 3, stride, vb.pp("conv1"))?,
+            bn1: batch_norm(cout, 1e-5, vb.pp("bn1"))?,
+            conv2: conv(cout, cout, 3, 1, vb.pp("conv2"))?,
+            bn2: batch_norm(cout, 1e-5, vb.pp("bn2"))?,
+            shortcut,
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let skip = match &self.shortcut {
+            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        (y + skip)?.relu()
+    }
+}
+
+/// The whole network.
+pub struct XrayNet {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm,
+    layers: Vec<BasicBlock>,
+    class_head: Linear,
+    t_head: Linear,
+}
+
+/// Network outputs for a batch: logits [B, 3] and T-scores [B].
+pub struct Output {
+    pub logits: Tensor,
+    pub t_score: Tensor,
+}
+
+impl XrayNet {
+    pub fn new(vb: VarBuilder) -> Result<XrayNet> {
+        let widths = [16, 32, 64, 128];
+        let mut layers = Vec::new();
+        let mut cin = 16;
+        for (i, &w) in widths.iter().enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            layers.push(BasicBlock::new(
+                cin,
+                w,
+                stride,
+                vb.pp(format!("layer{}", i + 1)),
+            )?);
+            cin = w;
+        }
+        Ok(XrayNet {
+            stem_conv: conv(1, 16, 7, 2, vb.pp("stem").pp("conv"))?,
+            stem_bn: batch_norm(16, 1e-5, vb.pp("stem").pp("bn"))?,
+            layers,
+            class_head: linear(128, 3, vb.pp("class_head"))?,
+            t_head: linear(128, 1, vb.pp("t_head"))?,
+        })
+    }
+
+    /// `x`: [B, 1, 256, 256], normalised. `train` switches batch-norm statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Output> {
+        let mut y = self
+            .stem_bn
+            .forward_t(&self.stem_conv.forward(x)?, train)?
+            .relu()?
+            .max_pool2d_with_stride(3, 2)?;
+        for layer in &self.layers {
+            y = layer.forward_t(&y, train)?;
+        }
+        let pooled = y.mean((2, 3))?;
+        Ok(Output {
+            logits: self.class_head.forward(&pooled)?,
+            t_score: self.t_head.forward(&pooled)?.squeeze(1)?,
+        })
+    }
+}
