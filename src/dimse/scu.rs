@@ -2,7 +2,7 @@
 //! and by delivery later. Files are sent as they are on disk: each one in its own transfer
 //! syntax, its data set bytes untouched (no transcoding).
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,6 +152,8 @@ pub struct OutgoingFile {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub transfer_syntax: String,
+    /// Where the data set starts (after preamble and meta group).
+    data_offset: u64,
 }
 
 impl OutgoingFile {
@@ -165,22 +167,25 @@ impl OutgoingFile {
             .map_err(|_| "too short to be a DICOM Part 10 file".to_string())?;
         let meta = FileMetaTable::from_reader(&mut reader)
             .map_err(|e| format!("no valid file meta information (not DICOM Part 10?): {e}"))?;
+        let data_offset = reader.stream_position().map_err(|e| e.to_string())?;
         Ok(OutgoingFile {
             path: path.to_path_buf(),
             sop_class_uid: trim_uid(meta.media_storage_sop_class_uid()).to_string(),
             sop_instance_uid: trim_uid(meta.media_storage_sop_instance_uid()).to_string(),
             transfer_syntax: trim_uid(meta.transfer_syntax()).to_string(),
+            data_offset,
         })
     }
 
-    /// The data set bytes, exactly as stored after the meta group.
+    /// The data set bytes, exactly as stored after the meta group (read once, from the
+    /// offset `inspect` found).
     pub fn data_set(&self) -> Result<Vec<u8>, String> {
-        let bytes = std::fs::read(&self.path).map_err(|e| e.to_string())?;
-        let mut cursor = std::io::Cursor::new(&bytes[..]);
-        cursor.set_position(128);
-        FileMetaTable::from_reader(&mut cursor).map_err(|e| e.to_string())?;
-        let start = cursor.position() as usize;
-        Ok(bytes[start..].to_vec())
+        let mut file = std::fs::File::open(&self.path).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(self.data_offset))
+            .map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+        Ok(bytes)
     }
 }
 

@@ -197,10 +197,6 @@ impl PendingStore {
                 return Err(r);
             }
         };
-        if let Err(reason) = ingest.has_room_for(0) {
-            written.discard();
-            return Err(refusal(Status::OUT_OF_RESOURCES, reason));
-        }
         let at = Placement {
             study_uid: &instance.study_uid,
             series_uid: &instance.series_uid,
