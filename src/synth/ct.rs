@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::raster::{in_ellipse, ValueNoise};
+use super::raster::{in_ellipse, random_quads, ValueNoise};
 use super::subject::Subject;
 
 pub const MATRIX: usize = 512;
@@ -115,26 +115,16 @@ impl CtVolume {
             ),
             fat: (bmi - 16.0).clamp(4.0, 30.0),
             lordosis,
-            gas: (0..rng.random_range(4..10))
-                .map(|_| {
-                    (
-                        rng.random_range(-90.0..90.0),
-                        rng.random_range(-80.0..-10.0),
-                        rng.random_range(-200.0..40.0),
-                        rng.random_range(5.0..16.0),
-                    )
-                })
-                .collect(),
-            mesentery: (0..rng.random_range(10..20))
-                .map(|_| {
-                    (
-                        rng.random_range(-100.0..100.0),
-                        rng.random_range(-90.0..10.0),
-                        rng.random_range(4.0..14.0),
-                        rng.random_range(3.0..10.0),
-                    )
-                })
-                .collect(),
+            gas: random_quads(
+                rng,
+                4..10,
+                [-90.0..90.0, -80.0..-10.0, -200.0..40.0, 5.0..16.0],
+            ),
+            mesentery: random_quads(
+                rng,
+                10..20,
+                [-100.0..100.0, -90.0..10.0, 4.0..14.0, 3.0..10.0],
+            ),
             texture: ValueNoise::new(rng, 300.0, 2.0),
             seed: rng.random(),
         }

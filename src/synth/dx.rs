@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::raster::{chord, in_ellipse, Canvas, ValueNoise};
+use super::raster::{chord, in_ellipse, random_quads, Canvas, ValueNoise};
 use super::subject::Subject;
 
 /// Linear attenuation (1/mm) at an effective ~60 keV.
@@ -76,16 +76,11 @@ impl Pose {
             lordosis_mm: rng.random_range(10.0..24.0),
             body_half_width: (120.0 + 2.2 * bmi).clamp(125.0, 190.0),
             body_half_depth: (70.0 + 2.0 * bmi).clamp(85.0, 150.0),
-            gas: (0..rng.random_range(3..8))
-                .map(|_| {
-                    (
-                        rng.random_range(-110.0..110.0),
-                        rng.random_range(-120.0..110.0),
-                        rng.random_range(8.0..28.0),
-                        rng.random_range(6.0..18.0),
-                    )
-                })
-                .collect(),
+            gas: random_quads(
+                rng,
+                3..8,
+                [-110.0..110.0, -120.0..110.0, 8.0..28.0, 6.0..18.0],
+            ),
         }
     }
 }

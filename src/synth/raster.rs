@@ -123,6 +123,22 @@ pub fn in_ellipse(x: f64, y: f64, a: f64, b: f64) -> bool {
     (x / a).powi(2) + (y / b).powi(2) <= 1.0
 }
 
+/// `count` random 4-tuples (e.g. centre x, y and two radii of a blob), each value drawn
+/// from its range in order.
+pub fn random_quads(
+    rng: &mut impl Rng,
+    count: std::ops::Range<usize>,
+    ranges: [std::ops::Range<f64>; 4],
+) -> Vec<(f64, f64, f64, f64)> {
+    let n = rng.random_range(count);
+    (0..n)
+        .map(|_| {
+            let [a, b, c, d] = ranges.clone().map(|r| rng.random_range(r));
+            (a, b, c, d)
+        })
+        .collect()
+}
+
 /// Smooth random field in [-1, 1]: bilinear value noise on a grid of `cell` mm, summed
 /// over two octaves.
 pub struct ValueNoise {
