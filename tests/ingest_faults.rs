@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,24 +57,7 @@ fn kill_9_mid_stream_loses_no_acknowledged_instance() {
         &[("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "2")],
     );
     let study = "1.2.826.0.1.3680043.9.7777.5";
-    let files = make_instances(
-        &real("wg04/CT1_UNC.dcm"),
-        &work.path().join("in"),
-        200,
-        study,
-        &format!("{study}.1"),
-        &format!("{study}.1"),
-    );
-    // storescu -v logs "Sending file" then the response for each file, in order.
-    let log = work.path().join("storescu.log");
-    let mut sender = daemon
-        .storescu("CRASHSCU")
-        .arg("-v")
-        .args(files.iter().map(|(p, _)| p))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (files, log, mut sender) = stream_study(&daemon, work.path(), study, 200, "CRASHSCU");
     let store = daemon.store();
     wait_until("some instances stored", Duration::from_secs(60), || {
         store.instances().unwrap().len() >= 40
@@ -109,9 +93,39 @@ fn kill_9_mid_stream_loses_no_acknowledged_instance() {
     );
 }
 
+/// Start storescu streaming `n` new CT instances of `study` in the background; its `-v`
+/// log ("Sending file" then the response, per file) goes to the returned path.
+fn stream_study(
+    daemon: &Daemon,
+    work: &std::path::Path,
+    study: &str,
+    n: usize,
+    ae: &str,
+) -> (Vec<(PathBuf, String)>, PathBuf, std::process::Child) {
+    let series = format!("{study}.1");
+    let files = make_instances(
+        &real("wg04/CT1_UNC.dcm"),
+        &work.join("in"),
+        n,
+        study,
+        &series,
+        &series,
+    );
+    let log = work.join("storescu.log");
+    let sender = daemon
+        .storescu(ae)
+        .arg("-v")
+        .args(files.iter().map(|(p, _)| p))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (files, log, sender)
+}
+
 /// Every acknowledged file has its row and a readable spooled file.
 fn assert_recorded(
-    files: &[(std::path::PathBuf, String)],
+    files: &[(PathBuf, String)],
     acknowledged: &[String],
     rows: &[osteoscreen::store::InstanceRecord],
 ) {
@@ -257,23 +271,7 @@ fn sigterm_finishes_in_flight_stores_and_exits_zero() {
     let work = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(work.path(), &[]);
     let study = "1.2.826.0.1.3680043.9.7777.6";
-    let files = make_instances(
-        &real("wg04/CT1_UNC.dcm"),
-        &work.path().join("in"),
-        60,
-        study,
-        &format!("{study}.1"),
-        &format!("{study}.1"),
-    );
-    let log = work.path().join("storescu.log");
-    let mut sender = daemon
-        .storescu("TERMSCU")
-        .arg("-v")
-        .args(files.iter().map(|(p, _)| p))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (files, log, mut sender) = stream_study(&daemon, work.path(), study, 60, "TERMSCU");
     let store = daemon.store();
     wait_until("stores under way", Duration::from_secs(30), || {
         !store.instances().unwrap().is_empty()
