@@ -39,6 +39,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub log: LogSettings,
     pub analysis: AnalysisSettings,
+    pub selection: crate::analysis::select::Rules,
+    pub model: crate::model::ModelSettings,
 }
 
 /// Thresholds of the analysis methods.
@@ -273,6 +275,10 @@ impl Settings {
                 "must be below analysis.ct_normal_hu",
             ));
         }
+        self.selection
+            .validate()
+            .map_err(|e| invalid("selection", e))?;
+        self.model.validate().map_err(|e| invalid("model", e))?;
         if self.storage.dir.as_os_str().is_empty() {
             return Err(invalid("storage.dir", "is empty"));
         }

@@ -43,7 +43,8 @@ enum Command {
     /// List jobs (studies queued for analysis) and instance counts from `[storage] dir`.
     Queue,
     /// Analyse the files of one study (files or folders) and print the Finding; exits 1
-    /// with the reason when nothing is analysable. CT only in this version.
+    /// with the reason when nothing is analysable. CT: trabecular attenuation per level;
+    /// lumbar radiographs: the X-ray model named in `[model] weights`.
     Analyze {
         /// DICOM files or folders (recursive) of one study.
         #[arg(required = true)]
@@ -261,9 +262,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Analyze { paths, json } => {
             let files = scu::collect_files(&paths).context("cannot list input files")?;
-            let thresholds = settings.analysis.thresholds();
+            let engine = osteoscreen::analysis::Engine::load(
+                settings.analysis.thresholds(),
+                settings.selection.clone(),
+                &settings.model,
+            )
+            .context("cannot load the X-ray model ([model] settings)")?;
             let finding =
-                tokio::task::block_in_place(|| osteoscreen::analysis::analyze(&files, thresholds));
+                tokio::task::block_in_place(|| osteoscreen::analysis::analyze(&files, &engine));
             if json {
                 println!("{}", serde_json::to_string_pretty(&finding)?);
             } else {

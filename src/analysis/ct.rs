@@ -25,6 +25,8 @@ const VERTEBRA_AREA_MM2: (f64, f64) = (500.0, 9000.0);
 pub struct Volume {
     pub slices: Vec<Frame>,
     pub z: Vec<f64>,
+    /// SOP Instance UID of each slice (empty when the header has none).
+    pub sop_uids: Vec<String>,
     /// (row spacing, column spacing) in mm.
     pub spacing: (f64, f64),
 }
@@ -55,11 +57,17 @@ impl Volume {
             if frames.is_empty() {
                 return Err(format!("{}: no frame", path.display()));
             }
-            slices.push((z, frames.swap_remove(0)));
+            let uid = obj
+                .get(tags::SOP_INSTANCE_UID)
+                .and_then(|e| e.value().to_str().ok())
+                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+                .unwrap_or_default();
+            slices.push((z, frames.swap_remove(0), uid));
         }
         slices.sort_by(|a, b| b.0.total_cmp(&a.0));
         Ok(Volume {
             z: slices.iter().map(|s| s.0).collect(),
+            sop_uids: slices.iter().map(|s| s.2.clone()).collect(),
             slices: slices.into_iter().map(|s| s.1).collect(),
             spacing: spacing.ok_or("no PixelSpacing")?,
         })
@@ -76,6 +84,16 @@ pub struct SliceBody {
     /// Centre of the enclosed region (column, row).
     pub centre: (f64, f64),
     pub area_mm2: f64,
+    pub outline: RoiOutline,
+}
+
+/// Where the trabecular ROI lies in one slice, in pixel coordinates (column, row; the
+/// DICOM SCOORD convention): an ellipse cut off posteriorly at `posterior_row`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RoiOutline {
+    pub centre: (f64, f64),
+    pub radii: (f64, f64),
+    pub posterior_row: f64,
 }
 
 /// One measured vertebra.
@@ -93,6 +111,9 @@ pub struct LevelMeasure {
     pub pelvis: bool,
     /// Cranio-caudal extent of the slices with a body (mm).
     pub height_mm: f64,
+    /// The ROI on the middle slice of the vertebra, and that slice's SOP Instance UID.
+    pub roi: RoiOutline,
+    pub roi_sop_instance_uid: String,
     /// Much lower than its neighbours (< 75 % of their mean height): possibly a compression
     /// fracture. Its HU is reported but should not drive a classification.
     pub compressed: bool,
@@ -208,6 +229,11 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
         roi,
         centre: (ox, oy),
         area_mm2,
+        outline: RoiOutline {
+            centre: (ox, oy),
+            radii: (ax, ay),
+            posterior_row: vein_limit,
+        },
     })
 }
 
@@ -281,6 +307,8 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
                 ribs,
                 pelvis,
                 height_mm,
+                roi: mid.outline,
+                roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),
                 compressed: false,
             }
         })

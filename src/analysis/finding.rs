@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::ct::LevelMeasure;
 use super::risk::Risk;
+use super::xray::XrayFinding;
 
 /// Whether the study was analysed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -15,6 +16,56 @@ pub enum Status {
     Analysed,
     NotApplicable,
     Failed,
+}
+
+/// WHO bone-density class: normal T >= -1.0, osteopenia -2.5 < T < -1.0, osteoporosis
+/// T <= -2.5. Also the order of the X-ray model's probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoneClass {
+    Normal,
+    Osteopenia,
+    Osteoporosis,
+}
+
+impl BoneClass {
+    pub const ALL: [BoneClass; 3] = [
+        BoneClass::Normal,
+        BoneClass::Osteopenia,
+        BoneClass::Osteoporosis,
+    ];
+
+    pub fn from_t_score(t: f64) -> BoneClass {
+        if t <= -2.5 {
+            BoneClass::Osteoporosis
+        } else if t < -1.0 {
+            BoneClass::Osteopenia
+        } else {
+            BoneClass::Normal
+        }
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            BoneClass::Normal => "normal bone density",
+            BoneClass::Osteopenia => "osteopenia",
+            BoneClass::Osteoporosis => "osteoporosis",
+        }
+    }
+}
+
+/// The study-level answer and the method it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conclusion {
+    pub class: BoneClass,
+    /// "xray_model" or "ct_trabecular_attenuation".
+    pub method: String,
+    /// The model's probability of `class` (X-ray only).
+    pub probability: Option<f32>,
+    pub t_score: Option<f32>,
+    pub bmd_g_cm2: Option<f32>,
+    /// The sentence a reader sees: what the class rests on.
+    pub basis: String,
 }
 
 /// CT opportunistic screening class (by the trabecular HU of the basis level).
@@ -52,8 +103,13 @@ pub struct Finding {
     pub reason: Option<String>,
     pub methods: Vec<String>,
     pub instances_used: Vec<String>,
+    /// The study-level class, when a method produced one.
+    pub conclusion: Option<Conclusion>,
+    pub xray: Option<XrayFinding>,
     pub ct: Option<CtFinding>,
     pub risk: Risk,
+    /// Series and instances left out, and why.
+    pub excluded: Vec<String>,
     pub flags: Vec<String>,
     pub timings_ms: BTreeMap<String, f64>,
     pub software: String,
@@ -67,8 +123,11 @@ impl Finding {
             reason: Some(reason),
             methods: Vec::new(),
             instances_used: Vec::new(),
+            conclusion: None,
+            xray: None,
             ct: None,
             risk,
+            excluded: Vec::new(),
             flags: Vec::new(),
             timings_ms: BTreeMap::new(),
             software: concat!("osteoscreen ", env!("CARGO_PKG_VERSION")).into(),
@@ -80,6 +139,26 @@ impl Finding {
         let mut s = format!("study {}: {:?}", self.study_uid, self.status);
         if let Some(r) = &self.reason {
             s.push_str(&format!(" - {r}"));
+        }
+        if let Some(c) = &self.conclusion {
+            s.push_str(&format!("\nresult: {} ({})", c.class.words(), c.basis));
+        }
+        if let Some(x) = &self.xray {
+            s.push_str(&format!(
+                "\nX-ray model {} {} (trained on: {})",
+                x.model.name, x.model.version, x.model.training_data
+            ));
+            for v in &x.images {
+                s.push_str(&format!(
+                    "\n  {:<8} P(normal/osteopenia/osteoporosis) {:.2}/{:.2}/{:.2}  T {:+.1}  {}",
+                    format!("{:?}", v.view),
+                    v.probabilities[0],
+                    v.probabilities[1],
+                    v.probabilities[2],
+                    v.t_score,
+                    v.sop_instance_uid
+                ));
+            }
         }
         if let Some(ct) = &self.ct {
             s.push_str(&format!("\nCT series {} ({})", ct.series_uid, ct.labelling));
@@ -100,6 +179,9 @@ impl Finding {
             s.push_str(&format!("\nclass: {:?} ({})", ct.class, ct.class_basis));
         }
         s.push_str(&format!("\nOST risk: {:?}", self.risk));
+        for e in &self.excluded {
+            s.push_str(&format!("\nleft out: {e}"));
+        }
         if !self.flags.is_empty() {
             s.push_str(&format!("\nflags: {}", self.flags.join(", ")));
         }

@@ -1,151 +1,380 @@
-//! Selection: which instances of a study can be analysed, or why none can. Reads headers
-//! only (pixel data is not loaded). CT: the axial, non-localizer series with 1-5 mm
-//! slices and the most slices. Radiographs are recognised but not yet analysed here.
+//! Selection: which instances of a study can be analysed, and why the others cannot.
+//! Header facts only (`header`); the rules are the operator's (`[selection]`).
+//!
+//! - Lumbar radiographs: CR/DX with lumbar evidence (BodyPartExamined, or a lumbar term in
+//!   the study/series/protocol description, any of several languages); the view from
+//!   ViewPosition, else from the descriptions.
+//! - CT: axial, not a localizer, slices within the thickness range, enough of them, a body
+//!   part that can contain the lumbar spine, not a lung kernel. The series with most slices.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
+use serde::{Deserialize, Serialize};
 
-/// The header facts selection looks at, per instance.
-#[derive(Debug, Clone)]
-pub struct InstanceInfo {
-    pub path: PathBuf,
-    pub study_uid: String,
-    pub series_uid: String,
-    pub sop_instance_uid: String,
-    pub modality: String,
-    pub image_type: String,
-    pub slice_thickness: Option<f64>,
-    pub axial: bool,
-    pub body_part: String,
-    pub description: String,
+pub use super::header::{read_headers, InstanceInfo};
+
+/// Radiograph projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// AP or PA.
+    Frontal,
+    Lateral,
+    /// Neither header nor description says; analysed, and flagged.
+    Unknown,
 }
 
-/// What selection decided.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    Ct {
-        series_uid: String,
-        instances: Vec<InstanceInfo>,
-    },
-    NotApplicable {
-        reason: String,
-    },
+/// The selection rules (`[selection]` in the config file). Text matches ignore case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rules {
+    /// BodyPartExamined values that make a CR/DX lumbar.
+    pub lumbar_body_parts: Vec<String>,
+    /// Fragments that, found in a description, make a CR/DX lumbar.
+    pub lumbar_terms: Vec<String>,
+    /// Whole words of a description that name a frontal view (dots removed: "a.p." is "ap").
+    pub frontal_terms: Vec<String>,
+    /// Whole words of a description that name a lateral view.
+    pub lateral_terms: Vec<String>,
+    /// Whole words that exclude a radiograph (views the model was not made for).
+    pub excluded_view_terms: Vec<String>,
+    pub ct_min_slice_mm: f64,
+    pub ct_max_slice_mm: f64,
+    pub ct_min_slices: usize,
+    /// CT BodyPartExamined values that cannot contain the lumbar spine.
+    pub ct_excluded_body_parts: Vec<String>,
+    /// Fragments of ConvolutionKernel that exclude a CT series (lung reconstructions).
+    pub ct_excluded_kernel_terms: Vec<String>,
 }
 
-/// Read the headers of `paths` (files that are not DICOM are skipped and counted).
-pub fn read_headers(paths: &[PathBuf]) -> (Vec<InstanceInfo>, usize) {
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    for path in paths {
-        match read_one(path) {
-            Some(info) => out.push(info),
-            None => skipped += 1,
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            lumbar_body_parts: strings(&[
+                "LSPINE",
+                "LUMBAR",
+                "L-SPINE",
+                "SPINE",
+                "LSSPINE",
+                "LUMBOSACRAL",
+            ]),
+            // English/Spanish/Italian/Portuguese "lumb", French/Italian "lomb", German
+            // "LWS"/"Lendenwirbel", Dutch "LWK"/"lendenwervel", Swedish "ländrygg".
+            lumbar_terms: strings(&[
+                "lumb",
+                "lomb",
+                "lws",
+                "lendenwirbel",
+                "lwk",
+                "lendenwervel",
+                "ländrygg",
+                "l-spine",
+                "l spine",
+                "lspine",
+                "ls-spine",
+            ]),
+            frontal_terms: strings(&[
+                "ap",
+                "pa",
+                "frontal",
+                "anteroposterior",
+                "posteroanterior",
+                "ventrodorsal",
+                "dorsoventral",
+                "face",
+            ]),
+            lateral_terms: strings(&[
+                "lat", "lateral", "ll", "rl", "seitlich", "sagittal", "profil", "lateraal",
+            ]),
+            excluded_view_terms: strings(&["obl", "oblique", "schräg", "functional"]),
+            ct_min_slice_mm: 1.0,
+            ct_max_slice_mm: 5.0,
+            ct_min_slices: 5,
+            ct_excluded_body_parts: strings(&[
+                "HEAD",
+                "BRAIN",
+                "SKULL",
+                "NECK",
+                "CSPINE",
+                "EXTREMITY",
+                "ARM",
+                "HAND",
+                "WRIST",
+                "ELBOW",
+                "SHOULDER",
+                "KNEE",
+                "LEG",
+                "ANKLE",
+                "FOOT",
+            ]),
+            ct_excluded_kernel_terms: strings(&["LUNG", "PULMO"]),
         }
     }
-    (out, skipped)
 }
 
-fn read_one(path: &Path) -> Option<InstanceInfo> {
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .ok()?;
-    let text = |tag| {
-        obj.get(tag)
-            .and_then(|e| e.value().to_str().ok())
-            .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-            .unwrap_or_default()
-    };
-    let floats = |tag| {
-        obj.get(tag)
-            .and_then(|e| e.value().to_multi_float64().ok())
-            .unwrap_or_default()
-    };
-    let iop = floats(tags::IMAGE_ORIENTATION_PATIENT);
-    // Axial: the slice normal (row x column direction) points mostly along z.
-    let axial = iop.len() == 6 && {
-        let n = [
-            iop[1] * iop[5] - iop[2] * iop[4],
-            iop[2] * iop[3] - iop[0] * iop[5],
-            iop[0] * iop[4] - iop[1] * iop[3],
-        ];
-        n[2].abs() > 0.9
-    };
-    Some(InstanceInfo {
-        path: path.to_path_buf(),
-        study_uid: text(tags::STUDY_INSTANCE_UID),
-        series_uid: text(tags::SERIES_INSTANCE_UID),
-        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
-        modality: text(tags::MODALITY).to_ascii_uppercase(),
-        image_type: text(tags::IMAGE_TYPE).to_ascii_uppercase(),
-        slice_thickness: floats(tags::SLICE_THICKNESS).first().copied(),
-        axial,
-        body_part: text(tags::BODY_PART_EXAMINED).to_ascii_uppercase(),
-        description: format!(
-            "{} {}",
-            text(tags::STUDY_DESCRIPTION),
-            text(tags::SERIES_DESCRIPTION)
-        ),
-    })
-}
+impl Rules {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.ct_min_slice_mm > 0.0 && self.ct_min_slice_mm <= self.ct_max_slice_mm) {
+            return Err("ct_min_slice_mm must be > 0 and <= ct_max_slice_mm".into());
+        }
+        if self.ct_min_slices == 0 {
+            return Err("ct_min_slices must be at least 1".into());
+        }
+        Ok(())
+    }
 
-/// Decide what to analyse.
-pub fn select(instances: &[InstanceInfo]) -> Selection {
-    if instances.is_empty() {
-        return Selection::NotApplicable {
-            reason: "no readable DICOM instance".into(),
+    fn is_lumbar(&self, i: &InstanceInfo) -> bool {
+        let d = i.description.to_lowercase();
+        self.lumbar_body_parts
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(&i.body_part))
+            || self
+                .lumbar_terms
+                .iter()
+                .any(|t| !t.is_empty() && d.contains(&t.to_lowercase()))
+    }
+
+    /// The view, or None when the image is of a view we exclude.
+    fn view(&self, i: &InstanceInfo) -> Option<View> {
+        let words = words(&i.description);
+        let has = |terms: &[String]| {
+            terms
+                .iter()
+                .any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)))
         };
-    }
-    let mut series: BTreeMap<&str, Vec<&InstanceInfo>> = BTreeMap::new();
-    for i in instances.iter().filter(|i| i.modality == "CT") {
-        series.entry(i.series_uid.as_str()).or_default().push(i);
-    }
-    let mut reasons = Vec::new();
-    let mut best: Option<(&str, Vec<&InstanceInfo>)> = None;
-    for (uid, items) in series {
-        let thick = items[0].slice_thickness;
-        if items.iter().any(|i| i.image_type.contains("LOCALIZER")) {
-            reasons.push("CT localizer series".to_string());
-        } else if !items.iter().all(|i| i.axial) {
-            reasons.push("CT series not axial".to_string());
-        } else if thick.is_some_and(|t| !(1.0..=5.0).contains(&t)) {
-            reasons.push(format!(
-                "CT slices {:.1} mm (need 1-5 mm)",
-                thick.unwrap_or(0.0)
-            ));
-        } else if items.len() < 5 {
-            reasons.push(format!("CT series of {} slices", items.len()));
-        } else if best.as_ref().is_none_or(|(_, b)| items.len() > b.len()) {
-            best = Some((uid, items));
+        if has(&self.excluded_view_terms) {
+            return None;
+        }
+        match i.view_position.as_str() {
+            "AP" | "PA" => return Some(View::Frontal),
+            "LL" | "RL" | "LAT" | "LATERAL" => return Some(View::Lateral),
+            _ => {}
+        }
+        match (has(&self.frontal_terms), has(&self.lateral_terms)) {
+            (true, false) => Some(View::Frontal),
+            (false, true) => Some(View::Lateral),
+            _ => Some(View::Unknown),
         }
     }
-    if let Some((uid, items)) = best {
-        return Selection::Ct {
-            series_uid: uid.to_string(),
-            instances: items.into_iter().cloned().collect(),
+}
+
+/// Lower-case words of free text, dots dropped first so "a.p." reads "ap".
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .replace('.', "")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What selection decided for a study.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The CT series to measure, if any.
+    pub ct: Option<(String, Vec<InstanceInfo>)>,
+    /// Lumbar radiographs and their views.
+    pub radiographs: Vec<(InstanceInfo, View)>,
+    /// Why the other series were left out, one line each.
+    pub excluded: Vec<String>,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.ct.is_none() && self.radiographs.is_empty()
+    }
+
+    /// Why nothing can be analysed, in words.
+    pub fn reason(&self) -> String {
+        if self.excluded.is_empty() {
+            "no readable DICOM instance".into()
+        } else {
+            self.excluded.join("; ")
+        }
+    }
+}
+
+/// Decide what to analyse in one study.
+pub fn select(instances: &[InstanceInfo], rules: &Rules) -> Selection {
+    let mut sel = Selection::default();
+    let mut series: BTreeMap<(&str, &str), Vec<&InstanceInfo>> = BTreeMap::new();
+    for i in instances {
+        series
+            .entry((i.modality.as_str(), i.series_uid.as_str()))
+            .or_default()
+            .push(i);
+    }
+    let mut best_ct: Option<&Vec<&InstanceInfo>> = None;
+    for ((modality, _), items) in &series {
+        let first = items[0];
+        let part = if first.body_part.is_empty() {
+            "unspecified body part".to_string()
+        } else {
+            first.body_part.clone()
         };
+        match *modality {
+            "CR" | "DX" => {
+                if !rules.is_lumbar(first) {
+                    sel.excluded
+                        .push(format!("{modality} of {part}: not a lumbar study"));
+                    continue;
+                }
+                for i in items.iter().filter(|i| i.has_pixels) {
+                    match rules.view(i) {
+                        Some(v) => sel.radiographs.push(((*i).clone(), v)),
+                        None => sel.excluded.push(format!(
+                            "{modality} {}: oblique or functional view, not analysed",
+                            i.sop_instance_uid
+                        )),
+                    }
+                }
+            }
+            "CT" => match ct_problem(items, rules) {
+                Some(why) => sel.excluded.push(format!("CT series of {part}: {why}")),
+                None => {
+                    if best_ct.is_none_or(|b| items.len() > b.len()) {
+                        best_ct = Some(items);
+                    }
+                }
+            },
+            "" => sel
+                .excluded
+                .push("instances without Modality: not analysed".into()),
+            other => sel
+                .excluded
+                .push(format!("{other} series: not a lumbar CT or radiograph")),
+        }
     }
-    let modalities: Vec<&str> = {
-        let mut m: Vec<&str> = instances.iter().map(|i| i.modality.as_str()).collect();
-        m.sort();
-        m.dedup();
-        m
-    };
-    if modalities.iter().any(|m| *m == "CR" || *m == "DX") {
-        reasons.push(
-            "radiograph (CR/DX): X-ray model analysis is not available in this version".into(),
-        );
-    }
-    if reasons.is_empty() {
-        reasons.push(format!(
-            "{}: not a lumbar CT or radiograph",
-            modalities.join("/")
+    if let Some(items) = best_ct {
+        sel.ct = Some((
+            items[0].series_uid.clone(),
+            items.iter().map(|i| (*i).clone()).collect(),
         ));
     }
-    Selection::NotApplicable {
-        reason: reasons.join("; "),
+    sel.radiographs
+        .sort_by(|a, b| (a.1, &a.0.sop_instance_uid).cmp(&(b.1, &b.0.sop_instance_uid)));
+    sel
+}
+
+/// Why a CT series cannot be measured, or None when it can.
+fn ct_problem(items: &[&InstanceInfo], rules: &Rules) -> Option<String> {
+    let first = items[0];
+    if items.iter().any(|i| i.image_type.contains("LOCALIZER")) {
+        return Some("localizer".into());
+    }
+    if !items.iter().any(|i| i.has_pixels) {
+        return Some("no image pixel data".into());
+    }
+    if !items.iter().all(|i| i.axial) {
+        return Some("not axial".into());
+    }
+    if rules
+        .ct_excluded_body_parts
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(&first.body_part))
+    {
+        return Some("does not cover the lumbar spine".into());
+    }
+    if let Some(t) = first.slice_thickness {
+        if !(rules.ct_min_slice_mm..=rules.ct_max_slice_mm).contains(&t) {
+            return Some(format!(
+                "slices {t:.1} mm thick (need {}-{} mm)",
+                rules.ct_min_slice_mm, rules.ct_max_slice_mm
+            ));
+        }
+    }
+    if let Some(term) = rules
+        .ct_excluded_kernel_terms
+        .iter()
+        .find(|t| !t.is_empty() && first.kernel.contains(&t.to_ascii_uppercase()))
+    {
+        return Some(format!("{term} kernel reconstruction"));
+    }
+    if items.len() < rules.ct_min_slices {
+        return Some(format!(
+            "{} slice(s) (need at least {})",
+            items.len(),
+            rules.ct_min_slices
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dx(body: &str, view: &str, desc: &str) -> InstanceInfo {
+        InstanceInfo {
+            modality: "DX".into(),
+            series_uid: format!("{body}{view}{desc}"),
+            sop_instance_uid: format!("1.{}", desc.len()),
+            body_part: body.into(),
+            view_position: view.into(),
+            description: desc.into(),
+            has_pixels: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lumbar_evidence_and_views_from_headers_or_words() {
+        let r = Rules::default();
+        let cases = [
+            (dx("LSPINE", "AP", ""), Some(View::Frontal)),
+            (dx("", "", "LWS seitlich"), Some(View::Lateral)),
+            (dx("", "", "Rachis lombaire face"), Some(View::Frontal)),
+            (dx("", "", "L-Spine a.p."), Some(View::Frontal)),
+            (dx("SPINE", "", "lumbar spine 2 views"), Some(View::Unknown)),
+            (dx("LSPINE", "", "Lumbar oblique"), None),
+        ];
+        for (i, want) in cases {
+            let s = select(std::slice::from_ref(&i), &r);
+            assert_eq!(s.radiographs.first().map(|x| x.1), want, "{i:?}");
+        }
+        let hip = select(&[dx("HIP", "AP", "HIP JOINT")], &r);
+        assert!(hip.is_empty());
+        assert_eq!(hip.reason(), "DX of HIP: not a lumbar study");
+        // "lap" (a word containing "ap") is not a view word.
+        assert_eq!(r.view(&dx("", "", "lap belt")), Some(View::Unknown));
+    }
+
+    #[test]
+    fn ct_rules() {
+        let ct = |n: usize, thick: f64, part: &str, kernel: &str| -> Vec<InstanceInfo> {
+            (0..n)
+                .map(|k| InstanceInfo {
+                    modality: "CT".into(),
+                    series_uid: format!("{n}{thick}{part}{kernel}"),
+                    sop_instance_uid: format!("1.{k}"),
+                    image_type: "ORIGINAL\\PRIMARY\\AXIAL".into(),
+                    slice_thickness: Some(thick),
+                    axial: true,
+                    body_part: part.into(),
+                    kernel: kernel.into(),
+                    has_pixels: true,
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let r = Rules::default();
+        assert!(select(&ct(20, 3.0, "ABDOMEN", "B30F"), &r).ct.is_some());
+        for (set, why) in [
+            (ct(20, 0.6, "ABDOMEN", ""), "0.6 mm"),
+            (ct(20, 3.0, "HEAD", ""), "does not cover"),
+            (ct(20, 3.0, "CHEST", "LUNG"), "LUNG kernel"),
+            (ct(2, 3.0, "", ""), "2 slice(s)"),
+        ] {
+            let s = select(&set, &r);
+            assert!(s.ct.is_none() && s.reason().contains(why), "{}", s.reason());
+        }
+        // The series with most slices wins.
+        let mut both = ct(10, 3.0, "ABDOMEN", "");
+        both.extend(ct(30, 2.0, "ABDOMEN", ""));
+        assert_eq!(select(&both, &r).ct.unwrap().1.len(), 30);
     }
 }

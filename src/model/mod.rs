@@ -3,15 +3,60 @@
 //! Device choice happens here, once: `cpu`, `cuda` (cargo feature), or `auto`.
 
 pub mod card;
+pub mod conv;
 pub mod net;
 pub mod preprocess;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 
 pub use card::{ModelCard, ModelError};
+
+/// The X-ray model to load (`[model]` in the config file).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// `.safetensors` weights; empty: no X-ray model (radiograph studies fail, saying so).
+    pub weights: PathBuf,
+    /// The JSON model card; empty: the weights' path with `.json`.
+    pub card: PathBuf,
+    /// `auto` (CUDA when built with `--features cuda` and a GPU is present), `cpu`, `cuda`.
+    pub device: String,
+    /// Radiographs per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            weights: PathBuf::new(),
+            card: PathBuf::new(),
+            device: "auto".into(),
+            batch_size: 8,
+        }
+    }
+}
+
+impl ModelSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        device(&self.device).map_err(|e| e.to_string())?;
+        if !(1..=256).contains(&self.batch_size) {
+            return Err("batch_size must be 1-256".into());
+        }
+        Ok(())
+    }
+
+    /// The configured model, or None when no weights are configured.
+    pub fn load(&self) -> Result<Option<XrayModel>, ModelError> {
+        if self.weights.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let card = (!self.card.as_os_str().is_empty()).then_some(self.card.as_path());
+        XrayModel::load(&self.weights, card, device(&self.device)?).map(Some)
+    }
+}
 
 /// One radiograph's prediction.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -37,7 +82,7 @@ pub fn device(choice: &str) -> Result<Device, ModelError> {
 
 /// A loaded network and its card.
 pub struct XrayModel {
-    net: net::XrayNet,
+    net: net::FusedNet,
     pub card: ModelCard,
     device: Device,
 }
@@ -61,6 +106,9 @@ impl XrayModel {
         varmap
             .load(weights)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+        let net = net
+            .fused()
+            .map_err(|e| ModelError::Weights(e.to_string()))?;
         Ok(XrayModel { net, card, device })
     }
 
@@ -91,7 +139,7 @@ impl XrayModel {
             return Err(ModelError::Inference("images must be 256 x 256".into()));
         }
         let x = Tensor::from_vec(flat, (images.len(), 1, side, side), &self.device).map_err(err)?;
-        let out = self.net.forward_t(&x, false).map_err(err)?;
+        let out = self.net.forward(&x).map_err(err)?;
         let probs = candle_nn::ops::softmax(&out.logits, D::Minus1)
             .map_err(err)?
             .to_vec2::<f32>()

@@ -3,6 +3,7 @@
 //! (normal, osteopenia, osteoporosis) and an estimated T-score. Weight names follow the
 //! module tree (`stem.conv`, `layer2.block.conv1`, `class_head`, ...).
 
+use super::conv::InferenceConv;
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{
     batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
@@ -48,6 +49,17 @@ impl BasicBlock {
         })
     }
 
+    fn fused(&self) -> Result<FusedBlock> {
+        Ok(FusedBlock {
+            conv1: InferenceConv::new(self.conv1.absorb_bn(&self.bn1)?)?,
+            conv2: InferenceConv::new(self.conv2.absorb_bn(&self.bn2)?)?,
+            shortcut: match &self.shortcut {
+                Some((c, b)) => Some(InferenceConv::new(c.absorb_bn(b)?)?),
+                None => None,
+            },
+        })
+    }
+
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
         let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
@@ -56,6 +68,49 @@ impl BasicBlock {
             None => x.clone(),
         };
         (y + skip)?.relu()
+    }
+}
+
+/// A basic block for inference: batch norms folded into the convolutions' weights and
+/// biases (exact in eval mode, and several tensor passes fewer per block).
+struct FusedBlock {
+    conv1: InferenceConv,
+    conv2: InferenceConv,
+    shortcut: Option<InferenceConv>,
+}
+
+impl FusedBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv1.forward(x)?.relu()?;
+        let y = self.conv2.forward(&y)?;
+        let skip = match &self.shortcut {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        (y + skip)?.relu()
+    }
+}
+
+/// The network for inference only (see `FusedBlock`); built from a loaded `XrayNet`.
+pub struct FusedNet {
+    stem: InferenceConv,
+    layers: Vec<FusedBlock>,
+    class_head: Linear,
+    t_head: Linear,
+}
+
+impl FusedNet {
+    /// `x`: [B, 1, 256, 256], normalised.
+    pub fn forward(&self, x: &Tensor) -> Result<Output> {
+        let mut y = self.stem.forward(x)?.relu()?.max_pool2d_with_stride(3, 2)?;
+        for layer in &self.layers {
+            y = layer.forward(&y)?;
+        }
+        let pooled = y.mean((2, 3))?;
+        Ok(Output {
+            logits: self.class_head.forward(&pooled)?,
+            t_score: self.t_head.forward(&pooled)?.squeeze(1)?,
+        })
     }
 }
 
@@ -95,6 +150,20 @@ impl XrayNet {
             layers,
             class_head: linear(128, 3, vb.pp("class_head"))?,
             t_head: linear(128, 1, vb.pp("t_head"))?,
+        })
+    }
+
+    /// The inference form, batch norms folded in.
+    pub fn fused(&self) -> Result<FusedNet> {
+        Ok(FusedNet {
+            stem: InferenceConv::new(self.stem_conv.absorb_bn(&self.stem_bn)?)?,
+            layers: self
+                .layers
+                .iter()
+                .map(BasicBlock::fused)
+                .collect::<Result<_>>()?,
+            class_head: self.class_head.clone(),
+            t_head: self.t_head.clone(),
         })
     }
 

@@ -1,0 +1,108 @@
+"""The osteoscreen X-ray network (src/model/net.rs) in PyTorch, for the latency comparison
+in `cargo bench --bench analysis`. Same layers, same parameter names, so it loads the
+candle weights; it checks its outputs against candle's before timing anything.
+
+Usage: xray_torch.py WEIGHTS.safetensors INPUT.f32 CANDLE_OUT.json THREADS RUNS
+Prints one JSON line: medians per image for batch 1 and 8, peak RSS, max output diff.
+"""
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout, eps=1e-5)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, eps=1e-5)
+        self.has_down = stride != 1 or cin != cout
+        if self.has_down:
+            self.down_conv = nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+            self.down_bn = nn.BatchNorm2d(cout, eps=1e-5)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        skip = self.down_bn(self.down_conv(x)) if self.has_down else x
+        return torch.relu(y + skip)
+
+
+class Stem(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 16, 7, 2, 3, bias=False)
+        self.bn = nn.BatchNorm2d(16, eps=1e-5)
+
+
+class XrayNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = Stem()
+        widths, cin = [16, 32, 64, 128], 16
+        for i, w in enumerate(widths):
+            setattr(self, f"layer{i + 1}", BasicBlock(cin, w, 1 if i == 0 else 2))
+            cin = w
+        self.pool = nn.MaxPool2d(3, 2)
+        self.class_head = nn.Linear(128, 3)
+        self.t_head = nn.Linear(128, 1)
+
+    def forward(self, x):
+        y = self.pool(torch.relu(self.stem.bn(self.stem.conv(x))))
+        for i in range(4):
+            y = getattr(self, f"layer{i + 1}")(y)
+        pooled = y.mean(dim=(2, 3))
+        return torch.softmax(self.class_head(pooled), dim=1), self.t_head(pooled).squeeze(1)
+
+
+def median_ms(net, x, runs):
+    with torch.inference_mode():
+        for _ in range(5):
+            net(x)
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            net(x)
+            times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    weights, inputs, candle_out, threads, runs = sys.argv[1:6]
+    torch.set_num_threads(int(threads))
+    net = XrayNet().eval()
+    missing, unexpected = net.load_state_dict(load_file(weights), strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    assert not missing and not unexpected, (missing, unexpected)
+    x8 = torch.from_numpy(np.fromfile(inputs, dtype="<f4").reshape(8, 1, 256, 256))
+    with torch.inference_mode():
+        probs, t = net(x8)
+    ref = json.load(open(candle_out))
+    diff = max(
+        float(np.abs(probs.numpy() - np.array(ref["probabilities"])).max()),
+        float(np.abs(t.numpy() - np.array(ref["t_score"])).max()),
+    )
+    b1 = median_ms(net, x8[:1], int(runs))
+    b8 = median_ms(net, x8, int(runs)) / 8
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch1_ms": b1,
+        "batch8_ms_per_image": b8,
+        "peak_rss_mb": peak_mb,
+        "max_output_diff_vs_candle": diff,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+//! The header facts selection decides on, read per instance without loading pixel data.
+
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+
+/// What selection looks at, per instance. Text values are trimmed; coded strings are
+/// upper-cased.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceInfo {
+    pub path: PathBuf,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub modality: String,
+    pub image_type: String,
+    pub slice_thickness: Option<f64>,
+    /// Slice normal mostly along the patient z axis (ImageOrientationPatient).
+    pub axial: bool,
+    pub body_part: String,
+    /// Study, series and protocol descriptions, space-separated (free text, any language).
+    pub description: String,
+    pub view_position: String,
+    pub kernel: String,
+    /// Whether the instance has pixel data at all (an SR or RT plan has none).
+    pub has_pixels: bool,
+}
+
+/// Read the headers of `paths`; files that are not DICOM are skipped and counted.
+pub fn read_headers(paths: &[PathBuf]) -> (Vec<InstanceInfo>, usize) {
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for path in paths {
+        match read_one(path) {
+            Some(info) => out.push(info),
+            None => skipped += 1,
+        }
+    }
+    (out, skipped)
+}
+
+fn read_one(path: &Path) -> Option<InstanceInfo> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .ok()?;
+    let text = |tag| {
+        obj.get(tag)
+            .and_then(|e| e.value().to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+            .unwrap_or_default()
+    };
+    let floats = |tag| {
+        obj.get(tag)
+            .and_then(|e| e.value().to_multi_float64().ok())
+            .unwrap_or_default()
+    };
+    let iop = floats(tags::IMAGE_ORIENTATION_PATIENT);
+    let axial = iop.len() == 6 && {
+        let n = [
+            iop[1] * iop[5] - iop[2] * iop[4],
+            iop[2] * iop[3] - iop[0] * iop[5],
+            iop[0] * iop[4] - iop[1] * iop[3],
+        ];
+        n[2].abs() > 0.9
+    };
+    // `read_until` stops before Pixel Data; Rows tells whether this is an image at all.
+    let has_pixels = obj.get(tags::ROWS).is_some();
+    Some(InstanceInfo {
+        path: path.to_path_buf(),
+        study_uid: text(tags::STUDY_INSTANCE_UID),
+        series_uid: text(tags::SERIES_INSTANCE_UID),
+        sop_class_uid: text(tags::SOP_CLASS_UID),
+        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
+        modality: text(tags::MODALITY).to_ascii_uppercase(),
+        image_type: text(tags::IMAGE_TYPE).to_ascii_uppercase(),
+        slice_thickness: floats(tags::SLICE_THICKNESS).first().copied(),
+        axial,
+        body_part: text(tags::BODY_PART_EXAMINED).to_ascii_uppercase(),
+        description: [
+            text(tags::STUDY_DESCRIPTION),
+            text(tags::SERIES_DESCRIPTION),
+            text(tags::PROTOCOL_NAME),
+        ]
+        .join(" ")
+        .trim()
+        .to_string(),
+        view_position: text(tags::VIEW_POSITION).to_ascii_uppercase(),
+        kernel: text(tags::CONVOLUTION_KERNEL).to_ascii_uppercase(),
+        has_pixels,
+    })
+}

@@ -1,0 +1,197 @@
+//! `osteoscreen analyze` on radiographs, as a user runs it: selection by header or by
+//! description (edited with DCMTK's dcmodify), the X-ray model named in `[model] weights`
+//! (randomly initialised here: plumbing, not accuracy), fusion of views, flags, refusals.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use osteoscreen::model::XrayModel;
+
+fn synth_dx(dir: &Path, studies: usize) {
+    let out = run(Command::new(bin())
+        .args([
+            "synth",
+            "--modality",
+            "dx",
+            "--size",
+            "512x640",
+            "--seed",
+            "5",
+        ])
+        .args(["--studies", &studies.to_string()])
+        .arg("--out")
+        .arg(dir));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn analyze(weights: Option<&Path>, paths: &[&Path]) -> (Output, serde_json::Value) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config").arg(shipped_config());
+    if let Some(w) = weights {
+        cmd.env("OSTEOSCREEN__MODEL__WEIGHTS", w);
+    }
+    let out = run(cmd.args(["analyze", "--json"]).args(paths));
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    (out, json)
+}
+
+fn untrained(dir: &Path) -> PathBuf {
+    let weights = dir.join("xray.safetensors");
+    XrayModel::create_untrained(&weights).unwrap();
+    weights
+}
+
+fn dcmodify(file: &Path, args: &[&str]) {
+    let out = run(Command::new("dcmodify").arg("-nb").args(args).arg(file));
+    assert!(out.status.success(), "dcmodify: {}", text(&out));
+}
+
+#[test]
+fn ap_and_lateral_are_fused_into_one_finding() {
+    let work = tempfile::tempdir().unwrap();
+    synth_dx(&work.path().join("dx"), 1);
+    let weights = untrained(work.path());
+    let study = work.path().join("dx/study00000");
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(f["status"], "analysed");
+    assert_eq!(f["methods"], serde_json::json!(["xray_model"]));
+    let x = &f["xray"];
+    let images = x["images"].as_array().unwrap();
+    let views: Vec<&str> = images.iter().map(|i| i["view"].as_str().unwrap()).collect();
+    assert_eq!(views, ["frontal", "lateral"]);
+    // Equal-weight fusion of the two views, and probabilities that sum to 1.
+    for k in 0..3 {
+        let mean = (images[0]["probabilities"][k].as_f64().unwrap()
+            + images[1]["probabilities"][k].as_f64().unwrap())
+            / 2.0;
+        assert!((x["probabilities"][k].as_f64().unwrap() - mean).abs() < 1e-5);
+    }
+    let sum: f64 = (0..3)
+        .map(|k| x["probabilities"][k].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+    let c = &f["conclusion"];
+    assert_eq!(c["method"], "xray_model");
+    assert_eq!(c["class"], x["class"]);
+    assert_eq!(x["model"]["version"], "0.0.0-untrained");
+    let sha = osteoscreen::model::card::sha256_file(&weights).unwrap();
+    assert_eq!(x["model"]["weights_sha256"], sha.as_str());
+    let flags = f["flags"].to_string();
+    assert!(flags.contains("not trained on patient data"), "{flags}");
+    assert!(!flags.contains("view missing"), "{flags}");
+    // Deterministic: the same study gives the same numbers.
+    let (_, again) = analyze(Some(&weights), &[&study]);
+    assert_eq!(again["xray"]["probabilities"], x["probabilities"]);
+
+    // The readable summary names the result and the model.
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .env("OSTEOSCREEN__MODEL__WEIGHTS", &weights)
+        .arg("analyze")
+        .arg(&study));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("result: "), "{summary}");
+    assert!(summary.contains("osteoscreen-xray-resnet"), "{summary}");
+}
+
+#[test]
+fn lumbar_evidence_and_views_from_descriptions_and_bad_images_flagged() {
+    let work = tempfile::tempdir().unwrap();
+    synth_dx(&work.path().join("dx"), 1);
+    let weights = untrained(work.path());
+    let study = work.path().join("dx/study00000");
+    let (ap, lat) = (study.join("dx_ap.dcm"), study.join("dx_lat.dcm"));
+    // No BodyPartExamined or ViewPosition: German descriptions carry the evidence.
+    for (file, words) in [(&ap, "LWS a.p."), (&lat, "LWS seitlich")] {
+        dcmodify(
+            file,
+            &[
+                "-ea",
+                "(0018,0015)",
+                "-ea",
+                "(0018,5101)",
+                "-m",
+                &format!("(0008,103e)={words}"),
+                "-m",
+                "(0008,1030)=Röntgen",
+            ],
+        );
+    }
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    let views: Vec<&str> = f["xray"]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["view"].as_str().unwrap())
+        .collect();
+    assert_eq!(views, ["frontal", "lateral"]);
+
+    // A lateral whose header promises more pixels than it has: left out and flagged,
+    // the AP alone is analysed and the missing view is said.
+    dcmodify(&lat, &["-m", "(0028,0010)=4000"]);
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    let flags = f["flags"].to_string();
+    assert!(flags.contains("left out"), "{flags}");
+    assert!(flags.contains("lateral view missing"), "{flags}");
+    assert_eq!(f["xray"]["images"].as_array().unwrap().len(), 1);
+
+    // Oblique views are not for this model.
+    dcmodify(&ap, &["-m", "(0008,103e)=LWS oblique"]);
+    std::fs::remove_file(&lat).unwrap();
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(!out.status.success());
+    assert!(f["reason"].as_str().unwrap().contains("oblique"), "{f}");
+}
+
+#[test]
+fn refusals_say_why() {
+    let work = tempfile::tempdir().unwrap();
+    synth_dx(&work.path().join("dx"), 1);
+    let study = work.path().join("dx/study00000");
+    // No model configured: the study fails, saying what to configure.
+    let (out, f) = analyze(None, &[&study]);
+    assert!(!out.status.success());
+    assert_eq!(f["status"], "failed");
+    assert!(
+        f["reason"].as_str().unwrap().contains("[model] weights"),
+        "{f}"
+    );
+
+    // A real CR of the hip is not a lumbar study.
+    let (out, f) = analyze(None, &[&real("wg04/RG2_UNC.dcm")]);
+    assert!(!out.status.success());
+    assert_eq!(f["status"], "not_applicable");
+    assert_eq!(f["reason"], "CR of HIP: not a lumbar study");
+
+    // Corrupt weights: refused before anything is analysed, naming the sha256 mismatch.
+    let weights = untrained(work.path());
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&weights, bytes).unwrap();
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .env("OSTEOSCREEN__MODEL__WEIGHTS", &weights)
+        .arg("analyze")
+        .arg(&study));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("sha256"), "{}", text(&out));
+
+    // A device that does not exist is a configuration error (exit 2).
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .env("OSTEOSCREEN__MODEL__DEVICE", "tpu")
+        .arg("check-config"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("model"), "{}", text(&out));
+}
