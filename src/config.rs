@@ -41,6 +41,7 @@ pub struct Settings {
     pub analysis: AnalysisSettings,
     pub selection: crate::analysis::select::Rules,
     pub model: crate::model::ModelSettings,
+    pub output: crate::report::OutputSettings,
 }
 
 /// Thresholds of the analysis methods.
@@ -279,6 +280,7 @@ impl Settings {
             .validate()
             .map_err(|e| invalid("selection", e))?;
         self.model.validate().map_err(|e| invalid("model", e))?;
+        self.output.validate().map_err(|e| invalid("output", e))?;
         if self.storage.dir.as_os_str().is_empty() {
             return Err(invalid("storage.dir", "is empty"));
         }

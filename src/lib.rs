@@ -8,12 +8,14 @@
 pub mod analysis;
 pub mod config;
 pub mod daemon;
+pub mod dataset;
 pub mod dimse;
 pub mod fsutil;
 pub mod ingest;
 pub mod model;
 pub mod ops;
 pub mod pipeline;
+pub mod report;
 pub mod store;
 pub mod synth;
 pub mod uid;

@@ -52,6 +52,9 @@ enum Command {
         /// Print the Finding as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the DICOM objects it would send (the SR, per `[output]`) into DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Generate synthetic lumbar studies with known truth (DICOM files + manifest.csv).
     Synth(SynthArgs),
@@ -260,7 +263,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             println!("{} jobs", jobs.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Analyze { paths, json } => {
+        Command::Analyze { paths, json, out } => {
             let files = scu::collect_files(&paths).context("cannot list input files")?;
             let engine = osteoscreen::analysis::Engine::load(
                 settings.analysis.thresholds(),
@@ -270,6 +273,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             .context("cannot load the X-ray model ([model] settings)")?;
             let finding =
                 tokio::task::block_in_place(|| osteoscreen::analysis::analyze(&files, &engine));
+            let written = match &out {
+                Some(dir) if finding.status == osteoscreen::analysis::finding::Status::Analysed => {
+                    let source =
+                        osteoscreen::report::Source::read(&files, &finding.instances_used)?;
+                    osteoscreen::report::write_reports(&finding, &source, &settings.output, dir)?
+                }
+                _ => Vec::new(),
+            };
+            for path in &written {
+                eprintln!("wrote {}", path.display());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&finding)?);
             } else {

@@ -16,6 +16,19 @@ pub fn derived(parts: &[&str]) -> String {
     )
 }
 
+/// Like `derived`, under an organisation's root (`root.<n>`, cut to 64 characters);
+/// an empty root gives `derived`.
+pub fn derived_under(root: &str, parts: &[&str]) -> String {
+    if root.is_empty() {
+        return derived(parts);
+    }
+    let n = Uuid::new_v5(&NAMESPACE, parts.join("/").as_bytes())
+        .as_u128()
+        .to_string();
+    let room = 64usize.saturating_sub(root.len() + 1).max(1);
+    format!("{root}.{}", &n[..n.len().min(room)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -26,5 +39,10 @@ mod tests {
         assert_eq!(a, derived(&["study", "1"]));
         assert_ne!(a, derived(&["study", "2"]));
         assert!(a.len() <= 64 && crate::dimse::sop::is_safe_uid(&a), "{a}");
+        assert_eq!(derived_under("", &["x"]), derived(&["x"]));
+        let root = "1.2.826.0.1.3680043.10.1234.5678.9012.3456";
+        let b = derived_under(root, &["x"]);
+        assert!(b.starts_with(root) && b.len() <= 64, "{b}");
+        assert!(crate::dimse::sop::is_safe_uid(&b), "{b}");
     }
 }

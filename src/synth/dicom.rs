@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use dicom_core::value::{DataSetSequence, PixelFragmentSequence, Value};
+use dicom_core::value::{PixelFragmentSequence, Value};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
 use super::subject::Subject;
+pub use crate::dataset::{code_item, Header};
 use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// Transfer syntaxes the generator writes.
@@ -28,54 +29,6 @@ impl SynthSyntax {
             SynthSyntax::Rle => uids::RLE_LOSSLESS,
         }
     }
-}
-
-/// A data set under construction, with terse setters.
-pub struct Header(pub InMemDicomObject);
-
-impl Header {
-    pub fn new() -> Header {
-        Header(InMemDicomObject::new_empty())
-    }
-
-    pub fn str(&mut self, tag: Tag, vr: VR, value: &str) -> &mut Self {
-        self.0
-            .put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
-        self
-    }
-
-    pub fn u16(&mut self, tag: Tag, value: u16) -> &mut Self {
-        self.0
-            .put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
-        self
-    }
-
-    pub fn int16(&mut self, tag: Tag, value: i16) -> &mut Self {
-        self.0
-            .put(DataElement::new(tag, VR::SS, PrimitiveValue::from(value)));
-        self
-    }
-
-    pub fn seq(&mut self, tag: Tag, items: Vec<InMemDicomObject>) -> &mut Self {
-        self.0
-            .put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
-        self
-    }
-}
-
-impl Default for Header {
-    fn default() -> Self {
-        Header::new()
-    }
-}
-
-/// A coded entry (Code Value, Coding Scheme Designator, Code Meaning) as a sequence item.
-pub fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    let mut h = Header::new();
-    h.str(tags::CODE_VALUE, VR::SH, value)
-        .str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme)
-        .str(tags::CODE_MEANING, VR::LO, meaning);
-    h.0
 }
 
 /// Study-level facts shared by every instance of one synthetic study.

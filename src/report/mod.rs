@@ -1,0 +1,129 @@
+//! Reports: the `Finding` back into the source study as DICOM objects a radiologist's
+//! viewer shows. `sr` writes the TID 1500 measurement report, `codes` holds every coded
+//! concept with its source, `content` the SR content-item builders, `source` what is
+//! copied from the study. (The Secondary Capture is not written in this version.)
+
+pub mod codes;
+pub mod content;
+pub mod source;
+pub mod sr;
+
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::uids;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::finding::{Finding, Status};
+use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+pub use source::Source;
+
+/// What the report writers produce (`[output]` in the config file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputSettings {
+    /// Root for the UIDs of our objects; empty: `2.25.` + a UUID derived from the inputs.
+    pub uid_root: String,
+    pub structured_report: bool,
+    /// Not written yet in this version: accepted so configurations can name it.
+    pub secondary_capture: bool,
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        OutputSettings {
+            uid_root: String::new(),
+            structured_report: true,
+            secondary_capture: true,
+        }
+    }
+}
+
+impl OutputSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        let r = &self.uid_root;
+        let ok = r.is_empty()
+            || (r.len() <= 40
+                && r.split('.').all(|c| {
+                    !c.is_empty()
+                        && c.chars().all(|d| d.is_ascii_digit())
+                        && (c == "0" || !c.starts_with('0'))
+                }));
+        if !ok {
+            return Err(format!(
+                "uid_root {r:?} is not a UID root (digits and dots, no leading zeros, at most 40 characters)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A deterministic UID for `parts` under the configured root.
+    pub fn uid(&self, parts: &[&str]) -> String {
+        crate::uid::derived_under(&self.uid_root, parts)
+    }
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("source study: {0}")]
+    Source(String),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// Write the objects `settings` asks for into `dir`; returns their paths. Nothing is
+/// written for a study that was not analysed.
+pub fn write_reports(
+    finding: &Finding,
+    source: &Source,
+    settings: &OutputSettings,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let mut written = Vec::new();
+    if finding.status != Status::Analysed {
+        return Ok(written);
+    }
+    if settings.structured_report {
+        let obj = sr::build(finding, source, settings, chrono::Utc::now());
+        written.push(write_part10(
+            obj,
+            uids::COMPREHENSIVE3_DSR_STORAGE,
+            dir,
+            "sr",
+        )?);
+    }
+    Ok(written)
+}
+
+/// Write a data set as a Part 10 file named `<kind>-<SOP Instance UID>.dcm`.
+fn write_part10(
+    obj: InMemDicomObject,
+    sop_class: &str,
+    dir: &Path,
+    kind: &str,
+) -> Result<PathBuf, ReportError> {
+    let sop_instance = obj
+        .get(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let path = dir.join(format!("{kind}-{sop_instance}.dcm"));
+    let err = |reason: String| ReportError::Write {
+        path: path.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .media_storage_sop_class_uid(sop_class)
+                .media_storage_sop_instance_uid(&sop_instance)
+                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                .implementation_version_name(IMPLEMENTATION_VERSION_NAME),
+        )
+        .map_err(|e| err(e.to_string()))?;
+    file.write_to_file(&path).map_err(|e| err(e.to_string()))?;
+    Ok(path)
+}

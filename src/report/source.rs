@@ -1,0 +1,97 @@
+//! What the reports copy from the source study: the Patient and General Study modules
+//! (from the first instance used) and a reference to every instance the Finding used.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::{InMemDicomObject, OpenFileOptions};
+
+use super::ReportError;
+
+/// Patient and study attributes copied into our objects (Type 2 ones written empty when
+/// the source lacks them).
+pub const COPIED: [Tag; 13] = [
+    tags::PATIENT_NAME,
+    tags::PATIENT_ID,
+    tags::PATIENT_BIRTH_DATE,
+    tags::PATIENT_SEX,
+    tags::STUDY_INSTANCE_UID,
+    tags::STUDY_DATE,
+    tags::STUDY_TIME,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::STUDY_ID,
+    tags::ACCESSION_NUMBER,
+    tags::STUDY_DESCRIPTION,
+    tags::PATIENT_AGE,
+    tags::PATIENT_WEIGHT,
+];
+
+/// One referenced source instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceInstance {
+    pub series_uid: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+}
+
+/// The source study as the reports need it.
+pub struct Source {
+    /// Header of the first instance used (no pixel data).
+    pub header: InMemDicomObject,
+    pub instances: Vec<SourceInstance>,
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .unwrap_or_default()
+}
+
+impl Source {
+    /// Read the headers of `paths` and keep the instances whose SOP Instance UID is in
+    /// `used` (the Finding's `instances_used`).
+    pub fn read(paths: &[PathBuf], used: &[String]) -> Result<Source, ReportError> {
+        let wanted: BTreeSet<&str> = used.iter().map(String::as_str).collect();
+        let mut header = None;
+        let mut instances = Vec::new();
+        for path in paths {
+            let Ok(obj) = OpenFileOptions::new()
+                .read_until(tags::PIXEL_DATA)
+                .open_file(path)
+            else {
+                continue;
+            };
+            let uid = text(&obj, tags::SOP_INSTANCE_UID);
+            if !wanted.contains(uid.as_str()) {
+                continue;
+            }
+            instances.push(SourceInstance {
+                series_uid: text(&obj, tags::SERIES_INSTANCE_UID),
+                sop_class_uid: text(&obj, tags::SOP_CLASS_UID),
+                sop_instance_uid: uid,
+            });
+            if header.is_none() {
+                header = Some(obj.into_inner());
+            }
+        }
+        instances.sort();
+        instances.dedup();
+        let header =
+            header.ok_or_else(|| ReportError::Source("no source instance was used".into()))?;
+        Ok(Source { header, instances })
+    }
+
+    pub fn study_uid(&self) -> String {
+        text(&self.header, tags::STUDY_INSTANCE_UID)
+    }
+
+    pub fn sop_class_of(&self, sop_instance_uid: &str) -> Option<&str> {
+        self.instances
+            .iter()
+            .find(|i| i.sop_instance_uid == sop_instance_uid)
+            .map(|i| i.sop_class_uid.as_str())
+    }
+}

@@ -1,0 +1,496 @@
+//! The Structured Report: a Comprehensive 3D SR (it allows SCOORD regions and requires the
+//! Enhanced General Equipment module, which names our software) in the source study, new
+//! series, with TID 1500 "Imaging Measurement Report" content in the style of the IHE AI
+//! Results profile:
+//!
+//! ```text
+//! CONTAINER Imaging Measurement Report (TID 1500)
+//!   language, device observer (TID 1004), procedure reported
+//!   Image Library > Image Library Group > IMAGE per source instance
+//!   Imaging Measurements
+//!     Measurement Group per site (lumbar spine for X-ray; L1..L5 for CT): tracking
+//!     identifier + UID, finding site, algorithm (TID 4019), NUM items with UCUM units
+//!     inferred from the images (CT: from the ROI polygon on its slice), and the Finding.
+//!   Qualitative Evaluations > Finding = the study's class
+//! ```
+
+use chrono::{DateTime, Utc};
+use dicom_core::dictionary::DataDictionary;
+use dicom_core::VR;
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
+
+use super::codes::{self, Code};
+use super::content::{self as c, coded, Item, Rel};
+use super::source::{Source, COPIED};
+use super::OutputSettings;
+use crate::analysis::ct::{LevelMeasure, RoiOutline};
+use crate::analysis::finding::{BoneClass, CtFinding, Finding};
+use crate::analysis::xray::XrayFinding;
+use crate::dataset::{code_item, Header};
+
+pub const MANUFACTURER: &str = "osteoscreen project";
+pub const MODEL_NAME: &str = "osteoscreen";
+pub const SERIES_NUMBER: &str = "9901";
+/// LO: at most 64 characters.
+pub const SERIES_DESCRIPTION: &str =
+    "osteoscreen AI bone density SR - not for diagnosis w/o review";
+
+fn class_code(class: BoneClass) -> Code {
+    match class {
+        BoneClass::Normal => codes::NORMAL,
+        BoneClass::Osteopenia => codes::OSTEOPENIA,
+        BoneClass::Osteoporosis => codes::OSTEOPOROSIS,
+    }
+}
+
+/// UID of the device (this installation's osteoscreen), stable per UID root.
+pub fn device_uid(settings: &OutputSettings) -> String {
+    settings.uid(&["osteoscreen", "device"])
+}
+
+/// A short serial number for this installation (the tail of the device UID).
+fn device_serial(settings: &OutputSettings) -> String {
+    let uid = device_uid(settings);
+    uid[uid.len().saturating_sub(16)..].to_string()
+}
+
+/// What makes a result different: method and model identity and software version.
+fn result_key(f: &Finding) -> String {
+    let model = f
+        .xray
+        .as_ref()
+        .map_or("no-xray-model", |x| x.model.weights_sha256.as_str());
+    format!("{}/{}/{model}", f.software, f.methods.join("+"))
+}
+
+/// Build the SR data set.
+pub fn build(
+    f: &Finding,
+    src: &Source,
+    settings: &OutputSettings,
+    now: DateTime<Utc>,
+) -> InMemDicomObject {
+    let study = src.study_uid();
+    let key = result_key(f);
+    let sop_uid = settings.uid(&[&study, &key, "sr"]);
+    let series_uid = settings.uid(&[&study, "osteoscreen", "sr-series"]);
+    let mut h = Header::new();
+    h.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    for tag in COPIED {
+        match src.header.get(tag) {
+            Some(e) => h.0.put(e.clone()),
+            None => {
+                let vr = dicom_dictionary_std::StandardDataDictionary
+                    .by_tag(tag)
+                    .map_or(VR::LO, |e| e.vr.relaxed());
+                h.str(tag, vr, "");
+                None
+            }
+        };
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    h.str(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::COMPREHENSIVE3_DSR_STORAGE,
+    )
+    .str(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid)
+    .str(
+        tags::INSTANCE_CREATION_DATE,
+        VR::DA,
+        &now.format("%Y%m%d").to_string(),
+    )
+    .str(
+        tags::INSTANCE_CREATION_TIME,
+        VR::TM,
+        &now.format("%H%M%S").to_string(),
+    )
+    // SR Document Series.
+    .str(tags::MODALITY, VR::CS, "SR")
+    .str(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid)
+    .str(tags::SERIES_NUMBER, VR::IS, SERIES_NUMBER)
+    .str(tags::SERIES_DESCRIPTION, VR::LO, SERIES_DESCRIPTION)
+    .seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, vec![])
+    // General and Enhanced General Equipment.
+    .str(tags::MANUFACTURER, VR::LO, MANUFACTURER)
+    .str(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME)
+    .str(tags::DEVICE_SERIAL_NUMBER, VR::LO, &device_serial(settings))
+    .str(tags::SOFTWARE_VERSIONS, VR::LO, version)
+    // SR Document General.
+    .str(tags::INSTANCE_NUMBER, VR::IS, "1")
+    .str(tags::COMPLETION_FLAG, VR::CS, "COMPLETE")
+    .str(tags::VERIFICATION_FLAG, VR::CS, "UNVERIFIED")
+    .str(
+        tags::CONTENT_DATE,
+        VR::DA,
+        &now.format("%Y%m%d").to_string(),
+    )
+    .str(
+        tags::CONTENT_TIME,
+        VR::TM,
+        &now.format("%H%M%S").to_string(),
+    )
+    .seq(
+        tags::PERFORMED_PROCEDURE_CODE_SEQUENCE,
+        procedure_codes(src),
+    )
+    .seq(
+        tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
+        vec![evidence(src)],
+    )
+    .seq(
+        tags::CONTRIBUTING_EQUIPMENT_SEQUENCE,
+        vec![contributing_equipment(settings)],
+    );
+    // SR Document Content: the root container.
+    let mut template = Header::new();
+    template.str(tags::MAPPING_RESOURCE, VR::CS, "DCMR").str(
+        tags::TEMPLATE_IDENTIFIER,
+        VR::CS,
+        "1500",
+    );
+    h.str(tags::VALUE_TYPE, VR::CS, "CONTAINER")
+        .seq(
+            tags::CONCEPT_NAME_CODE_SEQUENCE,
+            vec![coded(codes::IMAGING_MEASUREMENT_REPORT)],
+        )
+        .str(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE")
+        .seq(tags::CONTENT_TEMPLATE_SEQUENCE, vec![template.0]);
+    let children = content(f, src, settings, &study);
+    h.seq(
+        tags::CONTENT_SEQUENCE,
+        children.into_iter().map(Item::into_inner).collect(),
+    );
+    h.0
+}
+
+/// The source's ProcedureCodeSequence, else a generic code for the method's modality.
+fn procedure_codes(src: &Source) -> Vec<InMemDicomObject> {
+    if let Some(items) = src
+        .header
+        .get(tags::PROCEDURE_CODE_SEQUENCE)
+        .and_then(|e| e.items())
+        .filter(|i| !i.is_empty())
+    {
+        return items.to_vec();
+    }
+    vec![coded(generic_procedure(src))]
+}
+
+fn generic_procedure(src: &Source) -> Code {
+    let ct = src
+        .header
+        .get(tags::MODALITY)
+        .and_then(|e| e.value().to_str().ok())
+        .is_some_and(|m| m.trim() == "CT");
+    if ct {
+        codes::CT_PROCEDURE
+    } else {
+        codes::RADIOGRAPHY_PROCEDURE
+    }
+}
+
+/// Hierarchical SOP Instance Reference: every instance used, by series.
+fn evidence(src: &Source) -> InMemDicomObject {
+    let mut series: std::collections::BTreeMap<&str, Vec<InMemDicomObject>> = Default::default();
+    for i in &src.instances {
+        let mut r = Header::new();
+        r.str(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &i.sop_class_uid)
+            .str(
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                &i.sop_instance_uid,
+            );
+        series.entry(&i.series_uid).or_default().push(r.0);
+    }
+    let mut study = Header::new();
+    study
+        .str(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid())
+        .seq(
+            tags::REFERENCED_SERIES_SEQUENCE,
+            series
+                .into_iter()
+                .map(|(uid, refs)| {
+                    let mut s = Header::new();
+                    s.str(tags::SERIES_INSTANCE_UID, VR::UI, uid)
+                        .seq(tags::REFERENCED_SOP_SEQUENCE, refs);
+                    s.0
+                })
+                .collect(),
+        );
+    study.0
+}
+
+fn contributing_equipment(settings: &OutputSettings) -> InMemDicomObject {
+    let mut e = Header::new();
+    e.str(tags::MANUFACTURER, VR::LO, MANUFACTURER)
+        .str(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME)
+        .str(tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION"))
+        // Device UID is not an attribute of this sequence (dciodvfy); the SR's device
+        // observer context carries it.
+        .str(tags::DEVICE_SERIAL_NUMBER, VR::LO, &device_serial(settings))
+        .str(
+            tags::CONTRIBUTION_DESCRIPTION,
+            VR::ST,
+            "Automated bone density screening (AI); results unverified",
+        )
+        .seq(
+            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+            vec![code_item("109102", "DCM", "Processing Equipment")],
+        );
+    e.0
+}
+
+fn content(f: &Finding, src: &Source, settings: &OutputSettings, study: &str) -> Vec<Item> {
+    let mut items = vec![
+        c::code(Rel::HasConceptMod, codes::LANGUAGE, codes::ENGLISH_US),
+        c::code(Rel::HasObsContext, codes::OBSERVER_TYPE, codes::DEVICE),
+        c::uidref(
+            Rel::HasObsContext,
+            codes::DEVICE_OBSERVER_UID,
+            &device_uid(settings),
+        ),
+        c::text(Rel::HasObsContext, codes::DEVICE_OBSERVER_NAME, MODEL_NAME),
+        c::text(
+            Rel::HasObsContext,
+            codes::DEVICE_OBSERVER_MANUFACTURER,
+            MANUFACTURER,
+        ),
+        c::text(
+            Rel::HasObsContext,
+            codes::DEVICE_OBSERVER_MODEL_NAME,
+            MODEL_NAME,
+        ),
+        c::code_copied(
+            Rel::HasConceptMod,
+            codes::PROCEDURE_REPORTED,
+            procedure_codes(src).swap_remove(0),
+        ),
+    ];
+    let library: Vec<Item> = src
+        .instances
+        .iter()
+        .map(|i| c::image(Rel::Contains, None, &i.sop_class_uid, &i.sop_instance_uid))
+        .collect();
+    items.push(c::container(Rel::Contains, codes::IMAGE_LIBRARY).with(vec![
+        c::container(Rel::Contains, codes::IMAGE_LIBRARY_GROUP).with(library),
+    ]));
+    let mut groups = Vec::new();
+    if let Some(x) = &f.xray {
+        groups.push(xray_group(x, src, settings, study));
+    }
+    if let Some(ct) = &f.ct {
+        groups.extend(ct_groups(ct, src, settings, study));
+    }
+    if !groups.is_empty() {
+        items.push(c::container(Rel::Contains, codes::IMAGING_MEASUREMENTS).with(groups));
+    }
+    if let Some(conclusion) = &f.conclusion {
+        items.push(
+            c::container(Rel::Contains, codes::QUALITATIVE_EVALUATIONS).with(vec![c::code(
+                Rel::Contains,
+                codes::FINDING,
+                class_code(conclusion.class),
+            )]),
+        );
+    }
+    items
+}
+
+/// TID 4019: name, with version, family and parameters beneath it.
+fn algorithm(name: &str, version: &str, ai: bool, parameters: &str) -> Item {
+    let mut below = vec![c::text(
+        Rel::HasConceptMod,
+        codes::ALGORITHM_VERSION,
+        version,
+    )];
+    if ai {
+        below.push(c::code(
+            Rel::HasConceptMod,
+            codes::ALGORITHM_FAMILY,
+            codes::ARTIFICIAL_INTELLIGENCE,
+        ));
+    }
+    below.push(c::text(
+        Rel::HasConceptMod,
+        codes::ALGORITHM_PARAMETERS,
+        parameters,
+    ));
+    c::text(Rel::HasConceptMod, codes::ALGORITHM_NAME, name).with(below)
+}
+
+fn tracking(settings: &OutputSettings, study: &str, id: &str) -> Vec<Item> {
+    vec![
+        c::text(Rel::HasObsContext, codes::TRACKING_IDENTIFIER, id),
+        c::uidref(
+            Rel::HasObsContext,
+            codes::TRACKING_UID,
+            &settings.uid(&[study, "osteoscreen", "tracking", id]),
+        ),
+    ]
+}
+
+fn xray_group(x: &XrayFinding, src: &Source, settings: &OutputSettings, study: &str) -> Item {
+    let sources = || -> Vec<Item> {
+        x.images
+            .iter()
+            .filter_map(|i| {
+                src.sop_class_of(&i.sop_instance_uid).map(|class| {
+                    c::image(
+                        Rel::InferredFrom,
+                        Some(codes::SOURCE_OF_MEASUREMENT),
+                        class,
+                        &i.sop_instance_uid,
+                    )
+                })
+            })
+            .collect()
+    };
+    let mut items = tracking(settings, study, "lumbar spine (X-ray model)");
+    items.push(c::code(
+        Rel::HasConceptMod,
+        codes::FINDING_SITE,
+        codes::LUMBAR_SPINE,
+    ));
+    items.push(algorithm(
+        &x.model.name,
+        &x.model.version,
+        true,
+        &format!(
+            "estimate from radiographs, not DXA; weights sha256 {}; {}; trained on: {}",
+            x.model.weights_sha256, x.fusion, x.model.training_data
+        ),
+    ));
+    items.push(
+        c::num(
+            Rel::Contains,
+            codes::LUMBAR_T_SCORE,
+            x.t_score as f64,
+            codes::UNIT_T_SCORE,
+        )
+        .with(sources()),
+    );
+    items.push(
+        c::num(
+            Rel::Contains,
+            codes::LUMBAR_BMD,
+            x.bmd_g_cm2 as f64,
+            codes::UNIT_G_CM2,
+        )
+        .with(sources()),
+    );
+    for (class, p) in BoneClass::ALL.iter().zip(x.probabilities) {
+        items.push(
+            c::num(
+                Rel::Contains,
+                codes::PROBABILITY,
+                p as f64,
+                codes::UNIT_RATIO,
+            )
+            .with(vec![c::code(
+                Rel::HasConceptMod,
+                codes::FINDING,
+                class_code(*class),
+            )]),
+        );
+    }
+    items.push(c::code(Rel::Contains, codes::FINDING, class_code(x.class)));
+    c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
+}
+
+/// The ROI outline as a polygon: the ellipse, cut at the posterior row.
+fn roi_polygon(roi: &RoiOutline) -> Vec<(f32, f32)> {
+    let (cx, cy) = roi.centre;
+    let (ax, ay) = roi.radii;
+    (0..36)
+        .map(|k| {
+            let t = k as f64 * std::f64::consts::TAU / 36.0;
+            let (x, y) = (
+                cx + ax * t.cos(),
+                (cy + ay * t.sin()).min(roi.posterior_row),
+            );
+            (x as f32, y as f32)
+        })
+        .collect()
+}
+
+fn ct_groups(ct: &CtFinding, src: &Source, settings: &OutputSettings, study: &str) -> Vec<Item> {
+    let basis_level = ct.class_basis.split_whitespace().next().unwrap_or("");
+    ct.levels
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            // Unlabelled bodies (or T12, which has no code here) are reported without a
+            // finding site: their HU still informs the reader.
+            let name = match l.level.as_deref() {
+                Some(n) => n.to_string(),
+                None => format!("vertebral body {} (level not identified)", k + 1),
+            };
+            let site = codes::vertebra(&name);
+            ct_group(
+                ct,
+                l,
+                &name,
+                site,
+                basis_level == name,
+                src,
+                settings,
+                study,
+            )
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ct_group(
+    ct: &CtFinding,
+    l: &LevelMeasure,
+    name: &str,
+    site: Option<Code>,
+    is_basis: bool,
+    src: &Source,
+    settings: &OutputSettings,
+    study: &str,
+) -> Item {
+    let region = || -> Vec<Item> {
+        let Some(class) = src.sop_class_of(&l.roi_sop_instance_uid) else {
+            return Vec::new();
+        };
+        vec![
+            c::polygon(Rel::InferredFrom, codes::IMAGE_REGION, &roi_polygon(&l.roi)).with(vec![
+                c::image(Rel::SelectedFrom, None, class, &l.roi_sop_instance_uid),
+            ]),
+        ]
+    };
+    let mut items = tracking(settings, study, name);
+    if let Some(site) = site {
+        items.push(c::code(Rel::HasConceptMod, codes::FINDING_SITE, site));
+    }
+    items.push(algorithm(
+        "osteoscreen CT trabecular attenuation",
+        env!("CARGO_PKG_VERSION"),
+        false,
+        &format!(
+            "oval trabecular ROI, mid-body slices, cortex > 600 HU excluded; thresholds {} / {} HU; contrast offset {} HU; levels: {}",
+            ct.thresholds_hu.0, ct.thresholds_hu.1, ct.contrast_offset_hu, ct.labelling
+        ),
+    ));
+    for (value, derivation) in [(l.mean_hu, codes::MEAN), (l.median_hu, codes::MEDIAN)] {
+        let mut below = vec![c::code(Rel::HasConceptMod, codes::DERIVATION, derivation)];
+        below.extend(region());
+        items.push(c::num(Rel::Contains, codes::ATTENUATION, value, codes::UNIT_HU).with(below));
+    }
+    if is_basis {
+        if let Some(class) = ct.class {
+            use crate::analysis::finding::CtClass;
+            let bone = match class {
+                CtClass::OsteoporosisLikely => BoneClass::Osteoporosis,
+                CtClass::Indeterminate => BoneClass::Osteopenia,
+                CtClass::NormalLikely => BoneClass::Normal,
+            };
+            items.push(c::code(Rel::Contains, codes::FINDING, class_code(bone)));
+        }
+    }
+    c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
+}
