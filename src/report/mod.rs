@@ -1,10 +1,14 @@
 //! Reports: the `Finding` back into the source study as DICOM objects a radiologist's
-//! viewer shows. `sr` writes the TID 1500 measurement report, `codes` holds every coded
-//! concept with its source, `content` the SR content-item builders, `source` what is
-//! copied from the study. (The Secondary Capture is not written in this version.)
+//! viewer shows. `sr` writes the TID 1500 measurement report (`codes`: every coded
+//! concept with its source; `content`: SR content items), `sc` the Secondary Capture of
+//! the key image (`keyimage` composes it, `render` draws), `source` is what both copy
+//! from the study.
 
 pub mod codes;
 pub mod content;
+pub mod keyimage;
+pub mod render;
+pub mod sc;
 pub mod source;
 pub mod sr;
 
@@ -25,8 +29,9 @@ pub struct OutputSettings {
     /// Root for the UIDs of our objects; empty: `2.25.` + a UUID derived from the inputs.
     pub uid_root: String,
     pub structured_report: bool,
-    /// Not written yet in this version: accepted so configurations can name it.
     pub secondary_capture: bool,
+    /// First line of the key image's banner.
+    pub disclaimer: String,
 }
 
 impl Default for OutputSettings {
@@ -35,6 +40,8 @@ impl Default for OutputSettings {
             uid_root: String::new(),
             structured_report: true,
             secondary_capture: true,
+            disclaimer: "AI screening result — not a diagnosis; unverified, review the images"
+                .into(),
         }
     }
 }
@@ -68,6 +75,8 @@ impl OutputSettings {
 pub enum ReportError {
     #[error("source study: {0}")]
     Source(String),
+    #[error("key image: {0}")]
+    KeyImage(String),
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
 }
@@ -91,6 +100,23 @@ pub fn write_reports(
             uids::COMPREHENSIVE3_DSR_STORAGE,
             dir,
             "sr",
+        )?);
+    }
+    if settings.secondary_capture {
+        let key = keyimage::compose(finding, source, &settings.disclaimer)
+            .map_err(ReportError::KeyImage)?;
+        let obj = sc::build(
+            &key,
+            source,
+            settings,
+            &sr::result_key(finding),
+            chrono::Utc::now(),
+        );
+        written.push(write_part10(
+            obj,
+            uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
+            dir,
+            "sc",
         )?);
     }
     Ok(written)

@@ -29,9 +29,10 @@ pub const COPIED: [Tag; 13] = [
 ];
 
 /// One referenced source instance.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInstance {
     pub series_uid: String,
+    pub path: PathBuf,
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
 }
@@ -70,6 +71,7 @@ impl Source {
             }
             instances.push(SourceInstance {
                 series_uid: text(&obj, tags::SERIES_INSTANCE_UID),
+                path: path.clone(),
                 sop_class_uid: text(&obj, tags::SOP_CLASS_UID),
                 sop_instance_uid: uid,
             });
@@ -77,8 +79,10 @@ impl Source {
                 header = Some(obj.into_inner());
             }
         }
-        instances.sort();
-        instances.dedup();
+        instances.sort_by(|a, b| {
+            (&a.series_uid, &a.sop_instance_uid).cmp(&(&b.series_uid, &b.sop_instance_uid))
+        });
+        instances.dedup_by(|a, b| a.sop_instance_uid == b.sop_instance_uid);
         let header =
             header.ok_or_else(|| ReportError::Source("no source instance was used".into()))?;
         Ok(Source { header, instances })

@@ -56,12 +56,30 @@ fn device_serial(settings: &OutputSettings) -> String {
 }
 
 /// What makes a result different: method and model identity and software version.
-fn result_key(f: &Finding) -> String {
+pub fn result_key(f: &Finding) -> String {
     let model = f
         .xray
         .as_ref()
         .map_or("no-xray-model", |x| x.model.weights_sha256.as_str());
     format!("{}/{}/{model}", f.software, f.methods.join("+"))
+}
+
+/// Copy the patient and study attributes `tags` from the source; Type 2 ones it lacks
+/// are written empty.
+pub fn copy_study(h: &mut Header, src: &Source, tags: &[dicom_core::Tag]) {
+    for &tag in tags {
+        match src.header.get(tag) {
+            Some(e) => {
+                h.0.put(e.clone());
+            }
+            None => {
+                let vr = dicom_dictionary_std::StandardDataDictionary
+                    .by_tag(tag)
+                    .map_or(VR::LO, |e| e.vr.relaxed());
+                h.str(tag, vr, "");
+            }
+        }
+    }
 }
 
 /// Build the SR data set.
@@ -77,18 +95,7 @@ pub fn build(
     let series_uid = settings.uid(&[&study, "osteoscreen", "sr-series"]);
     let mut h = Header::new();
     h.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    for tag in COPIED {
-        match src.header.get(tag) {
-            Some(e) => h.0.put(e.clone()),
-            None => {
-                let vr = dicom_dictionary_std::StandardDataDictionary
-                    .by_tag(tag)
-                    .map_or(VR::LO, |e| e.vr.relaxed());
-                h.str(tag, vr, "");
-                None
-            }
-        };
-    }
+    copy_study(&mut h, src, &COPIED);
     let version = env!("CARGO_PKG_VERSION");
     h.str(
         tags::SOP_CLASS_UID,
@@ -400,7 +407,7 @@ fn xray_group(x: &XrayFinding, src: &Source, settings: &OutputSettings, study: &
 }
 
 /// The ROI outline as a polygon: the ellipse, cut at the posterior row.
-fn roi_polygon(roi: &RoiOutline) -> Vec<(f32, f32)> {
+pub fn roi_polygon(roi: &RoiOutline) -> Vec<(f32, f32)> {
     let (cx, cy) = roi.centre;
     let (ax, ay) = roi.radii;
     (0..36)

@@ -2,6 +2,8 @@
 //! DICOM peers (DCMTK) run as commands, and test data.
 #![allow(dead_code)]
 
+pub mod orthanc;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,8 +1,12 @@
-//! `osteoscreen analyze --out DIR` writes the TID 1500 SR: dciodvfy (dicom3tools) finds no
-//! errors, DCMTK's dsrdump/dsr2xml read back the coded class, the measurements with their
-//! units and the image references; the patient and study are the source's; UIDs repeat.
+//! `osteoscreen analyze --out DIR` writes the TID 1500 SR and the Secondary Capture:
+//! dciodvfy (dicom3tools) finds no errors in either, DCMTK's dsrdump/dsr2xml read back the
+//! coded class, the measurements with their units and the image references, dcmj2pnm
+//! renders the key image (kept in target/tmp/report-previews/ to look at); the patient and
+//! study are the source's; UIDs repeat; Orthanc files both into the original study.
 
 mod common;
+
+use common::orthanc::Orthanc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,11 +62,63 @@ fn tag(file: &Path, key: &str) -> String {
         .args(["-q", "-s", "+P", key])
         .arg(file));
     let line = String::from_utf8_lossy(&o.stdout).to_string();
-    line.split('[')
-        .nth(1)
-        .and_then(|s| s.split(']').next())
-        .unwrap_or("")
-        .to_string()
+    match line.split_once('[') {
+        // Strings: "(0010,0010) PN [NAME]  # ...".
+        Some((_, rest)) => rest.split(']').next().unwrap_or("").to_string(),
+        // Numbers: "(0028,0002) US 3  # ...".
+        None => line.split_whitespace().nth(2).unwrap_or("").to_string(),
+    }
+}
+
+/// The written file of `kind` ("sr" or "sc").
+fn pick<'a>(files: &'a [PathBuf], kind: &str) -> &'a PathBuf {
+    files
+        .iter()
+        .find(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{kind}-")))
+        })
+        .unwrap_or_else(|| panic!("no {kind} in {files:?}"))
+}
+
+/// The Secondary Capture: valid, RGB, burned in, readable size, rendered by DCMTK with
+/// the amber banner text present; a PNG is kept for people to look at.
+fn check_sc(sc: &Path, source: &Path, preview: &str) {
+    dciodvfy_clean(sc);
+    for (key, want) in [
+        ("SamplesPerPixel", "3"),
+        ("PhotometricInterpretation", "RGB"),
+        ("BurnedInAnnotation", "YES"),
+        ("ImageType", "DERIVED\\SECONDARY"),
+        ("ConversionType", "WSD"),
+    ] {
+        assert_eq!(tag(sc, key), want, "{key}");
+    }
+    assert_eq!(tag(sc, "StudyInstanceUID"), tag(source, "StudyInstanceUID"));
+    assert_eq!(tag(sc, "PatientID"), tag(source, "PatientID"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-previews");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png_path = dir.join(format!("{preview}.png"));
+    let o = run(Command::new("dcmj2pnm")
+        .args(["--write-png", "-il"])
+        .arg(sc)
+        .arg(&png_path));
+    assert!(o.status.success(), "dcmj2pnm: {}", text(&o));
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    assert!((1024..=2048).contains(&w.max(h)), "{w} x {h}");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    // The banner's amber first line (the disclaimer) is in the bottom part of the image.
+    let amber = (h * 3 / 4..h)
+        .flat_map(|y| (0..w).map(move |x| (y * w + x) * 3))
+        .filter(|&i| buf[i] > 200 && (140..220).contains(&buf[i + 1]) && buf[i + 2] < 80)
+        .count();
+    assert!(amber > 500, "{amber} amber pixels in the banner");
 }
 
 fn class_code(class: &str) -> &'static str {
@@ -94,8 +150,9 @@ fn xray_sr_is_valid_readable_and_stable() {
     XrayModel::create_untrained(&weights).unwrap();
     let study = work.path().join("dx/study00000");
     let (f, files) = analyze_out(&study, &work.path().join("out"), Some(&weights));
-    assert_eq!(files.len(), 1, "{files:?}");
-    let sr = &files[0];
+    assert_eq!(files.len(), 2, "{files:?}");
+    let sr = pick(&files, "sr");
+    check_sc(pick(&files, "sc"), &study.join("dx_ap.dcm"), "dx");
     dciodvfy_clean(sr);
     let dump = dsrdump(sr);
     assert!(
@@ -144,8 +201,16 @@ fn xray_sr_is_valid_readable_and_stable() {
     );
     // Re-running gives the same SOP Instance UID (same file name).
     let (_, again) = analyze_out(&study, &work.path().join("out2"), Some(&weights));
-    assert_eq!(again[0].file_name(), sr.file_name());
-    assert_eq!(tag(&again[0], "SOPInstanceUID"), tag(sr, "SOPInstanceUID"));
+    let names = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&again), names(&files));
+    assert_eq!(
+        tag(pick(&again, "sr"), "SOPInstanceUID"),
+        tag(sr, "SOPInstanceUID")
+    );
 
     // A study that cannot be analysed gets no SR.
     let (f, files) = analyze_out(&real("wg04/RG2_UNC.dcm"), &work.path().join("none"), None);
@@ -174,8 +239,14 @@ fn ct_sr_has_levels_hu_rois_and_class() {
         &work.path().join("out"),
         None,
     );
-    assert_eq!(files.len(), 1, "{f}");
-    let sr = &files[0];
+    assert_eq!(files.len(), 2, "{f}");
+    let sr = pick(&files, "sr");
+    let any_slice = std::fs::read_dir(work.path().join("ct/study00000"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .unwrap();
+    check_sc(pick(&files, "sc"), &any_slice, "ct-synthetic");
     dciodvfy_clean(sr);
     let dump = dsrdump(sr);
     for site in [
@@ -206,15 +277,79 @@ fn ct_sr_has_levels_hu_rois_and_class() {
         .contains(class_code(class)));
 
     // The real CT slices: valid too (the source's own procedure code is copied).
-    let (_, files) = analyze_out(
-        &real("ct-abdomen-20slices"),
-        &work.path().join("real"),
-        None,
-    );
-    assert_eq!(files.len(), 1);
-    let report = dciodvfy_clean(&files[0]);
+    let real_ct = real("ct-abdomen-20slices");
+    let (_, files) = analyze_out(&real_ct, &work.path().join("real"), None);
+    assert_eq!(files.len(), 2);
+    let report = dciodvfy_clean(pick(&files, "sr"));
     assert!(
-        dsrdump(&files[0]).contains("(121058,DCM,\"Procedure reported\")"),
+        dsrdump(pick(&files, "sr")).contains("(121058,DCM,\"Procedure reported\")"),
         "{report}"
     );
+    check_sc(pick(&files, "sc"), &real_ct.join("slice01.dcm"), "ct-real");
+}
+
+#[test]
+fn orthanc_files_sr_and_sc_into_the_original_study() {
+    let work = tempfile::tempdir().unwrap();
+    let o = run(Command::new(bin())
+        .args([
+            "synth",
+            "--modality",
+            "dx",
+            "--studies",
+            "1",
+            "--size",
+            "512x640",
+        ])
+        .arg("--out")
+        .arg(work.path().join("dx")));
+    assert!(o.status.success());
+    let weights = work.path().join("xray.safetensors");
+    XrayModel::create_untrained(&weights).unwrap();
+    let study = work.path().join("dx/study00000");
+    let out = work.path().join("out");
+    let (_, files) = analyze_out(&study, &out, Some(&weights));
+    assert_eq!(files.len(), 2);
+    let pacs = Orthanc::start(work.path());
+    let o = run(Command::new(bin())
+        .args([
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--called-ae",
+            &pacs.aet,
+            "--port",
+        ])
+        .arg(pacs.dicom_port.to_string())
+        .arg(&study)
+        .arg(&out));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("sent 4 of 4 files, 0 failed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        pacs.get("/patients").as_array().unwrap().len(),
+        1,
+        "one patient"
+    );
+    let studies = pacs.get("/studies");
+    let studies = studies.as_array().unwrap();
+    assert_eq!(studies.len(), 1, "one study");
+    let id = studies[0].as_str().unwrap();
+    let info = pacs.get(&format!("/studies/{id}"));
+    assert_eq!(
+        info["MainDicomTags"]["StudyInstanceUID"].as_str().unwrap(),
+        tag(&study.join("dx_ap.dcm"), "StudyInstanceUID")
+    );
+    let series = pacs.get(&format!("/studies/{id}/series"));
+    let mut modalities: Vec<String> = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["MainDicomTags"]["Modality"].as_str().unwrap().to_string())
+        .collect();
+    modalities.sort();
+    assert_eq!(modalities, ["DX", "OT", "SR"]);
 }
