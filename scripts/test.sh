@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it. Installs the real peers the tests talk to
-# (DCMTK, dicom3tools, Orthanc + DICOMweb plugin) from Debian, then runs every test.
+# (DCMTK, dicom3tools, Orthanc + DICOMweb plugin) from Debian and highdicom (PyPI, in a
+# venv under ~/.cache), then runs every test.
 # Needs root for apt-get (CI and the dev machines run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +18,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Fail loudly rather than skip: a test without its peer proves nothing.
-for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dcmdrle dciodvfy; do
+for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dcmdrle dciodvfy dsrdump dsr2xml \
+  dcmj2pnm Orthanc; do
   command -v "$tool" >/dev/null || { echo "missing peer tool: $tool" >&2; exit 1; }
 done
+
+# highdicom reads our SRs as an independent TID 1500 implementation.
+venv="${OSTEOSCREEN_VENV:-$HOME/.cache/osteoscreen-venv}"
+if ! "$venv/bin/python" -c 'import highdicom' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet highdicom
+fi
+export OSTEOSCREEN_PYTHON="$venv/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -273,8 +273,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             .context("cannot load the X-ray model ([model] settings)")?;
             let finding =
                 tokio::task::block_in_place(|| osteoscreen::analysis::analyze(&files, &engine));
+            let analysed = finding.status == osteoscreen::analysis::finding::Status::Analysed;
             let written = match &out {
-                Some(dir) if finding.status == osteoscreen::analysis::finding::Status::Analysed => {
+                Some(dir) if analysed || settings.output.report_not_analysed => {
                     let source =
                         osteoscreen::report::Source::read(&files, &finding.instances_used)?;
                     osteoscreen::report::write_reports(&finding, &source, &settings.output, dir)?

@@ -57,6 +57,25 @@ fn dsr2xml(file: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// highdicom's reading of an SR (tests/highdicom_check.py, in the venv scripts/test.sh
+/// makes: OSTEOSCREEN_PYTHON, else ~/.cache/osteoscreen-venv).
+fn highdicom(sr: &Path) -> serde_json::Value {
+    let python = std::env::var("OSTEOSCREEN_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/osteoscreen-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/highdicom_check.py");
+    let o = Command::new(&python)
+        .arg(script)
+        .arg(sr)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (scripts/test.sh installs highdicom)"));
+    assert!(o.status.success(), "highdicom: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn tag(file: &Path, key: &str) -> String {
     let o = run(Command::new("dcmdump")
         .args(["-q", "-s", "+P", key])
@@ -119,6 +138,14 @@ fn check_sc(sc: &Path, source: &Path, preview: &str) {
         .filter(|&i| buf[i] > 200 && (140..220).contains(&buf[i + 1]) && buf[i + 2] < 80)
         .count();
     assert!(amber > 500, "{amber} amber pixels in the banner");
+}
+
+fn words(class: &str) -> &'static str {
+    match class {
+        "normal" => "normal",
+        "osteopenia" => "osteopenia",
+        _ => "osteoporosis",
+    }
 }
 
 fn class_code(class: &str) -> &'static str {
@@ -212,10 +239,60 @@ fn xray_sr_is_valid_readable_and_stable() {
         tag(sr, "SOPInstanceUID")
     );
 
-    // A study that cannot be analysed gets no SR.
-    let (f, files) = analyze_out(&real("wg04/RG2_UNC.dcm"), &work.path().join("none"), None);
+    // highdicom, an independent TID 1500 reader, finds the same.
+    let hd = highdicom(sr);
+    assert_eq!(hd["template"], "1500");
+    assert_eq!(hd["observer_types"], serde_json::json!(["Device"]));
+    let g = &hd["groups"][0];
+    assert_eq!(g["finding_sites"], serde_json::json!(["Lumbar spine"]));
+    assert_eq!(
+        g["finding_type"].as_str().unwrap().to_lowercase(),
+        words(class)
+    );
+    let units: Vec<&str> = g["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(units, ["{T-score}", "g/cm2", "1", "1", "1"]);
+    let t = g["measurements"][0]["value"].as_f64().unwrap();
+    assert!((t - f["xray"]["t_score"].as_f64().unwrap()).abs() < 1e-4);
+
+    // The SR explains itself: views used and flags, as comments.
+    assert!(xml.contains("Radiographs used: frontal "), "views");
+    assert!(xml.contains("Flag: model osteoscreen-xray-resnet"), "flags");
+
+    // A study that cannot be analysed gets no SR...
+    let rg2 = real("wg04/RG2_UNC.dcm");
+    let (f, files) = analyze_out(&rg2, &work.path().join("none"), None);
     assert_eq!(f["status"], "not_applicable");
     assert!(files.is_empty(), "{files:?}");
+    // ...unless asked for: then one that says why, and references nothing.
+    let why = work.path().join("why");
+    let o = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .env("OSTEOSCREEN__OUTPUT__REPORT_NOT_ANALYSED", "true")
+        .args(["analyze", "--out"])
+        .arg(&why)
+        .arg(&rg2));
+    assert!(!o.status.success(), "not analysed: exit 1");
+    let files: Vec<PathBuf> = std::fs::read_dir(&why)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    dciodvfy_clean(&files[0]);
+    let xml = dsr2xml(&files[0]);
+    assert!(
+        xml.contains("Not analysed: CR of HIP: not a lumbar study"),
+        "{xml}"
+    );
+    assert_eq!(
+        tag(&files[0], "StudyInstanceUID"),
+        tag(&rg2, "StudyInstanceUID")
+    );
 }
 
 #[test]
@@ -270,6 +347,17 @@ fn ct_sr_has_levels_hu_rois_and_class() {
     let median = format!("{:.6}", l1["median_hu"].as_f64().unwrap());
     assert!(dump.contains(&format!("=\"{median}\"")), "{median}");
     let class = f["conclusion"]["class"].as_str().unwrap();
+    let hd = highdicom(sr);
+    let l1 = hd["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["finding_sites"] == serde_json::json!(["L1 vertebra"]))
+        .expect("an L1 group");
+    for m in l1["measurements"].as_array().unwrap() {
+        assert_eq!(m["name"], "Attenuation Coefficient");
+        assert_eq!(m["unit"], "[hnsf'U]");
+    }
     assert!(dump
         .split("Qualitative Evaluations")
         .nth(1)

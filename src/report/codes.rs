@@ -39,6 +39,10 @@ pub const MEASUREMENT_GROUP: Code = code("125007", "DCM", "Measurement Group");
 /// Imaging Measurements", not this).
 pub const QUALITATIVE_EVALUATIONS: Code = code("C0034375", "UMLS", "Qualitative Evaluations");
 
+/// Free-text explanation items [DCM 121106 "Comment", confirmed in several independent DICOM
+/// SR implementations, 2026-11-23].
+pub const COMMENT: Code = code("121106", "DCM", "Comment");
+
 // Observer context [PS3.16 TID 1002/1004].
 pub const OBSERVER_TYPE: Code = code("121005", "DCM", "Observer Type");
 pub const DEVICE: Code = code("121007", "DCM", "Device");

@@ -159,9 +159,11 @@ fn ct_reformat(
             l.median_hu
         );
         let tw = Canvas::text_width(&label, size, true);
+        // Left of the body's front (the ROI is the central half of the body's depth).
+        let front = px(l.roi.centre.1 - 2.2 * l.roi.radii.1);
         canvas.text(
             &label,
-            (x0 - tw - 12.0).max(4.0),
+            (front - tw - 12.0).max(4.0),
             (y0 + y1) / 2.0 + size / 3.0,
             size,
             true,
@@ -309,8 +311,16 @@ pub fn banner_lines(f: &Finding, disclaimer: &str) -> Vec<(String, bool, [u8; 3]
         false,
         WHITE,
     ));
-    if !f.flags.is_empty() {
-        lines.push((format!("Flags: {}", f.flags.join("; ")), false, AMBER));
+    // One line per flag (three at most), so none is cut off unseen.
+    for flag in f.flags.iter().take(3) {
+        lines.push((format!("Flag: {flag}"), false, AMBER));
+    }
+    if f.flags.len() > 3 {
+        lines.push((
+            format!("… {} more flags: see the SR", f.flags.len() - 3),
+            false,
+            AMBER,
+        ));
     }
     lines
 }

@@ -30,6 +30,8 @@ pub struct OutputSettings {
     pub uid_root: String,
     pub structured_report: bool,
     pub secondary_capture: bool,
+    /// Also write an SR for a study that was not analysed (or failed), saying why.
+    pub report_not_analysed: bool,
     /// First line of the key image's banner.
     pub disclaimer: String,
 }
@@ -40,6 +42,7 @@ impl Default for OutputSettings {
             uid_root: String::new(),
             structured_report: true,
             secondary_capture: true,
+            report_not_analysed: false,
             disclaimer: "AI screening result — not a diagnosis; unverified, review the images"
                 .into(),
         }
@@ -81,8 +84,8 @@ pub enum ReportError {
     Write { path: String, reason: String },
 }
 
-/// Write the objects `settings` asks for into `dir`; returns their paths. Nothing is
-/// written for a study that was not analysed.
+/// Write the objects `settings` asks for into `dir`; returns their paths. A study that
+/// was not analysed gets nothing, or with `report_not_analysed` an SR saying why.
 pub fn write_reports(
     finding: &Finding,
     source: &Source,
@@ -91,6 +94,15 @@ pub fn write_reports(
 ) -> Result<Vec<PathBuf>, ReportError> {
     let mut written = Vec::new();
     if finding.status != Status::Analysed {
+        if settings.report_not_analysed && settings.structured_report {
+            let obj = sr::build(finding, source, settings, chrono::Utc::now());
+            written.push(write_part10(
+                obj,
+                uids::COMPREHENSIVE3_DSR_STORAGE,
+                dir,
+                "sr",
+            )?);
+        }
         return Ok(written);
     }
     if settings.structured_report {

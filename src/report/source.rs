@@ -53,7 +53,8 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> String {
 
 impl Source {
     /// Read the headers of `paths` and keep the instances whose SOP Instance UID is in
-    /// `used` (the Finding's `instances_used`).
+    /// `used` (the Finding's `instances_used`). With `used` empty (a study that was not
+    /// analysed) the header comes from the first readable file and nothing is referenced.
     pub fn read(paths: &[PathBuf], used: &[String]) -> Result<Source, ReportError> {
         let wanted: BTreeSet<&str> = used.iter().map(String::as_str).collect();
         let mut header = None;
@@ -66,6 +67,10 @@ impl Source {
                 continue;
             };
             let uid = text(&obj, tags::SOP_INSTANCE_UID);
+            if wanted.is_empty() {
+                header = Some(obj.into_inner());
+                break;
+            }
             if !wanted.contains(uid.as_str()) {
                 continue;
             }
@@ -84,7 +89,7 @@ impl Source {
         });
         instances.dedup_by(|a, b| a.sop_instance_uid == b.sop_instance_uid);
         let header =
-            header.ok_or_else(|| ReportError::Source("no source instance was used".into()))?;
+            header.ok_or_else(|| ReportError::Source("no readable source instance".into()))?;
         Ok(Source { header, instances })
     }
 

@@ -143,13 +143,17 @@ pub fn build(
         procedure_codes(src),
     )
     .seq(
-        tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
-        vec![evidence(src)],
-    )
-    .seq(
         tags::CONTRIBUTING_EQUIPMENT_SEQUENCE,
         vec![contributing_equipment(settings)],
     );
+    // Type 1C: present when the report references instances (not for a study that was
+    // not analysed).
+    if !src.instances.is_empty() {
+        h.seq(
+            tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE,
+            vec![evidence(src)],
+        );
+    }
     // SR Document Content: the root container.
     let mut template = Header::new();
     template.str(tags::MAPPING_RESOURCE, VR::CS, "DCMR").str(
@@ -293,16 +297,66 @@ fn content(f: &Finding, src: &Source, settings: &OutputSettings, study: &str) ->
     if !groups.is_empty() {
         items.push(c::container(Rel::Contains, codes::IMAGING_MEASUREMENTS).with(groups));
     }
+    let mut evaluations = Vec::new();
     if let Some(conclusion) = &f.conclusion {
-        items.push(
-            c::container(Rel::Contains, codes::QUALITATIVE_EVALUATIONS).with(vec![c::code(
-                Rel::Contains,
-                codes::FINDING,
-                class_code(conclusion.class),
-            )]),
-        );
+        evaluations.push(c::code(
+            Rel::Contains,
+            codes::FINDING,
+            class_code(conclusion.class),
+        ));
     }
+    evaluations.extend(
+        explanation(f)
+            .iter()
+            .map(|line| c::text(Rel::Contains, codes::COMMENT, line)),
+    );
+    items.push(c::container(Rel::Contains, codes::QUALITATIVE_EVALUATIONS).with(evaluations));
     items
+}
+
+/// What drove the result, in sentences for the reader: the basis, the inputs used, the
+/// flags, and (for studies not analysed) why.
+pub fn explanation(f: &Finding) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(r) = &f.reason {
+        lines.push(format!("Not analysed: {r}"));
+    }
+    if let Some(c) = &f.conclusion {
+        lines.push(format!("Result rests on: {}", c.basis));
+    }
+    if let Some(x) = &f.xray {
+        let views: Vec<String> = x
+            .images
+            .iter()
+            .map(|i| format!("{:?} {}", i.view, i.sop_instance_uid).to_lowercase())
+            .collect();
+        lines.push(format!("Radiographs used: {}", views.join(", ")));
+    }
+    if let Some(ct) = &f.ct {
+        let levels: Vec<String> = ct
+            .levels
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} median {:.0} HU",
+                    l.level.as_deref().unwrap_or("unlabelled"),
+                    l.median_hu
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "CT levels measured ({}): {}",
+            ct.labelling,
+            levels.join(", ")
+        ));
+    }
+    for e in &f.excluded {
+        lines.push(format!("Left out: {e}"));
+    }
+    for flag in &f.flags {
+        lines.push(format!("Flag: {flag}"));
+    }
+    lines
 }
 
 /// TID 4019: name, with version, family and parameters beneath it.
@@ -402,7 +456,12 @@ fn xray_group(x: &XrayFinding, src: &Source, settings: &OutputSettings, study: &
             )]),
         );
     }
-    items.push(c::code(Rel::Contains, codes::FINDING, class_code(x.class)));
+    // TID 1501's finding (HAS CONCEPT MOD): what this group found.
+    items.push(c::code(
+        Rel::HasConceptMod,
+        codes::FINDING,
+        class_code(x.class),
+    ));
     c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
 }
 
@@ -496,7 +555,11 @@ fn ct_group(
                 CtClass::Indeterminate => BoneClass::Osteopenia,
                 CtClass::NormalLikely => BoneClass::Normal,
             };
-            items.push(c::code(Rel::Contains, codes::FINDING, class_code(bone)));
+            items.push(c::code(
+                Rel::HasConceptMod,
+                codes::FINDING,
+                class_code(bone),
+            ));
         }
     }
     c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
