@@ -139,7 +139,23 @@ impl XrayModel {
             return Err(ModelError::Inference("images must be 256 x 256".into()));
         }
         let x = Tensor::from_vec(flat, (images.len(), 1, side, side), &self.device).map_err(err)?;
-        let out = self.net.forward(&x).map_err(err)?;
+        // On the CPU one image per pass is faster than a batched pass (every candle op
+        // allocates its output; batch-sized temporaries cost page faults: BENCHMARKS.md);
+        // GPUs get the whole batch.
+        let out = if self.device.is_cpu() {
+            let parts = (0..images.len())
+                .map(|i| self.net.forward(&x.narrow(0, i, 1)?))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .map_err(err)?;
+            let logits: Vec<Tensor> = parts.iter().map(|o| o.logits.clone()).collect();
+            let t: Vec<Tensor> = parts.iter().map(|o| o.t_score.clone()).collect();
+            net::Output {
+                logits: Tensor::cat(&logits, 0).map_err(err)?,
+                t_score: Tensor::cat(&t, 0).map_err(err)?,
+            }
+        } else {
+            self.net.forward(&x).map_err(err)?
+        };
         let probs = candle_nn::ops::softmax(&out.logits, D::Minus1)
             .map_err(err)?
             .to_vec2::<f32>()
