@@ -110,3 +110,36 @@ fn real_ct_slices_are_measured_and_other_studies_get_a_reason() {
     assert!(!ok);
     assert!(json.contains("not_applicable"), "{json}");
 }
+
+#[test]
+fn a_series_of_mixed_matrix_sizes_fails_with_a_reason() {
+    // pydicom's 128 x 128 CT_small relabelled into the real 512 x 512 series: the volume
+    // cannot be built, and the Finding says so instead of the process panicking.
+    let work = tempfile::tempdir().unwrap();
+    let series = real("ct-abdomen-20slices");
+    for k in 1..=6 {
+        let name = format!("slice{k:02}.dcm");
+        std::fs::copy(series.join(&name), work.path().join(&name)).unwrap();
+    }
+    let odd = work.path().join("odd.dcm");
+    std::fs::copy(real("pydicom/CT_small.dcm"), &odd).unwrap();
+    let out = run(Command::new("dcmodify")
+        .args(["-nb", "-m"])
+        .arg("(0020,000d)=2.25.91027218759557615504600538762936668014")
+        .arg("-m")
+        .arg("(0020,000e)=2.25.78309743566385585849368344861617060418")
+        .args(["-m", "(0018,0050)=3"])
+        .arg(&odd));
+    assert!(out.status.success(), "{}", text(&out));
+    let (ok, json) = analyze(&[work.path()]);
+    assert!(!ok);
+    let f: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(f["status"], "failed");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("different matrix sizes"),
+        "{json}"
+    );
+}

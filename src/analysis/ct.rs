@@ -65,6 +65,13 @@ impl Volume {
             slices.push((z, frames.swap_remove(0), uid));
         }
         slices.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // One matrix size for the whole series: later stages index every slice with it.
+        if let Some(first) = slices.first() {
+            let size = (first.1.rows, first.1.columns);
+            if slices.iter().any(|s| (s.1.rows, s.1.columns) != size) {
+                return Err("slices of different matrix sizes in one series".into());
+            }
+        }
         Ok(Volume {
             z: slices.iter().map(|s| s.0).collect(),
             sop_uids: slices.iter().map(|s| s.2.clone()).collect(),
