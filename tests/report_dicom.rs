@@ -336,7 +336,7 @@ fn ct_sr_has_levels_hu_rois_and_class() {
     assert!(dump.contains("([hnsf'U],UCUM,\"Hounsfield unit\")"));
     assert!(dump.contains("(373099004,SCT,\"Median\")"));
     assert!(dump.contains("(111030,DCM,\"Image Region\")=(POLYLINE"));
-    assert!(dump.contains("(77477000,SCT,\"Computerized axial tomography\")"));
+    assert!(dump.contains("(77477000,SCT,\"Computed tomography\")"));
     // The L1 median in the SR is the Finding's.
     let l1 = f["ct"]["levels"]
         .as_array()

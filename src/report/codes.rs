@@ -2,9 +2,10 @@
 //!
 //! Sources:
 //! - [PS3.16] DICOM PS3.16 Content Mapping Resource (DCM codes, TID 1500/1501/300/4019, CID
-//!   7602 vertebral structures, CID 222 normality), as generated into pydicom's
-//!   `sr/_concepts_dict.py` and used by highdicom and dcmjs; checked 2026-11-23
-//!   (REFERENCES.md, "SR content").
+//!   7602 vertebral structures, CID 222 normality, CID 7005, CID 10005, CID 12101), as
+//!   generated into pydicom's `src/pydicom/sr/_concepts_dict.py` (pydicom main, commit
+//!   fb1f24e4f0, read 2026-11-23) and used by highdicom and dcmjs (REFERENCES.md, "SR
+//!   content").
 //! - [SCT-ext] SNOMED CT concepts outside PS3.16, confirmed in several independent public
 //!   terminology users (FHIR resources, radiology code maps) on 2026-11-23.
 //! - [LOINC] LOINC DXA codes, as REFERENCES.md lists them (38263-0, the femur T-score, is
@@ -39,8 +40,7 @@ pub const MEASUREMENT_GROUP: Code = code("125007", "DCM", "Measurement Group");
 /// Imaging Measurements", not this).
 pub const QUALITATIVE_EVALUATIONS: Code = code("C0034375", "UMLS", "Qualitative Evaluations");
 
-/// Free-text explanation items [DCM 121106 "Comment", confirmed in several independent DICOM
-/// SR implementations, 2026-11-23].
+/// Free-text explanation items [PS3.16 CID 12101, in pydicom's concepts].
 pub const COMMENT: Code = code("121106", "DCM", "Comment");
 
 // Observer context [PS3.16 TID 1002/1004].
@@ -70,6 +70,8 @@ pub const ALGORITHM_VERSION: Code = code("111003", "DCM", "Algorithm Version");
 pub const ALGORITHM_FAMILY: Code = code("111000", "DCM", "Algorithm Family");
 pub const ARTIFICIAL_INTELLIGENCE: Code = code("123110", "DCM", "Artificial Intelligence");
 pub const ALGORITHM_PARAMETERS: Code = code("111002", "DCM", "Algorithm Parameters");
+/// [highdicom's TID 4019 template].
+pub const ALGORITHM_MANUFACTURER: Code = code("122405", "DCM", "Algorithm Manufacturer");
 
 // Sites [PS3.16 CID 7602 "Vertebral Anatomic Structure"; CID 4 for the lumbar spine].
 pub const LUMBAR_SPINE: Code = code("122496007", "SCT", "Lumbar spine");
@@ -112,6 +114,10 @@ pub const UNIT_T_SCORE: Code = code("{T-score}", "UCUM", "T-score");
 pub const UNIT_HU: Code = code("[hnsf'U]", "UCUM", "Hounsfield unit");
 pub const UNIT_RATIO: Code = code("1", "UCUM", "no units");
 
-// Procedures, used when the source study carries no ProcedureCodeSequence [SCT-ext].
-pub const CT_PROCEDURE: Code = code("77477000", "SCT", "Computerized axial tomography");
+/// ContributingEquipmentSequence's purpose [PS3.16 CID 7005, in pydicom's concepts].
+pub const PROCESSING_EQUIPMENT: Code = code("109102", "DCM", "Processing Equipment");
+
+// Procedures, used when the source study carries no ProcedureCodeSequence [PS3.16 CID
+// 10005, in pydicom's concepts].
+pub const CT_PROCEDURE: Code = code("77477000", "SCT", "Computed tomography");
 pub const RADIOGRAPHY_PROCEDURE: Code = code("168537006", "SCT", "Plain radiography");

@@ -196,7 +196,7 @@ fn ct_axial(volume: &ct::Volume, level: &ct::LevelMeasure) -> Result<KeyImage, S
     let scale = IMAGE_LONG_SIDE / rows.max(cols);
     let (w, h) = ((cols * scale) as usize, (rows * scale) as usize);
     let mut canvas = Canvas::from_grey(&grey, frame.columns, frame.rows, w, h);
-    let outline: Vec<(f32, f32)> = super::sr::roi_polygon(&level.roi)
+    let outline: Vec<(f32, f32)> = super::groups::roi_polygon(&level.roi)
         .into_iter()
         .map(|(x, y)| (x * scale as f32, y * scale as f32))
         .collect();

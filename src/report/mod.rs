@@ -6,6 +6,7 @@
 
 pub mod codes;
 pub mod content;
+pub mod groups;
 pub mod keyimage;
 pub mod render;
 pub mod sc;
@@ -21,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::finding::{Finding, Status};
 use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 pub use source::Source;
+
+/// Who made our objects: Manufacturer / model name in the equipment modules and SR.
+pub const MANUFACTURER: &str = "osteoscreen project";
+pub const MODEL_NAME: &str = "osteoscreen";
 
 /// What the report writers produce (`[output]` in the config file).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,8 +8,7 @@ use dicom_object::InMemDicomObject;
 
 use super::keyimage::KeyImage;
 use super::source::{Source, COPIED};
-use super::sr::{MANUFACTURER, MODEL_NAME};
-use super::OutputSettings;
+use super::{OutputSettings, MANUFACTURER, MODEL_NAME};
 use crate::dataset::Header;
 
 pub const SERIES_NUMBER: &str = "9902";

@@ -22,27 +22,16 @@ use dicom_object::InMemDicomObject;
 
 use super::codes::{self, Code};
 use super::content::{self as c, coded, Item, Rel};
+use super::groups::{class_code, ct_groups, xray_group};
 use super::source::{Source, COPIED};
-use super::OutputSettings;
-use crate::analysis::ct::{LevelMeasure, RoiOutline};
-use crate::analysis::finding::{BoneClass, CtFinding, Finding};
-use crate::analysis::xray::XrayFinding;
-use crate::dataset::{code_item, Header};
+use super::{OutputSettings, MANUFACTURER, MODEL_NAME};
+use crate::analysis::finding::Finding;
+use crate::dataset::Header;
 
-pub const MANUFACTURER: &str = "osteoscreen project";
-pub const MODEL_NAME: &str = "osteoscreen";
 pub const SERIES_NUMBER: &str = "9901";
 /// LO: at most 64 characters.
 pub const SERIES_DESCRIPTION: &str =
     "osteoscreen AI bone density SR - not for diagnosis w/o review";
-
-fn class_code(class: BoneClass) -> Code {
-    match class {
-        BoneClass::Normal => codes::NORMAL,
-        BoneClass::Osteopenia => codes::OSTEOPENIA,
-        BoneClass::Osteoporosis => codes::OSTEOPOROSIS,
-    }
-}
 
 /// UID of the device (this installation's osteoscreen), stable per UID root.
 pub fn device_uid(settings: &OutputSettings) -> String {
@@ -248,7 +237,7 @@ fn contributing_equipment(settings: &OutputSettings) -> InMemDicomObject {
         )
         .seq(
             tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-            vec![code_item("109102", "DCM", "Processing Equipment")],
+            vec![coded(codes::PROCESSING_EQUIPMENT)],
         );
     e.0
 }
@@ -357,210 +346,4 @@ pub fn explanation(f: &Finding) -> Vec<String> {
         lines.push(format!("Flag: {flag}"));
     }
     lines
-}
-
-/// TID 4019: name, with version, family and parameters beneath it.
-fn algorithm(name: &str, version: &str, ai: bool, parameters: &str) -> Item {
-    let mut below = vec![c::text(
-        Rel::HasConceptMod,
-        codes::ALGORITHM_VERSION,
-        version,
-    )];
-    if ai {
-        below.push(c::code(
-            Rel::HasConceptMod,
-            codes::ALGORITHM_FAMILY,
-            codes::ARTIFICIAL_INTELLIGENCE,
-        ));
-    }
-    below.push(c::text(
-        Rel::HasConceptMod,
-        codes::ALGORITHM_PARAMETERS,
-        parameters,
-    ));
-    c::text(Rel::HasConceptMod, codes::ALGORITHM_NAME, name).with(below)
-}
-
-fn tracking(settings: &OutputSettings, study: &str, id: &str) -> Vec<Item> {
-    vec![
-        c::text(Rel::HasObsContext, codes::TRACKING_IDENTIFIER, id),
-        c::uidref(
-            Rel::HasObsContext,
-            codes::TRACKING_UID,
-            &settings.uid(&[study, "osteoscreen", "tracking", id]),
-        ),
-    ]
-}
-
-fn xray_group(x: &XrayFinding, src: &Source, settings: &OutputSettings, study: &str) -> Item {
-    let sources = || -> Vec<Item> {
-        x.images
-            .iter()
-            .filter_map(|i| {
-                src.sop_class_of(&i.sop_instance_uid).map(|class| {
-                    c::image(
-                        Rel::InferredFrom,
-                        Some(codes::SOURCE_OF_MEASUREMENT),
-                        class,
-                        &i.sop_instance_uid,
-                    )
-                })
-            })
-            .collect()
-    };
-    let mut items = tracking(settings, study, "lumbar spine (X-ray model)");
-    items.push(c::code(
-        Rel::HasConceptMod,
-        codes::FINDING_SITE,
-        codes::LUMBAR_SPINE,
-    ));
-    items.push(algorithm(
-        &x.model.name,
-        &x.model.version,
-        true,
-        &format!(
-            "estimate from radiographs, not DXA; weights sha256 {}; {}; trained on: {}",
-            x.model.weights_sha256, x.fusion, x.model.training_data
-        ),
-    ));
-    items.push(
-        c::num(
-            Rel::Contains,
-            codes::LUMBAR_T_SCORE,
-            x.t_score as f64,
-            codes::UNIT_T_SCORE,
-        )
-        .with(sources()),
-    );
-    items.push(
-        c::num(
-            Rel::Contains,
-            codes::LUMBAR_BMD,
-            x.bmd_g_cm2 as f64,
-            codes::UNIT_G_CM2,
-        )
-        .with(sources()),
-    );
-    for (class, p) in BoneClass::ALL.iter().zip(x.probabilities) {
-        items.push(
-            c::num(
-                Rel::Contains,
-                codes::PROBABILITY,
-                p as f64,
-                codes::UNIT_RATIO,
-            )
-            .with(vec![c::code(
-                Rel::HasConceptMod,
-                codes::FINDING,
-                class_code(*class),
-            )]),
-        );
-    }
-    // TID 1501's finding (HAS CONCEPT MOD): what this group found.
-    items.push(c::code(
-        Rel::HasConceptMod,
-        codes::FINDING,
-        class_code(x.class),
-    ));
-    c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
-}
-
-/// The ROI outline as a polygon: the ellipse, cut at the posterior row.
-pub fn roi_polygon(roi: &RoiOutline) -> Vec<(f32, f32)> {
-    let (cx, cy) = roi.centre;
-    let (ax, ay) = roi.radii;
-    (0..36)
-        .map(|k| {
-            let t = k as f64 * std::f64::consts::TAU / 36.0;
-            let (x, y) = (
-                cx + ax * t.cos(),
-                (cy + ay * t.sin()).min(roi.posterior_row),
-            );
-            (x as f32, y as f32)
-        })
-        .collect()
-}
-
-fn ct_groups(ct: &CtFinding, src: &Source, settings: &OutputSettings, study: &str) -> Vec<Item> {
-    let basis_level = ct.class_basis.split_whitespace().next().unwrap_or("");
-    ct.levels
-        .iter()
-        .enumerate()
-        .map(|(k, l)| {
-            // Unlabelled bodies (or T12, which has no code here) are reported without a
-            // finding site: their HU still informs the reader.
-            let name = match l.level.as_deref() {
-                Some(n) => n.to_string(),
-                None => format!("vertebral body {} (level not identified)", k + 1),
-            };
-            let site = codes::vertebra(&name);
-            ct_group(
-                ct,
-                l,
-                &name,
-                site,
-                basis_level == name,
-                src,
-                settings,
-                study,
-            )
-        })
-        .collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn ct_group(
-    ct: &CtFinding,
-    l: &LevelMeasure,
-    name: &str,
-    site: Option<Code>,
-    is_basis: bool,
-    src: &Source,
-    settings: &OutputSettings,
-    study: &str,
-) -> Item {
-    let region = || -> Vec<Item> {
-        let Some(class) = src.sop_class_of(&l.roi_sop_instance_uid) else {
-            return Vec::new();
-        };
-        vec![
-            c::polygon(Rel::InferredFrom, codes::IMAGE_REGION, &roi_polygon(&l.roi)).with(vec![
-                c::image(Rel::SelectedFrom, None, class, &l.roi_sop_instance_uid),
-            ]),
-        ]
-    };
-    let mut items = tracking(settings, study, name);
-    if let Some(site) = site {
-        items.push(c::code(Rel::HasConceptMod, codes::FINDING_SITE, site));
-    }
-    items.push(algorithm(
-        "osteoscreen CT trabecular attenuation",
-        env!("CARGO_PKG_VERSION"),
-        false,
-        &format!(
-            "oval trabecular ROI, mid-body slices, cortex > 600 HU excluded; thresholds {} / {} HU; contrast offset {} HU; levels: {}",
-            ct.thresholds_hu.0, ct.thresholds_hu.1, ct.contrast_offset_hu, ct.labelling
-        ),
-    ));
-    for (value, derivation) in [(l.mean_hu, codes::MEAN), (l.median_hu, codes::MEDIAN)] {
-        let mut below = vec![c::code(Rel::HasConceptMod, codes::DERIVATION, derivation)];
-        below.extend(region());
-        items.push(c::num(Rel::Contains, codes::ATTENUATION, value, codes::UNIT_HU).with(below));
-    }
-    if is_basis {
-        if let Some(class) = ct.class {
-            use crate::analysis::finding::CtClass;
-            let bone = match class {
-                CtClass::OsteoporosisLikely => BoneClass::Osteoporosis,
-                CtClass::Indeterminate => BoneClass::Osteopenia,
-                CtClass::NormalLikely => BoneClass::Normal,
-            };
-            items.push(c::code(
-                Rel::HasConceptMod,
-                codes::FINDING,
-                class_code(bone),
-            ));
-        }
-    }
-    c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
 }
