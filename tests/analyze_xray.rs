@@ -229,3 +229,35 @@ fn real_compressed_radiographs_go_through_the_model() {
         }
     }
 }
+
+#[test]
+fn views_count_equally_however_many_images_each_has() {
+    // Two identical APs (a copy under a new SOP Instance UID) and one lateral: the fused
+    // result is (AP + lateral) / 2, not the mean over three images.
+    let work = tempfile::tempdir().unwrap();
+    synth_dx(&work.path().join("dx"), 1);
+    let weights = untrained(work.path());
+    let study = work.path().join("dx/study00000");
+    let copy = study.join("dx_ap_copy.dcm");
+    std::fs::copy(study.join("dx_ap.dcm"), &copy).unwrap();
+    dcmodify(&copy, &["-gin"]);
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    let images = f["xray"]["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    let p = |i: &serde_json::Value, k: usize| i["probabilities"][k].as_f64().unwrap();
+    let ap = images.iter().find(|i| i["view"] == "frontal").unwrap();
+    let lat = images.iter().find(|i| i["view"] == "lateral").unwrap();
+    let mut differs = false;
+    for k in 0..3 {
+        let fused = f["xray"]["probabilities"][k].as_f64().unwrap();
+        let by_view = (p(ap, k) + p(lat, k)) / 2.0;
+        let by_image = (2.0 * p(ap, k) + p(lat, k)) / 3.0;
+        assert!((fused - by_view).abs() < 1e-5, "{fused} vs {by_view}");
+        differs |= (by_view - by_image).abs() > 1e-4;
+    }
+    assert!(
+        differs,
+        "the two views predicted the same; the test cannot tell"
+    );
+}

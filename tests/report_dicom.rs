@@ -441,3 +441,58 @@ fn orthanc_files_sr_and_sc_into_the_original_study() {
     modalities.sort();
     assert_eq!(modalities, ["DX", "OT", "SR"]);
 }
+
+#[test]
+fn duplicated_inputs_and_a_missing_study_uid_are_handled() {
+    let work = tempfile::tempdir().unwrap();
+    let series = real("ct-abdomen-20slices");
+    // The same short CT exported twice: one volume, one SR and one SC (axial key image).
+    for copy in ["a", "b"] {
+        let dir = work.path().join(copy);
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(&series).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = work.path().join("out");
+    let o = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--json", "--out"])
+        .arg(&out)
+        .arg(work.path().join("a"))
+        .arg(work.path().join("b")));
+    assert!(o.status.success(), "{}", text(&o));
+    let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    for file in &written {
+        dciodvfy_clean(file);
+    }
+    assert_eq!(f["ct"]["levels"].as_array().unwrap().len(), 1, "{f}");
+
+    // Without a StudyInstanceUID our objects cannot join the study: refused, saying so.
+    let lost = work.path().join("lost");
+    std::fs::create_dir_all(&lost).unwrap();
+    for e in std::fs::read_dir(work.path().join("a")).unwrap() {
+        let p = e.unwrap().path();
+        let to = lost.join(p.file_name().unwrap());
+        std::fs::copy(&p, &to).unwrap();
+        let o = run(Command::new("dcmodify")
+            .args(["-nb", "-ea", "(0020,000d)"])
+            .arg(&to));
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--out"])
+        .arg(work.path().join("lost-out"))
+        .arg(&lost));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("StudyInstanceUID"), "{}", text(&o));
+}

@@ -64,7 +64,10 @@ impl Volume {
                 .unwrap_or_default();
             slices.push((z, frames.swap_remove(0), uid));
         }
-        slices.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Head to feet; equal positions by UID, so every caller builds the same order.
+        slices.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+        // The same instance given twice (two copies of an export) counts once.
+        slices.dedup_by(|a, b| !a.2.is_empty() && a.2 == b.2);
         // One matrix size for the whole series: later stages index every slice with it.
         if let Some(first) = slices.first() {
             let size = (first.1.rows, first.1.columns);

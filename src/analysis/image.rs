@@ -140,7 +140,9 @@ pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
     }
     let spacing = floats(obj, tags::PIXEL_SPACING)
         .or_else(|| floats(obj, tags::IMAGER_PIXEL_SPACING))
-        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
+        // 0.01-20 mm covers film scanners to coarse CT; anything else is a broken header
+        // (and would make mm-based loops run forever or index nonsense).
+        .filter(|v| v.len() >= 2 && v[..2].iter().all(|s| (0.01..=20.0).contains(s)))
         .map(|v| (v[0], v[1]));
     let window = match (
         floats(obj, tags::WINDOW_CENTER),

@@ -96,15 +96,16 @@ pub fn uidref(rel: Rel, name: Code, uid: &str) -> Item {
     i
 }
 
-/// A decimal string of at most 16 characters (the DS limit).
-fn ds(value: f64) -> String {
+/// A decimal string of at most 16 characters (the DS limit); exponent form for
+/// magnitudes that need it. Callers keep non-finite values out.
+pub fn ds(value: f64) -> String {
     for decimals in (0..=6).rev() {
         let s = format!("{value:.decimals$}");
         if s.len() <= 16 {
             return s;
         }
     }
-    format!("{value:.0}")
+    format!("{value:.6e}")
 }
 
 pub fn num(rel: Rel, name: Code, value: f64, unit: Code) -> Item {

@@ -209,6 +209,10 @@ fn ct_group(
         ),
     ));
     for (value, derivation) in [(l.mean_hu, codes::MEAN), (l.median_hu, codes::MEDIAN)] {
+        if !value.is_finite() {
+            // No number to report (an empty ROI); the comments still list the level.
+            continue;
+        }
         let mut below = vec![c::code(Rel::HasConceptMod, codes::DERIVATION, derivation)];
         below.extend(region());
         items.push(c::num(Rel::Contains, codes::ATTENUATION, value, codes::UNIT_HU).with(below));

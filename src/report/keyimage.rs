@@ -71,13 +71,21 @@ fn radiograph(uid: &str, src: &Source) -> Result<KeyImage, String> {
     let (rows, cols) = (frame.rows as f64, frame.columns as f64);
     let mm_per_px = scale_for(cols, rows);
     let (w, h) = (
-        (cols / mm_per_px).round() as usize,
-        (rows / mm_per_px).round() as usize,
+        ((cols / mm_per_px).round() as usize).max(1),
+        ((rows / mm_per_px).round() as usize).max(1),
     );
     let orientation = obj
         .element(dicom_dictionary_std::tags::PATIENT_ORIENTATION)
         .ok()
         .and_then(|e| e.value().to_str().ok().map(|s| s.trim().to_string()))
+        // Copied only when it is a valid pair of direction letters.
+        .filter(|s| {
+            let parts: Vec<&str> = s.split('\\').collect();
+            parts.len() == 2
+                && parts.iter().all(|p| {
+                    !p.is_empty() && p.len() <= 16 && p.chars().all(|c| "LRAPHF".contains(c))
+                })
+        })
         .unwrap_or_default();
     Ok(KeyImage {
         canvas: Canvas::from_grey(&shown, frame.columns, frame.rows, w, h),
@@ -136,7 +144,7 @@ fn ct_reformat(
     };
     let row_mm = volume.spacing.0;
     let mm_per_px = scale_for(rows as f64 * row_mm, n as f64 * slice_mm);
-    let w = (rows as f64 * row_mm / mm_per_px).round() as usize;
+    let w = ((rows as f64 * row_mm / mm_per_px).round() as usize).max(1);
     let h = (n as f64 * slice_mm / mm_per_px).round().max(1.0) as usize;
     // Horizontal: axial rows (anterior left); vertical: slices head to feet.
     let mut canvas = Canvas::from_grey(&grey, rows, n, w, h);
@@ -145,6 +153,9 @@ fn ct_reformat(
         let (Some(&s0), Some(&s1)) = (l.slices.iter().min(), l.slices.iter().max()) else {
             continue;
         };
+        if s1 >= n {
+            continue;
+        }
         let px = |row: f64| (row * row_mm / mm_per_px) as f32;
         let pz = |slice: f64| (slice * slice_mm / mm_per_px) as f32;
         let (x0, x1) = (
@@ -182,10 +193,12 @@ fn ct_reformat(
 
 /// The axial slice in the middle of `level`, its ROI outlined and its HU printed.
 fn ct_axial(volume: &ct::Volume, level: &ct::LevelMeasure) -> Result<KeyImage, String> {
-    let k = *level
-        .slices
-        .get(level.slices.len() / 2)
-        .ok_or("level without slices")?;
+    // The ROI's own slice, found by UID (not by index: this volume is rebuilt here).
+    let k = volume
+        .sop_uids
+        .iter()
+        .position(|u| *u == level.roi_sop_instance_uid)
+        .ok_or("the ROI's slice is not among the sources")?;
     let frame = &volume.slices[k];
     let grey: Vec<f32> = frame
         .values
@@ -194,7 +207,10 @@ fn ct_axial(volume: &ct::Volume, level: &ct::LevelMeasure) -> Result<KeyImage, S
         .collect();
     let (rows, cols) = (frame.rows as f64, frame.columns as f64);
     let scale = IMAGE_LONG_SIDE / rows.max(cols);
-    let (w, h) = ((cols * scale) as usize, (rows * scale) as usize);
+    let (w, h) = (
+        ((cols * scale) as usize).max(1),
+        ((rows * scale) as usize).max(1),
+    );
     let mut canvas = Canvas::from_grey(&grey, frame.columns, frame.rows, w, h);
     let outline: Vec<(f32, f32)> = super::groups::roi_polygon(&level.roi)
         .into_iter()
@@ -232,7 +248,9 @@ fn fit(text: &str, size: f32, bold: bool, max_w: f32) -> String {
     if Canvas::text_width(text, size, bold) <= max_w {
         return text.to_string();
     }
-    let mut chars: Vec<char> = text.chars().collect();
+    // No glyph is narrower than a quarter of the size: cut long texts before measuring.
+    let most = (max_w / (0.25 * size)).ceil() as usize + 1;
+    let mut chars: Vec<char> = text.chars().take(most).collect();
     while !chars.is_empty() {
         chars.pop();
         let s: String = chars.iter().collect::<String>() + "…";

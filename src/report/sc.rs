@@ -108,12 +108,13 @@ pub fn build(
     .u16(tags::BITS_STORED, 8)
     .u16(tags::HIGH_BIT, 7)
     .u16(tags::PIXEL_REPRESENTATION, 0);
-    if let Some((r, c)) = key.pixel_spacing {
-        h.str(
-            tags::NOMINAL_SCANNED_PIXEL_SPACING,
-            VR::DS,
-            &format!("{r:.4}\\{c:.4}"),
-        );
+    if let Some((r, c)) = key.pixel_spacing.filter(|(r, c)| {
+        [r, c]
+            .iter()
+            .all(|v| v.is_finite() && **v > 0.0 && **v < 1e4)
+    }) {
+        let spacing = format!("{}\\{}", super::content::ds(r), super::content::ds(c));
+        h.str(tags::NOMINAL_SCANNED_PIXEL_SPACING, VR::DS, &spacing);
     }
     let mut pixels = key.canvas.rgb.clone();
     if pixels.len() % 2 == 1 {

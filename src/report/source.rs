@@ -47,7 +47,7 @@ pub struct Source {
 fn text(obj: &InMemDicomObject, tag: Tag) -> String {
     obj.get(tag)
         .and_then(|e| e.value().to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
         .unwrap_or_default()
 }
 
@@ -84,12 +84,21 @@ impl Source {
                 header = Some(obj.into_inner());
             }
         }
+        // One entry per SOP Instance UID (the first file seen), then by series.
+        let mut seen = BTreeSet::new();
+        instances.retain(|i| seen.insert(i.sop_instance_uid.clone()));
         instances.sort_by(|a, b| {
             (&a.series_uid, &a.sop_instance_uid).cmp(&(&b.series_uid, &b.sop_instance_uid))
         });
-        instances.dedup_by(|a, b| a.sop_instance_uid == b.sop_instance_uid);
         let header =
             header.ok_or_else(|| ReportError::Source("no readable source instance".into()))?;
+        let study = text(&header, tags::STUDY_INSTANCE_UID);
+        if !crate::dimse::sop::is_safe_uid(&study) {
+            // Our objects must join the source study; without a valid UID they cannot.
+            return Err(ReportError::Source(format!(
+                "StudyInstanceUID {study:?} is missing or not a valid UID"
+            )));
+        }
         Ok(Source { header, instances })
     }
 
