@@ -157,9 +157,8 @@ fn class_code(class: &str) -> &'static str {
     }
 }
 
-#[test]
-fn xray_sr_is_valid_readable_and_stable() {
-    let work = tempfile::tempdir().unwrap();
+/// A synthetic AP + lateral study and an untrained model under `dir`.
+fn dx_study_and_model(dir: &Path) -> (PathBuf, PathBuf) {
     let o = run(Command::new(bin())
         .args([
             "synth",
@@ -171,11 +170,17 @@ fn xray_sr_is_valid_readable_and_stable() {
             "512x640",
         ])
         .arg("--out")
-        .arg(work.path().join("dx")));
-    assert!(o.status.success());
-    let weights = work.path().join("xray.safetensors");
+        .arg(dir.join("dx")));
+    assert!(o.status.success(), "{}", text(&o));
+    let weights = dir.join("xray.safetensors");
     XrayModel::create_untrained(&weights).unwrap();
-    let study = work.path().join("dx/study00000");
+    (dir.join("dx/study00000"), weights)
+}
+
+#[test]
+fn xray_sr_is_valid_readable_and_stable() {
+    let work = tempfile::tempdir().unwrap();
+    let (study, weights) = dx_study_and_model(work.path());
     let (f, files) = analyze_out(&study, &work.path().join("out"), Some(&weights));
     assert_eq!(files.len(), 2, "{files:?}");
     let sr = pick(&files, "sr");
@@ -379,22 +384,7 @@ fn ct_sr_has_levels_hu_rois_and_class() {
 #[test]
 fn orthanc_files_sr_and_sc_into_the_original_study() {
     let work = tempfile::tempdir().unwrap();
-    let o = run(Command::new(bin())
-        .args([
-            "synth",
-            "--modality",
-            "dx",
-            "--studies",
-            "1",
-            "--size",
-            "512x640",
-        ])
-        .arg("--out")
-        .arg(work.path().join("dx")));
-    assert!(o.status.success());
-    let weights = work.path().join("xray.safetensors");
-    XrayModel::create_untrained(&weights).unwrap();
-    let study = work.path().join("dx/study00000");
+    let (study, weights) = dx_study_and_model(work.path());
     let out = work.path().join("out");
     let (_, files) = analyze_out(&study, &out, Some(&weights));
     assert_eq!(files.len(), 2);

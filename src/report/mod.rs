@@ -98,16 +98,8 @@ pub fn write_reports(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let mut written = Vec::new();
-    if finding.status != Status::Analysed {
-        if settings.report_not_analysed && settings.structured_report {
-            let obj = sr::build(finding, source, settings, chrono::Utc::now());
-            written.push(write_part10(
-                obj,
-                uids::COMPREHENSIVE3_DSR_STORAGE,
-                dir,
-                "sr",
-            )?);
-        }
+    let analysed = finding.status == Status::Analysed;
+    if !analysed && !settings.report_not_analysed {
         return Ok(written);
     }
     if settings.structured_report {
@@ -119,7 +111,8 @@ pub fn write_reports(
             "sr",
         )?);
     }
-    if settings.secondary_capture {
+    // A key image needs a result to show.
+    if analysed && settings.secondary_capture {
         let key = keyimage::compose(finding, source, &settings.disclaimer)
             .map_err(ReportError::KeyImage)?;
         let obj = sc::build(
