@@ -118,6 +118,11 @@ fn pydicom_encodings_and_multiframe_decode() {
     }
     let (header, frames) = decode("pydicom/eCT_Supplemental.dcm").unwrap();
     assert_eq!((header.frames, frames.len()), (2, 2));
+    // The first frame alone (what radiographs and CT slices use) is the same pixels.
+    let obj = dicom_object::open_file(real("pydicom/eCT_Supplemental.dcm")).unwrap();
+    let (_, first) = osteoscreen::analysis::image::decode_first(&obj).unwrap();
+    assert_eq!(first.values, frames[0].values);
+    assert_ne!(first.values, frames[1].values, "the two frames differ");
 }
 
 #[test]

@@ -41,8 +41,8 @@ impl Volume {
         for path in paths {
             let obj =
                 dicom_object::open_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let (header, mut frames) =
-                super::image::decode(&obj).map_err(|e| format!("{}: {e}", path.display()))?;
+            let (header, frame) =
+                super::image::decode_first(&obj).map_err(|e| format!("{}: {e}", path.display()))?;
             spacing = spacing.or(header.pixel_spacing);
             let z = obj
                 .get(tags::IMAGE_POSITION_PATIENT)
@@ -54,15 +54,12 @@ impl Volume {
                         .map(|n| -n)
                 })
                 .unwrap_or(0.0);
-            if frames.is_empty() {
-                return Err(format!("{}: no frame", path.display()));
-            }
             let uid = obj
                 .get(tags::SOP_INSTANCE_UID)
                 .and_then(|e| e.value().to_str().ok())
                 .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
                 .unwrap_or_default();
-            slices.push((z, frames.swap_remove(0), uid));
+            slices.push((z, frame, uid));
         }
         // Head to feet; equal positions by UID, so every caller builds the same order.
         slices.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.2.cmp(&b.2)));

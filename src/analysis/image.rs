@@ -166,6 +166,23 @@ pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
 
 /// Decode every frame to modality values (RGB is reduced to luminance).
 pub fn decode(obj: &DefaultDicomObject) -> Result<(ImageHeader, Vec<Frame>), ImageError> {
+    decode_frames(obj, false)
+}
+
+/// Decode the first frame only (radiographs and CT slices use no other): a multi-frame
+/// file costs one frame of memory, not all of them.
+pub fn decode_first(obj: &DefaultDicomObject) -> Result<(ImageHeader, Frame), ImageError> {
+    let (header, mut frames) = decode_frames(obj, true)?;
+    if frames.is_empty() {
+        return Err(ImageError::Conversion("no frame decoded".into()));
+    }
+    Ok((header, frames.swap_remove(0)))
+}
+
+fn decode_frames(
+    obj: &DefaultDicomObject,
+    first_only: bool,
+) -> Result<(ImageHeader, Vec<Frame>), ImageError> {
     let header = header(obj)?;
     let ts = obj
         .meta()
@@ -181,10 +198,15 @@ pub fn decode(obj: &DefaultDicomObject) -> Result<(ImageHeader, Vec<Frame>), Ima
         reason,
     };
     // Third-party codecs see bytes from the network: contain any panic.
-    let decoded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-            .map_err(|_| codec_error("decoder failure".into()))?
-            .map_err(|e| codec_error(e.to_string()))?;
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if first_only {
+            obj.decode_pixel_data_frame(0)
+        } else {
+            obj.decode_pixel_data()
+        }
+    }))
+    .map_err(|_| codec_error("decoder failure".into()))?
+    .map_err(|e| codec_error(e.to_string()))?;
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);

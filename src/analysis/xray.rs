@@ -101,9 +101,8 @@ pub fn run(
 
 fn prepare(info: &InstanceInfo) -> Result<Vec<f32>, String> {
     let obj = dicom_object::open_file(&info.path).map_err(|e| e.to_string())?;
-    let (header, frames) = image::decode(&obj).map_err(|e| e.to_string())?;
-    let frame = frames.first().ok_or("no frame")?;
-    let shown = image::display(frame, &header);
+    let (header, frame) = image::decode_first(&obj).map_err(|e| e.to_string())?;
+    let shown = image::display(&frame, &header);
     Ok(preprocess::prepare(&shown, frame.rows, frame.columns))
 }
 

@@ -65,9 +65,8 @@ fn scale_for(width_mm: f64, height_mm: f64) -> f64 {
 fn radiograph(uid: &str, src: &Source) -> Result<KeyImage, String> {
     let path = path_of(src, uid).ok_or("radiograph not among the sources")?;
     let obj = dicom_object::open_file(&path).map_err(|e| e.to_string())?;
-    let (header, frames) = image::decode(&obj).map_err(|e| e.to_string())?;
-    let frame = frames.first().ok_or("no frame")?;
-    let shown = image::display(frame, &header);
+    let (header, frame) = image::decode_first(&obj).map_err(|e| e.to_string())?;
+    let shown = image::display(&frame, &header);
     let (rows, cols) = (frame.rows as f64, frame.columns as f64);
     let mm_per_px = scale_for(cols, rows);
     let (w, h) = (
