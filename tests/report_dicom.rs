@@ -329,6 +329,9 @@ fn ct_sr_has_levels_hu_rois_and_class() {
         .find(|p| p.extension().is_some_and(|e| e == "dcm"))
         .unwrap();
     check_sc(pick(&files, "sc"), &any_slice, "ct-synthetic");
+    // Orientation from the series' ImageOrientationPatient: sagittal reformat, anterior
+    // to posterior across, head to feet down.
+    assert_eq!(tag(pick(&files, "sc"), "PatientOrientation"), "P\\F");
     dciodvfy_clean(sr);
     let dump = dsrdump(sr);
     for site in [
@@ -379,6 +382,8 @@ fn ct_sr_has_levels_hu_rois_and_class() {
         "{report}"
     );
     check_sc(pick(&files, "sc"), &real_ct.join("slice01.dcm"), "ct-real");
+    // A 38 mm CT shows its measured axial slice: patient left across, posterior down.
+    assert_eq!(tag(pick(&files, "sc"), "PatientOrientation"), "L\\P");
 }
 
 #[test]

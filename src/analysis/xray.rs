@@ -11,6 +11,9 @@ use super::image;
 use super::select::{InstanceInfo, View};
 use crate::model::{preprocess, XrayModel};
 
+/// Radiographs decoded at the same time.
+const DECODE_AT_ONCE: usize = 2;
+
 /// Below this fused probability of the chosen class the result is flagged low-confidence.
 pub const LOW_CONFIDENCE: f32 = 0.6;
 
@@ -60,9 +63,15 @@ pub fn run(
     flags: &mut Vec<String>,
 ) -> Result<XrayFinding, String> {
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
+    // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
+    // 2 GiB cap), so memory stays bounded however many cores the host has.
     let prepared: Vec<Result<Vec<f32>, String>> = radiographs
-        .par_iter()
-        .map(|(info, _)| prepare(info))
+        .chunks(DECODE_AT_ONCE)
+        .flat_map(|pair| {
+            pair.par_iter()
+                .map(|(info, _)| prepare(info))
+                .collect::<Vec<_>>()
+        })
         .collect();
     let mut kept = Vec::new();
     let mut inputs = Vec::new();

@@ -109,6 +109,10 @@ fn ct_reformat(
         .map(|i| i.path.clone())
         .collect();
     let volume = ct::Volume::from_files(&paths)?;
+    let iop = paths
+        .first()
+        .map(|p| orientation_cosines(p))
+        .unwrap_or_default();
     let first = volume.slices.first().ok_or("empty CT volume")?;
     let (rows, cols, n) = (first.rows, first.columns, volume.slices.len());
     let extent_mm = match (volume.z.first(), volume.z.last()) {
@@ -118,7 +122,7 @@ fn ct_reformat(
     // A short volume makes a sliver of a reformat: show the measured axial slice instead.
     if extent_mm < SHORT_VOLUME_MM {
         if let Some(level) = finding.levels.first() {
-            return ct_axial(&volume, level);
+            return ct_axial(&volume, level, &iop);
         }
     }
     let centre = if finding.levels.is_empty() {
@@ -183,7 +187,12 @@ fn ct_reformat(
     Ok(KeyImage {
         canvas,
         pixel_spacing: Some((mm_per_px, mm_per_px)),
-        orientation: "P\\F".into(),
+        // Across: the direction axial rows advance in; down: head to feet.
+        orientation: if iop.len() == 6 {
+            format!("{}\\F", direction_letter(&iop[3..6]))
+        } else {
+            String::new()
+        },
         derived_from: volume.sop_uids.clone(),
         description: "Mid-sagittal CT reformat through the vertebral bodies, trabecular ROIs and HU burned in"
             .into(),
@@ -191,7 +200,39 @@ fn ct_reformat(
 }
 
 /// The axial slice in the middle of `level`, its ROI outlined and its HU printed.
-fn ct_axial(volume: &ct::Volume, level: &ct::LevelMeasure) -> Result<KeyImage, String> {
+/// ImageOrientationPatient of a file (empty when absent or malformed).
+fn orientation_cosines(path: &std::path::Path) -> Vec<f64> {
+    dicom_object::OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .open_file(path)
+        .ok()
+        .and_then(|o| {
+            o.get(dicom_dictionary_std::tags::IMAGE_ORIENTATION_PATIENT)
+                .and_then(|e| e.value().to_multi_float64().ok())
+        })
+        .filter(|v| v.len() == 6 && v.iter().all(|x| x.is_finite()))
+        .unwrap_or_default()
+}
+
+/// The PatientOrientation letter of a direction (patient axes: +x left, +y posterior,
+/// +z head), by its dominant component.
+fn direction_letter(v: &[f64]) -> char {
+    let k = (0..3)
+        .max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs()))
+        .expect("three components");
+    let (plus, minus) = [('L', 'R'), ('P', 'A'), ('H', 'F')][k];
+    if v[k] >= 0.0 {
+        plus
+    } else {
+        minus
+    }
+}
+
+fn ct_axial(
+    volume: &ct::Volume,
+    level: &ct::LevelMeasure,
+    iop: &[f64],
+) -> Result<KeyImage, String> {
     // The ROI's own slice, found by UID (not by index: this volume is rebuilt here).
     let k = volume
         .sop_uids
@@ -236,7 +277,15 @@ fn ct_axial(volume: &ct::Volume, level: &ct::LevelMeasure) -> Result<KeyImage, S
     Ok(KeyImage {
         canvas,
         pixel_spacing: Some((volume.spacing.0 / scale, volume.spacing.1 / scale)),
-        orientation: "L\\P".into(),
+        orientation: if iop.len() == 6 {
+            format!(
+                "{}\\{}",
+                direction_letter(&iop[0..3]),
+                direction_letter(&iop[3..6])
+            )
+        } else {
+            String::new()
+        },
         derived_from: volume.sop_uids.get(k).cloned().into_iter().collect(),
         description: "Axial CT slice with the trabecular ROI and its HU burned in".into(),
     })
