@@ -325,11 +325,11 @@ pub fn banner_lines(f: &Finding, disclaimer: &str) -> Vec<(String, bool, [u8; 3]
             lines.push((c.basis.clone(), false, WHITE));
         }
     } else {
-        lines.push((
-            "Result: no class (see levels and flags)".into(),
-            true,
-            WHITE,
-        ));
+        lines.push(("Result: NO CLASS".into(), true, WHITE));
+        let why =
+            f.ct.as_ref()
+                .map_or("see the flags".to_string(), |ct| ct.class_basis.clone());
+        lines.push((why, false, WHITE));
     }
     if let Some(ct) = &f.ct {
         let levels: Vec<String> = ct
