@@ -1,10 +1,15 @@
-//! Building data sets: a terse setter wrapper over `InMemDicomObject` and coded entries,
-//! shared by the synthetic-study writer and the report writers.
+//! Building data sets: a terse setter wrapper over `InMemDicomObject`, coded entries, a
+//! trimmed text reader and the Part 10 writer, shared by the synthetic-study writer, the
+//! report writers and the header readers.
+
+use std::path::Path;
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// A data set under construction, with terse setters.
 pub struct Header(pub InMemDicomObject);
@@ -52,4 +57,34 @@ pub fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
         .str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme)
         .str(tags::CODE_MEANING, VR::LO, meaning);
     h.0
+}
+
+/// A text attribute without its padding ('\0' or spaces, either end); empty when absent.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| s.trim_matches(['\0', ' ']).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Write `obj` as a Part 10 file in `transfer_syntax`; the meta group names the SOP class
+/// and instance the data set itself carries.
+pub fn write_part10(
+    obj: InMemDicomObject,
+    transfer_syntax: &str,
+    path: &Path,
+) -> std::io::Result<()> {
+    let sop_class = text(&obj, tags::SOP_CLASS_UID);
+    let sop_instance = text(&obj, tags::SOP_INSTANCE_UID);
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(transfer_syntax)
+                .media_storage_sop_class_uid(sop_class)
+                .media_storage_sop_instance_uid(sop_instance)
+                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                .implementation_version_name(IMPLEMENTATION_VERSION_NAME),
+        )
+        .map_err(std::io::Error::other)?;
+    file.write_to_file(path).map_err(std::io::Error::other)
 }

@@ -16,11 +16,10 @@ pub mod sr;
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::uids;
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::finding::{Finding, Status};
-use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 pub use source::Source;
 
 /// Who made our objects: Manufacturer / model name in the equipment modules and SR.
@@ -104,12 +103,7 @@ pub fn write_reports(
     }
     if settings.structured_report {
         let obj = sr::build(finding, source, settings, chrono::Utc::now());
-        written.push(write_part10(
-            obj,
-            uids::COMPREHENSIVE3_DSR_STORAGE,
-            dir,
-            "sr",
-        )?);
+        written.push(write_part10(obj, dir, "sr")?);
     }
     // A key image needs a result to show.
     if analysed && settings.secondary_capture {
@@ -122,44 +116,20 @@ pub fn write_reports(
             &sr::result_key(finding),
             chrono::Utc::now(),
         );
-        written.push(write_part10(
-            obj,
-            uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
-            dir,
-            "sc",
-        )?);
+        written.push(write_part10(obj, dir, "sc")?);
     }
     Ok(written)
 }
 
-/// Write a data set as a Part 10 file named `<kind>-<SOP Instance UID>.dcm`.
-fn write_part10(
-    obj: InMemDicomObject,
-    sop_class: &str,
-    dir: &Path,
-    kind: &str,
-) -> Result<PathBuf, ReportError> {
-    let sop_instance = obj
-        .get(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+/// Write a data set (explicit VR little endian) as `<kind>-<SOP Instance UID>.dcm`.
+fn write_part10(obj: InMemDicomObject, dir: &Path, kind: &str) -> Result<PathBuf, ReportError> {
+    let sop_instance = crate::dataset::text(&obj, dicom_dictionary_std::tags::SOP_INSTANCE_UID);
     let path = dir.join(format!("{kind}-{sop_instance}.dcm"));
-    let err = |reason: String| ReportError::Write {
+    let err = |e: std::io::Error| ReportError::Write {
         path: path.display().to_string(),
-        reason,
+        reason: e.to_string(),
     };
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .media_storage_sop_class_uid(sop_class)
-                .media_storage_sop_instance_uid(&sop_instance)
-                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(IMPLEMENTATION_VERSION_NAME),
-        )
-        .map_err(|e| err(e.to_string()))?;
-    file.write_to_file(&path).map_err(|e| err(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(err)?;
+    crate::dataset::write_part10(obj, uids::EXPLICIT_VR_LITTLE_ENDIAN, &path).map_err(err)?;
     Ok(path)
 }

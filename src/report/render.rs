@@ -7,6 +7,15 @@ use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
 const REGULAR: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const BOLD: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
 
+/// The bundled face, parsed once per process (text is measured per character when fitting).
+fn font(bold: bool) -> &'static FontRef<'static> {
+    static FONTS: std::sync::OnceLock<[FontRef<'static>; 2]> = std::sync::OnceLock::new();
+    let fonts = FONTS.get_or_init(|| {
+        [REGULAR, BOLD].map(|bytes| FontRef::try_from_slice(bytes).expect("bundled font parses"))
+    });
+    &fonts[usize::from(bold)]
+}
+
 pub type Colour = [u8; 3];
 pub const WHITE: Colour = [255, 255, 255];
 pub const AMBER: Colour = [255, 191, 0];
@@ -115,8 +124,7 @@ impl Canvas {
         bold: bool,
         colour: Colour,
     ) -> f32 {
-        let font = FontRef::try_from_slice(if bold { BOLD } else { REGULAR })
-            .expect("bundled font parses");
+        let font = font(bold);
         let scaled = font.as_scaled(PxScale::from(size));
         let mut caret = x;
         let mut previous = None;
@@ -145,8 +153,7 @@ impl Canvas {
 
     /// Width `text` would take.
     pub fn text_width(text: &str, size: f32, bold: bool) -> f32 {
-        let font = FontRef::try_from_slice(if bold { BOLD } else { REGULAR })
-            .expect("bundled font parses");
+        let font = font(bold);
         let scaled = font.as_scaled(PxScale::from(size));
         text.chars()
             .map(|c| scaled.h_advance(scaled.glyph_id(c)))

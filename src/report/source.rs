@@ -9,6 +9,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 
 use super::ReportError;
+use crate::dataset::text;
 
 /// Patient and study attributes copied into our objects (Type 2 ones written empty when
 /// the source lacks them).
@@ -42,13 +43,6 @@ pub struct Source {
     /// Header of the first instance used (no pixel data).
     pub header: InMemDicomObject,
     pub instances: Vec<SourceInstance>,
-}
-
-fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-        .unwrap_or_default()
 }
 
 impl Source {

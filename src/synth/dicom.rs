@@ -4,13 +4,11 @@
 use std::path::Path;
 
 use dicom_core::value::{PixelFragmentSequence, Value};
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
 use super::subject::Subject;
 pub use crate::dataset::{code_item, Header};
-use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// Transfer syntaxes the generator writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,8 +110,6 @@ pub fn write(
     pixel_data: Vec<u16>,
     syntax: SynthSyntax,
 ) -> std::io::Result<()> {
-    let sop_class = text(&h.0, tags::SOP_CLASS_UID);
-    let sop_uid = text(&h.0, tags::SOP_INSTANCE_UID);
     if syntax == SynthSyntax::Rle {
         let rows =
             h.0.get(tags::ROWS)
@@ -139,22 +135,5 @@ pub fn write(
             PrimitiveValue::U16(pixel_data.into()),
         ));
     }
-    let file =
-        h.0.with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(syntax.uid())
-                .media_storage_sop_class_uid(sop_class)
-                .media_storage_sop_instance_uid(sop_uid)
-                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(IMPLEMENTATION_VERSION_NAME),
-        )
-        .map_err(std::io::Error::other)?;
-    file.write_to_file(path).map_err(std::io::Error::other)
-}
-
-fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-        .unwrap_or_default()
+    crate::dataset::write_part10(h.0, syntax.uid(), path)
 }
