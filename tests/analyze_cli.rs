@@ -22,28 +22,14 @@ fn analyze(args: &[&std::path::Path]) -> (bool, String) {
 #[test]
 fn synthetic_ct_gives_levels_hu_and_class() {
     let work = tempfile::tempdir().unwrap();
-    let out = run(Command::new(bin())
-        .args([
-            "synth",
-            "--modality",
-            "ct",
-            "--studies",
-            "1",
-            "--seed",
-            "61",
-            "--ct-slice-mm",
-            "3",
-        ])
-        .arg("--out")
-        .arg(work.path()));
-    assert!(out.status.success(), "{}", text(&out));
+    let study = synth_study(work.path(), &CT_3MM);
     let manifest: Vec<std::collections::HashMap<String, String>> =
         csv::Reader::from_path(work.path().join("manifest.csv"))
             .unwrap()
             .deserialize()
             .map(|r| r.unwrap())
             .collect();
-    let (ok, json) = analyze(&[&work.path().join("study00000")]);
+    let (ok, json) = analyze(&[&study]);
     assert!(ok, "{json}");
     let f: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(f["status"], "analysed");
@@ -89,20 +75,8 @@ fn real_ct_slices_are_measured_and_other_studies_get_a_reason() {
     assert_eq!(f["risk"]["status"], "unknown");
 
     let work = tempfile::tempdir().unwrap();
-    let out = run(Command::new(bin())
-        .args([
-            "synth",
-            "--modality",
-            "dx",
-            "--studies",
-            "1",
-            "--size",
-            "512x640",
-        ])
-        .arg("--out")
-        .arg(work.path()));
-    assert!(out.status.success());
-    let (ok, json) = analyze(&[&work.path().join("study00000")]);
+    let dx = synth_study(work.path(), &DX_SMALL);
+    let (ok, json) = analyze(&[&dx]);
     assert!(!ok);
     assert!(json.contains("no X-ray model is configured"), "{json}");
 

@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use osteoscreen::model::XrayModel;
-
-fn synth_dx(dir: &Path, studies: usize) {
-    let out = run(Command::new(bin())
-        .args([
-            "synth",
-            "--modality",
-            "dx",
-            "--size",
-            "512x640",
-            "--seed",
-            "5",
-        ])
-        .args(["--studies", &studies.to_string()])
-        .arg("--out")
-        .arg(dir));
-    assert!(out.status.success(), "{}", text(&out));
-}
 
 fn analyze(weights: Option<&Path>, paths: &[&Path]) -> (Output, serde_json::Value) {
     let mut cmd = Command::new(bin());
@@ -39,12 +21,6 @@ fn analyze(weights: Option<&Path>, paths: &[&Path]) -> (Output, serde_json::Valu
     (out, json)
 }
 
-fn untrained(dir: &Path) -> PathBuf {
-    let weights = dir.join("xray.safetensors");
-    XrayModel::create_untrained(&weights).unwrap();
-    weights
-}
-
 fn dcmodify(file: &Path, args: &[&str]) {
     let out = run(Command::new("dcmodify").arg("-nb").args(args).arg(file));
     assert!(out.status.success(), "dcmodify: {}", text(&out));
@@ -53,9 +29,8 @@ fn dcmodify(file: &Path, args: &[&str]) {
 #[test]
 fn ap_and_lateral_are_fused_into_one_finding() {
     let work = tempfile::tempdir().unwrap();
-    synth_dx(&work.path().join("dx"), 1);
-    let weights = untrained(work.path());
-    let study = work.path().join("dx/study00000");
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
     let (out, f) = analyze(Some(&weights), &[&study]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(f["status"], "analysed");
@@ -103,9 +78,8 @@ fn ap_and_lateral_are_fused_into_one_finding() {
 #[test]
 fn lumbar_evidence_and_views_from_descriptions_and_bad_images_flagged() {
     let work = tempfile::tempdir().unwrap();
-    synth_dx(&work.path().join("dx"), 1);
-    let weights = untrained(work.path());
-    let study = work.path().join("dx/study00000");
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
     let (ap, lat) = (study.join("dx_ap.dcm"), study.join("dx_lat.dcm"));
     // No BodyPartExamined or ViewPosition: German descriptions carry the evidence.
     for (file, words) in [(&ap, "LWS a.p."), (&lat, "LWS seitlich")] {
@@ -154,8 +128,7 @@ fn lumbar_evidence_and_views_from_descriptions_and_bad_images_flagged() {
 #[test]
 fn refusals_say_why() {
     let work = tempfile::tempdir().unwrap();
-    synth_dx(&work.path().join("dx"), 1);
-    let study = work.path().join("dx/study00000");
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
     // No model configured: the study fails, saying what to configure.
     let (out, f) = analyze(None, &[&study]);
     assert!(!out.status.success());
@@ -172,7 +145,7 @@ fn refusals_say_why() {
     assert_eq!(f["reason"], "CR of HIP: not a lumbar study");
 
     // Corrupt weights: refused before anything is analysed, naming the sha256 mismatch.
-    let weights = untrained(work.path());
+    let weights = untrained_model(work.path());
     let mut bytes = std::fs::read(&weights).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0x55;
@@ -202,7 +175,7 @@ fn real_compressed_radiographs_go_through_the_model() {
     // AP with dcmodify: decoding, windowing and preprocessing of a radiograph nobody on
     // this project made, in JPEG 2000, JPEG lossless and RLE.
     let work = tempfile::tempdir().unwrap();
-    let weights = untrained(work.path());
+    let weights = untrained_model(work.path());
     let mut first: Option<serde_json::Value> = None;
     for enc in ["UNC", "J2KR", "JPLL", "RLE"] {
         let file = work.path().join(format!("{enc}.dcm"));
@@ -235,9 +208,8 @@ fn views_count_equally_however_many_images_each_has() {
     // Two identical APs (a copy under a new SOP Instance UID) and one lateral: the fused
     // result is (AP + lateral) / 2, not the mean over three images.
     let work = tempfile::tempdir().unwrap();
-    synth_dx(&work.path().join("dx"), 1);
-    let weights = untrained(work.path());
-    let study = work.path().join("dx/study00000");
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
     let copy = study.join("dx_ap_copy.dcm");
     std::fs::copy(study.join("dx_ap.dcm"), &copy).unwrap();
     dcmodify(&copy, &["-gin"]);

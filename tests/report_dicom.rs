@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use osteoscreen::model::XrayModel;
 
 /// Run analyze --json --out; returns the Finding and the files written.
 fn analyze_out(
@@ -157,30 +156,11 @@ fn class_code(class: &str) -> &'static str {
     }
 }
 
-/// A synthetic AP + lateral study and an untrained model under `dir`.
-fn dx_study_and_model(dir: &Path) -> (PathBuf, PathBuf) {
-    let o = run(Command::new(bin())
-        .args([
-            "synth",
-            "--modality",
-            "dx",
-            "--studies",
-            "1",
-            "--size",
-            "512x640",
-        ])
-        .arg("--out")
-        .arg(dir.join("dx")));
-    assert!(o.status.success(), "{}", text(&o));
-    let weights = dir.join("xray.safetensors");
-    XrayModel::create_untrained(&weights).unwrap();
-    (dir.join("dx/study00000"), weights)
-}
-
 #[test]
 fn xray_sr_is_valid_readable_and_stable() {
     let work = tempfile::tempdir().unwrap();
-    let (study, weights) = dx_study_and_model(work.path());
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
     let (f, files) = analyze_out(&study, &work.path().join("out"), Some(&weights));
     assert_eq!(files.len(), 2, "{files:?}");
     let sr = pick(&files, "sr");
@@ -303,27 +283,11 @@ fn xray_sr_is_valid_readable_and_stable() {
 #[test]
 fn ct_sr_has_levels_hu_rois_and_class() {
     let work = tempfile::tempdir().unwrap();
-    let o = run(Command::new(bin())
-        .args([
-            "synth",
-            "--modality",
-            "ct",
-            "--studies",
-            "1",
-            "--seed",
-            "61",
-        ])
-        .args(["--ct-slice-mm", "3", "--out"])
-        .arg(work.path().join("ct")));
-    assert!(o.status.success());
-    let (f, files) = analyze_out(
-        &work.path().join("ct/study00000"),
-        &work.path().join("out"),
-        None,
-    );
+    let ct = synth_study(&work.path().join("ct"), &CT_3MM);
+    let (f, files) = analyze_out(&ct, &work.path().join("out"), None);
     assert_eq!(files.len(), 2, "{f}");
     let sr = pick(&files, "sr");
-    let any_slice = std::fs::read_dir(work.path().join("ct/study00000"))
+    let any_slice = std::fs::read_dir(&ct)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "dcm"))
@@ -389,7 +353,8 @@ fn ct_sr_has_levels_hu_rois_and_class() {
 #[test]
 fn orthanc_files_sr_and_sc_into_the_original_study() {
     let work = tempfile::tempdir().unwrap();
-    let (study, weights) = dx_study_and_model(work.path());
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
     let out = work.path().join("out");
     let (_, files) = analyze_out(&study, &out, Some(&weights));
     assert_eq!(files.len(), 2);

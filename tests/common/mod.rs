@@ -71,6 +71,29 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_osteoscreen")
 }
 
+/// A small synthetic AP + lateral study (512 x 640) for the X-ray tests.
+pub const DX_SMALL: [&str; 6] = ["--modality", "dx", "--size", "512x640", "--seed", "5"];
+/// A synthetic CT at 3 mm whose L1 is labelled (seed 61).
+pub const CT_3MM: [&str; 6] = ["--modality", "ct", "--seed", "61", "--ct-slice-mm", "3"];
+
+/// `osteoscreen synth --studies 1 ARGS --out DIR`; returns the study's folder.
+pub fn synth_study(dir: &Path, args: &[&str]) -> PathBuf {
+    let out = run(Command::new(bin())
+        .args(["synth", "--studies", "1"])
+        .args(args)
+        .arg("--out")
+        .arg(dir));
+    assert!(out.status.success(), "synth: {}", text(&out));
+    dir.join("study00000")
+}
+
+/// A randomly initialised X-ray model (weights + card) in `dir`; returns the weights.
+pub fn untrained_model(dir: &Path) -> PathBuf {
+    let weights = dir.join("xray.safetensors");
+    osteoscreen::model::XrayModel::create_untrained(&weights).unwrap();
+    weights
+}
+
 pub fn shipped_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/osteoscreen.toml")
 }
