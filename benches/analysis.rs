@@ -2,10 +2,10 @@
 //! - CT: a synthetic ~300-slice volume (0.86 mm) decoded and measured by `analysis::analyze`,
 //!   median of 5 runs after a warm-up. Goal: under 2 s on 2 cores.
 //! - X-ray model: candle latency per image, batch 1 and batch 8, median of 30 runs after
-//!   5 warm-ups, against the same network in PyTorch CPU (bench/xray_torch.py, same weights,
+//!   5 warm-ups, against the same network in PyTorch CPU (benches/peers/xray_torch.py, same weights,
 //!   outputs compared first) with the same thread count. Goal: candle at least as fast.
 //!
-//! Run: `scripts/bench-analysis.sh` (installs PyTorch CPU into bench/.venv, then
+//! Run: `scripts/bench-analysis.sh` (installs PyTorch CPU into benches/peers/.venv, then
 //! `cargo bench --bench analysis`).
 
 use std::path::{Path, PathBuf};
@@ -54,9 +54,10 @@ fn driver() {
             .expect("candle result"),
     )
     .expect("json");
-    let python = std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("bench/.venv/bin/python".into());
+    let python =
+        std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("benches/peers/.venv/bin/python".into());
     let torch = Command::new(&python)
-        .arg("bench/xray_torch.py")
+        .arg("benches/peers/xray_torch.py")
         .arg(dir.path().join("xray.safetensors"))
         .arg(dir.path().join("input.f32"))
         .arg(dir.path().join("candle_out.json"))

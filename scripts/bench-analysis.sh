@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Analysis benchmarks: CT analysis time and the X-ray model's latency against the same
-# network in PyTorch CPU (bench/xray_torch.py), same thread count. Installs PyTorch into
-# bench/.venv on first use (PyPI's Linux wheel; about 5 GB with its CUDA libraries, used
+# network in PyTorch CPU (benches/peers/xray_torch.py), same thread count. Installs PyTorch into
+# benches/peers/.venv on first use (PyPI's Linux wheel; about 5 GB with its CUDA libraries, used
 # here on the CPU only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! bench/.venv/bin/python -c 'import torch, numpy, safetensors' 2>/dev/null; then
-    python3 -m venv bench/.venv
-    bench/.venv/bin/pip install --quiet torch numpy safetensors
+if ! benches/peers/.venv/bin/python -c 'import torch, numpy, safetensors' 2>/dev/null; then
+    python3 -m venv benches/peers/.venv
+    benches/peers/.venv/bin/pip install --quiet torch numpy safetensors
 fi
 exec cargo bench --bench analysis

@@ -5,10 +5,13 @@
 //! `Settings::validate` turns every mistake into a message an administrator can act on.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::ingest::settings::{check_ae_title, CallerRule, DicomSettings};
+pub use crate::ops::logging::{LogFormat, LogSettings};
 
 /// The file read when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config/osteoscreen.toml";
@@ -38,76 +41,10 @@ pub struct Settings {
     pub dicom: DicomSettings,
     pub storage: StorageSettings,
     pub log: LogSettings,
-    pub analysis: AnalysisSettings,
+    pub analysis: crate::analysis::Thresholds,
     pub selection: crate::analysis::select::Rules,
     pub model: crate::model::ModelSettings,
     pub output: crate::report::OutputSettings,
-}
-
-/// Thresholds of the analysis methods.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AnalysisSettings {
-    /// L1 trabecular HU at or below which osteoporosis is likely (Pickhardt 2013: 110).
-    pub ct_osteoporosis_hu: f64,
-    /// L1 trabecular HU at or above which bone density is likely normal (160).
-    pub ct_normal_hu: f64,
-    /// Subtracted from measured HU for contrast-enhanced series (e.g. 14.75 portal venous).
-    pub ct_contrast_offset_hu: f64,
-}
-
-impl Default for AnalysisSettings {
-    fn default() -> Self {
-        AnalysisSettings {
-            ct_osteoporosis_hu: 110.0,
-            ct_normal_hu: 160.0,
-            ct_contrast_offset_hu: 0.0,
-        }
-    }
-}
-
-impl AnalysisSettings {
-    pub fn thresholds(&self) -> crate::analysis::Thresholds {
-        crate::analysis::Thresholds {
-            ct_osteoporosis_hu: self.ct_osteoporosis_hu,
-            ct_normal_hu: self.ct_normal_hu,
-            ct_contrast_offset_hu: self.ct_contrast_offset_hu,
-        }
-    }
-}
-
-/// The DICOM listener (C-ECHO / C-STORE SCP) and study assembly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DicomSettings {
-    pub ae_title: String,
-    pub listen: String,
-    /// `AE` or `AE@ip`; empty accepts any caller.
-    pub allowed_callers: Vec<String>,
-    pub max_associations: usize,
-    pub max_pdu_length: u32,
-    pub study_stable_seconds: u64,
-    pub accepted_modalities: Vec<String>,
-    /// ARTIM-style limit: a peer silent this long mid-association is dropped.
-    pub timeout_seconds: u64,
-    /// Below this much free space in `[storage] dir`, associations and stores are refused.
-    pub min_free_disk_mb: u64,
-}
-
-impl Default for DicomSettings {
-    fn default() -> Self {
-        DicomSettings {
-            ae_title: "OSTEOSCREEN".into(),
-            listen: "0.0.0.0:11112".into(),
-            allowed_callers: Vec::new(),
-            max_associations: 32,
-            max_pdu_length: 65536,
-            study_stable_seconds: 10,
-            accepted_modalities: vec!["CR".into(), "DX".into(), "CT".into()],
-            timeout_seconds: 30,
-            min_free_disk_mb: 512,
-        }
-    }
 }
 
 /// Where received instances (spool) and the SQLite database live.
@@ -123,78 +60,6 @@ impl Default for StorageSettings {
             dir: PathBuf::from("./var/osteoscreen"),
         }
     }
-}
-
-/// Log verbosity and format (`text` for people, `json` for collectors).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    pub level: String,
-    pub format: LogFormat,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// One entry of `allowed_callers`: an AE title, optionally tied to one IP address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerRule {
-    pub ae_title: String,
-    pub ip: Option<IpAddr>,
-}
-
-impl CallerRule {
-    pub fn parse(s: &str) -> Result<CallerRule, String> {
-        let (ae, ip) = match s.split_once('@') {
-            Some((ae, ip)) => {
-                let ip = ip
-                    .trim()
-                    .parse::<IpAddr>()
-                    .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
-                (ae, Some(ip))
-            }
-            None => (s, None),
-        };
-        let ae = ae.trim();
-        check_ae_title(ae).map_err(|e| format!("{s:?}: {e}"))?;
-        Ok(CallerRule {
-            ae_title: ae.to_string(),
-            ip,
-        })
-    }
-
-    pub fn matches(&self, calling_ae: &str, peer: IpAddr) -> bool {
-        self.ae_title == calling_ae.trim() && self.ip.is_none_or(|ip| ip == peer)
-    }
-}
-
-/// PS3.5 AE title rules: 1-16 characters, no backslash or control characters.
-pub fn check_ae_title(ae: &str) -> Result<(), String> {
-    if ae.is_empty() || ae.len() > 16 {
-        return Err(format!("AE title {ae:?} must have 1 to 16 characters"));
-    }
-    if ae
-        .chars()
-        .any(|c| c == '\\' || c.is_control() || !c.is_ascii())
-    {
-        return Err(format!(
-            "AE title {ae:?} may not contain backslashes, control or non-ASCII characters"
-        ));
-    }
-    Ok(())
 }
 
 impl Settings {

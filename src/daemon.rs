@@ -9,10 +9,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::ingest::active::ActiveStudies;
 use crate::ingest::{spool::Spool, Ingest};
 use crate::ops::systemd;
-use crate::pipeline::assembler::{self, ActiveStudies};
-use crate::pipeline::shutdown::ShutdownTrigger;
+use crate::pipeline::assembler;
+use crate::shutdown::ShutdownTrigger;
 use crate::store::Store;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {

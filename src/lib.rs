@@ -1,21 +1,33 @@
 //! osteoscreen: a DICOM daemon that screens lumbar studies for osteoporosis.
 //!
-//! One study's path: `ingest` (C-STORE in, durable spool + `store`) → `pipeline` (the
-//! assembler turns quiet studies into jobs) → analysis and reports (later stages).
-//! `dimse` holds the DICOM message plumbing both directions share; `ops` the
-//! administrator's side (logs, systemd).
+//! The path of one study, module by module:
+//!
+//! 1. `ingest` — associations in (C-ECHO, C-STORE); each instance checked, spooled
+//!    durably and recorded in `store` before it is acknowledged; open associations tracked
+//!    per study.
+//! 2. `pipeline` — the assembler turns a study that has gone quiet into a queued job.
+//! 3. `analysis` — the files of one study in, one `analysis::finding::Finding` out
+//!    (selection, decoding, the X-ray model of `model`, CT attenuation, clinical risk).
+//! 4. `report` — the Finding back into the study as DICOM: a TID 1500 SR and a
+//!    Secondary Capture key image. It reads only the Finding and the source headers.
+//! 5. `deliver` — objects out to other nodes (the C-STORE SCU).
+//!
+//! Beside the path: `dicom` (the DICOM layer every stage uses; it imports nothing else of
+//! the crate), `config` (settings), `shutdown` (the one stop signal every long-lived task
+//! listens to), `ops` (logs, systemd), `synth` (synthetic studies with known truth),
+//! `daemon` (wires the long-running tasks together), `fsutil` (fsync and free space).
 
 pub mod analysis;
 pub mod config;
 pub mod daemon;
-pub mod dataset;
-pub mod dimse;
+pub mod deliver;
+pub mod dicom;
 pub mod fsutil;
 pub mod ingest;
 pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod report;
+pub mod shutdown;
 pub mod store;
 pub mod synth;
-pub mod uid;

@@ -209,7 +209,8 @@ fn a_peer_that_stalls_mid_data_set_is_dropped_without_blocking_others() {
     use dicom_ul::pdu::{PDataValue, PDataValueType};
     let work = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2")]);
-    let file = osteoscreen::dimse::scu::OutgoingFile::inspect(&real("wg04/CT1_UNC.dcm")).unwrap();
+    let file =
+        osteoscreen::deliver::dimse::OutgoingFile::inspect(&real("wg04/CT1_UNC.dcm")).unwrap();
     let data = file.data_set().unwrap();
     let mut association = dicom_ul::ClientAssociationOptions::new()
         .calling_ae_title("STALLSCU")
@@ -220,7 +221,7 @@ fn a_peer_that_stalls_mid_data_set_is_dropped_without_blocking_others() {
         )
         .establish_with(&format!("127.0.0.1:{}", daemon.port))
         .unwrap();
-    let rq = osteoscreen::dimse::command::encode_store_rq(
+    let rq = osteoscreen::dicom::command::encode_store_rq(
         1,
         &file.sop_class_uid,
         &file.sop_instance_uid,

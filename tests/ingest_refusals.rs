@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use osteoscreen::dimse::scu::{store_data_set, OutgoingFile};
-use osteoscreen::dimse::Status;
+use osteoscreen::deliver::dimse::{store_data_set, OutgoingFile};
+use osteoscreen::dicom::DimseStatus as Status;
 
 fn echo(daemon: &Daemon, calling_ae: &str) -> bool {
     run(Command::new("echoscu")

@@ -1,13 +1,11 @@
 //! The Finding: one typed, serialisable result per study — the contract between analysis
-//! and reports, and what `osteoscreen analyze --json` prints.
+//! and everything after it (reports, the queue, `osteoscreen analyze --json`). This file
+//! holds every type a Finding carries and imports nothing else of the crate, so `report/`
+//! depends on it alone.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-
-use super::ct::LevelMeasure;
-use super::risk::Risk;
-use super::xray::XrayFinding;
 
 /// Whether the study was analysed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,12 +52,37 @@ impl BoneClass {
     }
 }
 
+/// An analysis method; serialised as `xray_model` / `ct_trabecular_attenuation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The X-ray network on lumbar radiographs.
+    XrayModel,
+    /// Trabecular attenuation of the vertebral bodies in a CT.
+    CtTrabecularAttenuation,
+}
+
+impl Method {
+    /// The name in JSON, logs and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::XrayModel => "xray_model",
+            Method::CtTrabecularAttenuation => "ct_trabecular_attenuation",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The study-level answer and the method it rests on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Conclusion {
     pub class: BoneClass,
-    /// "xray_model" or "ct_trabecular_attenuation".
-    pub method: String,
+    pub method: Method,
     /// The model's probability of `class` (X-ray only).
     pub probability: Option<f32>,
     pub t_score: Option<f32>,
@@ -80,6 +103,78 @@ pub enum CtClass {
     NormalLikely,
 }
 
+impl CtClass {
+    /// The class in words, as the banner and the basis sentence say it.
+    pub fn words(self) -> &'static str {
+        match self {
+            CtClass::OsteoporosisLikely => "osteoporosis likely",
+            CtClass::Indeterminate => "osteopenia or indeterminate",
+            CtClass::NormalLikely => "normal density likely",
+        }
+    }
+}
+
+/// The WHO class a CT class is reported as (indeterminate counts as osteopenia).
+impl From<CtClass> for BoneClass {
+    fn from(class: CtClass) -> BoneClass {
+        match class {
+            CtClass::OsteoporosisLikely => BoneClass::Osteoporosis,
+            CtClass::Indeterminate => BoneClass::Osteopenia,
+            CtClass::NormalLikely => BoneClass::Normal,
+        }
+    }
+}
+
+/// Where the trabecular ROI lies in one slice, in pixel coordinates (column, row; the
+/// DICOM SCOORD convention): an ellipse cut off posteriorly at `posterior_row`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RoiOutline {
+    pub centre: (f64, f64),
+    pub radii: (f64, f64),
+    pub posterior_row: f64,
+}
+
+impl RoiOutline {
+    /// The outline as a polygon of 36 points: the ellipse, cut at the posterior row.
+    pub fn polygon(&self) -> Vec<(f32, f32)> {
+        let (cx, cy) = self.centre;
+        let (ax, ay) = self.radii;
+        (0..36)
+            .map(|k| {
+                let t = k as f64 * std::f64::consts::TAU / 36.0;
+                let (x, y) = (
+                    cx + ax * t.cos(),
+                    (cy + ay * t.sin()).min(self.posterior_row),
+                );
+                (x as f32, y as f32)
+            })
+            .collect()
+    }
+}
+
+/// One measured vertebra.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelMeasure {
+    /// "T12", "L1", ... or None when the level could not be determined.
+    pub level: Option<String>,
+    pub slices: Vec<usize>,
+    pub mean_hu: f64,
+    pub median_hu: f64,
+    pub roi_pixels: usize,
+    pub roi_mm2: f64,
+    pub ribs: bool,
+    /// The ilium is beside it (L5 / sacrum level).
+    pub pelvis: bool,
+    /// Cranio-caudal extent of the slices with a body (mm).
+    pub height_mm: f64,
+    /// The ROI on the middle slice of the vertebra, and that slice's SOP Instance UID.
+    pub roi: RoiOutline,
+    pub roi_sop_instance_uid: String,
+    /// Much lower than its neighbours (< 75 % of their mean height): possibly a compression
+    /// fracture. Its HU is reported but should not drive a classification.
+    pub compressed: bool,
+}
+
 /// What the CT attenuation method measured and concluded.
 #[derive(Debug, Clone, Serialize)]
 pub struct CtFinding {
@@ -94,6 +189,120 @@ pub struct CtFinding {
     pub contrast_offset_hu: f64,
 }
 
+/// Radiograph projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// AP or PA.
+    Frontal,
+    Lateral,
+    /// Neither header nor description says; analysed, and flagged.
+    Unknown,
+}
+
+/// Which model produced a result: enough to find the weights and their card again.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelIdentity {
+    pub name: String,
+    pub version: String,
+    pub weights_sha256: String,
+    pub training_data: String,
+    pub intended_use: String,
+}
+
+/// One radiograph's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImagePrediction {
+    pub sop_instance_uid: String,
+    pub view: View,
+    /// Normal, osteopenia, osteoporosis.
+    pub probabilities: [f32; 3],
+    pub t_score: f32,
+    pub bmd_g_cm2: f32,
+}
+
+/// What the X-ray model concluded for the study.
+#[derive(Debug, Clone, Serialize)]
+pub struct XrayFinding {
+    pub model: ModelIdentity,
+    pub images: Vec<ImagePrediction>,
+    /// Fused over views: normal, osteopenia, osteoporosis.
+    pub probabilities: [f32; 3],
+    pub t_score: f32,
+    pub bmd_g_cm2: f32,
+    /// The most probable class.
+    pub class: BoneClass,
+    /// The WHO class of `t_score`; differs from `class` only when flagged.
+    pub class_from_t_score: BoneClass,
+    pub fusion: String,
+}
+
+/// OST risk band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskBand {
+    High,
+    Moderate,
+    Low,
+}
+
+/// The OST result, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Risk {
+    Known {
+        index: i32,
+        band: RiskBand,
+        age_years: f64,
+        weight_kg: f64,
+    },
+    Unknown {
+        reason: String,
+    },
+}
+
+/// The pixels the key image is drawn from, kept from analysis so that reporting decodes
+/// nothing a second time. Not serialised.
+#[derive(Debug, Clone)]
+pub enum KeyPixels {
+    /// The radiograph as the model saw it before resizing: display values 0..1.
+    Radiograph {
+        sop_instance_uid: String,
+        grey: Vec<f32>,
+        rows: usize,
+        columns: usize,
+        /// (row, column) spacing in mm, when the header gives one.
+        pixel_spacing: Option<(f64, f64)>,
+        /// PatientOrientation as given (validated direction letters), or empty.
+        patient_orientation: String,
+    },
+    /// A sagittal slab through the vertebral bodies: HU, `slices x rows` (slice k's
+    /// values at `k * rows ..`), slices head to feet, rows anterior to posterior.
+    CtSagittal {
+        hu: Vec<f32>,
+        rows: usize,
+        slices: usize,
+        /// mm per axial row, mm between slices.
+        row_mm: f64,
+        slice_mm: f64,
+        /// ImageOrientationPatient of the series (six cosines), or empty.
+        orientation: Vec<f64>,
+        sop_uids: Vec<String>,
+    },
+    /// One axial slice in HU (volumes too short for a useful reformat), with the index of
+    /// the level in `CtFinding::levels` whose ROI lies in it.
+    CtAxial {
+        hu: Vec<f32>,
+        rows: usize,
+        columns: usize,
+        /// (row, column) spacing in mm.
+        spacing: (f64, f64),
+        orientation: Vec<f64>,
+        sop_instance_uid: String,
+        level: usize,
+    },
+}
+
 /// One study's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -101,7 +310,7 @@ pub struct Finding {
     pub status: Status,
     /// Why not analysed (or failed), in words for a person.
     pub reason: Option<String>,
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     pub instances_used: Vec<String>,
     /// The study-level class, when a method produced one.
     pub conclusion: Option<Conclusion>,
@@ -113,6 +322,9 @@ pub struct Finding {
     pub flags: Vec<String>,
     pub timings_ms: BTreeMap<String, f64>,
     pub software: String,
+    /// What the key image shows, when analysis got that far.
+    #[serde(skip)]
+    pub key_pixels: Option<KeyPixels>,
 }
 
 impl Finding {
@@ -131,6 +343,7 @@ impl Finding {
             flags: Vec::new(),
             timings_ms: BTreeMap::new(),
             software: concat!("osteoscreen ", env!("CARGO_PKG_VERSION")).into(),
+            key_pixels: None,
         }
     }
 

@@ -46,7 +46,7 @@ fn read_one(path: &Path) -> Option<InstanceInfo> {
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .ok()?;
-    let text = |tag| crate::dataset::text(&obj, tag);
+    let text = |tag| crate::dicom::text(&obj, tag);
     let floats = |tag| {
         obj.get(tag)
             .and_then(|e| e.value().to_multi_float64().ok())

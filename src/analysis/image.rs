@@ -9,6 +9,8 @@ use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::dicom::text::text_opt;
+
 /// Largest image accepted: 32k per side, 4096 frames, 2 GiB of decoded samples.
 const MAX_SIDE: u32 = 32_768;
 const MAX_FRAMES: u32 = 4096;
@@ -61,12 +63,6 @@ pub struct Frame {
     pub values: Vec<f32>,
 }
 
-fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| s.trim().to_string())
-}
-
 fn int(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
     obj.get(tag).and_then(|e| e.value().to_int::<i64>().ok())
 }
@@ -81,14 +77,14 @@ fn floats(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<Vec<f64>> {
 pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
     let rows = int(obj, tags::ROWS).ok_or(ImageError::Missing("Rows"))?;
     let columns = int(obj, tags::COLUMNS).ok_or(ImageError::Missing("Columns"))?;
-    let frames = text(obj, tags::NUMBER_OF_FRAMES)
+    let frames = text_opt(obj, tags::NUMBER_OF_FRAMES)
         .and_then(|s| s.parse::<i64>().ok())
         .unwrap_or(1);
     let samples = int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     let bits_allocated =
         int(obj, tags::BITS_ALLOCATED).ok_or(ImageError::Missing("Bits Allocated"))?;
     let bits_stored = int(obj, tags::BITS_STORED).unwrap_or(bits_allocated);
-    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION)
+    let photometric = text_opt(obj, tags::PHOTOMETRIC_INTERPRETATION)
         .ok_or(ImageError::Missing("Photometric Interpretation"))?;
     let bad = |why: String| Err(ImageError::Implausible(why));
     if rows <= 0 || columns <= 0 || rows > MAX_SIDE as i64 || columns > MAX_SIDE as i64 {
@@ -114,44 +110,7 @@ pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
             decoded >> 20
         ));
     }
-    let pixel_data = obj
-        .get(tags::PIXEL_DATA)
-        .ok_or(ImageError::Missing("Pixel Data"))?;
-    match pixel_data.value() {
-        dicom_core::DicomValue::PixelSequence(seq) => {
-            if seq.fragments().is_empty() {
-                return bad("encapsulated Pixel Data without fragments".into());
-            }
-        }
-        value => {
-            let expected = (rows as u64
-                * columns as u64
-                * frames as u64
-                * samples as u64
-                * bits_allocated as u64)
-                .div_ceil(8);
-            let actual = value.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
-            if actual < expected {
-                return bad(format!(
-                    "Pixel Data has {actual} bytes, Rows x Columns x Frames x Bits declare {expected}"
-                ));
-            }
-        }
-    }
-    let spacing = floats(obj, tags::PIXEL_SPACING)
-        .or_else(|| floats(obj, tags::IMAGER_PIXEL_SPACING))
-        // 0.01-20 mm covers film scanners to coarse CT; anything else is a broken header
-        // (and would make mm-based loops run forever or index nonsense).
-        .filter(|v| v.len() >= 2 && v[..2].iter().all(|s| (0.01..=20.0).contains(s)))
-        .map(|v| (v[0], v[1]));
-    let window = match (
-        floats(obj, tags::WINDOW_CENTER),
-        floats(obj, tags::WINDOW_WIDTH),
-    ) {
-        (Some(c), Some(w)) if w[0] > 0.0 => Some((c[0], w[0])),
-        _ => None,
-    };
-    Ok(ImageHeader {
+    let header = ImageHeader {
         rows,
         columns,
         frames,
@@ -159,9 +118,60 @@ pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
         bits_allocated,
         bits_stored,
         photometric,
-        pixel_spacing: spacing,
-        window,
-    })
+        pixel_spacing: pixel_spacing(obj),
+        window: window(obj),
+    };
+    check_pixel_data(obj, &header)?;
+    Ok(header)
+}
+
+/// Pixel Data must be there and, when native, hold at least what the header declares.
+fn check_pixel_data(obj: &DefaultDicomObject, h: &ImageHeader) -> Result<(), ImageError> {
+    let pixel_data = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or(ImageError::Missing("Pixel Data"))?;
+    match pixel_data.value() {
+        dicom_core::DicomValue::PixelSequence(seq) if seq.fragments().is_empty() => Err(
+            ImageError::Implausible("encapsulated Pixel Data without fragments".into()),
+        ),
+        dicom_core::DicomValue::PixelSequence(_) => Ok(()),
+        value => {
+            let expected = (h.rows as u64
+                * h.columns as u64
+                * h.frames as u64
+                * h.samples_per_pixel as u64
+                * h.bits_allocated as u64)
+                .div_ceil(8);
+            let actual = value.to_bytes().map(|b| b.len() as u64).unwrap_or(0);
+            if actual < expected {
+                return Err(ImageError::Implausible(format!(
+                    "Pixel Data has {actual} bytes, Rows x Columns x Frames x Bits declare {expected}"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// PixelSpacing, else ImagerPixelSpacing, when plausible.
+fn pixel_spacing(obj: &DefaultDicomObject) -> Option<(f64, f64)> {
+    floats(obj, tags::PIXEL_SPACING)
+        .or_else(|| floats(obj, tags::IMAGER_PIXEL_SPACING))
+        // 0.01-20 mm covers film scanners to coarse CT; anything else is a broken header
+        // (and would make mm-based loops run forever or index nonsense).
+        .filter(|v| v.len() >= 2 && v[..2].iter().all(|s| (0.01..=20.0).contains(s)))
+        .map(|v| (v[0], v[1]))
+}
+
+/// The first WindowCenter / WindowWidth pair, when the width is positive.
+fn window(obj: &DefaultDicomObject) -> Option<(f64, f64)> {
+    match (
+        floats(obj, tags::WINDOW_CENTER),
+        floats(obj, tags::WINDOW_WIDTH),
+    ) {
+        (Some(c), Some(w)) if w[0] > 0.0 => Some((c[0], w[0])),
+        _ => None,
+    }
 }
 
 /// Decode every frame to modality values (RGB is reduced to luminance).

@@ -14,16 +14,47 @@ pub mod xray;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use finding::{BoneClass, Conclusion, CtClass, CtFinding, Finding, Status};
+use serde::{Deserialize, Serialize};
+
+use finding::{BoneClass, Conclusion, CtFinding, Finding, Method, Status};
+use select::{InstanceInfo, Selection};
 
 use crate::model::{ModelError, ModelSettings, XrayModel};
 
-/// Analysis settings (`[analysis]` in the config file).
-#[derive(Debug, Clone, Copy)]
+/// Thresholds of the analysis methods (`[analysis]` in the config file).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
+    /// L1 trabecular HU at or below which osteoporosis is likely (Pickhardt 2013: 110).
     pub ct_osteoporosis_hu: f64,
+    /// L1 trabecular HU at or above which bone density is likely normal (160).
     pub ct_normal_hu: f64,
+    /// Subtracted from measured HU for contrast-enhanced series (e.g. 14.75 portal venous).
     pub ct_contrast_offset_hu: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            ct_osteoporosis_hu: 110.0,
+            ct_normal_hu: 160.0,
+            ct_contrast_offset_hu: 0.0,
+        }
+    }
+}
+
+/// Why a method that had something to analyse gave no result. The Finding carries the
+/// message; a study can still be analysed by its other method.
+#[derive(Debug, thiserror::Error)]
+pub enum MethodError {
+    #[error("CT decode failed: {0}")]
+    CtDecode(#[from] ct::VolumeError),
+    #[error("no vertebral body found in the CT")]
+    NoVertebra,
+    #[error("lumbar radiographs found, but no X-ray model is configured ([model] weights)")]
+    NoXrayModel,
+    #[error("X-ray model: {0}")]
+    Xray(#[from] xray::XrayError),
 }
 
 /// Everything the engine needs, loaded once: thresholds, selection rules, the X-ray model
@@ -56,27 +87,19 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-/// Run the engine on the files of one study.
+/// Run the engine on the files of one study: read headers, select, run each method that
+/// has input, conclude.
 pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     let started = Instant::now();
     let (instances, skipped) = select::read_headers(paths);
-    let study_uid = instances
-        .first()
-        .map(|i| i.study_uid.clone())
-        .unwrap_or_default();
-    let risk = instances
-        .first()
-        .and_then(|i| {
-            dicom_object::OpenFileOptions::new()
-                .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-                .open_file(&i.path)
-                .ok()
-        })
-        .map(|obj| risk::from_header(&obj))
-        .unwrap_or(risk::Risk::Unknown {
-            reason: "no header".into(),
-        });
-    let mut f = Finding::not_applicable(study_uid, String::new(), risk);
+    let mut f = Finding::not_applicable(
+        instances
+            .first()
+            .map(|i| i.study_uid.clone())
+            .unwrap_or_default(),
+        String::new(),
+        study_risk(&instances),
+    );
     if skipped > 0 {
         f.flags
             .push(format!("{skipped} file(s) not readable as DICOM"));
@@ -97,44 +120,10 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
         f.reason = Some(sel.reason());
         return f;
     }
-    let mut failures = Vec::new();
-    if let Some((series_uid, chosen)) = &sel.ct {
-        let t0 = Instant::now();
-        match run_ct(series_uid, chosen, engine.thresholds, &mut f) {
-            Ok(ct) => {
-                f.methods.push("ct_trabecular_attenuation".into());
-                f.instances_used
-                    .extend(chosen.iter().map(|i| i.sop_instance_uid.clone()));
-                f.ct = Some(ct);
-            }
-            Err(e) => failures.push(e),
-        }
-        f.timings_ms.insert("ct".into(), ms(t0));
-    }
-    if !sel.radiographs.is_empty() {
-        let t0 = Instant::now();
-        match &engine.xray {
-            None => failures.push(
-                "lumbar radiographs found, but no X-ray model is configured ([model] weights)"
-                    .into(),
-            ),
-            Some(model) => {
-                match xray::run(model, &sel.radiographs, engine.batch_size, &mut f.flags) {
-                    Ok(x) => {
-                        f.methods.push("xray_model".into());
-                        f.instances_used
-                            .extend(x.images.iter().map(|i| i.sop_instance_uid.clone()));
-                        f.xray = Some(x);
-                    }
-                    Err(e) => failures.push(format!("X-ray model: {e}")),
-                }
-            }
-        }
-        f.timings_ms.insert("xray".into(), ms(t0));
-    }
+    let failures = run_methods(&sel, engine, &mut f);
     f.conclusion = conclude(&f);
     if let (Some(c), Some(x)) = (&f.conclusion, &f.xray) {
-        if c.method != "xray_model" && x.class != c.class {
+        if c.method != Method::XrayModel && x.class != c.class {
             f.flags.push(format!(
                 "X-ray model says {}, CT says {}",
                 x.class.words(),
@@ -147,29 +136,93 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     } else {
         Status::Analysed
     };
-    f.reason = (!failures.is_empty()).then(|| failures.join("; "));
+    f.reason = (!failures.is_empty()).then(|| {
+        failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     f.timings_ms.insert("total".into(), ms(started));
     f
 }
 
+/// The OST risk from the first instance's header.
+fn study_risk(instances: &[InstanceInfo]) -> risk::Risk {
+    instances
+        .first()
+        .and_then(|i| {
+            dicom_object::OpenFileOptions::new()
+                .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+                .open_file(&i.path)
+                .ok()
+        })
+        .map(|obj| risk::from_header(&obj))
+        .unwrap_or(risk::Risk::Unknown {
+            reason: "no header".into(),
+        })
+}
+
+/// Run CT and X-ray on what was selected; each result goes into `f`, each failure is
+/// returned. The key image's pixels come from the CT when there is one.
+fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodError> {
+    let mut failures = Vec::new();
+    if let Some((series_uid, chosen)) = &sel.ct {
+        let t0 = Instant::now();
+        match run_ct(series_uid, chosen, engine.thresholds, f) {
+            Ok(ct) => {
+                f.methods.push(Method::CtTrabecularAttenuation);
+                f.instances_used
+                    .extend(chosen.iter().map(|i| i.sop_instance_uid.clone()));
+                f.ct = Some(ct);
+            }
+            Err(e) => failures.push(e),
+        }
+        f.timings_ms.insert("ct".into(), ms(t0));
+    }
+    if !sel.radiographs.is_empty() {
+        let t0 = Instant::now();
+        let result = match &engine.xray {
+            None => Err(MethodError::NoXrayModel),
+            Some(model) => xray::run(model, &sel.radiographs, engine.batch_size, &mut f.flags)
+                .map_err(MethodError::from),
+        };
+        match result {
+            Ok((x, key)) => {
+                f.methods.push(Method::XrayModel);
+                f.instances_used
+                    .extend(x.images.iter().map(|i| i.sop_instance_uid.clone()));
+                f.xray = Some(x);
+                if f.key_pixels.is_none() {
+                    f.key_pixels = key;
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+        f.timings_ms.insert("xray".into(), ms(t0));
+    }
+    failures
+}
+
 fn run_ct(
     series_uid: &str,
-    chosen: &[select::InstanceInfo],
+    chosen: &[InstanceInfo],
     t: Thresholds,
     f: &mut Finding,
-) -> Result<CtFinding, String> {
+) -> Result<CtFinding, MethodError> {
     let t0 = Instant::now();
     let paths: Vec<PathBuf> = chosen.iter().map(|i| i.path.clone()).collect();
-    let volume = ct::Volume::from_files(&paths).map_err(|e| format!("CT decode failed: {e}"))?;
+    let volume = ct::Volume::from_files(&paths)?;
     f.timings_ms.insert("ct_decode".into(), ms(t0));
     let measurement = ct::measure(&volume);
-    let flags = &mut f.flags;
     if measurement.vertebrae.is_empty() {
-        return Err("no vertebral body found in the CT".into());
+        return Err(MethodError::NoVertebra);
     }
     if measurement.vertebrae.iter().any(|v| v.compressed) {
-        flags.push("vertebra with reduced height (possible fracture)".into());
+        f.flags
+            .push("vertebra with reduced height (possible fracture)".into());
     }
+    f.key_pixels = ct::keyview::key_pixels(&volume, &measurement.vertebrae);
     let (class, class_basis) = ct::classify(
         &measurement,
         (t.ct_osteoporosis_hu, t.ct_normal_hu),
@@ -191,20 +244,18 @@ fn run_ct(
 fn conclude(f: &Finding) -> Option<Conclusion> {
     if let Some(ct) = &f.ct {
         if let Some(class) = ct.class {
-            let (bone, words) = match class {
-                CtClass::OsteoporosisLikely => (BoneClass::Osteoporosis, "osteoporosis likely"),
-                CtClass::Indeterminate => (BoneClass::Osteopenia, "osteopenia or indeterminate"),
-                CtClass::NormalLikely => (BoneClass::Normal, "normal density likely"),
-            };
             return Some(Conclusion {
-                class: bone,
-                method: "ct_trabecular_attenuation".into(),
+                class: BoneClass::from(class),
+                method: Method::CtTrabecularAttenuation,
                 probability: None,
                 t_score: None,
                 bmd_g_cm2: None,
                 basis: format!(
-                    "CT {}: {words} (thresholds {} / {} HU)",
-                    ct.class_basis, ct.thresholds_hu.0, ct.thresholds_hu.1
+                    "CT {}: {} (thresholds {} / {} HU)",
+                    ct.class_basis,
+                    class.words(),
+                    ct.thresholds_hu.0,
+                    ct.thresholds_hu.1
                 ),
             });
         }
@@ -216,7 +267,7 @@ fn conclude(f: &Finding) -> Option<Conclusion> {
         .expect("class is one of ALL");
     Some(Conclusion {
         class: x.class,
-        method: "xray_model".into(),
+        method: Method::XrayModel,
         probability: Some(x.probabilities[k]),
         t_score: Some(x.t_score),
         bmd_g_cm2: Some(x.bmd_g_cm2),

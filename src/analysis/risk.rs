@@ -4,31 +4,9 @@
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use serde::Serialize;
 
-/// OST risk band.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RiskBand {
-    High,
-    Moderate,
-    Low,
-}
-
-/// The OST result, or why there is none.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Risk {
-    Known {
-        index: i32,
-        band: RiskBand,
-        age_years: f64,
-        weight_kg: f64,
-    },
-    Unknown {
-        reason: String,
-    },
-}
+pub use super::finding::{Risk, RiskBand};
+use crate::dicom::text::text_opt;
 
 /// OST from age and weight (both already checked plausible).
 pub fn ost(age_years: f64, weight_kg: f64) -> (i32, RiskBand) {
@@ -46,12 +24,7 @@ pub fn ost(age_years: f64, weight_kg: f64) -> (i32, RiskBand) {
 /// Age in years from PatientAge ("067Y", "030M", ...), or from PatientBirthDate and
 /// StudyDate; None when absent or implausible ("000Y", future birth dates).
 pub fn age_years(obj: &InMemDicomObject) -> Option<f64> {
-    let text = |tag| {
-        obj.get(tag)
-            .and_then(|e| e.value().to_str().ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    };
+    let text = |tag| text_opt(obj, tag).filter(|s| !s.is_empty());
     let from_as = text(tags::PATIENT_AGE).and_then(|s| {
         if s.len() != 4 {
             return None;

@@ -11,18 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::finding::View;
 pub use super::header::{read_headers, InstanceInfo};
-
-/// Radiograph projection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum View {
-    /// AP or PA.
-    Frontal,
-    Lateral,
-    /// Neither header nor description says; analysed, and flagged.
-    Unknown,
-}
 
 /// The selection rules (`[selection]` in the config file). Text matches ignore case.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,13 +3,16 @@
 //! one view are averaged; frontal and lateral then count equally (a study with two AP
 //! images and one lateral is not decided by its AP alone).
 
-use rayon::prelude::*;
-use serde::Serialize;
+use std::path::PathBuf;
 
-use super::finding::BoneClass;
-use super::image;
-use super::select::{InstanceInfo, View};
-use crate::model::{preprocess, XrayModel};
+use dicom_dictionary_std::tags;
+use rayon::prelude::*;
+
+use super::finding::{BoneClass, ImagePrediction, KeyPixels, ModelIdentity, View, XrayFinding};
+use super::image::{self, ImageError};
+use super::select::InstanceInfo;
+use crate::dicom::text;
+use crate::model::{preprocess, ModelCard, ModelError, XrayModel};
 
 /// Radiographs decoded at the same time.
 const DECODE_AT_ONCE: usize = 2;
@@ -17,82 +20,74 @@ const DECODE_AT_ONCE: usize = 2;
 /// Below this fused probability of the chosen class the result is flagged low-confidence.
 pub const LOW_CONFIDENCE: f32 = 0.6;
 
-/// Which model produced a result: enough to find the weights and their card again.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelIdentity {
-    pub name: String,
-    pub version: String,
-    pub weights_sha256: String,
-    pub training_data: String,
-    pub intended_use: String,
+/// Why the X-ray method gave no result.
+#[derive(Debug, thiserror::Error)]
+pub enum XrayError {
+    #[error("no selected radiograph could be decoded")]
+    NothingDecoded,
+    #[error(transparent)]
+    Model(#[from] ModelError),
 }
 
-/// One radiograph's prediction.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImagePrediction {
-    pub sop_instance_uid: String,
-    pub view: View,
-    /// Normal, osteopenia, osteoporosis.
-    pub probabilities: [f32; 3],
-    pub t_score: f32,
-    pub bmd_g_cm2: f32,
+/// Why one radiograph was left out.
+#[derive(Debug, thiserror::Error)]
+pub enum RadiographError {
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        // Boxed: the reader's error is large, and errors travel by value.
+        source: Box<dicom_object::ReadError>,
+    },
+    #[error(transparent)]
+    Decode(#[from] ImageError),
 }
 
-/// What the X-ray model concluded for the study.
-#[derive(Debug, Clone, Serialize)]
-pub struct XrayFinding {
-    pub model: ModelIdentity,
-    pub images: Vec<ImagePrediction>,
-    /// Fused over views: normal, osteopenia, osteoporosis.
-    pub probabilities: [f32; 3],
-    pub t_score: f32,
-    pub bmd_g_cm2: f32,
-    /// The most probable class.
-    pub class: BoneClass,
-    /// The WHO class of `t_score`; differs from `class` only when flagged.
-    pub class_from_t_score: BoneClass,
-    pub fusion: String,
+/// One decoded radiograph: the model's input and what the key image would show.
+struct Prepared {
+    input: Vec<f32>,
+    key: KeyPixels,
 }
 
 /// Run the model on the selected radiographs. Images that cannot be decoded are left out
-/// and flagged; an error only when none is left.
+/// and flagged; an error only when none is left. Also returns the key image's pixels:
+/// the first decoded frontal radiograph, else the first decoded one.
 pub fn run(
     model: &XrayModel,
     radiographs: &[(InstanceInfo, View)],
     batch_size: usize,
     flags: &mut Vec<String>,
-) -> Result<XrayFinding, String> {
+) -> Result<(XrayFinding, Option<KeyPixels>), XrayError> {
+    let mut kept = Vec::new();
+    let mut inputs = Vec::new();
+    let mut key: Option<(bool, KeyPixels)> = None;
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
-    let prepared: Vec<Result<Vec<f32>, String>> = radiographs
-        .chunks(DECODE_AT_ONCE)
-        .flat_map(|pair| {
-            pair.par_iter()
-                .map(|(info, _)| prepare(info))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut kept = Vec::new();
-    let mut inputs = Vec::new();
-    for ((info, view), p) in radiographs.iter().zip(prepared) {
-        match p {
-            Ok(x) => {
-                kept.push((info, *view));
-                inputs.push(x);
+    for pair in radiographs.chunks(DECODE_AT_ONCE) {
+        let prepared: Vec<_> = pair.par_iter().map(|(info, _)| prepare(info)).collect();
+        for ((info, view), p) in pair.iter().zip(prepared) {
+            match p {
+                Ok(p) => {
+                    let frontal = *view == View::Frontal;
+                    if key.as_ref().is_none_or(|(f, _)| frontal && !f) {
+                        key = Some((frontal, p.key));
+                    }
+                    kept.push((info, *view));
+                    inputs.push(p.input);
+                }
+                Err(e) => flags.push(format!(
+                    "radiograph {} left out: {e}",
+                    info.sop_instance_uid
+                )),
             }
-            Err(e) => flags.push(format!(
-                "radiograph {} left out: {e}",
-                info.sop_instance_uid
-            )),
         }
     }
     if inputs.is_empty() {
-        return Err("no selected radiograph could be decoded".into());
+        return Err(XrayError::NothingDecoded);
     }
     let mut predictions = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(batch_size.max(1)) {
-        predictions.extend(model.predict(chunk).map_err(|e| e.to_string())?);
+        predictions.extend(model.predict(chunk)?);
     }
     let images: Vec<ImagePrediction> = kept
         .iter()
@@ -105,91 +100,98 @@ pub fn run(
             bmd_g_cm2: p.bmd,
         })
         .collect();
-    Ok(fuse(model, images, flags))
+    Ok((fuse(&model.card, images, flags), key.map(|(_, k)| k)))
 }
 
-fn prepare(info: &InstanceInfo) -> Result<Vec<f32>, String> {
-    let obj = dicom_object::open_file(&info.path).map_err(|e| e.to_string())?;
-    let (header, frame) = image::decode_first(&obj).map_err(|e| e.to_string())?;
+fn prepare(info: &InstanceInfo) -> Result<Prepared, RadiographError> {
+    let obj = dicom_object::open_file(&info.path).map_err(|source| RadiographError::Open {
+        path: info.path.clone(),
+        source: Box::new(source),
+    })?;
+    let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
-    Ok(preprocess::prepare(&shown, frame.rows, frame.columns))
+    Ok(Prepared {
+        input: preprocess::prepare(&shown, frame.rows, frame.columns),
+        key: KeyPixels::Radiograph {
+            sop_instance_uid: info.sop_instance_uid.clone(),
+            grey: shown,
+            rows: frame.rows,
+            columns: frame.columns,
+            pixel_spacing: header.pixel_spacing,
+            patient_orientation: patient_orientation(&text(&obj, tags::PATIENT_ORIENTATION)),
+        },
+    })
+}
+
+/// PatientOrientation when it is a valid pair of direction letters, else empty.
+fn patient_orientation(value: &str) -> String {
+    let parts: Vec<&str> = value.split('\\').collect();
+    let valid = parts.len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 16 && p.chars().all(|c| "LRAPHF".contains(c)));
+    if valid {
+        value.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// One view's mean prediction.
+struct ViewMean {
+    view: View,
+    probabilities: [f32; 3],
+    t_score: f32,
+    bmd_g_cm2: f32,
+}
+
+fn argmax(p: &[f32; 3]) -> usize {
+    (0..3)
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .expect("three classes")
+}
+
+/// Mean of the images of each view present.
+fn view_means(images: &[ImagePrediction]) -> Vec<ViewMean> {
+    [View::Frontal, View::Lateral, View::Unknown]
+        .into_iter()
+        .filter_map(|view| {
+            let of: Vec<&ImagePrediction> = images.iter().filter(|i| i.view == view).collect();
+            if of.is_empty() {
+                return None;
+            }
+            let n = of.len() as f32;
+            let mut p = [0.0f32; 3];
+            for i in &of {
+                for (k, v) in i.probabilities.iter().enumerate() {
+                    p[k] += v / n;
+                }
+            }
+            Some(ViewMean {
+                view,
+                probabilities: p,
+                t_score: of.iter().map(|i| i.t_score).sum::<f32>() / n,
+                bmd_g_cm2: of.iter().map(|i| i.bmd_g_cm2).sum::<f32>() / n,
+            })
+        })
+        .collect()
 }
 
 /// Average within each view, then across views with equal weight.
-fn fuse(model: &XrayModel, images: Vec<ImagePrediction>, flags: &mut Vec<String>) -> XrayFinding {
-    let mut per_view: Vec<(View, [f32; 3], f32, f32)> = Vec::new();
-    for view in [View::Frontal, View::Lateral, View::Unknown] {
-        let of: Vec<&ImagePrediction> = images.iter().filter(|i| i.view == view).collect();
-        if of.is_empty() {
-            continue;
-        }
-        let n = of.len() as f32;
-        let mut p = [0.0f32; 3];
-        for i in &of {
-            for (k, v) in i.probabilities.iter().enumerate() {
-                p[k] += v / n;
-            }
-        }
-        let t = of.iter().map(|i| i.t_score).sum::<f32>() / n;
-        let b = of.iter().map(|i| i.bmd_g_cm2).sum::<f32>() / n;
-        per_view.push((view, p, t, b));
-    }
+fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, flags: &mut Vec<String>) -> XrayFinding {
+    let per_view = view_means(&images);
     let n = per_view.len() as f32;
     let mut probabilities = [0.0f32; 3];
-    for (_, p, _, _) in &per_view {
-        for k in 0..3 {
-            probabilities[k] += p[k] / n;
+    for v in &per_view {
+        for (sum, p) in probabilities.iter_mut().zip(v.probabilities) {
+            *sum += p / n;
         }
     }
-    let t_score = per_view.iter().map(|v| v.2).sum::<f32>() / n;
-    let bmd_g_cm2 = per_view.iter().map(|v| v.3).sum::<f32>() / n;
-    let argmax = |p: &[f32; 3]| {
-        (0..3)
-            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-            .expect("three classes")
-    };
+    let t_score = per_view.iter().map(|v| v.t_score).sum::<f32>() / n;
+    let bmd_g_cm2 = per_view.iter().map(|v| v.bmd_g_cm2).sum::<f32>() / n;
     let class = BoneClass::ALL[argmax(&probabilities)];
     let class_from_t_score = BoneClass::from_t_score(t_score as f64);
-    let has = |v: View| per_view.iter().any(|p| p.0 == v);
-    if !has(View::Frontal) {
-        flags.push("frontal (AP/PA) view missing".into());
-    }
-    if !has(View::Lateral) {
-        flags.push("lateral view missing".into());
-    }
-    let unknown = images.iter().filter(|i| i.view == View::Unknown).count();
-    if unknown > 0 {
-        flags.push(format!("view of {unknown} radiograph(s) not identified"));
-    }
-    let view_classes: Vec<BoneClass> = per_view
-        .iter()
-        .map(|v| BoneClass::ALL[argmax(&v.1)])
-        .collect();
-    if view_classes.windows(2).any(|w| w[0] != w[1]) {
-        flags.push("views disagree on the class".into());
-    }
-    if probabilities[argmax(&probabilities)] < LOW_CONFIDENCE {
-        flags.push(format!(
-            "low confidence (probability {:.2} < {LOW_CONFIDENCE})",
-            probabilities[argmax(&probabilities)]
-        ));
-    }
-    if class != class_from_t_score {
-        flags.push(format!(
-            "model class ({}) and estimated T-score {t_score:+.1} ({}) disagree",
-            class.words(),
-            class_from_t_score.words()
-        ));
-    }
-    let card = &model.card;
-    let training = card.training_data.to_lowercase();
-    if training.starts_with("none") || training.contains("synthetic") {
-        flags.push(format!(
-            "model {} {} was not trained on patient data: demonstration only",
-            card.name, card.version
-        ));
-    }
-    XrayFinding {
+    let finding = XrayFinding {
         model: ModelIdentity {
             name: card.name.clone(),
             version: card.version.clone(),
@@ -207,9 +209,52 @@ fn fuse(model: &XrayModel, images: Vec<ImagePrediction>, flags: &mut Vec<String>
             "mean within each view, then views weighted equally ({})",
             per_view
                 .iter()
-                .map(|v| format!("{:?}", v.0).to_lowercase())
+                .map(|v| format!("{:?}", v.view).to_lowercase())
                 .collect::<Vec<_>>()
                 .join(" + ")
         ),
+    };
+    flag(&finding, &per_view, card, flags);
+    finding
+}
+
+/// What a reader should know about the fused result: missing or unidentified views,
+/// disagreement, low confidence, and a model not trained on patient data.
+fn flag(x: &XrayFinding, per_view: &[ViewMean], card: &ModelCard, flags: &mut Vec<String>) {
+    let has = |v: View| per_view.iter().any(|p| p.view == v);
+    if !has(View::Frontal) {
+        flags.push("frontal (AP/PA) view missing".into());
+    }
+    if !has(View::Lateral) {
+        flags.push("lateral view missing".into());
+    }
+    let unknown = x.images.iter().filter(|i| i.view == View::Unknown).count();
+    if unknown > 0 {
+        flags.push(format!("view of {unknown} radiograph(s) not identified"));
+    }
+    let view_classes: Vec<usize> = per_view.iter().map(|v| argmax(&v.probabilities)).collect();
+    if view_classes.windows(2).any(|w| w[0] != w[1]) {
+        flags.push("views disagree on the class".into());
+    }
+    let top = x.probabilities[argmax(&x.probabilities)];
+    if top < LOW_CONFIDENCE {
+        flags.push(format!(
+            "low confidence (probability {top:.2} < {LOW_CONFIDENCE})"
+        ));
+    }
+    if x.class != x.class_from_t_score {
+        flags.push(format!(
+            "model class ({}) and estimated T-score {:+.1} ({}) disagree",
+            x.class.words(),
+            x.t_score,
+            x.class_from_t_score.words()
+        ));
+    }
+    let training = card.training_data.to_lowercase();
+    if training.starts_with("none") || training.contains("synthetic") {
+        flags.push(format!(
+            "model {} {} was not trained on patient data: demonstration only",
+            card.name, card.version
+        ));
     }
 }

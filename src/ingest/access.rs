@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 
-use crate::config::CallerRule;
+use super::settings::CallerRule;
 
 /// The access policy for one incoming connection.
 pub struct CallerCheck<'a> {

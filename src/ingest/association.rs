@@ -16,10 +16,10 @@ use tokio::net::TcpStream;
 use super::access::CallerCheck;
 use super::c_store::{PendingStore, Tally, UNRECOGNIZED_OPERATION};
 use super::Ingest;
-use crate::dimse::command::{encode_response, field};
-use crate::dimse::sop::{self, STORAGE_SOP_CLASSES};
-use crate::dimse::{Command, Status};
-use crate::pipeline::shutdown::Shutdown;
+use crate::dicom::command::{encode_response, field};
+use crate::dicom::sop::{self, STORAGE_SOP_CLASSES};
+use crate::dicom::{Command, DimseStatus};
+use crate::shutdown::Shutdown;
 
 type Association = AsyncServerAssociation<TcpStream>;
 
@@ -124,11 +124,17 @@ async fn serve(
     tally: &mut Tally,
     studies: &mut HashSet<String>,
 ) -> End {
-    let mut command_bytes = Vec::new();
-    let mut pending: Option<PendingStore> = None;
+    let mut session = Session {
+        ingest,
+        calling_ae,
+        tally,
+        studies,
+        command_bytes: Vec::new(),
+        pending: None,
+    };
     loop {
         // Shut down only between messages, so an in-flight store is always answered.
-        let idle = command_bytes.is_empty() && pending.is_none();
+        let idle = session.command_bytes.is_empty() && session.pending.is_none();
         let received = if idle {
             tokio::select! {
                 r = association.receive() => r,
@@ -145,58 +151,94 @@ async fn serve(
             Err(e) => return End::PeerGone(e.to_string()),
         };
         for value in values {
-            match value.value_type {
-                PDataValueType::Command => {
-                    command_bytes.extend_from_slice(&value.data);
-                    if !value.is_last {
-                        continue;
-                    }
-                    let command = match Command::decode(&std::mem::take(&mut command_bytes)) {
-                        Ok(c) => c,
-                        Err(e) => return End::Aborted(e.to_string()),
-                    };
-                    let pc = value.presentation_context_id;
-                    if command.has_data_set {
-                        if pending.is_some() {
-                            return End::Aborted("new command before the data set ended".into());
-                        }
-                        let contexts = association.presentation_contexts();
-                        pending = Some(PendingStore::begin(
-                            ingest, contexts, calling_ae, pc, command,
-                        ));
-                        continue;
-                    }
-                    let status = if command.field == field::C_ECHO_RQ {
-                        Status::SUCCESS
-                    } else {
-                        UNRECOGNIZED_OPERATION
-                    };
-                    if let Err(e) = respond(association, pc, &command, status, None).await {
-                        return End::PeerGone(e);
-                    }
-                }
-                PDataValueType::Data => {
-                    let Some(store) = pending.as_mut() else {
-                        return End::Aborted("data set without a command".into());
-                    };
-                    if store.pc_id != value.presentation_context_id {
-                        return End::Aborted("data set on another presentation context".into());
-                    }
-                    store.append(&value.data);
-                    if !value.is_last {
-                        continue;
-                    }
-                    let store = pending.take().expect("checked above");
-                    let (pc, command) = (store.pc_id, store.command.clone());
-                    let (status, comment) =
-                        store.complete(ingest, calling_ae, tally, studies).await;
-                    let comment = comment.as_deref();
-                    if let Err(e) = respond(association, pc, &command, status, comment).await {
-                        return End::PeerGone(e);
-                    }
-                }
+            let handled = match value.value_type {
+                PDataValueType::Command => session.on_command(association, value).await,
+                PDataValueType::Data => session.on_data(association, value).await,
+            };
+            if let Err(end) = handled {
+                return end;
             }
         }
+    }
+}
+
+/// One association's state between messages: the command being assembled and the store
+/// whose data set is arriving.
+struct Session<'a> {
+    ingest: &'a Ingest,
+    calling_ae: &'a str,
+    tally: &'a mut Tally,
+    studies: &'a mut HashSet<String>,
+    command_bytes: Vec<u8>,
+    pending: Option<PendingStore>,
+}
+
+impl Session<'_> {
+    /// A command fragment: once complete, a C-STORE starts its pending store; anything
+    /// else is answered at once (C-ECHO success, other commands unrecognised).
+    async fn on_command(
+        &mut self,
+        association: &mut Association,
+        value: PDataValue,
+    ) -> Result<(), End> {
+        self.command_bytes.extend_from_slice(&value.data);
+        if !value.is_last {
+            return Ok(());
+        }
+        let command = Command::decode(&std::mem::take(&mut self.command_bytes))
+            .map_err(|e| End::Aborted(e.to_string()))?;
+        let pc = value.presentation_context_id;
+        if command.has_data_set {
+            if self.pending.is_some() {
+                return Err(End::Aborted("new command before the data set ended".into()));
+            }
+            let contexts = association.presentation_contexts();
+            self.pending = Some(PendingStore::begin(
+                self.ingest,
+                contexts,
+                self.calling_ae,
+                pc,
+                command,
+            ));
+            return Ok(());
+        }
+        let status = if command.field == field::C_ECHO_RQ {
+            DimseStatus::SUCCESS
+        } else {
+            UNRECOGNIZED_OPERATION
+        };
+        respond(association, pc, &command, status, None)
+            .await
+            .map_err(End::PeerGone)
+    }
+
+    /// A data fragment of the pending store: once complete, the store is finished and
+    /// answered.
+    async fn on_data(
+        &mut self,
+        association: &mut Association,
+        value: PDataValue,
+    ) -> Result<(), End> {
+        let Some(store) = self.pending.as_mut() else {
+            return Err(End::Aborted("data set without a command".into()));
+        };
+        if store.pc_id != value.presentation_context_id {
+            return Err(End::Aborted(
+                "data set on another presentation context".into(),
+            ));
+        }
+        store.append(&value.data);
+        if !value.is_last {
+            return Ok(());
+        }
+        let store = self.pending.take().expect("checked above");
+        let (pc, command) = (store.pc_id, store.command.clone());
+        let (status, comment) = store
+            .complete(self.ingest, self.calling_ae, self.tally, self.studies)
+            .await;
+        respond(association, pc, &command, status, comment.as_deref())
+            .await
+            .map_err(End::PeerGone)
     }
 }
 
@@ -204,7 +246,7 @@ async fn respond(
     association: &mut Association,
     pc: u8,
     command: &Command,
-    status: Status,
+    status: DimseStatus,
     comment: Option<&str>,
 ) -> Result<(), String> {
     let pdu = Pdu::PData {

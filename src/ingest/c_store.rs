@@ -8,16 +8,17 @@ use std::time::Instant;
 
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
 
-use super::instance::{inspect, Refusal};
-use super::spool::{FileHeader, Incoming, Placement};
+use super::instance::{inspect, ReceivedInstance, Refusal};
+use super::spool::{FileHeader, Incoming, Placement, Written};
 use super::Ingest;
-use crate::dimse::command::field;
-use crate::dimse::sop;
-use crate::dimse::{Command, Status};
+use crate::dicom::command::field;
+use crate::dicom::sop;
+use crate::dicom::text::unpad;
+use crate::dicom::{Command, DimseStatus};
 use crate::store::{now_ms, InstanceRecord};
 
 /// Unrecognized operation (PS3.7 C.4.3): a command this SCP does not implement.
-pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
+pub const UNRECOGNIZED_OPERATION: DimseStatus = DimseStatus(0x0211);
 
 /// Counters for the end-of-association log line.
 #[derive(Default)]
@@ -39,13 +40,6 @@ pub struct PendingStore {
     file: Option<Incoming>,
     /// When the request command arrived (for the receive-time figure in the debug log).
     begun: Instant,
-}
-
-fn refusal(status: Status, reason: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        reason: reason.into(),
-    }
 }
 
 impl PendingStore {
@@ -81,7 +75,10 @@ impl PendingStore {
     ) -> Result<Incoming, Refusal> {
         let command = &self.command;
         if command.field != field::C_STORE_RQ {
-            return Err(refusal(UNRECOGNIZED_OPERATION, "operation not supported"));
+            return Err(Refusal::new(
+                UNRECOGNIZED_OPERATION,
+                "operation not supported",
+            ));
         }
         let context = contexts
             .iter()
@@ -89,42 +86,44 @@ impl PendingStore {
                 pc.id == self.pc_id && pc.reason == PresentationContextResultReason::Acceptance
             })
             .ok_or_else(|| {
-                refusal(
-                    Status::CANNOT_UNDERSTAND,
+                Refusal::new(
+                    DimseStatus::CANNOT_UNDERSTAND,
                     format!("presentation context {} was not accepted", self.pc_id),
                 )
             })?;
         if !sop::is_accepted_storage_class(&command.sop_class_uid)
-            || sop::trim_uid(&context.abstract_syntax) != command.sop_class_uid
+            || unpad(&context.abstract_syntax) != command.sop_class_uid
         {
-            return Err(refusal(
-                Status::SOP_CLASS_NOT_SUPPORTED,
+            return Err(Refusal::new(
+                DimseStatus::SOP_CLASS_NOT_SUPPORTED,
                 format!(
                     "{} not accepted on this context",
                     sop::sop_class_name(&command.sop_class_uid)
                 ),
             ));
         }
-        if !sop::is_safe_uid(&command.sop_instance_uid) {
-            return Err(refusal(
-                Status::CANNOT_UNDERSTAND,
+        if !crate::dicom::uid::is_safe_uid(&command.sop_instance_uid) {
+            return Err(Refusal::new(
+                DimseStatus::CANNOT_UNDERSTAND,
                 "Affected SOP Instance UID is not a valid UID",
             ));
         }
         ingest
             .has_room_for(0)
-            .map_err(|reason| refusal(Status::OUT_OF_RESOURCES, reason))?;
-        self.transfer_syntax = sop::trim_uid(&context.transfer_syntax).to_string();
+            .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))?;
+        self.transfer_syntax = unpad(&context.transfer_syntax).to_string();
         let header = FileHeader {
             sop_class_uid: &command.sop_class_uid,
             sop_instance_uid: &command.sop_instance_uid,
             transfer_syntax: &self.transfer_syntax,
             calling_ae,
         };
-        ingest
-            .spool
-            .begin(&header)
-            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))
+        ingest.spool.begin(&header).map_err(|e| {
+            Refusal::new(
+                DimseStatus::OUT_OF_RESOURCES,
+                format!("spool write failed: {e}"),
+            )
+        })
     }
 
     /// A data fragment arrived. The write lands in the page cache (tens of microseconds
@@ -144,13 +143,13 @@ impl PendingStore {
         calling_ae: &str,
         tally: &mut Tally,
         studies: &mut HashSet<String>,
-    ) -> (Status, Option<String>) {
+    ) -> (DimseStatus, Option<String>) {
         let sop_instance_uid = self.command.sop_instance_uid.clone();
         match self.finish(ingest, calling_ae, studies).await {
             Ok(size) => {
                 tally.stored += 1;
                 tally.bytes += size;
-                (Status::SUCCESS, None)
+                (DimseStatus::SUCCESS, None)
             }
             Err(r) => {
                 tally.refused += 1;
@@ -179,31 +178,21 @@ impl PendingStore {
             .file
             .expect("a file whenever there is no early refusal");
         let started = Instant::now();
-        let modalities = &ingest.settings.accepted_modalities;
-        let (data, command, ts) = (&self.data, &self.command, &self.transfer_syntax);
-        // fsync (on a pooled blocking thread) and parse/check (here, off the async pool)
-        // are independent: run them side by side.
-        let fsync = tokio::task::spawn_blocking(move || file.finish());
-        let checked = tokio::task::block_in_place(|| inspect(data, ts, command, modalities));
-        let written = fsync
-            .await
-            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))?;
-        let written = written
-            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))?;
-        let instance = match checked {
-            Ok(i) => i,
-            Err(r) => {
-                written.discard();
-                return Err(r);
-            }
-        };
+        let (written, instance) = sync_and_inspect(
+            file,
+            &self.data,
+            &self.command,
+            &self.transfer_syntax,
+            &ingest.settings.accepted_modalities,
+        )
+        .await?;
         let at = Placement {
             study_uid: &instance.study_uid,
             series_uid: &instance.series_uid,
             sop_instance_uid: &instance.sop_instance_uid,
         };
         let spooled = tokio::task::block_in_place(|| ingest.spool.place(written, &at))
-            .map_err(|e| refusal(Status::OUT_OF_RESOURCES, format!("spool write failed: {e}")))?;
+            .map_err(|e| out_of_resources("spool write failed", e))?;
         if studies.insert(instance.study_uid.clone()) {
             ingest.active.enter(&instance.study_uid);
         }
@@ -226,12 +215,7 @@ impl PendingStore {
             .writer
             .record(record, spooled.dir)
             .await
-            .map_err(|e| {
-                refusal(
-                    Status::OUT_OF_RESOURCES,
-                    format!("could not record instance: {e}"),
-                )
-            })?;
+            .map_err(|e| out_of_resources("could not record instance", e))?;
         tracing::debug!(
             calling_ae,
             sop_instance_uid = %sop,
@@ -243,5 +227,36 @@ impl PendingStore {
             "instance stored"
         );
         Ok(size)
+    }
+}
+
+/// 0xA700 with what failed and why.
+fn out_of_resources(what: &str, e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(DimseStatus::OUT_OF_RESOURCES, format!("{what}: {e}"))
+}
+
+/// fsync the spooled file (on a pooled blocking thread) while the data set is parsed and
+/// checked here (off the async pool): the two are independent. A refused data set's file
+/// is discarded.
+async fn sync_and_inspect(
+    file: Incoming,
+    data: &[u8],
+    command: &Command,
+    transfer_syntax: &str,
+    modalities: &[String],
+) -> Result<(Written, ReceivedInstance), Refusal> {
+    let fsync = tokio::task::spawn_blocking(move || file.finish());
+    let checked =
+        tokio::task::block_in_place(|| inspect(data, transfer_syntax, command, modalities));
+    let written = fsync
+        .await
+        .map_err(|e| out_of_resources("spool write failed", e))?
+        .map_err(|e| out_of_resources("spool write failed", e))?;
+    match checked {
+        Ok(instance) => Ok((written, instance)),
+        Err(r) => {
+            written.discard();
+            Err(r)
+        }
     }
 }

@@ -7,8 +7,10 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::dimse::sop::{is_safe_uid, sop_class_name, trim_uid};
-use crate::dimse::{Command, Status};
+use crate::dicom::sop::sop_class_name;
+use crate::dicom::text;
+use crate::dicom::uid::is_safe_uid;
+use crate::dicom::{Command, DimseStatus};
 
 /// The identifying attributes of an accepted instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,18 +25,12 @@ pub struct ReceivedInstance {
 impl ReceivedInstance {
     /// The identifying attributes as found in `obj` (empty where absent).
     pub fn read_from(obj: &InMemDicomObject) -> ReceivedInstance {
-        let text = |tag| -> String {
-            obj.get(tag)
-                .and_then(|e| e.value().to_str().ok())
-                .map(|s| trim_uid(s.trim()).to_string())
-                .unwrap_or_default()
-        };
         ReceivedInstance {
-            sop_class_uid: text(tags::SOP_CLASS_UID),
-            sop_instance_uid: text(tags::SOP_INSTANCE_UID),
-            study_uid: text(tags::STUDY_INSTANCE_UID),
-            series_uid: text(tags::SERIES_INSTANCE_UID),
-            modality: text(tags::MODALITY).to_ascii_uppercase(),
+            sop_class_uid: text(obj, tags::SOP_CLASS_UID),
+            sop_instance_uid: text(obj, tags::SOP_INSTANCE_UID),
+            study_uid: text(obj, tags::STUDY_INSTANCE_UID),
+            series_uid: text(obj, tags::SERIES_INSTANCE_UID),
+            modality: text(obj, tags::MODALITY).to_ascii_uppercase(),
         }
     }
 }
@@ -42,14 +38,16 @@ impl ReceivedInstance {
 /// Why a data set was refused, as sent back in the C-STORE-RSP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub status: Status,
+    pub status: DimseStatus,
     pub reason: String,
 }
 
-fn refuse(status: Status, reason: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        reason: reason.into(),
+impl Refusal {
+    pub fn new(status: DimseStatus, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -60,59 +58,66 @@ pub fn inspect(
     command: &Command,
     accepted_modalities: &[String],
 ) -> Result<ReceivedInstance, Refusal> {
-    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| {
-        refuse(
-            Status::CANNOT_UNDERSTAND,
-            format!("unknown transfer syntax {ts_uid}"),
-        )
-    })?;
+    let obj = parse(data, ts_uid)?;
+    let instance = ReceivedInstance::read_from(&obj);
+    check_uids(&instance)?;
+    check_against_request(&instance, command)?;
+    check_modality(&instance, accepted_modalities)?;
+    Ok(instance)
+}
+
+fn cannot_understand(reason: impl Into<String>) -> Refusal {
+    Refusal::new(DimseStatus::CANNOT_UNDERSTAND, reason)
+}
+
+/// The data set, parsed in its transfer syntax; a truncated encapsulated image is refused.
+fn parse(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Refusal> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| cannot_understand(format!("unknown transfer syntax {ts_uid}")))?;
     // The parser is third-party code fed by the network: contain any panic.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         InMemDicomObject::read_dataset_with_ts(data, ts)
     }));
     let obj = match parsed {
         Ok(Ok(obj)) => obj,
-        Ok(Err(e)) => {
-            return Err(refuse(
-                Status::CANNOT_UNDERSTAND,
-                format!("data set does not parse: {e}"),
-            ))
-        }
+        Ok(Err(e)) => return Err(cannot_understand(format!("data set does not parse: {e}"))),
         Err(_) => {
-            return Err(refuse(
-                Status::CANNOT_UNDERSTAND,
+            return Err(cannot_understand(
                 "data set does not parse (parser failure)",
             ))
         }
     };
     if ts.is_encapsulated_pixel_data() && !encapsulated_pixel_data_is_complete(data) {
-        return Err(refuse(
-            Status::CANNOT_UNDERSTAND,
+        return Err(cannot_understand(
             "truncated: encapsulated pixel data has no end delimiter",
         ));
     }
-    let instance = ReceivedInstance::read_from(&obj);
+    Ok(obj)
+}
+
+/// The UIDs that name the spool path must be present and safe.
+fn check_uids(instance: &ReceivedInstance) -> Result<(), Refusal> {
     for (name, uid) in [
         ("SOP Instance UID", &instance.sop_instance_uid),
         ("Study Instance UID", &instance.study_uid),
         ("Series Instance UID", &instance.series_uid),
     ] {
         if uid.is_empty() {
-            return Err(refuse(
-                Status::CANNOT_UNDERSTAND,
-                format!("{name} is missing"),
-            ));
+            return Err(cannot_understand(format!("{name} is missing")));
         }
         if !is_safe_uid(uid) {
-            return Err(refuse(
-                Status::CANNOT_UNDERSTAND,
-                format!("{name} is not a valid UID"),
-            ));
+            return Err(cannot_understand(format!("{name} is not a valid UID")));
         }
     }
+    Ok(())
+}
+
+/// The data set must be what its C-STORE request announced.
+fn check_against_request(instance: &ReceivedInstance, command: &Command) -> Result<(), Refusal> {
     if instance.sop_class_uid != command.sop_class_uid {
-        return Err(refuse(
-            Status::DATA_SET_MISMATCH,
+        return Err(Refusal::new(
+            DimseStatus::DATA_SET_MISMATCH,
             format!(
                 "SOP Class in data set ({}) differs from C-STORE request ({})",
                 sop_class_name(&instance.sop_class_uid),
@@ -121,26 +126,28 @@ pub fn inspect(
         ));
     }
     if instance.sop_instance_uid != command.sop_instance_uid {
-        return Err(refuse(
-            Status::DATA_SET_MISMATCH,
+        return Err(Refusal::new(
+            DimseStatus::DATA_SET_MISMATCH,
             "SOP Instance UID in data set differs from C-STORE request",
         ));
     }
-    if !accepted_modalities.contains(&instance.modality) {
-        let shown = if instance.modality.is_empty() {
-            "(none)"
-        } else {
-            &instance.modality
-        };
-        return Err(refuse(
-            Status::CANNOT_UNDERSTAND,
-            format!(
-                "Modality {shown} not accepted (accepted: {})",
-                accepted_modalities.join(", ")
-            ),
-        ));
+    Ok(())
+}
+
+/// Only the modalities the operator accepts (`[dicom] accepted_modalities`).
+fn check_modality(instance: &ReceivedInstance, accepted: &[String]) -> Result<(), Refusal> {
+    if accepted.contains(&instance.modality) {
+        return Ok(());
     }
-    Ok(instance)
+    let shown = if instance.modality.is_empty() {
+        "(none)"
+    } else {
+        &instance.modality
+    };
+    Err(cannot_understand(format!(
+        "Modality {shown} not accepted (accepted: {})",
+        accepted.join(", ")
+    )))
 }
 
 /// The parser tolerates an encapsulated Pixel Data sequence cut off at the end of the

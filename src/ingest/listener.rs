@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::Ingest;
-use crate::pipeline::shutdown::{Done, Shutdown};
+use crate::shutdown::{Done, Shutdown};
 
 /// Accept connections until shutdown; each association runs in its own task.
 pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutdown, done: Done) {

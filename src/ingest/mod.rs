@@ -3,18 +3,20 @@
 //! row is committed in the store (see `spool` and `store::InstanceWriter`).
 
 pub mod access;
+pub mod active;
 pub mod association;
 pub mod c_store;
 pub mod instance;
 pub mod listener;
 pub mod recover;
+pub mod settings;
 pub mod spool;
 
 use std::path::PathBuf;
 
-use crate::config::{CallerRule, DicomSettings};
-use crate::pipeline::assembler::ActiveStudies;
 use crate::store::InstanceWriter;
+use active::ActiveStudies;
+use settings::{CallerRule, DicomSettings};
 
 /// Everything an association handler needs, shared by all of them.
 pub struct Ingest {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 
-use crate::dimse::sop::trim_uid;
+use crate::dicom::text::unpad;
 use crate::store::{InstanceRecord, Store, StoreError};
 
 /// What reconciliation found.
@@ -82,7 +82,7 @@ fn read_record(path: &Path) -> Option<InstanceRecord> {
         study_uid: id.study_uid,
         series_uid: id.series_uid,
         modality: id.modality,
-        transfer_syntax: trim_uid(meta.transfer_syntax()).to_string(),
+        transfer_syntax: unpad(meta.transfer_syntax()).to_string(),
         path: path.to_path_buf(),
         size: file.len(),
         calling_ae: meta

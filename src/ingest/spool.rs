@@ -12,14 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_object::FileMetaTableBuilder;
 
-use crate::dimse::sop::is_safe_uid;
+use crate::dicom::uid::{is_safe_uid, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 use crate::fsutil::sync_dir;
-
-/// Implementation Class UID written into the meta group of every file we store or create.
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.113485528769194166527137794403905953792";
-/// Implementation Version Name (SH, ≤ 16 chars).
-pub const IMPLEMENTATION_VERSION_NAME: &str =
-    concat!("OSTEOSCREEN_", env!("CARGO_PKG_VERSION_MINOR"));
 
 /// Why an instance could not be spooled.
 #[derive(Debug, thiserror::Error)]

@@ -6,26 +6,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Why a model could not be loaded or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("model card {path}: {reason}")]
-    Card { path: String, reason: String },
-    #[error(
-        "weights {path} do not match their model card (sha256 {actual}, card says {expected})"
-    )]
-    Mismatch {
-        path: String,
-        actual: String,
-        expected: String,
-    },
-    #[error("weights: {0}")]
-    Weights(String),
-    #[error("device: {0}")]
-    Device(String),
-    #[error("inference: {0}")]
-    Inference(String),
-}
+use super::error::{CardError, ModelError};
+
+/// The input a card must declare: what `preprocess` produces for `net`.
+const INPUT_SPEC: &str = "1x256x256 grey, robust-normalised";
 
 /// Young-adult reference used to turn T-scores into BMD (g/cm²).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -50,24 +34,23 @@ pub struct ModelCard {
 
 /// Hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| ModelError::Weights(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::WeightsFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
 impl ModelCard {
     pub fn read(path: &Path) -> Result<ModelCard, ModelError> {
-        let card_err = |reason: String| ModelError::Card {
-            path: path.display().to_string(),
-            reason,
+        let card_err = |source: CardError| ModelError::Card {
+            path: path.to_path_buf(),
+            source,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| card_err(e.to_string()))?;
-        let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(e.to_string()))?;
-        if card.input != "1x256x256 grey, robust-normalised" {
-            return Err(card_err(format!(
-                "input {:?} is not what this build expects",
-                card.input
-            )));
+        let text = std::fs::read_to_string(path).map_err(|e| card_err(e.into()))?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(e.into()))?;
+        if card.input != INPUT_SPEC {
+            return Err(card_err(CardError::Input(card.input)));
         }
         Ok(card)
     }
@@ -75,8 +58,8 @@ impl ModelCard {
     pub fn write(&self, path: &Path) -> Result<(), ModelError> {
         let text = serde_json::to_string_pretty(self).expect("card serialises");
         std::fs::write(path, text).map_err(|e| ModelError::Card {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+            path: path.to_path_buf(),
+            source: e.into(),
         })
     }
 
@@ -85,7 +68,7 @@ impl ModelCard {
         let actual = sha256_file(weights)?;
         if actual != self.weights_sha256 {
             return Err(ModelError::Mismatch {
-                path: weights.display().to_string(),
+                path: weights.to_path_buf(),
                 actual,
                 expected: self.weights_sha256.clone(),
             });
@@ -100,7 +83,7 @@ impl ModelCard {
             version: "0.0.0-untrained".into(),
             architecture: "ResNet, 4 basic-block stages 16-128 channels, class + T-score heads"
                 .into(),
-            input: "1x256x256 grey, robust-normalised".into(),
+            input: INPUT_SPEC.into(),
             training_data: "none: random initialisation".into(),
             metrics: serde_json::json!({}),
             intended_use: "tests only; predictions are meaningless".into(),

@@ -4,6 +4,7 @@
 
 pub mod card;
 pub mod conv;
+pub mod error;
 pub mod net;
 pub mod preprocess;
 
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 
-pub use card::{ModelCard, ModelError};
+pub use card::ModelCard;
+pub use error::{CardError, DeviceError, ModelError};
 
 /// The X-ray model to load (`[model]` in the config file).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -72,11 +74,9 @@ pub struct Prediction {
 pub fn device(choice: &str) -> Result<Device, ModelError> {
     match choice {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| ModelError::Device(e.to_string())),
+        "cuda" => Device::new_cuda(0).map_err(|e| ModelError::Device(DeviceError::Cuda(e))),
         "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
-        other => Err(ModelError::Device(format!(
-            "unknown device {other:?} (auto, cpu or cuda)"
-        ))),
+        other => Err(ModelError::Device(DeviceError::Unknown(other.into()))),
     }
 }
 
@@ -102,13 +102,12 @@ impl XrayModel {
         card.check_weights(weights)?;
         let mut varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let net = net::XrayNet::new(vb).map_err(|e| ModelError::Weights(e.to_string()))?;
-        varmap
-            .load(weights)
-            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
-        let net = net
-            .fused()
-            .map_err(|e| ModelError::Weights(e.to_string()))?;
+        let net = net::XrayNet::new(vb).map_err(ModelError::Network)?;
+        varmap.load(weights).map_err(|source| ModelError::Weights {
+            path: weights.to_path_buf(),
+            source,
+        })?;
+        let net = net.fused().map_err(ModelError::Network)?;
         Ok(XrayModel { net, card, device })
     }
 
@@ -118,10 +117,11 @@ impl XrayModel {
         let device = Device::Cpu;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        net::XrayNet::new(vb).map_err(|e| ModelError::Weights(e.to_string()))?;
-        varmap
-            .save(weights)
-            .map_err(|e| ModelError::Weights(e.to_string()))?;
+        net::XrayNet::new(vb).map_err(ModelError::Network)?;
+        varmap.save(weights).map_err(|source| ModelError::Weights {
+            path: weights.to_path_buf(),
+            source,
+        })?;
         let card = ModelCard::untrained(weights)?;
         card.write(&weights.with_extension("json"))?;
         Ok(card)
@@ -133,10 +133,10 @@ impl XrayModel {
             return Ok(Vec::new());
         }
         let side = net::INPUT_SIZE;
-        let err = |e: candle_core::Error| ModelError::Inference(e.to_string());
+        let err = ModelError::Inference;
         let flat: Vec<f32> = images.iter().flatten().copied().collect();
         if flat.len() != images.len() * side * side {
-            return Err(ModelError::Inference("images must be 256 x 256".into()));
+            return Err(ModelError::InputSize { side });
         }
         let x = Tensor::from_vec(flat, (images.len(), 1, side, side), &self.device).map_err(err)?;
         // On the CPU one image per pass is faster than a batched pass (every candle op

@@ -2,9 +2,32 @@
 //! `[log] format = "json"`. Logs go to stderr (journald under systemd). Call sites log UIDs,
 //! AE titles, counts and durations, never patient names, IDs or birth dates.
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSettings};
+/// Log verbosity and format (`text` for people, `json` for collectors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Install the global subscriber; `RUST_LOG`, when set, overrides `[log] level`.
 pub fn init(settings: &LogSettings) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::pipeline::shutdown::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 pub fn ready() {

@@ -3,44 +3,12 @@
 //! The quiet period is measured from `last_received_ms` in the database, so it survives
 //! a restart; later instances re-open the study as a new job version.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::shutdown::{Done, Shutdown};
+use crate::ingest::active::ActiveStudies;
+use crate::shutdown::{Done, Shutdown};
 use crate::store::{now_ms, Store};
-
-/// Studies that an open association is contributing to (counted per association).
-#[derive(Clone, Default)]
-pub struct ActiveStudies {
-    inner: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl ActiveStudies {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An association started contributing to `study_uid`.
-    pub fn enter(&self, study_uid: &str) {
-        *self.map().entry(study_uid.to_string()).or_insert(0) += 1;
-    }
-
-    /// An association that entered `study_uid` has closed.
-    pub fn leave(&self, study_uid: &str) {
-        let mut map = self.map();
-        if let Some(n) = map.get_mut(study_uid) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(study_uid);
-            }
-        }
-    }
-
-    pub fn is_active(&self, study_uid: &str) -> bool {
-        self.map().contains_key(study_uid)
-    }
-}
 
 /// Queue every study that is due now; returns how many jobs were queued.
 pub fn assemble_once(

@@ -1,5 +1,4 @@
-//! What happens between ingest and analysis: studies become jobs once quiet (assembler),
-//! and the one shutdown signal every long-lived task listens to.
+//! What happens between ingest and analysis: studies become jobs once quiet (assembler).
+//! Workers that analyse queued jobs will live here too.
 
 pub mod assembler;
-pub mod shutdown;

@@ -7,7 +7,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 use super::codes::Code;
-use crate::dataset::{code_item, Header};
+use crate::dicom::dataset::{code_item, DatasetBuilder};
 
 /// Relationship of a content item to its parent.
 #[derive(Debug, Clone, Copy)]
@@ -32,14 +32,14 @@ impl Rel {
 }
 
 /// One content item under construction.
-pub struct Item(Header);
+pub struct Item(DatasetBuilder);
 
 pub fn coded(c: Code) -> InMemDicomObject {
     code_item(c.value, c.scheme, c.meaning)
 }
 
 fn item(rel: Rel, value_type: &str, name: Option<Code>) -> Item {
-    let mut h = Header::new();
+    let mut h = DatasetBuilder::new();
     h.str(tags::RELATIONSHIP_TYPE, VR::CS, rel.cs())
         .str(tags::VALUE_TYPE, VR::CS, value_type);
     if let Some(name) = name {
@@ -110,7 +110,7 @@ pub fn ds(value: f64) -> String {
 
 pub fn num(rel: Rel, name: Code, value: f64, unit: Code) -> Item {
     let mut i = item(rel, "NUM", Some(name));
-    let mut mv = Header::new();
+    let mut mv = DatasetBuilder::new();
     mv.str(tags::NUMERIC_VALUE, VR::DS, &ds(value))
         .seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![coded(unit)]);
     i.0.seq(tags::MEASURED_VALUE_SEQUENCE, vec![mv.0]);
@@ -121,7 +121,7 @@ pub fn num(rel: Rel, name: Code, value: f64, unit: Code) -> Item {
 /// library and under SCOORD).
 pub fn image(rel: Rel, name: Option<Code>, sop_class: &str, sop_instance: &str) -> Item {
     let mut i = item(rel, "IMAGE", name);
-    let mut r = Header::new();
+    let mut r = DatasetBuilder::new();
     r.str(tags::REFERENCED_SOP_CLASS_UID, VR::UI, sop_class)
         .str(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, sop_instance);
     i.0.seq(tags::REFERENCED_SOP_SEQUENCE, vec![r.0]);

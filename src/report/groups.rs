@@ -6,9 +6,7 @@ use super::codes::{self, Code};
 use super::content::{self as c, Item, Rel};
 use super::source::Source;
 use super::{OutputSettings, MANUFACTURER};
-use crate::analysis::ct::{LevelMeasure, RoiOutline};
-use crate::analysis::finding::{BoneClass, CtFinding};
-use crate::analysis::xray::XrayFinding;
+use crate::analysis::finding::{BoneClass, CtFinding, LevelMeasure, XrayFinding};
 
 /// The SNOMED CT code of a WHO class.
 pub fn class_code(class: BoneClass) -> Code {
@@ -126,22 +124,6 @@ pub fn xray_group(x: &XrayFinding, src: &Source, settings: &OutputSettings, stud
     c::container(Rel::Contains, codes::MEASUREMENT_GROUP).with(items)
 }
 
-/// The ROI outline as a polygon: the ellipse, cut at the posterior row.
-pub fn roi_polygon(roi: &RoiOutline) -> Vec<(f32, f32)> {
-    let (cx, cy) = roi.centre;
-    let (ax, ay) = roi.radii;
-    (0..36)
-        .map(|k| {
-            let t = k as f64 * std::f64::consts::TAU / 36.0;
-            let (x, y) = (
-                cx + ax * t.cos(),
-                (cy + ay * t.sin()).min(roi.posterior_row),
-            );
-            (x as f32, y as f32)
-        })
-        .collect()
-}
-
 pub fn ct_groups(
     ct: &CtFinding,
     src: &Source,
@@ -190,7 +172,7 @@ fn ct_group(
             return Vec::new();
         };
         vec![
-            c::polygon(Rel::InferredFrom, codes::IMAGE_REGION, &roi_polygon(&l.roi)).with(vec![
+            c::polygon(Rel::InferredFrom, codes::IMAGE_REGION, &l.roi.polygon()).with(vec![
                 c::image(Rel::SelectedFrom, None, class, &l.roi_sop_instance_uid),
             ]),
         ]
@@ -219,16 +201,10 @@ fn ct_group(
     }
     if is_basis {
         if let Some(class) = ct.class {
-            use crate::analysis::finding::CtClass;
-            let bone = match class {
-                CtClass::OsteoporosisLikely => BoneClass::Osteoporosis,
-                CtClass::Indeterminate => BoneClass::Osteopenia,
-                CtClass::NormalLikely => BoneClass::Normal,
-            };
             items.push(c::code(
                 Rel::HasConceptMod,
                 codes::FINDING,
-                class_code(bone),
+                class_code(BoneClass::from(class)),
             ));
         }
     }

@@ -1,57 +1,47 @@
 //! The key image of the Secondary Capture: the AP radiograph the model saw, or for CT a
 //! mid-sagittal reformat through the vertebral bodies with each level's ROI outlined and
-//! its HU printed; under it a banner with the result in words.
-
-use std::path::PathBuf;
+//! its HU printed (the measured axial slice for short volumes); under it a banner with
+//! the result in words. The pixels come with the Finding: nothing is decoded here.
 
 use super::render::{Canvas, AMBER, BANNER, WHITE, YELLOW};
-use super::source::Source;
-use crate::analysis::finding::{Finding, Status};
-use crate::analysis::risk::Risk;
-use crate::analysis::select::View;
-use crate::analysis::{ct, image};
+use crate::analysis::finding::{CtFinding, Finding, KeyPixels, Risk, Status};
 
 /// Long side of the image part (the banner adds to it).
 const IMAGE_LONG_SIDE: f64 = 1536.0;
-/// CT volumes shorter than this (mm) get an axial key image rather than a reformat.
-const SHORT_VOLUME_MM: f64 = 100.0;
+
+/// Why no key image could be composed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyImageError {
+    #[error("study was not analysed")]
+    NotAnalysed,
+    #[error("the finding carries no pixels for a key image")]
+    NoPixels,
+    #[error("the axial key image's level is not in the finding")]
+    NoLevel,
+}
 
 /// A composed key image and what a viewer needs to know about it.
 pub struct KeyImage {
     pub canvas: Canvas,
     /// Row, column spacing (mm) of the image part, when meaningful.
     pub pixel_spacing: Option<(f64, f64)>,
-    /// PatientOrientation (row direction, column direction), e.g. "P\F".
+    /// PatientOrientation (row direction, column direction), e.g. "P\\F".
     pub orientation: String,
     /// SOP Instance UIDs of the images the picture was made from.
     pub derived_from: Vec<String>,
     pub description: String,
 }
 
-fn path_of(src: &Source, uid: &str) -> Option<PathBuf> {
-    src.instances
-        .iter()
-        .find(|i| i.sop_instance_uid == uid)
-        .map(|i| i.path.clone())
-}
-
 /// Compose the key image for an analysed study.
-pub fn compose(f: &Finding, src: &Source, disclaimer: &str) -> Result<KeyImage, String> {
+pub fn compose(f: &Finding, disclaimer: &str) -> Result<KeyImage, KeyImageError> {
     if f.status != Status::Analysed {
-        return Err("study was not analysed".into());
+        return Err(KeyImageError::NotAnalysed);
     }
-    let mut key = if let Some(ct) = &f.ct {
-        ct_reformat(ct, src)?
-    } else if let Some(x) = &f.xray {
-        let chosen = x
-            .images
-            .iter()
-            .find(|i| i.view == View::Frontal)
-            .or_else(|| x.images.first())
-            .ok_or("no radiograph in the finding")?;
-        radiograph(&chosen.sop_instance_uid, src)?
-    } else {
-        return Err("no method result to show".into());
+    let mut key = match (&f.key_pixels, &f.ct) {
+        (Some(p @ KeyPixels::Radiograph { .. }), _) => radiograph(p),
+        (Some(p @ KeyPixels::CtSagittal { .. }), Some(ct)) => ct_reformat(p, ct),
+        (Some(p @ KeyPixels::CtAxial { .. }), Some(ct)) => ct_axial(p, ct)?,
+        _ => return Err(KeyImageError::NoPixels),
     };
     let banner = banner(f, disclaimer, key.canvas.width);
     key.canvas = std::mem::replace(&mut key.canvas, Canvas::new(1, 1, BANNER)).above(banner);
@@ -62,90 +52,54 @@ fn scale_for(width_mm: f64, height_mm: f64) -> f64 {
     width_mm.max(height_mm) / IMAGE_LONG_SIDE
 }
 
-fn radiograph(uid: &str, src: &Source) -> Result<KeyImage, String> {
-    let path = path_of(src, uid).ok_or("radiograph not among the sources")?;
-    let obj = dicom_object::open_file(&path).map_err(|e| e.to_string())?;
-    let (header, frame) = image::decode_first(&obj).map_err(|e| e.to_string())?;
-    let shown = image::display(&frame, &header);
-    let (rows, cols) = (frame.rows as f64, frame.columns as f64);
-    let mm_per_px = scale_for(cols, rows);
-    let (w, h) = (
-        ((cols / mm_per_px).round() as usize).max(1),
-        ((rows / mm_per_px).round() as usize).max(1),
-    );
-    let orientation = obj
-        .element(dicom_dictionary_std::tags::PATIENT_ORIENTATION)
-        .ok()
-        .and_then(|e| e.value().to_str().ok().map(|s| s.trim().to_string()))
-        // Copied only when it is a valid pair of direction letters.
-        .filter(|s| {
-            let parts: Vec<&str> = s.split('\\').collect();
-            parts.len() == 2
-                && parts.iter().all(|p| {
-                    !p.is_empty() && p.len() <= 16 && p.chars().all(|c| "LRAPHF".contains(c))
-                })
-        })
-        .unwrap_or_default();
-    Ok(KeyImage {
-        canvas: Canvas::from_grey(&shown, frame.columns, frame.rows, w, h),
-        pixel_spacing: header
-            .pixel_spacing
-            .map(|(r, c)| (r * rows / h as f64, c * cols / w as f64)),
-        orientation,
-        derived_from: vec![uid.to_string()],
-        description: "AP lumbar radiograph analysed by the X-ray model, result banner burned in"
-            .into(),
-    })
+/// Bone window (level 300, width 1500) to 0..1.
+fn bone_window(hu: f32) -> f32 {
+    ((hu + 450.0) / 1500.0).clamp(0.0, 1.0)
 }
 
-fn ct_reformat(
-    finding: &crate::analysis::finding::CtFinding,
-    src: &Source,
-) -> Result<KeyImage, String> {
-    let paths: Vec<PathBuf> = src
-        .instances
-        .iter()
-        .filter(|i| i.series_uid == finding.series_uid)
-        .map(|i| i.path.clone())
-        .collect();
-    let volume = ct::Volume::from_files(&paths)?;
-    let iop = paths
-        .first()
-        .map(|p| orientation_cosines(p))
-        .unwrap_or_default();
-    let first = volume.slices.first().ok_or("empty CT volume")?;
-    let (rows, cols, n) = (first.rows, first.columns, volume.slices.len());
-    let extent_mm = match (volume.z.first(), volume.z.last()) {
-        (Some(a), Some(b)) => (a - b).abs(),
-        _ => 0.0,
+fn radiograph(p: &KeyPixels) -> KeyImage {
+    let KeyPixels::Radiograph {
+        sop_instance_uid,
+        grey,
+        rows,
+        columns,
+        pixel_spacing,
+        patient_orientation,
+    } = p
+    else {
+        unreachable!("called with a radiograph");
     };
-    // A short volume makes a sliver of a reformat: show the measured axial slice instead.
-    if extent_mm < SHORT_VOLUME_MM {
-        if let Some(level) = finding.levels.first() {
-            return ct_axial(&volume, level, &iop);
-        }
+    let (rows_f, cols_f) = (*rows as f64, *columns as f64);
+    let mm_per_px = scale_for(cols_f, rows_f);
+    let (w, h) = (
+        ((cols_f / mm_per_px).round() as usize).max(1),
+        ((rows_f / mm_per_px).round() as usize).max(1),
+    );
+    KeyImage {
+        canvas: Canvas::from_grey(grey, *columns, *rows, w, h),
+        pixel_spacing: pixel_spacing.map(|(r, c)| (r * rows_f / h as f64, c * cols_f / w as f64)),
+        orientation: patient_orientation.clone(),
+        derived_from: vec![sop_instance_uid.clone()],
+        description: "AP lumbar radiograph analysed by the X-ray model, result banner burned in"
+            .into(),
     }
-    let centre = if finding.levels.is_empty() {
-        cols as f64 / 2.0
-    } else {
-        finding.levels.iter().map(|l| l.roi.centre.0).sum::<f64>() / finding.levels.len() as f64
+}
+
+fn ct_reformat(p: &KeyPixels, finding: &CtFinding) -> KeyImage {
+    let KeyPixels::CtSagittal {
+        hu,
+        rows,
+        slices,
+        row_mm,
+        slice_mm,
+        orientation,
+        sop_uids,
+    } = p
+    else {
+        unreachable!("called with a sagittal slab");
     };
-    let x = (centre.round() as usize).min(cols - 1);
-    // Mean of a 5-pixel slab through the body centres, bone window (level 300, width 1500).
-    let mut grey = vec![0f32; n * rows];
-    for (k, slice) in volume.slices.iter().enumerate() {
-        for y in 0..rows {
-            let (a, b) = (x.saturating_sub(2), (x + 2).min(cols - 1));
-            let hu = (a..=b).map(|c| slice.values[y * cols + c]).sum::<f32>() / (b - a + 1) as f32;
-            grey[k * rows + y] = ((hu + 450.0) / 1500.0).clamp(0.0, 1.0);
-        }
-    }
-    let slice_mm = if n > 1 {
-        (volume.z[0] - volume.z[n - 1]).abs() / (n - 1) as f64
-    } else {
-        1.0
-    };
-    let row_mm = volume.spacing.0;
+    let (rows, n, row_mm, slice_mm) = (*rows, *slices, *row_mm, *slice_mm);
+    let grey: Vec<f32> = hu.iter().map(|v| bone_window(*v)).collect();
     let mm_per_px = scale_for(rows as f64 * row_mm, n as f64 * slice_mm);
     let w = ((rows as f64 * row_mm / mm_per_px).round() as usize).max(1);
     let h = (n as f64 * slice_mm / mm_per_px).round().max(1.0) as usize;
@@ -184,34 +138,19 @@ fn ct_reformat(
             YELLOW,
         );
     }
-    Ok(KeyImage {
+    KeyImage {
         canvas,
         pixel_spacing: Some((mm_per_px, mm_per_px)),
         // Across: the direction axial rows advance in; down: head to feet.
-        orientation: if iop.len() == 6 {
-            format!("{}\\F", direction_letter(&iop[3..6]))
+        orientation: if orientation.len() == 6 {
+            format!("{}\\F", direction_letter(&orientation[3..6]))
         } else {
             String::new()
         },
-        derived_from: volume.sop_uids.clone(),
+        derived_from: sop_uids.clone(),
         description: "Mid-sagittal CT reformat through the vertebral bodies, trabecular ROIs and HU burned in"
             .into(),
-    })
-}
-
-/// The axial slice in the middle of `level`, its ROI outlined and its HU printed.
-/// ImageOrientationPatient of a file (empty when absent or malformed).
-fn orientation_cosines(path: &std::path::Path) -> Vec<f64> {
-    dicom_object::OpenFileOptions::new()
-        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-        .open_file(path)
-        .ok()
-        .and_then(|o| {
-            o.get(dicom_dictionary_std::tags::IMAGE_ORIENTATION_PATIENT)
-                .and_then(|e| e.value().to_multi_float64().ok())
-        })
-        .filter(|v| v.len() == 6 && v.iter().all(|x| x.is_finite()))
-        .unwrap_or_default()
+    }
 }
 
 /// The PatientOrientation letter of a direction (patient axes: +x left, +y posterior,
@@ -228,31 +167,32 @@ fn direction_letter(v: &[f64]) -> char {
     }
 }
 
-fn ct_axial(
-    volume: &ct::Volume,
-    level: &ct::LevelMeasure,
-    iop: &[f64],
-) -> Result<KeyImage, String> {
-    // The ROI's own slice, found by UID (not by index: this volume is rebuilt here).
-    let k = volume
-        .sop_uids
-        .iter()
-        .position(|u| *u == level.roi_sop_instance_uid)
-        .ok_or("the ROI's slice is not among the sources")?;
-    let frame = &volume.slices[k];
-    let grey: Vec<f32> = frame
-        .values
-        .iter()
-        .map(|hu| ((hu + 450.0) / 1500.0).clamp(0.0, 1.0))
-        .collect();
-    let (rows, cols) = (frame.rows as f64, frame.columns as f64);
-    let scale = IMAGE_LONG_SIDE / rows.max(cols);
+/// The axial slice of a level, its ROI outlined and its HU printed.
+fn ct_axial(p: &KeyPixels, finding: &CtFinding) -> Result<KeyImage, KeyImageError> {
+    let KeyPixels::CtAxial {
+        hu,
+        rows,
+        columns,
+        spacing,
+        orientation,
+        sop_instance_uid,
+        level,
+    } = p
+    else {
+        unreachable!("called with an axial slice");
+    };
+    let level = finding.levels.get(*level).ok_or(KeyImageError::NoLevel)?;
+    let grey: Vec<f32> = hu.iter().map(|v| bone_window(*v)).collect();
+    let (rows_f, cols_f) = (*rows as f64, *columns as f64);
+    let scale = IMAGE_LONG_SIDE / rows_f.max(cols_f);
     let (w, h) = (
-        ((cols * scale) as usize).max(1),
-        ((rows * scale) as usize).max(1),
+        ((cols_f * scale) as usize).max(1),
+        ((rows_f * scale) as usize).max(1),
     );
-    let mut canvas = Canvas::from_grey(&grey, frame.columns, frame.rows, w, h);
-    let outline: Vec<(f32, f32)> = super::groups::roi_polygon(&level.roi)
+    let mut canvas = Canvas::from_grey(&grey, *columns, *rows, w, h);
+    let outline: Vec<(f32, f32)> = level
+        .roi
+        .polygon()
         .into_iter()
         .map(|(x, y)| (x * scale as f32, y * scale as f32))
         .collect();
@@ -276,17 +216,17 @@ fn ct_axial(
     );
     Ok(KeyImage {
         canvas,
-        pixel_spacing: Some((volume.spacing.0 / scale, volume.spacing.1 / scale)),
-        orientation: if iop.len() == 6 {
+        pixel_spacing: Some((spacing.0 / scale, spacing.1 / scale)),
+        orientation: if orientation.len() == 6 {
             format!(
                 "{}\\{}",
-                direction_letter(&iop[0..3]),
-                direction_letter(&iop[3..6])
+                direction_letter(&orientation[0..3]),
+                direction_letter(&orientation[3..6])
             )
         } else {
             String::new()
         },
-        derived_from: volume.sop_uids.get(k).cloned().into_iter().collect(),
+        derived_from: vec![sop_instance_uid.clone()],
         description: "Axial CT slice with the trabecular ROI and its HU burned in".into(),
     })
 }

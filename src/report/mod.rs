@@ -20,6 +20,7 @@ use dicom_object::InMemDicomObject;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::finding::{Finding, Status};
+use crate::dicom::text;
 pub use source::Source;
 
 /// Who made our objects: Manufacturer / model name in the equipment modules and SR.
@@ -73,19 +74,24 @@ impl OutputSettings {
 
     /// A deterministic UID for `parts` under the configured root.
     pub fn uid(&self, parts: &[&str]) -> String {
-        crate::uid::derived_under(&self.uid_root, parts)
+        crate::dicom::uid::derived_under(&self.uid_root, parts)
     }
 }
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("source study: {0}")]
-    Source(String),
+    #[error("source study: no readable source instance")]
+    NoSource,
+    #[error("source study: StudyInstanceUID {0:?} is missing or not a valid UID")]
+    StudyUid(String),
     #[error("key image: {0}")]
-    KeyImage(String),
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    KeyImage(#[from] keyimage::KeyImageError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Write the objects `settings` asks for into `dir`; returns their paths. A study that
@@ -107,8 +113,7 @@ pub fn write_reports(
     }
     // A key image needs a result to show.
     if analysed && settings.secondary_capture {
-        let key = keyimage::compose(finding, source, &settings.disclaimer)
-            .map_err(ReportError::KeyImage)?;
+        let key = keyimage::compose(finding, &settings.disclaimer)?;
         let obj = sc::build(
             &key,
             source,
@@ -123,13 +128,14 @@ pub fn write_reports(
 
 /// Write a data set (explicit VR little endian) as `<kind>-<SOP Instance UID>.dcm`.
 fn write_part10(obj: InMemDicomObject, dir: &Path, kind: &str) -> Result<PathBuf, ReportError> {
-    let sop_instance = crate::dataset::text(&obj, dicom_dictionary_std::tags::SOP_INSTANCE_UID);
+    let sop_instance = text(&obj, dicom_dictionary_std::tags::SOP_INSTANCE_UID);
     let path = dir.join(format!("{kind}-{sop_instance}.dcm"));
-    let err = |e: std::io::Error| ReportError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let err = |source: std::io::Error| ReportError::Write {
+        path: path.clone(),
+        source,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
-    crate::dataset::write_part10(obj, uids::EXPLICIT_VR_LITTLE_ENDIAN, &path).map_err(err)?;
+    crate::dicom::dataset::write_part10(obj, uids::EXPLICIT_VR_LITTLE_ENDIAN, &path)
+        .map_err(err)?;
     Ok(path)
 }

@@ -9,7 +9,7 @@ use dicom_object::InMemDicomObject;
 use super::keyimage::KeyImage;
 use super::source::{Source, COPIED};
 use super::{OutputSettings, MANUFACTURER, MODEL_NAME};
-use crate::dataset::Header;
+use crate::dicom::dataset::DatasetBuilder;
 
 pub const SERIES_NUMBER: &str = "9902";
 /// LO: at most 64 characters.
@@ -25,7 +25,7 @@ pub fn build(
     now: DateTime<Utc>,
 ) -> InMemDicomObject {
     let study = src.study_uid();
-    let mut h = Header::new();
+    let mut h = DatasetBuilder::new();
     h.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
     super::sr::copy_study(&mut h, src, &COPIED);
     let date = now.format("%Y%m%d").to_string();
@@ -88,7 +88,7 @@ pub fn build(
             .iter()
             .filter_map(|uid| {
                 let class = src.sop_class_of(uid)?;
-                let mut r = Header::new();
+                let mut r = DatasetBuilder::new();
                 r.str(tags::REFERENCED_SOP_CLASS_UID, VR::UI, class).str(
                     tags::REFERENCED_SOP_INSTANCE_UID,
                     VR::UI,

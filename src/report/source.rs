@@ -9,7 +9,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 
 use super::ReportError;
-use crate::dataset::text;
+use crate::dicom::text;
 
 /// Patient and study attributes copied into our objects (Type 2 ones written empty when
 /// the source lacks them).
@@ -84,14 +84,11 @@ impl Source {
         instances.sort_by(|a, b| {
             (&a.series_uid, &a.sop_instance_uid).cmp(&(&b.series_uid, &b.sop_instance_uid))
         });
-        let header =
-            header.ok_or_else(|| ReportError::Source("no readable source instance".into()))?;
+        let header = header.ok_or(ReportError::NoSource)?;
         let study = text(&header, tags::STUDY_INSTANCE_UID);
-        if !crate::dimse::sop::is_safe_uid(&study) {
+        if !crate::dicom::uid::is_safe_uid(&study) {
             // Our objects must join the source study; without a valid UID they cannot.
-            return Err(ReportError::Source(format!(
-                "StudyInstanceUID {study:?} is missing or not a valid UID"
-            )));
+            return Err(ReportError::StudyUid(study));
         }
         Ok(Source { header, instances })
     }

@@ -26,7 +26,8 @@ use super::groups::{class_code, ct_groups, xray_group};
 use super::source::{Source, COPIED};
 use super::{OutputSettings, MANUFACTURER, MODEL_NAME};
 use crate::analysis::finding::Finding;
-use crate::dataset::Header;
+use crate::dicom::dataset::DatasetBuilder;
+use crate::dicom::text;
 
 pub const SERIES_NUMBER: &str = "9901";
 /// LO: at most 64 characters.
@@ -50,12 +51,13 @@ pub fn result_key(f: &Finding) -> String {
         .xray
         .as_ref()
         .map_or("no-xray-model", |x| x.model.weights_sha256.as_str());
-    format!("{}/{}/{model}", f.software, f.methods.join("+"))
+    let methods: Vec<&str> = f.methods.iter().map(|m| m.as_str()).collect();
+    format!("{}/{}/{model}", f.software, methods.join("+"))
 }
 
 /// Copy the patient and study attributes `tags` from the source; Type 2 ones it lacks
 /// are written empty.
-pub fn copy_study(h: &mut Header, src: &Source, tags: &[dicom_core::Tag]) {
+pub fn copy_study(h: &mut DatasetBuilder, src: &Source, tags: &[dicom_core::Tag]) {
     for &tag in tags {
         match src.header.get(tag) {
             Some(e) => {
@@ -82,7 +84,7 @@ pub fn build(
     let key = result_key(f);
     let sop_uid = settings.uid(&[&study, &key, "sr"]);
     let series_uid = settings.uid(&[&study, "osteoscreen", "sr-series"]);
-    let mut h = Header::new();
+    let mut h = DatasetBuilder::new();
     h.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
     copy_study(&mut h, src, &COPIED);
     let version = env!("CARGO_PKG_VERSION");
@@ -144,7 +146,7 @@ pub fn build(
         );
     }
     // SR Document Content: the root container.
-    let mut template = Header::new();
+    let mut template = DatasetBuilder::new();
     template.str(tags::MAPPING_RESOURCE, VR::CS, "DCMR").str(
         tags::TEMPLATE_IDENTIFIER,
         VR::CS,
@@ -179,12 +181,7 @@ fn procedure_codes(src: &Source) -> Vec<InMemDicomObject> {
 }
 
 fn generic_procedure(src: &Source) -> Code {
-    let ct = src
-        .header
-        .get(tags::MODALITY)
-        .and_then(|e| e.value().to_str().ok())
-        .is_some_and(|m| m.trim() == "CT");
-    if ct {
+    if text(&src.header, tags::MODALITY) == "CT" {
         codes::CT_PROCEDURE
     } else {
         codes::RADIOGRAPHY_PROCEDURE
@@ -195,7 +192,7 @@ fn generic_procedure(src: &Source) -> Code {
 fn evidence(src: &Source) -> InMemDicomObject {
     let mut series: std::collections::BTreeMap<&str, Vec<InMemDicomObject>> = Default::default();
     for i in &src.instances {
-        let mut r = Header::new();
+        let mut r = DatasetBuilder::new();
         r.str(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &i.sop_class_uid)
             .str(
                 tags::REFERENCED_SOP_INSTANCE_UID,
@@ -204,7 +201,7 @@ fn evidence(src: &Source) -> InMemDicomObject {
             );
         series.entry(&i.series_uid).or_default().push(r.0);
     }
-    let mut study = Header::new();
+    let mut study = DatasetBuilder::new();
     study
         .str(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid())
         .seq(
@@ -212,7 +209,7 @@ fn evidence(src: &Source) -> InMemDicomObject {
             series
                 .into_iter()
                 .map(|(uid, refs)| {
-                    let mut s = Header::new();
+                    let mut s = DatasetBuilder::new();
                     s.str(tags::SERIES_INSTANCE_UID, VR::UI, uid)
                         .seq(tags::REFERENCED_SOP_SEQUENCE, refs);
                     s.0
@@ -223,7 +220,7 @@ fn evidence(src: &Source) -> InMemDicomObject {
 }
 
 fn contributing_equipment(settings: &OutputSettings) -> InMemDicomObject {
-    let mut e = Header::new();
+    let mut e = DatasetBuilder::new();
     e.str(tags::MANUFACTURER, VR::LO, MANUFACTURER)
         .str(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME)
         .str(tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION"))

@@ -28,6 +28,11 @@ pub enum StoreError {
     },
     #[error("database writer has stopped")]
     WriterGone,
+    #[error("cannot start the database writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The group commit this request was part of failed (shared by every request in it).
+    #[error("{0}")]
+    Batch(#[source] std::sync::Arc<StoreError>),
     #[error("fsync of directory {path} failed: {source}")]
     SyncDir {
         path: PathBuf,
@@ -68,15 +73,60 @@ pub struct Job {
     pub id: i64,
     pub study_uid: String,
     pub version: i64,
-    pub state: String,
+    pub state: JobState,
     pub instance_count: i64,
     pub created_ms: i64,
 }
 
-/// Job states. `superseded`: a newer version of the same study was queued.
-pub mod job_state {
-    pub const QUEUED: &str = "queued";
-    pub const SUPERSEDED: &str = "superseded";
+/// Where a job stands; stored as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for analysis.
+    Queued,
+    /// A newer version of the same study was queued.
+    Superseded,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 2] = [JobState::Queued, JobState::Superseded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that width and alignment work in tables.
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for JobState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl rusqlite::types::ToSql for JobState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for JobState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = value.as_str()?;
+        JobState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(format!("unknown job state {name:?}").into())
+            })
+    }
 }
 
 /// Handle to the database for everything but the hot ingest path (see `InstanceWriter`).
@@ -178,13 +228,13 @@ impl Store {
             .map_err(sql("queue_job"))?;
         tx.execute(
             "UPDATE jobs SET state = ?1, updated_ms = ?2 WHERE study_uid = ?3 AND state = ?4",
-            params![job_state::SUPERSEDED, now, study_uid, job_state::QUEUED],
+            params![JobState::Superseded, now, study_uid, JobState::Queued],
         )
         .map_err(sql("queue_job"))?;
         tx.execute(
             "INSERT INTO jobs (study_uid, version, state, instance_count, created_ms, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![study_uid, version, job_state::QUEUED, count, now],
+            params![study_uid, version, JobState::Queued, count, now],
         )
         .map_err(sql("queue_job"))?;
         let id = tx.last_insert_rowid();
@@ -193,7 +243,7 @@ impl Store {
             id,
             study_uid: study_uid.to_string(),
             version,
-            state: job_state::QUEUED.to_string(),
+            state: JobState::Queued,
             instance_count: count,
             created_ms: now,
         }))
@@ -380,7 +430,7 @@ mod tests {
         let job2 = store.queue_job("9.9", 5000).unwrap().unwrap();
         assert_eq!((job2.version, job2.instance_count), (2, 3));
         let jobs = store.jobs().unwrap();
-        assert_eq!(jobs[0].state, job_state::SUPERSEDED);
-        assert_eq!(jobs[1].state, job_state::QUEUED);
+        assert_eq!(jobs[0].state, JobState::Superseded);
+        assert_eq!(jobs[1].state, JobState::Queued);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -18,7 +18,7 @@ const MAX_BATCH: usize = 512;
 struct Request {
     record: InstanceRecord,
     sync_dir: PathBuf,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: oneshot::Sender<Result<(), Arc<StoreError>>>,
 }
 
 /// Cloneable handle to the group-commit thread; the thread ends when every handle is gone.
@@ -41,22 +41,23 @@ impl InstanceWriter {
                             Err(_) => break,
                         }
                     }
-                    let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
+                    let result = commit(&mut conn, &batch).map_err(Arc::new);
                     for r in batch {
                         let _ = r.reply.send(result.clone());
                     }
                 }
             })
-            .map_err(|e| StoreError::SyncDir {
-                path: PathBuf::from("<db-writer thread>"),
-                source: e,
-            })?;
+            .map_err(StoreError::Spawn)?;
         Ok(InstanceWriter { tx })
     }
 
     /// Make the rename into `sync_dir` durable and record the instance; returns once both
     /// are on disk.
-    pub async fn record(&self, record: InstanceRecord, sync_dir: PathBuf) -> Result<(), String> {
+    pub async fn record(
+        &self,
+        record: InstanceRecord,
+        sync_dir: PathBuf,
+    ) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {
@@ -64,8 +65,10 @@ impl InstanceWriter {
                 sync_dir,
                 reply,
             })
-            .map_err(|_| StoreError::WriterGone.to_string())?;
-        rx.await.map_err(|_| StoreError::WriterGone.to_string())?
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(StoreError::Batch)
     }
 }
 

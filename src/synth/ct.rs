@@ -40,7 +40,7 @@ impl Vertebra {
 }
 
 /// The geometry of one synthetic CT.
-pub struct CtVolume {
+pub struct Phantom {
     pub slices: usize,
     pub pixel_spacing: f64,
     pub slice_spacing: f64,
@@ -61,8 +61,8 @@ pub struct CtVolume {
     seed: u64,
 }
 
-impl CtVolume {
-    pub fn plan(rng: &mut impl Rng, subject: &Subject, slice_spacing: f64) -> CtVolume {
+impl Phantom {
+    pub fn plan(rng: &mut impl Rng, subject: &Subject, slice_spacing: f64) -> Phantom {
         let bmi = subject.weight_kg / subject.height_m.powi(2);
         let pixel_spacing = rng.random_range(0.68..0.80);
         let lordosis = rng.random_range(6.0..14.0);
@@ -98,7 +98,7 @@ impl CtVolume {
         let z_end = vertebrae[5].z_bottom - rng.random_range(25.0..40.0);
         let slices = ((z0 - z_end) / slice_spacing).ceil() as usize;
         let fov = pixel_spacing * MATRIX as f64;
-        CtVolume {
+        Phantom {
             slices,
             pixel_spacing,
             slice_spacing,
@@ -196,6 +196,13 @@ impl CtVolume {
         if !in_ellipse(x, y, a - self.fat, b - self.fat * 0.8) {
             return -100.0;
         }
+        let hu = self.beside_spine(self.abdomen(x, y, z), x, y, z);
+        self.bone(subject, q, x, y, z).unwrap_or(hu)
+    }
+
+    /// Soft tissue, organs and gas at (x, y, z): what lies away from the spine.
+    fn abdomen(&self, x: f64, y: f64, z: f64) -> f64 {
+        let (a, b) = self.body;
         let mut hu = if in_ellipse(x, y, a - self.fat - 9.0, b - self.fat * 0.8 - 9.0) {
             32.0
         } else {
@@ -238,7 +245,12 @@ impl CtVolume {
                 hu = -900.0;
             }
         }
-        // Vessels anterior to the spine, psoas beside it.
+        hu
+    }
+
+    /// Aorta, IVC and psoas over `hu`: the soft tissue right beside the spine.
+    fn beside_spine(&self, mut hu: f64, x: f64, y: f64, z: f64) -> f64 {
+        let v = &self.vertebrae;
         let spine = self.spine_at(z);
         if in_ellipse(
             x - spine.0 - 14.0,
@@ -269,9 +281,6 @@ impl CtVolume {
                 }
             }
         }
-        if let Some(bone) = self.bone(subject, q, x, y, z) {
-            hu = bone;
-        }
         hu
     }
 
@@ -301,108 +310,90 @@ impl CtVolume {
 
     fn bone(&self, subject: &Subject, q: f64, x: f64, y: f64, z: f64) -> Option<f64> {
         let cortical = 650.0 + 350.0 * q;
-        for (i, vb) in self.vertebrae.iter().enumerate() {
-            let (dx, dy) = (x - vb.x, y - vb.y);
-            let in_body_z = z <= vb.z_top && z >= vb.z_bottom;
+        let p = (x, y, z);
+        (0..self.vertebrae.len())
+            .find_map(|i| self.vertebra(subject, i, q, cortical, p))
+            .or_else(|| self.ribs(cortical, p))
+            .or_else(|| self.pelvis(cortical, p))
+    }
+
+    /// Vertebra `i` (T12 = 0): its body with shell and vein, its arch, the disc below.
+    fn vertebra(
+        &self,
+        subject: &Subject,
+        i: usize,
+        q: f64,
+        cortical: f64,
+        (x, y, z): (f64, f64, f64),
+    ) -> Option<f64> {
+        let vb = self.vertebrae[i];
+        let (dx, dy) = (x - vb.x, y - vb.y);
+        if z <= vb.z_top && z >= vb.z_bottom {
             let level_hu = if i == 0 {
                 subject.level_hu[0] + 6.0
             } else {
                 subject.level_hu[i - 1]
             };
-            if in_body_z {
-                if in_ellipse(dx, dy, vb.half_width, vb.half_depth) {
-                    let shell = 1.2 + 1.3 * q;
-                    let endplate = (vb.z_top - z).min(z - vb.z_bottom) < shell;
-                    if endplate || !in_ellipse(dx, dy, vb.half_width - shell, vb.half_depth - shell)
-                    {
-                        return Some(cortical);
-                    }
-                    // Basivertebral vein: posterior, central.
-                    if in_ellipse(dx, dy - vb.half_depth + 5.5, 4.0, 2.5) {
-                        return Some(45.0);
-                    }
-                    return Some(level_hu + 14.0 * self.texture.at(x * 1.3, y * 1.3 + z) as f64);
+            if in_ellipse(dx, dy, vb.half_width, vb.half_depth) {
+                let shell = 1.2 + 1.3 * q;
+                let endplate = (vb.z_top - z).min(z - vb.z_bottom) < shell;
+                if endplate || !in_ellipse(dx, dy, vb.half_width - shell, vb.half_depth - shell) {
+                    return Some(cortical);
                 }
-                // Posterior elements: canal, pedicles, laminae, spinous process.
-                let (cy, back) = (vb.y + vb.half_depth + 10.0, vb.half_depth);
-                if in_ellipse(dx, y - cy, 11.0, 8.5) {
-                    return Some(15.0);
+                // Basivertebral vein: posterior, central.
+                if in_ellipse(dx, dy - vb.half_depth + 5.5, 4.0, 2.5) {
+                    return Some(45.0);
                 }
-                let upper = z > vb.z_bottom + 0.35 * (vb.z_top - vb.z_bottom);
-                if upper && dy > back - 2.0 && dy < back + 14.0 && (dx.abs() - 13.0).abs() < 4.5 {
-                    return Some(cortical * 0.8);
-                }
-                // Laminae over the upper two thirds; the spinous process slopes down and back
-                // from the lower half of the body's height (so it is no taller than ~12 mm).
-                let h = vb.z_top - vb.z_bottom;
-                let from_bottom = z - vb.z_bottom;
-                let lamina = from_bottom > 0.3 * h;
-                if lamina
-                    && dy > back + 14.0
-                    && dy < back + 22.0
-                    && dx.abs() < 20.0 - (dy - back - 14.0)
-                {
-                    return Some(cortical * 0.8);
-                }
-                let tip_drop = (dy - back - 20.0) * 0.35;
-                let centre = 0.35 * h - tip_drop;
-                if dy >= back + 20.0
-                    && dy < back + 50.0
-                    && dx.abs() < 4.0
-                    && (from_bottom - centre).abs() < 6.0
-                {
-                    return Some(cortical * 0.75);
-                }
-                // Transverse processes leave the arch behind the body, at pedicle level.
-                if upper
-                    && i > 0
-                    && (dx.abs() - vb.half_width - 8.0).abs() < 16.0
-                    && (dy - back - 9.0).abs() < 4.0
-                {
-                    return Some(cortical * 0.7);
-                }
+                return Some(level_hu + 14.0 * self.texture.at(x * 1.3, y * 1.3 + z) as f64);
             }
-            // Disc below this body.
-            if i + 1 < self.vertebrae.len() {
-                let next = self.vertebrae[i + 1];
-                if z < vb.z_bottom
-                    && z > next.z_top
-                    && in_ellipse(dx, dy, vb.half_width, vb.half_depth)
-                {
-                    return Some(
-                        if in_ellipse(dx, dy, vb.half_width * 0.5, vb.half_depth * 0.45) {
-                            75.0
-                        } else {
-                            100.0
-                        },
-                    );
+            if let Some(hu) = arch(&vb, i, cortical, (dx, dy), y, z) {
+                return Some(hu);
+            }
+        }
+        // Disc below this body.
+        let next = self.vertebrae.get(i + 1)?;
+        if z < vb.z_bottom && z > next.z_top && in_ellipse(dx, dy, vb.half_width, vb.half_depth) {
+            return Some(
+                if in_ellipse(dx, dy, vb.half_width * 0.5, vb.half_depth * 0.45) {
+                    75.0
+                } else {
+                    100.0
+                },
+            );
+        }
+        None
+    }
+
+    /// Ribs around T12/L1: small cortical ovals along the posterior-lateral body wall.
+    /// The 11th and 12th ribs belong to T11/T12: they end at the lower edge of T12.
+    fn ribs(&self, cortical: f64, (x, y, z): (f64, f64, f64)) -> Option<f64> {
+        let t12 = self.vertebrae[0];
+        if z <= t12.z_bottom - 2.0 {
+            return None;
+        }
+        let (a, b) = self.body;
+        for k in 0..5 {
+            let ang = std::f64::consts::PI * (0.62 + 0.07 * k as f64) + (z - t12.z_mid()) * 0.004;
+            for side in [-1.0, 1.0] {
+                let (rx, ry) = (
+                    side * (a - self.fat - 16.0) * ang.cos().abs(),
+                    (b - self.fat - 14.0) * ang.sin().abs() * 0.9,
+                );
+                if in_ellipse(x - rx, y - ry, 7.0, 4.5) {
+                    return Some(if in_ellipse(x - rx, y - ry, 5.0, 2.8) {
+                        220.0
+                    } else {
+                        cortical * 0.9
+                    });
                 }
             }
         }
-        let (t12, l5) = (self.vertebrae[0], self.vertebrae[5]);
-        // Ribs around T12/L1: small cortical ovals along the posterior-lateral body wall.
-        // The 11th and 12th ribs belong to T11/T12: they end at the lower edge of T12.
-        if z > self.vertebrae[0].z_bottom - 2.0 {
-            let (a, b) = self.body;
-            for k in 0..5 {
-                let ang =
-                    std::f64::consts::PI * (0.62 + 0.07 * k as f64) + (z - t12.z_mid()) * 0.004;
-                for side in [-1.0, 1.0] {
-                    let (rx, ry) = (
-                        side * (a - self.fat - 16.0) * ang.cos().abs(),
-                        (b - self.fat - 14.0) * ang.sin().abs() * 0.9,
-                    );
-                    if in_ellipse(x - rx, y - ry, 7.0, 4.5) {
-                        return Some(if in_ellipse(x - rx, y - ry, 5.0, 2.8) {
-                            220.0
-                        } else {
-                            cortical * 0.9
-                        });
-                    }
-                }
-            }
-        }
-        // Sacrum and iliac wings below L5.
+        None
+    }
+
+    /// Sacrum and iliac wings below L5.
+    fn pelvis(&self, cortical: f64, (x, y, z): (f64, f64, f64)) -> Option<f64> {
+        let l5 = self.vertebrae[5];
         let s1_top = l5.z_bottom - 11.5;
         if z <= s1_top {
             let (dx, dy) = (x - l5.x, y - l5.y - 6.0);
@@ -428,4 +419,47 @@ impl CtVolume {
         }
         None
     }
+}
+
+/// The posterior elements of vertebra `i` at (dx, dy) from its body's centre: canal,
+/// pedicles, laminae, spinous process, transverse processes.
+fn arch(
+    vb: &Vertebra,
+    i: usize,
+    cortical: f64,
+    (dx, dy): (f64, f64),
+    y: f64,
+    z: f64,
+) -> Option<f64> {
+    let (cy, back) = (vb.y + vb.half_depth + 10.0, vb.half_depth);
+    if in_ellipse(dx, y - cy, 11.0, 8.5) {
+        return Some(15.0);
+    }
+    let upper = z > vb.z_bottom + 0.35 * (vb.z_top - vb.z_bottom);
+    if upper && dy > back - 2.0 && dy < back + 14.0 && (dx.abs() - 13.0).abs() < 4.5 {
+        return Some(cortical * 0.8);
+    }
+    // Laminae over the upper two thirds; the spinous process slopes down and back
+    // from the lower half of the body's height (so it is no taller than ~12 mm).
+    let h = vb.z_top - vb.z_bottom;
+    let from_bottom = z - vb.z_bottom;
+    let lamina = from_bottom > 0.3 * h;
+    if lamina && dy > back + 14.0 && dy < back + 22.0 && dx.abs() < 20.0 - (dy - back - 14.0) {
+        return Some(cortical * 0.8);
+    }
+    let tip_drop = (dy - back - 20.0) * 0.35;
+    let centre = 0.35 * h - tip_drop;
+    if dy >= back + 20.0 && dy < back + 50.0 && dx.abs() < 4.0 && (from_bottom - centre).abs() < 6.0
+    {
+        return Some(cortical * 0.75);
+    }
+    // Transverse processes leave the arch behind the body, at pedicle level.
+    if upper
+        && i > 0
+        && (dx.abs() - vb.half_width - 8.0).abs() < 16.0
+        && (dy - back - 9.0).abs() < 4.0
+    {
+        return Some(cortical * 0.7);
+    }
+    None
 }

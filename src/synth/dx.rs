@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::raster::{chord, in_ellipse, random_quads, Canvas, ValueNoise};
+use super::raster::{chord, in_ellipse, random_quads, Raster, ValueNoise};
 use super::subject::Subject;
 
 /// Linear attenuation (1/mm) at an effective ~60 keV.
@@ -15,7 +15,7 @@ const MU_SOFT: f64 = 0.020;
 
 /// Projection direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
+pub enum Projection {
     /// Antero-posterior: image x = patient's left (for display: patient's right on the left).
     Ap,
     /// Left lateral: image x = posterior.
@@ -85,7 +85,7 @@ impl Pose {
     }
 }
 
-fn spine_bodies(subject: &Subject, pose: &Pose, view: View) -> Vec<Body> {
+fn spine_bodies(subject: &Subject, pose: &Pose, view: Projection) -> Vec<Body> {
     let mut v = -128.0;
     let mut bodies = Vec::with_capacity(6);
     for (i, &(h, w, d, disc)) in T12_L5.iter().enumerate() {
@@ -93,12 +93,12 @@ fn spine_bodies(subject: &Subject, pose: &Pose, view: View) -> Vec<Body> {
         let loss = fracture.map_or(0.0, |f| f.height_loss());
         let t = (v + h / 2.0 + 20.0) / 120.0;
         let (u, slope) = match view {
-            View::Ap => (
+            Projection::Ap => (
                 pose.scoliosis_mm * (std::f64::consts::PI * t).sin(),
                 pose.scoliosis_mm * std::f64::consts::PI / 120.0 * (std::f64::consts::PI * t).cos(),
             ),
             // Lordosis: the lumbar curve bulges anteriorly (negative u) around L3.
-            View::Lateral => (
+            Projection::Lateral => (
                 -pose.lordosis_mm * (1.0 - t * t),
                 2.0 * pose.lordosis_mm * t / 120.0,
             ),
@@ -106,7 +106,7 @@ fn spine_bodies(subject: &Subject, pose: &Pose, view: View) -> Vec<Body> {
         bodies.push(Body {
             u,
             v: v + h / 2.0,
-            height: if view == View::Ap {
+            height: if view == Projection::Ap {
                 h * (1.0 - loss / 2.0)
             } else {
                 h
@@ -114,7 +114,11 @@ fn spine_bodies(subject: &Subject, pose: &Pose, view: View) -> Vec<Body> {
             width: w,
             depth: d,
             tilt: slope.atan(),
-            wedge: if view == View::Lateral { loss } else { 0.0 },
+            wedge: if view == Projection::Lateral {
+                loss
+            } else {
+                0.0
+            },
         });
         v += h + disc;
     }
@@ -126,12 +130,12 @@ pub fn render(
     rng: &mut impl Rng,
     subject: &Subject,
     pose: &Pose,
-    view: View,
+    view: Projection,
     (width, height): (usize, usize),
     spacing: f64,
     monochrome1: bool,
 ) -> Radiograph {
-    let mut canvas = Canvas::new(width, height, spacing);
+    let mut canvas = Raster::new(width, height, spacing);
     canvas.set_pose(
         rng.random_range(-0.06..0.06),
         rng.random_range(0.95..1.08),
@@ -147,7 +151,7 @@ pub fn render(
 
     soft_tissue(&mut canvas, pose, view);
     for &(gu, gv, a, b) in &pose.gas {
-        let gu = if view == View::Ap {
+        let gu = if view == Projection::Ap {
             gu
         } else {
             100.0 - pose.body_half_depth * 1.4 + gu * 0.3
@@ -190,13 +194,13 @@ pub fn render(
     }
 }
 
-fn soft_tissue(canvas: &mut Canvas, pose: &Pose, view: View) {
+fn soft_tissue(canvas: &mut Raster, pose: &Pose, view: Projection) {
     let (across, along) = match view {
-        View::Ap => (pose.body_half_width, pose.body_half_depth),
-        View::Lateral => (pose.body_half_depth, pose.body_half_width),
+        Projection::Ap => (pose.body_half_width, pose.body_half_depth),
+        Projection::Lateral => (pose.body_half_depth, pose.body_half_width),
     };
     // Lateral: the back's skin lies ~15 mm behind the spinous processes (u ≈ 85 mm).
-    let offset = if view == View::Lateral {
+    let offset = if view == Projection::Lateral {
         100.0 - across
     } else {
         0.0
@@ -215,9 +219,9 @@ fn local(body: &Body, u: f64, v: f64) -> (f64, f64) {
 
 #[allow(clippy::too_many_arguments)]
 fn vertebral_body(
-    canvas: &mut Canvas,
+    canvas: &mut Raster,
     body: &Body,
-    view: View,
+    view: Projection,
     mu_trab: f64,
     mu_cort: f64,
     cortex: f64,
@@ -227,8 +231,8 @@ fn vertebral_body(
     let b = *body;
     // Across the beam: lateral width (AP view) or AP depth (lateral view).
     let (half_across, half_along) = match view {
-        View::Ap => (b.width / 2.0, b.depth / 2.0),
-        View::Lateral => (b.depth / 2.0, b.width / 2.0),
+        Projection::Ap => (b.width / 2.0, b.depth / 2.0),
+        Projection::Lateral => (b.depth / 2.0, b.width / 2.0),
     };
     let r = half_across.max(b.height) + 4.0;
     canvas.splat(b.u - r, b.u + r, b.v - r, b.v + r, |u, v| {
@@ -259,107 +263,117 @@ fn vertebral_body(
     });
 }
 
-fn posterior_elements(canvas: &mut Canvas, body: &Body, view: View, mu_trab: f64, mu_cort: f64) {
-    let b = *body;
-    let top = -b.height / 2.0;
+fn posterior_elements(
+    canvas: &mut Raster,
+    body: &Body,
+    view: Projection,
+    mu_trab: f64,
+    mu_cort: f64,
+) {
     match view {
-        View::Ap => {
-            // Pedicles: tubes along the beam, seen end-on as bright oval rings.
-            for side in [-1.0, 1.0] {
-                let (cx, cy) = (side * b.width * 0.33, top + 0.3 * b.height);
-                let (ra, rb) = (5.0, 7.5);
-                let r = rb + 2.0;
-                canvas.splat(
-                    b.u - b.width,
-                    b.u + b.width,
-                    b.v - b.height,
-                    b.v + b.height,
-                    |u, v| {
-                        let (x, y) = local(&b, u, v);
-                        let (x, y) = (x - cx, y - cy);
-                        if x.abs() > r || y.abs() > r || !in_ellipse(x, y, ra, rb) {
-                            return 0.0;
-                        }
-                        let ring = !in_ellipse(x, y, ra - 1.6, rb - 1.6);
-                        (18.0 * if ring { mu_cort * 0.8 } else { mu_trab }) as f32
-                    },
-                );
-                // Transverse process.
-                let (x0, len) = (side * b.width / 2.0, 18.0 + 0.2 * b.width);
-                canvas.splat(
-                    b.u - 90.0,
-                    b.u + 90.0,
-                    b.v - b.height,
-                    b.v + b.height,
-                    |u, v| {
-                        let (x, y) = local(&b, u, v);
-                        let along = (x - x0) * side;
-                        let half = 4.0 * (1.0 - 0.5 * along / len);
-                        if !(0.0..len).contains(&along) || (y - (top + 0.4 * b.height)).abs() > half
-                        {
-                            return 0.0;
-                        }
-                        (mu_cort * 9.0) as f32
-                    },
-                );
-            }
-            // Spinous process: a midline teardrop below the pedicles.
-            canvas.splat(
-                b.u - 10.0,
-                b.u + 10.0,
-                b.v - b.height,
-                b.v + b.height,
-                |u, v| {
-                    let (x, y) = local(&b, u, v);
-                    if in_ellipse(x, y - (top + 0.75 * b.height), 3.5, 9.0) {
-                        (mu_cort * 16.0) as f32
-                    } else {
-                        0.0
-                    }
-                },
-            );
-        }
-        View::Lateral => {
-            let back = b.depth / 2.0;
-            canvas.splat(
-                b.u - 10.0,
-                b.u + back + 75.0,
-                b.v - 40.0,
-                b.v + 40.0,
-                |u, v| {
-                    let (x, y) = local(&b, u, v);
-                    let x = x - back;
-                    // Pedicles (both sides overlap): upper half of the body height.
-                    if (0.0..15.0).contains(&x)
-                        && y > top + 0.08 * b.height
-                        && y < top + 0.5 * b.height
-                    {
-                        return (mu_trab * 16.0 + mu_cort * 4.0) as f32;
-                    }
-                    // Laminae and facets: a block behind the pedicles.
-                    if (15.0..34.0).contains(&x) && y > top - 2.0 && y < top + 1.05 * b.height {
-                        return (mu_cort * 9.0) as f32;
-                    }
-                    // Spinous process, pointing back and down.
-                    let sy = top + 0.55 * b.height + (x - 34.0) * 0.25;
-                    if (34.0..68.0).contains(&x) && (y - sy).abs() < 7.0 - (x - 34.0) * 0.08 {
-                        return (mu_cort * 6.0) as f32;
-                    }
-                    0.0
-                },
-            );
-        }
+        Projection::Ap => arch_ap(canvas, body, mu_trab, mu_cort),
+        Projection::Lateral => arch_lateral(canvas, body, mu_trab, mu_cort),
     }
 }
 
-fn ribs(canvas: &mut Canvas, t12: &Body, view: View, mu_cort: f64) {
+/// The arch seen from the front: pedicles end-on, transverse processes, spinous process.
+fn arch_ap(canvas: &mut Raster, body: &Body, mu_trab: f64, mu_cort: f64) {
+    let b = *body;
+    let top = -b.height / 2.0;
+    // Pedicles: tubes along the beam, seen end-on as bright oval rings.
+    for side in [-1.0, 1.0] {
+        let (cx, cy) = (side * b.width * 0.33, top + 0.3 * b.height);
+        let (ra, rb) = (5.0, 7.5);
+        let r = rb + 2.0;
+        canvas.splat(
+            b.u - b.width,
+            b.u + b.width,
+            b.v - b.height,
+            b.v + b.height,
+            |u, v| {
+                let (x, y) = local(&b, u, v);
+                let (x, y) = (x - cx, y - cy);
+                if x.abs() > r || y.abs() > r || !in_ellipse(x, y, ra, rb) {
+                    return 0.0;
+                }
+                let ring = !in_ellipse(x, y, ra - 1.6, rb - 1.6);
+                (18.0 * if ring { mu_cort * 0.8 } else { mu_trab }) as f32
+            },
+        );
+        // Transverse process.
+        let (x0, len) = (side * b.width / 2.0, 18.0 + 0.2 * b.width);
+        canvas.splat(
+            b.u - 90.0,
+            b.u + 90.0,
+            b.v - b.height,
+            b.v + b.height,
+            |u, v| {
+                let (x, y) = local(&b, u, v);
+                let along = (x - x0) * side;
+                let half = 4.0 * (1.0 - 0.5 * along / len);
+                if !(0.0..len).contains(&along) || (y - (top + 0.4 * b.height)).abs() > half {
+                    return 0.0;
+                }
+                (mu_cort * 9.0) as f32
+            },
+        );
+    }
+    // Spinous process: a midline teardrop below the pedicles.
+    canvas.splat(
+        b.u - 10.0,
+        b.u + 10.0,
+        b.v - b.height,
+        b.v + b.height,
+        |u, v| {
+            let (x, y) = local(&b, u, v);
+            if in_ellipse(x, y - (top + 0.75 * b.height), 3.5, 9.0) {
+                (mu_cort * 16.0) as f32
+            } else {
+                0.0
+            }
+        },
+    );
+}
+
+/// The arch seen from the side: pedicles, laminae and facets, spinous process.
+fn arch_lateral(canvas: &mut Raster, body: &Body, mu_trab: f64, mu_cort: f64) {
+    let b = *body;
+    let top = -b.height / 2.0;
+    let back = b.depth / 2.0;
+    canvas.splat(
+        b.u - 10.0,
+        b.u + back + 75.0,
+        b.v - 40.0,
+        b.v + 40.0,
+        |u, v| {
+            let (x, y) = local(&b, u, v);
+            let x = x - back;
+            // Pedicles (both sides overlap): upper half of the body height.
+            if (0.0..15.0).contains(&x) && y > top + 0.08 * b.height && y < top + 0.5 * b.height {
+                return (mu_trab * 16.0 + mu_cort * 4.0) as f32;
+            }
+            // Laminae and facets: a block behind the pedicles.
+            if (15.0..34.0).contains(&x) && y > top - 2.0 && y < top + 1.05 * b.height {
+                return (mu_cort * 9.0) as f32;
+            }
+            // Spinous process, pointing back and down.
+            let sy = top + 0.55 * b.height + (x - 34.0) * 0.25;
+            if (34.0..68.0).contains(&x) && (y - sy).abs() < 7.0 - (x - 34.0) * 0.08 {
+                return (mu_cort * 6.0) as f32;
+            }
+            0.0
+        },
+    );
+}
+
+fn ribs(canvas: &mut Raster, t12: &Body, view: Projection, mu_cort: f64) {
     // The 11th and 12th ribs: arcs from the upper vertebrae going down and out.
     for (k, dv) in [(0, -32.0), (1, 0.0)] {
         let (start, reach) = match view {
-            View::Ap => (t12.width / 2.0 + 4.0, 95.0 - 15.0 * k as f64),
-            View::Lateral => (t12.depth / 2.0 + 20.0, 70.0),
+            Projection::Ap => (t12.width / 2.0 + 4.0, 95.0 - 15.0 * k as f64),
+            Projection::Lateral => (t12.depth / 2.0 + 20.0, 70.0),
         };
-        let sides: &[f64] = if view == View::Ap {
+        let sides: &[f64] = if view == Projection::Ap {
             &[-1.0, 1.0]
         } else {
             &[1.0, -0.6]
@@ -396,10 +410,10 @@ fn ribs(canvas: &mut Canvas, t12: &Body, view: View, mu_cort: f64) {
     }
 }
 
-fn pelvis(canvas: &mut Canvas, l5: &Body, view: View, mu_trab: f64, mu_cort: f64) {
+fn pelvis(canvas: &mut Raster, l5: &Body, view: Projection, mu_trab: f64, mu_cort: f64) {
     let top = l5.v + l5.height / 2.0 + 10.0;
     match view {
-        View::Ap => {
+        Projection::Ap => {
             // Sacrum: an inverted trapezoid with sacral foramina.
             canvas.splat(l5.u - 70.0, l5.u + 70.0, top, top + 110.0, |u, v| {
                 let d = v - top;
@@ -436,7 +450,7 @@ fn pelvis(canvas: &mut Canvas, l5: &Body, view: View, mu_trab: f64, mu_cort: f64
                 });
             }
         }
-        View::Lateral => {
+        Projection::Lateral => {
             // Sacrum tilted ~40°, and the ilia overlapping it faintly.
             let (s, c) = (40f64.to_radians().sin(), 40f64.to_radians().cos());
             canvas.splat(l5.u - 60.0, l5.u + 90.0, top - 20.0, top + 120.0, |u, v| {
@@ -458,8 +472,8 @@ fn pelvis(canvas: &mut Canvas, l5: &Body, view: View, mu_trab: f64, mu_cort: f64
 
 /// Exposure with heel effect and scatter, quantum noise, log transform; returns the
 /// window (centre, width) in stored values.
-fn expose(rng: &mut impl Rng, canvas: &mut Canvas, view: View) -> (f64, f64) {
-    let base = if view == View::Ap { 6.0e4 } else { 3.0e5 } * rng.random_range(0.7..1.3);
+fn expose(rng: &mut impl Rng, canvas: &mut Raster, view: Projection) -> (f64, f64) {
+    let base = if view == Projection::Ap { 6.0e4 } else { 3.0e5 } * rng.random_range(0.7..1.3);
     let heel = rng.random_range(-0.14..0.14);
     let scatter = rng.random_range(0.03..0.08);
     let (w, h) = (canvas.width, canvas.height);
@@ -509,7 +523,7 @@ fn expose(rng: &mut impl Rng, canvas: &mut Canvas, view: View) -> (f64, f64) {
 /// Clinical-style dynamic range compression: subtract `strength` x a heavily smoothed copy
 /// (block means over ~1/24 of the image, bilinearly interpolated), so bone stays visible
 /// through thick and thin parts of the body alike.
-fn equalize(canvas: &mut Canvas, strength: f32) {
+fn equalize(canvas: &mut Raster, strength: f32) {
     let (w, h) = (canvas.width, canvas.height);
     let block = (w.max(h) / 24).max(8);
     let (bw, bh) = (w.div_ceil(block), h.div_ceil(block));
@@ -540,7 +554,7 @@ fn equalize(canvas: &mut Canvas, strength: f32) {
 }
 
 /// Collimation, lead marker, photometric inversion; to 12-bit integers.
-fn finish(rng: &mut impl Rng, canvas: &Canvas, monochrome1: bool) -> Vec<u16> {
+fn finish(rng: &mut impl Rng, canvas: &Raster, monochrome1: bool) -> Vec<u16> {
     let (w, h) = (canvas.width, canvas.height);
     let margin_x = rng.random_range(0.03..0.09) * w as f64;
     let margin_y = rng.random_range(0.02..0.06) * h as f64;

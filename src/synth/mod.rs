@@ -4,8 +4,8 @@
 //! Everything derives from (seed, study index), so the same seed gives the same bytes.
 
 pub mod ct;
-pub mod dicom;
 pub mod dx;
+pub mod part10;
 pub mod preview;
 pub mod raster;
 pub mod rle;
@@ -19,7 +19,7 @@ use dicom_dictionary_std::{tags, uids};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use dicom::{code_item, Header, StudyInfo, SynthSyntax};
+use part10::{code_item, DatasetBuilder, StudyInfo, SynthSyntax};
 use subject::{Reference, Subject, LEVELS};
 
 /// Kind of study to generate.
@@ -185,7 +185,7 @@ pub fn radiographs(opts: &SynthOptions, index: usize) -> [dx::Radiograph; 2] {
     // (0.15-0.18 mm at the default 2048 x 2560).
     let spacing = rng.random_range(380.0..460.0) / opts.size.1.max(opts.size.0) as f64;
     let monochrome1 = rng.random::<f64>() < 0.25;
-    [dx::View::Ap, dx::View::Lateral].map(|view| {
+    [dx::Projection::Ap, dx::Projection::Lateral].map(|view| {
         dx::render(
             &mut rng,
             &subject,
@@ -199,9 +199,9 @@ pub fn radiographs(opts: &SynthOptions, index: usize) -> [dx::Radiograph; 2] {
 }
 
 /// The CT geometry of study `index` (body positions, slice positions).
-pub fn ct_volume(opts: &SynthOptions, index: usize) -> ct::CtVolume {
+pub fn ct_volume(opts: &SynthOptions, index: usize) -> ct::Phantom {
     let subject = subject(opts, index);
-    ct::CtVolume::plan(
+    ct::Phantom::plan(
         &mut study_rng(opts.seed, index, 2),
         &subject,
         opts.ct_slice_mm,
@@ -213,7 +213,7 @@ fn generate_study(opts: &SynthOptions, index: usize) -> Result<ManifestRow, Synt
     let subject = Subject::draw(&mut rng, opts.balance, opts.reference);
     let seed = opts.seed.to_string();
     let idx = index.to_string();
-    let study_uid = crate::uid::derived(&["synth", &seed, &idx, "study"]);
+    let study_uid = crate::dicom::uid::derived(&["synth", &seed, &idx, "study"]);
     let folder = format!("study{index:05}");
     let dir = opts.out.join(&folder);
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -270,6 +270,30 @@ fn generate_study(opts: &SynthOptions, index: usize) -> Result<ManifestRow, Synt
     })
 }
 
+/// The DX Image module's attributes for a processed (for presentation) radiograph.
+fn dx_for_presentation(h: &mut DatasetBuilder, monochrome1: bool, spacing: &str) {
+    h.str(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY")
+        .str(tags::PRESENTATION_INTENT_TYPE, VR::CS, "FOR PRESENTATION")
+        .str(tags::PIXEL_INTENSITY_RELATIONSHIP, VR::CS, "LOG")
+        .int16(tags::PIXEL_INTENSITY_RELATIONSHIP_SIGN, 1)
+        .str(tags::POSITIONER_TYPE, VR::CS, "")
+        .str(tags::RESCALE_INTERCEPT, VR::DS, "0")
+        .str(tags::RESCALE_SLOPE, VR::DS, "1")
+        .str(tags::RESCALE_TYPE, VR::LO, "US")
+        .str(
+            tags::PRESENTATION_LUT_SHAPE,
+            VR::CS,
+            if monochrome1 { "INVERSE" } else { "IDENTITY" },
+        )
+        .str(tags::DETECTOR_TYPE, VR::CS, "SCINTILLATOR")
+        .str(tags::PIXEL_SPACING, VR::DS, spacing)
+        .seq(
+            tags::ANATOMIC_REGION_SEQUENCE,
+            vec![code_item("122496007", "SCT", "Lumbar spine")],
+        )
+        .seq(tags::ACQUISITION_CONTEXT_SEQUENCE, vec![]);
+}
+
 fn write_radiographs(
     opts: &SynthOptions,
     study: &StudyInfo,
@@ -279,24 +303,27 @@ fn write_radiographs(
     modality: &str,
 ) -> Result<(), SynthError> {
     let views = radiographs(opts, study.index);
-    let series_uid = crate::uid::derived(&["synth", seed, idx, "series", modality]);
+    let series_uid = crate::dicom::uid::derived(&["synth", seed, idx, "series", modality]);
     let (sop_class, class_name) = if modality == "DX" {
         (uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION, "dx")
     } else {
         (uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE, "cr")
     };
-    let names = [(dx::View::Ap, "AP", "ap"), (dx::View::Lateral, "LL", "lat")];
+    let names = [
+        (dx::Projection::Ap, "AP", "ap"),
+        (dx::Projection::Lateral, "LL", "lat"),
+    ];
     for (n, (image, (view, code, name))) in views.into_iter().zip(names).enumerate() {
         let monochrome1 = image.monochrome1;
-        let sop_uid = crate::uid::derived(&["synth", seed, idx, "image", name]);
-        let mut h = Header::new();
-        dicom::common(&mut h, study, sop_class, &sop_uid);
+        let sop_uid = crate::dicom::uid::derived(&["synth", seed, idx, "image", name]);
+        let mut h = DatasetBuilder::new();
+        part10::common(&mut h, study, sop_class, &sop_uid);
         let photometric = if monochrome1 {
             "MONOCHROME1"
         } else {
             "MONOCHROME2"
         };
-        dicom::pixels(
+        part10::pixels(
             &mut h,
             image.height as u16,
             image.width as u16,
@@ -319,7 +346,11 @@ fn write_radiographs(
             .str(
                 tags::PATIENT_ORIENTATION,
                 VR::CS,
-                if view == dx::View::Ap { "L\\F" } else { "P\\F" },
+                if view == dx::Projection::Ap {
+                    "L\\F"
+                } else {
+                    "P\\F"
+                },
             )
             .str(tags::IMAGER_PIXEL_SPACING, VR::DS, &spacing)
             .str(
@@ -335,31 +366,16 @@ fn write_radiographs(
             .str(
                 tags::KVP,
                 VR::DS,
-                if view == dx::View::Ap { "80" } else { "95" },
+                if view == dx::Projection::Ap {
+                    "80"
+                } else {
+                    "95"
+                },
             )
             .str(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00")
             .str(tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
         if modality == "DX" {
-            h.str(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY")
-                .str(tags::PRESENTATION_INTENT_TYPE, VR::CS, "FOR PRESENTATION")
-                .str(tags::PIXEL_INTENSITY_RELATIONSHIP, VR::CS, "LOG")
-                .int16(tags::PIXEL_INTENSITY_RELATIONSHIP_SIGN, 1)
-                .str(tags::POSITIONER_TYPE, VR::CS, "")
-                .str(tags::RESCALE_INTERCEPT, VR::DS, "0")
-                .str(tags::RESCALE_SLOPE, VR::DS, "1")
-                .str(tags::RESCALE_TYPE, VR::LO, "US")
-                .str(
-                    tags::PRESENTATION_LUT_SHAPE,
-                    VR::CS,
-                    if monochrome1 { "INVERSE" } else { "IDENTITY" },
-                )
-                .str(tags::DETECTOR_TYPE, VR::CS, "SCINTILLATOR")
-                .str(tags::PIXEL_SPACING, VR::DS, &spacing)
-                .seq(
-                    tags::ANATOMIC_REGION_SEQUENCE,
-                    vec![code_item("122496007", "SCT", "Lumbar spine")],
-                )
-                .seq(tags::ACQUISITION_CONTEXT_SEQUENCE, vec![]);
+            dx_for_presentation(&mut h, monochrome1, &spacing);
         } else {
             h.str(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY");
         }
@@ -380,7 +396,7 @@ fn write_radiographs(
             .map_err(io_err(&png))?;
         }
         let path = dir.join(format!("{class_name}_{name}.dcm"));
-        dicom::write(&path, h, image.pixels, opts.syntax).map_err(io_err(&path))?;
+        part10::write(&path, h, image.pixels, opts.syntax).map_err(io_err(&path))?;
     }
     Ok(())
 }
@@ -393,8 +409,8 @@ fn write_ct(
     idx: &str,
 ) -> Result<(), SynthError> {
     let volume = ct_volume(opts, study.index);
-    let series_uid = crate::uid::derived(&["synth", seed, idx, "series", "CT"]);
-    let frame_uid = crate::uid::derived(&["synth", seed, idx, "frame"]);
+    let series_uid = crate::dicom::uid::derived(&["synth", seed, idx, "series", "CT"]);
+    let frame_uid = crate::dicom::uid::derived(&["synth", seed, idx, "frame"]);
     let spacing = format!("{:.4}\\{:.4}", volume.pixel_spacing, volume.pixel_spacing);
     let thickness = format!("{:.2}", opts.ct_slice_mm);
     let l3 = volume.vertebrae[3];
@@ -403,10 +419,10 @@ fn write_ct(
     let mut sagittal = Vec::new();
     for k in 0..volume.slices {
         let z = volume.slice_z(k);
-        let sop_uid = crate::uid::derived(&["synth", seed, idx, "ct", &k.to_string()]);
-        let mut h = Header::new();
-        dicom::common(&mut h, study, uids::CT_IMAGE_STORAGE, &sop_uid);
-        dicom::pixels(
+        let sop_uid = crate::dicom::uid::derived(&["synth", seed, idx, "ct", &k.to_string()]);
+        let mut h = DatasetBuilder::new();
+        part10::common(&mut h, study, uids::CT_IMAGE_STORAGE, &sop_uid);
+        part10::pixels(
             &mut h,
             ct::MATRIX as u16,
             ct::MATRIX as u16,
@@ -466,29 +482,35 @@ fn write_ct(
                 .map_err(io_err(&png))?;
             }
         }
-        dicom::write(&path, h, pixels, opts.syntax).map_err(io_err(&path))?;
+        part10::write(&path, h, pixels, opts.syntax).map_err(io_err(&path))?;
     }
     if opts.preview {
-        // Rows = slices (head at top), columns = anterior -> posterior; stretch to mm.
-        let stretch = (volume.slice_spacing / volume.pixel_spacing)
-            .round()
-            .max(1.0) as usize;
-        let mut image = Vec::with_capacity(sagittal.len() * stretch);
-        for row in sagittal.chunks(ct::MATRIX) {
-            for _ in 0..stretch {
-                image.extend_from_slice(row);
-            }
-        }
-        let png = dir.join("preview_sagittal.png");
-        preview::write_png(
-            &png,
-            &image,
-            (ct::MATRIX, volume.slices * stretch),
-            (774.0, 2274.0),
-            false,
-            1024,
-        )
-        .map_err(io_err(&png))?;
+        sagittal_preview(dir, &volume, &sagittal)?;
     }
+    Ok(())
+}
+
+/// A sagittal preview PNG from the centre column of every slice.
+fn sagittal_preview(dir: &Path, volume: &ct::Phantom, sagittal: &[u16]) -> Result<(), SynthError> {
+    // Rows = slices (head at top), columns = anterior -> posterior; stretch to mm.
+    let stretch = (volume.slice_spacing / volume.pixel_spacing)
+        .round()
+        .max(1.0) as usize;
+    let mut image = Vec::with_capacity(sagittal.len() * stretch);
+    for row in sagittal.chunks(ct::MATRIX) {
+        for _ in 0..stretch {
+            image.extend_from_slice(row);
+        }
+    }
+    let png = dir.join("preview_sagittal.png");
+    preview::write_png(
+        &png,
+        &image,
+        (ct::MATRIX, volume.slices * stretch),
+        (774.0, 2274.0),
+        false,
+        1024,
+    )
+    .map_err(io_err(&png))?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use rand::Rng;
 
 /// A float image whose pixels are addressed in millimetres through a pose (rotation,
 /// scale, shift) around the image centre.
-pub struct Canvas {
+pub struct Raster {
     pub width: usize,
     pub height: usize,
     pub data: Vec<f32>,
@@ -18,9 +18,9 @@ pub struct Canvas {
     shift: (f64, f64),
 }
 
-impl Canvas {
-    pub fn new(width: usize, height: usize, spacing: f64) -> Canvas {
-        Canvas {
+impl Raster {
+    pub fn new(width: usize, height: usize, spacing: f64) -> Raster {
+        Raster {
             width,
             height,
             data: vec![0.0; width * height],

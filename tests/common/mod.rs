@@ -204,8 +204,8 @@ impl Daemon {
         cmd
     }
 
-    pub fn peer(&self, calling_ae: &str) -> osteoscreen::dimse::scu::Peer {
-        osteoscreen::dimse::scu::Peer {
+    pub fn peer(&self, calling_ae: &str) -> osteoscreen::deliver::dimse::Peer {
+        osteoscreen::deliver::dimse::Peer {
             host: "127.0.0.1".into(),
             port: self.port,
             called_ae: "OSTEOSCREEN".into(),

@@ -11,8 +11,8 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason}
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use tokio::io::AsyncWriteExt;
 
-use super::command::{self, Command, Status};
-use super::sop::trim_uid;
+use crate::dicom::command::{self, Command, DimseStatus};
+use crate::dicom::text::unpad;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -133,16 +133,16 @@ fn first_accepted(association: &Association) -> Option<u8> {
 }
 
 /// C-ECHO: returns the peer's status.
-pub async fn echo(peer: &Peer) -> Result<Status, ScuError> {
+pub async fn echo(peer: &Peer) -> Result<DimseStatus, ScuError> {
     let contexts = [(
-        super::sop::VERIFICATION.to_string(),
+        crate::dicom::sop::VERIFICATION.to_string(),
         dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
     )];
     let mut association = peer.associate(&contexts).await?;
     let pc = first_accepted(&association).ok_or(ScuError::VerificationRejected)?;
     let rsp = exchange(&mut association, pc, command::encode_echo_rq(1), None).await?;
     let _ = association.release().await;
-    Ok(rsp.status.unwrap_or(Status(0xFFFF)))
+    Ok(rsp.status.unwrap_or(DimseStatus(0xFFFF)))
 }
 
 /// A Part 10 file read for sending: where its data set starts and what it is.
@@ -170,9 +170,9 @@ impl OutgoingFile {
         let data_offset = reader.stream_position().map_err(|e| e.to_string())?;
         Ok(OutgoingFile {
             path: path.to_path_buf(),
-            sop_class_uid: trim_uid(meta.media_storage_sop_class_uid()).to_string(),
-            sop_instance_uid: trim_uid(meta.media_storage_sop_instance_uid()).to_string(),
-            transfer_syntax: trim_uid(meta.transfer_syntax()).to_string(),
+            sop_class_uid: unpad(meta.media_storage_sop_class_uid()).to_string(),
+            sop_instance_uid: unpad(meta.media_storage_sop_instance_uid()).to_string(),
+            transfer_syntax: unpad(meta.transfer_syntax()).to_string(),
             data_offset,
         })
     }
@@ -195,7 +195,7 @@ pub struct FileOutcome {
     pub path: PathBuf,
     pub sop_instance_uid: Option<String>,
     /// The peer's status and comment, or why nothing was sent.
-    pub result: Result<(Status, Option<String>), String>,
+    pub result: Result<(DimseStatus, Option<String>), String>,
 }
 
 impl FileOutcome {
@@ -264,7 +264,7 @@ async fn send_batch(
         let result = match pc {
             None => Err(format!(
                 "peer refused {} in transfer syntax {}",
-                super::sop::sop_class_name(&file.sop_class_uid),
+                crate::dicom::sop::sop_class_name(&file.sop_class_uid),
                 file.transfer_syntax
             )),
             Some(pc) => match file.data_set() {
@@ -277,7 +277,7 @@ async fn send_batch(
                         &file.sop_instance_uid,
                     );
                     let rsp = exchange(&mut association, pc, rq, Some(&data)).await?;
-                    Ok((rsp.status.unwrap_or(Status(0xFFFF)), rsp.error_comment))
+                    Ok((rsp.status.unwrap_or(DimseStatus(0xFFFF)), rsp.error_comment))
                 }
             },
         };
@@ -291,23 +291,6 @@ async fn send_batch(
     Ok(outcomes)
 }
 
-/// Expand directories (recursively, sorted) into the files they hold.
-pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<_, _>>()?;
-            entries.sort();
-            out.extend(collect_files(&entries)?);
-        } else {
-            out.push(path.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// C-STORE one data set given as bytes, announced with the given UIDs in transfer syntax
 /// `ts`. Sends whatever it is given: useful to see how a node answers malformed data.
 pub async fn store_data_set(
@@ -316,7 +299,7 @@ pub async fn store_data_set(
     sop_instance_uid: &str,
     ts: &str,
     data_set: &[u8],
-) -> Result<(Status, Option<String>), ScuError> {
+) -> Result<(DimseStatus, Option<String>), ScuError> {
     let contexts = [(sop_class_uid.to_string(), ts.to_string())];
     let mut association = peer.associate(&contexts).await?;
     let pc = first_accepted(&association)
@@ -324,5 +307,5 @@ pub async fn store_data_set(
     let rq = command::encode_store_rq(1, sop_class_uid, sop_instance_uid);
     let rsp = exchange(&mut association, pc, rq, Some(data_set)).await?;
     let _ = association.release().await;
-    Ok((rsp.status.unwrap_or(Status(0xFFFF)), rsp.error_comment))
+    Ok((rsp.status.unwrap_or(DimseStatus(0xFFFF)), rsp.error_comment))
 }

@@ -1,6 +1,5 @@
-//! Building data sets: a terse setter wrapper over `InMemDicomObject`, coded entries, a
-//! trimmed text reader and the Part 10 writer, shared by the synthetic-study writer, the
-//! report writers and the header readers.
+//! Building data sets: a terse setter wrapper over `InMemDicomObject`, coded entries and
+//! the Part 10 writer, shared by the synthetic-study writer and the report writers.
 
 use std::path::Path;
 
@@ -9,14 +8,15 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
-use crate::ingest::spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use super::text::text;
+use super::uid::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// A data set under construction, with terse setters.
-pub struct Header(pub InMemDicomObject);
+pub struct DatasetBuilder(pub InMemDicomObject);
 
-impl Header {
-    pub fn new() -> Header {
-        Header(InMemDicomObject::new_empty())
+impl DatasetBuilder {
+    pub fn new() -> DatasetBuilder {
+        DatasetBuilder(InMemDicomObject::new_empty())
     }
 
     pub fn str(&mut self, tag: Tag, vr: VR, value: &str) -> &mut Self {
@@ -44,27 +44,19 @@ impl Header {
     }
 }
 
-impl Default for Header {
+impl Default for DatasetBuilder {
     fn default() -> Self {
-        Header::new()
+        DatasetBuilder::new()
     }
 }
 
 /// A coded entry (Code Value, Coding Scheme Designator, Code Meaning) as a sequence item.
 pub fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    let mut h = Header::new();
+    let mut h = DatasetBuilder::new();
     h.str(tags::CODE_VALUE, VR::SH, value)
         .str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme)
         .str(tags::CODE_MEANING, VR::LO, meaning);
     h.0
-}
-
-/// A text attribute without its padding ('\0' or spaces, either end); empty when absent.
-pub fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| s.trim_matches(['\0', ' ']).trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Write `obj` as a Part 10 file in `transfer_syntax`; the meta group names the SOP class

@@ -8,7 +8,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 
 use super::subject::Subject;
-pub use crate::dataset::{code_item, Header};
+pub use crate::dicom::dataset::{code_item, DatasetBuilder};
 
 /// Transfer syntaxes the generator writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,7 +41,7 @@ pub struct StudyInfo<'a> {
 }
 
 /// Patient, study, equipment and SOP common modules.
-pub fn common(h: &mut Header, study: &StudyInfo, sop_class: &str, sop_uid: &str) {
+pub fn common(h: &mut DatasetBuilder, study: &StudyInfo, sop_class: &str, sop_uid: &str) {
     let s = study.subject;
     let n = study.index;
     let birth_year: i32 = study.date[..4].parse::<i32>().unwrap_or(2026) - s.age_years as i32;
@@ -92,7 +92,7 @@ pub fn common(h: &mut Header, study: &StudyInfo, sop_class: &str, sop_uid: &str)
 }
 
 /// 16-bit unsigned monochrome pixel module.
-pub fn pixels(h: &mut Header, rows: u16, cols: u16, bits_stored: u16, photometric: &str) {
+pub fn pixels(h: &mut DatasetBuilder, rows: u16, cols: u16, bits_stored: u16, photometric: &str) {
     h.u16(tags::SAMPLES_PER_PIXEL, 1)
         .str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric)
         .u16(tags::ROWS, rows)
@@ -106,7 +106,7 @@ pub fn pixels(h: &mut Header, rows: u16, cols: u16, bits_stored: u16, photometri
 /// Write `h` + `pixel_data` as a Part 10 file in `syntax`.
 pub fn write(
     path: &Path,
-    mut h: Header,
+    mut h: DatasetBuilder,
     pixel_data: Vec<u16>,
     syntax: SynthSyntax,
 ) -> std::io::Result<()> {
@@ -135,5 +135,5 @@ pub fn write(
             PrimitiveValue::U16(pixel_data.into()),
         ));
     }
-    crate::dataset::write_part10(h.0, syntax.uid(), path)
+    crate::dicom::dataset::write_part10(h.0, syntax.uid(), path)
 }

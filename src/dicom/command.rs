@@ -7,6 +7,8 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use super::text::text_opt;
+
 /// Command Field values we use (PS3.7 Annex E).
 pub mod field {
     pub const C_STORE_RQ: u16 = 0x0001;
@@ -18,20 +20,20 @@ pub mod field {
 /// Command Data Set Type meaning "no data set follows" (any other value means one does).
 const NO_DATA_SET: u16 = 0x0101;
 
-/// A DIMSE status code with the meanings PS3.4 Annex B gives the storage service.
+/// A DIMSE status code (PS3.7 §C) with the meanings PS3.4 Annex B gives the storage service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status(pub u16);
+pub struct DimseStatus(pub u16);
 
-impl Status {
-    pub const SUCCESS: Status = Status(0x0000);
+impl DimseStatus {
+    pub const SUCCESS: DimseStatus = DimseStatus(0x0000);
     /// Refused: SOP class not supported.
-    pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
+    pub const SOP_CLASS_NOT_SUPPORTED: DimseStatus = DimseStatus(0x0122);
     /// Refused: out of resources (disk full, write failed).
-    pub const OUT_OF_RESOURCES: Status = Status(0xA700);
+    pub const OUT_OF_RESOURCES: DimseStatus = DimseStatus(0xA700);
     /// Error: data set does not match SOP class.
-    pub const DATA_SET_MISMATCH: Status = Status(0xA900);
+    pub const DATA_SET_MISMATCH: DimseStatus = DimseStatus(0xA900);
     /// Error: cannot understand.
-    pub const CANNOT_UNDERSTAND: Status = Status(0xC000);
+    pub const CANNOT_UNDERSTAND: DimseStatus = DimseStatus(0xC000);
 
     pub fn is_success(self) -> bool {
         self.0 == 0
@@ -47,7 +49,7 @@ impl Status {
     }
 }
 
-impl std::fmt::Display for Status {
+impl std::fmt::Display for DimseStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let meaning = match self.0 {
             0x0000 => "Success",
@@ -80,8 +82,8 @@ pub struct Command {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub has_data_set: bool,
-    /// Status, for responses.
-    pub status: Option<Status>,
+    /// DimseStatus, for responses.
+    pub status: Option<DimseStatus>,
     /// Error Comment (0000,0902), for responses that carry one.
     pub error_comment: Option<String>,
 }
@@ -98,11 +100,7 @@ impl Command {
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, implicit_le())
             .map_err(|e| CommandError::Parse(e.to_string()))?;
         let u16_of = |tag| obj.get(tag).and_then(|e| e.value().to_int::<u16>().ok());
-        let str_of = |tag| {
-            obj.get(tag)
-                .and_then(|e| e.value().to_str().ok())
-                .map(|s| super::sop::trim_uid(&s).to_string())
-        };
+        let str_of = |tag| text_opt(&obj, tag);
         let field = u16_of(tags::COMMAND_FIELD).ok_or(CommandError::Missing("Command Field"))?;
         let message_id = u16_of(tags::MESSAGE_ID)
             .or_else(|| u16_of(tags::MESSAGE_ID_BEING_RESPONDED_TO))
@@ -116,11 +114,8 @@ impl Command {
             sop_class_uid: str_of(tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default(),
             sop_instance_uid: str_of(tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default(),
             has_data_set,
-            status: u16_of(tags::STATUS).map(Status),
-            error_comment: obj
-                .get(tags::ERROR_COMMENT)
-                .and_then(|e| e.value().to_str().ok())
-                .map(|s| s.trim().to_string()),
+            status: u16_of(tags::STATUS).map(DimseStatus),
+            error_comment: str_of(tags::ERROR_COMMENT),
         })
     }
 }
@@ -139,7 +134,7 @@ fn encode(elements: Vec<DataElement<InMemDicomObject>>) -> Vec<u8> {
 }
 
 /// A response (C-ECHO-RSP, C-STORE-RSP) to `request`, with an optional Error Comment.
-pub fn encode_response(request: &Command, status: Status, comment: Option<&str>) -> Vec<u8> {
+pub fn encode_response(request: &Command, status: DimseStatus, comment: Option<&str>) -> Vec<u8> {
     let rsp_field = request.field | 0x8000;
     let mut elements = vec![
         DataElement::new(
@@ -243,11 +238,11 @@ mod tests {
         assert_eq!(cmd.sop_instance_uid, "1.2.3.4");
         assert!(cmd.has_data_set);
 
-        let rsp = encode_response(&cmd, Status::OUT_OF_RESOURCES, Some("disk full"));
+        let rsp = encode_response(&cmd, DimseStatus::OUT_OF_RESOURCES, Some("disk full"));
         let rsp = Command::decode(&rsp).unwrap();
         assert_eq!(rsp.field, field::C_STORE_RSP);
         assert_eq!(rsp.message_id, 7);
-        assert_eq!(rsp.status, Some(Status::OUT_OF_RESOURCES));
+        assert_eq!(rsp.status, Some(DimseStatus::OUT_OF_RESOURCES));
         assert_eq!(rsp.error_comment.as_deref(), Some("disk full"));
         assert!(!rsp.has_data_set);
     }

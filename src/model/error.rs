@@ -1,0 +1,56 @@
+//! Why a model could not be loaded or run; each variant keeps its cause.
+
+use std::path::PathBuf;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model card {path}: {source}")]
+    Card { path: PathBuf, source: CardError },
+    #[error(
+        "weights {path} do not match their model card (sha256 {actual}, card says {expected})"
+    )]
+    Mismatch {
+        path: PathBuf,
+        actual: String,
+        expected: String,
+    },
+    #[error("weights {path}: {source}")]
+    WeightsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("weights {path}: {source}")]
+    Weights {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
+    #[error("building the network: {0}")]
+    Network(#[source] candle_core::Error),
+    #[error("device: {0}")]
+    Device(#[source] DeviceError),
+    #[error("inference: {0}")]
+    Inference(#[from] candle_core::Error),
+    #[error("inference: images must be {side} x {side} values")]
+    InputSize { side: usize },
+}
+
+/// What is wrong with a model card.
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("input {0:?} is not what this build expects")]
+    Input(String),
+}
+
+/// Why the configured device cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device {0:?} (auto, cpu or cuda)")]
+    Unknown(String),
+    #[error("CUDA: {0}")]
+    Cuda(#[source] candle_core::Error),
+}
