@@ -45,6 +45,12 @@ pub struct Settings {
     pub selection: crate::analysis::select::Rules,
     pub model: crate::model::ModelSettings,
     pub output: crate::report::OutputSettings,
+    pub pipeline: crate::pipeline::settings::PipelineSettings,
+    pub delivery: crate::deliver::DeliverySettings,
+    /// Where results go; none: a folder under `[storage] dir` (`results/`).
+    pub destinations: Vec<crate::deliver::Destination>,
+    /// DICOM nodes results may be sent back to (`[delivery] reply_to_sender`).
+    pub peers: Vec<crate::deliver::PeerNode>,
 }
 
 /// Where received instances (spool) and the SQLite database live.
@@ -146,6 +152,31 @@ impl Settings {
             .map_err(|e| invalid("selection", e))?;
         self.model.validate().map_err(|e| invalid("model", e))?;
         self.output.validate().map_err(|e| invalid("output", e))?;
+        self.pipeline
+            .validate()
+            .map_err(|e| invalid("pipeline", e))?;
+        self.delivery
+            .validate()
+            .map_err(|e| invalid("delivery", e))?;
+        let mut names = std::collections::HashSet::new();
+        for d in &self.destinations {
+            d.validate().map_err(|e| invalid("destinations", e))?;
+            if !names.insert(d.name.as_str()) {
+                return Err(invalid(
+                    "destinations",
+                    format!("{:?} is named twice", d.name),
+                ));
+            }
+        }
+        for p in &self.peers {
+            check_ae_title(&p.ae_title).map_err(|e| invalid("peers", e))?;
+            if p.host.is_empty() || p.port == 0 {
+                return Err(invalid(
+                    "peers",
+                    format!("{} needs host and port", p.ae_title),
+                ));
+            }
+        }
         if self.storage.dir.as_os_str().is_empty() {
             return Err(invalid("storage.dir", "is empty"));
         }
@@ -187,18 +218,24 @@ impl Settings {
 }
 
 fn mask_secrets(value: &mut toml::Value) {
-    if let toml::Value::Table(table) = value {
-        for (key, v) in table.iter_mut() {
-            let k = key.to_ascii_lowercase();
-            if ["password", "secret", "token"]
-                .iter()
-                .any(|s| k.contains(s))
-            {
-                *v = toml::Value::String("********".into());
-            } else {
-                mask_secrets(v);
+    match value {
+        toml::Value::Table(table) => {
+            for (key, v) in table.iter_mut() {
+                let k = key.to_ascii_lowercase();
+                let secret = ["password", "secret", "token"]
+                    .iter()
+                    .any(|s| k.contains(s));
+                let set = matches!(v, toml::Value::String(s) if !s.is_empty());
+                if secret && set {
+                    *v = toml::Value::String("********".into());
+                } else {
+                    mask_secrets(v);
+                }
             }
         }
+        // [[destinations]] and other arrays of tables.
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
     }
 }
 

@@ -1,42 +1,57 @@
-//! `osteoscreen serve`: wire the stages together and run until SIGTERM / SIGINT.
+//! `osteoscreen serve`: wire the stages together and run until SIGTERM / SIGINT; SIGHUP
+//! reloads destinations, priorities and the log level from the settings file.
 //! Shutdown order: stop accepting, let each association finish its current message,
-//! wait for every task's `Done`, then exit 0.
+//! each worker its current study and each destination its current batch, wait for
+//! every task's `Done`, then exit 0.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
 
+use crate::analysis::Engine;
 use crate::config::Settings;
+use crate::deliver::{Deliverer, Routes};
 use crate::ingest::active::ActiveStudies;
 use crate::ingest::{spool::Spool, Ingest};
+use crate::ops::health::Health;
 use crate::ops::systemd;
 use crate::pipeline::assembler;
+use crate::pipeline::worker::Workers;
 use crate::shutdown::ShutdownTrigger;
 use crate::store::Store;
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// What SIGHUP can change while the daemon runs.
+struct Reloadable {
+    config_file: Option<PathBuf>,
+    routes: watch::Sender<Arc<Routes>>,
+    pipeline: watch::Sender<Arc<crate::pipeline::settings::PipelineSettings>>,
+}
+
+pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = settings.storage.dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create storage dir {}", dir.display()))?;
     let store = Arc::new(Store::open(&Store::path_in(&dir))?);
     let spool =
         Spool::open(&dir).with_context(|| format!("cannot open spool in {}", dir.display()))?;
-    let recovery = crate::ingest::recover::reconcile(spool.root(), &store)?;
-    if recovery.recovered > 0 {
-        tracing::warn!(
-            instances = recovery.recovered,
-            "recorded spool files the database had lost (power loss or database removed)"
-        );
-    }
-    for path in &recovery.unreadable {
-        tracing::error!(path = %path.display(), "unreadable file in the spool; left in place");
-    }
+    recover(&spool, &store)?;
+    let engine = Arc::new(
+        Engine::load(
+            settings.analysis,
+            settings.selection.clone(),
+            &settings.model,
+        )
+        .context("cannot load the X-ray model ([model] settings)")?,
+    );
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let health = Health::default();
     let active = ActiveStudies::default();
     let ingest = Arc::new(Ingest {
         callers: settings.caller_rules()?,
@@ -45,7 +60,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         writer: store.instance_writer()?,
         active: active.clone(),
         storage_dir: dir.clone(),
+        health: health.clone(),
     });
+    let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&settings)));
+    let (pipeline_tx, pipeline) = watch::channel(Arc::new(settings.pipeline.clone()));
+    let (wake_workers, wake_delivery) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
 
     let trigger = ShutdownTrigger::new();
     tokio::spawn(crate::ingest::listener::run(
@@ -58,22 +77,56 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         store.clone(),
         active,
         Duration::from_secs(settings.dicom.study_stable_seconds),
+        pipeline,
+        wake_workers.clone(),
         trigger.subscribe(),
         trigger.done_guard(),
     ));
-    tokio::spawn(systemd::watchdog(store.clone(), trigger.subscribe()));
+    let workers = Arc::new(Workers {
+        store: store.clone(),
+        engine,
+        output: settings.output.clone(),
+        outbox: dir.join("outbox"),
+        settings: settings.pipeline.clone(),
+        routes: routes.clone(),
+        wake: wake_workers,
+        wake_delivery: wake_delivery.clone(),
+        health: health.clone(),
+    });
+    let worker_count = settings.pipeline.worker_count();
+    tokio::spawn(workers.run(worker_count, trigger.subscribe(), trigger.done_guard()));
+    let deliverer = Arc::new(Deliverer {
+        store: store.clone(),
+        settings: settings.delivery.clone(),
+        our_ae: settings.dicom.ae_title.clone(),
+        max_pdu_length: settings.dicom.max_pdu_length,
+        wake: wake_delivery,
+        health: health.clone(),
+    });
+    tokio::spawn(deliverer.run(routes, trigger.subscribe(), trigger.done_guard()));
+    tokio::spawn(systemd::watchdog(
+        store.clone(),
+        health.clone(),
+        trigger.subscribe(),
+    ));
 
     tracing::info!(
         ae_title = %settings.dicom.ae_title,
         listen = %addr,
         storage = %dir.display(),
+        workers = worker_count,
         version = env!("CARGO_PKG_VERSION"),
         "osteoscreen ready"
     );
     systemd::ready();
 
-    wait_for_signal().await?;
-    tracing::info!("shutdown requested: finishing in-flight stores");
+    let reloadable = Reloadable {
+        config_file,
+        routes: routes_tx,
+        pipeline: pipeline_tx,
+    };
+    wait_for_stop(&reloadable).await?;
+    tracing::info!("shutdown requested: finishing in-flight stores, studies and deliveries");
     systemd::stopping();
     trigger.trigger();
     trigger.wait().await;
@@ -81,13 +134,69 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Make the database match the spool and the jobs match what a crash interrupted.
+fn recover(spool: &Spool, store: &Store) -> anyhow::Result<()> {
+    let recovery = crate::ingest::recover::reconcile(spool.root(), store)?;
+    if recovery.recovered > 0 {
+        tracing::warn!(
+            instances = recovery.recovered,
+            "recorded spool files the database had lost (power loss or database removed)"
+        );
+    }
+    for path in &recovery.unreadable {
+        tracing::error!(path = %path.display(), "unreadable file in the spool; left in place");
+    }
+    let resumed = store.resume_interrupted()?;
+    if resumed > 0 {
+        tracing::warn!(
+            jobs = resumed,
+            "jobs interrupted by a stop are queued again"
+        );
+    }
+    Ok(())
+}
+
+fn routes_of(settings: &Settings) -> Routes {
+    Routes::new(
+        &settings.destinations,
+        &settings.peers,
+        &settings.delivery,
+        &settings.storage.dir,
+    )
+}
+
+/// Wait for SIGTERM / SIGINT; reload on SIGHUP meanwhile.
+async fn wait_for_stop(reloadable: &Reloadable) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => reload(reloadable),
+        }
     }
-    Ok(())
+}
+
+/// Re-read the settings; apply destinations, priorities and the log level. Anything
+/// else needs a restart; a file that does not validate changes nothing.
+fn reload(r: &Reloadable) {
+    let settings = match Settings::load(r.config_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: settings not reloaded");
+            return;
+        }
+    };
+    r.routes.send_replace(Arc::new(routes_of(&settings)));
+    r.pipeline.send_replace(Arc::new(settings.pipeline.clone()));
+    crate::ops::logging::set_level(&settings.log.level);
+    tracing::info!(
+        destinations = settings.destinations.len(),
+        priorities = settings.pipeline.priorities.len(),
+        level = %settings.log.level,
+        "SIGHUP: destinations, priorities and log level reloaded"
+    );
 }

@@ -61,15 +61,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let Cli { config, command } = Cli::parse();
+    let settings = match Settings::load(config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("osteoscreen: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Command::CheckConfig = cli.command {
+    if let Command::CheckConfig = command {
         return cli::check_config(&settings);
     }
     osteoscreen::ops::logging::init(&settings.log);
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, settings)) {
+    match runtime.block_on(run(command, settings, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("osteoscreen: {e:#}");
@@ -93,9 +93,13 @@ fn main() -> ExitCode {
 }
 
 /// One subcommand, inside the runtime.
-async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+async fn run(
+    command: Command,
+    settings: Settings,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve => cli::serve(settings).await,
+        Command::Serve => cli::serve(settings, config).await,
         Command::Echo(peer) => cli::link::echo(&peer, &settings).await,
         Command::Send { peer, paths } => cli::link::send(&peer, &paths, &settings).await,
         Command::CheckConfig => Ok(cli::check_config(&settings)),

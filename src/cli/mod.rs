@@ -11,8 +11,11 @@ use std::process::ExitCode;
 use osteoscreen::config::Settings;
 
 /// `osteoscreen serve`: run the daemon until SIGTERM / SIGINT.
-pub async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    osteoscreen::daemon::serve(settings).await?;
+pub async fn serve(
+    settings: Settings,
+    config_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    osteoscreen::daemon::serve(settings, config_file).await?;
     Ok(ExitCode::SUCCESS)
 }
 

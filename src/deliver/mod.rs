@@ -1,4 +1,287 @@
-//! Delivery: our objects out to other DICOM nodes. `dimse` is the C-ECHO / C-STORE SCU
-//! (`osteoscreen echo` and `send` use it today; result delivery to the PACS will).
+//! Delivery: result objects out to the PACS. Each destination has its own task, so a
+//! failing destination never holds up another; within one, each object retries on its
+//! own schedule (exponential backoff with jitter), so one bad object never holds up the
+//! others. The delivery rows in the store are the queue: a restart resumes them.
+//!
+//! `dimse` is the C-ECHO / C-STORE SCU (also behind `osteoscreen echo` / `send`), `stow`
+//! the STOW-RS client, `folder` the folder writer, `settings` what the operator sets.
 
 pub mod dimse;
+pub mod folder;
+pub mod routes;
+pub mod settings;
+pub mod stow;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use crate::ops::health::Health;
+use crate::ops::metrics::metrics;
+use crate::shutdown::{Done, Shutdown, ShutdownTrigger};
+use crate::store::{Delivery, JobState, Store};
+pub use routes::Routes;
+pub use settings::{DeliverySettings, Destination, DestinationKind, PeerNode};
+
+/// Deliveries taken from the store per round.
+const BATCH: usize = 32;
+/// How often an idle destination looks for due deliveries without being woken.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// A destination ready to send to.
+enum Client {
+    Dimse(dimse::Peer),
+    Stow(stow::StowClient),
+    Folder(std::path::PathBuf),
+}
+
+impl Client {
+    fn new(
+        d: &Destination,
+        our_ae: &str,
+        timeout: Duration,
+        max_pdu: u32,
+    ) -> Result<Client, String> {
+        Ok(match d.kind {
+            DestinationKind::Dimse => Client::Dimse(dimse::Peer {
+                host: d.host.clone(),
+                port: d.port,
+                called_ae: d.ae_title.clone(),
+                calling_ae: if d.calling_ae.is_empty() {
+                    our_ae.to_string()
+                } else {
+                    d.calling_ae.clone()
+                },
+                max_pdu_length: max_pdu,
+                timeout,
+            }),
+            DestinationKind::Stow => {
+                Client::Stow(stow::StowClient::new(d, timeout).map_err(|e| e.to_string())?)
+            }
+            DestinationKind::Folder => Client::Folder(d.path.clone()),
+        })
+    }
+
+    /// Send a batch; one result per delivery, in order.
+    async fn send(&self, batch: &[Delivery]) -> Vec<Result<(), String>> {
+        match self {
+            Client::Dimse(peer) => {
+                let paths: Vec<_> = batch.iter().map(|d| d.path.clone()).collect();
+                match dimse::send_files(peer, &paths).await {
+                    Ok(outcomes) => outcomes
+                        .iter()
+                        .map(|o| match &o.result {
+                            _ if o.stored() => Ok(()),
+                            Ok((status, comment)) => Err(format!(
+                                "C-STORE status {status} {}",
+                                comment.as_deref().unwrap_or("")
+                            )),
+                            Err(e) => Err(e.clone()),
+                        })
+                        .collect(),
+                    Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+                }
+            }
+            Client::Stow(client) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for d in batch {
+                    out.push(client.store(&d.path).await.map_err(|e| e.to_string()));
+                }
+                out
+            }
+            Client::Folder(root) => batch
+                .iter()
+                .map(|d| {
+                    let (root, study, path) = (root.clone(), d.study_uid.clone(), d.path.clone());
+                    tokio::task::block_in_place(|| folder::deliver(&root, &study, &path))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What every destination task shares.
+pub struct Deliverer {
+    pub store: Arc<Store>,
+    pub settings: DeliverySettings,
+    pub our_ae: String,
+    pub max_pdu_length: u32,
+    /// Woken when new deliveries are recorded.
+    pub wake: Arc<Notify>,
+    pub health: Health,
+}
+
+impl Deliverer {
+    /// Run one task per destination until shutdown; each finishes the batch it is
+    /// sending first. When the routes change (SIGHUP), the tasks finish their batch and
+    /// a new set starts.
+    pub async fn run(
+        self: Arc<Self>,
+        mut routes: watch::Receiver<Arc<Routes>>,
+        mut shutdown: Shutdown,
+        _done: Done,
+    ) {
+        let mut watching = true;
+        loop {
+            let current = routes.borrow_and_update().clone();
+            let stop = ShutdownTrigger::new();
+            let mut tasks = tokio::task::JoinSet::new();
+            for d in current.all() {
+                let (me, stop) = (self.clone(), stop.subscribe());
+                tasks.spawn(async move { me.serve(d, stop).await });
+            }
+            let reload = tokio::select! {
+                changed = routes.changed(), if watching => {
+                    watching = changed.is_ok();
+                    watching
+                }
+                _ = shutdown.recv() => false,
+            };
+            stop.trigger();
+            while tasks.join_next().await.is_some() {}
+            if !reload && shutdown.is_shutdown() {
+                return;
+            }
+            if reload {
+                tracing::info!("destinations reloaded");
+            }
+        }
+    }
+
+    async fn serve(&self, d: Destination, mut shutdown: Shutdown) {
+        let part = format!("delivery to {}", d.name);
+        let timeout = Duration::from_secs(self.settings.timeout_seconds);
+        let client = match Client::new(&d, &self.our_ae, timeout, self.max_pdu_length) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(destination = %d.name, error = %e, "destination unusable; its deliveries wait");
+                return;
+            }
+        };
+        // A send may take the timeout several times over (connect, each response).
+        self.health.register(&part, timeout * 4 + IDLE_POLL * 4);
+        loop {
+            self.health.beat(&part);
+            let store = self.store.clone();
+            let name = d.name.clone();
+            let due = tokio::task::spawn_blocking(move || store.due_deliveries(&name, BATCH))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let due = match due {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(destination = %d.name, error = %e, "cannot read deliveries");
+                    Vec::new()
+                }
+            };
+            if due.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.recv() => break,
+                }
+                continue;
+            }
+            let started = Instant::now();
+            let results = client.send(&due).await;
+            self.record(&d.name, &due, results, started.elapsed());
+            if shutdown.is_shutdown() {
+                break;
+            }
+        }
+        self.health.retire(&part);
+    }
+
+    /// Store each result; log finished jobs.
+    fn record(
+        &self,
+        destination: &str,
+        batch: &[Delivery],
+        results: Vec<Result<(), String>>,
+        took: Duration,
+    ) {
+        for (d, result) in batch.iter().zip(results) {
+            let ended = match &result {
+                Ok(()) => {
+                    metrics()
+                        .deliveries
+                        .with_label_values(&[destination, "sent"])
+                        .inc();
+                    tokio::task::block_in_place(|| self.store.delivery_done(d.id))
+                }
+                Err(e) => {
+                    let failures = (d.attempts + 1) as u32;
+                    let retry_at = (failures < self.settings.max_attempts).then(|| {
+                        crate::store::now_ms()
+                            + self
+                                .settings
+                                .backoff_ms(failures, rand::rng().random::<f64>())
+                    });
+                    let outcome = if retry_at.is_some() { "retry" } else { "dead" };
+                    metrics()
+                        .deliveries
+                        .with_label_values(&[destination, outcome])
+                        .inc();
+                    tracing::warn!(
+                        destination,
+                        study_uid = %d.study_uid,
+                        sop_instance_uid = %d.sop_instance_uid,
+                        attempt = failures,
+                        retry_in_ms = retry_at.map(|t| t - crate::store::now_ms()),
+                        error = %e,
+                        "delivery failed"
+                    );
+                    tokio::task::block_in_place(|| self.store.delivery_failed(d.id, e, retry_at))
+                }
+            };
+            match ended {
+                Ok(Some((job_id, state))) => self.log_outcome(job_id, state),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, delivery = d.id, "cannot record delivery"),
+            }
+        }
+        tracing::debug!(
+            destination,
+            objects = batch.len(),
+            ms = took.as_millis() as u64,
+            "delivery round"
+        );
+    }
+
+    /// The one line per study outcome: what was found, how long each stage took, where
+    /// it went. UIDs and numbers only, never patient data.
+    fn log_outcome(&self, job_id: i64, state: JobState) {
+        let job = tokio::task::block_in_place(|| self.store.job(job_id));
+        let deliveries = job
+            .as_ref()
+            .ok()
+            .and_then(|j| j.as_ref())
+            .map(|j| tokio::task::block_in_place(|| self.store.deliveries_of(&j.study_uid)))
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        let Ok(Some(job)) = job else { return };
+        let mut destinations: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| d.job_id == job_id)
+            .map(|d| d.destination.as_str())
+            .collect();
+        destinations.dedup();
+        let summary = crate::pipeline::summary::JobSummary::parse(job.finding.as_deref());
+        tracing::info!(
+            study_uid = %job.study_uid,
+            job_id,
+            outcome = %state,
+            class = summary.class.as_deref().unwrap_or("-"),
+            method = summary.method.as_deref().unwrap_or("-"),
+            timings_ms = %summary.timings_text(),
+            destinations = %destinations.join(","),
+            error = job.last_error.as_deref().unwrap_or(""),
+            "study finished"
+        );
+    }
+}

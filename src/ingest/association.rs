@@ -19,6 +19,7 @@ use super::Ingest;
 use crate::dicom::command::{encode_response, field};
 use crate::dicom::sop::{self, STORAGE_SOP_CLASSES};
 use crate::dicom::{Command, DimseStatus};
+use crate::ops::metrics::metrics;
 use crate::shutdown::Shutdown;
 
 type Association = AsyncServerAssociation<TcpStream>;
@@ -44,9 +45,17 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         Ok(a) => a,
         Err(e) => {
             tracing::info!(peer = %peer.ip(), error = %e, "association not established");
+            metrics()
+                .associations
+                .with_label_values(&["rejected"])
+                .inc();
             return;
         }
     };
+    metrics()
+        .associations
+        .with_label_values(&["accepted"])
+        .inc();
     let calling_ae = association.peer_ae_title().trim().to_string();
     let refused_contexts = association
         .presentation_contexts()

@@ -15,6 +15,7 @@ use crate::dicom::command::field;
 use crate::dicom::sop;
 use crate::dicom::text::unpad;
 use crate::dicom::{Command, DimseStatus};
+use crate::ops::metrics::metrics;
 use crate::store::{now_ms, InstanceRecord};
 
 /// Unrecognized operation (PS3.7 C.4.3): a command this SCP does not implement.
@@ -149,10 +150,18 @@ impl PendingStore {
             Ok(size) => {
                 tally.stored += 1;
                 tally.bytes += size;
+                metrics()
+                    .instances
+                    .with_label_values(&[calling_ae, "stored"])
+                    .inc();
                 (DimseStatus::SUCCESS, None)
             }
             Err(r) => {
                 tally.refused += 1;
+                metrics()
+                    .instances
+                    .with_label_values(&[calling_ae, "refused"])
+                    .inc();
                 tracing::warn!(
                     calling_ae,
                     sop_instance_uid = %sop_instance_uid,

@@ -16,14 +16,25 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::Ingest;
+use crate::ops::metrics::metrics;
 use crate::shutdown::{Done, Shutdown};
+
+/// The listener's name in health reports, and how often it proves it is alive.
+const PART: &str = "DICOM listener";
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Accept connections until shutdown; each association runs in its own task.
 pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutdown, done: Done) {
     let limit = Arc::new(Semaphore::new(ingest.settings.max_associations));
+    ingest.health.register(PART, HEARTBEAT * 5);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
+            _ = heartbeat.tick() => {
+                ingest.health.beat(PART);
+                continue;
+            }
             _ = shutdown.recv() => break,
         };
         let (socket, peer) = match accepted {
@@ -45,6 +56,10 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
                     max_associations = ingest.settings.max_associations,
                     "association rejected: max_associations reached"
                 );
+                metrics()
+                    .associations
+                    .with_label_values(&["rejected"])
+                    .inc();
                 tokio::spawn(reject(
                     socket,
                     peer,
@@ -56,6 +71,10 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
         };
         if let Err(reason) = ingest.has_room_for(0) {
             tracing::error!(peer = %peer.ip(), %reason, "association rejected: disk space");
+            metrics()
+                .associations
+                .with_label_values(&["rejected"])
+                .inc();
             tokio::spawn(reject(
                 socket,
                 peer,
@@ -71,6 +90,7 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
             drop(done);
         });
     }
+    ingest.health.retire(PART);
     tracing::info!("DICOM listener stopped accepting");
 }
 

@@ -26,6 +26,7 @@ pub struct Ingest {
     pub writer: InstanceWriter,
     pub active: ActiveStudies,
     pub storage_dir: PathBuf,
+    pub health: crate::ops::health::Health,
 }
 
 impl Ingest {

@@ -1,4 +1,7 @@
-//! Operations: how administrators see and steer the daemon (logs, systemd integration).
+//! Operations: how administrators see and steer the daemon (logs, systemd integration,
+//! health of the long-running parts, metrics).
 
+pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod systemd;

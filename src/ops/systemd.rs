@@ -1,5 +1,5 @@
 //! systemd integration (Type=notify): READY=1 once listening, STOPPING=1 on shutdown,
-//! WATCHDOG=1 pings while the runtime and the database answer. Outside systemd
+//! WATCHDOG=1 pings while the database answers and no part has stalled. Outside systemd
 //! (no NOTIFY_SOCKET) every call is a no-op.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use super::health::Health;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -18,8 +19,9 @@ pub fn stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
 }
 
-/// Ping the watchdog at half its interval, as long as the database answers.
-pub async fn watchdog(store: Arc<Store>, mut shutdown: Shutdown) {
+/// Ping the watchdog at half its interval, as long as the database answers and no
+/// long-running part (listener, workers, deliveries) has stalled.
+pub async fn watchdog(store: Arc<Store>, health: Health, mut shutdown: Shutdown) {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return;
@@ -34,10 +36,14 @@ pub async fn watchdog(store: Arc<Store>, mut shutdown: Shutdown) {
         let alive = tokio::task::spawn_blocking(move || store.ping().is_ok())
             .await
             .unwrap_or(false);
-        if alive {
+        let stalled = health.stalled();
+        if alive && stalled.is_empty() {
             let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
-        } else {
+        } else if !alive {
             tracing::error!("database not answering: withholding watchdog ping");
+        } else {
+            let parts: Vec<String> = stalled.iter().map(|(p, _)| p.clone()).collect();
+            tracing::error!(stalled = %parts.join(", "), "withholding watchdog ping");
         }
     }
 }

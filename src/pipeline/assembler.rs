@@ -4,17 +4,22 @@
 //! a restart; later instances re-open the study as a new job version.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+use super::settings::PipelineSettings;
 use crate::ingest::active::ActiveStudies;
 use crate::shutdown::{Done, Shutdown};
 use crate::store::{now_ms, Store};
 
-/// Queue every study that is due now; returns how many jobs were queued.
+/// Queue every study that is due now, each with the priority its senders and
+/// modalities give it; returns how many jobs were queued.
 pub fn assemble_once(
     store: &Store,
     active: &ActiveStudies,
     stable: Duration,
+    priorities: &PipelineSettings,
 ) -> Result<usize, crate::store::StoreError> {
     let cutoff = now_ms() - stable.as_millis() as i64;
     let mut queued = 0;
@@ -22,12 +27,15 @@ pub fn assemble_once(
         if active.is_active(&study) {
             continue;
         }
-        if let Some(job) = store.queue_job(&study, cutoff)? {
+        let (senders, modalities) = store.study_origin(&study)?;
+        let priority = priorities.priority(&senders, &modalities);
+        if let Some(job) = store.queue_job(&study, cutoff, priority)? {
             tracing::info!(
                 study_uid = %job.study_uid,
                 job_id = job.id,
                 version = job.version,
                 instances = job.instance_count,
+                priority,
                 "study stable: job queued"
             );
             queued += 1;
@@ -36,11 +44,14 @@ pub fn assemble_once(
     Ok(queued)
 }
 
-/// Run `assemble_once` every `tick` until shutdown.
+/// Run `assemble_once` every `tick` until shutdown, waking the workers when a job was
+/// queued. The priority rules are re-read each round (SIGHUP reloads them).
 pub async fn run(
     store: Arc<Store>,
     active: ActiveStudies,
     stable: Duration,
+    priorities: watch::Receiver<Arc<PipelineSettings>>,
+    wake_workers: Arc<Notify>,
     mut shutdown: Shutdown,
     _done: Done,
 ) {
@@ -53,10 +64,13 @@ pub async fn run(
             _ = shutdown.recv() => return,
         }
         let (store, active) = (store.clone(), active.clone());
+        let rules = priorities.borrow().clone();
         let result =
-            tokio::task::spawn_blocking(move || assemble_once(&store, &active, stable)).await;
+            tokio::task::spawn_blocking(move || assemble_once(&store, &active, stable, &rules))
+                .await;
         match result {
-            Ok(Ok(_)) => {}
+            Ok(Ok(0)) => {}
+            Ok(Ok(_)) => wake_workers.notify_waiters(),
             Ok(Err(e)) => tracing::error!(error = %e, "study assembly failed; retrying"),
             Err(e) => tracing::error!(error = %e, "study assembly task failed; retrying"),
         }

@@ -2,6 +2,8 @@
 //! assembled, jobs. Every SQL statement of the crate lives in this module, behind named
 //! operations, so another database can replace SQLite without touching the rest.
 
+mod deliveries;
+mod jobs;
 mod schema;
 mod writer;
 
@@ -9,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
+pub use deliveries::{Delivery, DeliveryState, NewDelivery};
+pub use jobs::{Job, JobState, QueueStats};
 pub use writer::InstanceWriter;
 
 /// A database problem; the message names the operation.
@@ -44,6 +48,66 @@ fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { op, source }
 }
 
+/// A state column: an enum stored as its name, shown by its name, compared with `&str`.
+macro_rules! state_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The state named `text`, if there is one.
+            pub fn parse(text: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|s| s.as_str() == text)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `pad`, so that width and alignment work in tables.
+                f.pad(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {text:?}", stringify!($name)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+use state_enum;
+
 /// Milliseconds since the Unix epoch, the time unit of every column.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -65,68 +129,6 @@ pub struct InstanceRecord {
     pub size: u64,
     pub calling_ae: String,
     pub received_at_ms: i64,
-}
-
-/// A study handed to analysis: one version per quiet period of the study.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub id: i64,
-    pub study_uid: String,
-    pub version: i64,
-    pub state: JobState,
-    pub instance_count: i64,
-    pub created_ms: i64,
-}
-
-/// Where a job stands; stored as its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Waiting for analysis.
-    Queued,
-    /// A newer version of the same study was queued.
-    Superseded,
-}
-
-impl JobState {
-    pub const ALL: [JobState; 2] = [JobState::Queued, JobState::Superseded];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Superseded => "superseded",
-        }
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `pad`, so that width and alignment work in tables.
-        f.pad(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for JobState {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl rusqlite::types::ToSql for JobState {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl rusqlite::types::FromSql for JobState {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let name = value.as_str()?;
-        JobState::ALL
-            .into_iter()
-            .find(|s| s.as_str() == name)
-            .ok_or_else(|| {
-                rusqlite::types::FromSqlError::Other(format!("unknown job state {name:?}").into())
-            })
-    }
 }
 
 /// Handle to the database for everything but the hot ingest path (see `InstanceWriter`).
@@ -197,80 +199,6 @@ impl Store {
             .query_map([cutoff_ms], |r| r.get(0))
             .map_err(sql("studies_due"))?;
         rows.collect::<Result<_, _>>().map_err(sql("studies_due"))
-    }
-
-    /// Queue a new job version for `study_uid` if it is still quiet since `cutoff_ms`;
-    /// older queued versions become `superseded`. Returns the job, or None if the study
-    /// received something after the cutoff (it will be due again later).
-    pub fn queue_job(&self, study_uid: &str, cutoff_ms: i64) -> Result<Option<Job>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql("queue_job"))?;
-        let version: Option<i64> = tx
-            .query_row(
-                "UPDATE studies SET pending = 0, job_version = job_version + 1
-                 WHERE study_uid = ?1 AND pending = 1 AND last_received_ms <= ?2
-                 RETURNING job_version",
-                params![study_uid, cutoff_ms],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql("queue_job"))?;
-        let Some(version) = version else {
-            return Ok(None);
-        };
-        let now = now_ms();
-        let count: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM instances WHERE study_uid = ?1",
-                [study_uid],
-                |r| r.get(0),
-            )
-            .map_err(sql("queue_job"))?;
-        tx.execute(
-            "UPDATE jobs SET state = ?1, updated_ms = ?2 WHERE study_uid = ?3 AND state = ?4",
-            params![JobState::Superseded, now, study_uid, JobState::Queued],
-        )
-        .map_err(sql("queue_job"))?;
-        tx.execute(
-            "INSERT INTO jobs (study_uid, version, state, instance_count, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![study_uid, version, JobState::Queued, count, now],
-        )
-        .map_err(sql("queue_job"))?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(sql("queue_job"))?;
-        Ok(Some(Job {
-            id,
-            study_uid: study_uid.to_string(),
-            version,
-            state: JobState::Queued,
-            instance_count: count,
-            created_ms: now,
-        }))
-    }
-
-    /// All jobs, oldest first.
-    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, study_uid, version, state, instance_count, created_ms
-                 FROM jobs ORDER BY id",
-            )
-            .map_err(sql("jobs"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Job {
-                    id: r.get(0)?,
-                    study_uid: r.get(1)?,
-                    version: r.get(2)?,
-                    state: r.get(3)?,
-                    instance_count: r.get(4)?,
-                    created_ms: r.get(5)?,
-                })
-            })
-            .map_err(sql("jobs"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("jobs"))
     }
 
     /// Every recorded instance, in SOP Instance UID order.
@@ -415,19 +343,19 @@ mod tests {
 
         assert!(store.studies_due(2000).unwrap().is_empty(), "not quiet yet");
         assert_eq!(store.studies_due(2500).unwrap(), vec!["9.9".to_string()]);
-        let job = store.queue_job("9.9", 2500).unwrap().unwrap();
+        let job = store.queue_job("9.9", 2500, 0).unwrap().unwrap();
         assert_eq!((job.version, job.instance_count), (1, 2));
         assert!(
-            store.queue_job("9.9", 2500).unwrap().is_none(),
+            store.queue_job("9.9", 2500, 0).unwrap().is_none(),
             "no double queue"
         );
 
         record_instances(&mut conn, &[record("1.3", "9.9", 5000)]).unwrap();
         assert!(
-            store.queue_job("9.9", 4000).unwrap().is_none(),
+            store.queue_job("9.9", 4000, 0).unwrap().is_none(),
             "arrived after cutoff"
         );
-        let job2 = store.queue_job("9.9", 5000).unwrap().unwrap();
+        let job2 = store.queue_job("9.9", 5000, 0).unwrap().unwrap();
         assert_eq!((job2.version, job2.instance_count), (2, 3));
         let jobs = store.jobs().unwrap();
         assert_eq!(jobs[0].state, JobState::Superseded);

@@ -40,6 +40,33 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (study_uid, version)
     );
     CREATE INDEX jobs_by_state ON jobs(state);",
+    // 2: the job state machine (priority, attempts, errors, the Finding's summary, the
+    // state a job ends in once delivered) and one delivery per (object, destination).
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN last_error TEXT;
+    ALTER TABLE jobs ADD COLUMN finding TEXT;
+    ALTER TABLE jobs ADD COLUMN outcome TEXT;
+    CREATE INDEX jobs_by_study ON jobs(study_uid);
+    CREATE TABLE deliveries (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id           INTEGER NOT NULL REFERENCES jobs(id),
+        study_uid        TEXT NOT NULL,
+        destination      TEXT NOT NULL,
+        kind             TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL,
+        path             TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms  INTEGER NOT NULL,
+        last_error       TEXT,
+        created_ms       INTEGER NOT NULL,
+        updated_ms       INTEGER NOT NULL,
+        UNIQUE (job_id, destination, sop_instance_uid)
+    );
+    CREATE INDEX deliveries_due ON deliveries(destination, state, next_attempt_ms);
+    CREATE INDEX deliveries_by_job ON deliveries(job_id);",
 ];
 
 /// Bring `conn` to the newest schema.

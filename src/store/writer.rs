@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use rusqlite::Connection;
@@ -25,14 +26,26 @@ struct Request {
 #[derive(Clone)]
 pub struct InstanceWriter {
     tx: mpsc::Sender<Request>,
+    /// Cleared when the thread ends (every handle gone, or a panic).
+    alive: Arc<AtomicBool>,
 }
 
 impl InstanceWriter {
     pub(super) fn start(mut conn: Connection) -> Result<InstanceWriter, StoreError> {
         let (tx, rx) = mpsc::channel::<Request>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
         std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || {
+                // Cleared however the thread ends, panics included.
+                struct Clear(Arc<AtomicBool>);
+                impl Drop for Clear {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::SeqCst);
+                    }
+                }
+                let _clear = Clear(flag);
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
@@ -48,7 +61,12 @@ impl InstanceWriter {
                 }
             })
             .map_err(StoreError::Spawn)?;
-        Ok(InstanceWriter { tx })
+        Ok(InstanceWriter { tx, alive })
+    }
+
+    /// Whether the group-commit thread is still running.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 
     /// Make the rename into `sync_dir` durable and record the instance; returns once both

@@ -1,0 +1,136 @@
+//! STOW-RS delivery (PS3.18 §10.5): each object POSTed to `<url>/studies` as a
+//! `multipart/related; type="application/dicom"` body streamed from its file, with an
+//! optional bearer token or basic auth, over HTTPS with rustls (system roots plus an
+//! optional CA file).
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::CONTENT_TYPE;
+use tokio_util::io::ReaderStream;
+
+use super::settings::Destination;
+
+/// Boundary between parts; never occurs in the prefix or suffix we write around a file.
+const BOUNDARY: &str = "osteoscreen-3f6c1d2a9b7e4f50";
+
+/// Why a STOW-RS request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StowError {
+    #[error("CA file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("request to {url} failed: {source}")]
+    Request { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("{url} accepted the request but listed the instance as failed: {body}")]
+    Refused { url: String, body: String },
+}
+
+/// A STOW-RS endpoint with its client.
+pub struct StowClient {
+    client: reqwest::Client,
+    url: String,
+    bearer_token: String,
+    username: String,
+    password: String,
+}
+
+impl StowClient {
+    pub fn new(d: &Destination, timeout: Duration) -> Result<StowClient, StowError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .use_rustls_tls();
+        if !d.ca_file.as_os_str().is_empty() {
+            let ca_err = |reason: String| StowError::CaFile {
+                path: d.ca_file.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(&d.ca_file).map_err(|e| ca_err(e.to_string()))?;
+            for cert in
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(StowClient {
+            client: builder.build().map_err(StowError::Client)?,
+            url: format!("{}/studies", d.url.trim_end_matches('/')),
+            bearer_token: d.bearer_token.clone(),
+            username: d.username.clone(),
+            password: d.password.clone(),
+        })
+    }
+
+    /// POST one Part 10 file; Ok when the origin server stored it (200, or 202 without
+    /// the instance in a Failed SOP Sequence).
+    pub async fn store(&self, object: &Path) -> Result<(), StowError> {
+        let read_err = |source| StowError::Read {
+            path: object.display().to_string(),
+            source,
+        };
+        let file = tokio::fs::File::open(object).await.map_err(read_err)?;
+        let len = file.metadata().await.map_err(read_err)?.len();
+        let head = format!("--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n");
+        let tail = format!("\r\n--{BOUNDARY}--\r\n");
+        let total = head.len() as u64 + len + tail.len() as u64;
+        let body =
+            futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes_of(head)) })
+                .chain(ReaderStream::new(file))
+                .chain(futures_util::stream::once(async move {
+                    Ok::<_, std::io::Error>(bytes_of(tail))
+                }));
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(
+                CONTENT_TYPE,
+                format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
+            )
+            .header(reqwest::header::ACCEPT, "application/dicom+json")
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(reqwest::Body::wrap_stream(body));
+        if !self.bearer_token.is_empty() {
+            request = request.bearer_auth(&self.bearer_token);
+        } else if !self.username.is_empty() {
+            request = request.basic_auth(&self.username, Some(&self.password));
+        }
+        let response = request.send().await.map_err(|source| StowError::Request {
+            url: self.url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        let body: String = response.text().await.unwrap_or_default();
+        let shown: String = body.chars().take(300).collect();
+        match status.as_u16() {
+            // Failed SOP Sequence (0008,1198) in the DICOM JSON response.
+            200 | 202 if body.contains("00081198") => Err(StowError::Refused {
+                url: self.url.clone(),
+                body: shown,
+            }),
+            200 | 202 => Ok(()),
+            _ => Err(StowError::Status {
+                url: self.url.clone(),
+                status,
+                body: shown,
+            }),
+        }
+    }
+}
+
+fn bytes_of(s: String) -> bytes::Bytes {
+    bytes::Bytes::from(s.into_bytes())
+}

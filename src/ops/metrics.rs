@@ -1,0 +1,135 @@
+//! The daemon's metrics, in one registry, rendered in the Prometheus text format by
+//! `/metrics`. Counters and histograms are updated where things happen; gauges that
+//! describe the queue and the disk are set at scrape time from the store
+//! (`Metrics::refresh_gauges`), so they are never stale.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric osteoscreen exports.
+pub struct Metrics {
+    registry: Registry,
+    /// C-STORE and STOW-RS instances by calling AE (or `stow`) and `stored` / `refused`.
+    pub instances: IntCounterVec,
+    /// Associations by outcome (`accepted`, `rejected`).
+    pub associations: IntCounterVec,
+    /// Jobs by state (set at scrape time).
+    pub jobs: IntGaugeVec,
+    /// Jobs waiting for a worker (queued, or failed and due for a retry).
+    pub queue_depth: IntGauge,
+    /// Age of the oldest waiting job, seconds (0 when none waits).
+    pub oldest_queued_seconds: IntGauge,
+    /// Whole-study analysis time by method (`ct`, `xray`, `total`).
+    pub analysis_seconds: HistogramVec,
+    /// Deliveries by destination and outcome (`sent`, `retry`, `dead`).
+    pub deliveries: IntCounterVec,
+    /// Free bytes on the filesystem of `[storage] dir` (set at scrape time).
+    pub disk_free_bytes: IntGauge,
+}
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+impl Metrics {
+    fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("osteoscreen".into()), None)?;
+        let instances = IntCounterVec::new(
+            Opts::new(
+                "instances_total",
+                "Instances received, by calling AE and status",
+            ),
+            &["calling_ae", "status"],
+        )?;
+        let associations = IntCounterVec::new(
+            Opts::new("associations_total", "DICOM associations, by outcome"),
+            &["outcome"],
+        )?;
+        let jobs = IntGaugeVec::new(Opts::new("jobs", "Jobs by state"), &["state"])?;
+        let queue_depth = IntGauge::new("queue_depth", "Jobs waiting for analysis")?;
+        let oldest_queued_seconds = IntGauge::new(
+            "oldest_queued_age_seconds",
+            "Age of the oldest job waiting for analysis",
+        )?;
+        let analysis_seconds = HistogramVec::new(
+            HistogramOpts::new("analysis_seconds", "Analysis time per study, by stage")
+                .buckets(SECONDS_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "deliveries_total",
+                "Delivery attempts of result objects, by destination and outcome",
+            ),
+            &["destination", "outcome"],
+        )?;
+        let disk_free_bytes = IntGauge::new("disk_free_bytes", "Free bytes in [storage] dir")?;
+        registry.register(Box::new(instances.clone()))?;
+        registry.register(Box::new(associations.clone()))?;
+        registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(oldest_queued_seconds.clone()))?;
+        registry.register(Box::new(analysis_seconds.clone()))?;
+        registry.register(Box::new(deliveries.clone()))?;
+        registry.register(Box::new(disk_free_bytes.clone()))?;
+        Ok(Metrics {
+            registry,
+            instances,
+            associations,
+            jobs,
+            queue_depth,
+            oldest_queued_seconds,
+            analysis_seconds,
+            deliveries,
+            disk_free_bytes,
+        })
+    }
+
+    /// Everything in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into memory fails only on invalid metric data, which `new` rules out.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> =
+        LazyLock::new(|| Metrics::new().expect("metric names and labels are valid"));
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_the_text_format() {
+        let m = metrics();
+        m.instances
+            .with_label_values(&["MODALITY", "stored"])
+            .inc_by(3);
+        m.analysis_seconds
+            .with_label_values(&["total"])
+            .observe(0.2);
+        m.jobs.with_label_values(&["queued"]).set(2);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"osteoscreen_instances_total{calling_ae="MODALITY",status="stored"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("osteoscreen_analysis_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains(r#"osteoscreen_jobs{state="queued"} 2"#), "{text}");
+    }
+}
