@@ -58,12 +58,16 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     pub dir: PathBuf,
+    /// Finished studies (spool files, results waiting in the outbox, their rows) are
+    /// removed this many days after their last job ended; 0 keeps everything.
+    pub retention_days: f64,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
             dir: PathBuf::from("./var/osteoscreen"),
+            retention_days: 0.0,
         }
     }
 }
@@ -176,6 +180,13 @@ impl Settings {
                     format!("{} needs host and port", p.ae_title),
                 ));
             }
+        }
+        let days = self.storage.retention_days;
+        if !(days.is_finite() && days >= 0.0) {
+            return Err(invalid(
+                "storage.retention_days",
+                "must be 0 (keep) or more",
+            ));
         }
         if self.storage.dir.as_os_str().is_empty() {
             return Err(invalid("storage.dir", "is empty"));

@@ -104,6 +104,15 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         health: health.clone(),
     });
     tokio::spawn(deliverer.run(routes, trigger.subscribe(), trigger.done_guard()));
+    if settings.storage.retention_days > 0.0 {
+        tokio::spawn(crate::ops::retention::run(
+            store.clone(),
+            dir.join("outbox"),
+            settings.storage.retention_days,
+            trigger.subscribe(),
+            trigger.done_guard(),
+        ));
+    }
     tokio::spawn(systemd::watchdog(
         store.clone(),
         health.clone(),

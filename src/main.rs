@@ -40,8 +40,11 @@ enum Command {
     },
     /// Validate the settings and print the effective values (secrets masked).
     CheckConfig,
-    /// List jobs (studies queued for analysis) and instance counts from `[storage] dir`.
-    Queue,
+    /// The work queue in `[storage] dir`: list (default), show STUDY, retry, purge.
+    Queue {
+        #[command(subcommand)]
+        action: Option<cli::queue::QueueAction>,
+    },
     /// Analyse the files of one study (files or folders) and print the Finding; exits 1
     /// with the reason when nothing is analysable. CT: trabecular attenuation per level;
     /// lumbar radiographs: the X-ray model named in `[model] weights`.
@@ -103,7 +106,7 @@ async fn run(
         Command::Echo(peer) => cli::link::echo(&peer, &settings).await,
         Command::Send { peer, paths } => cli::link::send(&peer, &paths, &settings).await,
         Command::CheckConfig => Ok(cli::check_config(&settings)),
-        Command::Queue => cli::queue::list(&settings),
+        Command::Queue { action } => cli::queue::run(action, &settings),
         Command::Analyze { paths, json, out } => {
             cli::analyze::run(&paths, json, out.as_deref(), &settings)
         }

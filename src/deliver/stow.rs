@@ -116,8 +116,7 @@ impl StowClient {
         let body: String = response.text().await.unwrap_or_default();
         let shown: String = body.chars().take(300).collect();
         match status.as_u16() {
-            // Failed SOP Sequence (0008,1198) in the DICOM JSON response.
-            200 | 202 if body.contains("00081198") => Err(StowError::Refused {
+            200 | 202 if lists_failures(&body, status.as_u16() == 202) => Err(StowError::Refused {
                 url: self.url.clone(),
                 body: shown,
             }),
@@ -131,6 +130,33 @@ impl StowClient {
     }
 }
 
+/// Whether a STOW-RS response (DICOM JSON) lists a failed instance: a Failed SOP
+/// Sequence (0008,1198) with items. Some servers send it empty on success. A 202 whose
+/// body cannot be read counts as failed: retrying is safer than losing a result.
+fn lists_failures(body: &str, accepted_with_problems: bool) -> bool {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => v["00081198"]["Value"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty()),
+        Err(_) => accepted_with_problems,
+    }
+}
+
 fn bytes_of(s: String) -> bytes::Bytes {
     bytes::Bytes::from(s.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lists_failures;
+
+    #[test]
+    fn an_empty_failed_sop_sequence_is_success() {
+        let ok = r#"{"00081198": {"vr": "SQ"}, "00081199": {"vr": "SQ", "Value": [{}]}}"#;
+        assert!(!lists_failures(ok, false));
+        let failed = r#"{"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [42752]}}]}}"#;
+        assert!(lists_failures(failed, true));
+        assert!(!lists_failures("", false), "200 with no body: stored");
+        assert!(lists_failures("<xml/>", true), "202 unreadable: retry");
+    }
 }

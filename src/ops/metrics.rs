@@ -130,6 +130,9 @@ mod tests {
             text.contains("osteoscreen_analysis_seconds_bucket"),
             "{text}"
         );
-        assert!(text.contains(r#"osteoscreen_jobs{state="queued"} 2"#), "{text}");
+        assert!(
+            text.contains(r#"osteoscreen_jobs{state="queued"} 2"#),
+            "{text}"
+        );
     }
 }

@@ -4,4 +4,5 @@
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod retention;
 pub mod systemd;

@@ -20,6 +20,9 @@ pub struct PriorityRule {
 pub struct PipelineSettings {
     /// Studies analysed at the same time; 0: one per CPU core.
     pub workers: usize,
+    /// Receive and queue studies but analyse none (maintenance, or a node that only
+    /// stores); queued jobs wait until a restart without it.
+    pub paused: bool,
     /// Analysis attempts before a job is dead.
     pub max_attempts: u32,
     /// Pause before a failed analysis is tried again (seconds).
@@ -31,6 +34,7 @@ impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
             workers: 0,
+            paused: false,
             max_attempts: 3,
             retry_seconds: 30,
             priorities: Vec::new(),
@@ -56,7 +60,9 @@ impl PipelineSettings {
 
     /// The number of workers to run.
     pub fn worker_count(&self) -> usize {
-        if self.workers > 0 {
+        if self.paused {
+            0
+        } else if self.workers > 0 {
             self.workers
         } else {
             std::thread::available_parallelism().map_or(2, |n| n.get())

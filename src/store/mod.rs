@@ -4,6 +4,7 @@
 
 mod deliveries;
 mod jobs;
+mod purge;
 mod schema;
 mod writer;
 

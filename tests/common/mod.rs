@@ -59,6 +59,7 @@ pub fn text(out: &Output) -> String {
 
 /// `osteoscreen serve` started by the test, stopped by PID.
 pub struct Daemon {
+    config: PathBuf,
     pub child: Option<Child>,
     pub port: u16,
     pub work: PathBuf,
@@ -87,6 +88,24 @@ pub fn synth_study(dir: &Path, args: &[&str]) -> PathBuf {
     dir.join("study00000")
 }
 
+/// Every `.dcm` file under `dir`, recursively, sorted.
+pub fn dicom_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "dcm") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A randomly initialised X-ray model (weights + card) in `dir`; returns the weights.
 pub fn untrained_model(dir: &Path) -> PathBuf {
     let weights = dir.join("xray.safetensors");
@@ -101,7 +120,13 @@ pub fn shipped_config() -> PathBuf {
 impl Daemon {
     /// Start with the shipped config, storage under `work`, and `env` overrides.
     pub fn start(work: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_config(work, &shipped_config(), env)
+    }
+
+    /// Start with a settings file of the test's, storage under `work`, `env` overrides.
+    pub fn start_with_config(work: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut d = Daemon {
+            config: config.to_path_buf(),
             child: None,
             port: free_port(),
             work: work.to_path_buf(),
@@ -122,7 +147,7 @@ impl Daemon {
             std::fs::File::create(self.work.join(format!("daemon-{}.log", self.starts))).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("--config")
-            .arg(shipped_config())
+            .arg(&self.config)
             .arg("serve")
             .env(
                 "OSTEOSCREEN__DICOM__LISTEN",
@@ -130,6 +155,8 @@ impl Daemon {
             )
             .env("OSTEOSCREEN__STORAGE__DIR", &self.storage)
             .env("OSTEOSCREEN__LOG__LEVEL", "debug")
+            // Ingest tests look at queued jobs: no analysis unless a test turns it on.
+            .env("OSTEOSCREEN__PIPELINE__PAUSED", "true")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log);
