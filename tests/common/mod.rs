@@ -206,6 +206,21 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Change an environment override for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// `osteoscreen ARGS` against this daemon's settings and storage.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("OSTEOSCREEN__STORAGE__DIR", &self.storage))
+    }
+
     pub fn store(&self) -> Store {
         Store::open(&Store::path_in(&self.storage)).unwrap()
     }

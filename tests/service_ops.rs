@@ -1,0 +1,264 @@
+//! The daemon as an administrator runs it: analysis failures retried then dead and
+//! revived by `queue retry`, `queue show`, `queue purge`, priorities, SIGHUP reloading
+//! destinations while a modality is sending, SIGTERM while a study is analysed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use osteoscreen::store::JobState;
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+fn analysing(work: &Path, extra: &[(&str, &str)]) -> Daemon {
+    let mut env = vec![
+        ("OSTEOSCREEN__PIPELINE__PAUSED", "false"),
+        ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+    ];
+    env.extend_from_slice(extra);
+    Daemon::start(work, &env)
+}
+
+fn send(d: &Daemon, ae: &str, study: &Path) {
+    let out = run(d.storescu(ae).args(dicom_files(study)));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn jobs_final(d: &Daemon, n: usize) -> Vec<osteoscreen::store::Job> {
+    wait_until("jobs to end", LIMIT, || {
+        let jobs = d.store().jobs().unwrap();
+        jobs.len() >= n && jobs.iter().all(|j| j.state.is_final())
+    });
+    d.store().jobs().unwrap()
+}
+
+#[test]
+fn failed_analysis_is_retried_then_dead_and_queue_retry_brings_it_back() {
+    let work = tempfile::tempdir().unwrap();
+    let dx = synth_study(&work.path().join("dx"), &DX_SMALL);
+    // No X-ray model configured: radiograph studies fail, saying so.
+    let d = analysing(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__PIPELINE__MAX_ATTEMPTS", "2"),
+            ("OSTEOSCREEN__PIPELINE__RETRY_SECONDS", "1"),
+        ],
+    );
+    send(&d, "MODALITY", &dx);
+    let jobs = jobs_final(&d, 1);
+    assert_eq!(jobs[0].state, JobState::Dead, "{jobs:?}");
+    assert_eq!(jobs[0].attempts, 2);
+    assert!(
+        jobs[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("[model] weights"),
+        "{jobs:?}"
+    );
+    let study = jobs[0].study_uid.clone();
+    let shown = text(&d.cli(&["queue", "show", &study]));
+    assert!(
+        shown.contains("dead") && shown.contains("[model] weights"),
+        "{shown}"
+    );
+    assert_eq!(d.logs().matches("study analysis failed").count(), 2);
+
+    let out = d.cli(&["queue", "retry", &study]);
+    assert!(
+        text(&out).contains("1 job(s) queued again"),
+        "{}",
+        text(&out)
+    );
+    wait_until("the retried job to fail twice more", LIMIT, || {
+        d.logs().matches("study analysis failed").count() == 4
+            && d.store().jobs().unwrap()[0].state == JobState::Dead
+    });
+}
+
+#[test]
+fn purge_removes_finished_studies_and_their_files_only() {
+    let work = tempfile::tempdir().unwrap();
+    let ct = synth_study(&work.path().join("ct"), &CT_3MM);
+    let dx = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let d = analysing(work.path(), &[]);
+    send(&d, "MODALITY", &ct);
+    let jobs = jobs_final(&d, 1);
+    assert_eq!(jobs[0].state, JobState::Done);
+    let ct_uid = jobs[0].study_uid.clone();
+    let results = d.storage.join("results").join(&ct_uid);
+    assert_eq!(
+        std::fs::read_dir(&results).unwrap().count(),
+        2,
+        "SR + SC delivered"
+    );
+    let spool = d.storage.join("spool").join(&ct_uid);
+    assert!(spool.exists());
+
+    // A study still waiting (paused pipeline) must survive the purge.
+    let mut d = d;
+    d.terminate();
+    d.set_env("OSTEOSCREEN__PIPELINE__PAUSED", "true");
+    d.restart();
+    send(&d, "MODALITY", &dx);
+    wait_until("the DX to be queued", LIMIT, || {
+        d.store().jobs().unwrap().len() == 2
+    });
+
+    let out = d.cli(&["queue", "purge", "--older-than", "0"]);
+    assert!(text(&out).contains("purged 1 studies"), "{}", text(&out));
+    assert!(!spool.exists(), "spool files of the finished study removed");
+    assert!(!d.storage.join("outbox").join(&ct_uid).exists());
+    assert!(results.exists(), "a folder destination belongs to the user");
+    let jobs = d.store().jobs().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].state, JobState::Queued);
+    let left: Vec<_> = d.store().instances().unwrap();
+    assert_eq!(left.len(), 2, "the waiting study's instances stay");
+    assert!(left.iter().all(|i| i.path.exists()));
+}
+
+#[test]
+fn priorities_put_ct_before_a_radiograph_backfill() {
+    let work = tempfile::tempdir().unwrap();
+    let ct = synth_study(&work.path().join("ct"), &CT_3MM);
+    let model = untrained_model(work.path());
+    let config = work.path().join("priorities.toml");
+    let rules = "\n[[pipeline.priorities]]\nmodality = \"CT\"\npriority = 10\n\
+                 [[pipeline.priorities]]\ncalling_ae = \"BACKFILL\"\npriority = -10\n";
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(shipped_config()).unwrap() + rules,
+    )
+    .unwrap();
+    // Paused (the test default): three radiograph studies from a backfill, then a CT.
+    let mut d = Daemon::start_with_config(
+        work.path(),
+        &config,
+        &[
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+            ("OSTEOSCREEN__PIPELINE__WORKERS", "1"),
+            ("OSTEOSCREEN__MODEL__WEIGHTS", model.to_str().unwrap()),
+        ],
+    );
+    for seed in ["21", "22", "23"] {
+        let dir = work.path().join(format!("dx{seed}"));
+        let args = ["--modality", "dx", "--size", "512x640", "--seed", seed];
+        send(&d, "BACKFILL", &synth_study(&dir, &args));
+    }
+    send(&d, "CT01", &ct);
+    wait_until("four jobs queued", LIMIT, || {
+        d.store().jobs().unwrap().len() == 4
+    });
+    let jobs = d.store().jobs().unwrap();
+    let ct_job = jobs
+        .iter()
+        .find(|j| j.priority == 10)
+        .expect("CT job at 10");
+    assert_eq!(
+        jobs.iter().filter(|j| j.priority == -10).count(),
+        3,
+        "{jobs:?}"
+    );
+    assert_eq!(ct_job.instance_count, dicom_files(&ct).len() as i64);
+    // One worker: the CT, queued last, is analysed first.
+    assert!(d.terminate().success());
+    d.set_env("OSTEOSCREEN__PIPELINE__PAUSED", "false");
+    d.restart();
+    jobs_final(&d, 4);
+    let logs = d.logs();
+    let first = logs
+        .lines()
+        .find(|l| l.contains("analysing study"))
+        .expect("a study analysed");
+    assert!(first.contains(&ct_job.study_uid), "{first}");
+}
+
+#[test]
+fn sighup_reloads_destinations_while_a_modality_sends() {
+    let work = tempfile::tempdir().unwrap();
+    let ct = synth_study(&work.path().join("ct"), &CT_3MM);
+    let first = work.path().join("first");
+    let second = work.path().join("second");
+    let config = work.path().join("osteoscreen.toml");
+    let with = |dir: &Path| {
+        std::fs::read_to_string(shipped_config()).unwrap()
+            + &format!(
+                "\n[[destinations]]\nname = \"out\"\nkind = \"folder\"\npath = \"{}\"\n",
+                dir.display()
+            )
+    };
+    std::fs::write(&config, with(&first)).unwrap();
+    let d = Daemon::start_with_config(
+        work.path(),
+        &config,
+        &[
+            ("OSTEOSCREEN__PIPELINE__PAUSED", "false"),
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+        ],
+    );
+    // The modality is mid-association when the reload happens.
+    let mut sender = d
+        .storescu("MODALITY")
+        .args(dicom_files(&ct))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the association to be under way", LIMIT, || {
+        d.logs().contains("association accepted")
+    });
+    std::fs::write(&config, with(&second)).unwrap();
+    run(Command::new("kill").arg("-HUP").arg(d.pid().to_string()));
+    let status = sender.wait().unwrap();
+    assert!(status.success(), "the association survived the reload");
+    wait_until("the reload to be logged", LIMIT, || {
+        d.logs()
+            .contains("SIGHUP: destinations, priorities and log level reloaded")
+    });
+    let jobs = jobs_final(&d, 1);
+    assert_eq!(jobs[0].state, JobState::Done, "{}", d.logs());
+    assert_eq!(jobs[0].instance_count, dicom_files(&ct).len() as i64);
+    let results = second.join(&jobs[0].study_uid);
+    assert_eq!(
+        std::fs::read_dir(&results).unwrap().count(),
+        2,
+        "{}",
+        d.logs()
+    );
+    assert!(!first.exists(), "the old destination got nothing");
+
+    // An invalid file changes nothing and says why.
+    std::fs::write(&config, "[dicom]\nmax_associations = 0\n").unwrap();
+    run(Command::new("kill").arg("-HUP").arg(d.pid().to_string()));
+    wait_until("the refusal to be logged", LIMIT, || {
+        d.logs().contains("SIGHUP: settings not reloaded")
+    });
+}
+
+#[test]
+fn sigterm_lets_the_study_being_analysed_finish() {
+    let work = tempfile::tempdir().unwrap();
+    let ct = synth_study(&work.path().join("ct"), &CT_3MM);
+    let mut d = analysing(work.path(), &[]);
+    send(&d, "MODALITY", &ct);
+    wait_until("the CT to be analysed", LIMIT, || {
+        d.store()
+            .jobs()
+            .unwrap()
+            .iter()
+            .any(|j| j.state == JobState::Analysing)
+    });
+    assert!(d.terminate().success());
+    let jobs = d.store().jobs().unwrap();
+    // Finished (and delivered to the default folder), not left half-done.
+    assert!(
+        matches!(jobs[0].state, JobState::Done | JobState::Delivering),
+        "{jobs:?}\n{}",
+        d.logs()
+    );
+    assert!(d.logs().contains("shutdown complete"));
+}
