@@ -91,6 +91,14 @@ fn study_uids(o: &Orthanc, ids: &[String]) -> HashMap<String, String> {
         .collect()
 }
 
+fn study_uid_of(file: &Path) -> String {
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .open_file(file)
+        .unwrap();
+    osteoscreen::dicom::text(&obj, dicom_dictionary_std::tags::STUDY_INSTANCE_UID)
+}
+
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -123,15 +131,19 @@ fn echo_while(port: u16, stop: &std::sync::atomic::AtomicBool) -> Vec<f64> {
 }
 
 struct RunResult {
-    latency_s: Vec<f64>,
+    /// (is CT, seconds) per study.
+    latency_s: Vec<(bool, f64)>,
     wall_s: f64,
     echo_ms: Vec<f64>,
     rss_mb: f64,
+    /// Per study, seconds: last instance -> queued, queued -> analysis done (analysis
+    /// time itself apart), analysis -> delivered, delivered -> seen in Orthanc.
+    stages: Vec<[f64; 5]>,
 }
 
 /// One run: a fresh daemon and Orthanc, every study routed over `senders` associations,
 /// wait for every SR in Orthanc.
-fn run_service(work: &Path, studies: &[PathBuf], senders: usize) -> RunResult {
+fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize) -> RunResult {
     std::fs::create_dir_all(work).unwrap();
     let orthanc = Orthanc::start(work);
     let model = untrained_model(work);
@@ -206,13 +218,35 @@ fn run_service(work: &Path, studies: &[PathBuf], senders: usize) -> RunResult {
     let seen = sr_seen.lock().unwrap();
     let latency_s = seen
         .iter()
-        .filter_map(|(uid, at)| last.get(uid).map(|l| (at - *l as f64) / 1e3))
+        .filter_map(|(uid, at)| {
+            last.get(uid)
+                .map(|l| (cts.contains(uid), (at - *l as f64) / 1e3))
+        })
+        .collect();
+    let stages = store
+        .jobs()
+        .unwrap()
+        .iter()
+        .filter_map(|j| {
+            let last = *last.get(&j.study_uid)? as f64;
+            let seen_at = *seen.get(&j.study_uid)?;
+            let summary = osteoscreen::pipeline::summary::JobSummary::parse(j.finding.as_deref());
+            let analysis = summary.timings.get("total").copied().unwrap_or(0.0);
+            Some([
+                (j.created_ms as f64 - last) / 1e3,
+                analysis / 1e3,
+                (j.updated_ms - j.created_ms) as f64 / 1e3 - analysis / 1e3,
+                (seen_at - j.updated_ms as f64) / 1e3,
+                (seen_at - last) / 1e3,
+            ])
+        })
         .collect();
     RunResult {
         latency_s,
         wall_s,
         echo_ms,
         rss_mb: peak_rss_mb(d.pid()),
+        stages,
     }
 }
 
@@ -221,7 +255,10 @@ fn run_floor(work: &Path, studies: &[PathBuf], senders: usize) -> (Vec<f64>, f64
     std::fs::create_dir_all(work.join("scp")).unwrap();
     let orthanc = Orthanc::start(work);
     let port = free_port();
+    // DCMTK leaves Nagle on unless TCP_NODELAY=1 (REFERENCES.md): without it every
+    // response waits ~40 ms and the floor would be no floor.
     let mut scp = Command::new("storescp")
+        .env("TCP_NODELAY", "1")
         .args(["--fork", "-od"])
         .arg(work.join("scp"))
         .arg(port.to_string())
@@ -252,6 +289,10 @@ fn main() {
         &["--ct-slice-mm", "3"],
     ));
     let files: usize = studies.iter().map(|s| dicom_files(s).len()).sum();
+    let ct_uids: Vec<String> = studies[n_dx..]
+        .iter()
+        .map(|s| study_uid_of(&dicom_files(s)[0]))
+        .collect();
     println!(
         "service benchmark: {n_dx} DX studies (AP + lateral, 2048x2560) + {n_ct} CT (3 mm), {files} instances; stable window {STABLE_SECONDS} s"
     );
@@ -259,6 +300,7 @@ fn main() {
         let r = run_service(
             &work.path().join(format!("svc{senders}")),
             &studies,
+            &ct_uids,
             senders,
         );
         let (mut floor, floor_wall) = run_floor(
@@ -266,17 +308,35 @@ fn main() {
             &studies,
             senders,
         );
-        let mut lat = r.latency_s.clone();
-        let mut beyond: Vec<f64> = lat.iter().map(|l| l - STABLE_SECONDS as f64).collect();
         let mut echo = r.echo_ms.clone();
         println!("\n{senders} sending association(s):");
+        for (name, ct) in [("DX", false), ("CT", true)] {
+            let mut lat: Vec<f64> = r
+                .latency_s
+                .iter()
+                .filter(|(is_ct, _)| *is_ct == ct)
+                .map(|(_, l)| *l)
+                .collect();
+            let n = lat.len();
+            let mut beyond: Vec<f64> = lat.iter().map(|l| l - STABLE_SECONDS as f64).collect();
+            println!(
+                "  osteoscreen {name}: last instance received -> SR stored in Orthanc: median {:.2} s, p95 {:.2} s ({n} studies); beyond the stable window: median {:.2} s, p95 {:.2} s",
+                percentile(&mut lat, 0.5),
+                percentile(&mut lat, 0.95),
+                percentile(&mut beyond, 0.5),
+                percentile(&mut beyond, 0.95),
+            );
+        }
+        let column = |k: usize| {
+            let mut v: Vec<f64> = r.stages.iter().map(|s| s[k]).collect();
+            percentile(&mut v, 0.5)
+        };
         println!(
-            "  osteoscreen: last instance received -> SR stored in Orthanc: median {:.2} s, p95 {:.2} s ({} studies); beyond the stable window: median {:.2} s, p95 {:.2} s",
-            percentile(&mut lat, 0.5),
-            percentile(&mut lat, 0.95),
-            r.latency_s.len(),
-            percentile(&mut beyond, 0.5),
-            percentile(&mut beyond, 0.95),
+            "  where the time goes (medians, s): last instance -> queued {:.2} (stable window + assembler tick), analysis {:.2}, reports + delivery + waiting for a worker {:.2}, delivered -> seen by the poller {:.2}",
+            column(0),
+            column(1),
+            column(2),
+            column(3)
         );
         println!(
             "  osteoscreen: all {} studies routed, analysed and returned in {:.1} s = {:.0} studies/hour; peak RSS {:.0} MB",

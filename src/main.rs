@@ -76,6 +76,9 @@ fn main() -> ExitCode {
         return cli::check_config(&settings);
     }
     osteoscreen::ops::logging::init(&settings.log);
+    if let Command::Serve = command {
+        osteoscreen::ops::limit_malloc_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

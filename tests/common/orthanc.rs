@@ -87,6 +87,8 @@ impl Orthanc {
             .unwrap();
         let child = Command::new("Orthanc")
             .arg(&self.config_path)
+            // DCMTK (inside Orthanc) leaves Nagle on unless TCP_NODELAY=1 (REFERENCES.md).
+            .env("TCP_NODELAY", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
