@@ -3,50 +3,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
-
-/// DCMTK storescp on a free port, writing into `dir`; killed on drop.
-struct Storescp {
-    child: Child,
-    port: u16,
-}
-
-impl Storescp {
-    fn start(dir: &std::path::Path) -> Storescp {
-        let port = free_port();
-        let child = Command::new("storescp")
-            .args(["-aet", "PACS", "-od"])
-            .arg(dir)
-            // accept every transfer syntax the sender proposes, unchanged
-            .arg("+xa")
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start storescp");
-        wait_until("storescp", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Storescp { child, port }
-    }
-}
-
-impl Drop for Storescp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn send_round_trips_to_dcmtk_storescp_in_the_files_own_transfer_syntax() {
     let work = tempfile::tempdir().unwrap();
     let received = work.path().join("received");
     std::fs::create_dir_all(&received).unwrap();
-    let scp = Storescp::start(&received);
+    let scp = Storescp::start(&received, &[]);
 
     let echo = run(Command::new(bin())
         .args([
