@@ -163,3 +163,50 @@ fn check_config_prints_effective_settings_and_names_bad_keys() {
         assert!(text(&out).contains(cmd), "--help lacks {cmd}");
     }
 }
+
+/// `osteoscreen check-config` run in `cwd`, with no OSTEOSCREEN__ variable set; stdout.
+fn check_config_in(cwd: &std::path::Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OSTEOSCREEN__") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = run(cmd.args(args).arg("check-config").current_dir(cwd));
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn without_config_the_file_in_config_of_the_working_directory_applies() {
+    let work = tempfile::tempdir().unwrap();
+    // A site's config/osteoscreen.toml: the shipped file with two values changed.
+    let site = work.path().join("site");
+    std::fs::create_dir_all(site.join("config")).unwrap();
+    let shipped = std::fs::read_to_string(shipped_config()).unwrap();
+    assert!(
+        shipped.contains("ae_title = \"OSTEOSCREEN\"")
+            && shipped.contains("study_stable_seconds = 10")
+    );
+    let edited = shipped
+        .replace("ae_title = \"OSTEOSCREEN\"", "ae_title = \"SITEFILE\"")
+        .replace("study_stable_seconds = 10", "study_stable_seconds = 77");
+    std::fs::write(site.join("config/osteoscreen.toml"), edited).unwrap();
+
+    // No --config: the working directory's config/osteoscreen.toml is read.
+    let printed = check_config_in(&site, &[]);
+    assert!(printed.contains("ae_title = \"SITEFILE\""), "{printed}");
+    assert!(printed.contains("study_stable_seconds = 77"), "{printed}");
+
+    // Elsewhere, without such a file: the built-in defaults.
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let printed = check_config_in(&empty, &[]);
+    assert!(printed.contains("ae_title = \"OSTEOSCREEN\""), "{printed}");
+    assert!(printed.contains("study_stable_seconds = 10"), "{printed}");
+
+    // --config wins over the working directory's file.
+    let shipped_path = shipped_config();
+    let printed = check_config_in(&site, &["--config", shipped_path.to_str().unwrap()]);
+    assert!(printed.contains("ae_title = \"OSTEOSCREEN\""), "{printed}");
+}
