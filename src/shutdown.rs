@@ -83,19 +83,71 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// Poll `f` once, without a runtime: whether it has finished by now.
+    fn ready<F: Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(f.poll(&mut cx), Poll::Ready(_))
+    }
+
+    #[test]
+    fn wait_blocks_until_every_done_guard_is_dropped() {
+        let trigger = ShutdownTrigger::new();
+        let first = trigger.done_guard();
+        let second = trigger.done_guard();
+        let clone_of_second = second.clone();
+        let mut shutdown = trigger.subscribe();
+        assert!(!shutdown.is_shutdown());
+        let mut notified = std::pin::pin!(shutdown.recv());
+        assert!(!ready(notified.as_mut()), "recv before trigger");
+
+        trigger.trigger();
+        assert!(ready(notified.as_mut()), "recv after trigger");
+        assert!(trigger.subscribe().is_shutdown());
+        let mut wait = std::pin::pin!(trigger.wait());
+        assert!(
+            !ready(wait.as_mut()),
+            "wait() returned with three guards held"
+        );
+        drop(first);
+        assert!(
+            !ready(wait.as_mut()),
+            "wait() returned with two guards held"
+        );
+        drop(second);
+        assert!(
+            !ready(wait.as_mut()),
+            "wait() returned with a cloned guard held"
+        );
+        drop(clone_of_second);
+        assert!(
+            ready(wait.as_mut()),
+            "wait() still blocked with no guard left"
+        );
+    }
 
     #[tokio::test]
-    async fn wait_returns_after_guards_drop() {
+    async fn a_task_holding_a_guard_finishes_before_wait_returns() {
         let trigger = ShutdownTrigger::new();
         let mut shutdown = trigger.subscribe();
         let guard = trigger.done_guard();
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = finished.clone();
         let task = tokio::spawn(async move {
             shutdown.recv().await;
+            // Some last work after the signal, then "done".
+            tokio::task::yield_now().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
             drop(guard);
         });
-        assert!(!trigger.subscribe().is_shutdown());
         trigger.trigger();
         trigger.wait().await;
+        assert!(
+            finished.load(std::sync::atomic::Ordering::SeqCst),
+            "wait() returned before the task dropped its guard"
+        );
         task.await.unwrap();
     }
 }

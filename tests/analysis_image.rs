@@ -127,10 +127,15 @@ fn pydicom_encodings_and_multiframe_decode() {
 
 #[test]
 fn broken_and_hostile_headers_are_typed_errors() {
-    // A truncated JPEG 2000 stream: the decoder may recover a degraded image, but must
-    // neither panic nor invent frames.
-    if let Ok((header, frames)) = decode("pydicom/emri_small_jpeg_2k_lossless_too_short.dcm") {
-        assert_eq!(frames.len() as u32, header.frames);
+    // A truncated JPEG 2000 stream: the decoder recovers a degraded image. It must neither
+    // panic nor invent frames: exactly the 10 frames of 64 x 64 the header declares.
+    let (header, frames) = decode("pydicom/emri_small_jpeg_2k_lossless_too_short.dcm")
+        .expect("the truncated stream decodes (degraded)");
+    assert_eq!((header.frames, header.rows, header.columns), (10, 64, 64));
+    assert_eq!(frames.len(), 10);
+    for f in &frames {
+        assert_eq!(f.values.len(), 64 * 64);
+        assert!(f.values.iter().all(|v| v.is_finite()));
     }
     // WG04 MR1 JPEG-LS lossless (16-bit, with an LSE preset-parameters marker): CharLS
     // refuses the stream ("leading 0xFF not found") although DCMTK's dcmdjpls decodes it.

@@ -3,50 +3,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
-
-/// DCMTK storescp on a free port, writing into `dir`; killed on drop.
-struct Storescp {
-    child: Child,
-    port: u16,
-}
-
-impl Storescp {
-    fn start(dir: &std::path::Path) -> Storescp {
-        let port = free_port();
-        let child = Command::new("storescp")
-            .args(["-aet", "PACS", "-od"])
-            .arg(dir)
-            // accept every transfer syntax the sender proposes, unchanged
-            .arg("+xa")
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start storescp");
-        wait_until("storescp", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Storescp { child, port }
-    }
-}
-
-impl Drop for Storescp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn send_round_trips_to_dcmtk_storescp_in_the_files_own_transfer_syntax() {
     let work = tempfile::tempdir().unwrap();
     let received = work.path().join("received");
     std::fs::create_dir_all(&received).unwrap();
-    let scp = Storescp::start(&received);
+    let scp = Storescp::start(&received, &[]);
 
     let echo = run(Command::new(bin())
         .args([
@@ -196,4 +162,51 @@ fn check_config_prints_effective_settings_and_names_bad_keys() {
     for cmd in ["serve", "echo", "send", "check-config"] {
         assert!(text(&out).contains(cmd), "--help lacks {cmd}");
     }
+}
+
+/// `osteoscreen check-config` run in `cwd`, with no OSTEOSCREEN__ variable set; stdout.
+fn check_config_in(cwd: &std::path::Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OSTEOSCREEN__") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = run(cmd.args(args).arg("check-config").current_dir(cwd));
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn without_config_the_file_in_config_of_the_working_directory_applies() {
+    let work = tempfile::tempdir().unwrap();
+    // A site's config/osteoscreen.toml: the shipped file with two values changed.
+    let site = work.path().join("site");
+    std::fs::create_dir_all(site.join("config")).unwrap();
+    let shipped = std::fs::read_to_string(shipped_config()).unwrap();
+    assert!(
+        shipped.contains("ae_title = \"OSTEOSCREEN\"")
+            && shipped.contains("study_stable_seconds = 10")
+    );
+    let edited = shipped
+        .replace("ae_title = \"OSTEOSCREEN\"", "ae_title = \"SITEFILE\"")
+        .replace("study_stable_seconds = 10", "study_stable_seconds = 77");
+    std::fs::write(site.join("config/osteoscreen.toml"), edited).unwrap();
+
+    // No --config: the working directory's config/osteoscreen.toml is read.
+    let printed = check_config_in(&site, &[]);
+    assert!(printed.contains("ae_title = \"SITEFILE\""), "{printed}");
+    assert!(printed.contains("study_stable_seconds = 77"), "{printed}");
+
+    // Elsewhere, without such a file: the built-in defaults.
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let printed = check_config_in(&empty, &[]);
+    assert!(printed.contains("ae_title = \"OSTEOSCREEN\""), "{printed}");
+    assert!(printed.contains("study_stable_seconds = 10"), "{printed}");
+
+    // --config wins over the working directory's file.
+    let shipped_path = shipped_config();
+    let printed = check_config_in(&site, &["--config", shipped_path.to_str().unwrap()]);
+    assert!(printed.contains("ae_title = \"OSTEOSCREEN\""), "{printed}");
 }

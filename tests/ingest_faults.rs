@@ -4,13 +4,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::scu::RawAssociation;
 use common::*;
+use osteoscreen::deliver::dimse::OutgoingFile;
+use osteoscreen::dicom::DimseStatus as Status;
 
 #[test]
 fn eight_parallel_senders_lose_nothing_and_duplicate_nothing() {
@@ -158,134 +160,202 @@ fn acknowledged_files(log: &str) -> Vec<String> {
     acked
 }
 
+const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+fn echoscu(port: u16) -> std::process::Output {
+    // -ta: give up after 30 s without an answer, so a daemon that leaves the request
+    // hanging fails the test with a timeout message instead of hanging it.
+    run(Command::new("echoscu")
+        .args(["-ta", "30", "-aec", "OSTEOSCREEN", "127.0.0.1"])
+        .arg(port.to_string()))
+}
+
 #[test]
-fn beyond_max_associations_is_a_rejection_and_stalled_peers_time_out() {
+fn beyond_max_associations_is_an_immediate_rejection() {
     let work = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         work.path(),
         &[
             ("OSTEOSCREEN__DICOM__MAX_ASSOCIATIONS", "1"),
-            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "3"),
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "120"),
         ],
     );
-    // Let the harness's readiness probe (a bare connect) release its slot first.
-    std::thread::sleep(Duration::from_millis(500));
-    // A peer that connects and says nothing holds the only slot...
-    let mut stalled = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    // ...so the next one is rejected at once, not left hanging.
-    let start = Instant::now();
-    let out = run(Command::new("echoscu")
-        .args(["-to", "10", "-aec", "OSTEOSCREEN", "127.0.0.1"])
-        .arg(daemon.port.to_string()));
-    assert!(!out.status.success(), "{}\n{}", text(&out), daemon.logs());
-    assert!(text(&out).contains("Rejected"), "{}", text(&out));
+    // An established, idle association holds the only slot...
+    let holder = RawAssociation::open(daemon.port, "HOLDER", CT_IMAGE, EXPLICIT_LE).unwrap();
+    daemon.wait_for_log("calling_ae=HOLDER", Duration::from_secs(20));
+    // ...so the next one gets an A-ASSOCIATE-RJ (transient, local limit), not silence.
+    let out = echoscu(daemon.port);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}\n{}", daemon.logs());
     assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "rejection was slow"
+        said.contains("Rejected Transient") && said.contains("Local Limit Exceeded"),
+        "{said}"
     );
     assert!(daemon.logs().contains("max_associations reached"));
-
-    // The stalled peer is dropped after the timeout; then the slot is free again.
-    wait_until("stalled peer dropped", Duration::from_secs(10), || {
-        let _ = stalled.write_all(&[]);
-        let mut buf = [0u8; 1];
-        stalled
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        matches!(std::io::Read::read(&mut stalled, &mut buf), Ok(0))
-    });
-    wait_until("slot free", Duration::from_secs(5), || {
-        run(Command::new("echoscu")
-            .args(["-aec", "OSTEOSCREEN", "127.0.0.1"])
-            .arg(daemon.port.to_string()))
-        .status
-        .success()
+    // Released, the slot serves the next caller (the retries cover the moment between
+    // the release response and the slot's return).
+    holder.release();
+    wait_until("slot free", Duration::from_secs(20), || {
+        echoscu(daemon.port).status.success()
     });
 }
 
 #[test]
-fn a_peer_that_stalls_mid_data_set_is_dropped_without_blocking_others() {
-    use dicom_ul::pdu::{PDataValue, PDataValueType};
+fn peers_that_stall_in_negotiation_are_dropped_after_the_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__MAX_ASSOCIATIONS", "1"),
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2"),
+        ],
+    );
+    // A peer that connects and says nothing is disconnected by the daemon: the read sees
+    // the end of the stream (60 s is only a guard).
+    let mut stalled = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let read = std::io::Read::read(&mut stalled, &mut buf);
+    assert!(
+        matches!(read, Ok(0)),
+        "expected the daemon to close: {read:?}"
+    );
+    daemon.wait_for_log("association not established", Duration::from_secs(20));
+    // The slot it held is free again.
+    wait_until("slot free", Duration::from_secs(20), || {
+        echoscu(daemon.port).status.success()
+    });
+}
+
+/// The CT test instance, split for sending: the file, its data set, and where to cut it.
+fn ct_instance() -> (OutgoingFile, Vec<u8>) {
+    let file = OutgoingFile::inspect(&real("wg04/CT1_UNC.dcm")).unwrap();
+    let data = file.data_set().unwrap();
+    (file, data)
+}
+
+/// Send the command and the first 8000 bytes of the data set, then wait until the daemon
+/// has them in a partial file in `spool/.tmp`: a store is in flight.
+fn start_store(daemon: &Daemon, ae: &str) -> (RawAssociation, OutgoingFile, Vec<u8>) {
+    let (file, data) = ct_instance();
+    let mut association = RawAssociation::for_file(daemon.port, ae, &file);
+    association.send_store_command(&file);
+    association.send_data(&data[..8000], false);
+    wait_until(
+        "partial file in spool/.tmp",
+        Duration::from_secs(30),
+        || {
+            daemon
+                .partial_files()
+                .iter()
+                .any(|(_, size)| *size >= 8000 + 132)
+        },
+    );
+    (association, file, data)
+}
+
+#[test]
+fn a_stalled_association_does_not_block_a_concurrent_store() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "120")],
+    );
+    // Half a data set is in the daemon's hands and the sender pauses...
+    let (mut slow, file, data) = start_store(&daemon, "SLOWSCU");
+    // ...while a second peer stores an instance from start to finish. Served one at a
+    // time, storescu would get no association until SLOWSCU's ends (which it does only
+    // after storescu returns): DCMTK's 30 s ACSE timeout fails it instead of hanging.
+    let out = run(daemon
+        .storescu("OTHERSCU")
+        .args(["-ta", "30", "-td", "30"])
+        .arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}\n{}", text(&out), daemon.logs());
+    let rows = daemon.store().instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].calling_ae, "OTHERSCU");
+    // SLOWSCU's store is still open: its partial file is there, its association not closed.
+    assert_eq!(
+        daemon.partial_files().len(),
+        1,
+        "the slow store is in flight"
+    );
+    assert!(!daemon
+        .logs()
+        .contains("association closed calling_ae=SLOWSCU"));
+    // It completes after all.
+    slow.send_data(&data[8000..], true);
+    assert_eq!(slow.response(), (Status::SUCCESS, None));
+    slow.release();
+    let rows = daemon.store().instances().unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.sop_instance_uid == file.sop_instance_uid)
+        .expect("the slow store recorded");
+    assert_eq!(row.calling_ae, "SLOWSCU");
+    assert_same_bytes(&data_set_bytes(&row.path), &data, "slow store");
+}
+
+#[test]
+fn a_peer_that_stalls_mid_data_set_is_dropped_and_leaves_nothing() {
     let work = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2")]);
-    let file =
-        osteoscreen::deliver::dimse::OutgoingFile::inspect(&real("wg04/CT1_UNC.dcm")).unwrap();
-    let data = file.data_set().unwrap();
-    let mut association = dicom_ul::ClientAssociationOptions::new()
-        .calling_ae_title("STALLSCU")
-        .called_ae_title("OSTEOSCREEN")
-        .with_presentation_context(
-            file.sop_class_uid.clone(),
-            vec![file.transfer_syntax.clone()],
-        )
-        .establish_with(&format!("127.0.0.1:{}", daemon.port))
-        .unwrap();
-    let rq = osteoscreen::dicom::command::encode_store_rq(
-        1,
-        &file.sop_class_uid,
-        &file.sop_instance_uid,
+    let (_stalled, _, _) = start_store(&daemon, "STALLSCU");
+    // The daemon gives up on it after the timeout (30 s is only a guard)...
+    daemon.wait_for_log(
+        "association closed calling_ae=STALLSCU",
+        Duration::from_secs(30),
     );
-    let pdv = |value_type, is_last, data: &[u8]| dicom_ul::Pdu::PData {
-        data: vec![PDataValue {
-            presentation_context_id: 1,
-            value_type,
-            is_last,
-            data: data.to_vec(),
-        }],
-    };
-    association
-        .send(&pdv(PDataValueType::Command, true, &rq))
-        .unwrap();
-    association
-        .send(&pdv(PDataValueType::Data, false, &data[..8000]))
-        .unwrap();
-    // Half a data set is in the daemon's hands; a second peer is served meanwhile.
+    // ...and leaves neither a row nor a partial file.
+    assert!(daemon.store().instances().unwrap().is_empty());
+    assert_eq!(daemon.partial_files(), vec![], "partial file removed");
+    // It still serves others.
     let out = run(daemon
         .storescu("OTHERSCU")
         .arg(real("pydicom/CT_small.dcm")));
     assert!(out.status.success(), "{}", text(&out));
-    // After the timeout the stalled association is gone and left nothing behind.
-    wait_until(
-        "stalled association dropped",
-        Duration::from_secs(10),
-        || {
-            daemon.logs().contains("STALLSCU")
-                && daemon
-                    .logs()
-                    .contains("association closed calling_ae=STALLSCU")
-        },
-    );
-    let rows = daemon.store().instances().unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].calling_ae, "OTHERSCU");
-    let tmp = daemon.storage.join("spool/.tmp");
-    assert_eq!(
-        std::fs::read_dir(tmp).unwrap().count(),
-        0,
-        "partial file removed"
-    );
+    assert_eq!(daemon.store().instances().unwrap().len(), 1);
 }
 
 #[test]
-fn sigterm_finishes_in_flight_stores_and_exits_zero() {
+fn sigterm_finishes_the_store_in_flight_then_exits_zero() {
     let work = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(work.path(), &[]);
-    let study = "1.2.826.0.1.3680043.9.7777.6";
-    let (files, log, mut sender) = stream_study(&daemon, work.path(), study, 60, "TERMSCU");
-    let store = daemon.store();
-    wait_until("stores under way", Duration::from_secs(30), || {
-        !store.instances().unwrap().is_empty()
+    // A store is in flight: its command and part of its data set are in the daemon.
+    let (mut sender, file, data) = start_store(&daemon, "TERMSCU");
+    daemon.sigterm();
+    daemon.wait_for_log("shutdown requested", Duration::from_secs(30));
+    // New associations are no longer accepted...
+    // (The listener closes just after it logs that; 30 s is only a guard.)
+    daemon.wait_for_log("DICOM listener stopped accepting", Duration::from_secs(30));
+    wait_until("listener closed", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", daemon.port)).is_err()
     });
-    let status = daemon.terminate();
-    assert!(status.success(), "exit status {status:?}");
-    let _ = sender.wait();
-    let acked = acknowledged_files(&std::fs::read_to_string(&log).unwrap());
-    assert!(!acked.is_empty());
-    assert_recorded(&files, &acked, &store.instances().unwrap());
+    // ...but the daemon waits for the store it is in: still running, partial file kept.
+    assert!(daemon.is_running(), "exited with a store in flight");
+    assert_eq!(daemon.partial_files().len(), 1);
+    // The rest of the data set arrives and the store is acknowledged.
+    sender.send_data(&data[8000..], true);
+    assert_eq!(sender.response(), (Status::SUCCESS, None));
+    // Then the daemon ends the association and exits 0 (30 s is only a guard).
+    let status = daemon.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        daemon.logs()
+    );
     assert!(daemon.logs().contains("shutdown complete"));
-    // New connections are refused once it is down.
-    assert!(TcpStream::connect(("127.0.0.1", daemon.port)).is_err());
+    drop(sender);
+    // The acknowledged instance is in the spool and in the database, as sent.
+    let rows = daemon.store().instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].sop_instance_uid, file.sop_instance_uid);
+    assert_eq!(rows[0].calling_ae, "TERMSCU");
+    assert_same_bytes(&data_set_bytes(&rows[0].path), &data, "store in flight");
+    assert_eq!(daemon.partial_files(), vec![]);
 }
 
 #[test]

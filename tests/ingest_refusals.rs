@@ -104,17 +104,38 @@ fn broken_and_mismatched_data_sets_are_refused_and_the_daemon_carries_on() {
 
     // Each broken file, announced as a CT image, must get a failure status with a reason.
     let cases = [
-        ("broken/ct-empty-uids.dcm", 0xC000, "missing"),
-        ("pydicom/MR_truncated.dcm", 0xC000, "parse"),
-        ("pydicom/no_meta.dcm", 0xC000, "parse"),
-        ("pydicom/meta_missing_tsyntax.dcm", 0xC000, ""),
+        (
+            "broken/ct-empty-uids.dcm",
+            0xC000,
+            "SOP Instance UID is missing",
+        ),
+        (
+            "pydicom/MR_truncated.dcm",
+            0xC000,
+            "data set does not parse",
+        ),
+        ("pydicom/no_meta.dcm", 0xC000, "data set does not parse"),
+        (
+            "pydicom/meta_missing_tsyntax.dcm",
+            0xC000,
+            "data set does not parse",
+        ),
         (
             "pydicom/emri_small_jpeg_2k_lossless_too_short.dcm",
             0xC000,
-            "truncated",
+            "truncated: encapsulated pixel data has no end delimiter",
         ),
-        ("pydicom/badVR.dcm", 0xA900, "SOP Class"),
-        ("pydicom/MR_small.dcm", 0xA900, "SOP Class"),
+        // (Error Comment is an LO: at most 64 characters.)
+        (
+            "pydicom/badVR.dcm",
+            0xA900,
+            "SOP Class in data set (RT Dose Storage) differs from C-STORE req",
+        ),
+        (
+            "pydicom/MR_small.dcm",
+            0xA900,
+            "SOP Class in data set (MR Image Storage) differs from C-STORE re",
+        ),
     ];
     for (file, status, words) in cases {
         let (got, comment) = send_raw(&daemon, &real(file), CT_IMAGE);
@@ -129,7 +150,7 @@ fn broken_and_mismatched_data_sets_are_refused_and_the_daemon_carries_on() {
     // A CT whose SOP Instance UID in the command differs from the data set's.
     let f = OutgoingFile::inspect(&real("pydicom/CT_small.dcm")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (got, _) = rt
+    let (got, comment) = rt
         .block_on(store_data_set(
             &daemon.peer("FAULTYSCU"),
             CT_IMAGE,
@@ -139,6 +160,10 @@ fn broken_and_mismatched_data_sets_are_refused_and_the_daemon_carries_on() {
         ))
         .unwrap();
     assert_eq!(got, Status::DATA_SET_MISMATCH);
+    assert_eq!(
+        comment.as_deref(),
+        Some("SOP Instance UID in data set differs from C-STORE request")
+    );
     // A modality outside accepted_modalities (Secondary Capture of modality OT).
     let out = run(daemon
         .storescu("STORESCU")
@@ -249,4 +274,130 @@ fn write_failures_and_low_disk_answer_out_of_resources() {
     assert!(!out.status.success());
     assert!(text(&out).contains("Rejected Transient"), "{}", text(&out));
     assert!(full.logs().contains("disk space low"), "{}", full.logs());
+}
+
+#[test]
+fn a_refused_instance_is_followed_by_a_stored_one_on_the_same_association() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    // One storescu association: a Secondary Capture of modality OT (not accepted), then a
+    // CT, then the refused one again.
+    let out = run(daemon
+        .storescu("STORESCU")
+        .args(["-v", "--no-halt"])
+        .arg(real("pydicom/SC_rgb.dcm"))
+        .arg(real("pydicom/CT_small.dcm"))
+        .arg(real("pydicom/SC_rgb.dcm")));
+    let said = text(&out);
+    assert_eq!(said.matches("Association Accepted").count(), 1, "{said}");
+    let responses: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.split_once("Received Store Response ").map(|(_, r)| r))
+        .collect();
+    assert_eq!(
+        responses,
+        [
+            "(Error: CannotUnderstand)",
+            "(Success)",
+            "(Error: CannotUnderstand)"
+        ],
+        "{said}"
+    );
+    assert!(said.contains("Releasing Association"), "{said}");
+    let rows = daemon.store().instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].sop_class_uid, CT_IMAGE);
+    assert_eq!(rows[0].calling_ae, "STORESCU");
+    // The daemon saw one association, with one instance stored and two refused.
+    let logs = daemon.logs();
+    let closed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("association closed"))
+        .collect();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert!(
+        closed[0].contains("stored=1 refused=2") && closed[0].contains("end=released"),
+        "{}",
+        closed[0]
+    );
+}
+
+/// A tmpfs of `size_mib` mounted at `dir` (the tests run as root), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size_mib: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_mib}m"))
+            .arg("tmpfs")
+            .arg(dir));
+        assert!(out.status.success(), "mount tmpfs: {}", text(&out));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn low_disk_in_the_middle_of_an_association_answers_out_of_resources() {
+    // Storage on a 64 MiB filesystem of its own, watermark 46 MiB: the association starts
+    // with ~64 MiB free; each 7.2 MiB radiograph it stores takes free space down (56.8,
+    // 49.6, 42.4 MiB), so the fourth request finds the disk below the watermark.
+    let work = tempfile::tempdir().unwrap();
+    let _disk = Tmpfs::mount(&work.path().join("var"), 64);
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__MIN_FREE_DISK_MB", "46")],
+    );
+    let study = "1.2.826.0.1.3680043.9.7777.10";
+    let files = make_instances(
+        &real("wg04/RG2_UNC.dcm"),
+        &work.path().join("in"),
+        5,
+        study,
+        &format!("{study}.1"),
+        &format!("{study}.1"),
+    );
+    let out = run(daemon
+        .storescu("BIGSCU")
+        .args(["-v", "--no-halt"])
+        .args(files.iter().map(|(p, _)| p)));
+    let said = text(&out);
+    assert_eq!(said.matches("Association Accepted").count(), 1, "{said}");
+    let responses: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.split_once("Received Store Response ").map(|(_, r)| r))
+        .collect();
+    assert_eq!(
+        responses,
+        [
+            "(Success)",
+            "(Success)",
+            "(Success)",
+            "(Refused: OutOfResources)",
+            "(Refused: OutOfResources)"
+        ],
+        "{said}\n{}",
+        daemon.logs()
+    );
+    let rows = daemon.store().instances().unwrap();
+    let stored: Vec<&str> = rows.iter().map(|r| r.sop_instance_uid.as_str()).collect();
+    let first_three: Vec<&str> = files[..3].iter().map(|(_, uid)| uid.as_str()).collect();
+    assert_eq!(stored, first_three);
+    for r in &rows {
+        assert!(r.path.exists());
+    }
+    assert_eq!(daemon.partial_files(), vec![], "nothing left in spool/.tmp");
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("disk space low") && logs.contains("watermark 46 MiB"),
+        "{logs}"
+    );
+    assert!(logs.contains("stored=3 refused=2"), "{logs}");
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -124,13 +124,40 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
         "transfer syntaxes covered: {:?}",
         by_ts.keys()
     );
+    // DCMTK's storescp in bit-preserving mode keeps exactly what storescu put on the
+    // wire (storescu drops a file's trailing padding, for one): the reference for
+    // "stored byte for byte as received".
+    let wire = work.path().join("wire");
+    std::fs::create_dir_all(&wire).unwrap();
+    let reference = Storescp::start(&wire, &["+B"]);
     for (ts, group) in &by_ts {
-        let out = run(daemon
-            .storescu("STORESCU")
-            .args(["-R", storescu_flag(ts)])
-            .args(group.iter().map(|(p, _)| p)));
-        assert!(out.status.success(), "storescu {ts}: {}", text(&out));
+        for port in [daemon.port, reference.port] {
+            let out = run(Command::new("storescu")
+                .args(["-aet", "STORESCU", "-aec", "OSTEOSCREEN", "127.0.0.1"])
+                .arg(port.to_string())
+                .args(["-R", storescu_flag(ts)])
+                .args(group.iter().map(|(p, _)| p)));
+            assert!(
+                out.status.success(),
+                "storescu {ts} to {port}: {}",
+                text(&out)
+            );
+        }
     }
+    drop(reference);
+    // storescp names its files <modality prefix>.<SOP Instance UID>.
+    let as_received = |sop: &str| -> PathBuf {
+        std::fs::read_dir(&wire)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.split_once('.'))
+                    .is_some_and(|(_, uid)| uid == sop)
+            })
+            .unwrap_or_else(|| panic!("storescp did not receive {sop}"))
+    };
 
     let store = daemon.store();
     let rows = store.instances().unwrap();
@@ -165,6 +192,12 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
             assert_eq!(row.calling_ae, "STORESCU");
             assert!(row.path.starts_with(daemon.storage.join("spool")));
             assert_same_data_set(&row.path, path);
+            // Byte for byte as received: the spooled data set is what was on the wire.
+            assert_same_bytes(
+                &data_set_bytes(&row.path),
+                &data_set_bytes(&as_received(sop)),
+                &path.display().to_string(),
+            );
         }
     }
 
@@ -207,6 +240,19 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
     );
 }
 
+/// The last `received_at_ms` the database holds for `study`.
+fn last_received_ms(daemon: &Daemon, study: &str) -> i64 {
+    daemon
+        .store()
+        .instances()
+        .unwrap()
+        .iter()
+        .filter(|r| r.study_uid == study)
+        .map(|r| r.received_at_ms)
+        .max()
+        .unwrap_or_else(|| panic!("no instance of {study} recorded"))
+}
+
 #[test]
 fn a_job_appears_after_the_stability_window_and_not_before() {
     let work = tempfile::tempdir().unwrap();
@@ -227,19 +273,21 @@ fn a_job_appears_after_the_stability_window_and_not_before() {
         .storescu("MODALITY")
         .args(first.iter().map(|(p, _)| p)));
     assert!(out.status.success(), "{}", text(&out));
-    let sent = Instant::now();
     let store = daemon.store();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        store.jobs().unwrap().is_empty(),
-        "job queued before the window"
-    );
-    wait_until("job", Duration::from_secs(15), || {
+    // 60 s is only a guard against a hang.
+    wait_until("job", Duration::from_secs(60), || {
         !store.jobs().unwrap().is_empty()
     });
-    assert!(sent.elapsed() >= Duration::from_secs(3), "queued too early");
+    // The quiet window is measured from the database's own times: the job was created
+    // no sooner than 3 s after the study's last instance was recorded.
+    let last = last_received_ms(&daemon, study);
     let jobs = store.jobs().unwrap();
     assert_eq!(jobs.len(), 1);
+    assert!(
+        jobs[0].created_ms - last >= 3000,
+        "queued {} ms after the last instance, window 3000 ms",
+        jobs[0].created_ms - last
+    );
     assert_eq!(
         (
             jobs[0].study_uid.as_str(),
@@ -261,11 +309,21 @@ fn a_job_appears_after_the_stability_window_and_not_before() {
     );
     let out = run(daemon.storescu("MODALITY").arg(&late[0].0));
     assert!(out.status.success(), "{}", text(&out));
-    wait_until("second job version", Duration::from_secs(15), || {
+    wait_until("second job version", Duration::from_secs(60), || {
         store.jobs().unwrap().len() == 2
     });
+    let last = last_received_ms(&daemon, study);
     let jobs = store.jobs().unwrap();
     assert_eq!((jobs[1].version, jobs[1].instance_count), (2, 4));
+    assert!(
+        jobs[1].created_ms - last >= 3000,
+        "version 2 queued {} ms after the late instance",
+        jobs[1].created_ms - last
+    );
+    assert!(
+        jobs[0].created_ms < last,
+        "version 1 came before the late instance"
+    );
     assert_eq!(jobs[0].state, "superseded");
     assert_eq!(jobs[1].state, "queued");
 
@@ -284,5 +342,112 @@ fn a_job_appears_after_the_stability_window_and_not_before() {
     assert!(
         listing.contains(study) && listing.contains("2 jobs"),
         "{listing}"
+    );
+}
+
+#[test]
+fn an_open_association_holds_its_study_back_from_becoming_a_job() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "120"),
+        ],
+    );
+    let (held, other) = (
+        "1.2.826.0.1.3680043.9.7777.8",
+        "1.2.826.0.1.3680043.9.7777.9",
+    );
+    let instance = |study: &str, dir: &str| {
+        let series = format!("{study}.1");
+        make_instances(
+            &real("wg04/CT1_UNC.dcm"),
+            &work.path().join(dir),
+            1,
+            study,
+            &series,
+            &series,
+        )
+        .remove(0)
+        .0
+    };
+    let (held_file, other_file) = (instance(held, "held"), instance(other, "other"));
+    // An instance of `held` is stored on an association that then stays open...
+    let file = osteoscreen::deliver::dimse::OutgoingFile::inspect(&held_file).unwrap();
+    let mut open = common::scu::RawAssociation::for_file(daemon.port, "OPENSCU", &file);
+    assert_eq!(
+        open.store(&held_file),
+        (osteoscreen::dicom::DimseStatus::SUCCESS, None)
+    );
+    // ...and after it, another study arrives on an association of its own and closes.
+    let out = run(daemon.storescu("OTHERSCU").arg(&other_file));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(last_received_ms(&daemon, held) <= last_received_ms(&daemon, other));
+    // The other study becomes a job. `held` was quiet for longer, so only its open
+    // association can have kept it back (60 s is only a guard).
+    let store = daemon.store();
+    let job_of = |study: &str| {
+        store
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .find(|j| j.study_uid == study)
+    };
+    wait_until("job for the closed study", Duration::from_secs(60), || {
+        job_of(other).is_some()
+    });
+    assert!(
+        job_of(held).is_none(),
+        "queued while its association is open: {:?}",
+        store.jobs().unwrap()
+    );
+    // Released, the study follows.
+    open.release();
+    wait_until(
+        "job for the released study",
+        Duration::from_secs(60),
+        || job_of(held).is_some(),
+    );
+    let job = job_of(held).unwrap();
+    assert_eq!((job.version, job.instance_count), (1, 1));
+    assert!(job.created_ms > job_of(other).unwrap().created_ms);
+}
+
+#[test]
+fn dx_for_processing_is_accepted_and_stored_byte_for_byte() {
+    const FOR_PROCESSING: &str = "1.2.840.10008.5.1.4.1.1.1.1.1";
+    let work = tempfile::tempdir().unwrap();
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let file = work.path().join("for-processing.dcm");
+    std::fs::copy(study.join("dx_ap.dcm"), &file).unwrap();
+    // dcmodify also updates the meta group's Media Storage SOP Class UID.
+    let out = run(Command::new("dcmodify")
+        .args(["-nb", "-m"])
+        .arg(format!("(0008,0016)={FOR_PROCESSING}"))
+        .args(["-m", "(0008,0068)=FOR PROCESSING"])
+        .arg(&file));
+    assert!(out.status.success(), "dcmodify: {}", text(&out));
+    let sent = osteoscreen::deliver::dimse::OutgoingFile::inspect(&file).unwrap();
+    assert_eq!(sent.sop_class_uid, FOR_PROCESSING);
+
+    let work_d = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work_d.path(), &[]);
+    let out = run(daemon.storescu("DXSCU").arg("-v").arg(&file));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Received Store Response (Success)"),
+        "{}",
+        text(&out)
+    );
+    let rows = daemon.store().instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].sop_instance_uid, sent.sop_instance_uid);
+    assert_eq!(rows[0].sop_class_uid, FOR_PROCESSING);
+    assert_eq!(rows[0].modality, "DX");
+    assert_same_bytes(
+        &data_set_bytes(&rows[0].path),
+        &data_set_bytes(&file),
+        "DX For Processing",
     );
 }

@@ -434,6 +434,27 @@ fn duplicated_inputs_and_a_missing_study_uid_are_handled() {
         dciodvfy_clean(file);
     }
     assert_eq!(f["ct"]["levels"].as_array().unwrap().len(), 1, "{f}");
+    // Each instance counts once: the SR references exactly what it references when given
+    // one copy (the Finding's list: `duplicated_inputs_are_listed_once_in_the_finding`).
+    let (_, single) = analyze_out(&work.path().join("a"), &work.path().join("single"), None);
+    // Every Referenced SOP Instance UID in the SR: evidence, image library, ROI slices.
+    let references = |sr: &Path| -> Vec<String> {
+        let o = run(Command::new("dcmdump")
+            .args(["-q", "+P", "0008,1155"])
+            .arg(sr));
+        let mut refs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| Some(l.split_once('[')?.1.split(']').next()?.to_string()))
+            .collect();
+        refs.sort();
+        refs
+    };
+    let (one, two) = (
+        references(pick(&single, "sr")),
+        references(pick(&written, "sr")),
+    );
+    assert!(!one.is_empty());
+    assert_eq!(two, one, "references with duplicated inputs");
 
     // Without a StudyInstanceUID our objects cannot join the study: refused, saying so.
     let lost = work.path().join("lost");
@@ -455,4 +476,92 @@ fn duplicated_inputs_and_a_missing_study_uid_are_handled() {
         .arg(&lost));
     assert!(!o.status.success());
     assert!(text(&o).contains("StudyInstanceUID"), "{}", text(&o));
+}
+
+#[test]
+fn output_switches_turn_the_sr_and_the_sc_off() {
+    let work = tempfile::tempdir().unwrap();
+    let study = real("ct-abdomen-20slices");
+    let run_with = |name: &str, sr: &str, sc: &str| -> Vec<PathBuf> {
+        let out = work.path().join(name);
+        let o = run(Command::new(bin())
+            .arg("--config")
+            .arg(shipped_config())
+            .env("OSTEOSCREEN__OUTPUT__STRUCTURED_REPORT", sr)
+            .env("OSTEOSCREEN__OUTPUT__SECONDARY_CAPTURE", sc)
+            .args(["analyze", "--json", "--out"])
+            .arg(&out)
+            .arg(&study));
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(f["status"], "analysed", "{name}");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    };
+    let kind = |files: &[PathBuf]| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| tag(f, "Modality") + "/" + &tag(f, "SOPClassUID"))
+            .collect()
+    };
+    const SR: &str = "SR/=Comprehensive3DSRStorage";
+    const SC: &str = "OT/=SecondaryCaptureImageStorage";
+    let both = run_with("both", "true", "true");
+    assert_eq!(kind(&both), [SC, SR], "{both:?}");
+    let sc_only = run_with("sc-only", "false", "true");
+    assert_eq!(kind(&sc_only), [SC], "{sc_only:?}");
+    let sr_only = run_with("sr-only", "true", "false");
+    assert_eq!(kind(&sr_only), [SR], "{sr_only:?}");
+    let neither = run_with("neither", "false", "false");
+    assert!(neither.is_empty(), "{neither:?}");
+    // Switching one off does not change the other.
+    assert_eq!(
+        tag(&sc_only[0], "SOPInstanceUID"),
+        tag(pick(&both, "sc"), "SOPInstanceUID")
+    );
+    assert_eq!(
+        tag(&sr_only[0], "SOPInstanceUID"),
+        tag(pick(&both, "sr"), "SOPInstanceUID")
+    );
+}
+
+#[test]
+fn duplicated_inputs_are_listed_once_in_the_finding() {
+    let work = tempfile::tempdir().unwrap();
+    let series = real("ct-abdomen-20slices");
+    for copy in ["a", "b"] {
+        let dir = work.path().join(copy);
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(&series).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--json"])
+        .arg(work.path().join("a"))
+        .arg(work.path().join("b")));
+    assert!(o.status.success(), "{}", text(&o));
+    let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let series_uids: std::collections::BTreeSet<String> = std::fs::read_dir(&series)
+        .unwrap()
+        .map(|e| tag(&e.unwrap().path(), "SOPInstanceUID"))
+        .collect();
+    assert_eq!(series_uids.len(), 20);
+    let used: Vec<String> = f["instances_used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(used.len(), 20, "instances_used: {used:?}");
+    assert_eq!(
+        used.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        series_uids
+    );
 }

@@ -91,7 +91,11 @@ fn ms(since: Instant) -> f64 {
 /// has input, conclude.
 pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     let started = Instant::now();
-    let (instances, skipped) = select::read_headers(paths);
+    let (mut instances, skipped) = select::read_headers(paths);
+    // The same instance given twice (two copies of one export) counts once everywhere:
+    // in the volume, the radiographs fused and the instances the report references.
+    let mut seen = std::collections::HashSet::new();
+    instances.retain(|i| i.sop_instance_uid.is_empty() || seen.insert(i.sop_instance_uid.clone()));
     let mut f = Finding::not_applicable(
         instances
             .first()

@@ -81,11 +81,11 @@ fn crop_collimation(v: &[f32], rows: usize, cols: usize) -> (usize, usize, usize
 mod tests {
     use super::*;
 
-    #[test]
-    fn collimation_is_cropped_and_output_is_normalised() {
-        // 100 x 60 image: 10-pixel white collimation border around a gradient.
+    /// 100 x 60 image: 10-pixel white collimation border around a gradient (rows) with a
+    /// fine pattern (columns).
+    fn collimated() -> (Vec<f32>, usize, usize) {
         let (rows, cols) = (100, 60);
-        let v: Vec<f32> = (0..rows * cols)
+        let v = (0..rows * cols)
             .map(|i| {
                 let (r, c) = (i / cols, i % cols);
                 if !(10..90).contains(&r) || !(10..50).contains(&c) {
@@ -95,12 +95,70 @@ mod tests {
                 }
             })
             .collect();
+        (v, rows, cols)
+    }
+
+    /// The value at `q` (0..1) of the sorted values, indexed as `prepare` indexes them.
+    fn quantile(sorted: &[f32], q: usize) -> f32 {
+        sorted[sorted.len() * q / 100]
+    }
+
+    #[test]
+    fn collimation_is_cropped_and_output_is_normalised() {
+        let (v, rows, cols) = collimated();
         assert_eq!(crop_collimation(&v, rows, cols), (10, 90, 10, 50));
         let out = prepare(&v, rows, cols);
         assert_eq!(out.len(), INPUT_SIZE * INPUT_SIZE);
         assert!(out.iter().all(|x| x.is_finite()));
-        // Aspect kept: 80 x 40 -> 256 x 128, padded left and right with zeros.
-        assert_eq!(out[128 * INPUT_SIZE], 0.0);
-        assert_ne!(out[128 * INPUT_SIZE + 128], 0.0);
+        // Aspect kept: the 80 x 40 field becomes 256 x 128, centred: columns 64..192.
+        let image_col = |c: usize| (64..192).contains(&c);
+        // The padding is exactly 0 (the normalised median), left and right.
+        for (i, &x) in out.iter().enumerate() {
+            if !image_col(i % INPUT_SIZE) {
+                assert_eq!(
+                    x,
+                    0.0,
+                    "padding at row {}, column {}",
+                    i / INPUT_SIZE,
+                    i % INPUT_SIZE
+                );
+            }
+        }
+        // The image part: robust normalisation, median 0 and 5-95 % range 1.
+        let mut image: Vec<f32> = out
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| image_col(i % INPUT_SIZE))
+            .map(|(_, &x)| x)
+            .collect();
+        assert_eq!(image.len(), 256 * 128);
+        image.sort_by(|a, b| a.total_cmp(b));
+        assert!(
+            quantile(&image, 50).abs() < 1e-6,
+            "median {}",
+            quantile(&image, 50)
+        );
+        let range = quantile(&image, 95) - quantile(&image, 5);
+        assert!((range - 1.0).abs() < 1e-4, "5-95 % range {range}");
+        // Against the input: the field's values (0.05..0.445 plus 0..0.12) have a median
+        // near 0.31 and a 5-95 % range near 0.38, so the darkest and brightest pixels map
+        // to about -0.7 and +0.7; the collimator's white (1.0) would be near +1.8.
+        let (lo, hi) = (image[0], image[image.len() - 1]);
+        assert!((-0.9..-0.45).contains(&lo), "darkest {lo}");
+        assert!(
+            (0.45..0.9).contains(&hi),
+            "brightest {hi}: collimator leaked in?"
+        );
+        // Order kept: the gradient runs top to bottom.
+        let row_mean = |r: usize| (64..192).map(|c| out[r * INPUT_SIZE + c]).sum::<f32>() / 128.0;
+        assert!(row_mean(10) < row_mean(128) && row_mean(128) < row_mean(245));
+    }
+
+    #[test]
+    fn a_flat_image_does_not_divide_by_zero() {
+        // No spread at all: the range floor (1e-3) keeps the output finite and at the
+        // median (0, up to the interpolation's rounding).
+        let out = prepare(&vec![0.4; 64 * 64], 64, 64);
+        assert!(out.iter().all(|&x| x.abs() < 1e-3), "{:?}", &out[..8]);
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod orthanc;
+pub mod scu;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,39 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// DCMTK storescp (AE PACS) on a free loopback port, writing into `dir`; killed on drop.
+/// It accepts every transfer syntax proposed (`+xa`); `extra` adds options.
+pub struct Storescp {
+    child: Child,
+    pub port: u16,
+}
+
+impl Storescp {
+    pub fn start(dir: &Path, extra: &[&str]) -> Storescp {
+        let port = free_port();
+        let child = Command::new("storescp")
+            .args(["-aet", "PACS", "+xa", "-od"])
+            .arg(dir)
+            .args(extra)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start storescp");
+        wait_until("storescp", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Storescp { child, port }
+    }
+}
+
+impl Drop for Storescp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `osteoscreen serve` started by the test, stopped by PID.
 pub struct Daemon {
     config: PathBuf,
@@ -66,6 +100,8 @@ pub struct Daemon {
     pub storage: PathBuf,
     env: Vec<(String, String)>,
     starts: usize,
+    /// Started as systemd starts a Type=notify service: WATCHDOG_PID is its own PID.
+    as_service: bool,
 }
 
 pub fn bin() -> &'static str {
@@ -120,11 +156,21 @@ pub fn shipped_config() -> PathBuf {
 impl Daemon {
     /// Start with the shipped config, storage under `work`, and `env` overrides.
     pub fn start(work: &Path, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_with_config(work, &shipped_config(), env)
+        Self::start_with(work, &shipped_config(), env, false)
     }
 
     /// Start with a settings file of the test's, storage under `work`, `env` overrides.
     pub fn start_with_config(work: &Path, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(work, config, env, false)
+    }
+
+    /// As `start`, with WATCHDOG_PID set to the daemon's own PID (through `sh -c 'exec'`),
+    /// as systemd does for a service with a watchdog.
+    pub fn start_as_service(work: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(work, &shipped_config(), env, true)
+    }
+
+    fn start_with(work: &Path, config: &Path, env: &[(&str, &str)], as_service: bool) -> Daemon {
         let mut d = Daemon {
             config: config.to_path_buf(),
             child: None,
@@ -136,38 +182,70 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             starts: 0,
+            as_service,
         };
         d.spawn();
         d
     }
 
+    /// Start the process and wait until it says it is ready. Ready means our daemon has
+    /// bound the port: a bare connect could reach another test's daemon that happened to
+    /// get the same free port. On a first start that lost such a race for its port, try
+    /// another port.
     fn spawn(&mut self) {
-        self.starts += 1;
-        let log =
-            std::fs::File::create(self.work.join(format!("daemon-{}.log", self.starts))).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .env(
-                "OSTEOSCREEN__DICOM__LISTEN",
-                format!("127.0.0.1:{}", self.port),
-            )
-            .env("OSTEOSCREEN__STORAGE__DIR", &self.storage)
-            .env("OSTEOSCREEN__LOG__LEVEL", "debug")
-            // Ingest tests look at queued jobs: no analysis unless a test turns it on.
-            .env("OSTEOSCREEN__PIPELINE__PAUSED", "true")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
+        let attempts = if self.starts == 0 { 5 } else { 1 };
+        for attempt in 1..=attempts {
+            self.starts += 1;
+            let log_path = self.work.join(format!("daemon-{}.log", self.starts));
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut cmd = if self.as_service {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", bin()]);
+                sh
+            } else {
+                Command::new(bin())
+            };
+            cmd.arg("--config")
+                .arg(&self.config)
+                .arg("serve")
+                .env(
+                    "OSTEOSCREEN__DICOM__LISTEN",
+                    format!("127.0.0.1:{}", self.port),
+                )
+                .env("OSTEOSCREEN__STORAGE__DIR", &self.storage)
+                .env("OSTEOSCREEN__LOG__LEVEL", "debug")
+                // Ingest tests look at queued jobs: no analysis unless a test turns it on.
+                .env("OSTEOSCREEN__PIPELINE__PAUSED", "true")
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(log);
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("start osteoscreen serve");
+            // 60 s is only a guard against a hang.
+            let start = Instant::now();
+            loop {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if log.contains("osteoscreen ready") {
+                    self.child = Some(child);
+                    return;
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    if attempt < attempts && log.contains("cannot listen") {
+                        self.port = free_port();
+                        break;
+                    }
+                    panic!("osteoscreen serve exited ({status}) before it was ready:\n{log}");
+                }
+                if start.elapsed() > Duration::from_secs(60) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("osteoscreen serve not ready after 60 s:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        self.child = Some(cmd.spawn().expect("start osteoscreen serve"));
-        let port = self.port;
-        wait_until("daemon to listen", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
     }
 
     pub fn pid(&self) -> u32 {
@@ -182,23 +260,42 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM and wait for the exit.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        run(Command::new("kill")
+    /// Send SIGTERM; the daemon keeps running until it has finished (see `wait_exit`).
+    pub fn sigterm(&self) {
+        let out = run(Command::new("kill")
             .arg("-TERM")
-            .arg(child.id().to_string()));
+            .arg(self.pid().to_string()));
+        assert!(out.status.success(), "kill -TERM: {}", text(&out));
+    }
+
+    /// Wait for the process to end (`timeout` is only a guard against a hang).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "daemon ignored SIGTERM"
-            );
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("daemon still running {timeout:?} after SIGTERM");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait_exit(Duration::from_secs(30))
     }
 
     pub fn restart(&mut self) {
@@ -231,6 +328,30 @@ impl Daemon {
             .map(|n| {
                 std::fs::read_to_string(self.work.join(format!("daemon-{n}.log")))
                     .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Wait until the logs contain `needle` (`timeout` is only a guard against a hang).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.logs().contains(needle) {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {needle:?} in the daemon's log:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The partial files in `spool/.tmp` with their sizes.
+    pub fn partial_files(&self) -> Vec<(PathBuf, u64)> {
+        std::fs::read_dir(self.storage.join("spool/.tmp"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0))
             })
             .collect()
     }
@@ -363,5 +484,51 @@ pub fn assert_same_data_set(stored: &Path, sent: &Path) {
         pixels(stored) == pixels(sent),
         "pixel data of {} differs",
         stored.display()
+    );
+}
+
+/// The data set bytes of a DICOM Part 10 file exactly as stored: everything after the
+/// preamble, "DICM" and the (explicit VR little endian) group 0002 elements. Parsed here,
+/// independently of the crate's reader.
+pub fn data_set_bytes(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.len() > 132 && &bytes[128..132] == b"DICM",
+        "{} is not DICOM Part 10",
+        path.display()
+    );
+    let mut at = 132;
+    while at + 8 <= bytes.len() && bytes[at..at + 2] == [0x02, 0x00] {
+        let vr = &bytes[at + 4..at + 6];
+        let (header, len) =
+            if [&b"OB"[..], b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR"].contains(&vr) {
+                let l = &bytes[at + 8..at + 12];
+                (12, u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+            } else {
+                (
+                    8,
+                    u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]) as usize,
+                )
+            };
+        at += header + len;
+    }
+    bytes[at..].to_vec()
+}
+
+/// Assert that two byte strings are equal, naming the first difference (not dumping both).
+pub fn assert_same_bytes(stored: &[u8], sent: &[u8], what: &str) {
+    if let Some(i) = stored.iter().zip(sent).position(|(a, b)| a != b) {
+        panic!(
+            "{what}: data set bytes differ at offset {i} (stored {:02x?}, sent {:02x?})",
+            &stored[i..(i + 16).min(stored.len())],
+            &sent[i..(i + 16).min(sent.len())]
+        );
+    }
+    assert_eq!(
+        stored.len(),
+        sent.len(),
+        "{what}: data set lengths differ (stored {}, sent {})",
+        stored.len(),
+        sent.len()
     );
 }
