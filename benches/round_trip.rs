@@ -136,8 +136,8 @@ struct RunResult {
     wall_s: f64,
     echo_ms: Vec<f64>,
     rss_mb: f64,
-    /// Per study, seconds: last instance -> queued, queued -> analysis done (analysis
-    /// time itself apart), analysis -> delivered, delivered -> seen in Orthanc.
+    /// Per study, seconds: last instance -> queued, analysis, reports, the rest of
+    /// queued -> delivered (waiting for a worker, delivery), delivered -> seen.
     stages: Vec<[f64; 5]>,
 }
 
@@ -231,13 +231,14 @@ fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize)
             let last = *last.get(&j.study_uid)? as f64;
             let seen_at = *seen.get(&j.study_uid)?;
             let summary = osteoscreen::pipeline::summary::JobSummary::parse(j.finding.as_deref());
-            let analysis = summary.timings.get("total").copied().unwrap_or(0.0);
+            let analysis = summary.timings.get("total").copied().unwrap_or(0.0) / 1e3;
+            let report = summary.timings.get("report").copied().unwrap_or(0.0) / 1e3;
             Some([
                 (j.created_ms as f64 - last) / 1e3,
-                analysis / 1e3,
-                (j.updated_ms - j.created_ms) as f64 / 1e3 - analysis / 1e3,
+                analysis,
+                report,
+                (j.updated_ms - j.created_ms) as f64 / 1e3 - analysis - report,
                 (seen_at - j.updated_ms as f64) / 1e3,
-                (seen_at - last) / 1e3,
             ])
         })
         .collect();
@@ -332,11 +333,12 @@ fn main() {
             percentile(&mut v, 0.5)
         };
         println!(
-            "  where the time goes (medians, s): last instance -> queued {:.2} (stable window + assembler tick), analysis {:.2}, reports + delivery + waiting for a worker {:.2}, delivered -> seen by the poller {:.2}",
+            "  where the time goes (medians, s): last instance -> queued {:.2} (stable window + assembler tick), analysis {:.2}, SR + SC written {:.2}, waiting for a worker + delivery {:.2}, delivered -> seen by the poller {:.2}",
             column(0),
             column(1),
             column(2),
-            column(3)
+            column(3),
+            column(4)
         );
         println!(
             "  osteoscreen: all {} studies routed, analysed and returned in {:.1} s = {:.0} studies/hour; peak RSS {:.0} MB",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::analysis::Engine;
 use crate::config::Settings;
@@ -23,6 +23,7 @@ use crate::pipeline::assembler;
 use crate::pipeline::worker::Workers;
 use crate::shutdown::ShutdownTrigger;
 use crate::store::Store;
+use crate::wake::Wake;
 
 /// What SIGHUP can change while the daemon runs.
 struct Reloadable {
@@ -64,7 +65,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     });
     let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&settings)));
     let (pipeline_tx, pipeline) = watch::channel(Arc::new(settings.pipeline.clone()));
-    let (wake_workers, wake_delivery) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (wake_workers, wake_delivery) = (Wake::default(), Wake::default());
 
     let trigger = ShutdownTrigger::new();
     tokio::spawn(crate::ingest::listener::run(

@@ -15,7 +15,8 @@
 //! Beside the path: `dicom` (the DICOM layer every stage uses; it imports nothing else of
 //! the crate), `config` (settings), `shutdown` (the one stop signal every long-lived task
 //! listens to), `ops` (logs, systemd), `synth` (synthetic studies with known truth),
-//! `daemon` (wires the long-running tasks together), `fsutil` (fsync and free space).
+//! `wake` (wake-up calls between tasks that are never lost), `daemon` (wires the
+//! long-running tasks together), `fsutil` (fsync and free space).
 
 pub mod analysis;
 pub mod config;
@@ -31,3 +32,4 @@ pub mod report;
 pub mod shutdown;
 pub mod store;
 pub mod synth;
+pub mod wake;

@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::ops::health::Health;
 use crate::ops::metrics::metrics;
 use crate::shutdown::{Done, Shutdown, ShutdownTrigger};
 use crate::store::{Delivery, JobState, Store};
+use crate::wake::Wake;
 pub use routes::Routes;
 pub use settings::{DeliverySettings, Destination, DestinationKind, PeerNode};
 
@@ -111,7 +112,7 @@ pub struct Deliverer {
     pub our_ae: String,
     pub max_pdu_length: u32,
     /// Woken when new deliveries are recorded.
-    pub wake: Arc<Notify>,
+    pub wake: Wake,
     pub health: Health,
 }
 
@@ -154,6 +155,7 @@ impl Deliverer {
 
     async fn serve(&self, d: Destination, mut shutdown: Shutdown) {
         let part = format!("delivery to {}", d.name);
+        let mut wake = self.wake.clone();
         let timeout = Duration::from_secs(self.settings.timeout_seconds);
         let client = match Client::new(&d, &self.our_ae, timeout, self.max_pdu_length) {
             Ok(c) => c,
@@ -181,7 +183,7 @@ impl Deliverer {
             };
             if due.is_empty() {
                 tokio::select! {
-                    _ = self.wake.notified() => {}
+                    _ = wake.wait() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = shutdown.recv() => break,
                 }

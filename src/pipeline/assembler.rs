@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::settings::PipelineSettings;
 use crate::ingest::active::ActiveStudies;
 use crate::shutdown::{Done, Shutdown};
 use crate::store::{now_ms, Store};
+use crate::wake::Wake;
 
 /// Queue every study that is due now, each with the priority its senders and
 /// modalities give it; returns how many jobs were queued.
@@ -51,11 +52,11 @@ pub async fn run(
     active: ActiveStudies,
     stable: Duration,
     priorities: watch::Receiver<Arc<PipelineSettings>>,
-    wake_workers: Arc<Notify>,
+    wake_workers: Wake,
     mut shutdown: Shutdown,
     _done: Done,
 ) {
-    let tick = (stable / 4).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    let tick = (stable / 10).clamp(Duration::from_millis(100), Duration::from_millis(500));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,7 +71,7 @@ pub async fn run(
                 .await;
         match result {
             Ok(Ok(0)) => {}
-            Ok(Ok(_)) => wake_workers.notify_waiters(),
+            Ok(Ok(_)) => wake_workers.wake(),
             Ok(Err(e)) => tracing::error!(error = %e, "study assembly failed; retrying"),
             Err(e) => tracing::error!(error = %e, "study assembly task failed; retrying"),
         }

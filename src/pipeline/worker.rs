@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::settings::PipelineSettings;
 use super::summary::JobSummary;
@@ -20,6 +20,7 @@ use crate::ops::metrics::metrics;
 use crate::report::{write_reports, OutputSettings, Source};
 use crate::shutdown::{Done, Shutdown};
 use crate::store::{now_ms, Job, JobState, NewDelivery, Store};
+use crate::wake::Wake;
 
 /// How often an idle worker looks for jobs without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -36,9 +37,9 @@ pub struct Workers {
     pub settings: PipelineSettings,
     pub routes: watch::Receiver<Arc<Routes>>,
     /// Woken by the assembler when a job is queued.
-    pub wake: Arc<Notify>,
+    pub wake: Wake,
     /// Woken here when deliveries are recorded.
-    pub wake_delivery: Arc<Notify>,
+    pub wake_delivery: Wake,
     pub health: Health,
 }
 
@@ -70,6 +71,7 @@ impl Workers {
 
     async fn work(&self, k: usize, mut shutdown: Shutdown) {
         let part = format!("worker {k}");
+        let mut wake = self.wake.clone();
         self.health.register(&part, STUDY_LIMIT);
         while !shutdown.is_shutdown() {
             self.health.beat(&part);
@@ -79,7 +81,7 @@ impl Workers {
                 Ok(Ok(Some(job))) => self.process(job).await,
                 Ok(Ok(None)) => {
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = wake.wait() => {}
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = shutdown.recv() => {}
                     }
@@ -154,6 +156,7 @@ impl Workers {
             .await
             .map_err(|e| JobError::Panicked(e.to_string()))??;
         let dir = self.outbox.join(&job.study_uid).join(job.id.to_string());
+        let reporting = Instant::now();
         let (store, output, study) = (
             self.store.clone(),
             self.output.clone(),
@@ -171,6 +174,9 @@ impl Workers {
         })
         .await
         .map_err(|e| JobError::Panicked(e.to_string()))??;
+        summary
+            .timings
+            .insert("report".into(), reporting.elapsed().as_secs_f64() * 1e3);
         summary.objects = written
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -195,7 +201,7 @@ impl Workers {
         })
         .await
         .map_err(|e| JobError::Panicked(e.to_string()))??;
-        self.wake_delivery.notify_waiters();
+        self.wake_delivery.wake();
         if state != JobState::Delivering {
             tracing::info!(
                 study_uid = %job.study_uid,
