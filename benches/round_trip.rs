@@ -24,6 +24,8 @@ use common::{dicom_files, free_port, shipped_config, untrained_model, wait_until
 
 /// Seconds a study must be quiet before it is queued (reported apart from latency).
 const STABLE_SECONDS: u64 = 1;
+/// The daemon's log level (debug shows each delivery round).
+const LOG_LEVEL: &str = "debug";
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -159,7 +161,7 @@ fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize)
         &config,
         &[
             ("OSTEOSCREEN__PIPELINE__PAUSED", "false"),
-            ("OSTEOSCREEN__LOG__LEVEL", "info"),
+            ("OSTEOSCREEN__LOG__LEVEL", LOG_LEVEL),
             (
                 "OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS",
                 &STABLE_SECONDS.to_string(),
@@ -202,7 +204,17 @@ fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize)
             }
         });
         let started = Instant::now();
-        route(&orthanc, "OSTEO", &ids, senders);
+        if senders == 0 {
+            // Paced: one study at a time, the next once the previous one's SR is back.
+            for (uid, id) in &uids {
+                orthanc.send_study("OSTEO", id);
+                while !sr_seen.lock().unwrap().contains_key(uid) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        } else {
+            route(&orthanc, "OSTEO", &ids, senders);
+        }
         watcher.join().unwrap();
         wall_s = started.elapsed().as_secs_f64();
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -280,10 +292,15 @@ fn run_floor(work: &Path, studies: &[PathBuf], senders: usize) -> (Vec<f64>, f64
 
 fn main() {
     let (n_dx, n_ct) = (count("DX", 16), count("CT", 4));
-    let work = tempfile::tempdir().unwrap();
-    let mut studies = synth(&work.path().join("dx"), "dx", n_dx, "11", &[]);
+    let temp = tempfile::tempdir().unwrap();
+    // BENCH_WORK=DIR keeps the studies and the daemons' logs there (for a closer look).
+    let work_dir = std::env::var_os("BENCH_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let work = work_dir.as_path();
+    let mut studies = synth(&work.join("dx"), "dx", n_dx, "11", &[]);
     studies.extend(synth(
-        &work.path().join("ct"),
+        &work.join("ct"),
         "ct",
         n_ct,
         "12",
@@ -297,20 +314,23 @@ fn main() {
     println!(
         "service benchmark: {n_dx} DX studies (AP + lateral, 2048x2560) + {n_ct} CT (3 mm), {files} instances; stable window {STABLE_SECONDS} s"
     );
-    for senders in [1usize, 8] {
+    // 0: paced, one study at a time (latency without queueing); then 1 and 8 concurrent
+    // sending associations, everything at once (saturation).
+    for senders in [0usize, 1, 8] {
         let r = run_service(
-            &work.path().join(format!("svc{senders}")),
+            &work.join(format!("svc{senders}")),
             &studies,
             &ct_uids,
             senders,
         );
-        let (mut floor, floor_wall) = run_floor(
-            &work.path().join(format!("floor{senders}")),
-            &studies,
-            senders,
-        );
+        let (mut floor, floor_wall) =
+            run_floor(&work.join(format!("floor{senders}")), &studies, senders);
         let mut echo = r.echo_ms.clone();
-        println!("\n{senders} sending association(s):");
+        if senders == 0 {
+            println!("\npaced, one study at a time (each sent once the previous SR is back):");
+        } else {
+            println!("\n{senders} sending association(s), all studies at once:");
+        }
         for (name, ct) in [("DX", false), ("CT", true)] {
             let mut lat: Vec<f64> = r
                 .latency_s

@@ -71,6 +71,12 @@ impl Routes {
     }
 }
 
+impl crate::pipeline::worker::Router for Routes {
+    fn destinations_for(&self, calling_aes: &[String]) -> Vec<String> {
+        self.for_study(calling_aes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,6 @@ use super::settings::PipelineSettings;
 use super::summary::JobSummary;
 use crate::analysis::finding::{Finding, Status};
 use crate::analysis::{analyze, Engine};
-use crate::deliver::Routes;
 use crate::ops::health::Health;
 use crate::ops::metrics::metrics;
 use crate::report::{write_reports, OutputSettings, Source};
@@ -27,6 +26,13 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// A worker busy longer than this with one study is reported stalled.
 const STUDY_LIMIT: Duration = Duration::from_secs(600);
 
+/// Which destinations a study's results go to, by name (`deliver::Routes` implements
+/// it): the worker records one delivery per object and destination without knowing how
+/// a destination is reached, so the pipeline does not depend on delivery.
+pub trait Router: Send + Sync {
+    fn destinations_for(&self, calling_aes: &[String]) -> Vec<String>;
+}
+
 /// What every worker shares.
 pub struct Workers {
     pub store: Arc<Store>,
@@ -35,7 +41,8 @@ pub struct Workers {
     /// `<storage dir>/outbox`: written objects wait here until delivered.
     pub outbox: PathBuf,
     pub settings: PipelineSettings,
-    pub routes: watch::Receiver<Arc<Routes>>,
+    /// Which destinations a study's results go to (SIGHUP may change them).
+    pub router: watch::Receiver<Arc<dyn Router>>,
     /// Woken by the assembler when a job is queued.
     pub wake: Wake,
     /// Woken here when deliveries are recorded.
@@ -186,7 +193,7 @@ impl Workers {
         let (senders, _) = tokio::task::spawn_blocking(move || store.study_origin(&study))
             .await
             .map_err(|e| JobError::Panicked(e.to_string()))??;
-        let destinations = self.routes.borrow().for_study(&senders);
+        let destinations = self.router.borrow().destinations_for(&senders);
         let deliveries = deliveries_for(&written, &destinations);
         let outcome = if summary.status == "analysed" {
             JobState::Done
