@@ -112,19 +112,28 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// C-ECHO round trips (ms) every 200 ms until `stop` is set.
-fn echo_while(port: u16, stop: &std::sync::atomic::AtomicBool) -> Vec<f64> {
+/// C-ECHO round trips (ms, association included, by osteoscreen's own SCU in this
+/// process) every 200 ms until `stop` is set, or `at_most` of them.
+fn echo_while(port: u16, stop: &std::sync::atomic::AtomicBool, at_most: usize) -> Vec<f64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = osteoscreen::deliver::dimse::Peer {
+        host: "127.0.0.1".into(),
+        port,
+        called_ae: "OSTEOSCREEN".into(),
+        calling_ae: "BENCHECHO".into(),
+        max_pdu_length: 65536,
+        timeout: Duration::from_secs(30),
+    };
     let mut out = Vec::new();
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && out.len() < at_most {
         let t0 = Instant::now();
-        let ok = Command::new("echoscu")
-            .args(["-aec", "OSTEOSCREEN", "127.0.0.1"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
+        if rt
+            .block_on(osteoscreen::deliver::dimse::echo(&peer))
+            .is_ok_and(|s| s.is_success())
+        {
             out.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -137,6 +146,7 @@ struct RunResult {
     latency_s: Vec<(bool, f64)>,
     wall_s: f64,
     echo_ms: Vec<f64>,
+    idle_echo_ms: Vec<f64>,
     rss_mb: f64,
     /// Per study, seconds: last instance -> queued, analysis, reports, the rest of
     /// queued -> delivered (waiting for a worker, delivery), delivered -> seen.
@@ -173,6 +183,7 @@ fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize)
     let ids: Vec<String> = studies.iter().map(|s| orthanc.upload_study(s)).collect();
     let uids = study_uids(&orthanc, &ids);
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let idle_echo_ms = echo_while(d.port, &stop, 10);
     let sr_seen: Mutex<HashMap<String, f64>> = Mutex::new(HashMap::new());
     let now_ms = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as f64
@@ -180,7 +191,7 @@ fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize)
     let mut echo_ms = Vec::new();
     let mut wall_s = 0.0;
     std::thread::scope(|s| {
-        let echo = s.spawn(|| echo_while(d.port, &stop));
+        let echo = s.spawn(|| echo_while(d.port, &stop, usize::MAX));
         let watcher = s.spawn(|| {
             while sr_seen.lock().unwrap().len() < ids.len() {
                 for (uid, id) in &uids {
@@ -258,6 +269,7 @@ fn run_service(work: &Path, studies: &[PathBuf], cts: &[String], senders: usize)
         latency_s,
         wall_s,
         echo_ms,
+        idle_echo_ms,
         rss_mb: peak_rss_mb(d.pid()),
         stages,
     }
@@ -368,11 +380,12 @@ fn main() {
             r.rss_mb
         );
         println!(
-            "  C-ECHO while it worked: median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} echoes, echoscu process start included)",
+            "  C-ECHO (association + echo + release) while it worked: median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} echoes); idle, same daemon: median {:.1} ms",
             percentile(&mut echo, 0.5),
             percentile(&mut echo, 0.95),
             echo.last().copied().unwrap_or(f64::NAN),
-            echo.len()
+            echo.len(),
+            percentile(&mut r.idle_echo_ms.clone(), 0.5)
         );
         println!(
             "  floor, Orthanc -> DCMTK storescp, same studies: {:.1} s = {:.0} studies/hour; per-study send median {:.2} s",

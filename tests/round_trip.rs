@@ -281,3 +281,66 @@ fn kill_9_during_analysis_and_during_delivery_still_delivers_exactly_once() {
     assert_eq!(results_in(&orthanc, &ct_study), (1, 1));
     assert_eq!(results_in(&orthanc, &dx_study), (1, 1));
 }
+
+#[test]
+fn reply_to_sender_returns_results_to_the_pacs_that_routed_the_study() {
+    let work = tempfile::tempdir().unwrap();
+    let orthanc = Orthanc::start(work.path());
+    let ct = synth_study(&work.path().join("ct"), &CT_3MM);
+    let model = untrained_model(work.path());
+    // No [[destinations]]: results go to the default folder, and back to the sender
+    // because [[peers]] says how to reach it.
+    let peers = format!(
+        "[[peers]]\nae_title = \"ORTHANC\"\nhost = \"127.0.0.1\"\nport = {}\n",
+        orthanc.dicom_port
+    );
+    let config = config_with(work.path(), &peers);
+    let d = Daemon::start_with_config(
+        work.path(),
+        &config,
+        &[
+            ("OSTEOSCREEN__PIPELINE__PAUSED", "false"),
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+            ("OSTEOSCREEN__DELIVERY__REPLY_TO_SENDER", "true"),
+            ("OSTEOSCREEN__MODEL__WEIGHTS", model.to_str().unwrap()),
+        ],
+    );
+    orthanc.add_modality("OSTEO", "OSTEOSCREEN", d.port);
+    let study = orthanc.upload_study(&ct);
+    orthanc.send_study("OSTEO", &study);
+    // A modality the peers table does not know gets nothing back.
+    let dx = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let sent = run(d.storescu("UNKNOWN").args(dicom_files(&dx)));
+    assert!(sent.status.success(), "{}", text(&sent));
+    let states = wait_all_final(&d, 2);
+    assert_eq!(states, vec![JobState::Done, JobState::Done], "{}", d.logs());
+    assert_eq!(results_in(&orthanc, &study), (1, 1));
+    let store = d.store();
+    let jobs = store.jobs().unwrap();
+    let mut destinations: Vec<(String, String)> = jobs
+        .iter()
+        .flat_map(|j| store.deliveries_of(&j.study_uid).unwrap())
+        .map(|x| (x.study_uid, x.destination))
+        .collect();
+    destinations.sort();
+    destinations.dedup();
+    let ct_uid = &jobs
+        .iter()
+        .find(|j| j.instance_count > 2)
+        .unwrap()
+        .study_uid;
+    let of = |uid: &str| -> Vec<&str> {
+        destinations
+            .iter()
+            .filter(|(s, _)| s == uid)
+            .map(|(_, d)| d.as_str())
+            .collect()
+    };
+    assert_eq!(of(ct_uid), vec!["reply-ORTHANC", "results"]);
+    let dx_uid = &jobs
+        .iter()
+        .find(|j| j.instance_count == 2)
+        .unwrap()
+        .study_uid;
+    assert_eq!(of(dx_uid), vec!["results"]);
+}
