@@ -56,6 +56,9 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let http_listener = http::bind(&settings.http).await?;
+    let http_addr = http_listener
+        .local_addr()
+        .context("cannot read the HTTP listener's address")?;
     let health = Health::default();
     let active = ActiveStudies::default();
     let ingest = Arc::new(Ingest {
@@ -136,7 +139,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     tracing::info!(
         ae_title = %settings.dicom.ae_title,
         listen = %addr,
-        http = %settings.http.listen,
+        http = %http_addr,
         storage = %dir.display(),
         workers = worker_count,
         version = env!("CARGO_PKG_VERSION"),
@@ -178,6 +181,7 @@ fn http_app(
         ingest: ingest.clone(),
         max_body_mb: settings.http.max_body_mb,
         bearer_token: settings.http.bearer_token.clone(),
+        timeout: Duration::from_secs(settings.http.timeout_seconds),
     };
     http::router(Arc::new(ops), Arc::new(stow))
 }

@@ -5,6 +5,8 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -426,6 +428,41 @@ fn malformed_or_unsupported_requests_store_nothing() {
     let reply = stow(&daemon, &good);
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(store.instances().unwrap().len(), 1);
+}
+
+#[test]
+fn a_stalled_upload_is_answered_408_and_stores_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__HTTP__TIMEOUT_SECONDS", "1")]);
+    let ct = std::fs::read(real("pydicom/CT_small.dcm")).unwrap();
+    let body = multipart(&[ct.clone(), ct]);
+    // The first part whole, the second half-sent, then silence.
+    let mut socket = TcpStream::connect(("127.0.0.1", daemon.http_port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /dicomweb/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {}\r\n\
+         Content-Length: {}\r\n\r\n",
+        stow_type(),
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    socket.write_all(&body[..body.len() - 20_000]).unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).expect("an answer before the guard");
+        assert!(n > 0, "closed without an answer");
+        response.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(daemon.store().instances().unwrap().is_empty());
+    assert!(
+        tmp_is_empty(&daemon),
+        "the complete first part is removed too"
+    );
 }
 
 #[test]

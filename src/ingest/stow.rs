@@ -9,9 +9,10 @@ mod part;
 mod response;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
@@ -50,6 +51,8 @@ pub enum StowError {
     TooLarge { limit_mb: u64 },
     #[error("malformed multipart body: {0}")]
     Malformed(#[source] multer::Error),
+    #[error("no body data for {seconds} s ([http] timeout_seconds)")]
+    Stalled { seconds: u64 },
     #[error("the request body holds no parts")]
     Empty,
 }
@@ -60,6 +63,7 @@ impl StowError {
             StowError::Unauthorized => StatusCode::UNAUTHORIZED,
             StowError::MediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             StowError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StowError::Stalled { .. } => StatusCode::REQUEST_TIMEOUT,
             StowError::NoBoundary
             | StowError::BadStudyUid
             | StowError::Malformed(_)
@@ -87,6 +91,9 @@ pub struct StowService {
     pub max_body_mb: u64,
     /// Empty: no token required.
     pub bearer_token: String,
+    /// A client silent this long mid-body is answered 408: it must not hold its studies
+    /// back from the assembler (or the daemon's shutdown) for ever.
+    pub timeout: Duration,
 }
 
 /// The STOW-RS routes; the server must provide `ConnectInfo<SocketAddr>`.
@@ -167,31 +174,24 @@ impl StowService {
             return Err(StowError::BadStudyUid);
         }
         let limit = self.max_body_mb.saturating_mul(1024 * 1024);
-        let too_large = || StowError::TooLarge {
-            limit_mb: self.max_body_mb,
-        };
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
+            return Err(self.too_large());
         }
         let constraints = Constraints::new().size_limit(SizeLimit::new().whole_stream(limit));
         let mut multipart =
             Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
-        let body_error = |e: multer::Error| match e {
-            multer::Error::StreamSizeExceeded { .. } => too_large(),
-            e => StowError::Malformed(e),
-        };
         let mut upload = Upload::new(self.ingest.clone(), study);
         let mut bytes = 0;
-        while let Some(mut field) = multipart.next_field().await.map_err(body_error)? {
+        while let Some(mut field) = self.read(multipart.next_field()).await? {
             let content_type = field
                 .headers()
                 .get(CONTENT_TYPE)
                 .map(|v| v.to_str().unwrap_or("(not text)").to_string());
             let mut part = PartReceiver::new(self.ingest.clone(), content_type.as_deref());
-            while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+            while let Some(chunk) = self.read(field.chunk()).await? {
                 part.append(&chunk);
             }
             bytes += part.bytes;
@@ -201,6 +201,24 @@ impl StowService {
             return Err(StowError::Empty);
         }
         Ok((upload.commit().await, bytes))
+    }
+
+    /// One read from the body, within the idle timeout.
+    async fn read<T>(&self, read: impl Future<Output = multer::Result<T>>) -> Result<T, StowError> {
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(multer::Error::StreamSizeExceeded { .. })) => Err(self.too_large()),
+            Ok(Err(e)) => Err(StowError::Malformed(e)),
+            Err(_) => Err(StowError::Stalled {
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    fn too_large(&self) -> StowError {
+        StowError::TooLarge {
+            limit_mb: self.max_body_mb,
+        }
     }
 
     /// With `[http] bearer_token` set, the request must carry it.

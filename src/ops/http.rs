@@ -32,6 +32,8 @@ pub struct HttpSettings {
     pub max_body_mb: u64,
     /// When set, STOW-RS requests must carry `Authorization: Bearer <token>`.
     pub bearer_token: String,
+    /// A STOW-RS client that sends nothing for this long mid-body is answered 408.
+    pub timeout_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -40,6 +42,7 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:8080".into(),
             max_body_mb: 2048,
             bearer_token: String::new(),
+            timeout_seconds: 30,
         }
     }
 }
@@ -49,6 +52,9 @@ impl HttpSettings {
         self.listen_addr()?;
         if self.max_body_mb == 0 {
             return Err("max_body_mb must be at least 1".into());
+        }
+        if self.timeout_seconds == 0 {
+            return Err("timeout_seconds must be at least 1".into());
         }
         if self.bearer_token.chars().any(|c| !c.is_ascii_graphic()) {
             return Err("bearer_token may hold printable ASCII only, no spaces".into());
