@@ -15,7 +15,6 @@ use common::http::{get, post, Reply};
 use common::*;
 use dicom_dictionary_std::tags;
 use osteoscreen::deliver::dimse::send_files;
-use osteoscreen::dicom::files::collect_files;
 
 const BOUNDARY: &str = "osteoscreen-test-7c1f0b2e";
 const FAILURE_CANNOT_UNDERSTAND: u64 = 0xC000;
@@ -119,14 +118,6 @@ fn data_set_bytes(path: &Path) -> Vec<u8> {
     bytes[144 + len..].to_vec()
 }
 
-fn dcm_files(dir: &Path) -> Vec<PathBuf> {
-    collect_files(&[dir.to_path_buf()])
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect()
-}
-
 fn tmp_is_empty(daemon: &Daemon) -> bool {
     let tmp = daemon.storage.join("spool/.tmp");
     std::fs::read_dir(tmp).unwrap().next().is_none()
@@ -145,7 +136,7 @@ fn metric(daemon: &Daemon, series: &str) -> Option<f64> {
 fn stow_stores_a_study_as_c_store_does() {
     let work = tempfile::tempdir().unwrap();
     let study_dir = synth_study(&work.path().join("synth"), &DX_SMALL);
-    let files = dcm_files(&study_dir);
+    let files = dicom_files(&study_dir);
     assert_eq!(files.len(), 2, "AP + lateral");
     let env = [("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1")];
     std::fs::create_dir_all(work.path().join("a")).unwrap();
@@ -267,7 +258,7 @@ fn with_meta_instance(src: &Path, out: &Path, uid: &str) -> Vec<u8> {
 fn bad_parts_are_listed_as_failed_and_good_ones_stored() {
     let work = tempfile::tempdir().unwrap();
     let study_dir = synth_study(&work.path().join("synth"), &DX_SMALL);
-    let files = dcm_files(&study_dir);
+    let files = dicom_files(&study_dir);
     let daemon = Daemon::start(work.path(), &[]);
     let good: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let mismatch = with_meta_instance(
