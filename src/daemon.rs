@@ -170,9 +170,12 @@ fn http_app(
     health: &Health,
     engine: &Engine,
 ) -> axum::Router {
+    let room = ingest.clone();
     let ops = http::Ops {
-        ingest: ingest.clone(),
         store: store.clone(),
+        writer: ingest.writer.clone(),
+        spool_room: Box::new(move || room.has_room_for(0)),
+        storage_dir: ingest.storage_dir.clone(),
         health: health.clone(),
         model_configured: !settings.model.weights.as_os_str().is_empty(),
         model_loaded: engine.xray.is_some(),
@@ -183,7 +186,7 @@ fn http_app(
         bearer_token: settings.http.bearer_token.clone(),
         timeout: Duration::from_secs(settings.http.timeout_seconds),
     };
-    http::router(Arc::new(ops), Arc::new(stow))
+    http::router(Arc::new(ops), crate::ingest::stow::routes(Arc::new(stow)))
 }
 
 /// Make the database match the spool and the jobs match what a crash interrupted.

@@ -1,8 +1,11 @@
-//! The HTTP listener (`[http] listen`): DICOMweb STOW-RS in (`ingest::stow`) and what an
-//! administrator or orchestrator polls: `/healthz` (the process serves), `/readyz` (it can
-//! take and keep instances now, or the reasons it cannot), `/metrics` (Prometheus text).
+//! The HTTP listener (`[http] listen`): the DICOMweb routes the daemon hands in (STOW-RS,
+//! `ingest::stow`) and what an administrator or orchestrator polls: `/healthz` (the process
+//! serves), `/readyz` (it can take and keep instances now, or the reasons it cannot),
+//! `/metrics` (Prometheus text). What it checks comes in as values and closures, so `ops`
+//! imports nothing of the stages it watches.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +20,8 @@ use tokio::net::TcpListener;
 
 use super::health::Health;
 use super::metrics::metrics;
-use crate::ingest::stow::{self, StowService};
-use crate::ingest::Ingest;
 use crate::shutdown::{Done, Shutdown};
-use crate::store::Store;
+use crate::store::{InstanceWriter, Store};
 
 /// The HTTP listener's settings (`[http]` in the config file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,10 +82,17 @@ pub enum HttpError {
     },
 }
 
+/// Whether the spool is above its free-space watermark; the reason when it is not.
+pub type RoomCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// What the operations endpoints look at.
 pub struct Ops {
-    pub ingest: Arc<Ingest>,
     pub store: Arc<Store>,
+    /// Ingest's group-commit writer: instances cannot be acknowledged without it.
+    pub writer: InstanceWriter,
+    pub spool_room: RoomCheck,
+    /// `[storage] dir`, for the free-space gauge.
+    pub storage_dir: PathBuf,
     pub health: Health,
     /// `[model] weights` is set, so the X-ray model must be loaded.
     pub model_configured: bool,
@@ -102,17 +110,18 @@ pub async fn bind(settings: &HttpSettings) -> Result<TcpListener, HttpError> {
         .map_err(|source| HttpError::Bind { addr, source })
 }
 
-/// Every route of the listener.
-pub fn router(ops: Arc<Ops>, stow: Arc<StowService>) -> Router {
+/// Every route of the listener: the operations endpoints and `dicomweb` (STOW-RS).
+pub fn router(ops: Arc<Ops>, dicomweb: Router) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(ops)
-        .merge(stow::routes(stow))
+        .merge(dicomweb)
 }
 
-/// Serve until shutdown; requests in flight (a STOW-RS upload) are finished first.
+/// Serve until shutdown; requests in flight (a STOW-RS upload) are finished first. The
+/// routes must not need more than `ConnectInfo<SocketAddr>` from the server.
 pub async fn run(listener: TcpListener, app: Router, mut shutdown: Shutdown, done: Done) {
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
@@ -154,10 +163,10 @@ impl Ops {
                 DATABASE_PATIENCE.as_secs()
             )),
         }
-        if !self.ingest.writer.is_alive() {
+        if !self.writer.is_alive() {
             reasons.push("database writer has stopped".into());
         }
-        if let Err(reason) = self.ingest.has_room_for(0) {
+        if let Err(reason) = (self.spool_room)() {
             reasons.push(reason);
         }
         if self.model_configured && !self.model_loaded {
@@ -174,7 +183,7 @@ impl Ops {
 }
 
 async fn metrics_text(State(ops): State<Arc<Ops>>) -> Response {
-    let (store, dir) = (ops.store.clone(), ops.ingest.storage_dir.clone());
+    let (store, dir) = (ops.store.clone(), ops.storage_dir.clone());
     let refreshed = tokio::task::spawn_blocking(move || {
         let stats = store.queue_stats().map_err(|e| e.to_string())?;
         let free = crate::fsutil::free_bytes(&dir).map_err(|e| e.to_string())?;
