@@ -628,3 +628,50 @@ fn a_large_upload_streams_through_bounded_memory() {
     );
     assert_eq!(daemon.store().instances().unwrap().len(), files.len());
 }
+
+#[test]
+fn orthanc_pushes_a_study_by_stow_rs() {
+    let work = tempfile::tempdir().unwrap();
+    let study_dir = synth_study(&work.path().join("synth"), &DX_SMALL);
+    let token = "orthanc-token-7";
+    std::fs::create_dir_all(work.path().join("osteoscreen")).unwrap();
+    let daemon = Daemon::start(
+        &work.path().join("osteoscreen"),
+        &[
+            ("OSTEOSCREEN__HTTP__BEARER_TOKEN", token),
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+        ],
+    );
+    let pacs = common::orthanc::Orthanc::start_with(
+        work.path(),
+        common::orthanc::OrthancOptions {
+            dicomweb: true,
+            ..Default::default()
+        },
+    );
+    let study = pacs.upload_study(&study_dir);
+    let url = common::http::url(daemon.http_port, "/dicomweb/");
+    let bearer = format!("Bearer {token}");
+    pacs.add_dicomweb_server("wrong", &url, &[("Authorization", "Bearer nope")]);
+    assert!(
+        !pacs.stow_study("wrong", &study),
+        "a wrong token is refused"
+    );
+    assert!(daemon.store().instances().unwrap().is_empty());
+
+    pacs.add_dicomweb_server("osteoscreen", &url, &[("Authorization", &bearer)]);
+    assert!(pacs.stow_study("osteoscreen", &study), "{}", daemon.logs());
+    let rows = daemon.store().instances().unwrap();
+    let sent: BTreeSet<String> = dicom_files(&study_dir)
+        .iter()
+        .map(|f| sop_instance_uid(f))
+        .collect();
+    let stored: BTreeSet<String> = rows.iter().map(|r| r.sop_instance_uid.clone()).collect();
+    assert_eq!(stored, sent);
+    assert!(rows.iter().all(|r| r.calling_ae == "STOW-RS"));
+    let store = daemon.store();
+    wait_until("job", Duration::from_secs(20), || {
+        !store.jobs().unwrap().is_empty()
+    });
+    assert_eq!(store.jobs().unwrap()[0].instance_count, 2);
+}
