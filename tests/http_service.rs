@@ -11,126 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::http::{get, post, Reply};
+use common::http::get;
+use common::stow::*;
 use common::*;
-use dicom_dictionary_std::tags;
 use osteoscreen::deliver::dimse::send_files;
 
-const BOUNDARY: &str = "osteoscreen-test-7c1f0b2e";
 const FAILURE_CANNOT_UNDERSTAND: u64 = 0xC000;
 const FAILURE_MISMATCH: u64 = 0xA900;
 const FAILURE_SOP_CLASS: u64 = 0x0122;
 const FAILURE_OUT_OF_RESOURCES: u64 = 0xA700;
-
-fn stow_type() -> String {
-    format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}")
-}
-
-/// A `multipart/related` body with one application/dicom part per item.
-fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = b"preamble a client may send\r\n".to_vec();
-    for p in parts {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(p);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-fn files_body(files: &[PathBuf]) -> Vec<u8> {
-    let parts: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    multipart(&parts)
-}
-
-/// POST `body` to `path` on the daemon's HTTP port.
-fn stow_to(
-    daemon: &Daemon,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-    headers: &[&str],
-) -> Reply {
-    let file = daemon.work.join("stow-body");
-    std::fs::write(&file, body).unwrap();
-    post(
-        &daemon.work,
-        daemon.http_port,
-        path,
-        content_type,
-        &file,
-        headers,
-    )
-}
-
-fn stow(daemon: &Daemon, body: &[u8]) -> Reply {
-    stow_to(daemon, "/dicomweb/studies", &stow_type(), body, &[])
-}
-
-/// SOP Instance UIDs in the Referenced SOP Sequence.
-fn referenced(reply: &Reply) -> BTreeSet<String> {
-    let json = reply.json();
-    json["00081199"]["Value"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| i["00081155"]["Value"][0].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// (SOP Instance UID or "", Failure Reason) in the Failed SOP Sequence.
-fn failed(reply: &Reply) -> Vec<(String, u64)> {
-    let json = reply.json();
-    json["00081198"]["Value"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| {
-                    let uid = i["00081155"]["Value"][0].as_str().unwrap_or("").to_string();
-                    (uid, i["00081197"]["Value"][0].as_u64().unwrap())
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn sop_instance_uid(path: &Path) -> String {
-    let obj = dicom_object::open_file(path).unwrap();
-    obj.element(tags::SOP_INSTANCE_UID)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .trim_end_matches('\0')
-        .to_string()
-}
-
-/// The bytes after a Part 10 file's meta group: the data set as sent.
-fn data_set_bytes(path: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[128..132], b"DICM", "{}", path.display());
-    let len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
-    bytes[144 + len..].to_vec()
-}
-
-fn tmp_is_empty(daemon: &Daemon) -> bool {
-    let tmp = daemon.storage.join("spool/.tmp");
-    std::fs::read_dir(tmp).unwrap().next().is_none()
-}
-
-fn metric(daemon: &Daemon, series: &str) -> Option<f64> {
-    let reply = get(&daemon.work, daemon.http_port, "/metrics");
-    assert_eq!(reply.status, 200, "{}", reply.curl);
-    reply
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
 
 #[test]
 fn stow_stores_a_study_as_c_store_does() {
@@ -674,4 +563,43 @@ fn orthanc_pushes_a_study_by_stow_rs() {
         !store.jobs().unwrap().is_empty()
     });
     assert_eq!(store.jobs().unwrap()[0].instance_count, 2);
+}
+
+#[test]
+fn a_taken_http_port_stops_start_up_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .arg("serve")
+        .env(
+            "OSTEOSCREEN__DICOM__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("OSTEOSCREEN__HTTP__LISTEN", &addr)
+        .env("OSTEOSCREEN__STORAGE__DIR", work.path().join("var"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until("the daemon to give up", Duration::from_secs(30), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.unwrap().success());
+    assert!(
+        stderr.contains(&addr) && stderr.contains("[http] listen"),
+        "{stderr}"
+    );
 }

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod orthanc;
 pub mod scu;
+pub mod stow;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
