@@ -1,6 +1,6 @@
 //! STOW-RS from the client's side, for tests: multipart bodies built by hand, sent with
 //! curl (`super::http`), and the DICOM JSON answer read back; plus what to look at on the
-//! daemon afterwards (spooled data-set bytes, the temp folder, a metric).
+//! daemon afterwards (the temp folder, a metric).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -99,14 +99,6 @@ pub fn sop_instance_uid(path: &Path) -> String {
         .unwrap()
         .trim_end_matches('\0')
         .to_string()
-}
-
-/// The bytes after a Part 10 file's meta group: the data set as sent.
-pub fn data_set_bytes(path: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[128..132], b"DICM", "{}", path.display());
-    let len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
-    bytes[144 + len..].to_vec()
 }
 
 pub fn tmp_is_empty(daemon: &Daemon) -> bool {
