@@ -166,6 +166,8 @@ impl Server {
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/osteoscreen.toml"))
             .arg("serve")
             .env("OSTEOSCREEN__DICOM__LISTEN", format!("127.0.0.1:{port}"))
+            // Any free port: the benchmark does not use HTTP, and 8080 may be taken.
+            .env("OSTEOSCREEN__HTTP__LISTEN", "127.0.0.1:0")
             .env("OSTEOSCREEN__STORAGE__DIR", dir)
             .env("OSTEOSCREEN__LOG__LEVEL", "warn")
             .env("OSTEOSCREEN__DICOM__MAX_PDU_LENGTH", "65536")

@@ -39,6 +39,7 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub dicom: DicomSettings,
+    pub http: crate::ops::http::HttpSettings,
     pub storage: StorageSettings,
     pub log: LogSettings,
     pub analysis: crate::analysis::Thresholds,
@@ -141,6 +142,7 @@ impl Settings {
                 ));
             }
         }
+        self.http.validate().map_err(|e| invalid("http", e))?;
         let a = &self.analysis;
         let ordered = a.ct_osteoporosis_hu.is_finite()
             && a.ct_normal_hu.is_finite()
@@ -293,6 +295,27 @@ mod tests {
         assert!(rules[0].matches("PACS", "10.0.0.1".parse().unwrap()));
         assert!(!rules[0].matches("PACS", "10.0.0.2".parse().unwrap()));
         assert!(rules[1].matches("MODALITY", "10.9.9.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn http_settings_from_the_environment() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("OSTEOSCREEN__HTTP__LISTEN", "127.0.0.1:9999"),
+                ("OSTEOSCREEN__HTTP__MAX_BODY_MB", "3"),
+                ("OSTEOSCREEN__HTTP__BEARER_TOKEN", "abc"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.http.listen.as_str(), s.http.max_body_mb),
+            ("127.0.0.1:9999", 3)
+        );
+        assert!(!s.to_masked_toml().contains("\"abc\""), "token masked");
+        let err = Settings::load_with_env(None, env(&[("OSTEOSCREEN__HTTP__LISTEN", "nowhere")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("http"), "{err}");
     }
 
     #[test]

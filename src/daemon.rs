@@ -16,8 +16,10 @@ use crate::analysis::Engine;
 use crate::config::Settings;
 use crate::deliver::{Deliverer, Routes};
 use crate::ingest::active::ActiveStudies;
+use crate::ingest::stow::StowService;
 use crate::ingest::{spool::Spool, Ingest};
 use crate::ops::health::Health;
+use crate::ops::http;
 use crate::ops::systemd;
 use crate::pipeline::assembler;
 use crate::pipeline::worker::{Router, Workers};
@@ -53,6 +55,10 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let http_listener = http::bind(&settings.http).await?;
+    let http_addr = http_listener
+        .local_addr()
+        .context("cannot read the HTTP listener's address")?;
     let health = Health::default();
     let active = ActiveStudies::default();
     let ingest = Arc::new(Ingest {
@@ -71,6 +77,13 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let (wake_workers, wake_delivery) = (Wake::default(), Wake::default());
 
     let trigger = ShutdownTrigger::new();
+    let app = http_app(&settings, &ingest, &store, &health, &engine);
+    tokio::spawn(http::run(
+        http_listener,
+        app,
+        trigger.subscribe(),
+        trigger.done_guard(),
+    ));
     tokio::spawn(crate::ingest::listener::run(
         listener,
         ingest,
@@ -126,6 +139,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     tracing::info!(
         ae_title = %settings.dicom.ae_title,
         listen = %addr,
+        http = %http_addr,
         storage = %dir.display(),
         workers = worker_count,
         version = env!("CARGO_PKG_VERSION"),
@@ -146,6 +160,33 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     trigger.wait().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The HTTP listener's routes: STOW-RS in, health and metrics out.
+fn http_app(
+    settings: &Settings,
+    ingest: &Arc<Ingest>,
+    store: &Arc<Store>,
+    health: &Health,
+    engine: &Engine,
+) -> axum::Router {
+    let room = ingest.clone();
+    let ops = http::Ops {
+        store: store.clone(),
+        writer: ingest.writer.clone(),
+        spool_room: Box::new(move || room.has_room_for(0)),
+        storage_dir: ingest.storage_dir.clone(),
+        health: health.clone(),
+        model_configured: !settings.model.weights.as_os_str().is_empty(),
+        model_loaded: engine.xray.is_some(),
+    };
+    let stow = StowService {
+        ingest: ingest.clone(),
+        max_body_mb: settings.http.max_body_mb,
+        bearer_token: settings.http.bearer_token.clone(),
+        timeout: Duration::from_secs(settings.http.timeout_seconds),
+    };
+    http::router(Arc::new(ops), crate::ingest::stow::routes(Arc::new(stow)))
 }
 
 /// Make the database match the spool and the jobs match what a crash interrupted.

@@ -2,9 +2,9 @@
 //!
 //! The path of one study, module by module:
 //!
-//! 1. `ingest` — associations in (C-ECHO, C-STORE); each instance checked, spooled
-//!    durably and recorded in `store` before it is acknowledged; open associations tracked
-//!    per study.
+//! 1. `ingest` — associations in (C-ECHO, C-STORE) and STOW-RS requests; each instance
+//!    checked, spooled durably and recorded in `store` before it is acknowledged; open
+//!    associations and requests tracked per study.
 //! 2. `pipeline` — the assembler turns a study that has gone quiet into a queued job.
 //! 3. `analysis` — the files of one study in, one `analysis::finding::Finding` out
 //!    (selection, decoding, the X-ray model of `model`, CT attenuation, clinical risk).
@@ -14,9 +14,10 @@
 //!
 //! Beside the path: `dicom` (the DICOM layer every stage uses; it imports nothing else of
 //! the crate), `config` (settings), `shutdown` (the one stop signal every long-lived task
-//! listens to), `ops` (logs, systemd), `synth` (synthetic studies with known truth),
-//! `wake` (wake-up calls between tasks that are never lost), `daemon` (wires the
-//! long-running tasks together), `fsutil` (fsync and free space).
+//! listens to), `ops` (logs, systemd, health, metrics, the HTTP listener), `synth`
+//! (synthetic studies with known truth), `wake` (wake-up calls between tasks that are
+//! never lost), `daemon` (wires the long-running tasks together), `fsutil` (fsync and
+//! free space).
 
 pub mod analysis;
 pub mod config;

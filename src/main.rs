@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon: DICOM C-ECHO / C-STORE SCP, durable queue, study assembly.
+    /// Run the daemon: DICOM C-ECHO / C-STORE SCP and STOW-RS in, durable queue, study
+    /// assembly, analysis, delivery; /healthz, /readyz and /metrics on the HTTP listener.
     Serve,
     /// Send a C-ECHO to a DICOM node and report its status.
     Echo(cli::link::PeerArgs),

@@ -1,10 +1,15 @@
-//! Checking one received data set before it is spooled: it must parse in its negotiated
-//! transfer syntax, match its C-STORE command, carry usable UIDs and an accepted modality.
-//! A refusal carries the DIMSE status and a reason the sender's operator can read.
+//! Checking one received data set before it is acknowledged: it must parse in its
+//! transfer syntax, match what its sender announced (the C-STORE command, or the meta group
+//! of a STOW-RS part), carry usable UIDs and an accepted modality. A refusal carries the
+//! DIMSE status and a reason the sender's operator can read; STOW-RS reports the same
+//! status as its Failure Reason.
+
+use std::path::Path;
 
 use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::Codec;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::InMemDicomObject;
+use dicom_object::{DicomCollector, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::dicom::sop::sop_class_name;
@@ -51,6 +56,25 @@ impl Refusal {
     }
 }
 
+/// What the sender said an instance is before its data set was read: the C-STORE
+/// request's Affected SOP Class / Instance UIDs, or a Part 10 file's meta group.
+pub struct Announced<'a> {
+    pub sop_class_uid: &'a str,
+    pub sop_instance_uid: &'a str,
+    /// Where the announcement came from, for the refusal's reason.
+    pub by: &'static str,
+}
+
+impl<'a> Announced<'a> {
+    pub fn by_command(command: &'a Command) -> Announced<'a> {
+        Announced {
+            sop_class_uid: &command.sop_class_uid,
+            sop_instance_uid: &command.sop_instance_uid,
+            by: "C-STORE request",
+        }
+    }
+}
+
 /// Parse `data` (as received, in transfer syntax `ts_uid`) and check it against `command`.
 pub fn inspect(
     data: &[u8],
@@ -59,11 +83,82 @@ pub fn inspect(
     accepted_modalities: &[String],
 ) -> Result<ReceivedInstance, Refusal> {
     let obj = parse(data, ts_uid)?;
-    let instance = ReceivedInstance::read_from(&obj);
+    check(&obj, &Announced::by_command(command), accepted_modalities)
+}
+
+/// The checks every transport shares, on a parsed data set (the header is enough):
+/// usable UIDs, the announced identity, an accepted modality.
+pub fn check(
+    obj: &InMemDicomObject,
+    announced: &Announced,
+    accepted_modalities: &[String],
+) -> Result<ReceivedInstance, Refusal> {
+    let instance = ReceivedInstance::read_from(obj);
     check_uids(&instance)?;
-    check_against_request(&instance, command)?;
+    check_against_announced(&instance, announced)?;
     check_modality(&instance, accepted_modalities)?;
     Ok(instance)
+}
+
+/// Parse a Part 10 file (a spooled STOW-RS part: our meta group, the data set as received)
+/// and check it against what its sender announced. Only the header is kept: the pixel data
+/// is walked one fragment (or the native value) at a time, so memory stays within one
+/// instance whatever the request's size. An encapsulated Pixel Data cut off between two
+/// fragments is not noticed here: the receiver feeds the bytes to a `PixelDataEnd`.
+pub fn inspect_file(
+    path: &Path,
+    announced: &Announced,
+    accepted_modalities: &[String],
+) -> Result<ReceivedInstance, Refusal> {
+    // The parser is third-party code fed by the network: contain any panic.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_header(path)));
+    let header = match parsed {
+        Ok(Ok(header)) => header,
+        Ok(Err(reason)) => return Err(cannot_understand(reason)),
+        Err(_) => {
+            return Err(cannot_understand(
+                "data set does not parse (parser failure)",
+            ))
+        }
+    };
+    check(&header, announced, accepted_modalities)
+}
+
+/// The data set up to its Pixel Data, after making sure the rest of it is all there.
+fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("data set does not parse: {e}");
+    let mut collector = DicomCollector::open_file(path).map_err(|e| fail(&e))?;
+    let ts_uid = collector
+        .read_file_meta()
+        .map_err(|e| fail(&e))?
+        .transfer_syntax()
+        .to_string();
+    let ts = TransferSyntaxRegistry
+        .get(&ts_uid)
+        .ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
+    if matches!(ts.codec(), Codec::Dataset(_)) {
+        // A deflated data set cannot be walked lazily; these are small, parse it whole.
+        let obj = OpenFileOptions::new()
+            .open_file(path)
+            .map_err(|e| fail(&e))?;
+        return Ok(obj.into_inner());
+    }
+    let mut header = InMemDicomObject::new_empty();
+    collector
+        .read_dataset_up_to_pixeldata(&mut header)
+        .map_err(|e| fail(&e))?;
+    let mut fragment = Vec::new();
+    while let Some(len) = collector
+        .read_next_fragment(&mut fragment)
+        .map_err(|e| fail(&e))?
+    {
+        // The lazy reader does not notice a value cut short by the end of the file.
+        if fragment.len() as u64 != u64::from(len) {
+            return Err("truncated: pixel data ends before its declared length".into());
+        }
+        fragment.clear();
+    }
+    Ok(header)
 }
 
 fn cannot_understand(reason: impl Into<String>) -> Refusal {
@@ -88,10 +183,10 @@ fn parse(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Refusal> {
             ))
         }
     };
-    if ts.is_encapsulated_pixel_data() && !encapsulated_pixel_data_is_complete(data) {
-        return Err(cannot_understand(
-            "truncated: encapsulated pixel data has no end delimiter",
-        ));
+    if ts.is_encapsulated_pixel_data() {
+        let mut end = PixelDataEnd::default();
+        end.feed(data);
+        end.check()?;
     }
     Ok(obj)
 }
@@ -113,22 +208,26 @@ fn check_uids(instance: &ReceivedInstance) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The data set must be what its C-STORE request announced.
-fn check_against_request(instance: &ReceivedInstance, command: &Command) -> Result<(), Refusal> {
-    if instance.sop_class_uid != command.sop_class_uid {
+/// The data set must be what its sender announced.
+fn check_against_announced(
+    instance: &ReceivedInstance,
+    announced: &Announced,
+) -> Result<(), Refusal> {
+    if instance.sop_class_uid != announced.sop_class_uid {
         return Err(Refusal::new(
             DimseStatus::DATA_SET_MISMATCH,
             format!(
-                "SOP Class in data set ({}) differs from C-STORE request ({})",
+                "SOP Class in data set ({}) differs from {} ({})",
                 sop_class_name(&instance.sop_class_uid),
-                sop_class_name(&command.sop_class_uid)
+                announced.by,
+                sop_class_name(announced.sop_class_uid)
             ),
         ));
     }
-    if instance.sop_instance_uid != command.sop_instance_uid {
+    if instance.sop_instance_uid != announced.sop_instance_uid {
         return Err(Refusal::new(
             DimseStatus::DATA_SET_MISMATCH,
-            "SOP Instance UID in data set differs from C-STORE request",
+            format!("SOP Instance UID in data set differs from {}", announced.by),
         ));
     }
     Ok(())
@@ -150,25 +249,84 @@ fn check_modality(instance: &ReceivedInstance, accepted: &[String]) -> Result<()
     )))
 }
 
-/// The parser tolerates an encapsulated Pixel Data sequence cut off at the end of the
-/// stream; a truncated image must not be acknowledged, so look for the Sequence
-/// Delimitation Item after the (explicit VR little endian) Pixel Data header.
-fn encapsulated_pixel_data_is_complete(data: &[u8]) -> bool {
-    const DELIMITER: [u8; 8] = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
-    // tag (7FE0,0010), any VR (OB, or OW from some writers), reserved, undefined length
-    let is_header =
-        |w: &[u8]| w[..4] == [0xE0, 0x7F, 0x10, 0x00] && w[6..8] == [0, 0] && w[8..] == [0xFF; 4];
-    let Some(start) = data.windows(12).rposition(is_header) else {
-        return true; // no encapsulated Pixel Data (e.g. a header-only object)
-    };
-    data[start..]
-        .windows(DELIMITER.len())
-        .any(|w| w == DELIMITER)
+/// Follows a data set as it streams in and tells whether its last encapsulated Pixel Data
+/// element was closed by a Sequence Delimitation Item: the parser tolerates a sequence cut
+/// off at the end of the stream, and a truncated image must not be acknowledged. Only the
+/// last few bytes are kept between chunks, so a data set of any size is checked in
+/// constant memory.
+#[derive(Default)]
+pub struct PixelDataEnd {
+    /// The end of the previous chunk: a pattern may straddle two chunks.
+    carry: Vec<u8>,
+    /// A Pixel Data header was seen and no delimiter after it yet.
+    open: bool,
+}
+
+/// (7FE0,0010) with any VR (OB, or OW from some writers), reserved, undefined length.
+const PIXEL_DATA_HEADER: usize = 12;
+const SEQUENCE_DELIMITER: [u8; 8] = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+
+impl PixelDataEnd {
+    /// The next bytes of the data set.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let carried = self.carry.len();
+        if carried > 0 {
+            let mut joint = std::mem::take(&mut self.carry);
+            joint.extend_from_slice(&bytes[..bytes.len().min(PIXEL_DATA_HEADER - 1)]);
+            self.scan(&joint, carried);
+            joint.truncate(carried);
+            self.carry = joint;
+        }
+        self.scan(bytes, bytes.len());
+        // Keep what a pattern starting in this chunk may still need.
+        self.carry.extend_from_slice(bytes);
+        let keep = self.carry.len().min(PIXEL_DATA_HEADER - 1);
+        self.carry.drain(..self.carry.len() - keep);
+    }
+
+    /// Whether every encapsulated Pixel Data element seen so far has ended.
+    pub fn is_complete(&self) -> bool {
+        !self.open
+    }
+
+    /// `is_complete`, as the refusal a sender gets when it is not.
+    pub fn check(&self) -> Result<(), Refusal> {
+        if self.is_complete() {
+            return Ok(());
+        }
+        Err(cannot_understand(
+            "truncated: encapsulated pixel data has no end delimiter",
+        ))
+    }
+
+    /// Look at the patterns that start in `data[..starts]`, in order.
+    fn scan(&mut self, data: &[u8], starts: usize) {
+        let is_header = |w: &[u8]| {
+            w.len() >= PIXEL_DATA_HEADER
+                && w[..4] == [0xE0, 0x7F, 0x10, 0x00]
+                && w[6..8] == [0, 0]
+                && w[8..12] == [0xFF; 4]
+        };
+        for i in 0..starts.min(data.len()) {
+            let rest = &data[i..];
+            if is_header(rest) {
+                self.open = true;
+            } else if rest.starts_with(&SEQUENCE_DELIMITER) {
+                self.open = false;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encapsulated_pixel_data_is_complete(data: &[u8]) -> bool {
+        let mut end = PixelDataEnd::default();
+        end.feed(data);
+        end.is_complete()
+    }
 
     #[test]
     fn truncated_encapsulated_pixel_data_is_detected() {
@@ -180,5 +338,18 @@ mod tests {
         data.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
         assert!(encapsulated_pixel_data_is_complete(&data));
         assert!(encapsulated_pixel_data_is_complete(b"no pixel data here"));
+        // Fed in pieces of every size, patterns straddling the pieces.
+        for piece in 1..data.len() {
+            let mut end = PixelDataEnd::default();
+            for chunk in data.chunks(piece) {
+                end.feed(chunk);
+            }
+            assert!(end.is_complete(), "pieces of {piece}");
+            let mut end = PixelDataEnd::default();
+            for chunk in data[..data.len() - 1].chunks(piece) {
+                end.feed(chunk);
+            }
+            assert!(!end.is_complete(), "pieces of {piece}, delimiter cut");
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! Ingest: DICOM associations in (C-ECHO, C-STORE), durable instances out.
-//! A C-STORE is answered with success only after its file is fsynced in the spool and its
-//! row is committed in the store (see `spool` and `store::InstanceWriter`).
+//! Ingest: DICOM associations in (C-ECHO, C-STORE) and STOW-RS requests, durable instances
+//! out. A C-STORE is answered with success, a STOW-RS request with 200, only after the
+//! files are fsynced in the spool and their rows committed in the store (see `spool` and
+//! `store::InstanceWriter`).
 
 pub mod access;
 pub mod active;
@@ -11,6 +12,7 @@ pub mod listener;
 pub mod recover;
 pub mod settings;
 pub mod spool;
+pub mod stow;
 
 use std::path::PathBuf;
 

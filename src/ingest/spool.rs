@@ -191,6 +191,12 @@ impl Spool {
 }
 
 impl Incoming {
+    /// The temp file. Written bytes are in the page cache at once, so a checker can parse
+    /// the file while `finish` fsyncs it.
+    pub fn path(&self) -> &Path {
+        &self.tmp_path
+    }
+
     /// Append bytes. A failure is remembered and reported by `finish`, so the caller can
     /// keep reading the peer's fragments and answer with a status afterwards.
     pub fn append(&mut self, bytes: &[u8]) {

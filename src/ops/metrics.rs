@@ -10,10 +10,13 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::store::{now_ms, JobState, QueueStats};
+
 /// Every metric osteoscreen exports.
 pub struct Metrics {
     registry: Registry,
-    /// C-STORE and STOW-RS instances by calling AE (or `stow`) and `stored` / `refused`.
+    /// C-STORE and STOW-RS instances by calling AE (`STOW-RS` for STOW-RS) and `stored` /
+    /// `refused`.
     pub instances: IntCounterVec,
     /// Associations by outcome (`accepted`, `rejected`).
     pub associations: IntCounterVec,
@@ -89,6 +92,26 @@ impl Metrics {
         })
     }
 
+    /// Set the gauges that describe the queue and the disk (at scrape time).
+    pub fn refresh_gauges(&self, queue: &QueueStats, disk_free_bytes: u64) {
+        // Every state, so that one no job is in any more reads 0 rather than its last count.
+        for state in JobState::ALL {
+            let n = queue
+                .by_state
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            self.jobs.with_label_values(&[state.as_str()]).set(n);
+        }
+        self.queue_depth.set(queue.waiting);
+        let oldest = queue
+            .oldest_waiting_ms
+            .map_or(0, |at| (now_ms() - at).max(0) / 1000);
+        self.oldest_queued_seconds.set(oldest);
+        self.disk_free_bytes
+            .set(i64::try_from(disk_free_bytes).unwrap_or(i64::MAX));
+    }
+
     /// Everything in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -132,6 +155,26 @@ mod tests {
         );
         assert!(
             text.contains(r#"osteoscreen_jobs{state="queued"} 2"#),
+            "{text}"
+        );
+
+        let stats = QueueStats {
+            by_state: vec![(JobState::Done, 4)],
+            waiting: 0,
+            oldest_waiting_ms: None,
+        };
+        m.refresh_gauges(&stats, 1 << 30);
+        let text = m.render();
+        assert!(
+            text.contains(r#"osteoscreen_jobs{state="queued"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"osteoscreen_jobs{state="done"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("osteoscreen_disk_free_bytes 1073741824"),
             "{text}"
         );
     }

@@ -1,7 +1,8 @@
 //! Operations: how administrators see and steer the daemon (logs, systemd integration,
-//! health of the long-running parts, metrics).
+//! health of the long-running parts, metrics, and the HTTP listener that serves them).
 
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod retention;

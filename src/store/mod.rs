@@ -249,6 +249,21 @@ impl Store {
         record_instances(&mut self.conn(), batch)
     }
 
+    /// A cheap committed write for readiness: take the write lock and rewrite the schema
+    /// version unchanged, so a read-only, full or stuck database is noticed.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("check_writable"))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql("check_writable"))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(sql("check_writable"))?;
+        tx.commit().map_err(sql("check_writable"))
+    }
+
     /// Cheap liveness probe for the watchdog.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.conn()

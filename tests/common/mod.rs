@@ -2,8 +2,10 @@
 //! DICOM peers (DCMTK) run as commands, and test data.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod orthanc;
 pub mod scu;
+pub mod stow;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,8 @@ pub struct Daemon {
     config: PathBuf,
     pub child: Option<Child>,
     pub port: u16,
+    /// `[http] listen`: STOW-RS, /healthz, /readyz, /metrics.
+    pub http_port: u16,
     pub work: PathBuf,
     pub storage: PathBuf,
     env: Vec<(String, String)>,
@@ -175,6 +179,7 @@ impl Daemon {
             config: config.to_path_buf(),
             child: None,
             port: free_port(),
+            http_port: 0,
             work: work.to_path_buf(),
             storage: work.join("var"),
             env: env
@@ -184,8 +189,17 @@ impl Daemon {
             starts: 0,
             as_service,
         };
+        d.pick_http_port();
         d.spawn();
         d
+    }
+
+    /// Two calls of `free_port` may hand out the same port; the listeners need two.
+    fn pick_http_port(&mut self) {
+        self.http_port = free_port();
+        while self.http_port == self.port {
+            self.http_port = free_port();
+        }
     }
 
     /// Start the process and wait until it says it is ready. Ready means our daemon has
@@ -212,6 +226,10 @@ impl Daemon {
                     "OSTEOSCREEN__DICOM__LISTEN",
                     format!("127.0.0.1:{}", self.port),
                 )
+                .env(
+                    "OSTEOSCREEN__HTTP__LISTEN",
+                    format!("127.0.0.1:{}", self.http_port),
+                )
                 .env("OSTEOSCREEN__STORAGE__DIR", &self.storage)
                 .env("OSTEOSCREEN__LOG__LEVEL", "debug")
                 // Ingest tests look at queued jobs: no analysis unless a test turns it on.
@@ -234,6 +252,7 @@ impl Daemon {
                 if let Some(status) = child.try_wait().unwrap() {
                     if attempt < attempts && log.contains("cannot listen") {
                         self.port = free_port();
+                        self.pick_http_port();
                         break;
                     }
                     panic!("osteoscreen serve exited ({status}) before it was ready:\n{log}");

@@ -156,6 +156,34 @@ impl Orthanc {
             .unwrap_or_else(|| panic!("Orthanc PUT /modalities/{name} failed"));
     }
 
+    /// Make a DICOMweb server known to Orthanc (as `DicomWeb.Servers` would), with extra
+    /// HTTP headers for its requests (an `Authorization` header, say).
+    pub fn add_dicomweb_server(&self, name: &str, url: &str, headers: &[(&str, &str)]) {
+        let headers: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
+        let body = serde_json::json!({ "Url": url, "HttpHeaders": headers }).to_string();
+        self.request(
+            "PUT",
+            &format!("/dicom-web/servers/{name}"),
+            Some(body.as_bytes()),
+        )
+        .unwrap_or_else(|| panic!("Orthanc PUT /dicom-web/servers/{name} failed"));
+    }
+
+    /// Ask Orthanc to send a study to a DICOMweb server by STOW-RS; whether Orthanc
+    /// reports success.
+    pub fn stow_study(&self, server: &str, study_id: &str) -> bool {
+        let job = serde_json::json!({ "Resources": [study_id], "Synchronous": true });
+        self.request(
+            "POST",
+            &format!("/dicom-web/servers/{server}/stow"),
+            Some(job.to_string().as_bytes()),
+        )
+        .is_some()
+    }
+
     /// Upload every Part 10 file under `dir` (as a modality's archive would hold it);
     /// returns Orthanc's ID of the study they belong to.
     pub fn upload_study(&self, dir: &Path) -> String {
