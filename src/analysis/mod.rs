@@ -192,13 +192,18 @@ fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodE
                 .map_err(MethodError::from),
         };
         match result {
-            Ok((x, key)) => {
+            Ok(run) => {
                 f.methods.push(Method::XrayModel);
-                f.instances_used
-                    .extend(x.images.iter().map(|i| i.sop_instance_uid.clone()));
-                f.xray = Some(x);
+                f.instances_used.extend(
+                    run.finding
+                        .images
+                        .iter()
+                        .map(|i| i.sop_instance_uid.clone()),
+                );
+                f.xray = Some(run.finding);
+                f.timings_ms.insert("inference".into(), run.inference_ms);
                 if f.key_pixels.is_none() {
-                    f.key_pixels = key;
+                    f.key_pixels = run.key;
                 }
             }
             Err(e) => failures.push(e),

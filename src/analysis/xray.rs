@@ -42,6 +42,14 @@ pub enum RadiographError {
     Decode(#[from] ImageError),
 }
 
+/// What the X-ray method hands back: its finding, the key image's pixels and the time
+/// the network itself took.
+pub struct XrayRun {
+    pub finding: XrayFinding,
+    pub key: Option<KeyPixels>,
+    pub inference_ms: f64,
+}
+
 /// One decoded radiograph: the model's input and what the key image would show.
 struct Prepared {
     input: Vec<f32>,
@@ -49,14 +57,14 @@ struct Prepared {
 }
 
 /// Run the model on the selected radiographs. Images that cannot be decoded are left out
-/// and flagged; an error only when none is left. Also returns the key image's pixels:
-/// the first decoded frontal radiograph, else the first decoded one.
+/// and flagged; an error only when none is left. The key image's pixels are the first
+/// decoded frontal radiograph's, else the first decoded one's.
 pub fn run(
     model: &XrayModel,
     radiographs: &[(InstanceInfo, View)],
     batch_size: usize,
     flags: &mut Vec<String>,
-) -> Result<(XrayFinding, Option<KeyPixels>), XrayError> {
+) -> Result<XrayRun, XrayError> {
     let mut kept = Vec::new();
     let mut inputs = Vec::new();
     let mut key: Option<(bool, KeyPixels)> = None;
@@ -86,9 +94,11 @@ pub fn run(
         return Err(XrayError::NothingDecoded);
     }
     let mut predictions = Vec::with_capacity(inputs.len());
+    let inference = std::time::Instant::now();
     for chunk in inputs.chunks(batch_size.max(1)) {
         predictions.extend(model.predict(chunk)?);
     }
+    let inference_ms = inference.elapsed().as_secs_f64() * 1e3;
     let images: Vec<ImagePrediction> = kept
         .iter()
         .zip(&predictions)
@@ -100,7 +110,11 @@ pub fn run(
             bmd_g_cm2: p.bmd,
         })
         .collect();
-    Ok((fuse(&model.card, images, flags), key.map(|(_, k)| k)))
+    Ok(XrayRun {
+        finding: fuse(&model.card, images, flags),
+        key: key.map(|(_, k)| k),
+        inference_ms,
+    })
 }
 
 fn prepare(info: &InstanceInfo) -> Result<Prepared, RadiographError> {

@@ -72,7 +72,7 @@ pub fn run(action: Option<QueueAction>, settings: &Settings) -> anyhow::Result<E
 fn list(store: &Store) -> anyhow::Result<ExitCode> {
     let jobs = store.jobs()?;
     println!(
-        "{:>6}  {:<14}  {:>7}  {:>9}  {:>8}  {:>8}  {:<19}  {:<12}  study / last error",
+        "{:>6}  {:<14}  {:>7}  {:>9}  {:>8}  {:>8}  {:<19}  {:<22}  study / last error",
         "job",
         "state",
         "version",
@@ -85,7 +85,7 @@ fn list(store: &Store) -> anyhow::Result<ExitCode> {
     for j in &jobs {
         let deliveries = store.deliveries_of(&j.study_uid)?;
         println!(
-            "{:>6}  {:<14}  {:>7}  {:>9}  {:>8}  {:>8}  {:<19}  {:<12}  {}{}",
+            "{:>6}  {:<14}  {:>7}  {:>9}  {:>8}  {:>8}  {:<19}  {:<22}  {}{}",
             j.id,
             j.state,
             j.version,
@@ -105,14 +105,17 @@ fn list(store: &Store) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "2/4 sent" for a job's deliveries, "-" when it has none.
+/// "2/4 sent" for a job's deliveries and the destinations, "-" when it has none.
 fn delivered(job: &Job, deliveries: &[Delivery]) -> String {
     let of: Vec<&Delivery> = deliveries.iter().filter(|d| d.job_id == job.id).collect();
     if of.is_empty() {
         return "-".into();
     }
     let done = of.iter().filter(|d| d.state == DeliveryState::Done).count();
-    format!("{done}/{} sent", of.len())
+    let mut names: Vec<&str> = of.iter().map(|d| d.destination.as_str()).collect();
+    names.sort();
+    names.dedup();
+    format!("{done}/{} sent to {}", of.len(), names.join(","))
 }
 
 fn show(store: &Store, study: &str) -> anyhow::Result<ExitCode> {

@@ -26,7 +26,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Age of the oldest waiting job, seconds (0 when none waits).
     pub oldest_queued_seconds: IntGauge,
-    /// Whole-study analysis time by method (`ct`, `xray`, `total`).
+    /// Analysis time per study by stage (`total`, `ct`, `xray`, and `inference`: the
+    /// X-ray network alone).
     pub analysis_seconds: HistogramVec,
     /// Deliveries by destination and outcome (`sent`, `retry`, `dead`).
     pub deliveries: IntCounterVec,

@@ -143,7 +143,12 @@ impl Workers {
         let finding = tokio::task::spawn_blocking(move || analyze(&files, &engine))
             .await
             .map_err(|e| JobError::Panicked(e.to_string()))?;
-        for (stage, key) in [("total", "total"), ("ct", "ct"), ("xray", "xray")] {
+        for (stage, key) in [
+            ("total", "total"),
+            ("ct", "ct"),
+            ("xray", "xray"),
+            ("inference", "inference"),
+        ] {
             if let Some(ms) = finding.timings_ms.get(key) {
                 metrics()
                     .analysis_seconds
