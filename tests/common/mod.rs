@@ -551,3 +551,57 @@ pub fn assert_same_bytes(stored: &[u8], sent: &[u8], what: &str) {
         sent.len()
     );
 }
+
+/// The real files whose SOP class the daemon accepts (with OT and NM added to the
+/// modalities), plus DCMTK-made implicit, big-endian and (`deflated`) deflated copies of
+/// CT_small, so that every transfer syntax is covered.
+pub fn acceptable_files(work: &Path, deflated: bool) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for n in 1..=20 {
+        files.push(real(&format!("ct-abdomen-20slices/slice{n:02}.dcm")));
+    }
+    for image in ["CT1", "CT2", "RG2", "RG3"] {
+        for enc in ["UNC", "J2KR", "J2KI", "JLSL", "JLSN", "JPLL", "RLE"] {
+            files.push(real(&format!("wg04/{image}_{enc}.dcm")));
+        }
+    }
+    files.push(real("wg04/RG2_JPLY.dcm"));
+    files.push(real("wg04/RG3_JPLY.dcm"));
+    for f in [
+        "CT_small.dcm",
+        "eCT_Supplemental.dcm",
+        "JPEG-LL.dcm",
+        "JPEG-lossy.dcm",
+        "JPEG2000.dcm",
+        "SC_rgb.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "image_dfl.dcm",
+    ] {
+        files.push(real(&format!("pydicom/{f}")));
+    }
+    let copies = [
+        ("+ti", "implicit"),
+        ("+tb", "bigendian"),
+        ("+td", "deflated"),
+    ];
+    for (i, (flag, name)) in copies.into_iter().enumerate() {
+        if flag == "+td" && !deflated {
+            continue;
+        }
+        let out = work.join(format!("CT_small_{name}.dcm"));
+        let res = run(Command::new("dcmconv")
+            .arg(flag)
+            .arg(real("pydicom/CT_small.dcm"))
+            .arg(&out));
+        assert!(res.status.success(), "dcmconv {flag}: {}", text(&res));
+        // Distinct SOP Instance UIDs, or the copies would overwrite each other.
+        let res = run(Command::new("dcmodify")
+            .arg("-nb")
+            .arg("-m")
+            .arg(format!("(0008,0018)=1.2.826.0.1.3680043.9.7777.1.{i}"))
+            .arg(&out));
+        assert!(res.status.success(), "dcmodify: {}", text(&res));
+        files.push(out);
+    }
+    files
+}
