@@ -164,8 +164,11 @@ impl Deliverer {
                 return;
             }
         };
-        // A send may take the timeout several times over (connect, each response).
-        self.health.register(&part, timeout * 4 + IDLE_POLL * 4);
+        // A batch may take the timeout once per object plus the association's own
+        // exchanges when a PACS hangs: that is the PACS's stall, not ours, and must not
+        // make the watchdog restart the daemon.
+        self.health
+            .register(&part, timeout * (BATCH as u32 + 4) + IDLE_POLL * 4);
         loop {
             self.health.beat(&part);
             let store = self.store.clone();
