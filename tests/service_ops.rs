@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::scu::RawAssociation;
 use common::*;
+use osteoscreen::deliver::dimse::OutgoingFile;
 use osteoscreen::store::JobState;
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -200,26 +202,34 @@ fn sighup_reloads_destinations_while_a_modality_sends() {
             ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
         ],
     );
-    // The modality is mid-association when the reload happens.
-    let mut sender = d
-        .storescu("MODALITY")
-        .args(dicom_files(&ct))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("the association to be under way", LIMIT, || {
-        d.logs().contains("association accepted")
+    // A modality is in the middle of a store when the reload happens: half a data set
+    // is in the daemon's hands.
+    let held = OutgoingFile::inspect(&real("wg04/CT1_UNC.dcm")).unwrap();
+    let data = held.data_set().unwrap();
+    let mut association = RawAssociation::for_file(d.port, "MODALITY", &held);
+    association.send_store_command(&held);
+    association.send_data(&data[..8000], false);
+    wait_until("a store in flight", LIMIT, || {
+        d.partial_files().iter().any(|(_, size)| *size >= 8000)
     });
     std::fs::write(&config, with(&second)).unwrap();
     run(Command::new("kill").arg("-HUP").arg(d.pid().to_string()));
-    let status = sender.wait().unwrap();
-    assert!(status.success(), "the association survived the reload");
     wait_until("the reload to be logged", LIMIT, || {
         d.logs()
             .contains("SIGHUP: destinations, priorities and log level reloaded")
     });
-    let jobs = jobs_final(&d, 1);
+    // The association is still there: the rest of the data set is stored.
+    association.send_data(&data[8000..], true);
+    let (status, comment) = association.response();
+    assert!(status.is_success(), "{status} {comment:?}\n{}", d.logs());
+    association.release();
+    send(&d, "MODALITY", &ct);
+    let jobs = jobs_final(&d, 2);
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .filter(|j| j.instance_count == dicom_files(&ct).len() as i64)
+        .collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].state, JobState::Done, "{}", d.logs());
     assert_eq!(jobs[0].instance_count, dicom_files(&ct).len() as i64);
     let results = second.join(&jobs[0].study_uid);
