@@ -9,14 +9,13 @@ use std::time::Instant;
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
 
 use super::instance::{inspect, ReceivedInstance, Refusal};
-use super::spool::{FileHeader, Incoming, Placement, Written};
+use super::spool::{FileHeader, Incoming, Written};
 use super::Ingest;
 use crate::dicom::command::field;
 use crate::dicom::sop;
 use crate::dicom::text::unpad;
 use crate::dicom::{Command, DimseStatus};
 use crate::ops::metrics::metrics;
-use crate::store::{now_ms, InstanceRecord};
 
 /// Unrecognized operation (PS3.7 C.4.3): a command this SCP does not implement.
 pub const UNRECOGNIZED_OPERATION: DimseStatus = DimseStatus(0x0211);
@@ -87,14 +86,12 @@ impl PendingStore {
                 pc.id == self.pc_id && pc.reason == PresentationContextResultReason::Acceptance
             })
             .ok_or_else(|| {
-                Refusal::new(
-                    DimseStatus::CANNOT_UNDERSTAND,
-                    format!("presentation context {} was not accepted", self.pc_id),
-                )
+                Refusal::cannot_understand(format!(
+                    "presentation context {} was not accepted",
+                    self.pc_id
+                ))
             })?;
-        if !sop::is_accepted_storage_class(&command.sop_class_uid)
-            || unpad(&context.abstract_syntax) != command.sop_class_uid
-        {
+        if unpad(&context.abstract_syntax) != command.sop_class_uid {
             return Err(Refusal::new(
                 DimseStatus::SOP_CLASS_NOT_SUPPORTED,
                 format!(
@@ -103,27 +100,12 @@ impl PendingStore {
                 ),
             ));
         }
-        if !crate::dicom::uid::is_safe_uid(&command.sop_instance_uid) {
-            return Err(Refusal::new(
-                DimseStatus::CANNOT_UNDERSTAND,
-                "Affected SOP Instance UID is not a valid UID",
-            ));
-        }
-        ingest
-            .has_room_for(0)
-            .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))?;
         self.transfer_syntax = unpad(&context.transfer_syntax).to_string();
-        let header = FileHeader {
+        ingest.admit(&FileHeader {
             sop_class_uid: &command.sop_class_uid,
             sop_instance_uid: &command.sop_instance_uid,
             transfer_syntax: &self.transfer_syntax,
             calling_ae,
-        };
-        ingest.spool.begin(&header).map_err(|e| {
-            Refusal::new(
-                DimseStatus::OUT_OF_RESOURCES,
-                format!("spool write failed: {e}"),
-            )
         })
     }
 
@@ -195,36 +177,18 @@ impl PendingStore {
             &ingest.settings.accepted_modalities,
         )
         .await?;
-        let at = Placement {
-            study_uid: &instance.study_uid,
-            series_uid: &instance.series_uid,
-            sop_instance_uid: &instance.sop_instance_uid,
-        };
-        let spooled = tokio::task::block_in_place(|| ingest.spool.place(written, &at))
-            .map_err(|e| out_of_resources("spool write failed", e))?;
         if studies.insert(instance.study_uid.clone()) {
             ingest.active.enter(&instance.study_uid);
         }
+        let (record, dir) = ingest.place(written, instance, self.transfer_syntax, calling_ae)?;
         let spooled_at = Instant::now();
-        let size = spooled.size;
-        let record = InstanceRecord {
-            sop_instance_uid: instance.sop_instance_uid,
-            sop_class_uid: instance.sop_class_uid,
-            study_uid: instance.study_uid,
-            series_uid: instance.series_uid,
-            modality: instance.modality,
-            transfer_syntax: self.transfer_syntax,
-            path: spooled.path,
-            size,
-            calling_ae: calling_ae.to_string(),
-            received_at_ms: now_ms(),
-        };
+        let size = record.size;
         let (sop, study) = (record.sop_instance_uid.clone(), record.study_uid.clone());
         ingest
             .writer
-            .record(record, spooled.dir)
+            .record(record, dir)
             .await
-            .map_err(|e| out_of_resources("could not record instance", e))?;
+            .map_err(|e| Refusal::out_of_resources("could not record instance", e))?;
         tracing::debug!(
             calling_ae,
             sop_instance_uid = %sop,
@@ -237,11 +201,6 @@ impl PendingStore {
         );
         Ok(size)
     }
-}
-
-/// 0xA700 with what failed and why.
-fn out_of_resources(what: &str, e: impl std::fmt::Display) -> Refusal {
-    Refusal::new(DimseStatus::OUT_OF_RESOURCES, format!("{what}: {e}"))
 }
 
 /// fsync the spooled file (on a pooled blocking thread) while the data set is parsed and
@@ -259,8 +218,8 @@ async fn sync_and_inspect(
         tokio::task::block_in_place(|| inspect(data, transfer_syntax, command, modalities));
     let written = fsync
         .await
-        .map_err(|e| out_of_resources("spool write failed", e))?
-        .map_err(|e| out_of_resources("spool write failed", e))?;
+        .map_err(|e| Refusal::out_of_resources("spool write failed", e))?
+        .map_err(|e| Refusal::out_of_resources("spool write failed", e))?;
     match checked {
         Ok(instance) => Ok((written, instance)),
         Err(r) => {

@@ -54,6 +54,16 @@ impl Refusal {
             reason: reason.into(),
         }
     }
+
+    /// 0xC000: the data set or its framing cannot be understood.
+    pub fn cannot_understand(reason: impl Into<String>) -> Refusal {
+        Refusal::new(DimseStatus::CANNOT_UNDERSTAND, reason)
+    }
+
+    /// 0xA700: disk, spool or database; `what` failed because of `cause`.
+    pub fn out_of_resources(what: &str, cause: impl std::fmt::Display) -> Refusal {
+        Refusal::new(DimseStatus::OUT_OF_RESOURCES, format!("{what}: {cause}"))
+    }
 }
 
 /// What the sender said an instance is before its data set was read: the C-STORE
@@ -114,9 +124,9 @@ pub fn inspect_file(
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_header(path)));
     let header = match parsed {
         Ok(Ok(header)) => header,
-        Ok(Err(reason)) => return Err(cannot_understand(reason)),
+        Ok(Err(reason)) => return Err(Refusal::cannot_understand(reason)),
         Err(_) => {
-            return Err(cannot_understand(
+            return Err(Refusal::cannot_understand(
                 "data set does not parse (parser failure)",
             ))
         }
@@ -161,24 +171,24 @@ fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
     Ok(header)
 }
 
-fn cannot_understand(reason: impl Into<String>) -> Refusal {
-    Refusal::new(DimseStatus::CANNOT_UNDERSTAND, reason)
-}
-
 /// The data set, parsed in its transfer syntax; a truncated encapsulated image is refused.
 fn parse(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Refusal> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
-        .ok_or_else(|| cannot_understand(format!("unknown transfer syntax {ts_uid}")))?;
+        .ok_or_else(|| Refusal::cannot_understand(format!("unknown transfer syntax {ts_uid}")))?;
     // The parser is third-party code fed by the network: contain any panic.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         InMemDicomObject::read_dataset_with_ts(data, ts)
     }));
     let obj = match parsed {
         Ok(Ok(obj)) => obj,
-        Ok(Err(e)) => return Err(cannot_understand(format!("data set does not parse: {e}"))),
+        Ok(Err(e)) => {
+            return Err(Refusal::cannot_understand(format!(
+                "data set does not parse: {e}"
+            )))
+        }
         Err(_) => {
-            return Err(cannot_understand(
+            return Err(Refusal::cannot_understand(
                 "data set does not parse (parser failure)",
             ))
         }
@@ -199,10 +209,12 @@ fn check_uids(instance: &ReceivedInstance) -> Result<(), Refusal> {
         ("Series Instance UID", &instance.series_uid),
     ] {
         if uid.is_empty() {
-            return Err(cannot_understand(format!("{name} is missing")));
+            return Err(Refusal::cannot_understand(format!("{name} is missing")));
         }
         if !is_safe_uid(uid) {
-            return Err(cannot_understand(format!("{name} is not a valid UID")));
+            return Err(Refusal::cannot_understand(format!(
+                "{name} is not a valid UID"
+            )));
         }
     }
     Ok(())
@@ -243,7 +255,7 @@ fn check_modality(instance: &ReceivedInstance, accepted: &[String]) -> Result<()
     } else {
         &instance.modality
     };
-    Err(cannot_understand(format!(
+    Err(Refusal::cannot_understand(format!(
         "Modality {shown} not accepted (accepted: {})",
         accepted.join(", ")
     )))
@@ -294,7 +306,7 @@ impl PixelDataEnd {
         if self.is_complete() {
             return Ok(());
         }
-        Err(cannot_understand(
+        Err(Refusal::cannot_understand(
             "truncated: encapsulated pixel data has no end delimiter",
         ))
     }

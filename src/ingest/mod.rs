@@ -16,9 +16,14 @@ pub mod stow;
 
 use std::path::PathBuf;
 
-use crate::store::InstanceWriter;
+use crate::dicom::sop;
+use crate::dicom::uid::is_safe_uid;
+use crate::dicom::DimseStatus;
+use crate::store::{now_ms, InstanceRecord, InstanceWriter};
 use active::ActiveStudies;
+use instance::{ReceivedInstance, Refusal};
 use settings::{CallerRule, DicomSettings};
+use spool::{FileHeader, Incoming, Placement, Written};
 
 /// Everything an association handler needs, shared by all of them.
 pub struct Ingest {
@@ -49,5 +54,61 @@ impl Ingest {
             ));
         }
         Ok(())
+    }
+
+    /// What both transports check before keeping a byte of an instance: its SOP class is
+    /// accepted, its SOP Instance UID can name a file, the disk is above the watermark.
+    /// Then its spool file opens.
+    pub fn admit(&self, announced: &FileHeader) -> Result<Incoming, Refusal> {
+        if !sop::is_accepted_storage_class(announced.sop_class_uid) {
+            return Err(Refusal::new(
+                DimseStatus::SOP_CLASS_NOT_SUPPORTED,
+                format!(
+                    "{} not accepted",
+                    sop::sop_class_name(announced.sop_class_uid)
+                ),
+            ));
+        }
+        if !is_safe_uid(announced.sop_instance_uid) {
+            return Err(Refusal::cannot_understand(
+                "SOP Instance UID is not a valid UID",
+            ));
+        }
+        self.has_room_for(0)
+            .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))?;
+        self.spool
+            .begin(announced)
+            .map_err(|e| Refusal::out_of_resources("spool write failed", e))
+    }
+
+    /// A checked instance into its place in the spool; returns its row and the directory
+    /// the writer must fsync before the row is committed.
+    pub fn place(
+        &self,
+        written: Written,
+        instance: ReceivedInstance,
+        transfer_syntax: String,
+        calling_ae: &str,
+    ) -> Result<(InstanceRecord, PathBuf), Refusal> {
+        let at = Placement {
+            study_uid: &instance.study_uid,
+            series_uid: &instance.series_uid,
+            sop_instance_uid: &instance.sop_instance_uid,
+        };
+        let spooled = tokio::task::block_in_place(|| self.spool.place(written, &at))
+            .map_err(|e| Refusal::out_of_resources("spool write failed", e))?;
+        let record = InstanceRecord {
+            sop_instance_uid: instance.sop_instance_uid,
+            sop_class_uid: instance.sop_class_uid,
+            study_uid: instance.study_uid,
+            series_uid: instance.series_uid,
+            modality: instance.modality,
+            transfer_syntax,
+            path: spooled.path,
+            size: spooled.size,
+            calling_ae: calling_ae.to_string(),
+            received_at_ms: now_ms(),
+        };
+        Ok((record, spooled.dir))
     }
 }

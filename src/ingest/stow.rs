@@ -26,12 +26,11 @@ use sha2::{Digest, Sha256};
 
 use super::active::ActiveStudies;
 use super::instance::Refusal;
-use super::spool::Placement;
 use super::Ingest;
 use crate::dicom::uid::is_safe_uid;
 use crate::dicom::DimseStatus;
 use crate::ops::metrics::metrics;
-use crate::store::{now_ms, InstanceRecord};
+use crate::store::InstanceRecord;
 use part::{Failed, PartReceiver, Staged};
 pub use part::{PartId, STOW_AE};
 pub use response::Outcome;
@@ -381,10 +380,7 @@ impl Upload {
                 Ok(()) => outcome.stored.push(id),
                 Err(e) => self.failed.push(Failed {
                     id,
-                    refusal: Refusal::new(
-                        DimseStatus::OUT_OF_RESOURCES,
-                        format!("could not record instance: {e}"),
-                    ),
+                    refusal: Refusal::out_of_resources("could not record instance", e),
                 }),
             }
         }
@@ -396,38 +392,16 @@ impl Upload {
     /// Move a staged file to its place in the spool; the row to record and the directory
     /// the writer must fsync.
     fn place(&self, staged: &mut Staged) -> Result<(InstanceRecord, std::path::PathBuf), Refusal> {
-        let Some(written) = staged.file.take() else {
-            return Err(Refusal::new(
-                DimseStatus::OUT_OF_RESOURCES,
-                "spool file missing",
-            ));
-        };
-        let i = &staged.instance;
-        let at = Placement {
-            study_uid: &i.study_uid,
-            series_uid: &i.series_uid,
-            sop_instance_uid: &i.sop_instance_uid,
-        };
-        let spooled = tokio::task::block_in_place(|| self.ingest.spool.place(written, &at))
-            .map_err(|e| {
-                Refusal::new(
-                    DimseStatus::OUT_OF_RESOURCES,
-                    format!("spool write failed: {e}"),
-                )
-            })?;
-        let record = InstanceRecord {
-            sop_instance_uid: i.sop_instance_uid.clone(),
-            sop_class_uid: i.sop_class_uid.clone(),
-            study_uid: i.study_uid.clone(),
-            series_uid: i.series_uid.clone(),
-            modality: i.modality.clone(),
-            transfer_syntax: staged.transfer_syntax.clone(),
-            path: spooled.path,
-            size: spooled.size,
-            calling_ae: STOW_AE.to_string(),
-            received_at_ms: now_ms(),
-        };
-        Ok((record, spooled.dir))
+        let written = staged
+            .file
+            .take()
+            .ok_or_else(|| Refusal::out_of_resources("spool", "file missing"))?;
+        self.ingest.place(
+            written,
+            staged.instance.clone(),
+            staged.transfer_syntax.clone(),
+            STOW_AE,
+        )
     }
 }
 

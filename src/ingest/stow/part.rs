@@ -10,10 +10,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::FileMetaTable;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::dicom::sop;
 use crate::dicom::text::unpad;
-use crate::dicom::uid::is_safe_uid;
-use crate::dicom::DimseStatus;
 use crate::ingest::instance::{inspect_file, Announced, PixelDataEnd, ReceivedInstance, Refusal};
 use crate::ingest::spool::{FileHeader, Incoming, Written};
 use crate::ingest::Ingest;
@@ -97,17 +94,13 @@ enum State {
     Refused(Refusal),
 }
 
-fn cannot_understand(reason: impl Into<String>) -> Refusal {
-    Refusal::new(DimseStatus::CANNOT_UNDERSTAND, reason)
-}
-
 impl PartReceiver {
     /// A new part with the Content-Type its headers give (None: the request's type).
     pub fn new(ingest: Arc<Ingest>, content_type: Option<&str>) -> PartReceiver {
         let state = match content_type {
-            Some(t) if !super::is_dicom_type(t) => State::Refused(cannot_understand(format!(
-                "part is {t}, not application/dicom"
-            ))),
+            Some(t) if !super::is_dicom_type(t) => State::Refused(Refusal::cannot_understand(
+                format!("part is {t}, not application/dicom"),
+            )),
             _ => State::Head(Vec::new()),
         };
         PartReceiver {
@@ -166,37 +159,14 @@ impl PartReceiver {
 
     /// The checks a C-STORE gets from its presentation context and command, then the file.
     fn begin(&mut self, ts_uid: &str) -> Result<State, Refusal> {
-        let ts = TransferSyntaxRegistry
-            .get(ts_uid)
-            .ok_or_else(|| cannot_understand(format!("unknown transfer syntax {ts_uid}")))?;
-        if !sop::is_accepted_storage_class(&self.id.sop_class_uid) {
-            return Err(Refusal::new(
-                DimseStatus::SOP_CLASS_NOT_SUPPORTED,
-                format!(
-                    "{} not accepted",
-                    sop::sop_class_name(&self.id.sop_class_uid)
-                ),
-            ));
-        }
-        if !is_safe_uid(&self.id.sop_instance_uid) {
-            return Err(cannot_understand(
-                "Media Storage SOP Instance UID is not a valid UID",
-            ));
-        }
-        self.ingest
-            .has_room_for(0)
-            .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))?;
-        let header = FileHeader {
+        let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| {
+            Refusal::cannot_understand(format!("unknown transfer syntax {ts_uid}"))
+        })?;
+        let file = self.ingest.admit(&FileHeader {
             sop_class_uid: &self.id.sop_class_uid,
             sop_instance_uid: &self.id.sop_instance_uid,
             transfer_syntax: ts_uid,
             calling_ae: STOW_AE,
-        };
-        let file = self.ingest.spool.begin(&header).map_err(|e| {
-            Refusal::new(
-                DimseStatus::OUT_OF_RESOURCES,
-                format!("spool write failed: {e}"),
-            )
         })?;
         self.end = ts.is_encapsulated_pixel_data().then(PixelDataEnd::default);
         Ok(State::Body {
@@ -223,7 +193,7 @@ impl PartReceiver {
             State::Head(head) => {
                 let refusal = match meta_range(&head, true) {
                     Err(refusal) => refusal,
-                    Ok(_) => cannot_understand("not a DICOM Part 10 file"),
+                    Ok(_) => Refusal::cannot_understand("not a DICOM Part 10 file"),
                 };
                 return Err(refused(refusal));
             }
@@ -248,18 +218,14 @@ impl PartReceiver {
             inspect_file(&path, &announced, &ingest.settings.accepted_modalities)
         });
         let (fsynced, checked) = tokio::join!(fsync, check);
-        let out_of_resources = |e: &dyn std::fmt::Display| {
-            refused(Refusal::new(
-                DimseStatus::OUT_OF_RESOURCES,
-                format!("spool write failed: {e}"),
-            ))
-        };
+        let out_of_resources =
+            |e: &dyn std::fmt::Display| refused(Refusal::out_of_resources("spool write failed", e));
         let file = fsynced
             .map_err(|e| out_of_resources(&e))?
             .map_err(|e| out_of_resources(&e))?;
         let instance = checked
             .map_err(|_| {
-                refused(cannot_understand(
+                refused(Refusal::cannot_understand(
                     "data set does not parse (parser failure)",
                 ))
             })?
@@ -275,7 +241,7 @@ impl PartReceiver {
 /// Where the meta group lies in `head`, the first bytes of a part: from "DICM" to the end
 /// of group 0002. `Ok(None)` while more bytes are needed; `last`: no more will come.
 fn meta_range(head: &[u8], last: bool) -> Result<Option<(usize, usize)>, Refusal> {
-    let refuse = |why: &str| cannot_understand(format!("not a DICOM Part 10 file: {why}"));
+    let refuse = |why: &str| Refusal::cannot_understand(format!("not a DICOM Part 10 file: {why}"));
     let more = |why: &str| if last { Err(refuse(why)) } else { Ok(None) };
     let dicm = if head.len() >= PREAMBLE + 4 && &head[PREAMBLE..PREAMBLE + 4] == b"DICM" {
         PREAMBLE
@@ -311,10 +277,10 @@ fn read_meta(bytes: &[u8]) -> Result<FileMetaTable, Refusal> {
     // Third-party parser fed by the network: contain any panic.
     match std::panic::catch_unwind(|| FileMetaTable::from_reader(bytes)) {
         Ok(Ok(meta)) => Ok(meta),
-        Ok(Err(e)) => Err(cannot_understand(format!(
+        Ok(Err(e)) => Err(Refusal::cannot_understand(format!(
             "file meta information does not parse: {e}"
         ))),
-        Err(_) => Err(cannot_understand(
+        Err(_) => Err(Refusal::cannot_understand(
             "file meta information does not parse (parser failure)",
         )),
     }
