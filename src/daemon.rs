@@ -22,7 +22,7 @@ use crate::ops::health::Health;
 use crate::ops::http;
 use crate::ops::systemd;
 use crate::pipeline::assembler;
-use crate::pipeline::worker::{Router, Workers};
+use crate::pipeline::worker::Workers;
 use crate::shutdown::ShutdownTrigger;
 use crate::store::Store;
 use crate::wake::Wake;
@@ -31,7 +31,6 @@ use crate::wake::Wake;
 struct Reloadable {
     config_file: Option<PathBuf>,
     routes: watch::Sender<Arc<Routes>>,
-    router: watch::Sender<Arc<dyn Router>>,
     pipeline: watch::Sender<Arc<crate::pipeline::settings::PipelineSettings>>,
 }
 
@@ -70,9 +69,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         storage_dir: dir.clone(),
         health: health.clone(),
     });
-    // The same routes twice: as `Routes` for delivery, as a `Router` for the workers.
     let (routes_tx, routes) = watch::channel(Arc::new(routes_of(&settings)));
-    let (router_tx, router) = watch::channel::<Arc<dyn Router>>(Arc::new(routes_of(&settings)));
     let (pipeline_tx, pipeline) = watch::channel(Arc::new(settings.pipeline.clone()));
     let (wake_workers, wake_delivery) = (Wake::default(), Wake::default());
 
@@ -105,7 +102,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         output: settings.output.clone(),
         outbox: dir.join("outbox"),
         settings: settings.pipeline.clone(),
-        router,
+        router: routes.clone(),
         wake: wake_workers,
         wake_delivery: wake_delivery.clone(),
         health: health.clone(),
@@ -150,7 +147,6 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let reloadable = Reloadable {
         config_file,
         routes: routes_tx,
-        router: router_tx,
         pipeline: pipeline_tx,
     };
     wait_for_stop(&reloadable).await?;
@@ -246,7 +242,6 @@ fn reload(r: &Reloadable) {
         }
     };
     r.routes.send_replace(Arc::new(routes_of(&settings)));
-    r.router.send_replace(Arc::new(routes_of(&settings)));
     r.pipeline.send_replace(Arc::new(settings.pipeline.clone()));
     crate::ops::logging::set_level(&settings.log.level);
     tracing::info!(

@@ -275,18 +275,15 @@ impl Deliverer {
             .filter(|d| d.job_id == job_id)
             .map(|d| d.destination.as_str())
             .collect();
+        // One row per object and destination: each destination appears once per object.
+        destinations.sort_unstable();
         destinations.dedup();
-        let summary = crate::pipeline::summary::JobSummary::parse(job.finding.as_deref());
-        tracing::info!(
-            study_uid = %job.study_uid,
+        crate::pipeline::summary::JobSummary::parse(job.finding.as_deref()).log_finished(
+            &job.study_uid,
             job_id,
-            outcome = %state,
-            class = summary.class.as_deref().unwrap_or("-"),
-            method = summary.method.as_deref().unwrap_or("-"),
-            timings_ms = %summary.timings_text(),
-            destinations = %destinations.join(","),
-            error = job.last_error.as_deref().unwrap_or(""),
-            "study finished"
+            state,
+            &destinations,
+            job.last_error.as_deref().unwrap_or(""),
         );
     }
 }

@@ -48,6 +48,30 @@ impl JobSummary {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The one log line per finished study: UIDs, outcome, class, method, stage
+    /// timings, destinations, error — never patient data.
+    pub fn log_finished(
+        &self,
+        study_uid: &str,
+        job_id: i64,
+        outcome: impl std::fmt::Display,
+        destinations: &[&str],
+        error: &str,
+    ) {
+        tracing::info!(
+            study_uid,
+            job_id,
+            outcome = %outcome,
+            class = self.class.as_deref().unwrap_or("-"),
+            method = self.method.as_deref().unwrap_or("-"),
+            reason = self.reason.as_deref().unwrap_or(""),
+            timings_ms = %self.timings_text(),
+            destinations = %destinations.join(","),
+            error,
+            "study finished"
+        );
+    }
+
     /// Stage timings as `stage=ms` pairs, for a log line.
     pub fn timings_text(&self) -> String {
         self.timings

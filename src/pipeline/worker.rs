@@ -34,7 +34,7 @@ pub trait Router: Send + Sync {
 }
 
 /// What every worker shares.
-pub struct Workers {
+pub struct Workers<R> {
     pub store: Arc<Store>,
     pub engine: Arc<Engine>,
     pub output: OutputSettings,
@@ -42,7 +42,7 @@ pub struct Workers {
     pub outbox: PathBuf,
     pub settings: PipelineSettings,
     /// Which destinations a study's results go to (SIGHUP may change them).
-    pub router: watch::Receiver<Arc<dyn Router>>,
+    pub router: watch::Receiver<Arc<R>>,
     /// Woken by the assembler when a job is queued.
     pub wake: Wake,
     /// Woken here when deliveries are recorded.
@@ -65,7 +65,7 @@ enum JobError {
     Outbox(#[from] std::io::Error),
 }
 
-impl Workers {
+impl<R: Router + 'static> Workers<R> {
     /// Run `count` workers until shutdown; a worker finishes the study it is on first.
     pub async fn run(self: Arc<Self>, count: usize, shutdown: Shutdown, _done: Done) {
         let mut tasks = tokio::task::JoinSet::new();
@@ -115,10 +115,10 @@ impl Workers {
             "analysing study"
         );
         let result = match self.analyse(&job).await {
-            Ok(finding) if finding.status == Status::Failed => Err(JobError::Analysis(
+            Ok((_, finding)) if finding.status == Status::Failed => Err(JobError::Analysis(
                 finding.reason.unwrap_or_else(|| "analysis failed".into()),
             )),
-            Ok(finding) => self.report(&job, finding).await,
+            Ok((files, finding)) => self.report(&job, files, finding).await,
             Err(e) => Err(e),
         };
         match result {
@@ -133,49 +133,42 @@ impl Workers {
         }
     }
 
-    async fn analyse(&self, job: &Job) -> Result<Finding, JobError> {
-        let store = self.store.clone();
-        let study = job.study_uid.clone();
-        let files = tokio::task::spawn_blocking(move || store.study_files(&study))
-            .await
-            .map_err(|e| JobError::Panicked(e.to_string()))??;
-        let engine = self.engine.clone();
-        let finding = tokio::task::spawn_blocking(move || analyze(&files, &engine))
-            .await
-            .map_err(|e| JobError::Panicked(e.to_string()))?;
-        for (stage, key) in [
-            ("total", "total"),
-            ("ct", "ct"),
-            ("xray", "xray"),
-            ("inference", "inference"),
-        ] {
-            if let Some(ms) = finding.timings_ms.get(key) {
+    /// The study's files and their Finding.
+    async fn analyse(&self, job: &Job) -> Result<(Vec<PathBuf>, Finding), JobError> {
+        let (store, study) = (self.store.clone(), job.study_uid.clone());
+        let files = blocking(move || store.study_files(&study)).await?;
+        let (engine, paths) = (self.engine.clone(), files.clone());
+        let finding = blocking(move || Ok::<_, JobError>(analyze(&paths, &engine))).await?;
+        for stage in ["total", "ct", "xray", "inference"] {
+            if let Some(ms) = finding.timings_ms.get(stage) {
                 metrics()
                     .analysis_seconds
                     .with_label_values(&[stage])
                     .observe(ms / 1e3);
             }
         }
-        Ok(finding)
+        Ok((files, finding))
     }
 
     /// Write the objects into the outbox and record their deliveries.
-    async fn report(&self, job: &Job, finding: Finding) -> Result<JobState, JobError> {
+    async fn report(
+        &self,
+        job: &Job,
+        files: Vec<PathBuf>,
+        finding: Finding,
+    ) -> Result<JobState, JobError> {
         let mut summary = JobSummary::of(&finding);
-        let store = self.store.clone();
-        let (id, text) = (job.id, summary.to_json());
-        tokio::task::spawn_blocking(move || store.job_reporting(id, &text))
-            .await
-            .map_err(|e| JobError::Panicked(e.to_string()))??;
+        let outcome = if finding.status == Status::Analysed {
+            JobState::Done
+        } else {
+            JobState::NotApplicable
+        };
+        let (store, id, text) = (self.store.clone(), job.id, summary.to_json());
+        blocking(move || store.job_reporting(id, &text)).await?;
         let dir = self.outbox.join(&job.study_uid).join(job.id.to_string());
         let reporting = Instant::now();
-        let (store, output, study) = (
-            self.store.clone(),
-            self.output.clone(),
-            job.study_uid.clone(),
-        );
-        let written = tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, JobError> {
-            let files = store.study_files(&study)?;
+        let output = self.output.clone();
+        let written = blocking(move || -> Result<Vec<PathBuf>, JobError> {
             if finding.status != Status::Analysed && !output.report_not_analysed {
                 return Ok(Vec::new());
             }
@@ -184,8 +177,7 @@ impl Workers {
             make_durable(&written, &dir)?;
             Ok(written)
         })
-        .await
-        .map_err(|e| JobError::Panicked(e.to_string()))??;
+        .await?;
         summary
             .timings
             .insert("report".into(), reporting.elapsed().as_secs_f64() * 1e3);
@@ -193,37 +185,19 @@ impl Workers {
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
-        let store = self.store.clone();
-        let study = job.study_uid.clone();
-        let (senders, _) = tokio::task::spawn_blocking(move || store.study_origin(&study))
-            .await
-            .map_err(|e| JobError::Panicked(e.to_string()))??;
+        let (store, study) = (self.store.clone(), job.study_uid.clone());
+        let (senders, _) = blocking(move || store.study_origin(&study)).await?;
         let destinations = self.router.borrow().destinations_for(&senders);
         let deliveries = deliveries_for(&written, &destinations);
-        let outcome = if summary.status == "analysed" {
-            JobState::Done
-        } else {
-            JobState::NotApplicable
-        };
-        let store = self.store.clone();
-        let (id, reason, text) = (job.id, summary.reason.clone(), summary.to_json());
-        let state = tokio::task::spawn_blocking(move || {
-            store.job_reporting(id, &text)?;
-            store.job_delivering(id, &deliveries, outcome, reason.as_deref())
+        let (store, text) = (self.store.clone(), summary.to_json());
+        let reason = summary.reason.clone();
+        let state = blocking(move || {
+            store.job_delivering(id, &deliveries, outcome, reason.as_deref(), &text)
         })
-        .await
-        .map_err(|e| JobError::Panicked(e.to_string()))??;
+        .await?;
         self.wake_delivery.wake();
         if state != JobState::Delivering {
-            tracing::info!(
-                study_uid = %job.study_uid,
-                job_id = job.id,
-                outcome = %state,
-                class = summary.class.as_deref().unwrap_or("-"),
-                reason = summary.reason.as_deref().unwrap_or(""),
-                timings_ms = %summary.timings_text(),
-                "study finished"
-            );
+            summary.log_finished(&job.study_uid, job.id, state, &[], "");
         }
         Ok(state)
     }
@@ -284,4 +258,16 @@ fn make_durable(files: &[PathBuf], dir: &Path) -> std::io::Result<()> {
         crate::fsutil::sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Run `f` on the blocking pool; a panic there is a job error like any other.
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, JobError>
+where
+    T: Send + 'static,
+    E: Into<JobError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobError::Panicked(e.to_string()))?
+        .map_err(Into::into)
 }

@@ -239,15 +239,17 @@ impl Store {
         )
     }
 
-    /// Reports written: record one delivery per (object, destination) and move on, in
-    /// one transaction. `outcome` (done or not applicable) is where the job ends once
-    /// every delivery succeeded; with nothing to deliver it ends there now.
+    /// Reports written: record one delivery per (object, destination) and the final
+    /// Finding summary, and move on, in one transaction. `outcome` (done or not
+    /// applicable) is where the job ends once every delivery succeeded; with nothing to
+    /// deliver it ends there now.
     pub fn job_delivering(
         &self,
         id: i64,
         deliveries: &[super::NewDelivery],
         outcome: JobState,
         reason: Option<&str>,
+        finding: &str,
     ) -> Result<JobState, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("job_delivering"))?;
@@ -260,9 +262,9 @@ impl Store {
         };
         tx.execute(
             "UPDATE jobs SET state = ?2, outcome = ?3, reason = ?4, last_error = NULL,
-                 updated_ms = ?5
+                 finding = ?6, updated_ms = ?5
              WHERE id = ?1",
-            params![id, state, outcome, reason, now],
+            params![id, state, outcome, reason, now, finding],
         )
         .map_err(sql("job_delivering"))?;
         tx.commit().map_err(sql("job_delivering"))?;
