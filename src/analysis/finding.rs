@@ -265,42 +265,51 @@ pub enum Risk {
 /// nothing a second time. Not serialised.
 #[derive(Debug, Clone)]
 pub enum KeyPixels {
-    /// The radiograph as the model saw it before resizing: display values 0..1.
-    Radiograph {
-        sop_instance_uid: String,
-        grey: Vec<f32>,
-        rows: usize,
-        columns: usize,
-        /// (row, column) spacing in mm, when the header gives one.
-        pixel_spacing: Option<(f64, f64)>,
-        /// PatientOrientation as given (validated direction letters), or empty.
-        patient_orientation: String,
-    },
-    /// A sagittal slab through the vertebral bodies: HU, `slices x rows` (slice k's
-    /// values at `k * rows ..`), slices head to feet, rows anterior to posterior.
-    CtSagittal {
-        hu: Vec<f32>,
-        rows: usize,
-        slices: usize,
-        /// mm per axial row, mm between slices.
-        row_mm: f64,
-        slice_mm: f64,
-        /// ImageOrientationPatient of the series (six cosines), or empty.
-        orientation: Vec<f64>,
-        sop_uids: Vec<String>,
-    },
-    /// One axial slice in HU (volumes too short for a useful reformat), with the index of
-    /// the level in `CtFinding::levels` whose ROI lies in it.
-    CtAxial {
-        hu: Vec<f32>,
-        rows: usize,
-        columns: usize,
-        /// (row, column) spacing in mm.
-        spacing: (f64, f64),
-        orientation: Vec<f64>,
-        sop_instance_uid: String,
-        level: usize,
-    },
+    Radiograph(RadiographPixels),
+    CtSagittal(SagittalPixels),
+    CtAxial(AxialPixels),
+}
+
+/// The radiograph as the model saw it before resizing: display values 0..1.
+#[derive(Debug, Clone)]
+pub struct RadiographPixels {
+    pub sop_instance_uid: String,
+    pub grey: Vec<f32>,
+    pub rows: usize,
+    pub columns: usize,
+    /// (row, column) spacing in mm, when the header gives one.
+    pub pixel_spacing: Option<(f64, f64)>,
+    /// PatientOrientation as given (validated direction letters), or empty.
+    pub patient_orientation: String,
+}
+
+/// A sagittal slab through the vertebral bodies: HU, `slices x rows` (slice k's values
+/// at `k * rows ..`), slices head to feet, rows anterior to posterior.
+#[derive(Debug, Clone)]
+pub struct SagittalPixels {
+    pub hu: Vec<f32>,
+    pub rows: usize,
+    pub slices: usize,
+    /// mm per axial row, mm between slices.
+    pub row_mm: f64,
+    pub slice_mm: f64,
+    /// ImageOrientationPatient of the series (six cosines), or empty.
+    pub orientation: Vec<f64>,
+    pub sop_uids: Vec<String>,
+}
+
+/// One axial slice in HU (volumes too short for a useful reformat), with the index of
+/// the level in `CtFinding::levels` whose ROI lies in it.
+#[derive(Debug, Clone)]
+pub struct AxialPixels {
+    pub hu: Vec<f32>,
+    pub rows: usize,
+    pub columns: usize,
+    /// (row, column) spacing in mm.
+    pub spacing: (f64, f64),
+    pub orientation: Vec<f64>,
+    pub sop_instance_uid: String,
+    pub level: usize,
 }
 
 /// One study's result.

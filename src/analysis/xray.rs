@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use dicom_dictionary_std::tags;
 use rayon::prelude::*;
 
-use super::finding::{BoneClass, ImagePrediction, KeyPixels, ModelIdentity, View, XrayFinding};
+use super::finding::{
+    BoneClass, ImagePrediction, KeyPixels, ModelIdentity, RadiographPixels, View, XrayFinding,
+};
 use super::image::{self, ImageError};
 use super::select::InstanceInfo;
 use crate::dicom::text;
@@ -126,14 +128,14 @@ fn prepare(info: &InstanceInfo) -> Result<Prepared, RadiographError> {
     let shown = image::display(&frame, &header);
     Ok(Prepared {
         input: preprocess::prepare(&shown, frame.rows, frame.columns),
-        key: KeyPixels::Radiograph {
+        key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),
             grey: shown,
             rows: frame.rows,
             columns: frame.columns,
             pixel_spacing: header.pixel_spacing,
             patient_orientation: patient_orientation(&text(&obj, tags::PATIENT_ORIENTATION)),
-        },
+        }),
     })
 }
 

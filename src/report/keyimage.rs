@@ -4,7 +4,9 @@
 //! the result in words. The pixels come with the Finding: nothing is decoded here.
 
 use super::render::{Canvas, AMBER, BANNER, WHITE, YELLOW};
-use crate::analysis::finding::{CtFinding, Finding, KeyPixels, Risk, Status};
+use crate::analysis::finding::{
+    AxialPixels, CtFinding, Finding, KeyPixels, RadiographPixels, Risk, SagittalPixels, Status,
+};
 
 /// Long side of the image part (the banner adds to it).
 const IMAGE_LONG_SIDE: f64 = 1536.0;
@@ -38,9 +40,9 @@ pub fn compose(f: &Finding, disclaimer: &str) -> Result<KeyImage, KeyImageError>
         return Err(KeyImageError::NotAnalysed);
     }
     let mut key = match (&f.key_pixels, &f.ct) {
-        (Some(p @ KeyPixels::Radiograph { .. }), _) => radiograph(p),
-        (Some(p @ KeyPixels::CtSagittal { .. }), Some(ct)) => ct_reformat(p, ct),
-        (Some(p @ KeyPixels::CtAxial { .. }), Some(ct)) => ct_axial(p, ct)?,
+        (Some(KeyPixels::Radiograph(p)), _) => radiograph(p),
+        (Some(KeyPixels::CtSagittal(p)), Some(ct)) => ct_reformat(p, ct),
+        (Some(KeyPixels::CtAxial(p)), Some(ct)) => ct_axial(p, ct)?,
         _ => return Err(KeyImageError::NoPixels),
     };
     let banner = banner(f, disclaimer, key.canvas.width);
@@ -57,18 +59,15 @@ fn bone_window(hu: f32) -> f32 {
     ((hu + 450.0) / 1500.0).clamp(0.0, 1.0)
 }
 
-fn radiograph(p: &KeyPixels) -> KeyImage {
-    let KeyPixels::Radiograph {
+fn radiograph(p: &RadiographPixels) -> KeyImage {
+    let RadiographPixels {
         sop_instance_uid,
         grey,
         rows,
         columns,
         pixel_spacing,
         patient_orientation,
-    } = p
-    else {
-        unreachable!("called with a radiograph");
-    };
+    } = p;
     let (rows_f, cols_f) = (*rows as f64, *columns as f64);
     let mm_per_px = scale_for(cols_f, rows_f);
     let (w, h) = (
@@ -85,8 +84,8 @@ fn radiograph(p: &KeyPixels) -> KeyImage {
     }
 }
 
-fn ct_reformat(p: &KeyPixels, finding: &CtFinding) -> KeyImage {
-    let KeyPixels::CtSagittal {
+fn ct_reformat(p: &SagittalPixels, finding: &CtFinding) -> KeyImage {
+    let SagittalPixels {
         hu,
         rows,
         slices,
@@ -94,10 +93,7 @@ fn ct_reformat(p: &KeyPixels, finding: &CtFinding) -> KeyImage {
         slice_mm,
         orientation,
         sop_uids,
-    } = p
-    else {
-        unreachable!("called with a sagittal slab");
-    };
+    } = p;
     let (rows, n, row_mm, slice_mm) = (*rows, *slices, *row_mm, *slice_mm);
     let grey: Vec<f32> = hu.iter().map(|v| bone_window(*v)).collect();
     let mm_per_px = scale_for(rows as f64 * row_mm, n as f64 * slice_mm);
@@ -168,8 +164,8 @@ fn direction_letter(v: &[f64]) -> char {
 }
 
 /// The axial slice of a level, its ROI outlined and its HU printed.
-fn ct_axial(p: &KeyPixels, finding: &CtFinding) -> Result<KeyImage, KeyImageError> {
-    let KeyPixels::CtAxial {
+fn ct_axial(p: &AxialPixels, finding: &CtFinding) -> Result<KeyImage, KeyImageError> {
+    let AxialPixels {
         hu,
         rows,
         columns,
@@ -177,10 +173,7 @@ fn ct_axial(p: &KeyPixels, finding: &CtFinding) -> Result<KeyImage, KeyImageErro
         orientation,
         sop_instance_uid,
         level,
-    } = p
-    else {
-        unreachable!("called with an axial slice");
-    };
+    } = p;
     let level = finding.levels.get(*level).ok_or(KeyImageError::NoLevel)?;
     let grey: Vec<f32> = hu.iter().map(|v| bone_window(*v)).collect();
     let (rows_f, cols_f) = (*rows as f64, *columns as f64);

@@ -3,7 +3,7 @@
 //! measured axial slice when the volume is too short for a useful reformat.
 
 use super::Volume;
-use crate::analysis::finding::{KeyPixels, LevelMeasure};
+use crate::analysis::finding::{AxialPixels, KeyPixels, LevelMeasure, SagittalPixels};
 
 /// CT volumes shorter than this (mm) get an axial key image rather than a reformat.
 const SHORT_VOLUME_MM: f64 = 100.0;
@@ -44,7 +44,7 @@ pub fn key_pixels(volume: &Volume, levels: &[LevelMeasure]) -> Option<KeyPixels>
     } else {
         1.0
     };
-    Some(KeyPixels::CtSagittal {
+    Some(KeyPixels::CtSagittal(SagittalPixels {
         hu,
         rows,
         slices: n,
@@ -52,7 +52,7 @@ pub fn key_pixels(volume: &Volume, levels: &[LevelMeasure]) -> Option<KeyPixels>
         slice_mm,
         orientation: volume.orientation.clone(),
         sop_uids: volume.sop_uids.clone(),
-    })
+    }))
 }
 
 /// The slice holding `level`'s ROI, found by UID.
@@ -62,7 +62,7 @@ fn axial(volume: &Volume, level: &LevelMeasure) -> Option<KeyPixels> {
         .iter()
         .position(|u| *u == level.roi_sop_instance_uid)?;
     let frame = &volume.slices[k];
-    Some(KeyPixels::CtAxial {
+    Some(KeyPixels::CtAxial(AxialPixels {
         hu: frame.values.clone(),
         rows: frame.rows,
         columns: frame.columns,
@@ -70,5 +70,5 @@ fn axial(volume: &Volume, level: &LevelMeasure) -> Option<KeyPixels> {
         orientation: volume.orientation.clone(),
         sop_instance_uid: volume.sop_uids[k].clone(),
         level: 0,
-    })
+    }))
 }
