@@ -111,11 +111,7 @@ fn ct_part() {
         .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
         .collect();
     let engine = Engine {
-        thresholds: Thresholds {
-            ct_osteoporosis_hu: 110.0,
-            ct_normal_hu: 160.0,
-            ct_contrast_offset_hu: 0.0,
-        },
+        thresholds: Thresholds::default(),
         // Thin slices are excluded by default (1-5 mm); allowed here for the slice count.
         rules: Rules {
             ct_min_slice_mm: 0.5,
@@ -123,6 +119,7 @@ fn ct_part() {
         },
         xray: None,
         batch_size: 8,
+        risk_model: None,
     };
     let _ = analyze(&files, &engine);
     let (mut total, mut decode) = (Vec::new(), Vec::new());

@@ -103,7 +103,15 @@ impl Settings {
             .with_list_parse_key("dicom.accepted_modalities")
             .try_parsing(true)
             .source(env);
-        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        let config_dir = match path {
+            Some(p) => p.parent().map(Path::to_path_buf),
+            None => Path::new(DEFAULT_CONFIG_FILE)
+                .exists()
+                .then(|| PathBuf::from(DEFAULT_CONFIG_FILE))
+                .and_then(|p| p.parent().map(Path::to_path_buf)),
+        };
+        settings.model.resolve(config_dir.as_deref());
         settings.validate()?;
         Ok(settings)
     }

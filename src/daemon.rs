@@ -44,7 +44,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     recover(&spool, &store)?;
     let engine = Arc::new(
         Engine::load(
-            settings.analysis,
+            settings.analysis.clone(),
             settings.selection.clone(),
             &settings.model,
         )

@@ -33,4 +33,5 @@ pub mod report;
 pub mod shutdown;
 pub mod store;
 pub mod synth;
+pub mod train;
 pub mod wake;

@@ -62,6 +62,16 @@ enum Command {
     },
     /// Generate synthetic lumbar studies with known truth (DICOM files + manifest.csv).
     Synth(cli::synth::SynthArgs),
+    /// Train the X-ray model on a dataset (LUMOS, tabular DXA with images, manifest CSV,
+    /// synth output): patient-level split, augmentation, AdamW, early stopping,
+    /// checkpoints and --resume; writes .safetensors + model card.
+    Train(Box<cli::train::TrainArgs>),
+    /// Measure an X-ray model on a dataset, per study: accuracy, macro-F1, sensitivity and
+    /// specificity, one-vs-rest AUCs, T-score MAE and r, confusion matrix; JSON and plots.
+    Eval(cli::eval::EvalArgs),
+    /// Fit a clinical risk model (sex, age, weight, height, BMI, menopause) on a tabular
+    /// DXA dataset, compare it with OST on held-out rows; `[analysis] risk_model` uses it.
+    TrainRisk(cli::train_risk::TrainRiskArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,5 +125,8 @@ async fn run(
             cli::analyze::run(&paths, json, out.as_deref(), &settings)
         }
         Command::Synth(args) => cli::synth::run(args),
+        Command::Train(args) => tokio::task::block_in_place(|| cli::train::run(*args)),
+        Command::Eval(args) => tokio::task::block_in_place(|| cli::eval::run(args)),
+        Command::TrainRisk(args) => cli::train_risk::run(args),
     }
 }

@@ -139,8 +139,15 @@ fn real_ct_slices_are_measured_and_other_studies_get_a_reason() {
 
     let work = tempfile::tempdir().unwrap();
     let dx = synth_study(work.path(), &DX_SMALL);
-    let (ok, json) = analyze(&[&dx]);
-    assert!(!ok);
+    // With the X-ray model switched off ([model] weights = ""), radiographs get a reason.
+    let out = run(Command::new(bin())
+        .env("OSTEOSCREEN__MODEL__WEIGHTS", "")
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--json"])
+        .arg(&dx));
+    assert!(!out.status.success());
+    let json = String::from_utf8_lossy(&out.stdout);
     assert!(json.contains("no X-ray model is configured"), "{json}");
 
     let (ok, json) = analyze(&[&real("pydicom/rtplan.dcm")]);

@@ -9,12 +9,15 @@ use std::process::{Command, Output};
 
 use common::*;
 
+/// `analyze --json` with the weights given, or with the X-ray model switched off (None:
+/// `[model] weights = ""`).
 fn analyze(weights: Option<&Path>, paths: &[&Path]) -> (Output, serde_json::Value) {
     let mut cmd = Command::new(bin());
     cmd.arg("--config").arg(shipped_config());
-    if let Some(w) = weights {
-        cmd.env("OSTEOSCREEN__MODEL__WEIGHTS", w);
-    }
+    cmd.env(
+        "OSTEOSCREEN__MODEL__WEIGHTS",
+        weights.map_or(std::ffi::OsStr::new(""), Path::as_os_str),
+    );
     let out = run(cmd.args(["analyze", "--json"]).args(paths));
     let json = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));

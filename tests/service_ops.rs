@@ -45,6 +45,7 @@ fn failed_analysis_is_retried_then_dead_and_queue_retry_brings_it_back() {
     let d = analysing(
         work.path(),
         &[
+            ("OSTEOSCREEN__MODEL__WEIGHTS", ""),
             ("OSTEOSCREEN__PIPELINE__MAX_ATTEMPTS", "2"),
             ("OSTEOSCREEN__PIPELINE__RETRY_SECONDS", "1"),
         ],

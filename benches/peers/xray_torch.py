@@ -1,9 +1,12 @@
 """The osteoscreen X-ray network (src/model/net.rs) in PyTorch, for the latency comparison
-in `cargo bench --bench analysis`. Same layers, same parameter names, so it loads the
-candle weights; it checks its outputs against candle's before timing anything.
+in `cargo bench --bench analysis` and the training throughput in `cargo bench --bench
+training`. Same layers, same parameter names, so it loads the candle weights; it checks its
+outputs against candle's before timing anything.
 
 Usage: xray_torch.py WEIGHTS.safetensors INPUT.f32 CANDLE_OUT.json THREADS RUNS
 Prints one JSON line: medians per image for batch 1 and 8, peak RSS, max output diff.
+Usage: xray_torch.py train THREADS BATCH RUNS
+Prints one JSON line: median images/s of forward + backward + AdamW step on random input.
 """
 
 import json
@@ -52,7 +55,7 @@ class XrayNet(nn.Module):
         for i, w in enumerate(widths):
             setattr(self, f"layer{i + 1}", BasicBlock(cin, w, 1 if i == 0 else 2))
             cin = w
-        self.pool = nn.MaxPool2d(3, 2)
+        self.pool = nn.MaxPool2d(2, 2)
         self.class_head = nn.Linear(128, 3)
         self.t_head = nn.Linear(128, 1)
 
@@ -76,7 +79,36 @@ def median_ms(net, x, runs):
     return statistics.median(times)
 
 
+def train(threads, batch, runs):
+    torch.manual_seed(1)
+    torch.set_num_threads(threads)
+    net = XrayNet().train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    x = torch.randn(batch, 1, 256, 256)
+    labels = torch.randint(0, 3, (batch,))
+    t_true = torch.randn(batch)
+    times = []
+    for i in range(runs + 2):
+        start = time.perf_counter()
+        probs, t = net(x)
+        loss = nn.functional.nll_loss(torch.log(probs + 1e-9), labels) + 0.25 * ((t - t_true) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    print(json.dumps({
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": batch,
+        "images_per_s": batch / statistics.median(times),
+    }))
+
+
 def main():
+    if sys.argv[1] == "train":
+        train(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        return
     weights, inputs, candle_out, threads, runs = sys.argv[1:6]
     torch.set_num_threads(int(threads))
     net = XrayNet().eval()

@@ -219,6 +219,10 @@ pub struct ImagePrediction {
     pub probabilities: [f32; 3],
     pub t_score: f32,
     pub bmd_g_cm2: f32,
+    /// How unlike the model's training images this one looks (RMS z-score of the
+    /// network's features; the card's threshold marks "out of distribution").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_distance: Option<f32>,
 }
 
 /// What the X-ray model concluded for the study.
@@ -255,10 +259,24 @@ pub enum Risk {
         band: RiskBand,
         age_years: f64,
         weight_kg: f64,
+        /// The fitted risk model's estimate, when `[analysis] risk_model` names one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fitted: Option<FittedRisk>,
     },
     Unknown {
         reason: String,
     },
+}
+
+/// A fitted clinical risk model's class probabilities (normal, osteopenia, osteoporosis).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FittedRisk {
+    /// The model's name and file sha256 prefix, so the result can be traced.
+    pub model: String,
+    pub probabilities: [f64; 3],
+    /// Inputs the header lacked, replaced by the training mean.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub imputed: Vec<String>,
 }
 
 /// The pixels the key image is drawn from, kept from analysis so that reporting decodes

@@ -21,8 +21,9 @@ use select::{InstanceInfo, Selection};
 
 use crate::model::{ModelError, ModelSettings, XrayModel};
 
-/// Thresholds of the analysis methods (`[analysis]` in the config file).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// Thresholds of the analysis methods and the optional fitted risk model (`[analysis]`
+/// in the config file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// L1 trabecular HU at or below which osteoporosis is likely (Pickhardt 2013: 110).
@@ -31,6 +32,8 @@ pub struct Thresholds {
     pub ct_normal_hu: f64,
     /// Subtracted from measured HU for contrast-enhanced series (e.g. 14.75 portal venous).
     pub ct_contrast_offset_hu: f64,
+    /// A clinical risk model from `osteoscreen train-risk` (JSON); empty: OST only.
+    pub risk_model: PathBuf,
 }
 
 impl Default for Thresholds {
@@ -39,6 +42,7 @@ impl Default for Thresholds {
             ct_osteoporosis_hu: 110.0,
             ct_normal_hu: 160.0,
             ct_contrast_offset_hu: 0.0,
+            risk_model: PathBuf::new(),
         }
     }
 }
@@ -57,6 +61,15 @@ pub enum MethodError {
     Xray(#[from] xray::XrayError),
 }
 
+/// Why the engine could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("risk model: {0}")]
+    Risk(#[from] risk::RiskModelError),
+}
+
 /// Everything the engine needs, loaded once: thresholds, selection rules, the X-ray model
 /// (None when `[model] weights` is empty: radiograph studies then fail with that reason).
 pub struct Engine {
@@ -64,6 +77,8 @@ pub struct Engine {
     pub rules: select::Rules,
     pub xray: Option<XrayModel>,
     pub batch_size: usize,
+    /// The fitted risk model named in `[analysis] risk_model`, if any.
+    pub risk_model: Option<risk::RiskModel>,
 }
 
 impl Engine {
@@ -72,13 +87,19 @@ impl Engine {
         thresholds: Thresholds,
         rules: select::Rules,
         model: &ModelSettings,
-    ) -> Result<Engine, ModelError> {
+    ) -> Result<Engine, EngineError> {
         let xray = model.load()?;
+        let risk_model = if thresholds.risk_model.as_os_str().is_empty() {
+            None
+        } else {
+            Some(risk::RiskModel::load(&thresholds.risk_model)?)
+        };
         Ok(Engine {
             thresholds,
             rules,
             xray,
             batch_size: model.batch_size,
+            risk_model,
         })
     }
 }
@@ -102,7 +123,7 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
             .map(|i| i.study_uid.clone())
             .unwrap_or_default(),
         String::new(),
-        study_risk(&instances),
+        study_risk(&instances, engine.risk_model.as_ref()),
     );
     if skipped > 0 {
         f.flags
@@ -151,8 +172,8 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     f
 }
 
-/// The OST risk from the first instance's header.
-fn study_risk(instances: &[InstanceInfo]) -> risk::Risk {
+/// The OST risk (and the fitted model's, when given) from the first instance's header.
+fn study_risk(instances: &[InstanceInfo], model: Option<&risk::RiskModel>) -> risk::Risk {
     instances
         .first()
         .and_then(|i| {
@@ -161,7 +182,7 @@ fn study_risk(instances: &[InstanceInfo]) -> risk::Risk {
                 .open_file(&i.path)
                 .ok()
         })
-        .map(|obj| risk::from_header(&obj))
+        .map(|obj| risk::from_header_with(&obj, model))
         .unwrap_or(risk::Risk::Unknown {
             reason: "no header".into(),
         })
@@ -173,7 +194,7 @@ fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodE
     let mut failures = Vec::new();
     if let Some((series_uid, chosen)) = &sel.ct {
         let t0 = Instant::now();
-        match run_ct(series_uid, chosen, engine.thresholds, f) {
+        match run_ct(series_uid, chosen, &engine.thresholds, f) {
             Ok(ct) => {
                 f.methods.push(Method::CtTrabecularAttenuation);
                 f.instances_used
@@ -216,7 +237,7 @@ fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodE
 fn run_ct(
     series_uid: &str,
     chosen: &[InstanceInfo],
-    t: Thresholds,
+    t: &Thresholds,
     f: &mut Finding,
 ) -> Result<CtFinding, MethodError> {
     let t0 = Instant::now();

@@ -1,11 +1,14 @@
 //! Clinical risk from the header: the Osteoporosis Self-assessment Tool (OST / OSTA),
 //! 0.2 x (weight kg - age years), truncated to an integer; bands high < -4, moderate
 //! -4..-1, low > -1 (REFERENCES.md). Missing or implausible inputs give "unknown".
+//! Optionally also a fitted model (`RiskModel`, made by `osteoscreen train-risk` on a
+//! tabular DXA dataset): multinomial logistic regression on sex, age, weight, height, BMI
+//! and years since menopause.
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-pub use super::finding::{Risk, RiskBand};
+pub use super::finding::{FittedRisk, Risk, RiskBand};
 use crate::dicom::text::text_opt;
 
 /// OST from age and weight (both already checked plausible).
@@ -49,6 +52,136 @@ pub fn age_years(obj: &InMemDicomObject) -> Option<f64> {
         .filter(|a| (1.0..=120.0).contains(a))
 }
 
+/// The fitted model's inputs, in this order.
+pub const FEATURES: [&str; 6] = [
+    "female",
+    "age_years",
+    "weight_kg",
+    "height_m",
+    "bmi",
+    "menopause_years",
+];
+
+/// A fitted multinomial logistic model of the WHO class, as `train-risk` writes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RiskModel {
+    pub name: String,
+    /// Must equal `FEATURES`.
+    pub features: Vec<String>,
+    /// Standardisation (and imputation: a missing input counts as the mean).
+    pub mean: Vec<f64>,
+    pub sd: Vec<f64>,
+    /// Per class (normal, osteopenia, osteoporosis): one weight per feature, then the
+    /// intercept.
+    pub coefficients: Vec<Vec<f64>>,
+    pub trained_on: String,
+    /// Held-out comparison with OST, as `train-risk` measured it.
+    pub evaluation: serde_json::Value,
+}
+
+/// Why a risk model file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RiskModelError {
+    #[error("{path}: {message}")]
+    Invalid {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
+impl RiskModel {
+    pub fn load(path: &std::path::Path) -> Result<RiskModel, RiskModelError> {
+        let invalid = |message: String| RiskModelError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let m: RiskModel = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let n = FEATURES.len();
+        if m.features != FEATURES
+            || m.mean.len() != n
+            || m.sd.len() != n
+            || m.coefficients.len() != 3
+            || m.coefficients.iter().any(|c| c.len() != n + 1)
+        {
+            return Err(invalid(format!(
+                "not a risk model for the features {FEATURES:?} with 3 classes"
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Class probabilities; `x[i]` None is imputed with the mean.
+    pub fn predict(&self, x: &[Option<f64>; 6]) -> [f64; 3] {
+        let z: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.map_or(0.0, |v| (v - self.mean[i]) / self.sd[i].max(1e-9)))
+            .collect();
+        let logits: Vec<f64> = self
+            .coefficients
+            .iter()
+            .map(|c| c[..6].iter().zip(&z).map(|(w, v)| w * v).sum::<f64>() + c[6])
+            .collect();
+        softmax3(&logits)
+    }
+}
+
+/// Softmax of three logits.
+pub fn softmax3(l: &[f64]) -> [f64; 3] {
+    let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = l.iter().map(|v| (v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    [e[0] / s, e[1] / s, e[2] / s]
+}
+
+/// OST from the header, plus the fitted model's estimate when one is given.
+pub fn from_header_with(obj: &InMemDicomObject, model: Option<&RiskModel>) -> Risk {
+    let mut risk = from_header(obj);
+    if let (
+        Risk::Known {
+            fitted,
+            age_years,
+            weight_kg,
+            ..
+        },
+        Some(m),
+    ) = (&mut risk, model)
+    {
+        let sex = text_opt(obj, tags::PATIENT_SEX).map(|s| s.trim().to_string());
+        let female = match sex.as_deref() {
+            Some("F") => Some(1.0),
+            Some("M") => Some(0.0),
+            _ => None,
+        };
+        let height = obj
+            .get(tags::PATIENT_SIZE)
+            .and_then(|e| e.value().to_float64().ok())
+            .filter(|h| (0.8..=2.5).contains(h));
+        let bmi = height.map(|h| *weight_kg / (h * h));
+        let x = [
+            female,
+            Some(*age_years),
+            Some(*weight_kg),
+            height,
+            bmi,
+            None,
+        ];
+        let imputed = FEATURES
+            .iter()
+            .zip(&x)
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| n.to_string())
+            .collect();
+        *fitted = Some(FittedRisk {
+            model: m.name.clone(),
+            probabilities: m.predict(&x),
+            imputed,
+        });
+    }
+    risk
+}
+
 /// OST from the header's PatientAge (or birth/study dates) and PatientWeight.
 pub fn from_header(obj: &InMemDicomObject) -> Risk {
     let Some(age) = age_years(obj) else {
@@ -76,6 +209,7 @@ pub fn from_header(obj: &InMemDicomObject) -> Risk {
         band,
         age_years: age,
         weight_kg: weight,
+        fitted: None,
     }
 }
 

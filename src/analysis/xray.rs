@@ -110,8 +110,22 @@ pub fn run(
             probabilities: p.probabilities,
             t_score: p.t_score,
             bmd_g_cm2: p.bmd,
+            feature_distance: p.feature_distance,
         })
         .collect();
+    if let Some(profile) = &model.card.feature_profile {
+        let unlike = images
+            .iter()
+            .filter(|i| i.feature_distance.is_some_and(|d| d > profile.threshold))
+            .count();
+        if unlike > 0 {
+            flags.push(format!(
+                "{unlike} of {} radiograph(s) look unlike the model's training data (feature distance above {:.2}): out of distribution, treat the estimate with caution",
+                images.len(),
+                profile.threshold
+            ));
+        }
+    }
     Ok(XrayRun {
         finding: fuse(&model.card, images, flags),
         key: key.map(|(_, k)| k),

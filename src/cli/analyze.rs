@@ -20,7 +20,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let files = collect_files(paths).context("cannot list input files")?;
     let engine = Engine::load(
-        settings.analysis,
+        settings.analysis.clone(),
         settings.selection.clone(),
         &settings.model,
     )

@@ -2,9 +2,12 @@
 //! arguments and the settings, calls into the library, prints, and returns the exit code.
 
 pub mod analyze;
+pub mod eval;
 pub mod link;
 pub mod queue;
 pub mod synth;
+pub mod train;
+pub mod train_risk;
 
 use std::process::ExitCode;
 

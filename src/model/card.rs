@@ -9,13 +9,37 @@ use sha2::{Digest, Sha256};
 use super::error::{CardError, ModelError};
 
 /// The input a card must declare: what `preprocess` produces for `net`.
-const INPUT_SPEC: &str = "1x256x256 grey, robust-normalised";
+pub const INPUT_SPEC: &str = "1x256x256 grey, robust-normalised";
 
 /// Young-adult reference used to turn T-scores into BMD (g/cm²).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BmdReference {
     pub mean: f64,
     pub sd: f64,
+}
+
+/// What the training images looked like to the network: per-feature mean and standard
+/// deviation of the pooled features, and the distance above which an input is flagged as
+/// unlike the training data (the root-mean-square z-score over the features).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureProfile {
+    pub mean: Vec<f32>,
+    pub sd: Vec<f32>,
+    pub threshold: f32,
+}
+
+impl FeatureProfile {
+    /// RMS z-score of `features` against the profile.
+    pub fn distance(&self, features: &[f32]) -> f32 {
+        let n = features.len().min(self.mean.len()).max(1);
+        let s: f32 = features
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.sd)
+            .map(|((f, m), sd)| ((f - m) / sd.max(1e-4)).powi(2))
+            .sum();
+        (s / n as f32).sqrt()
+    }
 }
 
 /// The JSON card stored beside the weights.
@@ -30,6 +54,14 @@ pub struct ModelCard {
     pub intended_use: String,
     pub bmd_reference: BmdReference,
     pub weights_sha256: String,
+    /// What the model must not be used for, and what it was not validated on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub limitations: String,
+    /// How it was trained: data source and counts, split seed, options, history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_profile: Option<FeatureProfile>,
 }
 
 /// Hex sha256 of a file.
@@ -92,6 +124,9 @@ impl ModelCard {
                 sd: 0.11,
             },
             weights_sha256: sha256_file(weights)?,
+            limitations: "random weights".into(),
+            training: None,
+            feature_profile: None,
         })
     }
 }

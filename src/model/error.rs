@@ -15,6 +15,8 @@ pub enum ModelError {
         actual: String,
         expected: String,
     },
+    #[error("[model] weights: {0}")]
+    NotFound(String),
     #[error("weights {path}: {source}")]
     WeightsFile {
         path: PathBuf,

@@ -16,11 +16,17 @@ use candle_nn::{VarBuilder, VarMap};
 pub use card::ModelCard;
 pub use error::{CardError, DeviceError, ModelError};
 
+/// The demo weights shipped with osteoscreen (trained on synthetic data), the default.
+pub const BUNDLED_WEIGHTS: &str = "models/osteoscreen-xray-demo.safetensors";
+
 /// The X-ray model to load (`[model]` in the config file).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSettings {
     /// `.safetensors` weights; empty: no X-ray model (radiograph studies fail, saying so).
+    /// A relative path is looked up beside the config file, beside the binary (and in
+    /// `../share/osteoscreen`), in the working directory and in the source tree it was
+    /// built from (`resolve`).
     pub weights: PathBuf,
     /// The JSON model card; empty: the weights' path with `.json`.
     pub card: PathBuf,
@@ -28,15 +34,19 @@ pub struct ModelSettings {
     pub device: String,
     /// Radiographs per forward pass.
     pub batch_size: usize,
+    /// Set by `resolve` when a relative path was found nowhere.
+    #[serde(skip)]
+    pub unresolved: Option<String>,
 }
 
 impl Default for ModelSettings {
     fn default() -> Self {
         ModelSettings {
-            weights: PathBuf::new(),
+            weights: PathBuf::from(BUNDLED_WEIGHTS),
             card: PathBuf::new(),
             device: "auto".into(),
             batch_size: 8,
+            unresolved: None,
         }
     }
 }
@@ -50,14 +60,70 @@ impl ModelSettings {
         Ok(())
     }
 
+    /// Make relative `weights` and `card` paths absolute: the first of the places listed
+    /// on `weights` where the file exists. When none has it the path stays relative and
+    /// `unresolved` says where it was looked for (loading then fails with that message;
+    /// commands that load no model, such as `synth` and `train`, are unaffected).
+    pub fn resolve(&mut self, config_dir: Option<&Path>) {
+        for path in [&mut self.weights, &mut self.card] {
+            if path.as_os_str().is_empty() || path.is_absolute() {
+                continue;
+            }
+            let places = search_places(config_dir);
+            match places.iter().map(|d| d.join(&*path)).find(|p| p.is_file()) {
+                Some(found) => *path = found,
+                None => {
+                    self.unresolved = Some(format!(
+                        "{} not found in {}; set [model] weights = \"\" to run without an X-ray model",
+                        path.display(),
+                        places
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
     /// The configured model, or None when no weights are configured.
     pub fn load(&self) -> Result<Option<XrayModel>, ModelError> {
         if self.weights.as_os_str().is_empty() {
             return Ok(None);
         }
+        if let Some(why) = &self.unresolved {
+            return Err(ModelError::NotFound(why.clone()));
+        }
         let card = (!self.card.as_os_str().is_empty()).then_some(self.card.as_path());
         XrayModel::load(&self.weights, card, device(&self.device)?).map(Some)
     }
+}
+
+/// Where relative model paths are looked for, in order.
+fn search_places(config_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut places = Vec::new();
+    if let Some(dir) = config_dir {
+        places.push(dir.to_path_buf());
+        if let Some(parent) = dir.parent() {
+            places.push(parent.to_path_buf());
+        }
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        places.push(exe_dir.join("../share/osteoscreen"));
+        places.push(exe_dir);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        places.push(cwd);
+    }
+    places.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let mut seen = std::collections::HashSet::new();
+    places.retain(|p| seen.insert(p.clone()));
+    places
 }
 
 /// One radiograph's prediction.
@@ -68,6 +134,9 @@ pub struct Prediction {
     pub t_score: f32,
     /// Estimated areal BMD (g/cm²) from the T-score and the card's reference population.
     pub bmd: f32,
+    /// How unlike the training images this input looks to the network (RMS z-score of its
+    /// features), when the card has a feature profile.
+    pub feature_distance: Option<f32>,
 }
 
 /// `auto` picks CUDA when compiled in and a GPU is present.
@@ -149,9 +218,11 @@ impl XrayModel {
                 .map_err(err)?;
             let logits: Vec<Tensor> = parts.iter().map(|o| o.logits.clone()).collect();
             let t: Vec<Tensor> = parts.iter().map(|o| o.t_score.clone()).collect();
+            let f: Vec<Tensor> = parts.iter().map(|o| o.features.clone()).collect();
             net::Output {
                 logits: Tensor::cat(&logits, 0).map_err(err)?,
                 t_score: Tensor::cat(&t, 0).map_err(err)?,
+                features: Tensor::cat(&f, 0).map_err(err)?,
             }
         } else {
             self.net.forward(&x).map_err(err)?
@@ -161,14 +232,18 @@ impl XrayModel {
             .to_vec2::<f32>()
             .map_err(err)?;
         let t = out.t_score.to_vec1::<f32>().map_err(err)?;
+        let features = out.features.to_vec2::<f32>().map_err(err)?;
         let (mean, sd) = (self.card.bmd_reference.mean, self.card.bmd_reference.sd);
+        let profile = self.card.feature_profile.as_ref();
         Ok(probs
             .into_iter()
             .zip(t)
-            .map(|(p, t)| Prediction {
+            .zip(features)
+            .map(|((p, t), f)| Prediction {
                 probabilities: [p[0], p[1], p[2]],
                 t_score: t,
                 bmd: (mean + sd * t as f64) as f32,
+                feature_distance: profile.map(|pr| pr.distance(&f)),
             })
             .collect())
     }

@@ -1,9 +1,10 @@
-//! The X-ray network: a compact ResNet (four basic-block stages, 16-128 channels, about
-//! 0.7 M parameters) on a 1 x 256 x 256 grey radiograph, with two heads: 3-class logits
+//! The X-ray network: a compact ResNet (a 7x7 stride-2 stem and a 2x2 max pool, since
+//! candle has no backward pass for overlapping pools; four basic-block stages, 16-128
+//! channels, about 0.7 M parameters) on a 1 x 256 x 256 grey radiograph, with two heads: 3-class logits
 //! (normal, osteopenia, osteoporosis) and an estimated T-score. Weight names follow the
 //! module tree (`stem.conv`, `layer2.block.conv1`, `class_head`, ...).
 
-use super::conv::InferenceConv;
+use super::conv::{train_forward, InferenceConv};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{
     batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
@@ -61,10 +62,15 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let y = self
+            .bn1
+            .forward_t(&train_forward(&self.conv1, x)?, train)?
+            .relu()?;
+        let y = self
+            .bn2
+            .forward_t(&train_forward(&self.conv2, &y)?, train)?;
         let skip = match &self.shortcut {
-            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            Some((c, b)) => b.forward_t(&train_forward(c, x)?, train)?,
             None => x.clone(),
         };
         (y + skip)?.relu()
@@ -102,7 +108,7 @@ pub struct FusedNet {
 impl FusedNet {
     /// `x`: [B, 1, 256, 256], normalised.
     pub fn forward(&self, x: &Tensor) -> Result<Output> {
-        let mut y = self.stem.forward(x)?.relu()?.max_pool2d_with_stride(3, 2)?;
+        let mut y = self.stem.forward(x)?.relu()?.max_pool2d(2)?;
         for layer in &self.layers {
             y = layer.forward(&y)?;
         }
@@ -110,6 +116,7 @@ impl FusedNet {
         Ok(Output {
             logits: self.class_head.forward(&pooled)?,
             t_score: self.t_head.forward(&pooled)?.squeeze(1)?,
+            features: pooled,
         })
     }
 }
@@ -123,11 +130,16 @@ pub struct XrayNet {
     t_head: Linear,
 }
 
-/// Network outputs for a batch: logits [B, 3] and T-scores [B].
+/// Network outputs for a batch: logits [B, 3], T-scores [B], and the pooled features
+/// [B, 128] both heads read (compared with the training set's to flag unfamiliar input).
 pub struct Output {
     pub logits: Tensor,
     pub t_score: Tensor,
+    pub features: Tensor,
 }
+
+/// Width of `Output::features`.
+pub const FEATURES: usize = 128;
 
 impl XrayNet {
     pub fn new(vb: VarBuilder) -> Result<XrayNet> {
@@ -171,9 +183,9 @@ impl XrayNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Output> {
         let mut y = self
             .stem_bn
-            .forward_t(&self.stem_conv.forward(x)?, train)?
+            .forward_t(&train_forward(&self.stem_conv, x)?, train)?
             .relu()?
-            .max_pool2d_with_stride(3, 2)?;
+            .max_pool2d(2)?;
         for layer in &self.layers {
             y = layer.forward_t(&y, train)?;
         }
@@ -181,6 +193,7 @@ impl XrayNet {
         Ok(Output {
             logits: self.class_head.forward(&pooled)?,
             t_score: self.t_head.forward(&pooled)?.squeeze(1)?,
+            features: pooled,
         })
     }
 }

@@ -302,9 +302,19 @@ pub fn banner_lines(f: &Finding, disclaimer: &str) -> Vec<(String, bool, [u8; 3]
     }
     lines.push((
         match &f.risk {
-            Risk::Known { index, band, .. } => {
-                format!("OST clinical risk: {band:?} (index {index})")
-            }
+            Risk::Known {
+                index,
+                band,
+                fitted,
+                ..
+            } => match fitted {
+                Some(r) => format!(
+                    "OST clinical risk: {band:?} (index {index}) · {}: P(osteoporosis) {:.0} %",
+                    r.model,
+                    r.probabilities[2] * 100.0
+                ),
+                None => format!("OST clinical risk: {band:?} (index {index})"),
+            },
             Risk::Unknown { reason } => format!("OST clinical risk: unknown ({reason})"),
         },
         false,

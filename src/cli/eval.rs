@@ -1,0 +1,139 @@
+//! `osteoscreen eval`: a model's accuracy on a dataset, per study, with published results
+//! beside it; metrics.json and PNG plots with `--out`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use osteoscreen::model::{device, XrayModel};
+use osteoscreen::train::data::{self, ColumnOverrides};
+use osteoscreen::train::evaluate::{evaluate, EvalReport};
+use osteoscreen::train::split::split;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// Every labelled image of the dataset.
+    All,
+    /// The held-out test patients of `train`'s split (same --seed and fractions).
+    Test,
+    /// The validation patients of that split.
+    Val,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Weights (.safetensors); the card is the same path with .json.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset (any layout `train` reads).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which images: all, or the test / validation part of the seeded split.
+    #[arg(long, value_enum, default_value = "all")]
+    pub split: Part,
+    /// Split seed (default: the card's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, default_value_t = 0.15)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 0.15)]
+    pub test_fraction: f64,
+    #[arg(long = "column", value_name = "ROLE=HEADER")]
+    pub columns: Vec<String>,
+    /// Folder for metrics.json, confusion.png, roc.png, t_scores.png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
+    let dataset = data::open(&args.data, &ColumnOverrides::parse(&args.columns)?)?;
+    eprintln!("{}", dataset.summary());
+    let idx: Vec<usize> = match args.split {
+        Part::All => (0..dataset.samples.len()).collect(),
+        Part::Test | Part::Val => {
+            let seed = args.seed.or_else(|| card_seed(&model)).unwrap_or(1);
+            let s = split(
+                &dataset.samples,
+                args.val_fraction,
+                args.test_fraction,
+                seed,
+            );
+            if args.split == Part::Test {
+                s.test
+            } else {
+                s.val
+            }
+        }
+    };
+    if idx.is_empty() {
+        anyhow::bail!("no labelled images to evaluate");
+    }
+    let report = evaluate(
+        &model,
+        &dataset.samples,
+        &idx,
+        &args.data.display().to_string(),
+        args.out.as_deref(),
+    )?;
+    print!("{}", table(&report));
+    if let Some(out) = &args.out {
+        println!(
+            "wrote {}/metrics.json, confusion.png, roc.png, t_scores.png",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn card_seed(model: &XrayModel) -> Option<u64> {
+    model.card.training.as_ref()?.get("split_seed")?.as_u64()
+}
+
+fn table(r: &EvalReport) -> String {
+    let m = &r.metrics;
+    let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
+    let mut s = format!(
+        "model {} ({}), {} images, {} studies{}\n",
+        r.model,
+        &r.model_sha256[..r.model_sha256.len().min(12)],
+        r.images,
+        m.studies,
+        match r.images_out_of_distribution {
+            Some(n) => format!(", {n} images flagged unlike the training data"),
+            None => String::new(),
+        }
+    );
+    s += &format!("  accuracy                 {:.3}\n", m.accuracy);
+    s += &format!("  macro-F1                 {:.3}\n", m.macro_f1);
+    for c in &m.per_class {
+        s += &format!(
+            "  {:<13} n={:<5} sensitivity {}  specificity {}\n",
+            c.class,
+            c.n,
+            f(c.sensitivity),
+            f(c.specificity)
+        );
+    }
+    s += &format!(
+        "  AUC osteoporosis vs rest {}   (published: 0.767 Zhang et al. Bone 2020)\n",
+        f(m.auc_osteoporosis)
+    );
+    s += &format!(
+        "  AUC low BMD vs normal    {}   (published: 0.91-0.94 AP + lateral, Mao et al. Front Endocrinol 2022)\n",
+        f(m.auc_low_bmd)
+    );
+    s += &format!(
+        "  T-score MAE {}, Pearson r {}\n",
+        f(m.t_score_mae),
+        f(m.t_score_pearson_r)
+    );
+    s += "  confusion (rows truth, columns predicted: normal, osteopenia, osteoporosis)\n";
+    for row in &m.confusion {
+        s += &format!("    {:>6} {:>6} {:>6}\n", row[0], row[1], row[2]);
+    }
+    s
+}

@@ -1,0 +1,132 @@
+//! `osteoscreen train`: fit the X-ray model on a dataset folder (LUMOS, tabular DXA with
+//! images, a manifest CSV, or `osteoscreen synth` output) and write weights + card.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use osteoscreen::train::data::{self, ColumnOverrides};
+use osteoscreen::train::trainer::default_checkpoint_dir;
+use osteoscreen::train::{train, TrainOptions};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Dataset: a LUMOS folder, a DXA CSV (or its folder), a manifest CSV, or a synth folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder for <NAME>.safetensors and <NAME>.json (the model card).
+    #[arg(long, default_value = "models")]
+    pub out: PathBuf,
+    /// Model name (file names and card).
+    #[arg(long, default_value = "osteoscreen-xray")]
+    pub name: String,
+    /// Override a detected column: role=header (roles: patient, label, t_score, bmd, sex,
+    /// age, weight, height, bmi, menopause). Repeatable.
+    #[arg(long = "column", value_name = "ROLE=HEADER")]
+    pub columns: Vec<String>,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW, after warm-up, cosine decay).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_epochs: f64,
+    /// Stop after this many epochs without a better validation macro-F1.
+    #[arg(long, default_value_t = 6)]
+    pub patience: usize,
+    /// Split, initialisation, shuffling and augmentation all derive from it.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0.15)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 0.15)]
+    pub test_fraction: f64,
+    /// At most this many training images per epoch (default: all).
+    #[arg(long)]
+    pub images_per_epoch: Option<usize>,
+    /// cpu, cuda (built with --features cuda), or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Continue from the checkpoint (same data, seed and batch size).
+    #[arg(long)]
+    pub resume: bool,
+    /// Checkpoint folder (default: OUT/NAME-checkpoint).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// What the card says the training data was.
+    #[arg(long)]
+    pub data_description: Option<String>,
+    /// The card's intended use.
+    #[arg(
+        long,
+        default_value = "research: opportunistic osteoporosis screening on lumbar radiographs; not a diagnosis, DXA confirms"
+    )]
+    pub intended_use: String,
+    /// The card's limitations.
+    #[arg(
+        long,
+        default_value = "validated only on the held-out part of its own training data"
+    )]
+    pub limitations: String,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let columns = ColumnOverrides::parse(&args.columns)?;
+    let dataset = data::open(&args.data, &columns)?;
+    eprintln!("{}", dataset.summary());
+    for note in &dataset.notes {
+        eprintln!("  {note}");
+    }
+    if dataset.samples.is_empty() {
+        anyhow::bail!("{}: no labelled images to train on", args.data.display());
+    }
+    let opts = TrainOptions {
+        checkpoint_dir: args
+            .checkpoint_dir
+            .unwrap_or_else(|| default_checkpoint_dir(&args.out, &args.name)),
+        out: args.out,
+        name: args.name,
+        epochs: args.epochs,
+        batch_size: args.batch_size.max(2),
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        warmup_epochs: args.warmup_epochs,
+        patience: args.patience.max(1),
+        seed: args.seed,
+        val_fraction: args.val_fraction,
+        test_fraction: args.test_fraction,
+        images_per_epoch: args.images_per_epoch,
+        device: args.device,
+        resume: args.resume,
+        data_description: args
+            .data_description
+            .unwrap_or_else(|| format!("{} ({})", dataset.layout, args.data.display())),
+        intended_use: args.intended_use,
+        limitations: args.limitations,
+    };
+    let report = train(&dataset, &opts)?;
+    println!("wrote {} and its card", report.weights.display());
+    println!("validation (per study): {}", brief(&report.validation));
+    if let Some(t) = &report.test {
+        println!("held-out test (per study): {}", brief(t));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn brief(m: &osteoscreen::train::metrics::Metrics) -> String {
+    let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
+    format!(
+        "{} studies, accuracy {:.3}, macro-F1 {:.3}, AUC osteoporosis {}, AUC low BMD {}, T-score MAE {}",
+        m.studies,
+        m.accuracy,
+        m.macro_f1,
+        f(m.auc_osteoporosis),
+        f(m.auc_low_bmd),
+        f(m.t_score_mae)
+    )
+}

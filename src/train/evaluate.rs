@@ -1,0 +1,209 @@
+//! Predictions over a set of samples, fused per study (the images of a study averaged, as
+//! the daemon fuses views), ready for `metrics`.
+
+use std::collections::BTreeMap;
+
+use super::data::Sample;
+use super::images::Grey;
+use super::metrics::Scored;
+use crate::model::preprocess;
+
+/// One image's prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImagePred {
+    pub probabilities: [f32; 3],
+    pub t_score: f32,
+}
+
+/// The network's input for a cached image (no augmentation).
+pub fn input_of(grey: &Grey) -> Vec<f32> {
+    preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols)
+}
+
+/// Average the predictions of each study; `idx[i]` is the sample `preds[i]` belongs to.
+pub fn by_study(samples: &[Sample], idx: &[usize], preds: &[ImagePred]) -> Vec<Scored> {
+    let mut acc: BTreeMap<&str, (Scored, usize)> = BTreeMap::new();
+    for (&i, p) in idx.iter().zip(preds) {
+        let s = &samples[i];
+        let e = acc.entry(s.study.as_str()).or_insert((
+            Scored {
+                label: s.label,
+                probabilities: [0.0; 3],
+                t_true: s.t_score,
+                t_pred: 0.0,
+            },
+            0,
+        ));
+        for k in 0..3 {
+            e.0.probabilities[k] += p.probabilities[k];
+        }
+        e.0.t_pred += p.t_score;
+        e.1 += 1;
+    }
+    acc.into_values()
+        .map(|(mut s, n)| {
+            let n = n as f32;
+            s.probabilities.iter_mut().for_each(|p| *p /= n);
+            s.t_pred /= n;
+            s
+        })
+        .collect()
+}
+
+/// What `osteoscreen eval` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub model_sha256: String,
+    pub data: String,
+    pub images: usize,
+    pub images_unreadable: usize,
+    /// Images whose features lie beyond the card's out-of-distribution threshold.
+    pub images_out_of_distribution: Option<usize>,
+    pub metrics: super::metrics::Metrics,
+    /// Published results on real lumbar radiographs, for orientation (not the same data).
+    pub published_anchors: Vec<Anchor>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Anchor {
+    pub source: &'static str,
+    pub metric: &'static str,
+    pub value: &'static str,
+}
+
+pub fn anchors() -> Vec<Anchor> {
+    vec![
+        Anchor {
+            source: "Zhang et al., Bone 2020 (lumbar AP radiographs, deep learning)",
+            metric: "AUC osteoporosis vs rest",
+            value: "0.767",
+        },
+        Anchor {
+            source: "Mao et al., Front Endocrinol 2022 (AP + lateral)",
+            metric: "AUC",
+            value: "0.91-0.94",
+        },
+    ]
+}
+
+/// Run `model` over the samples `idx` of `samples` (decoding each image), fuse per study
+/// and measure; also write metrics.json and the plots into `out` when given.
+pub fn evaluate(
+    model: &crate::model::XrayModel,
+    samples: &[Sample],
+    idx: &[usize],
+    data: &str,
+    out: Option<&std::path::Path>,
+) -> Result<EvalReport, super::TrainError> {
+    use rayon::prelude::*;
+    let bar = super::progress::bar(idx.len() as u64, "evaluating");
+    let mut kept = Vec::new();
+    let mut preds = Vec::new();
+    let (mut unreadable, mut ood) = (0, 0);
+    for chunk in idx.chunks(16) {
+        let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
+            .par_iter()
+            .map(|&i| {
+                (
+                    i,
+                    super::images::load(&samples[i].image)
+                        .ok()
+                        .map(|g| input_of(&g)),
+                )
+            })
+            .collect();
+        let (ok, batch): (Vec<usize>, Vec<Vec<f32>>) = inputs
+            .into_iter()
+            .filter_map(|(i, x)| x.map(|x| (i, x)))
+            .unzip();
+        unreadable += chunk.len() - ok.len();
+        for p in model.predict(&batch)? {
+            if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
+                ood += usize::from(d > profile.threshold);
+            }
+            preds.push(ImagePred {
+                probabilities: p.probabilities,
+                t_score: p.t_score,
+            });
+        }
+        kept.extend(ok);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let scored = by_study(samples, &kept, &preds);
+    let metrics = super::metrics::compute(&scored);
+    let report = EvalReport {
+        model: model.card.name.clone(),
+        model_sha256: model.card.weights_sha256.clone(),
+        data: data.to_string(),
+        images: kept.len(),
+        images_unreadable: unreadable,
+        images_out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
+        metrics,
+        published_anchors: anchors(),
+    };
+    if let Some(dir) = out {
+        write_outputs(dir, &report, &scored)?;
+    }
+    Ok(report)
+}
+
+fn write_outputs(
+    dir: &std::path::Path,
+    report: &EvalReport,
+    scored: &[Scored],
+) -> Result<(), super::TrainError> {
+    use super::{metrics, plots, TrainError};
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    let json = dir.join("metrics.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(report).expect("serialises"),
+    )
+    .map_err(|e| TrainError::io(&json, e))?;
+    plots::confusion(
+        &dir.join("confusion.png"),
+        &report.metrics,
+        &format!(
+            "{} studies, accuracy {:.3}",
+            report.metrics.studies, report.metrics.accuracy
+        ),
+    )?;
+    let curve = |name: &str, auc: Option<f64>, pts: Vec<(f64, bool)>| {
+        (
+            format!(
+                "{name} (AUC {})",
+                auc.map_or("n/a".into(), |a| format!("{a:.3}"))
+            ),
+            metrics::roc(&pts),
+        )
+    };
+    plots::roc(
+        &dir.join("roc.png"),
+        &[
+            curve(
+                "osteoporosis vs rest",
+                report.metrics.auc_osteoporosis,
+                scored
+                    .iter()
+                    .map(|s| (s.probabilities[2] as f64, s.label == 2))
+                    .collect(),
+            ),
+            curve(
+                "low BMD vs normal",
+                report.metrics.auc_low_bmd,
+                scored
+                    .iter()
+                    .map(|s| (1.0 - s.probabilities[0] as f64, s.label >= 1))
+                    .collect(),
+            ),
+        ],
+    )?;
+    let pairs: Vec<(f64, f64)> = scored
+        .iter()
+        .filter_map(|s| s.t_true.map(|t| (t as f64, s.t_pred as f64)))
+        .collect();
+    plots::t_scores(&dir.join("t_scores.png"), &pairs)?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Training images: each radiograph (DICOM or PNG) decoded once, windowed for display the
+//! way the daemon does (`analysis::image::display`: bone bright, MONOCHROME1 inverted),
+//! box-filtered to at most `CACHE_SIDE` pixels a side and kept in memory as 16-bit grey.
+//! Augmentation and `model::preprocess::prepare` run on these for every epoch.
+
+use std::path::Path;
+
+use crate::analysis::image;
+
+/// Longest side kept: above the network's 256 so that zoom and crop augmentation have
+/// real detail to work with.
+pub const CACHE_SIDE: usize = 384;
+
+/// A display image, 0..1 as 0..65535.
+#[derive(Debug, Clone)]
+pub struct Grey {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<u16>,
+}
+
+impl Grey {
+    pub fn from_f32(rows: usize, cols: usize, v: &[f32]) -> Grey {
+        Grey {
+            rows,
+            cols,
+            data: v
+                .iter()
+                .map(|x| (x.clamp(0.0, 1.0) * 65535.0).round() as u16)
+                .collect(),
+        }
+    }
+
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.data.iter().map(|&x| x as f32 / 65535.0).collect()
+    }
+}
+
+/// Why an image could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageLoadError {
+    #[error("{0}: {1}")]
+    Dicom(String, String),
+    #[error("{0}: {1}")]
+    Png(String, String),
+}
+
+/// Decode, display-window and shrink one image.
+pub fn load(path: &Path) -> Result<Grey, ImageLoadError> {
+    let name = path.display().to_string();
+    let is_png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let (rows, cols, values) = if is_png {
+        read_png(path).map_err(|e| ImageLoadError::Png(name, e))?
+    } else {
+        let obj = dicom_object::open_file(path)
+            .map_err(|e| ImageLoadError::Dicom(name.clone(), e.to_string()))?;
+        let (header, frame) =
+            image::decode_first(&obj).map_err(|e| ImageLoadError::Dicom(name, e.to_string()))?;
+        let shown = image::display(&frame, &header);
+        (frame.rows, frame.columns, shown)
+    };
+    let (r, c, v) = shrink(&values, rows, cols, CACHE_SIDE);
+    Ok(Grey::from_f32(r, c, &v))
+}
+
+/// Box-filter `v` (rows x cols) so that its longest side is at most `side`.
+pub fn shrink(v: &[f32], rows: usize, cols: usize, side: usize) -> (usize, usize, Vec<f32>) {
+    let f = rows.max(cols).div_ceil(side).max(1);
+    if f == 1 {
+        return (rows, cols, v.to_vec());
+    }
+    let (r, c) = (rows / f, cols / f);
+    let mut out = vec![0f32; r * c];
+    for y in 0..r {
+        for x in 0..c {
+            let mut s = 0.0;
+            for dy in 0..f {
+                let row = &v[(y * f + dy) * cols + x * f..][..f];
+                s += row.iter().sum::<f32>();
+            }
+            out[y * c + x] = s / (f * f) as f32;
+        }
+    }
+    (r, c, out)
+}
+
+/// A greyscale (or RGB, as luma) 8- or 16-bit PNG as 0..1 values.
+fn read_png(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    let info = reader.info();
+    let (w, h) = (info.width as usize, info.height as usize);
+    if w == 0 || h == 0 || w * h > 64 << 20 {
+        return Err(format!("implausible size {w}x{h}"));
+    }
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let bytes = &buf[..frame.buffer_size()];
+    let channels = frame.color_type.samples();
+    let wide = frame.bit_depth == png::BitDepth::Sixteen;
+    let sample = |i: usize| -> f32 {
+        if wide {
+            u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]) as f32 / 65535.0
+        } else {
+            bytes[i] as f32 / 255.0
+        }
+    };
+    let values = (0..w * h)
+        .map(|p| {
+            let base = p * channels;
+            if channels >= 3 {
+                0.299 * sample(base) + 0.587 * sample(base + 1) + 0.114 * sample(base + 2)
+            } else {
+                sample(base)
+            }
+        })
+        .collect();
+    Ok((h, w, values))
+}
