@@ -46,25 +46,34 @@ fn draw(
     Ok(())
 }
 
-/// Confusion matrix: truth in rows, prediction in columns, shaded by row share.
+/// Confusion matrix: truth in rows (normal at the top), prediction in columns, each cell
+/// shaded by its share of the row.
 pub fn confusion(path: &Path, m: &Metrics, title: &str) -> Result<(), TrainError> {
     draw(path, |root| {
         let root = root.titled(title, ("sans-serif", 20)).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(20)
-            .x_label_area_size(40)
+            .x_label_area_size(50)
             .y_label_area_size(110)
-            .build_cartesian_2d(0f64..3.0, 0f64..3.0)
+            .build_cartesian_2d((0i32..2).into_segmented(), (0i32..2).into_segmented())
             .map_err(err)?;
+        // Row r of the matrix is drawn at y = 2 - r, so normal is on top.
+        let name = |v: &SegmentValue<i32>, flip: bool| match v {
+            SegmentValue::CenterOf(i) => {
+                let i = if flip { 2 - *i } else { *i };
+                CLASS_NAMES
+                    .get(i as usize)
+                    .map_or(String::new(), |s| s.to_string())
+            }
+            _ => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(3)
-            .y_labels(3)
             .x_desc("predicted")
             .y_desc("truth")
-            .x_label_formatter(&|v| label_at(*v))
-            .y_label_formatter(&|v| label_at(2.999 - *v))
+            .x_label_formatter(&|v| name(v, false))
+            .y_label_formatter(&|v| name(v, true))
             .draw()
             .map_err(err)?;
         for (t, row) in m.confusion.iter().enumerate() {
@@ -72,17 +81,20 @@ pub fn confusion(path: &Path, m: &Metrics, title: &str) -> Result<(), TrainError
             for (p, &n) in row.iter().enumerate() {
                 let share = n as f64 / total;
                 let shade = (255.0 * (1.0 - 0.8 * share)) as u8;
-                let (x, y) = (p as f64, 2.0 - t as f64);
+                let (x, y) = (p as i32, 2 - t as i32);
                 chart
                     .draw_series([Rectangle::new(
-                        [(x, y), (x + 1.0, y + 1.0)],
+                        [
+                            (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                            (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                        ],
                         RGBColor(shade, shade, 255).filled(),
                     )])
                     .map_err(err)?;
                 chart
                     .draw_series([Text::new(
                         format!("{n}"),
-                        (x + 0.42, y + 0.55),
+                        (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
                         ("sans-serif", 22),
                     )])
                     .map_err(err)?;
@@ -90,11 +102,6 @@ pub fn confusion(path: &Path, m: &Metrics, title: &str) -> Result<(), TrainError
         }
         Ok(())
     })
-}
-
-fn label_at(v: f64) -> String {
-    let i = v.floor() as usize;
-    CLASS_NAMES.get(i).map_or(String::new(), |s| s.to_string())
 }
 
 /// ROC curves, each with its AUC in the legend, and the chance diagonal.
