@@ -31,6 +31,40 @@ impl Im2Col {
     fn out_side(&self, side: usize) -> usize {
         (side + 2 * self.pad - self.k) / self.stride + 1
     }
+
+    /// One im2col row: what kernel offset (ky, kx) sees of `plane` (h x w) at every output
+    /// position, into `out` (oh x ow, zero where the window lies in the padding).
+    fn fill_row(
+        &self,
+        plane: &[f32],
+        (h, w): (usize, usize),
+        (ky, kx): (usize, usize),
+        (oh, ow): (usize, usize),
+        out: &mut [f32],
+    ) {
+        let (s, p) = (self.stride, self.pad);
+        // Output columns whose input column lies inside the image: ox * s + kx - p in 0..w.
+        let lo = p.saturating_sub(kx).div_ceil(s);
+        let hi = ((w + p).saturating_sub(kx + 1) / s + 1).min(ow);
+        if lo >= hi {
+            return;
+        }
+        let first = lo * s + kx - p;
+        for oy in 0..oh {
+            let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
+                continue;
+            };
+            let src = &plane[iy * w..(iy + 1) * w];
+            let dst = &mut out[oy * ow..(oy + 1) * ow];
+            if s == 1 {
+                dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+            } else {
+                for (d, v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                    *d = *v;
+                }
+            }
+        }
+    }
 }
 
 impl CustomOp1 for Im2Col {
@@ -41,7 +75,7 @@ impl CustomOp1 for Im2Col {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = layout.shape().dims4()?;
         let x = contiguous(storage, layout)?;
-        let (k, s, p) = (self.k, self.stride, self.pad);
+        let k = self.k;
         let (oh, ow) = (self.out_side(h), self.out_side(w));
         let rows = c * k * k;
         let mut cols = vec![0f32; b * rows * oh * ow];
@@ -52,28 +86,7 @@ impl CustomOp1 for Im2Col {
                 let (bi, r) = (row / rows, row % rows);
                 let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
                 let plane = &x[(bi * c + ci) * h * w..][..h * w];
-                // Output columns whose input column lies inside the image (the rest is
-                // zero padding): ox * s + kx - p in 0..w.
-                let lo = p.saturating_sub(kx).div_ceil(s);
-                let hi = ((w + p).saturating_sub(kx + 1) / s + 1).min(ow);
-                for oy in 0..oh {
-                    let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
-                        continue;
-                    };
-                    let src = &plane[iy * w..(iy + 1) * w];
-                    let dst = &mut out[oy * ow..(oy + 1) * ow];
-                    if lo >= hi {
-                        continue;
-                    }
-                    let first = lo * s + kx - p;
-                    if s == 1 {
-                        dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                    } else {
-                        for (d, v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
-                            *d = *v;
-                        }
-                    }
-                }
+                self.fill_row(plane, (h, w), (ky, kx), (oh, ow), out);
             });
         Ok((CpuStorage::F32(cols), Shape::from((b, rows, oh * ow))))
     }
@@ -146,11 +159,7 @@ impl CustomOp1 for Im2ColBatch {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = layout.shape().dims4()?;
         let x = contiguous(storage, layout)?;
-        let Im2Col {
-            k,
-            stride: s,
-            pad: p,
-        } = self.0;
+        let k = self.0.k;
         let (oh, ow) = (self.0.out_side(h), self.0.out_side(w));
         let l = oh * ow;
         let mut cols = vec![0f32; c * k * k * b * l];
@@ -159,16 +168,7 @@ impl CustomOp1 for Im2ColBatch {
             for bi in 0..b {
                 let plane = &x[(bi * c + ci) * h * w..][..h * w];
                 let dst = &mut out[bi * l..(bi + 1) * l];
-                for oy in 0..oh {
-                    let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
-                        continue;
-                    };
-                    for ox in 0..ow {
-                        if let Some(ix) = (ox * s + kx).checked_sub(p).filter(|&ix| ix < w) {
-                            dst[oy * ow + ox] = plane[iy * w + ix];
-                        }
-                    }
-                }
+                self.0.fill_row(plane, (h, w), (ky, kx), (oh, ow), dst);
             }
         });
         Ok((CpuStorage::F32(cols), Shape::from((c * k * k, b * l))))
