@@ -253,10 +253,7 @@ pub fn card(
     weights: &Path,
 ) -> Result<ModelCard, TrainError> {
     let counts = |idx: &[usize]| {
-        let mut c = [0usize; 3];
-        for &i in idx {
-            c[data.samples[i].label as usize] += 1;
-        }
+        let c = data.class_counts_of(idx.iter().copied());
         let patients: std::collections::BTreeSet<&str> = idx
             .iter()
             .map(|&i| data.samples[i].patient.as_str())

@@ -185,18 +185,12 @@ fn write_outputs(
             curve(
                 "osteoporosis vs rest",
                 report.metrics.auc_osteoporosis,
-                scored
-                    .iter()
-                    .map(|s| (s.probabilities[2] as f64, s.label == 2))
-                    .collect(),
+                metrics::osteoporosis_scores(scored),
             ),
             curve(
                 "low BMD vs normal",
                 report.metrics.auc_low_bmd,
-                scored
-                    .iter()
-                    .map(|s| (1.0 - s.probabilities[0] as f64, s.label >= 1))
-                    .collect(),
+                metrics::low_bmd_scores(scored),
             ),
         ],
     )?;

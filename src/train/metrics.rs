@@ -90,14 +90,7 @@ pub fn compute(s: &[Scored]) -> Metrics {
     // Macro-F1 over the classes present in the truth.
     let present: Vec<&ClassMetrics> = per_class.iter().filter(|c| c.n > 0).collect();
     let macro_f1 = present.iter().map(|c| c.f1).sum::<f64>() / present.len().max(1) as f64;
-    let osteo: Vec<(f64, bool)> = s
-        .iter()
-        .map(|x| (x.probabilities[2] as f64, x.label == 2))
-        .collect();
-    let low: Vec<(f64, bool)> = s
-        .iter()
-        .map(|x| (1.0 - x.probabilities[0] as f64, x.label >= 1))
-        .collect();
+    let (osteo, low) = (osteoporosis_scores(s), low_bmd_scores(s));
     let pairs: Vec<(f64, f64)> = s
         .iter()
         .filter_map(|x| x.t_true.map(|t| (t as f64, x.t_pred as f64)))
@@ -114,6 +107,20 @@ pub fn compute(s: &[Scored]) -> Metrics {
         t_score_pearson_r: pearson(&pairs),
         confusion,
     }
+}
+
+/// (P(osteoporosis), is osteoporosis) per study: the osteoporosis-vs-rest ROC's input.
+pub fn osteoporosis_scores(s: &[Scored]) -> Vec<(f64, bool)> {
+    s.iter()
+        .map(|x| (x.probabilities[2] as f64, x.label == 2))
+        .collect()
+}
+
+/// (1 - P(normal), is osteopenia or osteoporosis): the low-BMD-vs-normal ROC's input.
+pub fn low_bmd_scores(s: &[Scored]) -> Vec<(f64, bool)> {
+    s.iter()
+        .map(|x| (1.0 - x.probabilities[0] as f64, x.label >= 1))
+        .collect()
 }
 
 /// Area under the ROC curve (Mann-Whitney, ties counted half); None without both classes.

@@ -381,10 +381,7 @@ fn loss(
 
 /// Inverse class frequency in the training part, normalised to mean 1, capped at 5.
 fn class_weights(data: &Dataset, train: &[usize]) -> [f32; 3] {
-    let mut counts = [0usize; 3];
-    for &i in train {
-        counts[data.samples[i].label as usize] += 1;
-    }
+    let counts = data.class_counts_of(train.iter().copied());
     let present = counts.iter().filter(|&&c| c > 0).count().max(1);
     let total: usize = counts.iter().sum();
     let mut w = [0f32; 3];

@@ -57,9 +57,14 @@ pub struct Dataset {
 impl Dataset {
     /// Images per class.
     pub fn class_counts(&self) -> [usize; 3] {
+        self.class_counts_of(0..self.samples.len())
+    }
+
+    /// Images per class among the samples `idx`.
+    pub fn class_counts_of(&self, idx: impl IntoIterator<Item = usize>) -> [usize; 3] {
         let mut c = [0; 3];
-        for s in &self.samples {
-            c[s.label as usize] += 1;
+        for i in idx {
+            c[self.samples[i].label as usize] += 1;
         }
         c
     }
@@ -166,28 +171,17 @@ pub fn open(root: &Path, columns: &ColumnOverrides) -> Result<Dataset, DataError
 }
 
 /// WHO class of a T-score (0 normal T >= -1.0, 1 osteopenia, 2 osteoporosis T <= -2.5).
-pub fn who_class(t: f64) -> u8 {
-    crate::synth::subject::who_class(t)
-}
+pub use crate::synth::subject::who_class;
 
-/// Files under `dir` (recursively) whose extension is one of `exts`, sorted.
+/// Files under `dir` (recursively, sorted) whose extension is one of `exts`.
 pub(crate) fn files_with(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>, DataError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(io_err(&d))? {
-            let path = entry.map_err(io_err(&d))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
+    let all = crate::dicom::files::collect_files(&[dir.to_path_buf()]).map_err(io_err(dir))?;
+    Ok(all
+        .into_iter()
+        .filter(|p| {
+            p.extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| exts.iter().any(|x| x.eq_ignore_ascii_case(e)))
-            {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+        })
+        .collect())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::columns::{normalise, Table};
 use super::lumos::{metres, parse_sex};
-use super::{files_with, Sample};
+use super::Sample;
 use super::{io_err, who_class, ClinicalRecord, ColumnOverrides, DataError, Dataset, Layout};
 
 pub struct Tabular;
@@ -23,11 +23,15 @@ fn csv_file(root: &Path) -> Option<PathBuf> {
     if root.is_file() {
         return has_id(root).then(|| root.to_path_buf());
     }
-    files_with(root, &["csv"])
+    // Only the folder itself: an image folder beside the CSV may hold thousands of files.
+    let mut csvs: Vec<PathBuf> = std::fs::read_dir(root)
         .ok()?
-        .into_iter()
-        .filter(|p| p.parent() == Some(root))
-        .find(|p| has_id(p))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
+        .collect();
+    csvs.sort();
+    csvs.into_iter().find(|p| has_id(p))
 }
 
 impl Layout for Tabular {
