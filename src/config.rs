@@ -138,6 +138,19 @@ impl Settings {
         if d.timeout_seconds == 0 {
             return Err(invalid("dicom.timeout_seconds", "must be at least 1"));
         }
+        for (key, value) in [
+            ("dicom.max_instance_mb", d.max_instance_mb),
+            (
+                "dicom.max_associations_per_peer",
+                d.max_associations_per_peer as u64,
+            ),
+            ("dicom.max_association_seconds", d.max_association_seconds),
+            ("dicom.idle_seconds", d.idle_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if d.accepted_modalities.is_empty() {
             return Err(invalid("dicom.accepted_modalities", "lists no modality"));
         }

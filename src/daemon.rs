@@ -25,6 +25,7 @@ use crate::pipeline::assembler;
 use crate::pipeline::worker::Workers;
 use crate::shutdown::ShutdownTrigger;
 use crate::store::Store;
+use crate::supervise::Supervisor;
 use crate::wake::Wake;
 
 /// What SIGHUP can change while the daemon runs.
@@ -38,6 +39,8 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let dir = settings.storage.dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create storage dir {}", dir.display()))?;
+    // Held until serve returns: a second daemon on this dir would empty our spool/.tmp.
+    let _lock = crate::fsutil::lock_dir(&dir).map_err(anyhow::Error::msg)?;
     let store = Arc::new(Store::open(&Store::path_in(&dir))?);
     let spool =
         Spool::open(&dir).with_context(|| format!("cannot open spool in {}", dir.display()))?;
@@ -74,28 +77,40 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let (wake_workers, wake_delivery) = (Wake::default(), Wake::default());
 
     let trigger = ShutdownTrigger::new();
+    let mut supervisor = Supervisor::new();
+    let writer = ingest.writer.clone();
+    supervisor.watch("database writer", trigger.subscribe(), move || {
+        writer.is_alive()
+    });
     let app = http_app(&settings, &ingest, &store, &health, &engine);
-    tokio::spawn(http::run(
-        http_listener,
-        app,
+    supervisor.spawn(
+        "HTTP listener",
         trigger.subscribe(),
-        trigger.done_guard(),
-    ));
-    tokio::spawn(crate::ingest::listener::run(
-        listener,
-        ingest,
+        http::run(
+            http_listener,
+            app,
+            trigger.subscribe(),
+            trigger.done_guard(),
+        ),
+    );
+    supervisor.spawn(
+        "DICOM listener",
         trigger.subscribe(),
-        trigger.done_guard(),
-    ));
-    tokio::spawn(assembler::run(
-        store.clone(),
-        active,
-        Duration::from_secs(settings.dicom.study_stable_seconds),
-        pipeline,
-        wake_workers.clone(),
+        crate::ingest::listener::run(listener, ingest, trigger.subscribe(), trigger.done_guard()),
+    );
+    supervisor.spawn(
+        "assembler",
         trigger.subscribe(),
-        trigger.done_guard(),
-    ));
+        assembler::run(
+            store.clone(),
+            active,
+            Duration::from_secs(settings.dicom.study_stable_seconds),
+            pipeline,
+            wake_workers.clone(),
+            trigger.subscribe(),
+            trigger.done_guard(),
+        ),
+    );
     let workers = Arc::new(Workers {
         store: store.clone(),
         engine,
@@ -108,7 +123,13 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         health: health.clone(),
     });
     let worker_count = settings.pipeline.worker_count();
-    tokio::spawn(workers.run(worker_count, trigger.subscribe(), trigger.done_guard()));
+    let pool = workers.run(worker_count, trigger.subscribe(), trigger.done_guard());
+    if worker_count > 0 {
+        supervisor.spawn("workers", trigger.subscribe(), pool);
+    } else {
+        // Paused: no worker runs, and the empty pool ends at once by design.
+        tokio::spawn(pool);
+    }
     let deliverer = Arc::new(Deliverer {
         store: store.clone(),
         settings: settings.delivery.clone(),
@@ -117,7 +138,11 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         wake: wake_delivery,
         health: health.clone(),
     });
-    tokio::spawn(deliverer.run(routes, trigger.subscribe(), trigger.done_guard()));
+    supervisor.spawn(
+        "deliveries",
+        trigger.subscribe(),
+        deliverer.run(routes, trigger.subscribe(), trigger.done_guard()),
+    );
     if settings.storage.retention_days > 0.0 {
         tokio::spawn(crate::ops::retention::run(
             store.clone(),
@@ -139,6 +164,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         http = %http_addr,
         storage = %dir.display(),
         workers = worker_count,
+        callers = %callers_line(&settings),
         version = env!("CARGO_PKG_VERSION"),
         "osteoscreen ready"
     );
@@ -149,13 +175,38 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         routes: routes_tx,
         pipeline: pipeline_tx,
     };
-    wait_for_stop(&reloadable).await?;
-    tracing::info!("shutdown requested: finishing in-flight stores, studies and deliveries");
+    let death = tokio::select! {
+        stop = wait_for_stop(&reloadable) => {
+            stop?;
+            None
+        }
+        death = supervisor.death() => Some(death),
+    };
+    match &death {
+        None => {
+            tracing::info!("shutdown requested: finishing in-flight stores, studies and deliveries")
+        }
+        Some(what) => tracing::error!(
+            part = %what,
+            "a core part of the daemon stopped: shutting down to be restarted"
+        ),
+    }
     systemd::stopping();
     trigger.trigger();
     trigger.wait().await;
+    if let Some(what) = death {
+        anyhow::bail!("{what}; exiting so that the service manager restarts the daemon");
+    }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Who may send, as the ready line says it: plainly "any" when nothing restricts it.
+fn callers_line(settings: &Settings) -> String {
+    match settings.dicom.allowed_callers.len() {
+        0 => "any (allowed_callers is empty: every caller that can reach the port)".into(),
+        n => format!("{n} allowed_callers rules"),
+    }
 }
 
 /// The HTTP listener's routes: STOW-RS in, health and metrics out.

@@ -16,8 +16,9 @@
 //! the crate), `config` (settings), `shutdown` (the one stop signal every long-lived task
 //! listens to), `ops` (logs, systemd, health, metrics, the HTTP listener), `synth`
 //! (synthetic studies with known truth), `wake` (wake-up calls between tasks that are
-//! never lost), `daemon` (wires the long-running tasks together), `fsutil` (fsync and
-//! free space).
+//! never lost), `daemon` (wires the long-running tasks together), `supervise` (a core task
+//! that dies takes the daemon down, non-zero), `fsutil` (fsync, free space, the storage
+//! lock).
 
 pub mod analysis;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod pipeline;
 pub mod report;
 pub mod shutdown;
 pub mod store;
+pub mod supervise;
 pub mod synth;
 pub mod train;
 pub mod wake;

@@ -192,7 +192,7 @@ fn beyond_max_associations_is_an_immediate_rejection() {
         said.contains("Rejected Transient") && said.contains("Local Limit Exceeded"),
         "{said}"
     );
-    assert!(daemon.logs().contains("max_associations reached"));
+    assert!(daemon.logs().contains("max_associations (1) reached"));
     // Released, the slot serves the next caller (the retries cover the moment between
     // the release response and the slot's return).
     holder.release();

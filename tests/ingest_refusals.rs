@@ -112,13 +112,13 @@ fn broken_and_mismatched_data_sets_are_refused_and_the_daemon_carries_on() {
         (
             "pydicom/MR_truncated.dcm",
             0xC000,
-            "data set does not parse",
+            "data set refused: element (7FE0,0010) declares 8192 bytes",
         ),
-        ("pydicom/no_meta.dcm", 0xC000, "data set does not parse"),
+        ("pydicom/no_meta.dcm", 0xC000, "data set refused: element"),
         (
             "pydicom/meta_missing_tsyntax.dcm",
             0xC000,
-            "data set does not parse",
+            "data set refused: element",
         ),
         (
             "pydicom/emri_small_jpeg_2k_lossless_too_short.dcm",

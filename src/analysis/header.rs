@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::dicom::open;
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 
 /// What selection looks at, per instance. Text values are trimmed; coded strings are
 /// upper-cased.
@@ -42,10 +42,7 @@ pub fn read_headers(paths: &[PathBuf]) -> (Vec<InstanceInfo>, usize) {
 }
 
 fn read_one(path: &Path) -> Option<InstanceInfo> {
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .ok()?;
+    let obj = open::open_header(path, &open::Limits::default()).ok()?;
     let text = |tag| crate::dicom::text(&obj, tag);
     let floats = |tag| {
         obj.get(tag)

@@ -169,7 +169,11 @@ fn window(obj: &DefaultDicomObject) -> Option<(f64, f64)> {
         floats(obj, tags::WINDOW_CENTER),
         floats(obj, tags::WINDOW_WIDTH),
     ) {
-        (Some(c), Some(w)) if w[0] > 0.0 => Some((c[0], w[0])),
+        // A NaN or infinite window from the header must not reach the model.
+        (Some(c), Some(w)) => match (c.first(), w.first()) {
+            (Some(&c), Some(&w)) if c.is_finite() && w.is_finite() && w > 0.0 => Some((c, w)),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -274,7 +278,10 @@ pub fn display(frame: &Frame, header: &ImageHeader) -> Vec<f32> {
         .values
         .iter()
         .map(|v| {
+            // NaN (a NaN rescale or window in the header) shows as black, never reaches
+            // the model as NaN.
             let x = ((v - lo) / span).clamp(0.0, 1.0);
+            let x = if x.is_nan() { 0.0 } else { x };
             if invert {
                 1.0 - x
             } else {

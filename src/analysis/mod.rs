@@ -177,10 +177,7 @@ fn study_risk(instances: &[InstanceInfo], model: Option<&risk::RiskModel>) -> ri
     instances
         .first()
         .and_then(|i| {
-            dicom_object::OpenFileOptions::new()
-                .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-                .open_file(&i.path)
-                .ok()
+            crate::dicom::open::open_header(&i.path, &crate::dicom::open::Limits::default()).ok()
         })
         .map(|obj| risk::from_header_with(&obj, model))
         .unwrap_or(risk::Risk::Unknown {

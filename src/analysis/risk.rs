@@ -29,7 +29,8 @@ pub fn ost(age_years: f64, weight_kg: f64) -> (i32, RiskBand) {
 pub fn age_years(obj: &InMemDicomObject) -> Option<f64> {
     let text = |tag| text_opt(obj, tag).filter(|s| !s.is_empty());
     let from_as = text(tags::PATIENT_AGE).and_then(|s| {
-        if s.len() != 4 {
+        // Byte slicing below: only plain ASCII "nnnU" is an age string.
+        if s.len() != 4 || !s.is_ascii() {
             return None;
         }
         let n: f64 = s[..3].parse().ok()?;
@@ -262,7 +263,15 @@ mod tests {
                 ..
             }
         ));
-        for (age, weight) in [("000Y", "60"), ("070Y", "0"), ("", "60"), ("070Y", "")] {
+        for (age, weight) in [
+            ("000Y", "60"),
+            ("070Y", "0"),
+            ("", "60"),
+            ("070Y", ""),
+            // Not ASCII: four bytes, but a byte index would fall inside 'é'.
+            ("12é", "60"),
+            ("é12Y", "60"),
+        ] {
             let o = obj(&[
                 (tags::PATIENT_AGE, VR::AS, age),
                 (tags::PATIENT_WEIGHT, VR::DS, weight),

@@ -38,7 +38,7 @@ pub enum RadiographError {
     Open {
         path: PathBuf,
         // Boxed: the reader's error is large, and errors travel by value.
-        source: Box<dicom_object::ReadError>,
+        source: Box<crate::dicom::open::OpenError>,
     },
     #[error(transparent)]
     Decode(#[from] ImageError),
@@ -134,9 +134,11 @@ pub fn run(
 }
 
 fn prepare(info: &InstanceInfo) -> Result<Prepared, RadiographError> {
-    let obj = dicom_object::open_file(&info.path).map_err(|source| RadiographError::Open {
-        path: info.path.clone(),
-        source: Box::new(source),
+    let obj = crate::dicom::open::open_file(&info.path, &Default::default()).map_err(|source| {
+        RadiographError::Open {
+            path: info.path.clone(),
+            source: Box::new(source),
+        }
     })?;
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);

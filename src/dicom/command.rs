@@ -17,6 +17,9 @@ pub mod field {
     pub const C_ECHO_RSP: u16 = 0x8030;
 }
 
+/// A command set is a few hundred bytes; a peer sending more is refused before parsing.
+pub const MAX_COMMAND_BYTES: usize = 64 << 10;
+
 /// Command Data Set Type meaning "no data set follows" (any other value means one does).
 const NO_DATA_SET: u16 = 0x0101;
 
@@ -97,6 +100,14 @@ fn implicit_le() -> &'static dicom_encoding::TransferSyntax {
 impl Command {
     /// Parse a command set received in P-DATA command fragments.
     pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
+        if bytes.len() > MAX_COMMAND_BYTES {
+            return Err(CommandError::Parse(format!(
+                "{} bytes, over the {MAX_COMMAND_BYTES}-byte cap",
+                bytes.len()
+            )));
+        }
+        super::scan::scan_bytes(bytes, super::scan::Encoding::IMPLICIT_LE)
+            .map_err(|e| CommandError::Parse(e.to_string()))?;
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, implicit_le())
             .map_err(|e| CommandError::Parse(e.to_string()))?;
         let u16_of = |tag| obj.get(tag).and_then(|e| e.value().to_int::<u16>().ok());
@@ -120,16 +131,37 @@ impl Command {
     }
 }
 
+/// A UID for a command set: echoed from the peer, so anything the default character
+/// repertoire cannot carry (or a UI value cannot hold) becomes '?', never an encoding error.
 fn uid_value(uid: &str) -> PrimitiveValue {
-    PrimitiveValue::from(uid)
+    PrimitiveValue::from(command_text(uid, 64))
+}
+
+/// `text` restricted to printable ASCII without backslash (the repertoire of a command
+/// set, which has no Specific Character Set), at most `max` characters.
+pub fn command_text(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '\\' || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(max)
+        .collect()
 }
 
 fn encode(elements: Vec<DataElement<InMemDicomObject>>) -> Vec<u8> {
     // command_from_element_iter computes CommandGroupLength for us.
     let obj = InMemDicomObject::command_from_element_iter(elements);
     let mut out = Vec::with_capacity(256);
-    obj.write_dataset_with_ts(&mut out, implicit_le())
-        .expect("writing a command set to memory cannot fail");
+    // Every text in it went through `command_text`, so encoding cannot fail; should it
+    // anyway, an empty command set makes the peer abort rather than this task panic.
+    if let Err(e) = obj.write_dataset_with_ts(&mut out, implicit_le()) {
+        tracing::error!(error = %e, "could not encode a command set");
+        out.clear();
+    }
     out
 }
 
@@ -164,7 +196,7 @@ pub fn encode_response(request: &Command, status: DimseStatus, comment: Option<&
     }
     if let Some(comment) = comment {
         // Error Comment is LO: at most 64 characters.
-        let text: String = comment.chars().take(64).collect();
+        let text = command_text(comment, 64);
         elements.push(DataElement::new(
             tags::ERROR_COMMENT,
             VR::LO,
@@ -248,7 +280,41 @@ mod tests {
     }
 
     #[test]
+    fn unrepresentable_text_is_replaced_not_a_panic() {
+        let cmd = Command {
+            field: field::C_STORE_RQ,
+            message_id: 1,
+            sop_class_uid: "1.2€".into(),
+            sop_instance_uid: "1.2.3\\é".into(),
+            has_data_set: true,
+            status: None,
+            error_comment: None,
+        };
+        let comment = "SOP Class in data set (1.2€) differs: ünïcödé\\x";
+        let rsp = Command::decode(&encode_response(
+            &cmd,
+            DimseStatus::DATA_SET_MISMATCH,
+            Some(comment),
+        ))
+        .unwrap();
+        assert_eq!(rsp.sop_class_uid, "1.2?");
+        assert_eq!(rsp.sop_instance_uid, "1.2.3??");
+        assert_eq!(
+            rsp.error_comment.as_deref(),
+            Some("SOP Class in data set (1.2?) differs: ?n?c?d??x")
+        );
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
+        // Error Comment declaring 4 GiB in a 20-byte command set.
+        let mut bomb = encode_echo_rq(1);
+        bomb.extend_from_slice(&[0x00, 0x00, 0x02, 0x09, 0xF0, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]);
+        assert!(matches!(
+            Command::decode(&bomb),
+            Err(CommandError::Parse(_))
+        ));
+        assert!(Command::decode(&vec![0u8; MAX_COMMAND_BYTES + 1]).is_err());
         assert!(Command::decode(&[0xff; 7]).is_err());
         assert!(Command::decode(&[]).is_err());
     }

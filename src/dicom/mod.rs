@@ -6,11 +6,15 @@
 //! - `uid`: our implementation UIDs, derived (deterministic) UIDs and the safe-UID check;
 //! - `sop`: the SOP classes we accept, with their names;
 //! - `command`: DIMSE command sets and statuses, both directions;
-//! - `files`: the files a user names, folders expanded.
+//! - `files`: the files a user names, folders expanded;
+//! - `scan`: the length and nesting pre-scan every untrusted data set passes first;
+//! - `open`: opening untrusted files (pre-scan, then parse).
 
 pub mod command;
 pub mod dataset;
 pub mod files;
+pub mod open;
+pub mod scan;
 pub mod sop;
 pub mod text;
 pub mod uid;

@@ -1,6 +1,8 @@
-//! Who may open an association: `[dicom] allowed_callers` checked against the calling AE
-//! title and the peer's IP address (dicom-ul's hook sees AE titles only, so the address is
-//! captured here from the socket).
+//! Who may open an association: the Called AE Title must be ours (unless `[dicom]
+//! accept_any_called_ae`), and `[dicom] allowed_callers` is checked against the calling
+//! AE title and the peer's IP address (dicom-ul's hook sees AE titles only, so the address
+//! is captured here from the socket). The same decision runs twice: on the peeked request,
+//! before a slot is taken, and inside dicom-ul's negotiation, which sends the rejection.
 
 use std::net::SocketAddr;
 
@@ -13,6 +15,27 @@ use super::settings::CallerRule;
 pub struct CallerCheck<'a> {
     pub rules: &'a [CallerRule],
     pub peer: SocketAddr,
+    /// Our AE title, and whether another Called AE Title is accepted anyway.
+    pub ae_title: &'a str,
+    pub accept_any_called_ae: bool,
+}
+
+impl CallerCheck<'_> {
+    /// The decision, without logging.
+    pub fn decide(
+        &self,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if !self.accept_any_called_ae && called_ae_title.trim() != self.ae_title.trim() {
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        let ip = self.peer.ip();
+        if self.rules.is_empty() || self.rules.iter().any(|r| r.matches(calling_ae_title, ip)) {
+            return Ok(());
+        }
+        Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+    }
 }
 
 impl AccessControl for CallerCheck<'_> {
@@ -23,16 +46,21 @@ impl AccessControl for CallerCheck<'_> {
         called_ae_title: &str,
         _user_identity: Option<&UserIdentity>,
     ) -> Result<(), AssociationRJServiceUserReason> {
-        let ip = self.peer.ip();
-        if self.rules.is_empty() || self.rules.iter().any(|r| r.matches(calling_ae_title, ip)) {
-            return Ok(());
+        let decision = self.decide(calling_ae_title, called_ae_title);
+        if let Err(reason) = &decision {
+            let why = match reason {
+                AssociationRJServiceUserReason::CalledAETitleNotRecognized => {
+                    "called AE title is not ours ([dicom] ae_title)"
+                }
+                _ => "calling AE / address not in [dicom] allowed_callers",
+            };
+            tracing::warn!(
+                calling_ae = calling_ae_title.trim(),
+                called_ae = called_ae_title.trim(),
+                peer = %self.peer.ip().to_canonical(),
+                "association rejected: {why}"
+            );
         }
-        tracing::warn!(
-            calling_ae = calling_ae_title.trim(),
-            called_ae = called_ae_title.trim(),
-            peer = %ip,
-            "association rejected: calling AE / address not in [dicom] allowed_callers"
-        );
-        Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+        decision
     }
 }

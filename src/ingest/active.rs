@@ -35,3 +35,34 @@ impl ActiveStudies {
         self.map().contains_key(study_uid)
     }
 }
+
+/// The studies one association has entered; dropping it (the association ended, or its
+/// task panicked) leaves them all, so a study is never held back forever.
+pub struct Entered {
+    active: ActiveStudies,
+    studies: std::collections::HashSet<String>,
+}
+
+impl Entered {
+    pub fn new(active: &ActiveStudies) -> Entered {
+        Entered {
+            active: active.clone(),
+            studies: Default::default(),
+        }
+    }
+
+    /// This association contributes to `study_uid` (entered once however many instances).
+    pub fn enter(&mut self, study_uid: &str) {
+        if self.studies.insert(study_uid.to_string()) {
+            self.active.enter(study_uid);
+        }
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        for study in &self.studies {
+            self.active.leave(study);
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! One association, from A-ASSOCIATE-RQ to release: negotiation (SOP classes, transfer
 //! syntaxes, access), then C-ECHO and C-STORE requests until the peer releases, aborts,
-//! times out, or the daemon shuts down between two messages.
+//! goes silent (`timeout_seconds`), stores nothing for `idle_seconds`, outlives
+//! `max_association_seconds`, or the daemon shuts down: at once between two messages,
+//! after `shutdown_grace_seconds` when a data set is still arriving.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +15,10 @@ use dicom_ul::Pdu;
 use tokio::net::TcpStream;
 
 use super::access::CallerCheck;
+use super::active::Entered;
 use super::c_store::{PendingStore, Tally, UNRECOGNIZED_OPERATION};
 use super::Ingest;
-use crate::dicom::command::{encode_response, field};
+use crate::dicom::command::{encode_response, field, MAX_COMMAND_BYTES};
 use crate::dicom::sop::{self, STORAGE_SOP_CLASSES};
 use crate::dicom::{Command, DimseStatus};
 use crate::ops::metrics::metrics;
@@ -32,6 +34,8 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         .ae_access_control(CallerCheck {
             rules: &ingest.callers,
             peer,
+            ae_title: &settings.ae_title,
+            accept_any_called_ae: settings.accept_any_called_ae,
         })
         .ae_title(settings.ae_title.as_str())
         .max_pdu_length(settings.max_pdu_length)
@@ -70,7 +74,8 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
     );
     let started = Instant::now();
     let mut tally = Tally::default();
-    let mut studies = HashSet::new();
+    // Leaves its studies when dropped, even if this task panics.
+    let mut studies = Entered::new(&ingest.active);
     let end = serve(
         &mut association,
         &ingest,
@@ -80,9 +85,7 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         &mut studies,
     )
     .await;
-    for study in &studies {
-        ingest.active.leave(study);
-    }
+    drop(studies);
     match end {
         End::Released => {
             let _ = association.send(&Pdu::ReleaseRP).await;
@@ -131,8 +134,9 @@ async fn serve(
     calling_ae: &str,
     mut shutdown: Shutdown,
     tally: &mut Tally,
-    studies: &mut HashSet<String>,
+    studies: &mut Entered,
 ) -> End {
+    let settings = &ingest.settings;
     let mut session = Session {
         ingest,
         calling_ae,
@@ -140,17 +144,37 @@ async fn serve(
         studies,
         command_bytes: Vec::new(),
         pending: None,
+        last_store: Instant::now(),
     };
+    let lifetime = Duration::from_secs(settings.max_association_seconds);
+    let deadline = Instant::now() + lifetime;
+    let idle_limit = Duration::from_secs(settings.idle_seconds);
+    let grace = Duration::from_secs(settings.shutdown_grace_seconds);
+    // Set once shutdown began while a data set was arriving.
+    let mut grace_ends: Option<Instant> = None;
     loop {
-        // Shut down only between messages, so an in-flight store is always answered.
-        let idle = session.command_bytes.is_empty() && session.pending.is_none();
-        let received = if idle {
-            tokio::select! {
-                r = association.receive() => r,
-                _ = shutdown.recv() => return End::Aborted("daemon shutting down".into()),
+        let between_messages = session.command_bytes.is_empty() && session.pending.is_none();
+        if grace_ends.is_some() && between_messages {
+            return End::Aborted("daemon shutting down".into());
+        }
+        let (wake, why) = next_limit(
+            deadline,
+            between_messages.then_some(session.last_store + idle_limit),
+            grace_ends,
+        );
+        let received = tokio::select! {
+            r = association.receive() => r,
+            _ = tokio::time::sleep_until(wake.into()) => {
+                return End::Aborted(why.describe(settings));
             }
-        } else {
-            association.receive().await
+            _ = shutdown.recv(), if grace_ends.is_none() => {
+                if between_messages {
+                    return End::Aborted("daemon shutting down".into());
+                }
+                // An in-flight store gets a bounded time to finish and be answered.
+                grace_ends = Some(Instant::now() + grace);
+                continue;
+            }
         };
         let values = match received {
             Ok(Pdu::PData { data }) => data,
@@ -171,15 +195,61 @@ async fn serve(
     }
 }
 
+/// Which limit ends the association if nothing else happens first.
+#[derive(Clone, Copy)]
+enum Limit {
+    Lifetime,
+    Idle,
+    ShutdownGrace,
+}
+
+impl Limit {
+    fn describe(self, settings: &super::settings::DicomSettings) -> String {
+        match self {
+            Limit::Lifetime => format!(
+                "open longer than max_association_seconds ({} s)",
+                settings.max_association_seconds
+            ),
+            Limit::Idle => format!("no C-STORE for idle_seconds ({} s)", settings.idle_seconds),
+            Limit::ShutdownGrace => format!(
+                "daemon shutting down; store unfinished after shutdown_grace_seconds ({} s)",
+                settings.shutdown_grace_seconds
+            ),
+        }
+    }
+}
+
+/// The earliest of the limits that apply now.
+fn next_limit(
+    deadline: Instant,
+    idle_until: Option<Instant>,
+    grace_ends: Option<Instant>,
+) -> (Instant, Limit) {
+    let mut next = (deadline, Limit::Lifetime);
+    for (at, limit) in [
+        (idle_until, Limit::Idle),
+        (grace_ends, Limit::ShutdownGrace),
+    ] {
+        if let Some(at) = at {
+            if at < next.0 {
+                next = (at, limit);
+            }
+        }
+    }
+    next
+}
+
 /// One association's state between messages: the command being assembled and the store
 /// whose data set is arriving.
 struct Session<'a> {
     ingest: &'a Ingest,
     calling_ae: &'a str,
     tally: &'a mut Tally,
-    studies: &'a mut HashSet<String>,
+    studies: &'a mut Entered,
     command_bytes: Vec<u8>,
     pending: Option<PendingStore>,
+    /// When the last C-STORE began or ended: what the idle limit counts from.
+    last_store: Instant,
 }
 
 impl Session<'_> {
@@ -191,6 +261,11 @@ impl Session<'_> {
         value: PDataValue,
     ) -> Result<(), End> {
         self.command_bytes.extend_from_slice(&value.data);
+        if self.command_bytes.len() > MAX_COMMAND_BYTES {
+            return Err(End::Aborted(format!(
+                "command set over {MAX_COMMAND_BYTES} bytes"
+            )));
+        }
         if !value.is_last {
             return Ok(());
         }
@@ -201,6 +276,7 @@ impl Session<'_> {
             if self.pending.is_some() {
                 return Err(End::Aborted("new command before the data set ended".into()));
             }
+            self.last_store = Instant::now();
             let contexts = association.presentation_contexts();
             self.pending = Some(PendingStore::begin(
                 self.ingest,
@@ -236,15 +312,18 @@ impl Session<'_> {
                 "data set on another presentation context".into(),
             ));
         }
-        store.append(&value.data);
+        store.append(self.ingest, &value.data);
         if !value.is_last {
             return Ok(());
         }
-        let store = self.pending.take().expect("checked above");
+        let Some(store) = self.pending.take() else {
+            return Err(End::Aborted("data set without a command".into()));
+        };
         let (pc, command) = (store.pc_id, store.command.clone());
         let (status, comment) = store
             .complete(self.ingest, self.calling_ae, self.tally, self.studies)
             .await;
+        self.last_store = Instant::now();
         respond(association, pc, &command, status, comment.as_deref())
             .await
             .map_err(End::PeerGone)

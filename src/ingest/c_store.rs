@@ -1,14 +1,17 @@
 //! One C-STORE, from its request command to its response status. The data set is written
-//! to the spool while its fragments arrive; when the last one lands, the fsync and the
-//! parse/check run side by side, then the file is put in place and recorded. The status
-//! tells the truth: success only once the instance is durable and committed.
+//! to the spool while its fragments arrive (never held in memory: only a few bytes are
+//! kept to see whether encapsulated pixel data was closed); when the last one lands, the
+//! fsync and the header check of the spooled file run side by side, then the file is put
+//! in place and recorded. The status tells the truth: success only once the instance is
+//! durable and committed. An instance over `max_instance_mb`, or one that would take the
+//! disk below its watermark, is refused while it arrives and its partial file removed.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
 
-use super::instance::{inspect, ReceivedInstance, Refusal};
+use super::active::Entered;
+use super::instance::{inspect_file, Announced, PixelDataEnd, ReceivedInstance, Refusal};
 use super::spool::{FileHeader, Incoming, Written};
 use super::Ingest;
 use crate::dicom::command::field;
@@ -19,6 +22,9 @@ use crate::ops::metrics::metrics;
 
 /// Unrecognized operation (PS3.7 C.4.3): a command this SCP does not implement.
 pub const UNRECOGNIZED_OPERATION: DimseStatus = DimseStatus(0x0211);
+
+/// While an instance is written, the free disk space is checked again every this many bytes.
+const FREE_SPACE_CHECK_BYTES: u64 = 64 << 20;
 
 /// Counters for the end-of-association log line.
 #[derive(Default)]
@@ -33,7 +39,11 @@ pub struct PendingStore {
     pub pc_id: u8,
     pub command: Command,
     transfer_syntax: String,
-    data: Vec<u8>,
+    /// Data-set bytes received so far.
+    received: u64,
+    /// Where the next free-space check is due.
+    next_space_check: u64,
+    end: PixelDataEnd,
     /// Set when the request is refused before its data is complete (bad context, spool
     /// failure); the data is still read to the end so the association stays usable.
     early: Option<Refusal>,
@@ -55,7 +65,9 @@ impl PendingStore {
             pc_id,
             command,
             transfer_syntax: String::new(),
-            data: Vec::new(),
+            received: 0,
+            next_space_check: FREE_SPACE_CHECK_BYTES,
+            end: PixelDataEnd::default(),
             early: None,
             file: None,
             begun: Instant::now(),
@@ -110,12 +122,48 @@ impl PendingStore {
     }
 
     /// A data fragment arrived. The write lands in the page cache (tens of microseconds
-    /// per 64 KiB PDU), short enough to do on the async worker.
-    pub fn append(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
+    /// per 64 KiB PDU), short enough to do on the async worker. Past the size cap or the
+    /// disk watermark the store is refused at once: the file goes, later bytes are dropped.
+    pub fn append(&mut self, ingest: &Ingest, bytes: &[u8]) {
+        if self.file.is_none() {
+            return;
+        }
+        self.received += bytes.len() as u64;
+        let cap = ingest.settings.max_instance_mb.saturating_mul(1 << 20);
+        if self.received > cap {
+            self.refuse_early(Refusal::new(
+                DimseStatus::OUT_OF_RESOURCES,
+                format!(
+                    "instance larger than max_instance_mb ({} MiB)",
+                    ingest.settings.max_instance_mb
+                ),
+            ));
+            return;
+        }
+        if self.received >= self.next_space_check {
+            self.next_space_check = self.received + FREE_SPACE_CHECK_BYTES;
+            if let Err(reason) = ingest.has_room_for(FREE_SPACE_CHECK_BYTES) {
+                self.refuse_early(Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason));
+                return;
+            }
+        }
+        self.end.feed(bytes);
         if let Some(file) = self.file.as_mut() {
             file.append(bytes);
         }
+    }
+
+    fn transfer_syntax_is_encapsulated(&self) -> bool {
+        use dicom_encoding::TransferSyntaxIndex;
+        dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&self.transfer_syntax)
+            .is_some_and(|ts| ts.is_encapsulated_pixel_data())
+    }
+
+    /// Refuse now: dropping the incoming file removes it.
+    fn refuse_early(&mut self, refusal: Refusal) {
+        self.file = None;
+        self.early = Some(refusal);
     }
 
     /// The data set is complete: check, make durable, place, record. Returns the status
@@ -125,7 +173,7 @@ impl PendingStore {
         ingest: &Ingest,
         calling_ae: &str,
         tally: &mut Tally,
-        studies: &mut HashSet<String>,
+        studies: &mut Entered,
     ) -> (DimseStatus, Option<String>) {
         let sop_instance_uid = self.command.sop_instance_uid.clone();
         match self.finish(ingest, calling_ae, studies).await {
@@ -160,26 +208,22 @@ impl PendingStore {
         self,
         ingest: &Ingest,
         calling_ae: &str,
-        studies: &mut HashSet<String>,
+        studies: &mut Entered,
     ) -> Result<u64, Refusal> {
         if let Some(r) = self.early {
             return Err(r);
         }
-        let file = self
-            .file
-            .expect("a file whenever there is no early refusal");
-        let started = Instant::now();
-        let (written, instance) = sync_and_inspect(
-            file,
-            &self.data,
-            &self.command,
-            &self.transfer_syntax,
-            &ingest.settings.accepted_modalities,
-        )
-        .await?;
-        if studies.insert(instance.study_uid.clone()) {
-            ingest.active.enter(&instance.study_uid);
+        // Dropping the file on a refusal removes it.
+        if self.transfer_syntax_is_encapsulated() {
+            self.end.check()?;
         }
+        let Some(file) = self.file else {
+            return Err(Refusal::out_of_resources("spool", "no file was opened"));
+        };
+        let started = Instant::now();
+        let (written, instance) =
+            sync_and_inspect(file, &self.command, &ingest.settings.accepted_modalities).await?;
+        studies.enter(&instance.study_uid);
         let (record, dir) = ingest.place(written, instance, self.transfer_syntax, calling_ae)?;
         let spooled_at = Instant::now();
         let size = record.size;
@@ -203,19 +247,19 @@ impl PendingStore {
     }
 }
 
-/// fsync the spooled file (on a pooled blocking thread) while the data set is parsed and
-/// checked here (off the async pool): the two are independent. A refused data set's file
-/// is discarded.
+/// fsync the spooled file (on a pooled blocking thread) while its header is read back
+/// (from the page cache) and checked here, off the async pool: the two are independent.
+/// A refused data set's file is discarded.
 async fn sync_and_inspect(
     file: Incoming,
-    data: &[u8],
     command: &Command,
-    transfer_syntax: &str,
     modalities: &[String],
 ) -> Result<(Written, ReceivedInstance), Refusal> {
+    let path = file.path().to_path_buf();
     let fsync = tokio::task::spawn_blocking(move || file.finish());
-    let checked =
-        tokio::task::block_in_place(|| inspect(data, transfer_syntax, command, modalities));
+    let checked = tokio::task::block_in_place(|| {
+        inspect_file(&path, &Announced::by_command(command), modalities)
+    });
     let written = fsync
         .await
         .map_err(|e| Refusal::out_of_resources("spool write failed", e))?

@@ -12,6 +12,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::{DicomCollector, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::dicom::open;
 use crate::dicom::sop::sop_class_name;
 use crate::dicom::text;
 use crate::dicom::uid::is_safe_uid;
@@ -85,17 +86,6 @@ impl<'a> Announced<'a> {
     }
 }
 
-/// Parse `data` (as received, in transfer syntax `ts_uid`) and check it against `command`.
-pub fn inspect(
-    data: &[u8],
-    ts_uid: &str,
-    command: &Command,
-    accepted_modalities: &[String],
-) -> Result<ReceivedInstance, Refusal> {
-    let obj = parse(data, ts_uid)?;
-    check(&obj, &Announced::by_command(command), accepted_modalities)
-}
-
 /// The checks every transport shares, on a parsed data set (the header is enough):
 /// usable UIDs, the announced identity, an accepted modality.
 pub fn check(
@@ -135,8 +125,13 @@ pub fn inspect_file(
 }
 
 /// The data set up to its Pixel Data, after making sure the rest of it is all there.
+/// The length pre-scan runs first: no declared length reaches the parser unchecked.
 fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
     let fail = |e: &dyn std::fmt::Display| format!("data set does not parse: {e}");
+    open::check_file(path, &open::Limits::default()).map_err(|e| match e {
+        open::OpenError::DataSet(e) => format!("data set refused: {e}"),
+        e => e.to_string(),
+    })?;
     let mut collector = DicomCollector::open_file(path).map_err(|e| fail(&e))?;
     let ts_uid = collector
         .read_file_meta()
@@ -169,36 +164,6 @@ fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
         fragment.clear();
     }
     Ok(header)
-}
-
-/// The data set, parsed in its transfer syntax; a truncated encapsulated image is refused.
-fn parse(data: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Refusal> {
-    let ts = TransferSyntaxRegistry
-        .get(ts_uid)
-        .ok_or_else(|| Refusal::cannot_understand(format!("unknown transfer syntax {ts_uid}")))?;
-    // The parser is third-party code fed by the network: contain any panic.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        InMemDicomObject::read_dataset_with_ts(data, ts)
-    }));
-    let obj = match parsed {
-        Ok(Ok(obj)) => obj,
-        Ok(Err(e)) => {
-            return Err(Refusal::cannot_understand(format!(
-                "data set does not parse: {e}"
-            )))
-        }
-        Err(_) => {
-            return Err(Refusal::cannot_understand(
-                "data set does not parse (parser failure)",
-            ))
-        }
-    };
-    if ts.is_encapsulated_pixel_data() {
-        let mut end = PixelDataEnd::default();
-        end.feed(data);
-        end.check()?;
-    }
-    Ok(obj)
 }
 
 /// The UIDs that name the spool path must be present and safe.

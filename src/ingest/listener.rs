@@ -1,6 +1,9 @@
-//! The accept loop. A semaphore of `max_associations` permits caps concurrent associations:
-//! a connection beyond the cap, or arriving while the disk is below its watermark, gets an
-//! A-ASSOCIATE-RJ (transient) at once instead of hanging.
+//! The accept loop. Each connection first passes the access check on its peeked
+//! A-ASSOCIATE-RQ, then takes an association slot (`slots`): a caller over
+//! `max_associations` or `max_associations_per_peer`, or arriving while the disk is below
+//! its watermark, gets an A-ASSOCIATE-RJ (transient) at once instead of hanging. Sockets
+//! still negotiating are capped too (`CONNECTIONS_PER_SLOT`), and each is bounded in time by
+//! the negotiation's read timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::access::CallerCheck;
+use super::slots::{peek_ae_titles, Full, Slot, Slots};
 use super::Ingest;
 use crate::ops::metrics::metrics;
 use crate::shutdown::{Done, Shutdown};
@@ -22,10 +27,19 @@ use crate::shutdown::{Done, Shutdown};
 /// The listener's name in health reports, and how often it proves it is alive.
 const PART: &str = "DICOM listener";
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Sockets allowed per association slot, counting those still negotiating.
+const CONNECTIONS_PER_SLOT: usize = 2;
 
 /// Accept connections until shutdown; each association runs in its own task.
 pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutdown, done: Done) {
-    let limit = Arc::new(Semaphore::new(ingest.settings.max_associations));
+    let settings = &ingest.settings;
+    let slots = Slots::new(
+        settings.max_associations,
+        settings.max_associations_per_peer,
+    );
+    let connections = Arc::new(Semaphore::new(
+        settings.max_associations * CONNECTIONS_PER_SLOT + 8,
+    ));
     ingest.health.register(PART, HEARTBEAT * 5);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
@@ -48,24 +62,10 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
         };
         let _ = socket.set_nodelay(true);
         let timeout = Duration::from_secs(ingest.settings.timeout_seconds);
-        let permit = match limit.clone().try_acquire_owned() {
+        let connection = match connections.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                tracing::warn!(
-                    peer = %peer.ip(),
-                    max_associations = ingest.settings.max_associations,
-                    "association rejected: max_associations reached"
-                );
-                metrics()
-                    .associations
-                    .with_label_values(&["rejected"])
-                    .inc();
-                tokio::spawn(reject(
-                    socket,
-                    peer,
-                    AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-                    timeout,
-                ));
+                refuse(socket, peer, "too many connections negotiating", timeout);
                 continue;
             }
         };
@@ -84,14 +84,64 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
             continue;
         }
         let (ingest, shutdown, done) = (ingest.clone(), shutdown.clone(), done.clone());
+        let slots = slots.clone();
         tokio::spawn(async move {
+            let _connection = connection;
+            let _done = done;
+            let slot = match take_slot(&socket, peer, &ingest, &slots).await {
+                Ok(slot) => slot,
+                Err(full) => {
+                    refuse(socket, peer, &full.to_string(), timeout);
+                    return;
+                }
+            };
+            // Dropped when the association ends, a panic included.
+            let _slot = slot;
             super::association::handle(socket, peer, ingest, shutdown).await;
-            drop(permit);
-            drop(done);
         });
     }
     ingest.health.retire(PART);
     tracing::info!("DICOM listener stopped accepting");
+}
+
+/// The slot for an allowed caller; none (`Ok(None)`) for a request that the negotiation
+/// will reject anyway (wrong called AE, caller not allowed, not an A-ASSOCIATE-RQ).
+async fn take_slot(
+    socket: &TcpStream,
+    peer: SocketAddr,
+    ingest: &Ingest,
+    slots: &Arc<Slots>,
+) -> Result<Option<Slot>, Full> {
+    let settings = &ingest.settings;
+    let timeout = Duration::from_secs(settings.timeout_seconds);
+    let Some((called, calling)) = peek_ae_titles(socket, timeout).await else {
+        return Ok(None);
+    };
+    let check = CallerCheck {
+        rules: &ingest.callers,
+        peer,
+        ae_title: &settings.ae_title,
+        accept_any_called_ae: settings.accept_any_called_ae,
+    };
+    if check.decide(&calling, &called).is_err() {
+        return Ok(None);
+    }
+    slots.try_take(peer.ip()).map(Some)
+}
+
+/// Log, count and send a transient A-ASSOCIATE-RJ (local limit exceeded).
+fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, timeout: Duration) {
+    tracing::warn!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
+    metrics()
+        .associations
+        .with_label_values(&["rejected"])
+        .inc();
+    tokio::spawn(reject(
+        socket,
+        peer,
+        AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        timeout,
+    ));
 }
 
 /// Read the A-ASSOCIATE-RQ and answer it with a transient A-ASSOCIATE-RJ.

@@ -11,6 +11,7 @@ pub mod instance;
 pub mod listener;
 pub mod recover;
 pub mod settings;
+pub mod slots;
 pub mod spool;
 pub mod stow;
 

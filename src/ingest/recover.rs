@@ -6,8 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
+use crate::dicom::open;
 
 use crate::dicom::text::unpad;
 use crate::store::{InstanceRecord, Store, StoreError};
@@ -63,10 +62,7 @@ fn collect_unknown(root: &Path, known: &HashSet<PathBuf>, out: &mut Vec<PathBuf>
 
 /// Rebuild an instance row from the file's meta group and header (pixel data not read).
 fn read_record(path: &Path) -> Option<InstanceRecord> {
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .ok()?;
+    let obj = open::open_header(path, &open::Limits::default()).ok()?;
     let id = super::instance::ReceivedInstance::read_from(&obj);
     let meta = obj.meta();
     let file = std::fs::metadata(path).ok()?;

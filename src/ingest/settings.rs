@@ -19,8 +19,23 @@ pub struct DicomSettings {
     pub accepted_modalities: Vec<String>,
     /// ARTIM-style limit: a peer silent this long mid-association is dropped.
     pub timeout_seconds: u64,
-    /// Below this much free space in `[storage] dir`, associations and stores are refused.
+    /// Below this much free space in `[storage] dir`, associations and stores are refused
+    /// (checked when a store begins and every `FREE_SPACE_CHECK_BYTES` while it is written).
     pub min_free_disk_mb: u64,
+    /// An instance larger than this is refused (0xA700) and its partial file removed.
+    pub max_instance_mb: u64,
+    /// Concurrent associations from one IP address.
+    pub max_associations_per_peer: usize,
+    /// An association is aborted this long after it began, whatever it is doing.
+    pub max_association_seconds: u64,
+    /// An association that starts no C-STORE for this long is released by us (C-ECHOs do
+    /// not count: they keep a slot without doing work).
+    pub idle_seconds: u64,
+    /// Accept associations whatever Called AE Title they name (default: only `ae_title`).
+    pub accept_any_called_ae: bool,
+    /// At shutdown, how long a store whose data is still arriving may take to finish
+    /// before its association is aborted.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for DicomSettings {
@@ -35,6 +50,12 @@ impl Default for DicomSettings {
             accepted_modalities: vec!["CR".into(), "DX".into(), "CT".into()],
             timeout_seconds: 30,
             min_free_disk_mb: 512,
+            max_instance_mb: 1024,
+            max_associations_per_peer: 8,
+            max_association_seconds: 3600,
+            idle_seconds: 120,
+            accept_any_called_ae: false,
+            shutdown_grace_seconds: 10,
         }
     }
 }
@@ -66,8 +87,13 @@ impl CallerRule {
         })
     }
 
+    /// IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, a dual-stack listener's view of an
+    /// IPv4 peer) match rules written with the IPv4 address, and the other way round.
     pub fn matches(&self, calling_ae: &str, peer: IpAddr) -> bool {
-        self.ae_title == calling_ae.trim() && self.ip.is_none_or(|ip| ip == peer)
+        self.ae_title == calling_ae.trim()
+            && self
+                .ip
+                .is_none_or(|ip| ip.to_canonical() == peer.to_canonical())
     }
 }
 

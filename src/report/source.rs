@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::InMemDicomObject;
+
+use crate::dicom::open;
 
 use super::ReportError;
 use crate::dicom::text;
@@ -54,10 +56,7 @@ impl Source {
         let mut header = None;
         let mut instances = Vec::new();
         for path in paths {
-            let Ok(obj) = OpenFileOptions::new()
-                .read_until(tags::PIXEL_DATA)
-                .open_file(path)
-            else {
+            let Ok(obj) = open::open_header(path, &open::Limits::default()) else {
                 continue;
             };
             let uid = text(&obj, tags::SOP_INSTANCE_UID);

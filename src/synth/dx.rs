@@ -7,6 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::look::Look;
 use super::raster::{chord, in_ellipse, random_quads, Raster, ValueNoise};
 use super::subject::Subject;
 
@@ -142,12 +143,14 @@ pub fn render(
         (rng.random_range(-12.0..12.0), rng.random_range(-12.0..12.0)),
     );
     let q = subject.bone_quality();
-    // Bone attenuation above soft tissue; trabecular density and cortex follow BMD.
+    let look = Look::draw(rng, q);
+    // Bone attenuation above soft tissue follows BMD; cortex and texture may (see Look).
     let mu_trab = 0.004 + 0.016 * q;
     let mu_cort = 0.030 + 0.012 * q;
-    let cortex = 0.7 + 1.1 * q;
-    let texture = ValueNoise::new(rng, 260.0, 1.6 + 1.6 * (1.0 - q));
-    let texture_amp = (0.18 + 0.35 * (1.0 - q)) as f32;
+    let cortex = look.cortex_mm;
+    let tq = look.texture_quality;
+    let texture = ValueNoise::new(rng, 260.0, 1.6 + 1.6 * (1.0 - tq));
+    let texture_amp = (look.texture_gain * (0.18 + 0.35 * (1.0 - tq))) as f32;
 
     soft_tissue(&mut canvas, pose, view);
     for &(gu, gv, a, b) in &pose.gas {
@@ -181,7 +184,7 @@ pub fn render(
     for (i, b) in bodies[1..].iter().enumerate() {
         centres[i] = canvas.to_pixel(b.u, b.v);
     }
-    let window = expose(rng, &mut canvas, view);
+    let window = expose(rng, &mut canvas, view, &look);
     let pixels = finish(rng, &canvas, monochrome1);
     Radiograph {
         width,
@@ -472,7 +475,7 @@ fn pelvis(canvas: &mut Raster, l5: &Body, view: Projection, mu_trab: f64, mu_cor
 
 /// Exposure with heel effect and scatter, quantum noise, log transform; returns the
 /// window (centre, width) in stored values.
-fn expose(rng: &mut impl Rng, canvas: &mut Raster, view: Projection) -> (f64, f64) {
+fn expose(rng: &mut impl Rng, canvas: &mut Raster, view: Projection, look: &Look) -> (f64, f64) {
     let base = if view == Projection::Ap { 6.0e4 } else { 3.0e5 } * rng.random_range(0.7..1.3);
     let heel = rng.random_range(-0.14..0.14);
     let scatter = rng.random_range(0.03..0.08);
@@ -498,7 +501,7 @@ fn expose(rng: &mut impl Rng, canvas: &mut Raster, view: Projection) -> (f64, f6
             canvas.data[row * w + col] = (base / noisy).ln() as f32;
         }
     }
-    equalize(canvas, 0.75);
+    equalize(canvas, look.equalize);
     let mut sample: Vec<f32> = canvas
         .data
         .iter()
@@ -511,8 +514,9 @@ fn expose(rng: &mut impl Rng, canvas: &mut Raster, view: Projection) -> (f64, f6
         sample = canvas.data.iter().step_by(31).copied().collect();
     }
     sample.sort_by(|a, b| a.total_cmp(b));
-    let lo = sample[sample.len() / 50] as f64;
-    let hi = sample[sample.len() * 998 / 1000] as f64;
+    let (lo, hi) = look.window_permille;
+    let lo = sample[sample.len() * lo / 1000] as f64;
+    let hi = sample[(sample.len() * hi / 1000).min(sample.len() - 1)] as f64;
     let scale = 3800.0 / (hi - lo).max(1e-3);
     for a in canvas.data.iter_mut() {
         *a = ((*a as f64 - lo) * scale + 150.0).clamp(0.0, 4095.0) as f32;

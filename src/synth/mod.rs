@@ -5,6 +5,7 @@
 
 pub mod ct;
 pub mod dx;
+pub mod look;
 pub mod part10;
 pub mod preview;
 pub mod raster;

@@ -55,7 +55,7 @@ pub fn load(path: &Path) -> Result<Grey, ImageLoadError> {
     let (rows, cols, values) = if is_png {
         read_png(path).map_err(|e| ImageLoadError::Png(name, e))?
     } else {
-        let obj = dicom_object::open_file(path)
+        let obj = crate::dicom::open::open_file(path, &Default::default())
             .map_err(|e| ImageLoadError::Dicom(name.clone(), e.to_string()))?;
         let (header, frame) =
             image::decode_first(&obj).map_err(|e| ImageLoadError::Dicom(name, e.to_string()))?;

@@ -58,9 +58,34 @@ impl RawAssociation {
 
     /// Send the C-STORE-RQ command for `file`; the data set is up to the caller.
     pub fn send_store_command(&mut self, file: &OutgoingFile) {
+        self.send_store_rq(&file.sop_class_uid, &file.sop_instance_uid);
+    }
+
+    /// Send a C-STORE-RQ announcing these UIDs (a data set made by the test follows).
+    pub fn send_store_rq(&mut self, sop_class: &str, sop_instance: &str) {
         self.message_id += 1;
-        let rq = encode_store_rq(self.message_id, &file.sop_class_uid, &file.sop_instance_uid);
+        let rq = encode_store_rq(self.message_id, sop_class, sop_instance);
         self.send_pdv(PDataValueType::Command, true, rq);
+    }
+
+    /// Send one more (not last) data fragment; `Err` when the link is gone.
+    pub fn try_send_data(&mut self, bytes: &[u8]) -> Result<(), dicom_ul::association::Error> {
+        self.association.send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: self.pc_id,
+                value_type: PDataValueType::Data,
+                is_last: false,
+                data: bytes.to_vec(),
+            }],
+        })
+    }
+
+    /// Send a C-ECHO-RQ and wait for its response's status.
+    pub fn echo(&mut self) -> Status {
+        self.message_id += 1;
+        let rq = osteoscreen::dicom::command::encode_echo_rq(self.message_id);
+        self.send_pdv(PDataValueType::Command, true, rq);
+        self.response().0
     }
 
     /// Send `bytes` of the data set, in several PDUs; `last` marks the final fragment.

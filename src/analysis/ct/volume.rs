@@ -14,7 +14,7 @@ pub enum VolumeError {
     Open {
         path: PathBuf,
         // Boxed: the reader's error is large, and errors travel by value.
-        source: Box<dicom_object::ReadError>,
+        source: Box<crate::dicom::open::OpenError>,
     },
     #[error("{path}: {source}")]
     Decode { path: PathBuf, source: ImageError },
@@ -95,9 +95,11 @@ impl Volume {
 
 /// One file's slice.
 fn read_slice(path: &Path) -> Result<Slice, VolumeError> {
-    let obj = dicom_object::open_file(path).map_err(|source| VolumeError::Open {
-        path: path.to_path_buf(),
-        source: Box::new(source),
+    let obj = crate::dicom::open::open_file(path, &Default::default()).map_err(|source| {
+        VolumeError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        }
     })?;
     let (header, frame) = image::decode_first(&obj).map_err(|source| VolumeError::Decode {
         path: path.to_path_buf(),

@@ -1,0 +1,333 @@
+//! Hostile and broken peers against the real daemon over real sockets: length bombs,
+//! oversized instances, unencodable refusal comments, wrong called AE titles, per-peer
+//! limits, idle and lifetime limits, a second daemon on the same storage. Each test
+//! asserts the answer, that the daemon is alive, and its peak memory (VmHWM).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::scu::RawAssociation;
+use common::*;
+use osteoscreen::dicom::DimseStatus as Status;
+
+const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+/// Peak resident memory the daemon may reach under any of these peers.
+const MAX_PEAK_MIB: u64 = 200;
+
+/// One Explicit VR Little Endian element.
+fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(vr);
+    if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// A CT header with these UIDs, padded to even lengths.
+fn header(sop_class: &str, sop_instance: &str, charset: Option<&str>) -> Vec<u8> {
+    let even = |s: &str, pad: u8| {
+        let mut v = s.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(pad);
+        }
+        v
+    };
+    let mut out = Vec::new();
+    if let Some(cs) = charset {
+        out.extend(element(0x0008, 0x0005, b"CS", &even(cs, b' ')));
+    }
+    out.extend(element(0x0008, 0x0016, b"UI", &even(sop_class, 0)));
+    out.extend(element(0x0008, 0x0018, b"UI", &even(sop_instance, 0)));
+    out.extend(element(0x0008, 0x0060, b"CS", b"CT"));
+    out.extend(element(
+        0x0020,
+        0x000D,
+        b"UI",
+        &even("1.2.826.0.1.3680043.2.1", 0),
+    ));
+    out.extend(element(
+        0x0020,
+        0x000E,
+        b"UI",
+        &even("1.2.826.0.1.3680043.2.2", 0),
+    ));
+    out
+}
+
+fn peak_mib(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+fn assert_alive_and_small(daemon: &mut Daemon) {
+    assert!(daemon.is_running(), "daemon died:\n{}", daemon.logs());
+    let peak = peak_mib(daemon);
+    assert!(peak < MAX_PEAK_MIB, "peak RSS {peak} MiB");
+    let out = run(daemon.storescu("AFTER").arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}\n{}", text(&out), daemon.logs());
+}
+
+#[test]
+fn length_bombs_are_refused_without_allocating_them() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
+    let mut association =
+        RawAssociation::open(daemon.port, "BOMBER", CT_IMAGE, EXPLICIT_LE).unwrap();
+    // Pixel Data declaring 4 GiB, then a text element declaring 64 KiB in a sequence item,
+    // then a sequence nested 200 deep: each a ~200-byte data set.
+    let uid = "1.2.826.0.1.3680043.2.3";
+    let mut pixel_bomb = header(CT_IMAGE, uid, None);
+    pixel_bomb.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
+    pixel_bomb.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    pixel_bomb.extend_from_slice(&[0; 64]);
+    let mut nested = header(CT_IMAGE, uid, None);
+    for _ in 0..200 {
+        nested.extend_from_slice(&[
+            0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        nested.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+    for (name, data) in [("pixel data", &pixel_bomb), ("nesting", &nested)] {
+        let started = Instant::now();
+        association.send_store_rq(CT_IMAGE, uid);
+        association.send_data(data, true);
+        let (status, comment) = association.response();
+        assert_eq!(status, Status::CANNOT_UNDERSTAND, "{name}: {comment:?}");
+        assert!(
+            comment.as_deref().unwrap_or("").contains("refused"),
+            "{name}: {comment:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+    association.release();
+    assert!(daemon.store().instances().unwrap().is_empty());
+    assert_eq!(daemon.partial_files(), vec![]);
+    assert_alive_and_small(&mut daemon);
+}
+
+#[test]
+fn an_instance_over_max_instance_mb_is_refused_while_it_arrives() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__DICOM__MAX_INSTANCE_MB", "2")]);
+    let mut association =
+        RawAssociation::open(daemon.port, "BIGSCU", CT_IMAGE, EXPLICIT_LE).unwrap();
+    let uid = "1.2.826.0.1.3680043.2.4";
+    association.send_store_rq(CT_IMAGE, uid);
+    let mut data = header(CT_IMAGE, uid, None);
+    data.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+    data.extend_from_slice(&(64u32 << 20).to_le_bytes());
+    association.send_data(&data, false);
+    // 16 MiB of pixel data, no last fragment yet: the partial file never passes the cap.
+    let chunk = vec![0x55u8; 1 << 20];
+    for _ in 0..16 {
+        association.send_data(&chunk, false);
+        for (_, size) in daemon.partial_files() {
+            assert!(
+                size <= (2 << 20) + (64 << 10),
+                "partial file of {size} bytes"
+            );
+        }
+    }
+    wait_until("partial file removed", Duration::from_secs(20), || {
+        daemon.partial_files().is_empty()
+    });
+    association.send_data(&chunk[..16], true);
+    let (status, comment) = association.response();
+    assert_eq!(status, Status::OUT_OF_RESOURCES);
+    assert!(comment.unwrap_or_default().contains("max_instance_mb"));
+    association.release();
+    assert!(daemon.store().instances().unwrap().is_empty());
+    assert_alive_and_small(&mut daemon);
+}
+
+#[test]
+fn a_refusal_comment_that_cannot_be_encoded_is_still_answered() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
+    let mut association =
+        RawAssociation::open(daemon.port, "UTF8SCU", CT_IMAGE, EXPLICIT_LE).unwrap();
+    let uid = "1.2.826.0.1.3680043.2.5";
+    // The data set's SOP Class UID (UTF-8, with a euro sign) differs from the command's.
+    association.send_store_rq(CT_IMAGE, uid);
+    let mut data = header("1.2€", uid, Some("ISO_IR 192"));
+    data.extend(element(0x7FE0, 0x0010, b"OW", &[0; 8]));
+    association.send_data(&data, true);
+    let (status, comment) = association.response();
+    assert_eq!(status, Status::DATA_SET_MISMATCH, "{comment:?}");
+    assert!(comment.unwrap_or_default().contains("1.2?"));
+    // The association goes on: a good instance on it is stored.
+    let (status, _) = association.store(&real("pydicom/CT_small.dcm"));
+    assert_eq!(status, Status::SUCCESS);
+    association.release();
+    daemon.wait_for_log(
+        "association closed calling_ae=UTF8SCU",
+        Duration::from_secs(20),
+    );
+    assert_alive_and_small(&mut daemon);
+}
+
+fn echoscu(port: u16, called: &str) -> std::process::Output {
+    run(Command::new("echoscu")
+        .args(["-ta", "30", "-aet", "ECHOSCU", "-aec", called, "127.0.0.1"])
+        .arg(port.to_string()))
+}
+
+#[test]
+fn a_wrong_called_ae_title_is_rejected_unless_any_is_accepted() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    for called in ["WRONGAE", "ANYTHING", "                "] {
+        let out = echoscu(daemon.port, called);
+        let said = text(&out);
+        assert!(!out.status.success(), "{called:?} accepted: {said}");
+        assert!(said.contains("Called AE Title Not Recognized"), "{said}");
+    }
+    assert!(echoscu(daemon.port, "OSTEOSCREEN").status.success());
+    drop(daemon);
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__ACCEPT_ANY_CALLED_AE", "true")],
+    );
+    assert!(echoscu(daemon.port, "ANYTHING").status.success());
+}
+
+#[test]
+fn one_peer_cannot_take_every_slot_and_echoes_do_not_keep_one_forever() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__MAX_ASSOCIATIONS_PER_PEER", "1"),
+            ("OSTEOSCREEN__DICOM__IDLE_SECONDS", "3"),
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "60"),
+        ],
+    );
+    let mut holder = RawAssociation::open(daemon.port, "HOLDER", CT_IMAGE, EXPLICIT_LE).unwrap();
+    daemon.wait_for_log("calling_ae=HOLDER", Duration::from_secs(20));
+    // The same address again: rejected at once (transient), not queued.
+    let out = echoscu(daemon.port, "OSTEOSCREEN");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("Rejected Transient"), "{said}");
+    assert!(daemon
+        .logs()
+        .contains("max_associations_per_peer (1) reached"));
+    // Echoing every second does not keep the slot past idle_seconds.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) && holder.echo() == Status::SUCCESS {
+        std::thread::sleep(Duration::from_secs(1));
+        if daemon.logs().contains("no C-STORE for idle_seconds") {
+            break;
+        }
+    }
+    daemon.wait_for_log("no C-STORE for idle_seconds (3 s)", Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    wait_until("slot free", Duration::from_secs(20), || {
+        echoscu(daemon.port, "OSTEOSCREEN").status.success()
+    });
+    assert_alive_and_small(&mut daemon);
+}
+
+#[test]
+fn a_trickling_store_ends_at_the_lifetime_limit_and_does_not_hold_shutdown() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__MAX_ASSOCIATION_SECONDS", "4"),
+            ("OSTEOSCREEN__DICOM__SHUTDOWN_GRACE_SECONDS", "2"),
+        ],
+    );
+    let uid = "1.2.826.0.1.3680043.2.6";
+    let trickle = |daemon: &Daemon, ae: &str| {
+        let mut association = RawAssociation::open(daemon.port, ae, CT_IMAGE, EXPLICIT_LE).unwrap();
+        association.send_store_rq(CT_IMAGE, uid);
+        association.send_data(&header(CT_IMAGE, uid, None), false);
+        association
+    };
+    // A peer that sends a byte now and then is cut off at max_association_seconds.
+    let mut slow = trickle(&daemon, "TRICKLE");
+    let started = Instant::now();
+    let ended = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if daemon.logs().contains("max_association_seconds (4 s)") {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            daemon.logs()
+        );
+        // The daemon may abort between the check and the send.
+        let _ = slow.try_send_data(&[0, 0]);
+    };
+    assert!(ended < Duration::from_secs(10), "{ended:?}");
+    assert_eq!(daemon.partial_files(), vec![]);
+    // At shutdown, a trickling store gets shutdown_grace_seconds, then its association goes.
+    let mut slow = trickle(&daemon, "TRICKLE2");
+    slow.send_data(&[0, 0], false);
+    daemon.sigterm();
+    let started = Instant::now();
+    let status = daemon.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", daemon.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(daemon
+        .logs()
+        .contains("store unfinished after shutdown_grace_seconds"));
+}
+
+#[test]
+fn a_second_daemon_on_the_same_storage_refuses_to_start() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .arg("serve")
+        .env("OSTEOSCREEN__STORAGE__DIR", &daemon.storage)
+        .env(
+            "OSTEOSCREEN__DICOM__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "OSTEOSCREEN__HTTP__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        ));
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("is in use by another osteoscreen")
+            && said.contains(&format!("pid {}", daemon.pid())),
+        "{said}"
+    );
+    // The first one is untouched and still stores.
+    assert_alive_and_small(&mut daemon);
+}
