@@ -245,6 +245,12 @@ fn recover(spool: &Spool, store: &Store) -> anyhow::Result<()> {
             "recorded spool files the database had lost (power loss or database removed)"
         );
     }
+    if recovery.stale > 0 {
+        tracing::warn!(
+            files = recovery.stale,
+            "removed older copies of instances re-sent under another study or series"
+        );
+    }
     for path in &recovery.unreadable {
         tracing::error!(path = %path.display(), "unreadable file in the spool; left in place");
     }

@@ -331,3 +331,68 @@ fn a_second_daemon_on_the_same_storage_refuses_to_start() {
     // The first one is untouched and still stores.
     assert_alive_and_small(&mut daemon);
 }
+
+#[test]
+fn analyze_survives_hostile_headers_and_bombs() {
+    let work = tempfile::tempdir().unwrap();
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    // A PatientAge whose UTF-8 text is 4 bytes but not "nnnU" (a byte index would fall
+    // inside 'é'), and a NaN window centre.
+    for file in dicom_files(&study) {
+        let out = run(Command::new("dcmodify")
+            .args([
+                "-nb",
+                "-i",
+                "(0008,0005)=ISO_IR 192",
+                "-i",
+                "(0010,1010)=12é",
+                "-i",
+                "(0028,1050)=NaN",
+                "-i",
+                "(0028,1051)=400",
+            ])
+            .arg(&file));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--json"])
+        .arg(&study));
+    assert!(out.status.success(), "{}", text(&out));
+    let finding: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(finding["xray"]["class"].is_string(), "{finding}");
+    // The unreadable PatientAge is ignored: the age comes from the birth and study dates.
+    let age = finding["risk"]["age_years"].as_f64().unwrap_or(0.0);
+    assert!((age - 12.0).abs() > 1.0, "{}", finding["risk"]);
+    // A file whose pixel data declares 4 GiB: refused with the reason, no allocation.
+    let bomb = work.path().join("bomb.dcm");
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    bytes.extend(element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0"));
+    bytes.extend(header(CT_IMAGE, "1.2.826.0.1.3680043.2.7", None));
+    bytes.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
+    bytes.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    std::fs::write(&bomb, &bytes).unwrap();
+    let started = Instant::now();
+    let out = run(Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib=%M"])
+        .arg(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--json"])
+        .arg(&bomb));
+    let said = text(&out);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let rss: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("GNU time's report");
+    assert!(
+        rss / 1024 < MAX_PEAK_MIB,
+        "analyze peaked at {} MiB",
+        rss / 1024
+    );
+    assert!(!said.contains("panicked"), "{said}");
+}

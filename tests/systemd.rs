@@ -80,3 +80,22 @@ fn notify_ready_watchdog_and_stopping_reach_systemd() {
     let status = daemon.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{}", daemon.logs());
 }
+
+#[test]
+fn the_unit_is_sandboxed_to_an_exposure_of_two_or_less() {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/osteoscreen.service");
+    let out = run(std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit));
+    let said = text(&out);
+    let exposure: f64 = said
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for osteoscreen.service:")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{said}"));
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{said}");
+}

@@ -121,8 +121,9 @@ impl PendingStore {
         })
     }
 
-    /// A data fragment arrived. The write lands in the page cache (tens of microseconds
-    /// per 64 KiB PDU), short enough to do on the async worker. Past the size cap or the
+    /// A data fragment arrived. The write usually lands in the page cache in tens of
+    /// microseconds, but may block on writeback: it runs in `block_in_place`, so the
+    /// worker's other tasks move elsewhere meanwhile. Past the size cap or the
     /// disk watermark the store is refused at once: the file goes, later bytes are dropped.
     pub fn append(&mut self, ingest: &Ingest, bytes: &[u8]) {
         if self.file.is_none() {
@@ -149,7 +150,7 @@ impl PendingStore {
         }
         self.end.feed(bytes);
         if let Some(file) = self.file.as_mut() {
-            file.append(bytes);
+            tokio::task::block_in_place(|| file.append(bytes));
         }
     }
 

@@ -77,8 +77,8 @@ impl Ingest {
         }
         self.has_room_for(0)
             .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))?;
-        self.spool
-            .begin(announced)
+        // File creation may wait on the filesystem: off the async workers.
+        tokio::task::block_in_place(|| self.spool.begin(announced))
             .map_err(|e| Refusal::out_of_resources("spool write failed", e))
     }
 

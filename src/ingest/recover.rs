@@ -17,6 +17,9 @@ pub struct Recovery {
     pub recovered: usize,
     /// Files in the spool that are not readable DICOM; left in place and logged.
     pub unreadable: Vec<PathBuf>,
+    /// Older copies of instances recorded elsewhere (re-sent under another study or
+    /// series, the old copy's removal cut short by a crash): removed.
+    pub stale: usize,
 }
 
 /// Record every spool file the database does not know.
@@ -27,16 +30,36 @@ pub fn reconcile(spool_root: &Path, store: &Store) -> Result<Recovery, StoreErro
     let mut recovery = Recovery::default();
     let mut batch = Vec::new();
     for path in missing {
-        match read_record(&path) {
-            Some(record) => batch.push(record),
-            None => recovery.unreadable.push(path),
+        let Some(record) = read_record(&path) else {
+            recovery.unreadable.push(path);
+            continue;
+        };
+        // The same instance recorded at another path: the newer file wins, so that
+        // restarts do not move the row back and forth.
+        if let Some(known) = store.instance_path(&record.sop_instance_uid)? {
+            if known != path && is_newer(&known, &path) {
+                crate::store::remove_replaced(std::slice::from_ref(&path));
+                recovery.stale += 1;
+                continue;
+            }
         }
+        batch.push(record);
     }
     recovery.recovered = batch.len();
     for chunk in batch.chunks(500) {
         store.record(chunk)?;
     }
     Ok(recovery)
+}
+
+/// Whether `a` exists and was written no earlier than `b`.
+fn is_newer(a: &Path, b: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(a), modified(b)) {
+        (Some(a), Some(b)) => a >= b,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// `<root>/<study>/<series>/<sop>.dcm` files not in `known` (the `.tmp` folder is skipped).

@@ -322,7 +322,9 @@ impl Store {
             )
             .map_err(sql("study_files"))?;
         let rows = stmt
-            .query_map([study_uid], |r| r.get::<_, String>(0).map(PathBuf::from))
+            .query_map([study_uid], |r| {
+                r.get::<_, String>(0).map(|p| self.base.resolve(&p))
+            })
             .map_err(sql("study_files"))?;
         rows.collect::<Result<_, _>>().map_err(sql("study_files"))
     }

@@ -135,7 +135,36 @@ pub struct InstanceRecord {
 /// Handle to the database for everything but the hot ingest path (see `InstanceWriter`).
 pub struct Store {
     path: PathBuf,
+    base: PathBase,
     conn: Mutex<Connection>,
+}
+
+/// Instance paths are stored relative to the storage dir (the database's folder), as
+/// "spool/<study>/<series>/<sop>.dcm", so a daemon started from another working directory,
+/// or a storage dir that moved, finds its files again. Rows written before this (the
+/// configured spelling) are read as they are.
+#[derive(Debug, Clone)]
+pub(crate) struct PathBase(PathBuf);
+
+impl PathBase {
+    fn of_database(db: &Path) -> PathBase {
+        PathBase(db.parent().unwrap_or(Path::new(".")).to_path_buf())
+    }
+
+    pub(crate) fn stored(&self, path: &Path) -> String {
+        path.strip_prefix(&self.0)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn resolve(&self, stored: &str) -> PathBuf {
+        if stored.starts_with("spool/") {
+            self.0.join(stored)
+        } else {
+            PathBuf::from(stored)
+        }
+    }
 }
 
 /// Open a connection with the pragmas every connection needs.
@@ -168,6 +197,7 @@ impl Store {
         })?;
         Ok(Store {
             path: path.to_path_buf(),
+            base: PathBase::of_database(path),
             conn: Mutex::new(conn),
         })
     }
@@ -184,7 +214,7 @@ impl Store {
 
     /// Start the group-commit writer used by ingest.
     pub fn instance_writer(&self) -> Result<InstanceWriter, StoreError> {
-        InstanceWriter::start(connect(&self.path)?)
+        InstanceWriter::start(connect(&self.path)?, self.base.clone())
     }
 
     /// Studies with unqueued instances whose last instance arrived at or before `cutoff_ms`.
@@ -212,6 +242,7 @@ impl Store {
                  FROM instances ORDER BY sop_instance_uid",
             )
             .map_err(sql("instances"))?;
+        let base = &self.base;
         let rows = stmt
             .query_map([], |r| {
                 Ok(InstanceRecord {
@@ -221,7 +252,7 @@ impl Store {
                     series_uid: r.get(3)?,
                     modality: r.get(4)?,
                     transfer_syntax: r.get(5)?,
-                    path: PathBuf::from(r.get::<_, String>(6)?),
+                    path: base.resolve(&r.get::<_, String>(6)?),
                     size: r.get::<_, i64>(7)? as u64,
                     calling_ae: r.get(8)?,
                     received_at_ms: r.get(9)?,
@@ -238,7 +269,7 @@ impl Store {
             .prepare_cached("SELECT path FROM instances")
             .map_err(sql("instance_paths"))?;
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0).map(PathBuf::from))
+            .query_map([], |r| r.get::<_, String>(0).map(|p| self.base.resolve(&p)))
             .map_err(sql("instance_paths"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("instance_paths"))
@@ -246,7 +277,24 @@ impl Store {
 
     /// Record instances outside the ingest hot path (spool recovery at start-up).
     pub fn record(&self, batch: &[InstanceRecord]) -> Result<(), StoreError> {
-        record_instances(&mut self.conn(), batch)
+        let replaced = record_instances(&mut self.conn(), &self.base, batch)?;
+        remove_replaced(&replaced);
+        Ok(())
+    }
+
+    /// Where the instance `sop_instance_uid` is recorded, if it is.
+    pub fn instance_path(&self, sop_instance_uid: &str) -> Result<Option<PathBuf>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT path FROM instances WHERE sop_instance_uid = ?1")
+            .map_err(sql("instance_path"))?;
+        let mut rows = stmt
+            .query_map([sop_instance_uid], |r| r.get::<_, String>(0))
+            .map_err(sql("instance_path"))?;
+        match rows.next() {
+            Some(p) => Ok(Some(self.base.resolve(&p.map_err(sql("instance_path"))?))),
+            None => Ok(None),
+        }
     }
 
     /// A cheap committed write for readiness: take the write lock and rewrite the schema
@@ -273,11 +321,22 @@ impl Store {
 }
 
 /// Insert or refresh instances and mark their studies pending, in one transaction.
-fn record_instances(conn: &mut Connection, batch: &[InstanceRecord]) -> Result<(), StoreError> {
+/// Returns the files the batch replaced: an instance re-sent under another study or series
+/// moves its row to the new file (the newest wins), and the old file must go once the
+/// commit is done (`remove_replaced`).
+fn record_instances(
+    conn: &mut Connection,
+    base: &PathBase,
+    batch: &[InstanceRecord],
+) -> Result<Vec<PathBuf>, StoreError> {
     let tx = conn.transaction().map_err(sql("record_instances"))?;
+    let mut replaced = Vec::new();
     {
-        // A duplicate SOP Instance UID refreshes the row (same file path, replaced
-        // atomically on disk); it never removes anything.
+        let mut previous = tx
+            .prepare_cached("SELECT path FROM instances WHERE sop_instance_uid = ?1")
+            .map_err(sql("record_instances"))?;
+        // A duplicate SOP Instance UID refreshes the row: the same file path was replaced
+        // atomically on disk; another path leaves the old file to remove.
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,
@@ -302,6 +361,13 @@ fn record_instances(conn: &mut Connection, batch: &[InstanceRecord]) -> Result<(
             )
             .map_err(sql("record_instances"))?;
         for r in batch {
+            let stored = base.stored(&r.path);
+            let old: Option<String> = previous
+                .query_row([&r.sop_instance_uid], |row| row.get(0))
+                .ok();
+            if let Some(old) = old.filter(|old| *old != stored) {
+                replaced.push(base.resolve(&old));
+            }
             insert
                 .execute(params![
                     r.sop_instance_uid,
@@ -310,7 +376,7 @@ fn record_instances(conn: &mut Connection, batch: &[InstanceRecord]) -> Result<(
                     r.series_uid,
                     r.modality,
                     r.transfer_syntax,
-                    r.path.to_string_lossy(),
+                    stored,
                     r.size as i64,
                     r.calling_ae,
                     r.received_at_ms,
@@ -321,7 +387,26 @@ fn record_instances(conn: &mut Connection, batch: &[InstanceRecord]) -> Result<(
                 .map_err(sql("record_instances"))?;
         }
     }
-    tx.commit().map_err(sql("record_instances"))
+    tx.commit().map_err(sql("record_instances"))?;
+    Ok(replaced)
+}
+
+/// Remove files whose rows moved to a newer copy, durably (the directory is fsynced), so
+/// a restart does not find the old copy and move the row back.
+pub fn remove_replaced(paths: &[PathBuf]) {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    let _ = crate::fsutil::sync_dir(dir);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "replaced spool file not removed")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -350,11 +435,12 @@ mod tests {
         let mut conn = connect(&store.path).unwrap();
         record_instances(
             &mut conn,
+            &store.base,
             &[record("1.1", "9.9", 1000), record("1.2", "9.9", 2000)],
         )
         .unwrap();
         // Duplicate: still two instances.
-        record_instances(&mut conn, &[record("1.2", "9.9", 2500)]).unwrap();
+        record_instances(&mut conn, &store.base, &[record("1.2", "9.9", 2500)]).unwrap();
         assert_eq!(store.instances().unwrap().len(), 2);
 
         assert!(store.studies_due(2000).unwrap().is_empty(), "not quiet yet");
@@ -366,7 +452,7 @@ mod tests {
             "no double queue"
         );
 
-        record_instances(&mut conn, &[record("1.3", "9.9", 5000)]).unwrap();
+        record_instances(&mut conn, &store.base, &[record("1.3", "9.9", 5000)]).unwrap();
         assert!(
             store.queue_job("9.9", 4000, 0).unwrap().is_none(),
             "arrived after cutoff"

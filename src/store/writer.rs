@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{InstanceRecord, StoreError};
+use super::{InstanceRecord, PathBase, StoreError};
 
 /// Rows committed in one transaction at most; bounds the latency of the first waiter.
 const MAX_BATCH: usize = 512;
@@ -31,7 +31,10 @@ pub struct InstanceWriter {
 }
 
 impl InstanceWriter {
-    pub(super) fn start(mut conn: Connection) -> Result<InstanceWriter, StoreError> {
+    pub(super) fn start(
+        mut conn: Connection,
+        base: PathBase,
+    ) -> Result<InstanceWriter, StoreError> {
         let (tx, rx) = mpsc::channel::<Request>();
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
@@ -54,7 +57,7 @@ impl InstanceWriter {
                             Err(_) => break,
                         }
                     }
-                    let result = commit(&mut conn, &batch).map_err(Arc::new);
+                    let result = commit(&mut conn, &base, &batch).map_err(Arc::new);
                     for r in batch {
                         let _ = r.reply.send(result.clone());
                     }
@@ -90,7 +93,7 @@ impl InstanceWriter {
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Request]) -> Result<(), StoreError> {
+fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(), StoreError> {
     let dirs: BTreeSet<&PathBuf> = batch.iter().map(|r| &r.sync_dir).collect();
     for dir in dirs {
         crate::fsutil::sync_dir(dir).map_err(|source| StoreError::SyncDir {
@@ -99,5 +102,30 @@ fn commit(conn: &mut Connection, batch: &[Request]) -> Result<(), StoreError> {
         })?;
     }
     let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
-    super::record_instances(conn, &records)
+    match super::record_instances(conn, base, &records) {
+        Ok(replaced) => {
+            super::remove_replaced(&replaced);
+            Ok(())
+        }
+        Err(e) => {
+            remove_unrecorded(conn, base, &records);
+            Err(e)
+        }
+    }
+}
+
+/// After a failed commit, the placed files no row points to were never acknowledged:
+/// remove them, or the next start would record them. A file an older row points to (the
+/// same instance received before) stays. If the database cannot even say, nothing is
+/// removed.
+fn remove_unrecorded(conn: &Connection, base: &PathBase, records: &[InstanceRecord]) {
+    let Ok(mut known) = conn.prepare_cached("SELECT 1 FROM instances WHERE path = ?1") else {
+        return;
+    };
+    let orphans: Vec<PathBuf> = records
+        .iter()
+        .filter(|r| matches!(known.exists([base.stored(&r.path)]), Ok(false)))
+        .map(|r| r.path.clone())
+        .collect();
+    super::remove_replaced(&orphans);
 }

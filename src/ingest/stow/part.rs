@@ -10,6 +10,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::FileMetaTable;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::dicom::scan::{scan_bytes, Encoding};
 use crate::dicom::text::unpad;
 use crate::ingest::instance::{inspect_file, Announced, PixelDataEnd, ReceivedInstance, Refusal};
 use crate::ingest::spool::{FileHeader, Incoming, Written};
@@ -134,8 +135,17 @@ impl PartReceiver {
     }
 
     fn write(&mut self, bytes: &[u8]) {
+        let cap_mb = self.ingest.settings.max_instance_mb;
+        if self.bytes > cap_mb.saturating_mul(1 << 20) {
+            // Dropping the incoming file removes it.
+            self.state = State::Refused(Refusal::new(
+                crate::dicom::DimseStatus::OUT_OF_RESOURCES,
+                format!("instance larger than max_instance_mb ({cap_mb} MiB)"),
+            ));
+            return;
+        }
         if let State::Body { file, .. } = &mut self.state {
-            file.append(bytes);
+            tokio::task::block_in_place(|| file.append(bytes));
             if let Some(end) = self.end.as_mut() {
                 end.feed(bytes);
             }
@@ -274,6 +284,10 @@ fn meta_range(head: &[u8], last: bool) -> Result<Option<(usize, usize)>, Refusal
 
 /// The meta group, from "DICM" to its end.
 fn read_meta(bytes: &[u8]) -> Result<FileMetaTable, Refusal> {
+    // Declared lengths must fit in the group before the parser allocates them.
+    let group = bytes.get(4..).unwrap_or_default();
+    scan_bytes(group, Encoding::EXPLICIT_LE)
+        .map_err(|e| Refusal::cannot_understand(format!("file meta information refused: {e}")))?;
     // Third-party parser fed by the network: contain any panic.
     match std::panic::catch_unwind(|| FileMetaTable::from_reader(bytes)) {
         Ok(Ok(meta)) => Ok(meta),
@@ -313,5 +327,13 @@ mod tests {
         assert!(meta_range(&vec![7u8; 300], false).is_err(), "no DICM");
         assert!(meta_range(b"short", true).is_err());
         assert!(meta_range(&head_with(true, MAX_META + 1, 0), false).is_err());
+        // An element of the group declaring more than the group holds.
+        let mut bomb = b"DICM".to_vec();
+        bomb.extend_from_slice(&[0x02, 0, 0x01, 0, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
+        let err = read_meta(&bomb).unwrap_err();
+        assert!(
+            err.reason.contains("file meta information refused"),
+            "{err:?}"
+        );
     }
 }

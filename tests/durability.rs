@@ -1,0 +1,206 @@
+//! The acknowledgement order, as the kernel sees it. A kill -9 test cannot tell whether
+//! an fsync is missing (the page cache survives a process crash), so this test watches
+//! the daemon's system calls with strace during one C-STORE and checks that the data
+//! file's fdatasync, its rename into place, the fsync of its directory and the database
+//! commit all complete before the C-STORE-RSP goes out on the socket.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// One strace line: thread id and the rest.
+struct Line {
+    tid: String,
+    text: String,
+}
+
+fn parse(trace: &str) -> Vec<Line> {
+    trace
+        .lines()
+        .filter_map(|l| {
+            let (tid, text) = l.split_once(' ')?;
+            Some(Line {
+                tid: tid.to_string(),
+                text: text.trim_start().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where the call that starts at `start` completed (its own line, or the "resumed" line
+/// of the same thread when strace split it).
+fn completed(lines: &[Line], start: usize) -> usize {
+    if !lines[start].text.contains("<unfinished ...>") {
+        return start;
+    }
+    let name = lines[start].text.split('(').next().unwrap_or_default();
+    let resumed = format!("<... {name} resumed>");
+    (start + 1..lines.len())
+        .find(|&i| lines[i].tid == lines[start].tid && lines[i].text.starts_with(&resumed))
+        .expect("a resumed line")
+}
+
+/// The first line at or after `from` satisfying `pred`.
+fn find(lines: &[Line], from: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+    (from..lines.len())
+        .find(|&i| pred(&lines[i].text))
+        .unwrap_or_else(|| {
+            let tail: Vec<&str> = lines[from..].iter().map(|l| l.text.as_str()).collect();
+            panic!("no {what} after line {from}:\n{}", tail.join("\n"))
+        })
+}
+
+/// The file descriptor a call returned (`... = 19`).
+fn returned_fd(text: &str) -> String {
+    text.rsplit("= ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The first quoted string of a call.
+fn first_path(text: &str) -> String {
+    text.split('"').nth(1).unwrap_or_default().to_string()
+}
+
+struct Strace(Child);
+
+impl Drop for Strace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    let trace_path = work.path().join("trace.txt");
+    let strace = Strace(
+        Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(&trace_path)
+            .args([
+                "-e",
+                "trace=openat,fdatasync,fsync,rename,renameat,renameat2,pwrite64,write,writev,sendto,sendmsg,accept4",
+                "-p",
+            ])
+            .arg(daemon.pid().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("strace"),
+    );
+    // strace writes a line as soon as any thread makes a traced call (the runtime's
+    // wake-ups do so all the time): then it is attached.
+    wait_until("strace attached", Duration::from_secs(20), || {
+        std::fs::metadata(&trace_path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    });
+    let out = run(daemon.storescu("SYNCSCU").arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+    // The database's write-ahead log, by descriptor, while the daemon runs.
+    let wal_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target: PathBuf = std::fs::read_link(e.path()).ok()?;
+            target
+                .to_string_lossy()
+                .ends_with("osteoscreen.sqlite-wal")
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    assert!(!wal_fds.is_empty());
+    drop(strace);
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    if let Some(keep) = std::env::var_os("OSTEOSCREEN_KEEP_TRACE") {
+        std::fs::write(keep, &trace).unwrap();
+    }
+    let lines = parse(&trace);
+
+    let accepted = find(&lines, 0, "accept4", |t| {
+        t.starts_with("accept4(") && !t.contains("EAGAIN")
+    });
+    let socket = returned_fd(&lines[accepted].text);
+    let opened = find(&lines, accepted, "spool temp file", |t| {
+        t.starts_with("openat(") && t.contains("/spool/.tmp/") && t.contains("O_CREAT")
+    });
+    let part = first_path(&lines[opened].text);
+    let part_fd = returned_fd(&lines[opened].text);
+    // The sync must reach this file while the descriptor is still its: an openat that
+    // returns the same number means it was closed (and reused) unsynced.
+    let sync_call = find(&lines, opened + 1, "fdatasync of the temp file", |t| {
+        t.starts_with(&format!("fdatasync({part_fd}"))
+            || t.starts_with(&format!("fsync({part_fd}"))
+            || (t.starts_with("openat(") && returned_fd(t) == part_fd)
+    });
+    assert!(
+        !lines[sync_call].text.starts_with("openat("),
+        "temp file closed without fdatasync: {}",
+        lines[sync_call].text
+    );
+    let synced = completed(&lines, sync_call);
+    let renamed = find(&lines, opened, "rename into place", |t| {
+        t.starts_with("rename") && t.contains(&part)
+    });
+    let target = lines[renamed]
+        .text
+        .split('"')
+        .nth(3)
+        .unwrap_or_default()
+        .to_string();
+    let dir = std::path::Path::new(&target)
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let dir_opened = find(&lines, renamed, "open of the series directory", |t| {
+        t.starts_with("openat(") && first_path(t) == dir
+    });
+    let dir_fd = returned_fd(&lines[dir_opened].text);
+    let dir_synced = completed(
+        &lines,
+        find(&lines, dir_opened, "fsync of the directory", |t| {
+            t.starts_with(&format!("fsync({dir_fd}"))
+        }),
+    );
+    let committed = completed(
+        &lines,
+        find(&lines, dir_synced, "database commit", |t| {
+            wal_fds.iter().any(|fd| {
+                t.starts_with(&format!("pwrite64({fd},")) || t.starts_with(&format!("write({fd},"))
+            })
+        }),
+    );
+    // The response: the first P-DATA-TF (PDU type 4) on the association's socket after
+    // the data file was opened.
+    let answered = find(&lines, opened, "C-STORE-RSP on the socket", |t| {
+        (t.starts_with(&format!("sendto({socket},")) || t.starts_with(&format!("write({socket},")))
+            && t.contains(r#""\4\0"#)
+    });
+    let order = [
+        ("fdatasync", synced),
+        ("rename", renamed),
+        ("directory fsync", dir_synced),
+        ("commit", committed),
+        ("response", answered),
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].1,
+            "{} (line {}) must complete before {} (line {})",
+            pair[0].0,
+            pair[0].1,
+            pair[1].0,
+            pair[1].1
+        );
+    }
+}
