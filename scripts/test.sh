@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peers=(dcmtk dicom3tools orthanc orthanc-dicomweb cmake sqlite3 time systemd strace)
+peers=(dcmtk dicom3tools orthanc orthanc-dicomweb cmake sqlite3 time systemd strace openssl)
 missing=()
 for p in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,7 +19,7 @@ fi
 
 # Fail loudly rather than skip: a test without its peer proves nothing.
 for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dcmdrle dciodvfy dsrdump dsr2xml \
-  dcmj2pnm Orthanc time systemd-analyze strace; do
+  dcmj2pnm Orthanc time systemd-analyze strace openssl; do
   command -v "$tool" >/dev/null || { echo "missing peer tool: $tool" >&2; exit 1; }
 done
 

@@ -151,6 +151,14 @@ impl Settings {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        if d.tls.enabled() {
+            d.tls
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("dicom.tls.listen", format!("{:?}: {e}", d.tls.listen)))?;
+            crate::dicom::tls::server_config(&d.tls)
+                .map_err(|e| invalid("dicom.tls", e.to_string()))?;
+        }
         if d.accepted_modalities.is_empty() {
             return Err(invalid("dicom.accepted_modalities", "lists no modality"));
         }

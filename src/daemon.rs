@@ -16,6 +16,8 @@ use crate::analysis::Engine;
 use crate::config::Settings;
 use crate::deliver::{Deliverer, Routes};
 use crate::ingest::active::ActiveStudies;
+use crate::ingest::listener::{self, Endpoint};
+use crate::ingest::slots::Slots;
 use crate::ingest::stow::StowService;
 use crate::ingest::{spool::Spool, Ingest};
 use crate::ops::health::Health;
@@ -57,6 +59,19 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let tls_listener = match &settings.dicom.tls {
+        tls if tls.enabled() => {
+            let config = crate::dicom::tls::server_config(tls).context("[dicom.tls]")?;
+            let listener = TcpListener::bind(tls.listen.as_str())
+                .await
+                .with_context(|| format!("cannot listen on {} ([dicom.tls] listen)", tls.listen))?;
+            Some(Endpoint {
+                listener,
+                tls: Some(config),
+            })
+        }
+        _ => None,
+    };
     let http_listener = http::bind(&settings.http).await?;
     let http_addr = http_listener
         .local_addr()
@@ -93,10 +108,42 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
             trigger.done_guard(),
         ),
     );
+    let slots = Slots::new(
+        settings.dicom.max_associations,
+        settings.dicom.max_associations_per_peer,
+    );
+    let tls_addr = tls_listener
+        .as_ref()
+        .and_then(|e| e.listener.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
+    if let Some(endpoint) = tls_listener {
+        supervisor.spawn(
+            "DICOM TLS listener",
+            trigger.subscribe(),
+            listener::run(
+                endpoint,
+                ingest.clone(),
+                slots.clone(),
+                trigger.subscribe(),
+                trigger.done_guard(),
+            ),
+        );
+    }
+    let plain = Endpoint {
+        listener,
+        tls: None,
+    };
     supervisor.spawn(
         "DICOM listener",
         trigger.subscribe(),
-        crate::ingest::listener::run(listener, ingest, trigger.subscribe(), trigger.done_guard()),
+        listener::run(
+            plain,
+            ingest,
+            slots,
+            trigger.subscribe(),
+            trigger.done_guard(),
+        ),
     );
     supervisor.spawn(
         "assembler",
@@ -161,6 +208,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     tracing::info!(
         ae_title = %settings.dicom.ae_title,
         listen = %addr,
+        tls = %tls_addr,
         http = %http_addr,
         storage = %dir.display(),
         workers = worker_count,

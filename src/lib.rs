@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod dicom;
 pub mod fsutil;
+pub mod fuzz;
 pub mod ingest;
 pub mod model;
 pub mod ops;

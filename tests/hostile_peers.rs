@@ -369,7 +369,14 @@ fn analyze_survives_hostile_headers_and_bombs() {
     let bomb = work.path().join("bomb.dcm");
     let mut bytes = vec![0u8; 128];
     bytes.extend_from_slice(b"DICM");
-    bytes.extend(element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0"));
+    let ts = element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
+    bytes.extend(element(
+        0x0002,
+        0x0000,
+        b"UL",
+        &(ts.len() as u32).to_le_bytes(),
+    ));
+    bytes.extend(ts);
     bytes.extend(header(CT_IMAGE, "1.2.826.0.1.3680043.2.7", None));
     bytes.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
     bytes.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());

@@ -108,8 +108,12 @@ impl Command {
         }
         super::scan::scan_bytes(bytes, super::scan::Encoding::IMPLICIT_LE)
             .map_err(|e| CommandError::Parse(e.to_string()))?;
-        let obj = InMemDicomObject::read_dataset_with_ts(bytes, implicit_le())
-            .map_err(|e| CommandError::Parse(e.to_string()))?;
+        // Third-party parser fed by the network: contain any panic.
+        let parsed = std::panic::catch_unwind(|| {
+            InMemDicomObject::read_dataset_with_ts(bytes, implicit_le())
+        })
+        .map_err(|_| CommandError::Parse("parser failure".into()))?;
+        let obj = parsed.map_err(|e| CommandError::Parse(e.to_string()))?;
         let u16_of = |tag| obj.get(tag).and_then(|e| e.value().to_int::<u16>().ok());
         let str_of = |tag| text_opt(&obj, tag);
         let field = u16_of(tags::COMMAND_FIELD).ok_or(CommandError::Missing("Command Field"))?;

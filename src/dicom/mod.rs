@@ -8,7 +8,8 @@
 //! - `command`: DIMSE command sets and statuses, both directions;
 //! - `files`: the files a user names, folders expanded;
 //! - `scan`: the length and nesting pre-scan every untrusted data set passes first;
-//! - `open`: opening untrusted files (pre-scan, then parse).
+//! - `open`: opening untrusted files (pre-scan, then parse);
+//! - `tls`: rustls configurations for DICOM TLS, listener and outgoing.
 
 pub mod command;
 pub mod dataset;
@@ -17,6 +18,7 @@ pub mod open;
 pub mod scan;
 pub mod sop;
 pub mod text;
+pub mod tls;
 pub mod uid;
 
 pub use command::{Command, CommandError, DimseStatus};

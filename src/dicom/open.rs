@@ -147,25 +147,43 @@ fn preamble(reader: &mut (impl Read + Seek)) -> Result<u64, OpenError> {
     Err(OpenError::NotPart10("no DICM prefix"))
 }
 
-/// The meta group at `at`: its elements checked, the transfer syntax read, and where the
-/// data set begins.
+/// The meta group at `at`: its group length, then elements of group 0002 filling exactly
+/// that length (as dicom-rs reads it: by the length, not by the group number), each one
+/// fitting; the transfer syntax read, and where the data set begins.
 fn meta(reader: &mut (impl Read + Seek), at: u64, size: u64) -> Result<(String, u64), OpenError> {
     reader.seek(SeekFrom::Start(at))?;
-    let mut pos = at;
+    let bad = |why: &'static str| OpenError::NotPart10(why);
+    let mut first = [0u8; 12];
+    reader
+        .read_exact(&mut first)
+        .map_err(|_| bad("meta group cut short"))?;
+    if first[..8] != [0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0] {
+        return Err(bad("meta group does not start with its group length"));
+    }
+    let group_len = u64::from(u32::from_le_bytes([
+        first[8], first[9], first[10], first[11],
+    ]));
+    let end = at + 12 + group_len;
+    if group_len > MAX_META || end > size {
+        return Err(bad("meta group length runs past the file"));
+    }
+    let mut pos = at + 12;
     let mut transfer_syntax = None;
-    loop {
+    while pos < end {
         let mut head = [0u8; 8];
-        if pos + 8 > size {
-            break;
+        if pos + 8 > end {
+            return Err(bad("meta group length ends inside an element"));
         }
         reader.read_exact(&mut head)?;
         let group = u16::from_le_bytes([head[0], head[1]]);
-        if group != 0x0002 {
-            break;
-        }
         let element = u16::from_le_bytes([head[2], head[3]]);
-        let vr = [head[4], head[5]];
-        let (len, header) = if matches!(&vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT" | b"UC") {
+        if group != 0x0002 {
+            return Err(bad("meta group length covers elements outside group 0002"));
+        }
+        // An unknown VR code reads as UN, with a 4-byte length, as dicom-rs reads it.
+        let vr = dicom_core::VR::from_binary([head[4], head[5]]).unwrap_or(dicom_core::VR::UN);
+        let long = super::scan::has_long_length(vr);
+        let (len, header) = if long {
             let mut l = [0u8; 4];
             reader.read_exact(&mut l)?;
             (u64::from(u32::from_le_bytes(l)), 12)
@@ -173,11 +191,11 @@ fn meta(reader: &mut (impl Read + Seek), at: u64, size: u64) -> Result<(String, 
             (u64::from(u16::from_le_bytes([head[6], head[7]])), 8)
         };
         let value_at = pos + header;
-        if value_at + len > size || value_at + len - at > MAX_META {
+        if value_at + len > end {
             return Err(OpenError::Meta(ScanError::Overrun {
                 tag: dicom_core::Tag(group, element),
                 declared: len,
-                available: size.saturating_sub(value_at),
+                available: end.saturating_sub(value_at),
             }));
         }
         if element == 0x0010 {
@@ -190,10 +208,8 @@ fn meta(reader: &mut (impl Read + Seek), at: u64, size: u64) -> Result<(String, 
         }
         pos = value_at + len;
     }
-    let transfer_syntax = transfer_syntax.ok_or(OpenError::NotPart10(
-        "no Transfer Syntax UID in the meta group",
-    ))?;
-    Ok((transfer_syntax, pos))
+    let transfer_syntax = transfer_syntax.ok_or(bad("no Transfer Syntax UID in the meta group"))?;
+    Ok((transfer_syntax, end))
 }
 
 /// The encoding of a (non-deflated) transfer syntax's data set.
@@ -243,6 +259,8 @@ mod tests {
         let mut bytes = vec![0u8; 128];
         bytes.extend_from_slice(b"DICM");
         let ts = b"1.2.840.10008.1.2.1\0";
+        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        bytes.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         bytes.extend_from_slice(&(ts.len() as u16).to_le_bytes());
         bytes.extend_from_slice(ts);
@@ -252,6 +270,28 @@ mod tests {
         assert!(matches!(
             open_file(&bomb, &Limits::default()),
             Err(OpenError::DataSet(ScanError::Overrun { .. }))
+        ));
+    }
+
+    /// Found by the fuzzer: a meta element whose VR bytes are not a VR. dicom-rs reads it
+    /// as UN with a 4-byte length (here the first bytes of the UID, ~775 MB) and allocated
+    /// that much before this check read it the same way.
+    #[test]
+    fn a_meta_element_with_an_unknown_vr_is_read_as_dicom_rs_reads_it() {
+        let work = tempfile::tempdir().unwrap();
+        let path = work.path().join("meta.dcm");
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1\0";
+        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        bytes.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, 0, 0]);
+        bytes.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(ts);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            open_file(&path, &Limits::default()),
+            Err(OpenError::Meta(ScanError::Overrun { .. }))
         ));
     }
 }

@@ -62,6 +62,13 @@ pub enum ScanError {
     NotAnItem { found: Tag, at: u64 },
     #[error("undefined length on {0}, which is not a sequence or pixel data")]
     UndefinedLength(Tag),
+    #[error("element {tag} ({vr:?}) has length {len}, not a multiple of {size}")]
+    Misaligned {
+        tag: Tag,
+        vr: VR,
+        len: u32,
+        size: u32,
+    },
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -152,6 +159,19 @@ impl<R: Read + Seek> Walker<R> {
                 }
                 continue;
             }
+            // A binary value whose length is not a whole number of values: the parser
+            // would read fewer bytes than declared and lose its place in the stream.
+            let effective = vr.or_else(|| dictionary_vr(tag));
+            if let Some(size) = effective.and_then(value_size) {
+                if len % size != 0 {
+                    return Err(ScanError::Misaligned {
+                        tag,
+                        vr: effective.unwrap_or(VR::UN),
+                        len,
+                        size,
+                    });
+                }
+            }
             let len = u64::from(len);
             self.fits(tag, len, limit)?;
             if sequence {
@@ -228,23 +248,7 @@ impl<R: Read + Seek> Walker<R> {
         self.read(&mut code, limit)?;
         // An unknown VR code is read as UN with a 4-byte length, as dicom-rs does.
         let vr = VR::from_binary(code).unwrap_or(VR::UN);
-        let long = matches!(
-            vr,
-            VR::OB
-                | VR::OD
-                | VR::OF
-                | VR::OL
-                | VR::OV
-                | VR::OW
-                | VR::SQ
-                | VR::SV
-                | VR::UC
-                | VR::UN
-                | VR::UR
-                | VR::UT
-                | VR::UV
-        );
-        let len = if long {
+        let len = if has_long_length(vr) {
             self.u16(enc, limit)?;
             self.u32(enc, limit)?
         } else {
@@ -311,6 +315,36 @@ impl<R: Read + Seek> Walker<R> {
         self.reader.seek(SeekFrom::Current(len_i64))?;
         self.pos += len;
         Ok(())
+    }
+}
+
+/// Whether an explicit VR element of this VR has a reserved field and a 4-byte length.
+pub fn has_long_length(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB
+            | VR::OD
+            | VR::OF
+            | VR::OL
+            | VR::OV
+            | VR::OW
+            | VR::SQ
+            | VR::SV
+            | VR::UC
+            | VR::UN
+            | VR::UR
+            | VR::UT
+            | VR::UV
+    )
+}
+
+/// The size of one value of a binary VR (the parser reads whole values only).
+fn value_size(vr: VR) -> Option<u32> {
+    match vr {
+        VR::US | VR::SS | VR::OW => Some(2),
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => Some(4),
+        VR::FD | VR::SV | VR::UV | VR::OD | VR::OV => Some(8),
+        _ => None,
     }
 }
 
@@ -381,6 +415,17 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_binary_length_that_is_not_whole_values_is_refused() {
+        // (0000,0000) UL with 7 bytes: the parser would read one value and lose its place.
+        let mut data = vec![0, 0, 0, 0, 7, 0, 0, 0];
+        data.extend_from_slice(&[0; 7]);
+        assert!(matches!(
+            scan_bytes(&data, Encoding::IMPLICIT_LE),
+            Err(ScanError::Misaligned { size: 4, .. })
+        ));
     }
 
     #[test]

@@ -24,10 +24,19 @@ use crate::dicom::{Command, DimseStatus};
 use crate::ops::metrics::metrics;
 use crate::shutdown::Shutdown;
 
-type Association = AsyncServerAssociation<TcpStream>;
+/// What an association runs over: a plain TCP stream or a TLS stream.
+pub trait Link: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Link for T {}
 
-/// Run one association to its end. Never panics on peer input; errors are logged.
-pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, shutdown: Shutdown) {
+/// Run one association to its end, over TLS when `tls` is given. Never panics on peer
+/// input; errors are logged.
+pub async fn handle(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ingest: Arc<Ingest>,
+    shutdown: Shutdown,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let settings = &ingest.settings;
     let timeout = Duration::from_secs(settings.timeout_seconds);
     let mut options = ServerAssociationOptions::new()
@@ -45,17 +54,33 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
     for (uid, _) in STORAGE_SOP_CLASSES {
         options = options.with_abstract_syntax(*uid);
     }
-    let mut association = match options.establish_async(socket).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::info!(peer = %peer.ip(), error = %e, "association not established");
-            metrics()
-                .associations
-                .with_label_values(&["rejected"])
-                .inc();
-            return;
-        }
+    let not_established = |e: dicom_ul::association::Error| {
+        tracing::info!(peer = %peer.ip(), error = %e, "association not established");
+        metrics()
+            .associations
+            .with_label_values(&["rejected"])
+            .inc();
     };
+    match tls {
+        None => match options.establish_async(socket).await {
+            Ok(association) => run(association, peer, &ingest, shutdown, "plain").await,
+            Err(e) => not_established(e),
+        },
+        Some(config) => match options.tls_config(config).establish_tls_async(socket).await {
+            Ok(association) => run(association, peer, &ingest, shutdown, "TLS").await,
+            Err(e) => not_established(e),
+        },
+    }
+}
+
+/// An established association, from its first message to its end.
+async fn run<S: Link>(
+    mut association: AsyncServerAssociation<S>,
+    peer: SocketAddr,
+    ingest: &Ingest,
+    shutdown: Shutdown,
+    transport: &'static str,
+) {
     metrics()
         .associations
         .with_label_values(&["accepted"])
@@ -70,6 +95,7 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         calling_ae = %calling_ae,
         peer = %peer.ip(),
         refused_contexts,
+        transport = %transport,
         "association accepted"
     );
     let started = Instant::now();
@@ -78,7 +104,7 @@ pub async fn handle(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
     let mut studies = Entered::new(&ingest.active);
     let end = serve(
         &mut association,
-        &ingest,
+        ingest,
         &calling_ae,
         shutdown,
         &mut tally,
@@ -128,8 +154,8 @@ impl std::fmt::Display for End {
 }
 
 /// The message loop: assemble command and data fragments, answer each request.
-async fn serve(
-    association: &mut Association,
+async fn serve<S: Link>(
+    association: &mut AsyncServerAssociation<S>,
     ingest: &Ingest,
     calling_ae: &str,
     mut shutdown: Shutdown,
@@ -255,9 +281,9 @@ struct Session<'a> {
 impl Session<'_> {
     /// A command fragment: once complete, a C-STORE starts its pending store; anything
     /// else is answered at once (C-ECHO success, other commands unrecognised).
-    async fn on_command(
+    async fn on_command<S: Link>(
         &mut self,
-        association: &mut Association,
+        association: &mut AsyncServerAssociation<S>,
         value: PDataValue,
     ) -> Result<(), End> {
         self.command_bytes.extend_from_slice(&value.data);
@@ -299,9 +325,9 @@ impl Session<'_> {
 
     /// A data fragment of the pending store: once complete, the store is finished and
     /// answered.
-    async fn on_data(
+    async fn on_data<S: Link>(
         &mut self,
-        association: &mut Association,
+        association: &mut AsyncServerAssociation<S>,
         value: PDataValue,
     ) -> Result<(), End> {
         let Some(store) = self.pending.as_mut() else {
@@ -330,8 +356,8 @@ impl Session<'_> {
     }
 }
 
-async fn respond(
-    association: &mut Association,
+async fn respond<S: Link>(
+    association: &mut AsyncServerAssociation<S>,
     pc: u8,
     command: &Command,
     status: DimseStatus,

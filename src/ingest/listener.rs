@@ -24,29 +24,50 @@ use super::Ingest;
 use crate::ops::metrics::metrics;
 use crate::shutdown::{Done, Shutdown};
 
-/// The listener's name in health reports, and how often it proves it is alive.
-const PART: &str = "DICOM listener";
+/// How often a listener proves it is alive (health reports).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Sockets allowed per association slot, counting those still negotiating.
 const CONNECTIONS_PER_SLOT: usize = 2;
 
-/// Accept connections until shutdown; each association runs in its own task.
-pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutdown, done: Done) {
+/// One listening socket: plain DICOM, or DICOM over TLS with this configuration.
+pub struct Endpoint {
+    pub listener: TcpListener,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Endpoint {
+    /// The listener's name in health reports and logs.
+    fn part(&self) -> &'static str {
+        if self.tls.is_some() {
+            "DICOM TLS listener"
+        } else {
+            "DICOM listener"
+        }
+    }
+}
+
+/// Accept connections until shutdown; each association runs in its own task. `slots`
+/// is shared by every endpoint of the daemon.
+pub async fn run(
+    endpoint: Endpoint,
+    ingest: Arc<Ingest>,
+    slots: Arc<Slots>,
+    mut shutdown: Shutdown,
+    done: Done,
+) {
     let settings = &ingest.settings;
-    let slots = Slots::new(
-        settings.max_associations,
-        settings.max_associations_per_peer,
-    );
+    let part = endpoint.part();
+    let listener = &endpoint.listener;
     let connections = Arc::new(Semaphore::new(
         settings.max_associations * CONNECTIONS_PER_SLOT + 8,
     ));
-    ingest.health.register(PART, HEARTBEAT * 5);
+    ingest.health.register(part, HEARTBEAT * 5);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = heartbeat.tick() => {
-                ingest.health.beat(PART);
+                ingest.health.beat(part);
                 continue;
             }
             _ = shutdown.recv() => break,
@@ -85,10 +106,17 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
         }
         let (ingest, shutdown, done) = (ingest.clone(), shutdown.clone(), done.clone());
         let slots = slots.clone();
+        let tls = endpoint.tls.clone();
         tokio::spawn(async move {
             let _connection = connection;
             let _done = done;
-            let slot = match take_slot(&socket, peer, &ingest, &slots).await {
+            // Inside TLS the request cannot be peeked: the handshake authenticates the
+            // peer, and the slot goes by address alone.
+            let taken = match tls {
+                None => take_slot(&socket, peer, &ingest, &slots).await,
+                Some(_) => slots.try_take(peer.ip()).map(Some),
+            };
+            let slot = match taken {
                 Ok(slot) => slot,
                 Err(full) => {
                     refuse(socket, peer, &full.to_string(), timeout);
@@ -97,11 +125,11 @@ pub async fn run(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: Shutd
             };
             // Dropped when the association ends, a panic included.
             let _slot = slot;
-            super::association::handle(socket, peer, ingest, shutdown).await;
+            super::association::handle(socket, peer, ingest, shutdown, tls).await;
         });
     }
-    ingest.health.retire(PART);
-    tracing::info!("DICOM listener stopped accepting");
+    ingest.health.retire(part);
+    tracing::info!("{part} stopped accepting");
 }
 
 /// The slot for an allowed caller; none (`Ok(None)`) for a request that the negotiation

@@ -36,6 +36,8 @@ pub struct DicomSettings {
     /// At shutdown, how long a store whose data is still arriving may take to finish
     /// before its association is aborted.
     pub shutdown_grace_seconds: u64,
+    /// The DICOM TLS listener (`[dicom.tls]`), beside the plain one.
+    pub tls: crate::dicom::tls::TlsListenerSettings,
 }
 
 impl Default for DicomSettings {
@@ -56,6 +58,7 @@ impl Default for DicomSettings {
             idle_seconds: 120,
             accept_any_called_ae: false,
             shutdown_grace_seconds: 10,
+            tls: Default::default(),
         }
     }
 }

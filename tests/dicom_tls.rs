@@ -1,0 +1,130 @@
+//! DICOM TLS in: DCMTK's storescu over TLS with a client certificate stores; a peer
+//! without one, or speaking plain DICOM to the TLS port, is refused. The certificates
+//! (a CA, the daemon's, a client's) are made by the test with openssl.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// `name.pem` + `name.key`, signed by the CA in `dir` (made first, as "ca").
+fn make_cert(dir: &Path, name: &str, usage: &str) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
+        ),
+    )
+    .unwrap();
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+    ok(run(Command::new("openssl")
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)));
+    ok(run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(dir.join("ca.pem"))
+        .arg("-CAkey")
+        .arg(dir.join("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(dir.join(format!("{name}.pem")))));
+}
+
+fn make_pki(dir: &Path) {
+    let out = run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=osteoscreen test CA", "-keyout"])
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(dir.join("ca.pem")));
+    assert!(out.status.success(), "{}", text(&out));
+    make_cert(dir, "server", "serverAuth");
+    make_cert(dir, "client", "clientAuth");
+}
+
+fn storescu_tls(port: u16, pki: &Path, identity: bool, file: &Path) -> std::process::Output {
+    let mut cmd = Command::new("storescu");
+    if identity {
+        cmd.arg("+tls")
+            .arg(pki.join("client.key"))
+            .arg(pki.join("client.pem"))
+            .arg("-pw");
+    } else {
+        cmd.arg("+tla");
+    }
+    cmd.arg("+cf")
+        .arg(pki.join("ca.pem"))
+        .args([
+            "-ta",
+            "20",
+            "-aet",
+            "TLSSCU",
+            "-aec",
+            "OSTEOSCREEN",
+            "127.0.0.1",
+        ])
+        .arg(port.to_string())
+        .arg(file);
+    run(&mut cmd)
+}
+
+#[test]
+fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = work.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let tls_port = free_port();
+    let s = |p: &str| pki.join(p).to_string_lossy().into_owned();
+    let daemon = Daemon::start(
+        work.path(),
+        &[
+            (
+                "OSTEOSCREEN__DICOM__TLS__LISTEN",
+                &format!("127.0.0.1:{tls_port}"),
+            ),
+            ("OSTEOSCREEN__DICOM__TLS__CERTIFICATE", &s("server.pem")),
+            ("OSTEOSCREEN__DICOM__TLS__PRIVATE_KEY", &s("server.key")),
+            ("OSTEOSCREEN__DICOM__TLS__CLIENT_CA", &s("ca.pem")),
+        ],
+    );
+    assert!(daemon.logs().contains(&format!("tls=127.0.0.1:{tls_port}")));
+
+    let out = storescu_tls(tls_port, &pki, true, &real("pydicom/CT_small.dcm"));
+    assert!(out.status.success(), "{}\n{}", text(&out), daemon.logs());
+    let rows = daemon.store().instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].calling_ae, "TLSSCU");
+    assert!(daemon.logs().contains("transport=TLS"));
+
+    // No client certificate: the handshake fails, nothing is stored.
+    let out = storescu_tls(tls_port, &pki, false, &real("wg04/CT1_UNC.dcm"));
+    assert!(!out.status.success(), "{}", text(&out));
+    // Plain DICOM on the TLS port: refused.
+    let out = run(Command::new("echoscu")
+        .args(["-ta", "20", "-aec", "OSTEOSCREEN", "127.0.0.1"])
+        .arg(tls_port.to_string()));
+    assert!(!out.status.success(), "{}", text(&out));
+    daemon.wait_for_log("association not established", Duration::from_secs(20));
+    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+    // The plain listener still serves.
+    let out = run(daemon.storescu("PLAIN").arg(real("wg04/CT1_UNC.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+}
