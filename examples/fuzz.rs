@@ -9,45 +9,12 @@
 //! Prints executions, accepted inputs, crashes (with a file written for each), hangs and
 //! allocations over the cap; exits 1 if any of the last three is non-zero.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use osteoscreen::fuzz::{run, seeds_from, Target};
-
-/// A single allocation above this is a finding: the pre-scan exists so that no declared
-/// length turns into an allocation the input does not back.
-const ALLOCATION_CAP: usize = 256 << 20;
-static OVER_CAP: AtomicU64 = AtomicU64::new(0);
-
-struct Capped;
-
-unsafe impl GlobalAlloc for Capped {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOCATION_CAP {
-            OVER_CAP.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOCATION_CAP {
-            OVER_CAP.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > ALLOCATION_CAP {
-            OVER_CAP.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use osteoscreen::fuzz::{oversized, run, seeds_from, CappedAllocator, Target, ALLOCATION_CAP};
 
 #[global_allocator]
-static ALLOCATOR: Capped = Capped;
+static ALLOCATOR: CappedAllocator = CappedAllocator;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,9 +40,9 @@ fn main() {
         iterations,
         Duration::from_secs(24 * 3600),
         1,
-        Some(|| OVER_CAP.load(Ordering::Relaxed)),
+        Some(oversized),
     );
-    let over = OVER_CAP.load(Ordering::Relaxed);
+    let over = oversized();
     println!(
         "target {target:?}: {} seeds, {} executions in {:.1} s ({:.0}/s), {} accepted, {} crashes, {} hangs (> {:?}), {} allocations over {} MiB",
         seeds.len(),

@@ -9,6 +9,8 @@
 //! `examples/fuzz.rs` runs a target for millions of executions; tests/fuzz_smoke.rs runs
 //! each for a bounded time in the test suite.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::dicom::scan::{scan_bytes, Encoding};
@@ -48,6 +50,45 @@ pub struct Report {
     /// Executions slower than `HANG`.
     pub hangs: u64,
     pub elapsed: Duration,
+}
+
+/// A single allocation above this is a finding: the pre-scan exists so that no declared
+/// length becomes an allocation the input does not back.
+pub const ALLOCATION_CAP: usize = 256 << 20;
+static OVERSIZED: AtomicU64 = AtomicU64::new(0);
+
+/// The system allocator, counting allocations over `ALLOCATION_CAP`. A fuzzing binary
+/// installs it with `#[global_allocator]` and passes `oversized` to `run`.
+pub struct CappedAllocator;
+
+fn note(size: usize) {
+    if size > ALLOCATION_CAP {
+        OVERSIZED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only sizes are read.
+unsafe impl GlobalAlloc for CappedAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Allocations over the cap so far (with `CappedAllocator` installed).
+pub fn oversized() -> u64 {
+    OVERSIZED.load(Ordering::Relaxed)
 }
 
 /// An execution slower than this counts as a hang.

@@ -81,3 +81,36 @@ impl Default for Supervisor {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shutdown::ShutdownTrigger;
+
+    #[tokio::test]
+    async fn a_task_that_ends_or_panics_before_shutdown_is_reported() {
+        let trigger = ShutdownTrigger::new();
+        let mut supervisor = Supervisor::new();
+        supervisor.spawn("ender", trigger.subscribe(), async {});
+        assert_eq!(supervisor.death().await, "ender ended");
+        supervisor.spawn("panicker", trigger.subscribe(), async { panic!("boom") });
+        assert_eq!(supervisor.death().await, "panicker panicked");
+        supervisor.watch("thread", trigger.subscribe(), || false);
+        assert_eq!(supervisor.death().await, "thread stopped");
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_after_shutdown_is_not_a_death() {
+        let trigger = ShutdownTrigger::new();
+        let mut supervisor = Supervisor::new();
+        let mut stop = trigger.subscribe();
+        supervisor.spawn(
+            "listener",
+            trigger.subscribe(),
+            async move { stop.recv().await },
+        );
+        trigger.trigger();
+        let quiet = tokio::time::timeout(Duration::from_millis(300), supervisor.death()).await;
+        assert!(quiet.is_err(), "reported {quiet:?}");
+    }
+}

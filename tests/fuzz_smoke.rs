@@ -4,41 +4,16 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use osteoscreen::fuzz::{run, seeds_from, Target};
-
-const ALLOCATION_CAP: usize = 256 << 20;
-static OVER_CAP: AtomicU64 = AtomicU64::new(0);
-
-struct Capped;
-
-unsafe impl GlobalAlloc for Capped {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOCATION_CAP {
-            OVER_CAP.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > ALLOCATION_CAP {
-            OVER_CAP.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use osteoscreen::fuzz::{oversized, run, seeds_from, CappedAllocator, Target, ALLOCATION_CAP};
 
 #[global_allocator]
-static ALLOCATOR: Capped = Capped;
+static ALLOCATOR: CappedAllocator = CappedAllocator;
 
 fn smoke(target: Target, seconds: u64) {
     let files = osteoscreen::dicom::files::collect_files(&[common::testdata()]).unwrap_or_default();
-    let seeds = seeds_from(target, &files, 600 << 10);
+    let seeds = seeds_from(target, &files, 128 << 10);
     assert!(!seeds.is_empty(), "{target:?}: no seeds");
     let report = run(
         target,
@@ -46,7 +21,7 @@ fn smoke(target: Target, seconds: u64) {
         u64::MAX,
         Duration::from_secs(seconds),
         7,
-        Some(|| OVER_CAP.load(Ordering::Relaxed)),
+        Some(oversized),
     );
     eprintln!(
         "{target:?}: {} executions, {} accepted, {} crashes, {} hangs",
@@ -71,9 +46,9 @@ fn smoke(target: Target, seconds: u64) {
     assert!(crashes.is_empty(), "{target:?} crashed: {crashes:?}");
     assert_eq!(report.hangs, 0, "{target:?} hung");
     assert_eq!(
-        OVER_CAP.load(Ordering::Relaxed),
+        oversized(),
         0,
-        "allocation over the cap"
+        "allocation over the cap of {ALLOCATION_CAP} bytes"
     );
 }
 

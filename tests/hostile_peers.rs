@@ -81,6 +81,7 @@ fn peak_mib(daemon: &Daemon) -> u64 {
 fn assert_alive_and_small(daemon: &mut Daemon) {
     assert!(daemon.is_running(), "daemon died:\n{}", daemon.logs());
     let peak = peak_mib(daemon);
+    eprintln!("daemon peak RSS (VmHWM): {peak} MiB");
     assert!(peak < MAX_PEAK_MIB, "peak RSS {peak} MiB");
     let out = run(daemon.storescu("AFTER").arg(real("pydicom/CT_small.dcm")));
     assert!(out.status.success(), "{}\n{}", text(&out), daemon.logs());

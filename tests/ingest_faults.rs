@@ -95,6 +95,65 @@ fn kill_9_mid_stream_loses_no_acknowledged_instance() {
     );
 }
 
+#[test]
+fn kill_9_under_hostile_load_loses_no_acknowledged_instance() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "5")]);
+    // Beside a real sender: a peer sending length bombs in a loop, and one trickling a
+    // data set that never ends. They end with the daemon (their panics are ignored).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = daemon.port;
+    let bomber = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let uid = "1.2.826.0.1.3680043.9.7777.99";
+            let mut bomb = vec![0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'C', b'T'];
+            bomb.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
+            bomb.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut a) = RawAssociation::open(port, "BOMBER", CT_IMAGE, EXPLICIT_LE) else {
+                    return;
+                };
+                for _ in 0..20 {
+                    a.send_store_rq(CT_IMAGE, uid);
+                    a.send_data(&bomb, true);
+                    assert_eq!(a.response().0, Status::CANNOT_UNDERSTAND);
+                }
+                a.release();
+            }
+        })
+    };
+    let mut trickler = RawAssociation::open(port, "TRICKLER", CT_IMAGE, EXPLICIT_LE).unwrap();
+    trickler.send_store_rq(CT_IMAGE, "1.2.826.0.1.3680043.9.7777.98");
+    trickler.send_data(
+        &[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'C', b'T'],
+        false,
+    );
+
+    let study = "1.2.826.0.1.3680043.9.7777.6";
+    let (files, log, mut sender) = stream_study(&daemon, work.path(), study, 200, "GOODSCU");
+    let store = daemon.store();
+    wait_until("some instances stored", Duration::from_secs(60), || {
+        store.instances().unwrap().len() >= 40
+    });
+    daemon.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sender.wait();
+    let _ = bomber.join();
+    drop((store, trickler));
+
+    let acknowledged = acknowledged_files(&std::fs::read_to_string(&log).unwrap());
+    assert!(acknowledged.len() >= 40, "only {} acks", acknowledged.len());
+    assert!(acknowledged.len() < 200, "the kill came too late");
+    daemon.restart();
+    let rows = daemon.store().instances().unwrap();
+    assert_recorded(&files, &acknowledged, &rows);
+    assert!(
+        rows.iter().all(|r| r.study_uid == study),
+        "only the good sender's instances are recorded"
+    );
+}
+
 /// Start storescu streaming `n` new CT instances of `study` in the background; its `-v`
 /// log ("Sending file" then the response, per file) goes to the returned path.
 fn stream_study(

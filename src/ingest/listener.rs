@@ -86,22 +86,14 @@ pub async fn run(
         let connection = match connections.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                refuse(socket, peer, "too many connections negotiating", timeout);
+                let why = "too many connections negotiating";
+                refuse(socket, peer, why, Congestion::Limit, timeout);
                 continue;
             }
         };
         if let Err(reason) = ingest.has_room_for(0) {
-            tracing::error!(peer = %peer.ip(), %reason, "association rejected: disk space");
-            metrics()
-                .associations
-                .with_label_values(&["rejected"])
-                .inc();
-            tokio::spawn(reject(
-                socket,
-                peer,
-                AssociationRJServiceProviderPresentationReason::TemporaryCongestion,
-                timeout,
-            ));
+            let why = format!("disk space: {reason}");
+            refuse(socket, peer, &why, Congestion::Disk, timeout);
             continue;
         }
         let (ingest, shutdown, done) = (ingest.clone(), shutdown.clone(), done.clone());
@@ -119,7 +111,7 @@ pub async fn run(
             let slot = match taken {
                 Ok(slot) => slot,
                 Err(full) => {
-                    refuse(socket, peer, &full.to_string(), timeout);
+                    refuse(socket, peer, &full.to_string(), Congestion::Limit, timeout);
                     return;
                 }
             };
@@ -157,19 +149,31 @@ async fn take_slot(
     slots.try_take(peer.ip()).map(Some)
 }
 
-/// Log, count and send a transient A-ASSOCIATE-RJ (local limit exceeded).
-fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, timeout: Duration) {
-    tracing::warn!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
+/// Why a connection is turned away before negotiation.
+enum Congestion {
+    /// A connection or association limit: "local limit exceeded".
+    Limit,
+    /// The disk is below its watermark: "temporary congestion".
+    Disk,
+}
+
+/// Log, count and send a transient A-ASSOCIATE-RJ.
+fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, timeout: Duration) {
+    let reason = match kind {
+        Congestion::Limit => {
+            tracing::warn!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded
+        }
+        Congestion::Disk => {
+            tracing::error!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
+            AssociationRJServiceProviderPresentationReason::TemporaryCongestion
+        }
+    };
     metrics()
         .associations
         .with_label_values(&["rejected"])
         .inc();
-    tokio::spawn(reject(
-        socket,
-        peer,
-        AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-        timeout,
-    ));
+    tokio::spawn(reject(socket, peer, reason, timeout));
 }
 
 /// Read the A-ASSOCIATE-RQ and answer it with a transient A-ASSOCIATE-RJ.
