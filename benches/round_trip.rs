@@ -120,6 +120,7 @@ fn echo_while(port: u16, stop: &std::sync::atomic::AtomicBool, at_most: usize) -
         .build()
         .unwrap();
     let peer = osteoscreen::deliver::dimse::Peer {
+        tls: None,
         host: "127.0.0.1".into(),
         port,
         called_ae: "OSTEOSCREEN".into(),

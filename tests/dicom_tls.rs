@@ -128,3 +128,60 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
     let out = run(daemon.storescu("PLAIN").arg(real("wg04/CT1_UNC.dcm")));
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn echo_and_send_speak_tls_to_dcmtk_storescp() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = work.path().join("pki");
+    let out_dir = work.path().join("received");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    make_pki(&pki);
+    let s = |p: &str| pki.join(p).to_string_lossy().into_owned();
+    // DCMTK's storescp as a TLS PACS that requires a client certificate from our CA.
+    let pacs = Storescp::start(
+        &out_dir,
+        &[
+            "+tls",
+            &s("server.key"),
+            &s("server.pem"),
+            "-pw",
+            "+cf",
+            &s("ca.pem"),
+        ],
+    );
+    let link = |verb: &str, identity: bool, extra: &[&std::path::Path]| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(shipped_config())
+            .arg(verb)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--called-ae",
+                "PACS",
+                "--timeout",
+                "20",
+            ])
+            .arg("--port")
+            .arg(pacs.port.to_string())
+            .arg("--tls-ca")
+            .arg(pki.join("ca.pem"));
+        if identity {
+            cmd.arg("--tls-certificate")
+                .arg(pki.join("client.pem"))
+                .arg("--tls-key")
+                .arg(pki.join("client.key"));
+        }
+        run(cmd.args(extra))
+    };
+    let out = link("echo", true, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = real("pydicom/CT_small.dcm");
+    let out = link("send", true, &[&file]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1, "one file received");
+    // Without our certificate the PACS refuses the handshake.
+    let out = link("echo", false, &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+}

@@ -30,11 +30,29 @@ pub struct PeerArgs {
     /// Seconds to wait for connection and each response.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// DICOM TLS: the CA certificate (PEM) that signs the remote node's certificate.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// DICOM TLS: our certificate (PEM), when the remote node asks for one.
+    #[arg(long, value_name = "PEM", requires = "tls_ca", requires = "tls_key")]
+    pub tls_certificate: Option<PathBuf>,
+    /// DICOM TLS: the private key (PEM) of --tls-certificate.
+    #[arg(long, value_name = "PEM", requires = "tls_certificate")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl PeerArgs {
-    fn peer(&self, settings: &Settings) -> Peer {
-        Peer {
+    fn peer(&self, settings: &Settings) -> anyhow::Result<Peer> {
+        let path = |p: &Option<PathBuf>| p.clone().unwrap_or_default();
+        let tls = osteoscreen::deliver::tls_client(
+            &path(&self.tls_ca),
+            &path(&self.tls_certificate),
+            &path(&self.tls_key),
+            &self.host,
+        )
+        .context("DICOM TLS")?;
+        Ok(Peer {
+            tls,
             host: self.host.clone(),
             port: self.port,
             called_ae: self.called_ae.clone(),
@@ -44,13 +62,13 @@ impl PeerArgs {
                 .unwrap_or_else(|| settings.dicom.ae_title.clone()),
             max_pdu_length: settings.dicom.max_pdu_length,
             timeout: Duration::from_secs(self.timeout),
-        }
+        })
     }
 }
 
 /// `osteoscreen echo`: one C-ECHO, its status printed.
 pub async fn echo(args: &PeerArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let status = dimse::echo(&args.peer(settings)).await?;
+    let status = dimse::echo(&args.peer(settings)?).await?;
     println!(
         "C-ECHO {}:{} {}: {status}",
         args.host, args.port, args.called_ae
@@ -65,7 +83,7 @@ pub async fn send(
     settings: &Settings,
 ) -> anyhow::Result<ExitCode> {
     let files = collect_files(paths).context("cannot list input files")?;
-    let outcomes = dimse::send_files(&args.peer(settings), &files).await?;
+    let outcomes = dimse::send_files(&args.peer(settings)?, &files).await?;
     let mut failed = 0;
     for o in &outcomes {
         match &o.result {

@@ -14,9 +14,19 @@ use tokio::io::AsyncWriteExt;
 use crate::dicom::command::{self, Command, DimseStatus};
 use crate::dicom::text::unpad;
 
+/// DICOM TLS towards a peer: whom to trust (and our certificate, in the configuration),
+/// and the name its certificate must carry (the host name or IP address).
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// DICOM TLS; None: plain TCP.
+    pub tls: Option<TlsClient>,
     pub host: String,
     pub port: u16,
     pub called_ae: String,
@@ -40,7 +50,31 @@ pub enum ScuError {
     VerificationRejected,
 }
 
-type Association = dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream>;
+type Plain = dicom_ul::association::AsyncClientAssociation<tokio::net::TcpStream>;
+type Tls =
+    dicom_ul::association::AsyncClientAssociation<dicom_ul::association::client::AsyncTlsStream>;
+
+/// An established association, over plain TCP or TLS.
+enum Association {
+    Plain(Box<Plain>),
+    Tls(Box<Tls>),
+}
+
+impl Association {
+    fn presentation_contexts(&self) -> &[dicom_ul::pdu::PresentationContextNegotiated] {
+        match self {
+            Association::Plain(a) => a.presentation_contexts(),
+            Association::Tls(a) => a.presentation_contexts(),
+        }
+    }
+
+    async fn release(self) {
+        let _ = match self {
+            Association::Plain(a) => a.release().await,
+            Association::Tls(a) => a.release().await,
+        };
+    }
+}
 
 impl Peer {
     fn addr(&self) -> String {
@@ -58,18 +92,33 @@ impl Peer {
         for (abstract_syntax, ts) in contexts {
             options = options.with_presentation_context(abstract_syntax.clone(), vec![ts.clone()]);
         }
-        let mut association =
-            options
-                .establish_with_async(&self.addr())
-                .await
-                .map_err(|source| ScuError::Associate {
-                    called_ae: self.called_ae.clone(),
-                    addr: self.addr(),
-                    source,
-                })?;
-        // Without this every small response waits on Nagle + delayed ACK (REFERENCES.md).
-        let _ = association.inner_stream().set_nodelay(true);
-        Ok(association)
+        let failed = |source| ScuError::Associate {
+            called_ae: self.called_ae.clone(),
+            addr: self.addr(),
+            source,
+        };
+        // Without set_nodelay every small response waits on Nagle + delayed ACK
+        // (REFERENCES.md).
+        match &self.tls {
+            None => {
+                let mut association = options
+                    .establish_with_async(&self.addr())
+                    .await
+                    .map_err(failed)?;
+                let _ = association.inner_stream().set_nodelay(true);
+                Ok(Association::Plain(Box::new(association)))
+            }
+            Some(tls) => {
+                let mut association = options
+                    .tls_config(tls.config.clone())
+                    .server_name(&tls.server_name)
+                    .establish_tls_async(self.addr())
+                    .await
+                    .map_err(failed)?;
+                let _ = association.inner_stream().get_ref().0.set_nodelay(true);
+                Ok(Association::Tls(Box::new(association)))
+            }
+        }
     }
 }
 
@@ -80,6 +129,21 @@ async fn exchange(
     command_bytes: Vec<u8>,
     data_set: Option<&[u8]>,
 ) -> Result<Command, ScuError> {
+    match association {
+        Association::Plain(a) => exchange_on(a.as_mut(), pc_id, command_bytes, data_set).await,
+        Association::Tls(a) => exchange_on(a.as_mut(), pc_id, command_bytes, data_set).await,
+    }
+}
+
+async fn exchange_on<S>(
+    association: &mut dicom_ul::association::AsyncClientAssociation<S>,
+    pc_id: u8,
+    command_bytes: Vec<u8>,
+    data_set: Option<&[u8]>,
+) -> Result<Command, ScuError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let err = |e: &dyn std::fmt::Display| ScuError::Exchange(e.to_string());
     association
         .send(&Pdu::PData {
@@ -141,7 +205,7 @@ pub async fn echo(peer: &Peer) -> Result<DimseStatus, ScuError> {
     let mut association = peer.associate(&contexts).await?;
     let pc = first_accepted(&association).ok_or(ScuError::VerificationRejected)?;
     let rsp = exchange(&mut association, pc, command::encode_echo_rq(1), None).await?;
-    let _ = association.release().await;
+    association.release().await;
     Ok(rsp.status.unwrap_or(DimseStatus(0xFFFF)))
 }
 
@@ -287,7 +351,7 @@ async fn send_batch(
             result,
         });
     }
-    let _ = association.release().await;
+    association.release().await;
     Ok(outcomes)
 }
 
@@ -306,6 +370,6 @@ pub async fn store_data_set(
         .ok_or_else(|| ScuError::Exchange("presentation context refused".into()))?;
     let rq = command::encode_store_rq(1, sop_class_uid, sop_instance_uid);
     let rsp = exchange(&mut association, pc, rq, Some(data_set)).await?;
-    let _ = association.release().await;
+    association.release().await;
     Ok((rsp.status.unwrap_or(DimseStatus(0xFFFF)), rsp.error_comment))
 }

@@ -38,6 +38,23 @@ enum Client {
     Folder(std::path::PathBuf),
 }
 
+/// DICOM TLS towards `host` when `ca` is set; our certificate when `certificate` is.
+pub fn tls_client(
+    ca: &std::path::Path,
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+    host: &str,
+) -> Result<Option<dimse::TlsClient>, crate::dicom::tls::TlsError> {
+    if ca.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let identity = (!certificate.as_os_str().is_empty()).then_some((certificate, key));
+    Ok(Some(dimse::TlsClient {
+        config: crate::dicom::tls::client_config(ca, identity)?,
+        server_name: host.to_string(),
+    }))
+}
+
 impl Client {
     fn new(
         d: &Destination,
@@ -47,6 +64,8 @@ impl Client {
     ) -> Result<Client, String> {
         Ok(match d.kind {
             DestinationKind::Dimse => Client::Dimse(dimse::Peer {
+                tls: tls_client(&d.tls_ca, &d.tls_certificate, &d.tls_private_key, &d.host)
+                    .map_err(|e| format!("{}: {e}", d.name))?,
                 host: d.host.clone(),
                 port: d.port,
                 called_ae: d.ae_title.clone(),

@@ -37,6 +37,11 @@ pub struct Destination {
     pub password: String,
     /// PEM file of extra CA certificates for an HTTPS `url`.
     pub ca_file: PathBuf,
+    /// DIMSE over DICOM TLS: the CA (PEM) that signs the node's certificate; set, TLS is on.
+    pub tls_ca: PathBuf,
+    /// Our certificate and key (PEM) when the node asks for one (mutual TLS).
+    pub tls_certificate: PathBuf,
+    pub tls_private_key: PathBuf,
     pub path: PathBuf,
 }
 

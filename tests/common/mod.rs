@@ -388,6 +388,7 @@ impl Daemon {
 
     pub fn peer(&self, calling_ae: &str) -> osteoscreen::deliver::dimse::Peer {
         osteoscreen::deliver::dimse::Peer {
+            tls: None,
             host: "127.0.0.1".into(),
             port: self.port,
             called_ae: "OSTEOSCREEN".into(),
