@@ -180,7 +180,11 @@ fn echo_and_send_speak_tls_to_dcmtk_storescp() {
     let file = real("pydicom/CT_small.dcm");
     let out = link("send", true, &[&file]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1, "one file received");
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        1,
+        "one file received"
+    );
     // Without our certificate the PACS refuses the handshake.
     let out = link("echo", false, &[]);
     assert!(!out.status.success(), "{}", text(&out));

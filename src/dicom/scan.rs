@@ -144,7 +144,9 @@ impl<R: Read + Seek> Walker<R> {
                 || (vr.is_none() && dictionary_vr(tag) == Some(VR::SQ))
                 || (vr == Some(VR::UN) && len == UNDEFINED);
             if len == UNDEFINED {
-                if tag == PIXEL_DATA {
+                // By VR first, as dicom-rs decides: Pixel Data written as SQ is parsed as a
+                // sequence (found by fuzzing), only OB/OW Pixel Data as fragments.
+                if tag == PIXEL_DATA && !sequence {
                     self.fragments(limit)?;
                 } else if sequence {
                     // An undefined-length UN holds Implicit VR Little Endian (PS3.5 6.2.2).
@@ -425,6 +427,27 @@ mod tests {
         assert!(matches!(
             scan_bytes(&data, Encoding::IMPLICIT_LE),
             Err(ScanError::Misaligned { size: 4, .. })
+        ));
+    }
+
+    /// Found by fuzzing: Pixel Data with VR SQ and undefined length is parsed by dicom-rs
+    /// as a sequence, so its items' contents are elements whose lengths must be checked.
+    #[test]
+    fn pixel_data_written_as_a_sequence_is_scanned_as_one() {
+        let mut data = vec![
+            0xE0, 0x7F, 0x10, 0x00, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        let inner = [
+            0x00, 0x00, 0x00, 0x00, b'U', b'N', 0, 0, 0x81, 0x5C, 0x81, 0xF4,
+        ];
+        data.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        data.extend_from_slice(&(inner.len() as u32 + 4).to_le_bytes());
+        data.extend_from_slice(&inner);
+        data.extend_from_slice(&[0; 4]);
+        data.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert!(matches!(
+            scan_bytes(&data, Encoding::EXPLICIT_LE),
+            Err(ScanError::Overrun { .. })
         ));
     }
 
