@@ -178,29 +178,6 @@ fn window(obj: &DefaultDicomObject) -> Option<(f64, f64)> {
     }
 }
 
-/// RLE Lossless: the first fragment's header must declare at most 15 segments (PS3.5
-/// G.5) and fit in the fragment. dicom-rs 0.10 allocates `vec![0u32; segments]` from the
-/// header before checking it (found by fuzzing: 8.5 GB and 14 s for one bad fragment).
-fn check_rle_header(obj: &DefaultDicomObject, ts: &str) -> Result<(), String> {
-    if ts != "1.2.840.10008.1.2.5" {
-        return Ok(());
-    }
-    let fragments = obj
-        .element(tags::PIXEL_DATA)
-        .ok()
-        .and_then(|e| e.value().fragments().map(|f| f.to_vec()));
-    for fragment in fragments.unwrap_or_default() {
-        let header = fragment
-            .get(..64)
-            .ok_or("RLE fragment shorter than its header")?;
-        let segments = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        if segments == 0 || segments > 15 {
-            return Err(format!("RLE header declares {segments} segments (1-15)"));
-        }
-    }
-    Ok(())
-}
-
 /// Decode every frame to modality values (RGB is reduced to luminance).
 pub fn decode(obj: &DefaultDicomObject) -> Result<(ImageHeader, Vec<Frame>), ImageError> {
     decode_frames(obj, false)
@@ -234,7 +211,7 @@ fn decode_frames(
         ts: ts.clone(),
         reason,
     };
-    check_rle_header(obj, &ts).map_err(codec_error)?;
+    super::codestream::check(obj, &ts, header.rows, header.columns).map_err(codec_error)?;
     // Third-party codecs see bytes from the network: contain any panic.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if first_only {

@@ -3,6 +3,7 @@
 //! radiograph model (`crate::model`), `ct` measures trabecular attenuation per vertebra,
 //! `risk` computes the OST clinical index. `Engine` holds what stays loaded between studies.
 
+pub mod codestream;
 pub mod ct;
 pub mod finding;
 pub mod header;
