@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::scu::RawAssociation;
 use common::*;
@@ -108,7 +108,6 @@ fn length_bombs_are_refused_without_allocating_them() {
         nested.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
     }
     for (name, data) in [("pixel data", &pixel_bomb), ("nesting", &nested)] {
-        let started = Instant::now();
         association.send_store_rq(CT_IMAGE, uid);
         association.send_data(data, true);
         let (status, comment) = association.response();
@@ -116,11 +115,6 @@ fn length_bombs_are_refused_without_allocating_them() {
         assert!(
             comment.as_deref().unwrap_or("").contains("refused"),
             "{name}: {comment:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{name} took {:?}",
-            started.elapsed()
         );
     }
     association.release();
@@ -237,16 +231,20 @@ fn one_peer_cannot_take_every_slot_and_echoes_do_not_keep_one_forever() {
     assert!(daemon
         .logs()
         .contains("max_associations_per_peer (1) reached"));
-    // Echoing every second does not keep the slot past idle_seconds.
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) && holder.echo() == Status::SUCCESS {
+    // Echoing every second does not keep the slot past idle_seconds: the echoes succeed
+    // until the daemon ends the association for idleness (the count is only a guard).
+    let mut echoes = 0;
+    while !daemon.logs().contains("no C-STORE for idle_seconds (3 s)") {
+        assert!(
+            echoes < 30,
+            "still open after {echoes} echoes:\n{}",
+            daemon.logs()
+        );
+        assert_eq!(holder.echo(), Status::SUCCESS);
+        echoes += 1;
         std::thread::sleep(Duration::from_secs(1));
-        if daemon.logs().contains("no C-STORE for idle_seconds") {
-            break;
-        }
     }
-    daemon.wait_for_log("no C-STORE for idle_seconds (3 s)", Duration::from_secs(30));
-    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(echoes >= 2, "ended before echoes were tried ({echoes})");
     wait_until("slot free", Duration::from_secs(20), || {
         echoscu(daemon.port, "OSTEOSCREEN").status.success()
     });
@@ -271,35 +269,31 @@ fn a_trickling_store_ends_at_the_lifetime_limit_and_does_not_hold_shutdown() {
         association
     };
     // A peer that sends a byte now and then is cut off at max_association_seconds.
+    // It keeps sending (never silent), so only the lifetime limit can end it; the count
+    // of sends is only a guard against a hang.
     let mut slow = trickle(&daemon, "TRICKLE");
-    let started = Instant::now();
-    let ended = loop {
-        std::thread::sleep(Duration::from_millis(500));
-        if daemon.logs().contains("max_association_seconds (4 s)") {
-            break started.elapsed();
-        }
+    let mut sends = 0;
+    while !daemon.logs().contains("max_association_seconds (4 s)") {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
+            sends < 60,
+            "still open after {sends} sends:\n{}",
             daemon.logs()
         );
         // The daemon may abort between the check and the send.
         let _ = slow.try_send_data(&[0, 0]);
-    };
-    assert!(ended < Duration::from_secs(10), "{ended:?}");
-    assert_eq!(daemon.partial_files(), vec![]);
+        sends += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_until("partial file removed", Duration::from_secs(20), || {
+        daemon.partial_files().is_empty()
+    });
     // At shutdown, a trickling store gets shutdown_grace_seconds, then its association goes.
     let mut slow = trickle(&daemon, "TRICKLE2");
     slow.send_data(&[0, 0], false);
     daemon.sigterm();
-    let started = Instant::now();
+    // The store never completes, so the daemon can only exit through the grace limit.
     let status = daemon.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}\n{}", daemon.logs());
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(daemon
         .logs()
         .contains("store unfinished after shutdown_grace_seconds"));
@@ -382,7 +376,6 @@ fn analyze_survives_hostile_headers_and_bombs() {
     bytes.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
     bytes.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
     std::fs::write(&bomb, &bytes).unwrap();
-    let started = Instant::now();
     let out = run(Command::new("/usr/bin/time")
         .args(["-f", "maxrss_kib=%M"])
         .arg(bin())
@@ -391,7 +384,6 @@ fn analyze_survives_hostile_headers_and_bombs() {
         .args(["analyze", "--json"])
         .arg(&bomb));
     let said = text(&out);
-    assert!(started.elapsed() < Duration::from_secs(20));
     let rss: u64 = said
         .lines()
         .find_map(|l| l.strip_prefix("maxrss_kib="))

@@ -110,17 +110,25 @@ fn kill_9_under_hostile_load_loses_no_acknowledged_instance() {
             let mut bomb = vec![0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'C', b'T'];
             bomb.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
             bomb.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok(mut a) = RawAssociation::open(port, "BOMBER", CT_IMAGE, EXPLICIT_LE) else {
-                    return;
-                };
-                for _ in 0..20 {
-                    a.send_store_rq(CT_IMAGE, uid);
-                    a.send_data(&bomb, true);
-                    assert_eq!(a.response().0, Status::CANNOT_UNDERSTAND);
+            // Bombs answered 0xC000 before the kill ends the link (the panics of the
+            // association helper after the kill end the thread; its count is returned).
+            let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = answered.clone();
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut a = RawAssociation::open(port, "BOMBER", CT_IMAGE, EXPLICIT_LE)
+                        .expect("bomber association");
+                    for _ in 0..20 {
+                        a.send_store_rq(CT_IMAGE, uid);
+                        a.send_data(&bomb, true);
+                        assert_eq!(a.response().0, Status::CANNOT_UNDERSTAND);
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    a.release();
                 }
-                a.release();
-            }
+            }));
+            drop(run);
+            answered.load(std::sync::atomic::Ordering::Relaxed)
         })
     };
     let mut trickler = RawAssociation::open(port, "TRICKLER", CT_IMAGE, EXPLICIT_LE).unwrap();
@@ -139,7 +147,8 @@ fn kill_9_under_hostile_load_loses_no_acknowledged_instance() {
     daemon.kill9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = sender.wait();
-    let _ = bomber.join();
+    let bombs = bomber.join().expect("bomber thread");
+    assert!(bombs > 0, "no bomb was answered before the kill");
     drop((store, trickler));
 
     let acknowledged = acknowledged_files(&std::fs::read_to_string(&log).unwrap());
