@@ -43,7 +43,9 @@ pub struct PendingStore {
     received: u64,
     /// Where the next free-space check is due.
     next_space_check: u64,
-    end: PixelDataEnd,
+    /// Only for encapsulated syntaxes (decided once the context is known): scanning every
+    /// byte of native pixel data for a delimiter would be wasted work per fragment.
+    end: Option<PixelDataEnd>,
     /// Set when the request is refused before its data is complete (bad context, spool
     /// failure); the data is still read to the end so the association stays usable.
     early: Option<Refusal>,
@@ -67,7 +69,7 @@ impl PendingStore {
             transfer_syntax: String::new(),
             received: 0,
             next_space_check: FREE_SPACE_CHECK_BYTES,
-            end: PixelDataEnd::default(),
+            end: None,
             early: None,
             file: None,
             begun: Instant::now(),
@@ -113,6 +115,7 @@ impl PendingStore {
             ));
         }
         self.transfer_syntax = unpad(&context.transfer_syntax).to_string();
+        self.end = is_encapsulated(&self.transfer_syntax).then(PixelDataEnd::default);
         ingest.admit(&FileHeader {
             sop_class_uid: &command.sop_class_uid,
             sop_instance_uid: &command.sop_instance_uid,
@@ -148,17 +151,12 @@ impl PendingStore {
                 return;
             }
         }
-        self.end.feed(bytes);
+        if let Some(end) = self.end.as_mut() {
+            end.feed(bytes);
+        }
         if let Some(file) = self.file.as_mut() {
             tokio::task::block_in_place(|| file.append(bytes));
         }
-    }
-
-    fn transfer_syntax_is_encapsulated(&self) -> bool {
-        use dicom_encoding::TransferSyntaxIndex;
-        dicom_transfer_syntax_registry::TransferSyntaxRegistry
-            .get(&self.transfer_syntax)
-            .is_some_and(|ts| ts.is_encapsulated_pixel_data())
     }
 
     /// Refuse now: dropping the incoming file removes it.
@@ -215,8 +213,8 @@ impl PendingStore {
             return Err(r);
         }
         // Dropping the file on a refusal removes it.
-        if self.transfer_syntax_is_encapsulated() {
-            self.end.check()?;
+        if let Some(end) = &self.end {
+            end.check()?;
         }
         let Some(file) = self.file else {
             return Err(Refusal::out_of_resources("spool", "no file was opened"));
@@ -272,4 +270,11 @@ async fn sync_and_inspect(
             Err(r)
         }
     }
+}
+
+fn is_encapsulated(transfer_syntax: &str) -> bool {
+    use dicom_encoding::TransferSyntaxIndex;
+    dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(transfer_syntax)
+        .is_some_and(|ts| ts.is_encapsulated_pixel_data())
 }
