@@ -4,6 +4,7 @@
 //! cargo run --release --example fuzz -- command 1000000
 //! cargo run --release --example fuzz -- dataset 1000000 ../shared/testdata/real
 //! cargo run --release --example fuzz -- image 1000000 ../shared/testdata/real
+//! cargo run --release --example fuzz -- analyze 1000000 ../shared/testdata/real
 //! ```
 //!
 //! Prints executions, accepted inputs, crashes (with a file written for each), hangs and

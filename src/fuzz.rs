@@ -1,6 +1,7 @@
 //! A structure-aware mutation fuzzer on stable Rust for the code that reads bytes from
 //! the network or from files nobody here wrote: the command-set decoder, the data-set
-//! pre-scan and parse (what `inspect` runs), and image header + first-frame decode.
+//! pre-scan and parse (what `inspect` runs), image header + first-frame decode, and
+//! `analyze` on one file with its reports written.
 //!
 //! Why not cargo-fuzz or cargo-afl: neither a nightly toolchain nor AFL++ can be installed
 //! from the registries this project builds with, so coverage guidance is not available;
@@ -25,6 +26,12 @@ pub enum Target {
     DataSet,
     /// A whole Part 10 file: pre-scan, parse, image header, first-frame decode, display.
     Image,
+    /// A whole Part 10 file through `analysis::analyze` (headers, selection, the CT
+    /// measurement, the risk score, the conclusion) and then the SR and key-image writers.
+    /// No X-ray network is loaded: its forward pass sees a fixed-size tensor whatever the
+    /// input, costs ~100x the rest and would cut the run to thousands of executions; the
+    /// pixel path that feeds it is the `image` target's.
+    Analyze,
 }
 
 impl std::str::FromStr for Target {
@@ -34,7 +41,10 @@ impl std::str::FromStr for Target {
             "command" => Ok(Target::Command),
             "dataset" => Ok(Target::DataSet),
             "image" => Ok(Target::Image),
-            _ => Err(format!("unknown target {s:?} (command, dataset, image)")),
+            "analyze" => Ok(Target::Analyze),
+            _ => Err(format!(
+                "unknown target {s:?} (command, dataset, image, analyze)"
+            )),
         }
     }
 }
@@ -220,7 +230,40 @@ fn execute(target: Target, input: &[u8], scratch: &std::path::Path) -> bool {
                 Err(_) => false,
             }
         }
+        Target::Analyze => {
+            if std::fs::write(scratch, input).is_err() {
+                return false;
+            }
+            analyze_and_report(scratch)
+        }
     }
+}
+
+/// The `analyze` target's body: the engine without a network, then the writers into a
+/// directory beside `file` that is emptied afterwards.
+fn analyze_and_report(file: &std::path::Path) -> bool {
+    use crate::analysis::{analyze, Engine};
+    let engine = Engine {
+        thresholds: Default::default(),
+        rules: Default::default(),
+        xray: None,
+        batch_size: 1,
+        risk_model: None,
+    };
+    let files = [file.to_path_buf()];
+    let finding = analyze(&files, &engine);
+    let _ = serde_json::to_string(&finding);
+    let _ = finding.summary();
+    let out = file.with_extension("out");
+    let settings = crate::report::OutputSettings {
+        report_not_analysed: true,
+        ..Default::default()
+    };
+    let written = crate::report::Source::read(&files, &finding.instances_used)
+        .ok()
+        .and_then(|source| crate::report::write_reports(&finding, &source, &settings, &out).ok());
+    let _ = std::fs::remove_dir_all(&out);
+    written.is_some_and(|w| !w.is_empty())
 }
 
 /// Mutate `seeds` and run `target` until `iterations` or `budget` is reached.
@@ -278,6 +321,7 @@ pub fn run(
     }
     std::panic::set_hook(hook);
     let _ = std::fs::remove_file(&scratch);
+    let _ = std::fs::remove_dir_all(scratch.with_extension("out"));
     report.elapsed = started.elapsed();
     report
 }
@@ -294,7 +338,7 @@ pub fn seeds_from(target: Target, files: &[std::path::PathBuf], max_bytes: usize
             continue;
         }
         match target {
-            Target::Image => seeds.push(bytes),
+            Target::Image | Target::Analyze => seeds.push(bytes),
             Target::DataSet => {
                 if let Ok(checked) = crate::dicom::open::check_file(f, &Default::default()) {
                     if checked.transfer_syntax == "1.2.840.10008.1.2.1" {

@@ -189,3 +189,74 @@ fn echo_and_send_speak_tls_to_dcmtk_storescp() {
     let out = link("echo", false, &[]);
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+/// The daemon's own deliveries over TLS: a CT study in, its SR and key image out to
+/// DCMTK's storescp as a TLS PACS that requires our client certificate.
+#[test]
+fn the_daemon_delivers_its_results_to_a_tls_pacs() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = work.path().join("pki");
+    let out_dir = work.path().join("received");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    make_pki(&pki);
+    let s = |p: &str| pki.join(p).to_string_lossy().into_owned();
+    let pacs = Storescp::start(
+        &out_dir,
+        &[
+            "+tls",
+            &s("server.key"),
+            &s("server.pem"),
+            "-pw",
+            "+cf",
+            &s("ca.pem"),
+        ],
+    );
+    let config = work.path().join("osteoscreen.toml");
+    let settings = std::fs::read_to_string(shipped_config()).unwrap()
+        + &format!(
+            "\n[[destinations]]\nname = \"tls-pacs\"\nkind = \"dimse\"\nae_title = \"PACS\"\n\
+             host = \"127.0.0.1\"\nport = {}\ntls_ca = \"{}\"\ntls_certificate = \"{}\"\n\
+             tls_private_key = \"{}\"\n",
+            pacs.port,
+            s("ca.pem"),
+            s("client.pem"),
+            s("client.key")
+        );
+    std::fs::write(&config, settings).unwrap();
+    let daemon = Daemon::start_with_config(
+        work.path(),
+        &config,
+        &[
+            ("OSTEOSCREEN__PIPELINE__PAUSED", "false"),
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+            ("OSTEOSCREEN__DELIVERY__INITIAL_BACKOFF_SECONDS", "0.3"),
+            ("OSTEOSCREEN__DELIVERY__MAX_BACKOFF_SECONDS", "1"),
+        ],
+    );
+    let study = synth_study(&work.path().join("ct"), &CT_3MM);
+    let out = run(daemon.storescu("CTSCU").arg("+sd").arg(&study));
+    assert!(out.status.success(), "{}", text(&out));
+    // storescp names what it receives by SOP class: SR* and SC.* (our key image).
+    let received = || -> Vec<String> {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    while !(received().iter().any(|n| n.starts_with("SR"))
+        && received().iter().any(|n| n.starts_with("SC.")))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "no SR and key image at the TLS PACS: {:?}\n{}",
+            received(),
+            daemon.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = daemon.logs();
+    assert!(logs.contains("tls-pacs"), "{logs}");
+}

@@ -52,10 +52,12 @@ fn smoke(target: Target, seconds: u64) {
     );
 }
 
-/// One test: the targets share the process's panic hook, so they run one after another.
+/// One test: the targets share the process's panic hook, so they run one after another,
+/// a minute each.
 #[test]
-fn every_fuzz_target_survives_twenty_seconds_of_mutants() {
-    smoke(Target::Command, 20);
-    smoke(Target::DataSet, 20);
-    smoke(Target::Image, 20);
+fn every_fuzz_target_survives_a_minute_of_mutants() {
+    smoke(Target::Command, 60);
+    smoke(Target::DataSet, 60);
+    smoke(Target::Image, 60);
+    smoke(Target::Analyze, 60);
 }

@@ -74,6 +74,12 @@ pub async fn run(
         };
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
+            Err(e) if listening_socket_broken(&e) => {
+                // Nothing will ever be accepted again: end, so that the supervisor stops
+                // the process and systemd restarts it with a fresh socket.
+                tracing::error!(error = %e, "{part}: the listening socket is broken");
+                return;
+            }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::error!(error = %e, "accept failed");
@@ -122,6 +128,15 @@ pub async fn run(
     }
     ingest.health.retire(part);
     tracing::info!("{part} stopped accepting");
+}
+
+/// accept(2) errors that are about the listening socket itself rather than one connection
+/// or a passing shortage (EMFILE, ENOBUFS, ECONNABORTED, pending network errors).
+fn listening_socket_broken(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::EFAULT | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP)
+    )
 }
 
 /// The slot for an allowed caller; none (`Ok(None)`) for a request that the negotiation

@@ -94,14 +94,19 @@ impl InstanceWriter {
 }
 
 fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(), StoreError> {
+    let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
     let dirs: BTreeSet<&PathBuf> = batch.iter().map(|r| &r.sync_dir).collect();
     for dir in dirs {
-        crate::fsutil::sync_dir(dir).map_err(|source| StoreError::SyncDir {
-            path: dir.clone(),
-            source,
-        })?;
+        // A rename whose directory entry may not be on disk is not acknowledged: its file
+        // goes too, or the next start would record what the peer was told had failed.
+        if let Err(source) = crate::fsutil::sync_dir(dir) {
+            remove_unrecorded(conn, base, &records);
+            return Err(StoreError::SyncDir {
+                path: dir.clone(),
+                source,
+            });
+        }
     }
-    let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
     match super::record_instances(conn, base, &records) {
         Ok(replaced) => {
             super::remove_replaced(&replaced);
