@@ -175,6 +175,17 @@ pub struct LevelMeasure {
     pub compressed: bool,
 }
 
+/// How sure the class is of the level it rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelConfidence {
+    /// L1 (or L2, L3) was labelled from the anatomy.
+    Labelled,
+    /// No lumbar level was labelled: the class rests on the mean of the unlabelled bodies
+    /// that look lumbar.
+    Unlabelled,
+}
+
 /// What the CT attenuation method measured and concluded.
 #[derive(Debug, Clone, Serialize)]
 pub struct CtFinding {
@@ -185,6 +196,8 @@ pub struct CtFinding {
     pub class: Option<CtClass>,
     /// Which level and HU the class rests on, or why there is no class.
     pub class_basis: String,
+    /// Whether that level was labelled from the anatomy; None without a class.
+    pub level_confidence: Option<LevelConfidence>,
     pub thresholds_hu: (f64, f64),
     pub contrast_offset_hu: f64,
 }

@@ -251,17 +251,24 @@ fn run_ct(
             .push("vertebra with reduced height (possible fracture)".into());
     }
     f.key_pixels = ct::keyview::key_pixels(&volume, &measurement.vertebrae);
-    let (class, class_basis) = ct::classify(
+    let (class, class_basis, level_confidence) = ct::classify(
         &measurement,
         (t.ct_osteoporosis_hu, t.ct_normal_hu),
         t.ct_contrast_offset_hu,
     );
+    if level_confidence == Some(finding::LevelConfidence::Unlabelled) {
+        f.flags.push(format!(
+            "CT levels not identified ({}): class from the mean of the lumbar-looking bodies, lower confidence",
+            measurement.labelling
+        ));
+    }
     Ok(CtFinding {
         series_uid: series_uid.to_string(),
         levels: measurement.vertebrae,
         labelling: measurement.labelling,
         class,
         class_basis,
+        level_confidence,
         thresholds_hu: (t.ct_osteoporosis_hu, t.ct_normal_hu),
         contrast_offset_hu: t.ct_contrast_offset_hu,
     })

@@ -34,9 +34,15 @@ pub struct SynthArgs {
     /// CT BodyPartExamined: ABDOMEN or LSPINE.
     #[arg(long, default_value = "ABDOMEN", value_parser = ["ABDOMEN", "LSPINE"])]
     pub ct_body_part: String,
-    /// CT slice thickness and spacing in mm (1 to 3).
+    /// CT slice thickness and spacing in mm (0.5 to 5).
     #[arg(long, default_value_t = 2.0)]
     pub ct_slice_mm: f64,
+    /// CT without ribs: no rib-bearing T12 to label levels from.
+    #[arg(long)]
+    pub ct_no_ribs: bool,
+    /// CT quantum noise SD in HU, at least (a low-dose scan: 60-100).
+    #[arg(long)]
+    pub ct_noise_hu: Option<f64>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -68,8 +74,8 @@ fn parse_balance(s: &str) -> Result<[f64; 3], String> {
 /// Write the studies and report the rate.
 pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        (1.0..=3.0).contains(&a.ct_slice_mm),
-        "--ct-slice-mm must be between 1 and 3"
+        (0.5..=5.0).contains(&a.ct_slice_mm),
+        "--ct-slice-mm must be between 0.5 and 5"
     );
     let mut opts = SynthOptions::new(a.out, a.studies, a.modality);
     opts.seed = a.seed;
@@ -78,6 +84,10 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     opts.balance = a.balance;
     opts.ct_body_part = a.ct_body_part;
     opts.ct_slice_mm = a.ct_slice_mm;
+    opts.ct_variant = osteoscreen::synth::ct::CtVariant {
+        ribs: !a.ct_no_ribs,
+        noise_hu: a.ct_noise_hu,
+    };
     opts.preview = a.preview;
     if let Some(t) = a.threads {
         opts.threads = t.max(1);

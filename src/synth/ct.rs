@@ -22,6 +22,23 @@ const LEVELS: [(f64, f64, f64, f64); 6] = [
     (27.0, 51.0, 32.0, 11.5),
 ];
 
+/// What a study may change in the phantom beyond its random draw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CtVariant {
+    pub ribs: bool,
+    /// Quantum noise SD (HU) at least this (low-dose scans reach ~100).
+    pub noise_hu: Option<f64>,
+}
+
+impl Default for CtVariant {
+    fn default() -> Self {
+        CtVariant {
+            ribs: true,
+            noise_hu: None,
+        }
+    }
+}
+
 /// Where a vertebral body sits: z range (head is +z), axial centre, size.
 #[derive(Debug, Clone, Copy)]
 pub struct Vertebra {
@@ -51,6 +68,8 @@ pub struct Phantom {
     /// T12, L1..L5.
     pub vertebrae: [Vertebra; 6],
     noise_sd: f64,
+    /// Draw the 11th and 12th ribs (off: a phantom whose T12 has no anchor).
+    ribs: bool,
     body: (f64, f64),
     fat: f64,
     lordosis: f64,
@@ -62,7 +81,12 @@ pub struct Phantom {
 }
 
 impl Phantom {
-    pub fn plan(rng: &mut impl Rng, subject: &Subject, slice_spacing: f64) -> Phantom {
+    pub fn plan(
+        rng: &mut impl Rng,
+        subject: &Subject,
+        slice_spacing: f64,
+        variant: CtVariant,
+    ) -> Phantom {
         let bmi = subject.weight_kg / subject.height_m.powi(2);
         let pixel_spacing = rng.random_range(0.68..0.80);
         let lordosis = rng.random_range(6.0..14.0);
@@ -108,7 +132,11 @@ impl Phantom {
                 -fov / 2.0 + pixel_spacing / 2.0 + 10.0,
             ),
             vertebrae,
-            noise_sd: rng.random_range(9.0..16.0),
+            noise_sd: variant
+                .noise_hu
+                .unwrap_or(0.0)
+                .max(rng.random_range(9.0..16.0)),
+            ribs: variant.ribs,
             body: (
                 (118.0 + 2.4 * bmi).clamp(125.0, 185.0),
                 (78.0 + 2.1 * bmi).clamp(90.0, 150.0),
@@ -313,7 +341,7 @@ impl Phantom {
         let p = (x, y, z);
         (0..self.vertebrae.len())
             .find_map(|i| self.vertebra(subject, i, q, cortical, p))
-            .or_else(|| self.ribs(cortical, p))
+            .or_else(|| self.ribs.then(|| self.ribs(cortical, p)).flatten())
             .or_else(|| self.pelvis(cortical, p))
     }
 

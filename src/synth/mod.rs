@@ -46,6 +46,7 @@ pub struct SynthOptions {
     /// CT BodyPartExamined: ABDOMEN or LSPINE.
     pub ct_body_part: String,
     pub ct_slice_mm: f64,
+    pub ct_variant: ct::CtVariant,
     pub threads: usize,
     pub reference: Reference,
     /// Also write PNG previews (radiographs; CT: L3 axial slice and mid-sagittal reformat).
@@ -64,6 +65,7 @@ impl SynthOptions {
             balance: [0.36, 0.36, 0.28],
             ct_body_part: "ABDOMEN".into(),
             ct_slice_mm: 2.0,
+            ct_variant: ct::CtVariant::default(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             reference: Reference::default(),
             preview: false,
@@ -206,6 +208,7 @@ pub fn ct_volume(opts: &SynthOptions, index: usize) -> ct::Phantom {
         &mut study_rng(opts.seed, index, 2),
         &subject,
         opts.ct_slice_mm,
+        opts.ct_variant,
     )
 }
 

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::morph::{components, dilate, extent, fill_holes};
+use super::morph::{components, despeckle, dilate, extent, fill_holes, noise_sd};
 use crate::analysis::finding::RoiOutline;
 use crate::analysis::image::Frame;
 
@@ -13,6 +13,9 @@ use crate::analysis::image::Frame;
 const SHELL_HU: f32 = 600.0;
 /// Bone for locating the spine.
 const BONE_HU: f32 = 220.0;
+/// Above this noise SD (HU) a slice whose plain bone mask shows no spine is tried again
+/// with the mask despeckled.
+const NOISY_SD_HU: f64 = 40.0;
 /// A vertebra with its posterior elements, after 3 mm dilation (mm²).
 const VERTEBRA_AREA_MM2: (f64, f64) = (500.0, 9000.0);
 
@@ -76,17 +79,30 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
         h: frame.rows,
         spacing,
     };
-    let spine = locate_spine(frame, grid)?;
-    let front = body_front(&spine, grid)?;
-    let columns = body_columns(&spine, grid, front)?;
-    trabecular_roi(frame, grid, slice, front, columns)
+    let found = |despeckled: bool| {
+        let spine = locate_spine(frame, grid, despeckled)?;
+        let front = body_front(&spine, grid)?;
+        let columns = body_columns(&spine, grid, front)?;
+        trabecular_roi(frame, grid, slice, front, columns)
+    };
+    // Low-dose noise: single pixels over the bone threshold can join everything once
+    // dilated, and then no component has a vertebra's size; without them, a faint cortex
+    // may no longer close. The plain mask first, the despeckled one when it finds nothing.
+    found(false).or_else(|| {
+        (noise_sd(&frame.values, grid.w) > NOISY_SD_HU)
+            .then(|| found(true))
+            .flatten()
+    })
 }
 
 /// The bone component that is the spine: a vertebra's size and shape, in the posterior
 /// part of the image, scored by area and closeness to the midline.
-fn locate_spine(frame: &Frame, grid: Grid) -> Option<Spine> {
+fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool) -> Option<Spine> {
     let Grid { w, h, spacing } = grid;
-    let bone: Vec<bool> = frame.values.iter().map(|v| *v > BONE_HU).collect();
+    let mut bone: Vec<bool> = frame.values.iter().map(|v| *v > BONE_HU).collect();
+    if despeckled {
+        bone = despeckle(&bone, w, h);
+    }
     let steps = (3.0 / spacing.0.min(spacing.1)).round().max(1.0) as usize;
     let mut grown = bone;
     for _ in 0..steps {

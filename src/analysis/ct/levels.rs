@@ -35,13 +35,21 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
 }
 
 /// T12 is the lowest vertebra with ribs above the pelvis; the ones below are L1, L2, ...
+/// Ribs run on cranially, so lateral bone counts as ribs only when the vertebra above has
+/// it too (or the volume starts there): the first pieces of the iliac crests beside L4,
+/// or contrast in both renal pelves, are small lateral pieces at one level only.
 pub fn label(vertebrae: &mut [LevelMeasure]) -> String {
     let above_pelvis = vertebrae
         .iter()
         .position(|v| v.pelvis)
         .unwrap_or(vertebrae.len());
-    let Some(t12) = vertebrae[..above_pelvis].iter().rposition(|v| v.ribs) else {
-        return "levels not determined: no rib-bearing vertebra above the pelvis".into();
+    let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
+    let Some(t12) = (0..above_pelvis).rev().find(|&k| ribbed(k)) else {
+        return if vertebrae[..above_pelvis].iter().any(|v| v.ribs) {
+            "levels not determined: lateral bone beside a single vertebra only (an iliac crest or contrast, not ribs)".into()
+        } else {
+            "levels not determined: no rib-bearing vertebra above the pelvis".into()
+        };
     };
     let names = ["T12", "L1", "L2", "L3", "L4", "L5"];
     for (k, v) in vertebrae.iter_mut().enumerate().skip(t12) {

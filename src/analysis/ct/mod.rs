@@ -4,8 +4,9 @@
 //! basivertebral vein, and report mean / median HU per level.
 //!
 //! The steps, one file each: `volume` decodes and orders the series; `body` finds the
-//! body in each slice (spine component → body front → ROI); here consecutive slices with a
-//! body form one vertebra (disc slices separate them); `levels` names them (the lowest
+//! body in each slice (spine component → body front → ROI); `track` follows the spine
+//! along z and turns those slices into vertebrae (off-course detections dropped, runs cut
+//! at endplates and discs); `levels` names them (the lowest
 //! vertebra with ribs beside it above the pelvis is T12) and flags low ones; `keyview`
 //! keeps the pixels the key image shows. `morph` holds the mask operations.
 
@@ -13,14 +14,16 @@ pub mod body;
 pub mod keyview;
 pub mod levels;
 pub mod morph;
+pub mod track;
 pub mod volume;
 
 use serde::Serialize;
 
 pub use body::{find_body, SliceBody};
+use track::Located;
 pub use volume::{Volume, VolumeError};
 
-use crate::analysis::finding::{CtClass, LevelMeasure};
+use crate::analysis::finding::{CtClass, LevelConfidence, LevelMeasure};
 
 /// What the volume showed.
 #[derive(Debug, Clone, Serialize)]
@@ -34,17 +37,28 @@ pub struct CtMeasurement {
 pub fn measure(volume: &Volume) -> CtMeasurement {
     use rayon::prelude::*;
     // Slices are independent: find the bodies on every core.
-    let bodies: Vec<SliceBody> = volume
+    let bodies: Vec<Located> = volume
         .slices
         .par_iter()
         .enumerate()
         .filter_map(|(k, f)| find_body(f, volume.spacing, k))
+        .map(|b| Located::new(b, volume))
         .collect();
-    let groups = group_slices(bodies, volume.spacing);
+    let bodies = track::on_the_spine(bodies, volume);
+    let profile = track::Profile::of(&bodies);
+    let runs = track::group_slices(bodies, volume);
+    let single = runs.len() == 1;
+    let groups: Vec<Vec<Located>> = runs
+        .into_iter()
+        .flat_map(|run| track::split_at_discs(run, profile, volume))
+        .collect();
+    let groups = track::drop_disc_remnants(groups, volume);
     // Endplate fragments (groups spanning under 8 mm) are not vertebrae.
     let mut vertebrae: Vec<LevelMeasure> = groups
         .iter()
-        .filter(|g| span_mm(g, volume) >= 8.0 || groups.len() == 1)
+        .filter(|g| {
+            track::span_mm(g, volume) >= track::MIN_BODY_MM || (single && groups.len() == 1)
+        })
         .map(|g| vertebra(g, volume))
         .collect();
     levels::flag_compressed(&mut vertebrae);
@@ -55,42 +69,20 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     }
 }
 
-/// Consecutive slices whose bodies line up (centres within 15 mm) form one group.
-fn group_slices(bodies: Vec<SliceBody>, spacing: (f64, f64)) -> Vec<Vec<SliceBody>> {
-    let mut groups: Vec<Vec<SliceBody>> = Vec::new();
-    for body in bodies {
-        let continues = groups.last().and_then(|g| g.last()).is_some_and(|prev| {
-            prev.slice + 1 == body.slice
-                && (prev.centre.0 - body.centre.0).hypot(prev.centre.1 - body.centre.1) * spacing.0
-                    < 15.0
-        });
-        match groups.last_mut() {
-            Some(group) if continues => group.push(body),
-            _ => groups.push(vec![body]),
-        }
-    }
-    groups
-}
-
-/// Cranio-caudal extent of a group of slices, one slice interval included (mm).
-fn span_mm(group: &[SliceBody], volume: &Volume) -> f64 {
-    let (a, b) = (group[0].slice, group[group.len() - 1].slice);
-    (volume.z[a] - volume.z[b]).abs() + volume.z.get(1).map_or(2.0, |z1| (volume.z[0] - z1).abs())
-}
-
 /// One vertebra's measurement from its group of slices (level and compression are set
 /// later, from its neighbours).
-fn vertebra(group: &[SliceBody], volume: &Volume) -> LevelMeasure {
-    let mid = &group[group.len() / 2];
+fn vertebra(group: &[Located], volume: &Volume) -> LevelMeasure {
+    let mid = &group[group.len() / 2].body;
     // Mid-body slices only: the outer fifths hold partial-volumed endplates.
     let cut = group.len() / 5;
     let central = &group[cut..group.len() - cut];
     let mut values: Vec<f64> = central
         .iter()
         .flat_map(|b| {
-            b.roi
+            b.body
+                .roi
                 .iter()
-                .map(|&i| volume.slices[b.slice].values[i] as f64)
+                .map(|&i| volume.slices[b.body.slice].values[i] as f64)
         })
         .collect();
     values.sort_by(|a, b| a.total_cmp(b));
@@ -98,14 +90,14 @@ fn vertebra(group: &[SliceBody], volume: &Volume) -> LevelMeasure {
     let (ribs, pelvis) = levels::beside_the_spine(&volume.slices[mid.slice], mid, volume.spacing);
     LevelMeasure {
         level: None,
-        slices: central.iter().map(|b| b.slice).collect(),
+        slices: central.iter().map(|b| b.body.slice).collect(),
         mean_hu: values.iter().sum::<f64>() / n.max(1) as f64,
         median_hu: if n == 0 { f64::NAN } else { values[n / 2] },
         roi_pixels: n,
         roi_mm2: mid.roi.len() as f64 * volume.spacing.0 * volume.spacing.1,
         ribs,
         pelvis,
-        height_mm: span_mm(group, volume),
+        height_mm: track::span_mm(group, volume),
         roi: mid.outline,
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),
         compressed: false,
@@ -114,34 +106,65 @@ fn vertebra(group: &[SliceBody], volume: &Volume) -> LevelMeasure {
 
 /// The class by the L1 trabecular HU (Pickhardt 2013 thresholds by default), the contrast
 /// offset subtracted first. The ROI median is used: an automatic ROI that grazes an
-/// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2, then L3, when L1 is missing or compressed;
-/// no class when no lumbar level was identified.
+/// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2,
+/// then L3, when L1 is missing or compressed. When no lumbar level is labelled, the mean
+/// of the (up to four most cranial) measured bodies without ribs or ilium beside them
+/// stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
 pub fn classify(
     m: &CtMeasurement,
-    (osteoporosis_hu, normal_hu): (f64, f64),
+    thresholds: (f64, f64),
     contrast_offset_hu: f64,
-) -> (Option<CtClass>, String) {
+) -> (Option<CtClass>, String, Option<LevelConfidence>) {
+    let class_of = |hu: f64| {
+        if hu <= thresholds.0 {
+            CtClass::OsteoporosisLikely
+        } else if hu >= thresholds.1 {
+            CtClass::NormalLikely
+        } else {
+            CtClass::Indeterminate
+        }
+    };
+    let usable = |v: &&LevelMeasure| !v.compressed && v.roi_pixels > 0 && v.median_hu.is_finite();
     for name in ["L1", "L2", "L3"] {
         let Some(level) = m
             .vertebrae
             .iter()
-            .find(|v| v.level.as_deref() == Some(name) && !v.compressed && v.roi_pixels > 0)
+            .filter(usable)
+            .find(|v| v.level.as_deref() == Some(name))
         else {
             continue;
         };
         let hu = level.median_hu - contrast_offset_hu;
-        let class = if hu <= osteoporosis_hu {
-            CtClass::OsteoporosisLikely
-        } else if hu >= normal_hu {
-            CtClass::NormalLikely
-        } else {
-            CtClass::Indeterminate
-        };
-        return (Some(class), format!("{name} median {hu:.1} HU"));
+        return (
+            Some(class_of(hu)),
+            format!("{name} median {hu:.1} HU"),
+            Some(LevelConfidence::Labelled),
+        );
     }
+    let lumbar_looking: Vec<&LevelMeasure> = m
+        .vertebrae
+        .iter()
+        .filter(usable)
+        .filter(|v| v.level.is_none() && !v.ribs && !v.pelvis)
+        .take(4)
+        .collect();
+    if lumbar_looking.is_empty() {
+        return (
+            None,
+            "no class: no lumbar vertebral body measured (L1-L3 not labelled, and no unlabelled body without ribs or ilium beside it)"
+                .into(),
+            None,
+        );
+    }
+    let n = lumbar_looking.len();
+    let hu =
+        lumbar_looking.iter().map(|v| v.median_hu).sum::<f64>() / n as f64 - contrast_offset_hu;
     (
-        None,
-        "no class: L1-L3 not identified or all compressed (levels need a rib-bearing T12 in the volume)"
-            .into(),
+        Some(class_of(hu)),
+        format!(
+            "mean of {n} unlabelled lumbar-looking {} {hu:.1} HU (L1 not identified: lower confidence)",
+            if n == 1 { "body" } else { "bodies" }
+        ),
+        Some(LevelConfidence::Unlabelled),
     )
 }

@@ -1,0 +1,197 @@
+//! Following the spine along z: the per-slice bodies that `body` found become vertebrae.
+//! Three steps, each robust to what one slice gets wrong on a real scan:
+//! - `on_the_spine` drops detections off the spine's course (a slice where the body's
+//!   ring did not close finds the arch or the canal instead, ~30-45 mm behind);
+//! - `group_slices` joins consecutive bodies into runs, bridging a missed slice;
+//! - `split_at_discs` cuts each run at endplates (slices much denser than the run) and at
+//!   discs (much less dense), and keeps the pieces tall enough to be a vertebral body.
+//!   An osteoporotic body can be less dense than its discs, so the discs between two
+//!   endplates are recognised by their height (under 8 mm), not by their HU alone.
+
+use super::body::SliceBody;
+use super::volume::Volume;
+
+/// Neighbours within this distance along z describe the spine's course at a slice (mm).
+const COURSE_WINDOW_MM: f64 = 30.0;
+/// A body further than this from the course is not on the spine (mm).
+const OFF_COURSE_MM: f64 = 12.0;
+/// Consecutive bodies this close in z belong to one run even with a slice missed (mm).
+const BRIDGE_MM: f64 = 4.5;
+/// The shortest run that can be a vertebral body, endplates excluded (mm).
+pub const MIN_BODY_MM: f64 = 8.0;
+
+/// A body with its slice's ROI median (HU), what the z profile is read from.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub body: SliceBody,
+    pub median_hu: f64,
+}
+
+impl Located {
+    pub fn new(body: SliceBody, volume: &Volume) -> Located {
+        let values = &volume.slices[body.slice].values;
+        let mut v: Vec<f32> = body.roi.iter().map(|&i| values[i]).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let median_hu = v.get(v.len() / 2).map_or(f64::NAN, |m| *m as f64);
+        Located { body, median_hu }
+    }
+
+    /// Centre in mm (x, y).
+    fn centre_mm(&self, spacing: (f64, f64)) -> (f64, f64) {
+        (
+            self.body.centre.0 * spacing.1,
+            self.body.centre.1 * spacing.0,
+        )
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Keep the bodies that lie on the spine's course: within `OFF_COURSE_MM` of the median
+/// centre of the bodies within `COURSE_WINDOW_MM` along z. With fewer than three
+/// neighbours there is no course to judge by, and the body is kept.
+pub fn on_the_spine(bodies: Vec<Located>, volume: &Volume) -> Vec<Located> {
+    let centres: Vec<(f64, f64, f64)> = bodies
+        .iter()
+        .map(|b| {
+            let (x, y) = b.centre_mm(volume.spacing);
+            (volume.z[b.body.slice], x, y)
+        })
+        .collect();
+    let keep: Vec<bool> = centres
+        .iter()
+        .map(|&(z, x, y)| {
+            let near: Vec<&(f64, f64, f64)> = centres
+                .iter()
+                .filter(|c| (c.0 - z).abs() <= COURSE_WINDOW_MM)
+                .collect();
+            if near.len() < 3 {
+                return true;
+            }
+            let mx = median(near.iter().map(|c| c.1).collect());
+            let my = median(near.iter().map(|c| c.2).collect());
+            (x - mx).hypot(y - my) <= OFF_COURSE_MM
+        })
+        .collect();
+    bodies
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(b, k)| k.then_some(b))
+        .collect()
+}
+
+/// Consecutive bodies (a missed slice bridged when the gap is under `BRIDGE_MM`) whose
+/// centres line up within 15 mm form one run.
+pub fn group_slices(bodies: Vec<Located>, volume: &Volume) -> Vec<Vec<Located>> {
+    let spacing = volume.spacing;
+    let mut groups: Vec<Vec<Located>> = Vec::new();
+    for b in bodies {
+        let continues = groups.last().and_then(|g| g.last()).is_some_and(|prev| {
+            let (p, n) = (prev.body.slice, b.body.slice);
+            let adjacent = n == p + 1 || (volume.z[p] - volume.z[n]).abs() <= BRIDGE_MM;
+            let (px, py) = prev.centre_mm(spacing);
+            let (bx, by) = b.centre_mm(spacing);
+            adjacent && (px - bx).hypot(py - by) < 15.0
+        });
+        match groups.last_mut() {
+            Some(group) if continues => group.push(b),
+            _ => groups.push(vec![b]),
+        }
+    }
+    groups
+}
+
+/// The density profile the runs are cut by: the median of every body slice's ROI median
+/// and a robust spread (MAD x 1.4826). Most slices of a spine are mid-body, so the median
+/// is the bodies' level and endplates and discs stand out from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub level: f64,
+    pub spread: f64,
+}
+
+impl Profile {
+    pub fn of(bodies: &[Located]) -> Profile {
+        let level = median(bodies.iter().map(|b| b.median_hu).collect());
+        let spread = 1.4826 * median(bodies.iter().map(|b| (b.median_hu - level).abs()).collect());
+        Profile { level, spread }
+    }
+
+    /// Neither an endplate (80 HU or 3 spreads above the level) nor a disc (60 HU or 3
+    /// spreads below).
+    fn mid_body(&self, hu: f64) -> bool {
+        hu.is_finite()
+            && hu < self.level + (3.0 * self.spread).max(80.0)
+            && hu > self.level - (3.0 * self.spread).max(60.0)
+    }
+}
+
+/// Cut a run at its endplates and discs: slices the profile calls neither mid-body are
+/// left out, and the pieces between them that span at least `MIN_BODY_MM` are vertebral
+/// bodies. A run of fewer than three slices is kept whole (too thin a profile to cut).
+pub fn split_at_discs(run: Vec<Located>, profile: Profile, volume: &Volume) -> Vec<Vec<Located>> {
+    if run.len() < 3 || run.iter().all(|b| profile.mid_body(b.median_hu)) {
+        return vec![run];
+    }
+    let mut pieces: Vec<Vec<Located>> = vec![Vec::new()];
+    for b in run {
+        if profile.mid_body(b.median_hu) {
+            pieces.last_mut().expect("never empty").push(b);
+        } else if !pieces.last().expect("never empty").is_empty() {
+            pieces.push(Vec::new());
+        }
+    }
+    pieces
+        .into_iter()
+        .filter(|p| !p.is_empty() && span_mm(p, volume) >= MIN_BODY_MM)
+        .collect()
+}
+
+/// Cranio-caudal extent of a group of slices, one slice interval included (mm).
+pub fn span_mm(group: &[Located], volume: &Volume) -> f64 {
+    let (a, b) = (group[0].body.slice, group[group.len() - 1].body.slice);
+    (volume.z[a] - volume.z[b]).abs() + volume.z.get(1).map_or(2.0, |z1| (volume.z[0] - z1).abs())
+}
+
+/// Drop disc remnants from the pieces (in z order): a piece at most 12 mm tall and under
+/// 0.6 of a typical piece's height (the upper quartile), between two pieces, whose median HU lies beyond
+/// both neighbours' on the same side (a disc and its partial-volumed endplates, denser or
+/// less dense than the bodies around it). A compressed body keeps its place unless it
+/// is that short and differs from both neighbours the same way.
+pub fn drop_disc_remnants(pieces: Vec<Vec<Located>>, volume: &Volume) -> Vec<Vec<Located>> {
+    if pieces.len() < 3 {
+        return pieces;
+    }
+    let spans: Vec<f64> = pieces.iter().map(|p| span_mm(p, volume)).collect();
+    let hu: Vec<f64> = pieces
+        .iter()
+        .map(|p| median(p.iter().map(|b| b.median_hu).collect()))
+        .collect();
+    // The upper quartile: disc remnants can be as many as the bodies.
+    let typical = {
+        let mut s = spans.clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        s[s.len() * 3 / 4]
+    };
+    let remnant = |k: usize| {
+        if k == 0 || k + 1 == pieces.len() || spans[k] > 12.0 || spans[k] >= 0.6 * typical {
+            return false;
+        }
+        let (a, b) = (hu[k - 1], hu[k + 1]);
+        let margin = 8.0_f64.max(0.05 * (a + b) / 2.0);
+        hu[k] > a.max(b) + margin || hu[k] < a.min(b) - margin
+    };
+    let keep: Vec<bool> = (0..pieces.len()).map(|k| !remnant(k)).collect();
+    pieces
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect()
+}

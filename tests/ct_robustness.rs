@@ -1,0 +1,172 @@
+//! CT screening on what breaks a one-look method, through the CLI as a user runs it:
+//! a real low-density crop against its published body mask, phantoms without ribs (no
+//! T12 anchor), low-dose noise, and 3 mm slices whose discs must not count as vertebrae.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// `osteoscreen analyze --json DIR` with the shipped settings.
+fn analyze(dir: &Path) -> Value {
+    let out = run(std::process::Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["analyze", "--json"])
+        .arg(dir));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// (level, median HU, height mm) of every vertebra the CT method reported.
+fn levels(finding: &Value) -> Vec<(Option<String>, f64, f64)> {
+    finding["ct"]["levels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no CT levels: {finding:#}"))
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_str().map(String::from),
+                l["median_hu"].as_f64().unwrap(),
+                l["height_mm"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn flags(finding: &Value) -> String {
+    finding["flags"].to_string()
+}
+
+/// One synthetic CT with `args`; its folder and manifest row (L1..L5 truth HU).
+fn phantom(work: &Path, args: &[&str]) -> (std::path::PathBuf, [f64; 5]) {
+    let mut all = vec!["--modality", "ct"];
+    all.extend_from_slice(args);
+    let study = synth_study(work, &all);
+    let manifest = std::fs::read_to_string(work.join("manifest.csv")).unwrap();
+    let mut lines = manifest.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let hu = |name: &str| -> f64 {
+        let i = header.iter().position(|h| *h == name).unwrap();
+        row[i].parse().unwrap()
+    };
+    (
+        study,
+        [hu("l1_hu"), hu("l2_hu"), hu("l3_hu"), hu("l4_hu"), hu("l5_hu")],
+    )
+}
+
+/// No piece between the first and the last vertebra is disc-short (under 12 mm).
+fn assert_no_disc_pieces(found: &[(Option<String>, f64, f64)]) {
+    let inner = &found[1..found.len().saturating_sub(1)];
+    assert!(
+        inner.iter().all(|(_, _, h)| *h >= 12.0),
+        "a disc counted as a vertebra: {found:?}"
+    );
+}
+
+#[test]
+fn the_real_low_density_crop_measures_l3_within_15_hu_of_its_mask() {
+    let dir = real("ct-lumbar-l3-crop");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let l3 = reference["levels"]["L3"]["median_hu"].as_f64().unwrap();
+    let finding = analyze(&dir);
+    let found = levels(&finding);
+    // L3 is the crop's only complete body: the tallest one measured.
+    let (_, hu, _) = found
+        .iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .cloned()
+        .unwrap();
+    assert!(
+        (hu - l3).abs() <= 15.0,
+        "L3 median {hu} HU, mask {l3} HU: {found:?}"
+    );
+    // No level can be labelled in a 70 mm crop: the class still comes, flagged.
+    assert_eq!(
+        finding["ct"]["class"], "osteoporosis_likely",
+        "{finding:#}"
+    );
+    assert_eq!(finding["ct"]["level_confidence"], "unlabelled");
+    assert!(
+        flags(&finding).contains("CT levels not identified"),
+        "{}",
+        flags(&finding)
+    );
+}
+
+#[test]
+fn a_ct_without_ribs_gets_a_flagged_class_from_its_lumbar_bodies() {
+    let work = tempfile::tempdir().unwrap();
+    let (study, truth) = phantom(
+        work.path(),
+        &["--seed", "78", "--ct-slice-mm", "3", "--ct-no-ribs"],
+    );
+    let finding = analyze(&study);
+    let found = levels(&finding);
+    assert!(found.iter().all(|(l, _, _)| l.is_none()), "{found:?}");
+    assert_no_disc_pieces(&found);
+    assert_eq!(finding["ct"]["level_confidence"], "unlabelled");
+    assert!(flags(&finding).contains("CT levels not identified"));
+    // The class rests on the mean of the cranial bodies: near the truth's L1-L4 mean.
+    let basis = finding["ct"]["class_basis"].as_str().unwrap();
+    let hu: f64 = basis
+        .split(" HU")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HU in {basis:?}"));
+    let mean = truth[..4].iter().sum::<f64>() / 4.0;
+    assert!((hu - mean).abs() <= 10.0, "{basis}; truth L1-L4 mean {mean}");
+    assert!(finding["ct"]["class"].is_string(), "{finding:#}");
+}
+
+#[test]
+fn a_low_dose_ct_is_measured_through_its_noise() {
+    let work = tempfile::tempdir().unwrap();
+    let (study, truth) = phantom(
+        work.path(),
+        &["--seed", "79", "--ct-slice-mm", "1.5", "--ct-noise-hu", "90"],
+    );
+    let finding = analyze(&study);
+    let found = levels(&finding);
+    let l1 = found
+        .iter()
+        .find(|(l, _, _)| l.as_deref() == Some("L1"))
+        .unwrap_or_else(|| panic!("no L1: {found:?}"));
+    assert!((l1.1 - truth[0]).abs() <= 10.0, "L1 {} vs {}", l1.1, truth[0]);
+    assert_eq!(finding["ct"]["level_confidence"], "labelled");
+}
+
+#[test]
+fn discs_of_a_noisy_3_mm_ct_are_not_counted_as_vertebrae() {
+    let work = tempfile::tempdir().unwrap();
+    let (study, truth) = phantom(
+        work.path(),
+        &[
+            "--seed",
+            "81",
+            "--ct-slice-mm",
+            "3",
+            "--ct-noise-hu",
+            "70",
+            "--ct-no-ribs",
+        ],
+    );
+    let finding = analyze(&study);
+    let found = levels(&finding);
+    assert_no_disc_pieces(&found);
+    let (lo, hi) = truth
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    for (_, hu, _) in &found {
+        assert!(
+            (lo - 15.0..=hi + 15.0).contains(hu),
+            "{hu} HU outside the truth's {lo}..{hi}: {found:?}"
+        );
+    }
+}
