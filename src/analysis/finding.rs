@@ -179,8 +179,10 @@ pub struct LevelMeasure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LevelConfidence {
-    /// L1 (or L2, L3) was labelled from the anatomy.
+    /// L1 (or L2, L3) was labelled from the ribs of T12, the pelvis agreeing or not in view.
     Labelled,
+    /// Labelled, but from the pelvis alone or with anchors that disagree: see the flags.
+    Low,
     /// No lumbar level was labelled: the class rests on the mean of the unlabelled bodies
     /// that look lumbar.
     Unlabelled,

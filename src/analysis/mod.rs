@@ -256,6 +256,9 @@ fn run_ct(
         (t.ct_osteoporosis_hu, t.ct_normal_hu),
         t.ct_contrast_offset_hu,
     );
+    if let Some(caution) = &measurement.labels_caution {
+        f.flags.push(caution.clone());
+    }
     if level_confidence == Some(finding::LevelConfidence::Unlabelled) {
         f.flags.push(format!(
             "CT levels not identified ({}): class from the mean of the lumbar-looking bodies, lower confidence",

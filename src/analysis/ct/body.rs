@@ -13,6 +13,10 @@ use crate::analysis::image::Frame;
 const SHELL_HU: f32 = 600.0;
 /// Bone for locating the spine.
 const BONE_HU: f32 = 220.0;
+/// Pixels coarser than this (mm) blur a thin cortex under `BONE_HU`...
+const COARSE_PIXEL_MM: f64 = 1.2;
+/// ...so their slices are also searched with this threshold.
+const COARSE_BONE_HU: f32 = 150.0;
 /// Above this noise SD (HU) a slice whose plain bone mask shows no spine is tried again
 /// with the mask despeckled.
 const NOISY_SD_HU: f64 = 40.0;
@@ -79,8 +83,8 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
         h: frame.rows,
         spacing,
     };
-    let found = |despeckled: bool| {
-        let spine = locate_spine(frame, grid, despeckled)?;
+    let found = |despeckled: bool, threshold: f32| {
+        let spine = locate_spine(frame, grid, despeckled, threshold)?;
         let front = body_front(&spine, grid)?;
         let columns = body_columns(&spine, grid, front)?;
         trabecular_roi(frame, grid, slice, front, columns)
@@ -88,18 +92,34 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
     // Low-dose noise: single pixels over the bone threshold can join everything once
     // dilated, and then no component has a vertebra's size; without them, a faint cortex
     // may no longer close. The plain mask first, the despeckled one when it finds nothing.
-    found(false).or_else(|| {
-        (noise_sd(&frame.values, grid.w) > NOISY_SD_HU)
-            .then(|| found(true))
-            .flatten()
-    })
+    let at = |threshold: f32| {
+        found(false, threshold).or_else(|| {
+            (noise_sd(&frame.values, grid.w) > NOISY_SD_HU)
+                .then(|| found(true, threshold))
+                .flatten()
+        })
+    };
+    let best = at(BONE_HU);
+    if spacing.0.min(spacing.1) <= COARSE_PIXEL_MM || noise_sd(&frame.values, grid.w) > NOISY_SD_HU
+    {
+        return best;
+    }
+    // Coarse pixels average a thin cortex with what is around it: the body's ring may stay
+    // under BONE_HU, and the arch alone is then found. A lower threshold closes the ring;
+    // of the two, the body reaching further forward is the body and not the canal. Not on
+    // noisy slices, where the lower threshold admits noise.
+    let front = |b: &SliceBody| b.outline.centre.1 - 2.0 * b.outline.radii.1;
+    match (best, at(COARSE_BONE_HU)) {
+        (Some(a), Some(b)) => Some(if front(&b) < front(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The bone component that is the spine: a vertebra's size and shape, in the posterior
 /// part of the image, scored by area and closeness to the midline.
-fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool) -> Option<Spine> {
+fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool, threshold: f32) -> Option<Spine> {
     let Grid { w, h, spacing } = grid;
-    let mut bone: Vec<bool> = frame.values.iter().map(|v| *v > BONE_HU).collect();
+    let mut bone: Vec<bool> = frame.values.iter().map(|v| *v > threshold).collect();
     if despeckled {
         bone = despeckle(&bone, w, h);
     }

@@ -8,23 +8,35 @@ use crate::analysis::image::Frame;
 
 /// Cortical bone of ribs and ilium, for telling levels apart.
 const CORTEX_HU: f32 = 400.0;
+/// The same on pixels coarser than 1.2 mm.
+const COARSE_CORTEX_HU: f32 = 250.0;
 
 /// What lies beside the spine in a slice: ribs (small separate pieces of cortical bone
-/// 45-140 mm to both sides, level with or behind the body) and the pelvis (a large plate of
+/// 45-140 mm to both sides, level with the body: from 15 mm before its centre to 30 mm
+/// behind it) and the pelvis (a large plate of
 /// bone 50-170 mm to the side: the ilium).
 pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> (bool, bool) {
     let (w, h) = (frame.columns, frame.rows);
-    let bone: Vec<bool> = frame.values.iter().map(|v| *v > CORTEX_HU).collect();
+    // Coarse pixels average a rib's or the ilium's thin cortex with the fat around it.
+    let cortex = if spacing.0.min(spacing.1) > 1.2 {
+        COARSE_CORTEX_HU
+    } else {
+        CORTEX_HU
+    };
+    let bone: Vec<bool> = frame.values.iter().map(|v| *v > cortex).collect();
     let pixel_mm2 = spacing.0 * spacing.1;
     let first_row = (body.centre.1 as usize).saturating_sub((15.0 / spacing.0) as usize);
+    // Ribs beside a rib-bearing vertebra lie level with its body; the tips of the 12th
+    // ribs that reach down beside L1 lie well behind it (40-50 mm on a real scan).
+    let last_row = body.centre.1 + 30.0 / spacing.0;
     let mut sides = [false; 2];
     let mut pelvis = false;
     for piece in components(&bone, w, h) {
         let area = piece.len() as f64 * pixel_mm2;
         let (cx, cy, _, _) = extent(&piece, w);
         let dx = (cx - body.centre.0) * spacing.1;
-        let level_or_behind = cy >= first_row as f64;
-        if level_or_behind && (15.0..400.0).contains(&area) && (45.0..140.0).contains(&dx.abs()) {
+        let level = cy >= first_row as f64 && cy <= last_row;
+        if level && (15.0..400.0).contains(&area) && (45.0..140.0).contains(&dx.abs()) {
             sides[(dx > 0.0) as usize] = true;
         }
         if area > 500.0 && (50.0..170.0).contains(&dx.abs()) {
@@ -34,31 +46,91 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
     (sides[0] && sides[1] && !pelvis, pelvis)
 }
 
-/// T12 is the lowest vertebra with ribs above the pelvis; the ones below are L1, L2, ...
-/// Ribs run on cranially, so lateral bone counts as ribs only when the vertebra above has
-/// it too (or the volume starts there): the first pieces of the iliac crests beside L4,
-/// or contrast in both renal pelves, are small lateral pieces at one level only.
-pub fn label(vertebrae: &mut [LevelMeasure]) -> String {
-    let above_pelvis = vertebrae
-        .iter()
-        .position(|v| v.pelvis)
-        .unwrap_or(vertebrae.len());
+/// How the levels were named.
+#[derive(Debug, Clone)]
+pub struct Labelling {
+    /// The anchors used, or why there are no levels.
+    pub how: String,
+    /// Whether the levels can carry the class at full confidence.
+    pub sure: Option<bool>,
+    /// What a reader must know about the labels (anchors that disagree, one weak anchor).
+    pub caution: Option<String>,
+}
+
+/// Name the vertebrae (cranial first) from two anchors:
+/// - from above, T12 is the lowest vertebra with ribs above the pelvis. Ribs run on
+///   cranially, so lateral bone counts as ribs only when the vertebra above has it too (or
+///   the volume starts there): the first pieces of the iliac crests beside L4, or contrast
+///   in both renal pelves, are small lateral pieces at one level only;
+/// - from below, the first vertebra with the ilium beside it is L5 (the crests reach L4 in
+///   some people, so this anchor alone is the weaker one).
+///
+/// Both found and five vertebrae apart: sure. Another count (six or four lumbar-looking
+/// vertebrae: lumbosacral transitional anatomy, or a high crest): labelled from T12, not
+/// sure, and said. Only the pelvis: counted up from L5, not sure, and said.
+pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
+    let pelvis = vertebrae.iter().position(|v| v.pelvis);
+    let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
-    let Some(t12) = (0..above_pelvis).rev().find(|&k| ribbed(k)) else {
-        return if vertebrae[..above_pelvis].iter().any(|v| v.ribs) {
-            "levels not determined: lateral bone beside a single vertebra only (an iliac crest or contrast, not ribs)".into()
-        } else {
-            "levels not determined: no rib-bearing vertebra above the pelvis".into()
+    let t12 = (0..above_pelvis).rev().find(|&k| ribbed(k));
+    match (t12, pelvis) {
+        (Some(t12), p) => {
+            name_from(vertebrae, t12, 12);
+            let how =
+                "T12 = lowest vertebra with ribs above the pelvis; counted caudally from there";
+            match p.map(|p| p - t12) {
+                Some(5) => Labelling {
+                    how: format!("{how}; the ilium beside L5 agrees"),
+                    sure: Some(true),
+                    caution: None,
+                },
+                None => Labelling {
+                    how: how.into(),
+                    sure: Some(true),
+                    caution: None,
+                },
+                Some(n) => Labelling {
+                    how: how.into(),
+                    sure: Some(false),
+                    caution: Some(format!(
+                        "CT level anchors disagree: {n} vertebrae from T12 down to the first with the ilium beside it (usually 5): lumbosacral transitional anatomy or a high iliac crest; levels counted from T12"
+                    )),
+                },
+            }
+        }
+        (None, Some(l5)) if l5 >= 1 => {
+            name_from(vertebrae, l5, 17);
+            Labelling {
+                how: "L5 = first vertebra with the ilium beside it (no rib-bearing T12 in view); counted cranially from there".into(),
+                sure: Some(false),
+                caution: Some(
+                    "CT levels counted up from the iliac crest only (no ribs in view): L1 may be one level off".into(),
+                ),
+            }
+        }
+        _ => Labelling {
+            how: if vertebrae[..above_pelvis].iter().any(|v| v.ribs) {
+                "levels not determined: lateral bone beside a single vertebra only (an iliac crest or contrast, not ribs), and no pelvis".into()
+            } else {
+                "levels not determined: no rib-bearing vertebra and no pelvis in view".into()
+            },
+            sure: None,
+            caution: None,
+        },
+    }
+}
+
+/// Name vertebra `anchor` by its ordinal (T1 = 1 ... T12 = 12, L1 = 13 ... L5 = 17) and
+/// the others by their distance from it; beyond T1 or L5 a vertebra stays unnamed.
+fn name_from(vertebrae: &mut [LevelMeasure], anchor: usize, ordinal: i64) {
+    for (k, v) in vertebrae.iter_mut().enumerate() {
+        let o = ordinal + k as i64 - anchor as i64;
+        v.level = match o {
+            1..=12 => Some(format!("T{o}")),
+            13..=17 => Some(format!("L{}", o - 12)),
+            _ => None,
         };
-    };
-    let names = ["T12", "L1", "L2", "L3", "L4", "L5"];
-    for (k, v) in vertebrae.iter_mut().enumerate().skip(t12) {
-        v.level = names.get(k - t12).map(|s| s.to_string());
     }
-    for (k, v) in vertebrae.iter_mut().enumerate().take(t12) {
-        v.level = (t12 - k <= 11).then(|| format!("T{}", 12 - (t12 - k)));
-    }
-    "T12 = lowest vertebra with ribs above the pelvis; counted caudally from there".into()
 }
 
 /// Flag vertebrae much lower than their neighbours (< 75 % of their mean height):

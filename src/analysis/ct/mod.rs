@@ -31,6 +31,10 @@ pub struct CtMeasurement {
     pub vertebrae: Vec<LevelMeasure>,
     /// How levels were assigned, or why they were not.
     pub labelling: String,
+    /// Whether the labels are sure (None: no labels).
+    pub labels_sure: Option<bool>,
+    /// What a reader must know about the labels, for the flags.
+    pub labels_caution: Option<String>,
 }
 
 /// Measure every vertebra in the volume.
@@ -48,24 +52,22 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     let profile = track::Profile::of(&bodies);
     let runs = track::group_slices(bodies, volume);
     let single = runs.len() == 1;
-    let groups: Vec<Vec<Located>> = runs
+    let mut groups: Vec<Vec<Located>> = runs
         .into_iter()
         .flat_map(|run| track::split_at_discs(run, profile, volume))
         .collect();
-    let groups = track::drop_disc_remnants(groups, volume);
     // Endplate fragments (groups spanning under 8 mm) are not vertebrae.
-    let mut vertebrae: Vec<LevelMeasure> = groups
-        .iter()
-        .filter(|g| {
-            track::span_mm(g, volume) >= track::MIN_BODY_MM || (single && groups.len() == 1)
-        })
-        .map(|g| vertebra(g, volume))
-        .collect();
+    let only = single && groups.len() == 1;
+    groups.retain(|g| only || track::span_mm(g, volume) >= track::MIN_BODY_MM);
+    let groups = track::drop_disc_remnants(groups, volume);
+    let mut vertebrae: Vec<LevelMeasure> = groups.iter().map(|g| vertebra(g, volume)).collect();
     levels::flag_compressed(&mut vertebrae);
     let labelling = levels::label(&mut vertebrae);
     CtMeasurement {
         vertebrae,
-        labelling,
+        labelling: labelling.how,
+        labels_sure: labelling.sure,
+        labels_caution: labelling.caution,
     }
 }
 
@@ -107,7 +109,8 @@ fn vertebra(group: &[Located], volume: &Volume) -> LevelMeasure {
 /// The class by the L1 trabecular HU (Pickhardt 2013 thresholds by default), the contrast
 /// offset subtracted first. The ROI median is used: an automatic ROI that grazes an
 /// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2,
-/// then L3, when L1 is missing or compressed. When no lumbar level is labelled, the mean
+/// then L3, when L1 is missing or compressed; labels that are not sure (one weak anchor,
+/// or anchors that disagree) give `LevelConfidence::Low`. When no lumbar level is labelled, the mean
 /// of the (up to four most cranial) measured bodies without ribs or ilium beside them
 /// stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
 pub fn classify(
@@ -135,10 +138,15 @@ pub fn classify(
             continue;
         };
         let hu = level.median_hu - contrast_offset_hu;
+        let confidence = if m.labels_sure == Some(true) {
+            LevelConfidence::Labelled
+        } else {
+            LevelConfidence::Low
+        };
         return (
             Some(class_of(hu)),
             format!("{name} median {hu:.1} HU"),
-            Some(LevelConfidence::Labelled),
+            Some(confidence),
         );
     }
     let lumbar_looking: Vec<&LevelMeasure> = m

@@ -161,18 +161,21 @@ pub fn span_mm(group: &[Located], volume: &Volume) -> f64 {
 }
 
 /// Drop disc remnants from the pieces (in z order): a piece at most 12 mm tall and under
-/// 0.6 of a typical piece's height (the upper quartile), between two pieces, whose median HU lies beyond
-/// both neighbours' on the same side (a disc and its partial-volumed endplates, denser or
-/// less dense than the bodies around it). A compressed body keeps its place unless it
-/// is that short and differs from both neighbours the same way.
+/// 0.6 of a typical piece's height (the upper quartile), whose two neighbours' centres are
+/// less than 1.5 pitches apart. The pitch (body + disc) is the median distance between
+/// consecutive tall pieces, and whose median HU lies beyond both neighbours' (by 5 HU) on
+/// the same side. Two vertebrae around a third are two pitches apart; around a disc and
+/// its partial-volumed endplates, one; and a disc is denser or less dense than both
+/// bodies. A short body (compressed, or cut at a dense endplate) keeps its place unless
+/// it is all of that.
 pub fn drop_disc_remnants(pieces: Vec<Vec<Located>>, volume: &Volume) -> Vec<Vec<Located>> {
     if pieces.len() < 3 {
         return pieces;
     }
     let spans: Vec<f64> = pieces.iter().map(|p| span_mm(p, volume)).collect();
-    let hu: Vec<f64> = pieces
+    let centres: Vec<f64> = pieces
         .iter()
-        .map(|p| median(p.iter().map(|b| b.median_hu).collect()))
+        .map(|p| (volume.z[p[0].body.slice] + volume.z[p[p.len() - 1].body.slice]) / 2.0)
         .collect();
     // The upper quartile: disc remnants can be as many as the bodies.
     let typical = {
@@ -180,13 +183,29 @@ pub fn drop_disc_remnants(pieces: Vec<Vec<Located>>, volume: &Volume) -> Vec<Vec
         s.sort_by(|a, b| a.total_cmp(b));
         s[s.len() * 3 / 4]
     };
+    let short = |k: usize| spans[k] <= 12.0 && spans[k] < 0.6 * typical;
+    let tall: Vec<f64> = (0..pieces.len())
+        .filter(|&k| !short(k))
+        .map(|k| centres[k])
+        .collect();
+    if tall.len() < 2 {
+        return pieces;
+    }
+    let pitch = median(tall.windows(2).map(|w| (w[0] - w[1]).abs()).collect());
+    let hu: Vec<f64> = pieces
+        .iter()
+        .map(|p| median(p.iter().map(|b| b.median_hu).collect()))
+        .collect();
     let remnant = |k: usize| {
-        if k == 0 || k + 1 == pieces.len() || spans[k] > 12.0 || spans[k] >= 0.6 * typical {
+        if k == 0 || k + 1 == pieces.len() || !short(k) {
             return false;
         }
+        let close = (centres[k - 1] - centres[k + 1]).abs() < 1.5 * pitch;
+        // A disc differs from both bodies around it the same way; a compressed body's
+        // trabecular bone lies between or near them.
         let (a, b) = (hu[k - 1], hu[k + 1]);
-        let margin = 8.0_f64.max(0.05 * (a + b) / 2.0);
-        hu[k] > a.max(b) + margin || hu[k] < a.min(b) - margin
+        let apart = hu[k] > a.max(b) + 5.0 || hu[k] < a.min(b) - 5.0;
+        close && apart
     };
     let keep: Vec<bool> = (0..pieces.len()).map(|k| !remnant(k)).collect();
     pieces
