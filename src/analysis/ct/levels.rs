@@ -12,7 +12,7 @@ const CORTEX_HU: f32 = 400.0;
 const COARSE_CORTEX_HU: f32 = 250.0;
 
 /// What lies beside the spine in a slice: ribs (small separate pieces of cortical bone
-/// 45-140 mm to both sides, level with the body: from 15 mm before its centre to 30 mm
+/// 45-140 mm to both sides, level with the body: from 15 mm before its centre to 38 mm
 /// behind it) and the pelvis (a large plate of
 /// bone 50-170 mm to the side: the ilium).
 pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> (bool, bool) {
@@ -26,9 +26,10 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
     let bone: Vec<bool> = frame.values.iter().map(|v| *v > cortex).collect();
     let pixel_mm2 = spacing.0 * spacing.1;
     let first_row = (body.centre.1 as usize).saturating_sub((15.0 / spacing.0) as usize);
-    // Ribs beside a rib-bearing vertebra lie level with its body; the tips of the 12th
-    // ribs that reach down beside L1 lie well behind it (40-50 mm on a real scan).
-    let last_row = body.centre.1 + 30.0 / spacing.0;
+    // Ribs beside a rib-bearing vertebra lie level with its body (up to ~32 mm behind its
+    // centre on the real scans here); the tips of the 12th ribs that reach down beside L1
+    // lie further behind (42-48 mm on the real 3 mm scan).
+    let last_row = body.centre.1 + 38.0 / spacing.0;
     let mut sides = [false; 2];
     let mut pelvis = false;
     for piece in components(&bone, w, h) {
@@ -133,19 +134,15 @@ fn name_from(vertebrae: &mut [LevelMeasure], anchor: usize, ordinal: i64) {
     }
 }
 
-/// Flag vertebrae much lower than their neighbours (< 75 % of their mean height):
+/// Flag vertebrae much lower than their two neighbours (< 75 % of their mean height):
 /// possibly a compression fracture.
 pub fn flag_compressed(vertebrae: &mut [LevelMeasure]) {
     let heights: Vec<f64> = vertebrae.iter().map(|v| v.height_mm).collect();
-    for (k, v) in vertebrae.iter_mut().enumerate() {
-        let neighbours: Vec<f64> = [k.checked_sub(1), Some(k + 1)]
-            .into_iter()
-            .flatten()
-            .filter_map(|j| heights.get(j).copied())
-            .collect();
-        if !neighbours.is_empty() {
-            let mean = neighbours.iter().sum::<f64>() / neighbours.len() as f64;
-            v.compressed = v.height_mm < 0.75 * mean;
-        }
+    let n = vertebrae.len();
+    // The first and last bodies found are often cut short by the scan's edge, the sacrum
+    // or a missed endplate: only a body with a neighbour on each side is judged.
+    for k in 1..n.saturating_sub(1) {
+        let mean = (heights[k - 1] + heights[k + 1]) / 2.0;
+        vertebrae[k].compressed = heights[k] < 0.75 * mean;
     }
 }

@@ -52,15 +52,15 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     let profile = track::Profile::of(&bodies);
     let runs = track::group_slices(bodies, volume);
     let single = runs.len() == 1;
-    let mut groups: Vec<Vec<Located>> = runs
+    let mut pieces: Vec<track::Piece> = runs
         .into_iter()
         .flat_map(|run| track::split_at_discs(run, profile, volume))
         .collect();
     // Endplate fragments (groups spanning under 8 mm) are not vertebrae.
-    let only = single && groups.len() == 1;
-    groups.retain(|g| only || track::span_mm(g, volume) >= track::MIN_BODY_MM);
-    let groups = track::drop_disc_remnants(groups, volume);
-    let mut vertebrae: Vec<LevelMeasure> = groups.iter().map(|g| vertebra(g, volume)).collect();
+    let only = single && pieces.len() == 1;
+    pieces.retain(|p| only || track::span_mm(&p.bodies, volume) >= track::MIN_BODY_MM);
+    let pieces = track::drop_disc_remnants(pieces, volume);
+    let mut vertebrae: Vec<LevelMeasure> = pieces.iter().map(|p| vertebra(p, volume)).collect();
     levels::flag_compressed(&mut vertebrae);
     let labelling = levels::label(&mut vertebrae);
     CtMeasurement {
@@ -73,7 +73,8 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
 
 /// One vertebra's measurement from its group of slices (level and compression are set
 /// later, from its neighbours).
-fn vertebra(group: &[Located], volume: &Volume) -> LevelMeasure {
+fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
+    let group = &piece.bodies;
     let mid = &group[group.len() / 2].body;
     // Mid-body slices only: the outer fifths hold partial-volumed endplates.
     let cut = group.len() / 5;
@@ -99,7 +100,7 @@ fn vertebra(group: &[Located], volume: &Volume) -> LevelMeasure {
         roi_mm2: mid.roi.len() as f64 * volume.spacing.0 * volume.spacing.1,
         ribs,
         pelvis,
-        height_mm: track::span_mm(group, volume),
+        height_mm: piece.height_mm(volume),
         roi: mid.outline,
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),
         compressed: false,

@@ -133,24 +133,83 @@ impl Profile {
     }
 }
 
-/// Cut a run at its endplates and discs: slices the profile calls neither mid-body are
-/// left out, and the pieces between them that span at least `MIN_BODY_MM` are vertebral
-/// bodies. A run of fewer than three slices is kept whole (too thin a profile to cut).
-pub fn split_at_discs(run: Vec<Located>, profile: Profile, volume: &Volume) -> Vec<Vec<Located>> {
-    if run.len() < 3 || run.iter().all(|b| profile.mid_body(b.median_hu)) {
-        return vec![run];
+/// A vertebral body along z: its mid-body slices (what is measured) and its extent with
+/// the endplate slices beside them (what its height is read from).
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub bodies: Vec<Located>,
+    /// First and last volume slice, endplates included.
+    pub extent: (usize, usize),
+}
+
+impl Piece {
+    fn whole(bodies: Vec<Located>) -> Piece {
+        let extent = (bodies[0].body.slice, bodies[bodies.len() - 1].body.slice);
+        Piece { bodies, extent }
     }
-    let mut pieces: Vec<Vec<Located>> = vec![Vec::new()];
-    for b in run {
-        if profile.mid_body(b.median_hu) {
-            pieces.last_mut().expect("never empty").push(b);
-        } else if !pieces.last().expect("never empty").is_empty() {
-            pieces.push(Vec::new());
+
+    /// Cranio-caudal extent, endplates included, one slice interval added (mm).
+    pub fn height_mm(&self, volume: &Volume) -> f64 {
+        let (a, b) = self.extent;
+        (volume.z[a] - volume.z[b]).abs()
+            + volume.z.get(1).map_or(2.0, |z1| (volume.z[0] - z1).abs())
+    }
+}
+
+/// Cut a run at its endplates and discs: slices the profile calls neither mid-body are
+/// left out of the measurement, and the pieces between them that span at least
+/// `MIN_BODY_MM` are vertebral bodies. Endplate slices next to a piece (up to a disc, or
+/// halfway to the next piece) count in its height. A run of fewer than three slices is
+/// kept whole (too thin a profile to cut).
+pub fn split_at_discs(run: Vec<Located>, profile: Profile, volume: &Volume) -> Vec<Piece> {
+    if run.len() < 3 || run.iter().all(|b| profile.mid_body(b.median_hu)) {
+        return vec![Piece::whole(run)];
+    }
+    let mid: Vec<bool> = run.iter().map(|b| profile.mid_body(b.median_hu)).collect();
+    let plate: Vec<bool> = run.iter().map(|b| b.median_hu > profile.level).collect();
+    // Runs of mid-body slices: (first, last) indices into `run`.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (i, _) in mid.iter().enumerate().filter(|(_, m)| **m) {
+        match spans.last_mut() {
+            Some((_, last)) if *last + 1 == i => *last = i,
+            _ => spans.push((i, i)),
         }
     }
-    pieces
-        .into_iter()
-        .filter(|p| !p.is_empty() && span_mm(p, volume) >= MIN_BODY_MM)
+    let extents: Vec<(usize, usize)> = spans
+        .iter()
+        .enumerate()
+        .map(|(j, &(first, last))| {
+            let before = j.checked_sub(1).map(|p| spans[p].1);
+            let after = spans.get(j + 1).map(|n| n.0);
+            let mut lo = first;
+            // Ties go to the piece above.
+            while lo > 0
+                && !mid[lo - 1]
+                && plate[lo - 1]
+                && before.is_none_or(|b| first - (lo - 1) < (lo - 1) - b)
+            {
+                lo -= 1;
+            }
+            let mut hi = last;
+            while hi + 1 < run.len()
+                && !mid[hi + 1]
+                && plate[hi + 1]
+                && after.is_none_or(|a| (hi + 1) - last <= a - (hi + 1))
+            {
+                hi += 1;
+            }
+            (run[lo].body.slice, run[hi].body.slice)
+        })
+        .collect();
+    let mut run = run.into_iter().map(Some).collect::<Vec<_>>();
+    spans
+        .iter()
+        .zip(extents)
+        .map(|(&(first, last), extent)| Piece {
+            bodies: (first..=last).filter_map(|i| run[i].take()).collect(),
+            extent,
+        })
+        .filter(|p| span_mm(&p.bodies, volume) >= MIN_BODY_MM)
         .collect()
 }
 
@@ -167,15 +226,15 @@ pub fn span_mm(group: &[Located], volume: &Volume) -> f64 {
 /// the same side. Two vertebrae around a third are two pitches apart; around a disc and
 /// its partial-volumed endplates, one; and a disc is denser or less dense than both
 /// bodies. A short body (compressed, or cut at a dense endplate) keeps its place unless
-/// it is all of that.
-pub fn drop_disc_remnants(pieces: Vec<Vec<Located>>, volume: &Volume) -> Vec<Vec<Located>> {
+/// it is all of that. An end piece more than three pitches from its neighbour goes too.
+pub fn drop_disc_remnants(pieces: Vec<Piece>, volume: &Volume) -> Vec<Piece> {
     if pieces.len() < 3 {
         return pieces;
     }
-    let spans: Vec<f64> = pieces.iter().map(|p| span_mm(p, volume)).collect();
+    let spans: Vec<f64> = pieces.iter().map(|p| span_mm(&p.bodies, volume)).collect();
     let centres: Vec<f64> = pieces
         .iter()
-        .map(|p| (volume.z[p[0].body.slice] + volume.z[p[p.len() - 1].body.slice]) / 2.0)
+        .map(|p| (volume.z[p.extent.0] + volume.z[p.extent.1]) / 2.0)
         .collect();
     // The upper quartile: disc remnants can be as many as the bodies.
     let typical = {
@@ -194,10 +253,18 @@ pub fn drop_disc_remnants(pieces: Vec<Vec<Located>>, volume: &Volume) -> Vec<Vec
     let pitch = median(tall.windows(2).map(|w| (w[0] - w[1]).abs()).collect());
     let hu: Vec<f64> = pieces
         .iter()
-        .map(|p| median(p.iter().map(|b| b.median_hu).collect()))
+        .map(|p| median(p.bodies.iter().map(|b| b.median_hu).collect()))
         .collect();
+    let last = pieces.len() - 1;
     let remnant = |k: usize| {
-        if k == 0 || k + 1 == pieces.len() || !short(k) {
+        // An end piece more than three pitches from the rest (two bodies missed in
+        // between would be two) is not on this spine: the pubis, a hip, the scan's edge.
+        let stray = (k == 0 && (centres[0] - centres[1]).abs() > 3.0 * pitch)
+            || (k == last && (centres[last - 1] - centres[last]).abs() > 3.0 * pitch);
+        if stray {
+            return true;
+        }
+        if k == 0 || k == last || !short(k) {
             return false;
         }
         let close = (centres[k - 1] - centres[k + 1]).abs() < 1.5 * pitch;
