@@ -81,7 +81,7 @@ impl Default for Rules {
                 "lat", "lateral", "ll", "rl", "seitlich", "sagittal", "profil", "lateraal",
             ]),
             excluded_view_terms: strings(&["obl", "oblique", "schräg", "functional"]),
-            ct_min_slice_mm: 1.0,
+            ct_min_slice_mm: 0.5,
             ct_max_slice_mm: 5.0,
             ct_min_slices: 5,
             ct_excluded_body_parts: strings(&[
