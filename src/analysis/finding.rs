@@ -165,6 +165,8 @@ pub struct LevelMeasure {
     pub ribs: bool,
     /// The ilium is beside it (L5 / sacrum level).
     pub pelvis: bool,
+    /// Lung is beside it: a thoracic vertebra.
+    pub lung: bool,
     /// Cranio-caudal extent of the slices with a body (mm).
     pub height_mm: f64,
     /// The ROI on the middle slice of the vertebra, and that slice's SOP Instance UID.

@@ -354,7 +354,7 @@ mod tests {
         let r = Rules::default();
         assert!(select(&ct(20, 3.0, "ABDOMEN", "B30F"), &r).ct.is_some());
         for (set, why) in [
-            (ct(20, 0.6, "ABDOMEN", ""), "0.6 mm"),
+            (ct(20, 0.4, "ABDOMEN", ""), "0.4 mm"),
             (ct(20, 3.0, "HEAD", ""), "does not cover"),
             (ct(20, 3.0, "CHEST", "LUNG"), "LUNG kernel"),
             (ct(2, 3.0, "", ""), "2 slice(s)"),

@@ -1,4 +1,4 @@
-//! Telling vertebrae apart: what lies beside the spine (ribs, the ilium), which level
+//! Telling vertebrae apart: what lies beside the spine (ribs, the ilium, lung), which level
 //! each vertebra is, and which ones are much lower than their neighbours.
 
 use super::body::SliceBody;
@@ -45,6 +45,30 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
         }
     }
     (sides[0] && sides[1] && !pelvis, pelvis)
+}
+
+/// Lung beside the spine: at least 600 mm² of lung density (-960 to -500 HU: air with
+/// tissue in it) on each side, 20-120 mm from the body's centre and from 15 mm before it to
+/// 60 mm behind it. Gas in the bowel and the air around the patient are emptier (about
+/// -1000 HU); the lungs' posterior recesses reach down to T12. A vertebra with lung beside
+/// it is thoracic, whatever its ribs looked like.
+pub fn lung_beside(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> bool {
+    let (w, h) = (frame.columns, frame.rows);
+    let (cx, cy) = body.centre;
+    let pixel_mm2 = spacing.0 * spacing.1;
+    let rows =
+        ((cy - 15.0 / spacing.0).max(0.0) as usize)..((cy + 60.0 / spacing.0) as usize).min(h);
+    let mut area = [0.0f64; 2];
+    for r in rows {
+        for c in 0..w {
+            let dx = (c as f64 - cx) * spacing.1;
+            let v = frame.values[r * w + c];
+            if (-960.0..-500.0).contains(&v) && (20.0..120.0).contains(&dx.abs()) {
+                area[(dx > 0.0) as usize] += pixel_mm2;
+            }
+        }
+    }
+    area[0] >= 600.0 && area[1] >= 600.0
 }
 
 /// How the levels were named.

@@ -91,6 +91,7 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
     let (ribs, pelvis) = levels::beside_the_spine(&volume.slices[mid.slice], mid, volume.spacing);
+    let lung = levels::lung_beside(&volume.slices[mid.slice], mid, volume.spacing);
     LevelMeasure {
         level: None,
         slices: central.iter().map(|b| b.body.slice).collect(),
@@ -100,6 +101,7 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
         roi_mm2: mid.roi.len() as f64 * volume.spacing.0 * volume.spacing.1,
         ribs,
         pelvis,
+        lung,
         height_mm: piece.height_mm(volume),
         roi: mid.outline,
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),
@@ -107,12 +109,15 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
     }
 }
 
+/// A median above this is not trabecular bone (contrast, sclerosis, a misplaced ROI).
+const PLAUSIBLE_TRABECULAR_HU: f64 = 350.0;
+
 /// The class by the L1 trabecular HU (Pickhardt 2013 thresholds by default), the contrast
 /// offset subtracted first. The ROI median is used: an automatic ROI that grazes an
 /// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2,
 /// then L3, when L1 is missing or compressed; labels that are not sure (one weak anchor,
 /// or anchors that disagree) give `LevelConfidence::Low`. When no lumbar level is labelled, the mean
-/// of the (up to four most cranial) measured bodies without ribs or ilium beside them
+/// of the (up to four most cranial) measured bodies without ribs, lung or ilium beside them
 /// stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
 pub fn classify(
     m: &CtMeasurement,
@@ -154,13 +159,15 @@ pub fn classify(
         .vertebrae
         .iter()
         .filter(usable)
-        .filter(|v| v.level.is_none() && !v.ribs && !v.pelvis)
+        .filter(|v| v.level.is_none() && !v.ribs && !v.pelvis && !v.lung)
+        // Above this no trabecular bone measures: the ROI sits in contrast or sclerosis.
+        .filter(|v| v.median_hu < PLAUSIBLE_TRABECULAR_HU)
         .take(4)
         .collect();
     if lumbar_looking.is_empty() {
         return (
             None,
-            "no class: no lumbar vertebral body measured (L1-L3 not labelled, and no unlabelled body without ribs or ilium beside it)"
+            "no class: no lumbar vertebral body measured (L1-L3 not labelled, and no unlabelled body without ribs, lung or ilium beside it and a plausible trabecular HU)"
                 .into(),
             None,
         );
