@@ -14,7 +14,7 @@ const SHELL_HU: f32 = 600.0;
 /// Bone for locating the spine.
 const BONE_HU: f32 = 220.0;
 /// Pixels coarser than this (mm) blur a thin cortex under `BONE_HU`...
-const COARSE_PIXEL_MM: f64 = 1.2;
+pub(super) const COARSE_PIXEL_MM: f64 = 1.2;
 /// ...so their slices are also searched with this threshold.
 const COARSE_BONE_HU: f32 = 150.0;
 /// Above this noise SD (HU) a slice whose plain bone mask shows no spine is tried again
@@ -92,16 +92,14 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
     // Low-dose noise: single pixels over the bone threshold can join everything once
     // dilated, and then no component has a vertebra's size; without them, a faint cortex
     // may no longer close. The plain mask first, the despeckled one when it finds nothing.
+    // The noise is measured once, and only for a slice that needs it.
+    let noise = std::cell::OnceCell::new();
+    let noisy = || *noise.get_or_init(|| noise_sd(&frame.values, grid.w) > NOISY_SD_HU);
     let at = |threshold: f32| {
-        found(false, threshold).or_else(|| {
-            (noise_sd(&frame.values, grid.w) > NOISY_SD_HU)
-                .then(|| found(true, threshold))
-                .flatten()
-        })
+        found(false, threshold).or_else(|| noisy().then(|| found(true, threshold)).flatten())
     };
     let best = at(BONE_HU);
-    if spacing.0.min(spacing.1) <= COARSE_PIXEL_MM || noise_sd(&frame.values, grid.w) > NOISY_SD_HU
-    {
+    if spacing.0.min(spacing.1) <= COARSE_PIXEL_MM || noisy() {
         return best;
     }
     // Coarse pixels average a thin cortex with what is around it: the body's ring may stay

@@ -8,17 +8,17 @@ use crate::analysis::image::Frame;
 
 /// Cortical bone of ribs and ilium, for telling levels apart.
 const CORTEX_HU: f32 = 400.0;
-/// The same on pixels coarser than 1.2 mm.
+/// The same on coarse pixels (`body::COARSE_PIXEL_MM`).
 const COARSE_CORTEX_HU: f32 = 250.0;
 
 /// What lies beside the spine in a slice: ribs (small separate pieces of cortical bone
 /// 45-140 mm to both sides, level with the body: from 15 mm before its centre to 38 mm
-/// behind it) and the pelvis (a large plate of
-/// bone 50-170 mm to the side: the ilium).
-pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> (bool, bool) {
+/// behind it), the pelvis (a large plate of bone 50-170 mm to the side: the ilium) and
+/// lung (`lung_beside`).
+pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> Beside {
     let (w, h) = (frame.columns, frame.rows);
     // Coarse pixels average a rib's or the ilium's thin cortex with the fat around it.
-    let cortex = if spacing.0.min(spacing.1) > 1.2 {
+    let cortex = if spacing.0.min(spacing.1) > super::body::COARSE_PIXEL_MM {
         COARSE_CORTEX_HU
     } else {
         CORTEX_HU
@@ -44,7 +44,19 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
             pelvis = true;
         }
     }
-    (sides[0] && sides[1] && !pelvis, pelvis)
+    Beside {
+        ribs: sides[0] && sides[1] && !pelvis,
+        pelvis,
+        lung: lung_beside(frame, body, spacing),
+    }
+}
+
+/// What lies beside a vertebra's body on its middle slice.
+#[derive(Debug, Clone, Copy)]
+pub struct Beside {
+    pub ribs: bool,
+    pub pelvis: bool,
+    pub lung: bool,
 }
 
 /// Lung beside the spine: at least 600 mm² of lung density (-960 to -500 HU: air with
@@ -52,7 +64,7 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
 /// 60 mm behind it. Gas in the bowel and the air around the patient are emptier (about
 /// -1000 HU); the lungs' posterior recesses reach down to T12. A vertebra with lung beside
 /// it is thoracic, whatever its ribs looked like.
-pub fn lung_beside(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> bool {
+fn lung_beside(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> bool {
     let (w, h) = (frame.columns, frame.rows);
     let (cx, cy) = body.centre;
     let pixel_mm2 = spacing.0 * spacing.1;

@@ -79,7 +79,7 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
     // Mid-body slices only: the outer fifths hold partial-volumed endplates.
     let cut = group.len() / 5;
     let central = &group[cut..group.len() - cut];
-    let mut values: Vec<f64> = central
+    let values: Vec<f64> = central
         .iter()
         .flat_map(|b| {
             b.body
@@ -88,20 +88,20 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
                 .map(|&i| volume.slices[b.body.slice].values[i] as f64)
         })
         .collect();
-    values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
-    let (ribs, pelvis) = levels::beside_the_spine(&volume.slices[mid.slice], mid, volume.spacing);
-    let lung = levels::lung_beside(&volume.slices[mid.slice], mid, volume.spacing);
+    let mean_hu = values.iter().sum::<f64>() / n.max(1) as f64;
+    let median_hu = track::median(values);
+    let beside = levels::beside_the_spine(&volume.slices[mid.slice], mid, volume.spacing);
     LevelMeasure {
         level: None,
         slices: central.iter().map(|b| b.body.slice).collect(),
-        mean_hu: values.iter().sum::<f64>() / n.max(1) as f64,
-        median_hu: if n == 0 { f64::NAN } else { values[n / 2] },
+        mean_hu,
+        median_hu,
         roi_pixels: n,
         roi_mm2: mid.roi.len() as f64 * volume.spacing.0 * volume.spacing.1,
-        ribs,
-        pelvis,
-        lung,
+        ribs: beside.ribs,
+        pelvis: beside.pelvis,
+        lung: beside.lung,
         height_mm: piece.height_mm(volume),
         roi: mid.outline,
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),

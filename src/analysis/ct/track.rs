@@ -30,9 +30,7 @@ pub struct Located {
 impl Located {
     pub fn new(body: SliceBody, volume: &Volume) -> Located {
         let values = &volume.slices[body.slice].values;
-        let mut v: Vec<f32> = body.roi.iter().map(|&i| values[i]).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        let median_hu = v.get(v.len() / 2).map_or(f64::NAN, |m| *m as f64);
+        let median_hu = median(body.roi.iter().map(|&i| values[i] as f64).collect());
         Located { body, median_hu }
     }
 
@@ -45,13 +43,10 @@ impl Located {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The upper median (NaN for none): the CT module's one definition of it.
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Keep the bodies that lie on the spine's course: within `OFF_COURSE_MM` of the median
@@ -150,9 +145,7 @@ impl Piece {
 
     /// Cranio-caudal extent, endplates included, one slice interval added (mm).
     pub fn height_mm(&self, volume: &Volume) -> f64 {
-        let (a, b) = self.extent;
-        (volume.z[a] - volume.z[b]).abs()
-            + volume.z.get(1).map_or(2.0, |z1| (volume.z[0] - z1).abs())
+        extent_mm(self.extent, volume)
     }
 }
 
@@ -162,10 +155,10 @@ impl Piece {
 /// halfway to the next piece) count in its height. A run of fewer than three slices is
 /// kept whole (too thin a profile to cut).
 pub fn split_at_discs(run: Vec<Located>, profile: Profile, volume: &Volume) -> Vec<Piece> {
-    if run.len() < 3 || run.iter().all(|b| profile.mid_body(b.median_hu)) {
+    let mid: Vec<bool> = run.iter().map(|b| profile.mid_body(b.median_hu)).collect();
+    if run.len() < 3 || mid.iter().all(|m| *m) {
         return vec![Piece::whole(run)];
     }
-    let mid: Vec<bool> = run.iter().map(|b| profile.mid_body(b.median_hu)).collect();
     let plate: Vec<bool> = run.iter().map(|b| b.median_hu > profile.level).collect();
     // Runs of mid-body slices: (first, last) indices into `run`.
     let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -215,7 +208,14 @@ pub fn split_at_discs(run: Vec<Located>, profile: Profile, volume: &Volume) -> V
 
 /// Cranio-caudal extent of a group of slices, one slice interval included (mm).
 pub fn span_mm(group: &[Located], volume: &Volume) -> f64 {
-    let (a, b) = (group[0].body.slice, group[group.len() - 1].body.slice);
+    extent_mm(
+        (group[0].body.slice, group[group.len() - 1].body.slice),
+        volume,
+    )
+}
+
+/// Cranio-caudal extent from slice `a` to slice `b`, one slice interval included (mm).
+fn extent_mm((a, b): (usize, usize), volume: &Volume) -> f64 {
     (volume.z[a] - volume.z[b]).abs() + volume.z.get(1).map_or(2.0, |z1| (volume.z[0] - z1).abs())
 }
 
