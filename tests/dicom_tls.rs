@@ -129,16 +129,15 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[test]
-fn echo_and_send_speak_tls_to_dcmtk_storescp() {
-    let work = tempfile::tempdir().unwrap();
-    let pki = work.path().join("pki");
-    let out_dir = work.path().join("received");
+/// Test certificates in `work/pki`, and DCMTK's storescp as a TLS PACS that requires a
+/// client certificate from our CA, receiving into `work/received`.
+fn tls_pacs(work: &Path) -> (std::path::PathBuf, std::path::PathBuf, Storescp) {
+    let pki = work.join("pki");
+    let out_dir = work.join("received");
     std::fs::create_dir_all(&pki).unwrap();
     std::fs::create_dir_all(&out_dir).unwrap();
     make_pki(&pki);
     let s = |p: &str| pki.join(p).to_string_lossy().into_owned();
-    // DCMTK's storescp as a TLS PACS that requires a client certificate from our CA.
     let pacs = Storescp::start(
         &out_dir,
         &[
@@ -150,6 +149,13 @@ fn echo_and_send_speak_tls_to_dcmtk_storescp() {
             &s("ca.pem"),
         ],
     );
+    (pki, out_dir, pacs)
+}
+
+#[test]
+fn echo_and_send_speak_tls_to_dcmtk_storescp() {
+    let work = tempfile::tempdir().unwrap();
+    let (pki, out_dir, pacs) = tls_pacs(work.path());
     let link = |verb: &str, identity: bool, extra: &[&std::path::Path]| {
         let mut cmd = Command::new(bin());
         cmd.arg("--config")
@@ -195,23 +201,8 @@ fn echo_and_send_speak_tls_to_dcmtk_storescp() {
 #[test]
 fn the_daemon_delivers_its_results_to_a_tls_pacs() {
     let work = tempfile::tempdir().unwrap();
-    let pki = work.path().join("pki");
-    let out_dir = work.path().join("received");
-    std::fs::create_dir_all(&pki).unwrap();
-    std::fs::create_dir_all(&out_dir).unwrap();
-    make_pki(&pki);
+    let (pki, out_dir, pacs) = tls_pacs(work.path());
     let s = |p: &str| pki.join(p).to_string_lossy().into_owned();
-    let pacs = Storescp::start(
-        &out_dir,
-        &[
-            "+tls",
-            &s("server.key"),
-            &s("server.pem"),
-            "-pw",
-            "+cf",
-            &s("ca.pem"),
-        ],
-    );
     let config = work.path().join("osteoscreen.toml");
     let settings = std::fs::read_to_string(shipped_config()).unwrap()
         + &format!(

@@ -102,6 +102,21 @@ fn sop_of(path: &Path) -> String {
     OutgoingFile::inspect(path).unwrap().sop_instance_uid
 }
 
+/// Store `bad` while `(trace, inject, path)` fails its calls: the peer hears 0xA700 and the
+/// daemon stays up. The fault ends before this returns.
+fn refused_under_fault(
+    daemon: &mut Daemon,
+    work: &Path,
+    bad: &Path,
+    (trace, inject, path): (&str, &str, &Path),
+) {
+    let injector = Injector::attach(daemon, work, trace, inject, Some(path));
+    let (status, comment) = store_one(daemon, bad);
+    drop(injector);
+    assert_eq!(status, DimseStatus::OUT_OF_RESOURCES, "{comment:?}");
+    assert!(daemon.is_running(), "{}", daemon.logs());
+}
+
 /// After a refused store and a good one: the refused file is gone, and a restart (whose
 /// recovery records every spool file no row points to) records only the good one.
 fn assert_only_the_good_instance_survives(daemon: &mut Daemon, bad: &Path, good: &Path) {
@@ -138,17 +153,12 @@ fn a_failed_directory_fsync_refuses_the_store_and_leaves_no_file_behind() {
     // The series folder exists before the store, so its only fsync is the commit's.
     let series_dir = daemon.storage.join("spool").join(STUDY).join(SERIES);
     std::fs::create_dir_all(&series_dir).unwrap();
-    let injector = Injector::attach(
-        &daemon,
+    refused_under_fault(
+        &mut daemon,
         work.path(),
-        "fsync",
-        "fsync:error=EIO",
-        Some(&series_dir),
+        &bad,
+        ("fsync", "fsync:error=EIO", &series_dir),
     );
-    let (status, comment) = store_one(&daemon, &bad);
-    drop(injector);
-    assert_eq!(status, DimseStatus::OUT_OF_RESOURCES, "{comment:?}");
-    assert!(daemon.is_running(), "{}", daemon.logs());
     assert_only_the_good_instance_survives(&mut daemon, &bad, &good);
 }
 
@@ -162,22 +172,17 @@ fn a_failed_database_commit_refuses_the_store_and_leaves_no_file_behind() {
         osteoscreen::store::Store::path_in(&daemon.storage).display()
     ));
     assert!(wal.exists(), "{} missing", wal.display());
-    let injector = Injector::attach(
-        &daemon,
+    refused_under_fault(
+        &mut daemon,
         work.path(),
-        "pwrite64,write",
-        "pwrite64,write:error=EIO",
-        Some(&wal),
+        &bad,
+        ("pwrite64,write", "pwrite64,write:error=EIO", &wal),
     );
-    let (status, comment) = store_one(&daemon, &bad);
-    drop(injector);
-    assert_eq!(status, DimseStatus::OUT_OF_RESOURCES, "{comment:?}");
     assert!(
         daemon.logs().contains("could not record instance"),
         "{}",
         daemon.logs()
     );
-    assert!(daemon.is_running(), "{}", daemon.logs());
     assert_only_the_good_instance_survives(&mut daemon, &bad, &good);
 }
 

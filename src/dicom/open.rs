@@ -256,14 +256,7 @@ mod tests {
 
         let work = tempfile::tempdir().unwrap();
         let bomb = work.path().join("bomb.dcm");
-        let mut bytes = vec![0u8; 128];
-        bytes.extend_from_slice(b"DICM");
-        let ts = b"1.2.840.10008.1.2.1\0";
-        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-        bytes.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
-        bytes.extend_from_slice(&(ts.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(ts);
+        let mut bytes = meta_group(*b"UI");
         bytes.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
         bytes.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
         std::fs::write(&bomb, &bytes).unwrap();
@@ -273,6 +266,20 @@ mod tests {
         ));
     }
 
+    /// Preamble, DICM and a meta group of two elements: the group length and the transfer
+    /// syntax (Explicit VR LE), the latter written with VR bytes `vr`.
+    fn meta_group(vr: [u8; 2]) -> Vec<u8> {
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1\0";
+        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        bytes.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, vr[0], vr[1]]);
+        bytes.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(ts);
+        bytes
+    }
+
     /// Found by the fuzzer: a meta element whose VR bytes are not a VR. dicom-rs reads it
     /// as UN with a 4-byte length (here the first bytes of the UID, ~775 MB) and allocated
     /// that much before this check read it the same way.
@@ -280,14 +287,7 @@ mod tests {
     fn a_meta_element_with_an_unknown_vr_is_read_as_dicom_rs_reads_it() {
         let work = tempfile::tempdir().unwrap();
         let path = work.path().join("meta.dcm");
-        let mut bytes = vec![0u8; 128];
-        bytes.extend_from_slice(b"DICM");
-        let ts = b"1.2.840.10008.1.2.1\0";
-        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-        bytes.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, 0, 0]);
-        bytes.extend_from_slice(&(ts.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(ts);
+        let bytes = meta_group([0, 0]);
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
             open_file(&path, &Limits::default()),
