@@ -237,8 +237,14 @@ fn the_daemon_delivers_its_results_to_a_tls_pacs() {
             .collect()
     };
     let start = std::time::Instant::now();
+    // storescp writes each file before it answers, so the daemon's outcome line (which
+    // names the destination) comes a moment after the files: wait for both.
     while !(received().iter().any(|n| n.starts_with("SR"))
-        && received().iter().any(|n| n.starts_with("SC.")))
+        && received().iter().any(|n| n.starts_with("SC."))
+        && daemon
+            .logs()
+            .lines()
+            .any(|l| l.contains("study finished") && l.contains("tls-pacs")))
     {
         assert!(
             start.elapsed() < Duration::from_secs(180),
@@ -248,6 +254,8 @@ fn the_daemon_delivers_its_results_to_a_tls_pacs() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A write left in rustls's buffer (dicom-ul does not flush) once stalled the first
+    // association until its read timeout; the retry then hid it. No retries here.
     let logs = daemon.logs();
-    assert!(logs.contains("tls-pacs"), "{logs}");
+    assert!(!logs.contains("delivery failed"), "{logs}");
 }

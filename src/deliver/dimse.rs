@@ -162,6 +162,14 @@ where
         writer.write_all(data).await.map_err(|e| err(&e))?;
         writer.finish().await.map_err(|e| err(&e))?;
     }
+    // Over TLS a write that meets a full socket leaves its tail in rustls's buffer, and
+    // dicom-ul does not flush: without this the peer waits for the rest of the data set
+    // while we wait for its response, until the read timeout (a no-op on plain TCP).
+    association
+        .inner_stream()
+        .flush()
+        .await
+        .map_err(|e| err(&e))?;
     let mut buf = Vec::new();
     loop {
         match association.receive().await.map_err(|e| err(&e))? {

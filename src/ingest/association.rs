@@ -12,6 +12,7 @@ use dicom_ul::association::server::ServerAssociationOptions;
 use dicom_ul::association::{Association as _, AsyncServerAssociation};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::Pdu;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::access::CallerCheck;
@@ -115,6 +116,7 @@ async fn run<S: Link>(
     match end {
         End::Released => {
             let _ = association.send(&Pdu::ReleaseRP).await;
+            let _ = association.inner_stream().flush().await;
         }
         End::Aborted(ref why) => {
             tracing::warn!(calling_ae = %calling_ae, reason = %why, "aborting association");
@@ -371,7 +373,13 @@ async fn respond<S: Link>(
             data: encode_response(command, status, comment),
         }],
     };
-    association.send(&pdu).await.map_err(|e| e.to_string())
+    association.send(&pdu).await.map_err(|e| e.to_string())?;
+    // dicom-ul does not flush; over TLS the response could stay in rustls's buffer.
+    association
+        .inner_stream()
+        .flush()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn pdu_name(pdu: &Pdu) -> &'static str {
