@@ -4,72 +4,23 @@
 //! xray_torch.py train) with the same thread count in the same run, as a ratio.
 //! Run: ./scripts/bench-training.sh
 
+#[path = "common/train_step.rs"]
+mod train_step;
+
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use osteoscreen::model::net::{XrayNet, INPUT_SIZE};
+use osteoscreen::model::net::INPUT_SIZE;
 use osteoscreen::model::preprocess;
 use osteoscreen::train::augment::{augment, Img};
-use osteoscreen::train::optim::AdamW;
+use train_step::{candle_images_per_s, median};
 
 const BATCH: usize = 16;
 const RUNS: usize = 8;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn candle_images_per_s(device: &Device) -> f64 {
-    let varmap = VarMap::new();
-    let net = XrayNet::new(VarBuilder::from_varmap(&varmap, DType::F32, device)).unwrap();
-    let vars = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut opt = AdamW::new(vars, 1e-4);
-    let x = Tensor::randn(0f32, 1.0, (BATCH, 1, INPUT_SIZE, INPUT_SIZE), device).unwrap();
-    let labels = Tensor::from_vec(
-        (0..BATCH as u32).map(|i| i % 3).collect::<Vec<_>>(),
-        BATCH,
-        device,
-    )
-    .unwrap();
-    let t_true = Tensor::randn(0f32, 1.0, BATCH, device).unwrap();
-    let mut times = Vec::new();
-    for i in 0..RUNS + 2 {
-        let start = Instant::now();
-        let out = net.forward_t(&x, true).unwrap();
-        let ce = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
-        let mse = (&out.t_score - &t_true)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .mean_all()
-            .unwrap();
-        let loss = (ce + (mse * 0.25).unwrap()).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step(&grads, 1e-3).unwrap();
-        let _ = out
-            .logits
-            .argmax(D::Minus1)
-            .unwrap()
-            .to_vec1::<u32>()
-            .unwrap();
-        if i >= 2 {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    BATCH as f64 / median(times)
-}
 
 /// Milliseconds per image for augmentation + preprocessing of a 384 x 307 display image.
 fn augment_ms() -> f64 {
@@ -97,7 +48,7 @@ fn augment_ms() -> f64 {
 
 fn main() {
     let threads = candle_core::utils::get_num_threads();
-    let candle = candle_images_per_s(&Device::Cpu);
+    let candle = candle_images_per_s(&Device::Cpu, BATCH, RUNS);
     let aug = augment_ms();
     println!("training throughput, batch {BATCH}, {INPUT_SIZE} px, {threads} threads (median of {RUNS} steps)");
     println!("  candle CPU (forward + backward + AdamW): {candle:.1} images/s");
@@ -129,6 +80,9 @@ fn main() {
         ),
     }
     if let Ok(dev) = Device::new_cuda(0) {
-        println!("  candle CUDA: {:.1} images/s", candle_images_per_s(&dev));
+        println!(
+            "  candle CUDA: {:.1} images/s",
+            candle_images_per_s(&dev, BATCH, RUNS)
+        );
     }
 }

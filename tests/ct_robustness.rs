@@ -1,7 +1,8 @@
 //! CT screening on what breaks a one-look method, through the CLI as a user runs it:
 //! a real low-density crop against its published body mask (no anchor in view: a class
 //! from the unlabelled body, flagged), phantoms without ribs (labelled from the pelvis,
-//! flagged), low-dose noise, and 3 mm slices whose discs must not count as vertebrae.
+//! flagged), low-dose noise, 3 mm slices whose discs must not count as vertebrae, discs of
+//! other densities, and six or four lumbar vertebrae (flagged, never silently labelled).
 
 mod common;
 
@@ -247,4 +248,69 @@ fn the_real_3_mm_ct_is_labelled_as_its_masks_say_and_measured_within_15_hu() {
         );
     }
     assert!(finding["ct"]["class"].is_string(), "{finding:#}");
+}
+
+#[test]
+fn six_or_four_lumbar_vertebrae_are_flagged_and_l1_still_counts_from_t12() {
+    for (lumbar, seed) in [("6", "83"), ("4", "85")] {
+        let work = tempfile::tempdir().unwrap();
+        let (study, truth) = phantom(work.path(), &["--seed", seed, "--ct-lumbar", lumbar]);
+        let finding = analyze(&study);
+        let found = levels(&finding);
+        let l1 = found
+            .iter()
+            .find(|(l, _, _)| l.as_deref() == Some("L1"))
+            .unwrap_or_else(|| panic!("{lumbar} lumbar: no L1: {found:?}"));
+        assert!(
+            (l1.1 - truth[0]).abs() <= 10.0,
+            "{lumbar} lumbar: L1 {} vs {}: {found:?}",
+            l1.1,
+            truth[0]
+        );
+        // The anchors disagree (T12 to the ilium is not 5): said, not silently labelled.
+        assert_eq!(
+            finding["ct"]["level_confidence"], "low",
+            "{lumbar} lumbar: {finding:#}"
+        );
+        assert!(
+            flags(&finding).contains("transitional"),
+            "{lumbar} lumbar: {}",
+            flags(&finding)
+        );
+    }
+}
+
+#[test]
+fn discs_near_water_or_calcified_are_not_vertebrae() {
+    // 12 HU: the independent phantoms' discs; 250 HU: denser than every body here.
+    for (disc, seed, mm) in [("12", "87", "3"), ("250", "89", "2")] {
+        let work = tempfile::tempdir().unwrap();
+        let (study, truth) = phantom(
+            work.path(),
+            &["--seed", seed, "--ct-slice-mm", mm, "--ct-disc-hu", disc],
+        );
+        let finding = analyze(&study);
+        let found = levels(&finding);
+        assert_no_disc_pieces(&found);
+        let named: Vec<_> = found.iter().filter_map(|(l, _, _)| l.clone()).collect();
+        for level in ["T12", "L1", "L2", "L3", "L4", "L5"] {
+            assert!(
+                named.iter().any(|n| n == level),
+                "{disc} HU discs: {level} missing: {found:?}"
+            );
+        }
+        for (i, level) in ["L1", "L2", "L3", "L4"].iter().enumerate() {
+            let hu = found
+                .iter()
+                .find(|(l, _, _)| l.as_deref() == Some(level))
+                .map(|f| f.1)
+                .unwrap();
+            assert!(
+                (hu - truth[i]).abs() <= 15.0,
+                "{disc} HU discs: {level} {hu} vs {}: {found:?}",
+                truth[i]
+            );
+        }
+        assert_eq!(finding["ct"]["level_confidence"], "labelled", "{finding:#}");
+    }
 }

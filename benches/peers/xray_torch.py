@@ -7,6 +7,13 @@ Usage: xray_torch.py WEIGHTS.safetensors INPUT.f32 CANDLE_OUT.json THREADS RUNS
 Prints one JSON line: medians per image for batch 1 and 8, peak RSS, max output diff.
 Usage: xray_torch.py train THREADS BATCH RUNS
 Prints one JSON line: median images/s of forward + backward + AdamW step on random input.
+Usage: xray_torch.py serve DEVICE
+The peer of `cargo bench --features cuda --bench gpu`: one JSON line per command read from
+stdin, so that the bench can alternate candle and PyTorch rounds in one run:
+  check WEIGHTS INPUT.f32 CANDLE_OUT.json  -> max |output difference| vs candle
+  infer BATCH RUNS                         -> median ms per call (host input to host output)
+  train BATCH RUNS                         -> median images/s of a training step
+TF32 is off on CUDA: both sides compute in full f32.
 """
 
 import json
@@ -105,7 +112,79 @@ def train(threads, batch, runs):
     }))
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def serve(device_name):
+    device = torch.device(device_name)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    net, x = None, None
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "check":
+            net = XrayNet().eval()
+            missing, unexpected = net.load_state_dict(load_file(cmd[1]), strict=False)
+            missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+            assert not missing and not unexpected, (missing, unexpected)
+            net = net.to(device)
+            x = torch.from_numpy(np.fromfile(cmd[2], dtype="<f4").reshape(-1, 1, 256, 256))
+            with torch.inference_mode():
+                probs, t = net(x[:8].to(device))
+            ref = json.load(open(cmd[3]))
+            diff = max(
+                float(np.abs(probs.cpu().numpy() - np.array(ref["probabilities"])).max()),
+                float(np.abs(t.cpu().numpy() - np.array(ref["t_score"])).max()),
+            )
+            reply = {"torch": torch.__version__, "device": str(device),
+                     "name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+                     "max_output_diff_vs_candle": diff}
+        elif cmd[0] == "infer":
+            batch, runs = int(cmd[1]), int(cmd[2])
+            xb = x[:batch].clone()
+            times = []
+            with torch.inference_mode():
+                for i in range(runs + 5):
+                    start = time.perf_counter()
+                    probs, t = net(xb.to(device))
+                    probs.cpu(), t.cpu()
+                    if i >= 5:
+                        times.append((time.perf_counter() - start) * 1e3)
+            reply = {"ms": statistics.median(times)}
+        elif cmd[0] == "train":
+            batch, runs = int(cmd[1]), int(cmd[2])
+            torch.manual_seed(1)
+            tnet = XrayNet().to(device).train()
+            opt = torch.optim.AdamW(tnet.parameters(), lr=1e-3, weight_decay=1e-4)
+            xt = torch.randn(batch, 1, 256, 256, device=device)
+            labels = torch.randint(0, 3, (batch,), device=device)
+            t_true = torch.randn(batch, device=device)
+            times = []
+            for i in range(runs + 2):
+                start = time.perf_counter()
+                probs, t = tnet(xt)
+                loss = nn.functional.nll_loss(torch.log(probs + 1e-9), labels) \
+                    + 0.25 * ((t - t_true) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                probs.argmax(1).cpu()
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+            reply = {"images_per_s": batch / statistics.median(times)}
+        else:
+            reply = {"error": f"unknown command {cmd[0]}"}
+        print(json.dumps(reply), flush=True)
+
+
 def main():
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2])
+        return
     if sys.argv[1] == "train":
         train(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
         return

@@ -43,6 +43,13 @@ pub struct SynthArgs {
     /// CT quantum noise SD in HU, at least (a low-dose scan: 60-100).
     #[arg(long)]
     pub ct_noise_hu: Option<f64>,
+    /// CT lumbar vertebrae: 5, or 4 / 6 (lumbosacral transitional anatomy).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(4..=6))]
+    pub ct_lumbar: u8,
+    /// CT disc attenuation in HU (nucleus; default 75, annulus 25 more): e.g. 10 for
+    /// desiccated discs, 250 for calcified ones.
+    #[arg(long, allow_hyphen_values = true)]
+    pub ct_disc_hu: Option<f64>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -87,6 +94,8 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     opts.ct_variant = osteoscreen::synth::ct::CtVariant {
         ribs: !a.ct_no_ribs,
         noise_hu: a.ct_noise_hu,
+        lumbar: a.ct_lumbar as usize,
+        disc_hu: a.ct_disc_hu,
     };
     opts.preview = a.preview;
     if let Some(t) = a.threads {

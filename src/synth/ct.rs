@@ -28,6 +28,12 @@ pub struct CtVariant {
     pub ribs: bool,
     /// Quantum noise SD (HU) at least this (low-dose scans reach ~100).
     pub noise_hu: Option<f64>,
+    /// Lumbar vertebrae between T12 and the sacrum: 5, or 4 / 6 (lumbosacral transitional
+    /// anatomy: a sacralised L5 or a lumbarised S1).
+    pub lumbar: usize,
+    /// The discs' attenuation (nucleus; the annulus 25 HU more) instead of 75/100 HU:
+    /// desiccated discs are near water, calcified ones far denser.
+    pub disc_hu: Option<f64>,
 }
 
 impl Default for CtVariant {
@@ -35,6 +41,8 @@ impl Default for CtVariant {
         CtVariant {
             ribs: true,
             noise_hu: None,
+            lumbar: 5,
+            disc_hu: None,
         }
     }
 }
@@ -65,9 +73,10 @@ pub struct Phantom {
     pub z0: f64,
     /// x, y of the first pixel's centre.
     pub origin: (f64, f64),
-    /// T12, L1..L5.
-    pub vertebrae: [Vertebra; 6],
+    /// T12, L1..L5 (L4 or L6 last with `CtVariant::lumbar`).
+    pub vertebrae: Vec<Vertebra>,
     noise_sd: f64,
+    disc_hu: Option<f64>,
     /// Draw the 11th and 12th ribs (off: a phantom whose T12 has no anchor).
     ribs: bool,
     body: (f64, f64),
@@ -92,22 +101,23 @@ impl Phantom {
         let lordosis = rng.random_range(6.0..14.0);
         let y_spine = 45.0;
         let mut z = 0.0;
-        let mut vertebrae = [Vertebra {
-            z_top: 0.0,
-            z_bottom: 0.0,
-            x: 0.0,
-            y: 0.0,
-            half_width: 0.0,
-            half_depth: 0.0,
-        }; 6];
-        for (i, &(h, w, d, disc)) in LEVELS.iter().enumerate() {
+        // A sixth lumbar vertebra repeats L5's size; with four, L5 is left out.
+        let lumbar = variant.lumbar.clamp(4, 6);
+        let sizes: Vec<_> = LEVELS
+            .iter()
+            .chain(std::iter::repeat(&LEVELS[5]))
+            .take(lumbar + 1)
+            .copied()
+            .collect();
+        let mut vertebrae = Vec::with_capacity(sizes.len());
+        for (i, &(h, w, d, disc)) in sizes.iter().enumerate() {
             let loss = subject
                 .fracture
                 .filter(|f| f.level + 1 == i)
                 .map_or(0.0, |f| f.height_loss());
             let h = h * (1.0 - loss);
             let t = (i as f64 - 3.0) / 3.0;
-            vertebrae[i] = Vertebra {
+            vertebrae.push(Vertebra {
                 z_top: z,
                 z_bottom: z - h,
                 x: rng.random_range(-2.0..2.0),
@@ -115,11 +125,12 @@ impl Phantom {
                 y: y_spine - lordosis * (1.0 - t * t),
                 half_width: w / 2.0,
                 half_depth: d / 2.0,
-            };
+            });
             z -= h + disc;
         }
         let z0 = vertebrae[0].z_top + rng.random_range(8.0..20.0);
-        let z_end = vertebrae[5].z_bottom - rng.random_range(25.0..40.0);
+        let last = vertebrae[vertebrae.len() - 1];
+        let z_end = last.z_bottom - rng.random_range(25.0..40.0);
         let slices = ((z0 - z_end) / slice_spacing).ceil() as usize;
         let fov = pixel_spacing * MATRIX as f64;
         Phantom {
@@ -136,6 +147,7 @@ impl Phantom {
                 .noise_hu
                 .unwrap_or(0.0)
                 .max(rng.random_range(9.0..16.0)),
+            disc_hu: variant.disc_hu,
             ribs: variant.ribs,
             body: (
                 (118.0 + 2.4 * bmi).clamp(125.0, 185.0),
@@ -324,7 +336,11 @@ impl Phantom {
                 );
             }
         }
-        let end = if z > v[0].z_mid() { v[0] } else { v[5] };
+        let end = if z > v[0].z_mid() {
+            v[0]
+        } else {
+            v[v.len() - 1]
+        };
         (
             end.x,
             end.y
@@ -357,10 +373,11 @@ impl Phantom {
         let vb = self.vertebrae[i];
         let (dx, dy) = (x - vb.x, y - vb.y);
         if z <= vb.z_top && z >= vb.z_bottom {
+            // A sixth lumbar vertebra has L5's density.
             let level_hu = if i == 0 {
                 subject.level_hu[0] + 6.0
             } else {
-                subject.level_hu[i - 1]
+                subject.level_hu[(i - 1).min(subject.level_hu.len() - 1)]
             };
             if in_ellipse(dx, dy, vb.half_width, vb.half_depth) {
                 let shell = 1.2 + 1.3 * q;
@@ -381,11 +398,12 @@ impl Phantom {
         // Disc below this body.
         let next = self.vertebrae.get(i + 1)?;
         if z < vb.z_bottom && z > next.z_top && in_ellipse(dx, dy, vb.half_width, vb.half_depth) {
+            let nucleus = self.disc_hu.unwrap_or(75.0);
             return Some(
                 if in_ellipse(dx, dy, vb.half_width * 0.5, vb.half_depth * 0.45) {
-                    75.0
+                    nucleus
                 } else {
-                    100.0
+                    nucleus + 25.0
                 },
             );
         }
@@ -419,9 +437,9 @@ impl Phantom {
         None
     }
 
-    /// Sacrum and iliac wings below L5.
+    /// Sacrum and iliac wings below the last lumbar vertebra.
     fn pelvis(&self, cortical: f64, (x, y, z): (f64, f64, f64)) -> Option<f64> {
-        let l5 = self.vertebrae[5];
+        let l5 = self.vertebrae[self.vertebrae.len() - 1];
         let s1_top = l5.z_bottom - 11.5;
         if z <= s1_top {
             let (dx, dy) = (x - l5.x, y - l5.y - 6.0);

@@ -1,0 +1,201 @@
+//! The GPU path (`--features cuda`), against the same network in PyTorch CUDA on the same GPU,
+//! in one run:
+//! 1. Outputs: candle CUDA vs candle CPU, and PyTorch CUDA vs candle CPU, on 8 images. Either
+//!    difference over 1e-4 fails the bench before any time is printed.
+//! 2. Inference at batch 1, 8 and 64: per call, from host f32 images to host outputs (both
+//!    sides copy in and out). Candle and PyTorch alternate over ROUNDS rounds; each round is
+//!    the median of RUNS calls after 5 warm-ups; the figure is the median over rounds.
+//! 3. Training step (forward + backward + AdamW) at batch 16 and 64, alternated likewise.
+//!
+//! TF32 is off in PyTorch (candle computes f32 in full precision). PyTorch runs as one child
+//! process (`benches/peers/xray_torch.py serve cuda`) that answers a JSON line per command.
+//! Run: `scripts/bench-gpu.sh` (builds with the CUDA toolkit from scripts/cuda-toolkit.sh),
+//! or `cargo bench --features cuda --bench gpu` where CUDA and PyTorch are installed.
+
+#[path = "common/train_step.rs"]
+mod train_step;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use candle_core::Device;
+use osteoscreen::model::{net::INPUT_SIZE, Prediction, XrayModel};
+use train_step::{candle_images_per_s, median};
+
+const ROUNDS: usize = 5;
+const RUNS: usize = 20;
+const TOLERANCE: f32 = 1e-4;
+
+/// The PyTorch child: one command line in, one JSON line out.
+struct Torch {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Torch {
+    fn start(python: &str) -> Torch {
+        let mut child = Command::new(python)
+            .args(["benches/peers/xray_torch.py", "serve", "cuda"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python} ({e}): PyTorch is the peer"));
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Torch {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, command: &str) -> serde_json::Value {
+        writeln!(self.stdin, "{command}").expect("write to PyTorch");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from PyTorch");
+        assert!(!line.is_empty(), "PyTorch ended on {command:?}");
+        serde_json::from_str(&line).expect("PyTorch prints JSON")
+    }
+}
+
+impl Drop for Torch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn max_difference(a: &[Prediction], b: &[Prediction]) -> f32 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(p, q)| {
+            p.probabilities
+                .iter()
+                .zip(q.probabilities)
+                .map(|(x, y)| (x - y).abs())
+                .chain([(p.t_score - q.t_score).abs()])
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Median ms per call of `predict` over RUNS calls after 5 warm-ups.
+fn candle_ms(model: &XrayModel, batch: &[Vec<f32>]) -> f64 {
+    for _ in 0..5 {
+        model.predict(batch).expect("predict");
+    }
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                model.predict(batch).expect("predict");
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let gpu = Device::new_cuda(0).expect("a CUDA device: this bench needs a GPU");
+    let version = env!("CARGO_PKG_VERSION");
+    let candle_version = candle_version();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weights = dir.path().join("xray.safetensors");
+    XrayModel::create_untrained(&weights).expect("weights");
+    let cpu_model = XrayModel::load(&weights, None, Device::Cpu).expect("CPU model");
+    let gpu_model = XrayModel::load(&weights, None, gpu.clone()).expect("CUDA model");
+    let n = INPUT_SIZE * INPUT_SIZE;
+    let inputs: Vec<Vec<f32>> = (0..64)
+        .map(|b| {
+            (0..n)
+                .map(|i| (((i * 7919 + b * 104_729) % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        })
+        .collect();
+    let bytes: Vec<u8> = inputs
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(dir.path().join("input.f32"), bytes).expect("write inputs");
+
+    // 1. Outputs.
+    let cpu_out = cpu_model.predict(&inputs[..8]).expect("CPU predict");
+    let gpu_out = gpu_model.predict(&inputs[..8]).expect("CUDA predict");
+    let gpu_diff = max_difference(&cpu_out, &gpu_out);
+    let reference = serde_json::json!({
+        "probabilities": cpu_out.iter().map(|p| p.probabilities.to_vec()).collect::<Vec<_>>(),
+        "t_score": cpu_out.iter().map(|p| p.t_score).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.path().join("candle_out.json"), reference.to_string()).expect("write");
+    let python = std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("python3".into());
+    let mut torch = Torch::start(&python);
+    let check = torch.ask(&format!(
+        "check {} {} {}",
+        weights.display(),
+        dir.path().join("input.f32").display(),
+        dir.path().join("candle_out.json").display()
+    ));
+    let torch_diff = check["max_output_diff_vs_candle"].as_f64().expect("diff") as f32;
+    println!(
+        "osteoscreen {version}, candle {candle_version} CUDA vs PyTorch {} CUDA on {}",
+        check["torch"].as_str().unwrap_or("?"),
+        check["name"].as_str().unwrap_or("?")
+    );
+    println!(
+        "max |output difference| over 8 images: candle CUDA vs candle CPU {gpu_diff:.1e}, \
+         PyTorch CUDA vs candle CPU {torch_diff:.1e} (tolerance {TOLERANCE:.0e})"
+    );
+    assert!(
+        gpu_diff <= TOLERANCE && torch_diff <= TOLERANCE,
+        "outputs differ beyond {TOLERANCE:e}: no timing is printed"
+    );
+
+    // 2. Inference, alternating.
+    for batch in [1usize, 8, 64] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ours.push(candle_ms(&gpu_model, &inputs[..batch]));
+            theirs.push(
+                torch.ask(&format!("infer {batch} {RUNS}"))["ms"]
+                    .as_f64()
+                    .expect("ms"),
+            );
+        }
+        let (c, t) = (median(ours), median(theirs));
+        println!(
+            "inference batch {batch:>2}: candle {:>7.0} images/s ({c:.2} ms/call), PyTorch {:>7.0} images/s ({t:.2} ms/call): {:.2}x PyTorch's speed",
+            batch as f64 * 1e3 / c,
+            batch as f64 * 1e3 / t,
+            t / c
+        );
+    }
+
+    // 3. Training step, alternating.
+    for batch in [16usize, 64] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            ours.push(candle_images_per_s(&gpu, batch, 8));
+            theirs.push(
+                torch.ask(&format!("train {batch} 8"))["images_per_s"]
+                    .as_f64()
+                    .expect("images/s"),
+            );
+        }
+        let (c, t) = (median(ours), median(theirs));
+        println!(
+            "training step batch {batch}: candle {c:.0} images/s, PyTorch {t:.0} images/s: {:.2}x PyTorch's speed",
+            c / t
+        );
+    }
+}
+
+/// candle-core's version from Cargo.lock (the build's own metadata, not a literal).
+fn candle_version() -> String {
+    let lock = include_str!("../Cargo.lock");
+    lock.split("[[package]]")
+        .find(|p| p.contains("name = \"candle-core\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map_or("?".into(), |v| v.trim_matches('"').to_string())
+}
