@@ -1,12 +1,20 @@
 //! Analysis speed, each part in its own process so peak memory is its own:
 //! - CT: a synthetic ~300-slice volume (0.86 mm) decoded and measured by `analysis::analyze`,
-//!   median of 5 runs after a warm-up. Goal: under 2 s on 2 cores.
-//! - X-ray model: candle latency per image, batch 1 and batch 8, median of 30 runs after
-//!   5 warm-ups, against the same network in PyTorch CPU (benches/peers/xray_torch.py, same weights,
-//!   outputs compared first) with the same thread count. Goal: candle at least as fast.
+//!   median of 5 runs after a warm-up. Goal: under 2 s on 2 cores. Its floor, in the same
+//!   run: pydicom reading and rescaling the same files (benches/peers/ct_decode.py).
+//! - X-ray model: candle latency per image, batch 1 and batch 8, against the same network in
+//!   PyTorch CPU (benches/peers/xray_torch.py as one child process, same weights, same thread
+//!   count). Outputs are compared first: over 1e-4 fails the bench and prints no ratio. Then
+//!   candle and PyTorch alternate over ROUNDS rounds, each the median of RUNS calls after 5
+//!   warm-ups; the figure is the median over rounds. Goal: candle at least as fast.
 //!
-//! Run: `scripts/bench-analysis.sh` (installs PyTorch CPU into benches/peers/.venv, then
-//! `cargo bench --bench analysis`).
+//! Run: `scripts/bench-analysis.sh` (installs PyTorch CPU and pydicom into
+//! benches/peers/.venv, then `cargo bench --bench analysis`).
+
+#[path = "common/report.rs"]
+mod report;
+#[path = "common/torch_peer.rs"]
+mod torch_peer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,23 +24,27 @@ use candle_core::Device;
 use osteoscreen::analysis::{analyze, select::Rules, Engine, Thresholds};
 use osteoscreen::model::{net::INPUT_SIZE, XrayModel};
 use osteoscreen::synth::{generate, SynthModality, SynthOptions};
+use report::{candle_version, median};
+use torch_peer::Torch;
 
-const RUNS: usize = 30;
+const ROUNDS: usize = 5;
+const RUNS: usize = 20;
+const TOLERANCE: f64 = 1e-4;
 
 fn main() {
+    let dir = || PathBuf::from(std::env::var("OSTEO_BENCH_DIR").unwrap());
     match std::env::var("OSTEO_BENCH_PART").as_deref() {
-        Ok("ct") => ct_part(),
-        Ok("xray") => xray_part(Path::new(&std::env::var("OSTEO_BENCH_DIR").unwrap())),
+        Ok("ct") => ct_part(&dir()),
+        Ok("xray") => xray_part(&dir()),
         _ => driver(),
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+fn python() -> String {
+    std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("benches/peers/.venv/bin/python".into())
 }
 
-/// Runs the parts as child processes and prints the comparison.
+/// Runs the parts as child processes, then the CT floor.
 fn driver() {
     let me = std::env::current_exe().expect("own path");
     let part = |name: &str, dir: &Path| {
@@ -41,70 +53,63 @@ fn driver() {
             .env("OSTEO_BENCH_DIR", dir)
             .output()
             .expect("run bench part");
-        assert!(out.status.success(), "{name} part failed");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{name} part failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8")
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    print!("{}", part("ct", dir.path()));
-    let xray = part("xray", dir.path());
-    print!("{xray}");
-    let candle: serde_json::Value = serde_json::from_str(
-        xray.lines()
+    let ct = part("ct", dir.path());
+    let ours: serde_json::Value = serde_json::from_str(
+        ct.lines()
             .find_map(|l| l.strip_prefix("RESULT "))
-            .expect("candle result"),
+            .expect("CT result"),
     )
     .expect("json");
-    let python =
-        std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("benches/peers/.venv/bin/python".into());
-    let torch = Command::new(&python)
-        .arg("benches/peers/xray_torch.py")
-        .arg(dir.path().join("xray.safetensors"))
-        .arg(dir.path().join("input.f32"))
-        .arg(dir.path().join("candle_out.json"))
-        .arg(candle["threads"].to_string())
-        .arg(RUNS.to_string())
-        .output();
-    let torch = match torch {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => panic!(
-            "PyTorch part failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!(
-            "cannot run {python} ({e}): run scripts/bench-analysis.sh, which installs PyTorch CPU"
-        ),
-    };
-    let t: serde_json::Value =
-        serde_json::from_slice(&torch.stdout).expect("PyTorch prints one JSON line");
-    println!(
-        "PyTorch {} CPU, {} threads: batch 1 {:.1} ms/image, batch 8 {:.1} ms/image, peak RSS {:.0} MB; max |output difference| vs candle {:.1e}",
-        t["torch"].as_str().unwrap_or("?"),
-        t["threads"],
-        t["batch1_ms"].as_f64().unwrap(),
-        t["batch8_ms_per_image"].as_f64().unwrap(),
-        t["peak_rss_mb"].as_f64().unwrap(),
-        t["max_output_diff_vs_candle"].as_f64().unwrap()
+    let python = python();
+    let floor = Command::new(&python)
+        .arg("benches/peers/ct_decode.py")
+        .arg(dir.path().join("ct"))
+        .arg("5")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {python} ({e}): run scripts/bench-analysis.sh, which installs pydicom"
+            )
+        });
+    assert!(
+        floor.status.success(),
+        "pydicom floor failed: {}",
+        String::from_utf8_lossy(&floor.stderr)
     );
-    for (key, tkey, label) in [
-        ("batch1_ms", "batch1_ms", "batch 1"),
-        ("batch8_ms_per_image", "batch8_ms_per_image", "batch 8"),
-    ] {
-        let ratio = t[tkey].as_f64().unwrap() / candle[key].as_f64().unwrap();
-        println!(
-            "candle vs PyTorch, {label}: {ratio:.2}x PyTorch's speed (goal >= 1.0: {})",
-            if ratio >= 1.0 { "met" } else { "NOT met" }
-        );
-    }
+    let floor: serde_json::Value = serde_json::from_slice(&floor.stdout).expect("one JSON line");
+    let floor_s = floor["median_s"].as_f64().expect("seconds");
+    let (total, decode) = (
+        ours["median_s"].as_f64().unwrap(),
+        ours["decode_s"].as_f64().unwrap(),
+    );
+    println!(
+        "CT floor: pydicom {} reads and rescales the same {} files in {floor_s:.2} s (median of 5, one thread); \
+         osteoscreen's decode {decode:.2} s = {:.2}x that time, its whole analysis {total:.2} s = {:.2}x",
+        floor["pydicom"].as_str().unwrap_or("?"),
+        floor["files"],
+        decode / floor_s,
+        total / floor_s
+    );
+    part("xray", dir.path());
 }
 
-fn ct_part() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut opts = SynthOptions::new(dir.path().to_path_buf(), 1, SynthModality::Ct);
+fn ct_part(dir: &Path) {
+    let dir = dir.join("ct");
+    let mut opts = SynthOptions::new(dir.clone(), 1, SynthModality::Ct);
     // 0.86 mm spacing: this subject's T11-sacrum coverage becomes ~300 slices.
     opts.ct_slice_mm = 0.86;
     opts.seed = 3;
     generate(&opts).expect("synthetic CT");
-    let study = dir.path().join("study00000");
+    let study = dir.join("study00000");
     let files: Vec<_> = std::fs::read_dir(&study)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -131,10 +136,11 @@ fn ct_part() {
         assert!(f.ct.is_some_and(|ct| ct.levels.len() >= 5), "levels found");
     }
     let m = median(total.clone());
+    let decode_s = median(decode);
     println!(
         "CT analysis of {} slices (512x512, decode included): median {m:.2} s (decode {:.2} s), runs {:?}",
         files.len(),
-        median(decode),
+        decode_s,
         total.iter().map(|t| (t * 100.0).round() / 100.0).collect::<Vec<_>>()
     );
     println!(
@@ -142,10 +148,13 @@ fn ct_part() {
         if m < 2.0 { "met" } else { "NOT met" },
         peak_rss_mb()
     );
+    println!(
+        "RESULT {}",
+        serde_json::json!({"median_s": m, "decode_s": decode_s})
+    );
 }
 
-/// Candle latency; leaves the weights, the inputs and candle's outputs in `dir` for the
-/// PyTorch script.
+/// Candle against PyTorch CPU, alternating rounds, after the outputs agree.
 fn xray_part(dir: &Path) {
     let weights: PathBuf = dir.join("xray.safetensors");
     XrayModel::create_untrained(&weights).expect("weights");
@@ -171,7 +180,31 @@ fn xray_part(dir: &Path) {
         "t_score": out.iter().map(|p| p.t_score).collect::<Vec<_>>(),
     });
     std::fs::write(dir.join("candle_out.json"), reference.to_string()).expect("write outputs");
-    let time = |batch: &[Vec<f32>]| {
+    let threads = candle_core::utils::get_num_threads();
+    let mut torch = Torch::start(&python(), "cpu", threads);
+    let check = torch.ask(&format!(
+        "check {} {} {}",
+        weights.display(),
+        dir.join("input.f32").display(),
+        dir.join("candle_out.json").display()
+    ));
+    let diff = check["max_output_diff_vs_candle"].as_f64().expect("diff");
+    println!(
+        "X-ray model: candle {} CPU vs PyTorch {} CPU, {threads} threads each; max |output difference| over 8 images {diff:.1e} (tolerance {TOLERANCE:.0e})",
+        candle_version(),
+        check["torch"].as_str().unwrap_or("?"),
+    );
+    assert!(
+        diff <= TOLERANCE,
+        "outputs differ beyond {TOLERANCE:e}: no timing is printed"
+    );
+    assert_eq!(
+        check["threads"].as_u64(),
+        Some(threads as u64),
+        "same threads"
+    );
+    // Median ms per image of RUNS calls after 5 warm-ups.
+    let candle_ms = |batch: &[Vec<f32>]| {
         for _ in 0..5 {
             model.predict(batch).expect("predict");
         }
@@ -184,16 +217,13 @@ fn xray_part(dir: &Path) {
             .collect();
         median(runs) / batch.len() as f64
     };
-    let b1 = time(&inputs[..1]);
-    let b8 = time(&inputs);
-    let threads = candle_core::utils::get_num_threads();
     // The same weights through candle's stock layers (conv2d, batch norm): the baseline the
-    // inference path improves on.
+    // inference path improves on (one measurement, for reference).
     let mut varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
     let stock = osteoscreen::model::net::XrayNet::new(vb).expect("net");
     varmap.load(&weights).expect("weights");
-    let stock_time = |batch: usize| {
+    let stock_ms = |batch: usize| {
         let flat: Vec<f32> = inputs[..batch].iter().flatten().copied().collect();
         let x =
             candle_core::Tensor::from_vec(flat, (batch, 1, INPUT_SIZE, INPUT_SIZE), &Device::Cpu)
@@ -211,18 +241,30 @@ fn xray_part(dir: &Path) {
         median(runs) / batch as f64
     };
     println!(
-        "candle 0.11 CPU, stock conv2d + batch norm layers: batch 1 {:.1} ms/image, batch 8 {:.1} ms/image",
-        stock_time(1),
-        stock_time(8)
+        "  candle stock conv2d + batch norm layers: batch 1 {:.1} ms/image, batch 8 {:.1} ms/image",
+        stock_ms(1),
+        stock_ms(8)
     );
-    println!(
-        "candle 0.11 CPU (osteoscreen inference path), {threads} threads: batch 1 {b1:.1} ms/image, batch 8 {b8:.1} ms/image, peak RSS {} MB",
-        peak_rss_mb()
-    );
-    println!(
-        "RESULT {}",
-        serde_json::json!({"threads": threads, "batch1_ms": b1, "batch8_ms_per_image": b8})
-    );
+    for batch in [1usize, 8] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ours.push(candle_ms(&inputs[..batch]));
+            let t = torch.ask(&format!("infer {batch} {RUNS}"))["ms"]
+                .as_f64()
+                .expect("ms");
+            theirs.push(t / batch as f64);
+        }
+        let (c, t) = (median(ours.clone()), median(theirs.clone()));
+        let ratio = t / c;
+        println!(
+            "  batch {batch}: candle (osteoscreen inference path) {c:.1} ms/image, PyTorch {t:.1} ms/image \
+             (medians of {ROUNDS} alternating rounds: {:?} / {:?}): {ratio:.2}x PyTorch's speed (goal >= 1.0: {})",
+            ours.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),
+            theirs.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),
+            if ratio >= 1.0 { "met" } else { "NOT met" }
+        );
+    }
+    println!("  candle process peak RSS {} MB", peak_rss_mb());
 }
 
 /// VmHWM from /proc/self/status (Linux), in MB.

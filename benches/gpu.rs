@@ -12,60 +12,24 @@
 //! Run: `scripts/bench-gpu.sh` (builds with the CUDA toolkit from scripts/cuda-toolkit.sh),
 //! or `cargo bench --features cuda --bench gpu` where CUDA and PyTorch are installed.
 
+#[path = "common/report.rs"]
+mod report;
+#[path = "common/torch_peer.rs"]
+mod torch_peer;
 #[path = "common/train_step.rs"]
 mod train_step;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use candle_core::Device;
 use osteoscreen::model::{net::INPUT_SIZE, Prediction, XrayModel};
-use train_step::{candle_images_per_s, median};
+use report::{candle_version, median};
+use torch_peer::Torch;
+use train_step::candle_images_per_s;
 
 const ROUNDS: usize = 5;
 const RUNS: usize = 20;
 const TOLERANCE: f32 = 1e-4;
-
-/// The PyTorch child: one command line in, one JSON line out.
-struct Torch {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Torch {
-    fn start(python: &str) -> Torch {
-        let mut child = Command::new(python)
-            .args(["benches/peers/xray_torch.py", "serve", "cuda"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {python} ({e}): PyTorch is the peer"));
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Torch {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn ask(&mut self, command: &str) -> serde_json::Value {
-        writeln!(self.stdin, "{command}").expect("write to PyTorch");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read from PyTorch");
-        assert!(!line.is_empty(), "PyTorch ended on {command:?}");
-        serde_json::from_str(&line).expect("PyTorch prints JSON")
-    }
-}
-
-impl Drop for Torch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn max_difference(a: &[Prediction], b: &[Prediction]) -> f32 {
     a.iter()
@@ -130,7 +94,7 @@ fn main() {
     });
     std::fs::write(dir.path().join("candle_out.json"), reference.to_string()).expect("write");
     let python = std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("python3".into());
-    let mut torch = Torch::start(&python);
+    let mut torch = Torch::start(&python, "cuda", candle_core::utils::get_num_threads());
     let check = torch.ask(&format!(
         "check {} {} {}",
         weights.display(),
@@ -189,13 +153,4 @@ fn main() {
             c / t
         );
     }
-}
-
-/// candle-core's version from Cargo.lock (the build's own metadata, not a literal).
-fn candle_version() -> String {
-    let lock = include_str!("../Cargo.lock");
-    lock.split("[[package]]")
-        .find(|p| p.contains("name = \"candle-core\""))
-        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
-        .map_or("?".into(), |v| v.trim_matches('"').to_string())
 }

@@ -1,7 +1,11 @@
-//! Ingest benchmark: the same set (300 CT slices 512x512 + 10 DX 2500x3000) sent by DCMTK
-//! storescu to DCMTK storescp (no fsync) and to `osteoscreen serve` (fsync of every file,
-//! its directory, and the SQLite commit before each acknowledgement), alternating, several
-//! rounds, with 1 and 4 parallel senders. Prints medians and the ratio; asserts nothing.
+//! Ingest benchmark: DCMTK storescu sends the same set to DCMTK storescp (no fsync) and to
+//! `osteoscreen serve` (fsync of every file, its directory, and the SQLite commit before
+//! each acknowledgement), alternating which goes first, several rounds, with 1, 4 and 8
+//! parallel senders. Two sets: 300 CT slices 512x512 + 10 DX 2500x3000 (mixed), and 10 DX
+//! radiographs of 3000x3400 (~20 MB each) on their own. Every osteoscreen round starts a
+//! fresh daemon on fresh storage (a re-sent UID takes another path), and each round counts
+//! what the receiver actually stored: a round that lost an instance prints no ratio.
+//! Prints medians and the ratio; asserts nothing else.
 //!
 //! Run: `cargo bench --bench ingest` (needs dcmtk; `ROUNDS=5` to change the round count).
 
@@ -22,24 +26,38 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let work = tempfile::tempdir().expect("temp dir");
-    // BENCH_INPUT=DIR keeps the generated set there (for profiling by hand).
+    // BENCH_INPUT=DIR keeps the generated sets there (for profiling by hand).
     let input = std::env::var_os("BENCH_INPUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| work.path().join("input"));
-    let files = make_input_set(&input);
+    let mixed = make_input_set(&input.join("mixed"));
+    let large = make_large_set(&input.join("large"));
+    for (name, files) in [
+        (
+            format!("{CT_SLICES} CT 512x512 + {DX_IMAGES} DX 2500x3000"),
+            &mixed,
+        ),
+        (format!("{DX_IMAGES} DX 3000x3400 on their own"), &large),
+    ] {
+        run_set(work.path(), &name, files, rounds);
+    }
+    println!("\nosteoscreen fsyncs every instance before acknowledging it; storescp does not.");
+}
+
+/// One set: the disk floor, then each sender count against both servers.
+fn run_set(work: &Path, name: &str, files: &[PathBuf], rounds: usize) {
     let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
     println!(
-        "ingest benchmark: {} instances ({CT_SLICES} CT 512x512, {DX_IMAGES} DX 2500x3000), {:.1} MB, {rounds} rounds",
+        "\n== ingest benchmark: {} instances ({name}), {:.1} MB, {rounds} rounds",
         files.len(),
         bytes as f64 / 1e6
     );
-
     // What durability alone costs on this disk: each instance written to its own new file
     // and fdatasynced, one after the other, no network (median of 3). A single sender
     // cannot be acknowledged faster than this plus the transfer itself.
     let sizes: Vec<u64> = files.iter().map(|f| f.metadata().unwrap().len()).collect();
     let disk: Vec<f64> = (0..3)
-        .map(|_| durable_write_seconds(work.path(), &sizes))
+        .map(|_| durable_write_seconds(work, &sizes))
         .collect();
     let disk_s = median(&disk);
     println!(
@@ -47,21 +65,32 @@ fn main() {
         bytes as f64 / 1e6 / disk_s
     );
 
-    let storescp_out = work.path().join("storescp");
+    let storescp_out = work.join("storescp");
     let storescp = Server::storescp(&storescp_out);
-    let osteo_dir = work.path().join("osteoscreen");
-    let osteo = Server::osteoscreen(&osteo_dir);
-
-    for senders in [1usize, 4] {
+    for senders in [1usize, 4, 8] {
         let mut times = [Vec::new(), Vec::new()];
+        let mut lost = [0usize; 2];
         for round in 0..rounds {
             // Alternate which server goes first, so drift on a shared machine hits both.
             let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for which in order {
-                let server = if which == 0 { &storescp } else { &osteo };
-                let _ = std::fs::remove_dir_all(&storescp_out);
-                std::fs::create_dir_all(&storescp_out).unwrap();
-                times[which].push(send_all(server, &files, senders));
+                let (seconds, stored) = if which == 0 {
+                    let _ = std::fs::remove_dir_all(&storescp_out);
+                    std::fs::create_dir_all(&storescp_out).unwrap();
+                    let t = send_all(&storescp, files, senders);
+                    (t, count_files(&storescp_out))
+                } else {
+                    // A fresh daemon on fresh storage every round; its start is not timed.
+                    let dir = work.join(format!("osteoscreen-{senders}-{round}"));
+                    let osteo = Server::osteoscreen(&dir);
+                    let t = send_all(&osteo, files, senders);
+                    let stored = count_files(&dir.join("spool"));
+                    drop(osteo);
+                    let _ = std::fs::remove_dir_all(&dir);
+                    (t, stored)
+                };
+                times[which].push(seconds);
+                lost[which] += files.len().saturating_sub(stored);
             }
         }
         let names = ["dcmtk storescp", "osteoscreen"];
@@ -86,12 +115,41 @@ fn main() {
                     .collect::<Vec<_>>()
             );
         }
-        println!(
-            "  ratio osteoscreen/storescp throughput: {:.2}x (>1 means osteoscreen is faster)",
-            medians[0] / medians[1]
-        );
+        if lost.iter().any(|&n| n > 0) {
+            println!(
+                "  NO RATIO: instances missing after the rounds: storescp {}, osteoscreen {}",
+                lost[0], lost[1]
+            );
+        } else {
+            println!(
+                "  every instance stored by both in every round; ratio osteoscreen/storescp throughput: {:.2}x (>1 means osteoscreen is faster)",
+                medians[0] / medians[1]
+            );
+        }
     }
-    println!("\nosteoscreen fsyncs every instance before acknowledging it; storescp does not.");
+}
+
+/// Regular files under `dir`, recursively (storescp's output, osteoscreen's spool; the
+/// spool's `.tmp` holds only partial files, never counted).
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                if e.file_name() == ".tmp" {
+                    0
+                } else {
+                    count_files(&path)
+                }
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 /// A running server and how to reach it.
@@ -192,11 +250,12 @@ fn send_all(server: &Server, files: &[PathBuf], senders: usize) -> f64 {
         .iter()
         .map(|chunk| {
             Command::new("storescu")
-                .args(["-aec", server.ae, "127.0.0.1"])
+                // -v: what storescu did, shown only if it fails.
+                .args(["-v", "-aec", server.ae, "127.0.0.1"])
                 .arg(server.port.to_string())
                 .args(chunk.iter())
                 .env("TCP_NODELAY", "1")
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("storescu (install dcmtk)")
@@ -206,8 +265,10 @@ fn send_all(server: &Server, files: &[PathBuf], senders: usize) -> f64 {
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "storescu to {} failed: {}",
+            "storescu to {} failed ({}): {}{}",
             server.ae,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -263,20 +324,32 @@ fn make_input_set(dir: &Path) -> Vec<PathBuf> {
     }
     for i in 1..=DX_IMAGES {
         let path = dir.join(format!("dx{i:02}.dcm"));
-        write_dx(&path, study, i);
+        write_dx(&path, study, i, (3000, 2500));
         files.push(path);
     }
     files
+}
+
+/// 10 DX radiographs of 3400 rows x 3000 columns (~20 MB each), their own study.
+fn make_large_set(dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let study = "1.2.826.0.1.3680043.9.7777.91";
+    (1..=DX_IMAGES)
+        .map(|i| {
+            let path = dir.join(format!("dx{i:02}.dcm"));
+            write_dx(&path, study, i, (3400, 3000));
+            path
+        })
+        .collect()
 }
 
 fn put_uid(obj: &mut InMemDicomObject, tag: dicom_core::Tag, uid: &str) {
     obj.put(DataElement::new(tag, VR::UI, PrimitiveValue::from(uid)));
 }
 
-/// A DX For Presentation image, 2500 columns x 3000 rows, 16 bits allocated, 12 stored,
+/// A DX For Presentation image, `rows` x `cols`, 16 bits allocated, 12 stored,
 /// with a smooth gradient plus pseudo-random noise (so it is not trivially compressible).
-fn write_dx(path: &Path, study: &str, i: usize) {
-    let (rows, cols) = (3000u16, 2500u16);
+fn write_dx(path: &Path, study: &str, i: usize, (rows, cols): (u16, u16)) {
     let sop = format!("{study}.2.{i}");
     let mut obj = InMemDicomObject::new_empty();
     let s = |obj: &mut InMemDicomObject, tag, vr, v: &str| {

@@ -4,6 +4,8 @@
 //! xray_torch.py train) with the same thread count in the same run, as a ratio.
 //! Run: ./scripts/bench-training.sh
 
+#[path = "common/report.rs"]
+mod report;
 #[path = "common/train_step.rs"]
 mod train_step;
 
@@ -17,7 +19,8 @@ use rand_chacha::ChaCha8Rng;
 use osteoscreen::model::net::INPUT_SIZE;
 use osteoscreen::model::preprocess;
 use osteoscreen::train::augment::{augment, Img};
-use train_step::{candle_images_per_s, median};
+use report::median;
+use train_step::candle_images_per_s;
 
 const BATCH: usize = 16;
 const RUNS: usize = 8;

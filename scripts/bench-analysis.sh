@@ -5,8 +5,8 @@
 # here on the CPU only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! benches/peers/.venv/bin/python -c 'import torch, numpy, safetensors' 2>/dev/null; then
+if ! benches/peers/.venv/bin/python -c 'import torch, numpy, safetensors, pydicom' 2>/dev/null; then
     python3 -m venv benches/peers/.venv
-    benches/peers/.venv/bin/pip install --quiet torch numpy safetensors
+    benches/peers/.venv/bin/pip install --quiet torch numpy safetensors pydicom
 fi
 exec cargo bench --bench analysis

@@ -9,6 +9,8 @@ use candle_nn::{VarBuilder, VarMap};
 use osteoscreen::model::net::{XrayNet, INPUT_SIZE};
 use osteoscreen::train::optim::AdamW;
 
+use crate::report::median;
+
 /// Median images/s over `runs` steps after 2 warm-ups, on random input.
 pub fn candle_images_per_s(device: &Device, batch: usize, runs: usize) -> f64 {
     let varmap = VarMap::new();
@@ -54,15 +56,4 @@ pub fn candle_images_per_s(device: &Device, batch: usize, runs: usize) -> f64 {
         }
     }
     batch as f64 / median(times)
-}
-
-/// The conventional median (mean of the middle two for an even count).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }

@@ -7,8 +7,8 @@ Usage: xray_torch.py WEIGHTS.safetensors INPUT.f32 CANDLE_OUT.json THREADS RUNS
 Prints one JSON line: medians per image for batch 1 and 8, peak RSS, max output diff.
 Usage: xray_torch.py train THREADS BATCH RUNS
 Prints one JSON line: median images/s of forward + backward + AdamW step on random input.
-Usage: xray_torch.py serve DEVICE
-The peer of `cargo bench --features cuda --bench gpu`: one JSON line per command read from
+Usage: xray_torch.py serve DEVICE [THREADS]
+The peer of `cargo bench --bench analysis` (cpu) and `--features cuda --bench gpu` (cuda): one JSON line per command read from
 stdin, so that the bench can alternate candle and PyTorch rounds in one run:
   check WEIGHTS INPUT.f32 CANDLE_OUT.json  -> max |output difference| vs candle
   infer BATCH RUNS                         -> median ms per call (host input to host output)
@@ -117,8 +117,9 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def serve(device_name):
+def serve(device_name, threads):
     device = torch.device(device_name)
+    torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     net, x = None, None
@@ -142,6 +143,7 @@ def serve(device_name):
             )
             reply = {"torch": torch.__version__, "device": str(device),
                      "name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+                     "threads": torch.get_num_threads(),
                      "max_output_diff_vs_candle": diff}
         elif cmd[0] == "infer":
             batch, runs = int(cmd[1]), int(cmd[2])
@@ -183,7 +185,7 @@ def serve(device_name):
 
 def main():
     if sys.argv[1] == "serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else torch.get_num_threads())
         return
     if sys.argv[1] == "train":
         train(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
