@@ -157,6 +157,8 @@ struct Server {
     child: Child,
     port: u16,
     ae: &'static str,
+    /// The server's own log (warnings and errors), shown when a send fails.
+    log: Option<PathBuf>,
 }
 
 impl Drop for Server {
@@ -214,11 +216,13 @@ impl Server {
             child,
             port,
             ae: "STORESCP",
+            log: None,
         }
     }
 
     fn osteoscreen(dir: &Path) -> Server {
         let port = free_port();
+        let log = dir.with_extension("log");
         let child = Command::new(env!("CARGO_BIN_EXE_osteoscreen"))
             .arg("--config")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/osteoscreen.toml"))
@@ -230,7 +234,7 @@ impl Server {
             .env("OSTEOSCREEN__LOG__LEVEL", "warn")
             .env("OSTEOSCREEN__DICOM__MAX_PDU_LENGTH", "65536")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("daemon log"))
             .spawn()
             .expect("osteoscreen");
         wait_listening(port);
@@ -238,6 +242,7 @@ impl Server {
             child,
             port,
             ae: "OSTEOSCREEN",
+            log: Some(log),
         }
     }
 }
@@ -265,11 +270,17 @@ fn send_all(server: &Server, files: &[PathBuf], senders: usize) -> f64 {
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "storescu to {} failed ({}): {}{}",
+            "storescu to {} failed ({}): {}{}\n{} log:\n{}",
             server.ae,
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            server.ae,
+            server
+                .log
+                .as_ref()
+                .and_then(|l| std::fs::read_to_string(l).ok())
+                .unwrap_or_default()
         );
     }
     start.elapsed().as_secs_f64()

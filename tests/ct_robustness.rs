@@ -248,6 +248,19 @@ fn the_real_3_mm_ct_is_labelled_as_its_masks_say_and_measured_within_15_hu() {
         );
     }
     assert!(finding["ct"]["class"].is_string(), "{finding:#}");
+    // L1 is measured over only 9 of its 27 mm (a dense focal lesion), but T12 and L2 lie a
+    // whole body apart: not a compression fracture, and the class rests on L1.
+    let levels = finding["ct"]["levels"].as_array().unwrap();
+    assert!(
+        levels.iter().all(|l| l["compressed"] == false),
+        "a fracture flag on an intact spine: {finding:#}"
+    );
+    assert!(
+        finding["ct"]["class_basis"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("L1")),
+        "{finding:#}"
+    );
 }
 
 #[test]

@@ -171,14 +171,24 @@ fn name_from(vertebrae: &mut [LevelMeasure], anchor: usize, ordinal: i64) {
 }
 
 /// Flag vertebrae much lower than their two neighbours (< 75 % of their mean height):
-/// possibly a compression fracture.
-pub fn flag_compressed(vertebrae: &mut [LevelMeasure]) {
+/// possibly a compression fracture. `ranges` are the vertebrae's (upper, lower) edges
+/// along z (mm). A collapsed body leaves its neighbours about its own height plus two
+/// discs apart; a body measured short (slices lost to a dense lesion or a missed endplate)
+/// leaves them where they were, with room to spare. So a short body is flagged only when
+/// the room between its neighbours, less its height and two typical discs (the median gap
+/// between consecutive bodies), is under half the height it seems to have lost.
+pub fn flag_compressed(vertebrae: &mut [LevelMeasure], ranges: &[(f64, f64)]) {
     let heights: Vec<f64> = vertebrae.iter().map(|v| v.height_mm).collect();
     let n = vertebrae.len();
+    let gaps: Vec<f64> = ranges.windows(2).map(|w| (w[0].1 - w[1].0).abs()).collect();
+    let disc = super::track::median(gaps);
     // The first and last bodies found are often cut short by the scan's edge, the sacrum
     // or a missed endplate: only a body with a neighbour on each side is judged.
     for k in 1..n.saturating_sub(1) {
         let mean = (heights[k - 1] + heights[k + 1]) / 2.0;
-        vertebrae[k].compressed = heights[k] < 0.75 * mean;
+        let lost = mean - heights[k];
+        let room = (ranges[k - 1].1 - ranges[k + 1].0).abs();
+        let unexplained = room - heights[k] - 2.0 * disc;
+        vertebrae[k].compressed = heights[k] < 0.75 * mean && unexplained < 0.5 * lost;
     }
 }

@@ -61,7 +61,8 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     pieces.retain(|p| only || track::span_mm(&p.bodies, volume) >= track::MIN_BODY_MM);
     let pieces = track::drop_disc_remnants(pieces, volume);
     let mut vertebrae: Vec<LevelMeasure> = pieces.iter().map(|p| vertebra(p, volume)).collect();
-    levels::flag_compressed(&mut vertebrae);
+    let ranges: Vec<(f64, f64)> = pieces.iter().map(|p| p.z_range(volume)).collect();
+    levels::flag_compressed(&mut vertebrae, &ranges);
     let labelling = levels::label(&mut vertebrae);
     CtMeasurement {
         vertebrae,

@@ -147,6 +147,14 @@ impl Piece {
     pub fn height_mm(&self, volume: &Volume) -> f64 {
         extent_mm(self.extent, volume)
     }
+
+    /// (upper, lower) edge along z (mm), half a slice interval beyond the first and last
+    /// slice: their difference is `height_mm`.
+    pub fn z_range(&self, volume: &Volume) -> (f64, f64) {
+        let (a, b) = (volume.z[self.extent.0], volume.z[self.extent.1]);
+        let half = (extent_mm(self.extent, volume) - (a - b).abs()) / 2.0;
+        (a.max(b) + half, a.min(b) - half)
+    }
 }
 
 /// Cut a run at its endplates and discs: slices the profile calls neither mid-body are
