@@ -329,7 +329,12 @@ fn record_instances(
     base: &PathBase,
     batch: &[InstanceRecord],
 ) -> Result<Vec<PathBuf>, StoreError> {
-    let tx = conn.transaction().map_err(sql("record_instances"))?;
+    // IMMEDIATE, as every write transaction here: a deferred one that has read cannot
+    // upgrade once another connection committed (SQLITE_BUSY at once, no busy wait), and
+    // the peer would be told 0xA700. Taking the lock first waits in the busy handler.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql("record_instances"))?;
     let mut replaced = Vec::new();
     {
         let mut previous = tx
@@ -426,6 +431,37 @@ mod tests {
             calling_ae: "SCU".into(),
             received_at_ms: at,
         }
+    }
+
+    /// The readiness probe's write (check_writable, on the shared connection) while the
+    /// ingest writer records on its own: a deferred transaction that read before the other
+    /// committed cannot upgrade to a write and fails at once ("database is locked", no busy
+    /// wait), which the peer saw as 0xA700. Every write transaction takes the lock first.
+    #[test]
+    fn a_concurrent_writer_never_makes_recording_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("db.sqlite")).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let prober = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.check_writable().unwrap();
+                }
+            })
+        };
+        let mut conn = connect(&store.path).unwrap();
+        let result = (0..3000).try_for_each(|i| {
+            record_instances(
+                &mut conn,
+                &store.base,
+                &[record(&format!("1.{i}"), &format!("9.{}", i % 7), i)],
+            )
+            .map(|_| ())
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        prober.join().unwrap();
+        result.unwrap();
     }
 
     #[test]
