@@ -5,7 +5,8 @@
 //! 2. Inference at batch 1, 8 and 64: per call, from host f32 images to host outputs (both
 //!    sides copy in and out). Candle and PyTorch alternate over ROUNDS rounds; each round is
 //!    the median of RUNS calls after 5 warm-ups; the figure is the median over rounds.
-//! 3. Training step (forward + backward + AdamW) at batch 16 and 64, alternated likewise.
+//! 3. Training step (forward + backward + AdamW) at batch 16 and 64: 3 alternating rounds,
+//!    each the median of 8 steps after 2 warm-ups; the median over rounds.
 //!
 //! TF32 is off in PyTorch (candle computes f32 in full precision). PyTorch runs as one child
 //! process (`benches/peers/xray_torch.py serve cuda`) that answers a JSON line per command.
@@ -41,7 +42,11 @@ fn max_difference(a: &[Prediction], b: &[Prediction]) -> f32 {
                 .map(|(x, y)| (x - y).abs())
                 .chain([(p.t_score - q.t_score).abs()])
         })
-        .fold(0.0, f32::max)
+        // A NaN is the largest difference of all (f32::max would skip it).
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
 }
 
 /// Median ms per call of `predict` over RUNS calls after 5 warm-ups.

@@ -1,6 +1,6 @@
 //! Ingest benchmark: DCMTK storescu sends the same set to DCMTK storescp (no fsync) and to
-//! `osteoscreen serve` (fsync of every file, its directory, and the SQLite commit before
-//! each acknowledgement), alternating which goes first, several rounds, with 1, 4 and 8
+//! `osteoscreen serve` (fsync of every file and its directory, then the SQLite commit,
+//! before each acknowledgement), alternating which goes first, several rounds, with 1, 4 and 8
 //! parallel senders. Two sets: 300 CT slices 512x512 + 10 DX 2500x3000 (mixed), and 10 DX
 //! radiographs of 3000x3400 (~20 MB each) on their own. Every osteoscreen round starts a
 //! fresh daemon on fresh storage (a re-sent UID takes another path), and each round counts

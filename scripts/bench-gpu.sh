@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nvcc >/dev/null; then
-    eval "$(scripts/cuda-toolkit.sh)"
-    # cuBLAS, cuRAND and NVRTC from the same toolkit at run time (never its libcuda stub).
-    export LD_LIBRARY_PATH="$CUDA_HOME/lib:${LD_LIBRARY_PATH:-}"
+    toolkit=$(scripts/cuda-toolkit.sh)
+    eval "$toolkit"
+    # cuBLAS, cuRAND and the runtime from the same toolkit at run time (never its libcuda
+    # stub).
+    export LD_LIBRARY_PATH="$CUDA_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 "${OSTEO_TORCH_PYTHON:-python3}" -c 'import torch, numpy, safetensors; assert torch.cuda.is_available(), "PyTorch sees no GPU"'
 exec cargo bench --features cuda --bench gpu

@@ -4,5 +4,8 @@
 # about 9 minutes on 2 cores the first time). Not part of .ci/run for that cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v nvcc >/dev/null || eval "$(scripts/cuda-toolkit.sh)"
+if ! command -v nvcc >/dev/null; then
+    toolkit=$(scripts/cuda-toolkit.sh)
+    eval "$toolkit"
+fi
 exec cargo check --release --features cuda --all-targets

@@ -4,9 +4,10 @@
 # unpacked into $OSTEO_CUDA_DIR (default ~/.cache/osteoscreen-cuda), plus a link-time stub
 # of libcuda.so.1 (the driver library, which only a GPU machine's driver provides: the real
 # one is loaded at run time). Prints the environment to build with; use it as
-#   eval "$(scripts/cuda-toolkit.sh)" && cargo build --release --features cuda
-# At run time the binary needs the driver (libcuda.so.1) and libcublas/libcublasLt.so.13,
-# libcurand.so.10 and libnvrtc.so.13 on the library path (PyTorch cu13 wheels carry them).
+#   toolkit=$(scripts/cuda-toolkit.sh) && eval "$toolkit" && cargo build --release --features cuda
+# (not `eval "$(...)"`, which would hide this script's failure). At run time the binary
+# needs the driver (libcuda.so.1) and libcublas/libcublasLt/libcudart.so.13 and
+# libcurand.so.10 on the library path (PyTorch cu13 wheels carry them).
 # Where a CUDA toolkit is installed (nvcc on PATH), build with it instead.
 set -euo pipefail
 root="${OSTEO_CUDA_DIR:-$HOME/.cache/osteoscreen-cuda}"
@@ -31,7 +32,9 @@ if [ ! -x "$cuda/bin/nvcc" ] || [ ! -e "$cuda/lib/stubs/libcuda.so" ]; then
     # the driver's soname, so the binary records libcuda.so.1 and the driver's own library
     # answers at run time.
     mkdir -p "$cuda/lib/stubs"
-    sys=$(find "$HOME/.cargo/registry/src" -path '*cudarc-*/src/driver/sys/mod.rs' | sort | tail -1)
+    # The cudarc version Cargo.lock pins (run from the repository root).
+    version=$(awk '/^name = "cudarc"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock 2>/dev/null || true)
+    sys=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -path "*/cudarc-${version:-*}/src/driver/sys/mod.rs" 2>/dev/null | head -1 || true)
     if [ -z "$sys" ]; then
         echo "cudarc's sources are not in ~/.cargo/registry: run 'cargo fetch' first" >&2
         exit 1
@@ -42,7 +45,7 @@ if [ ! -x "$cuda/bin/nvcc" ] || [ ! -e "$cuda/lib/stubs/libcuda.so" ]; then
 fi
 echo "export CUDA_HOME='$cuda'"
 echo "export PATH='$cuda/bin':\"\$PATH\""
-echo "export LIBRARY_PATH='$cuda/lib:$cuda/lib/stubs'"
+echo "export LIBRARY_PATH='$cuda/lib:$cuda/lib/stubs'\${LIBRARY_PATH:+:\$LIBRARY_PATH}"
 # candle-kernels compiles its PTX for this compute capability (no GPU here to ask):
 # 90 is Hopper (H100/H200); set CUDA_COMPUTE_CAP for another card before running this.
 echo "export CUDA_COMPUTE_CAP='${CUDA_COMPUTE_CAP:-90}'"

@@ -41,7 +41,8 @@ fn flags(finding: &Value) -> String {
     finding["flags"].to_string()
 }
 
-/// One synthetic CT with `args`; its folder and manifest row (L1..L5 truth HU).
+/// One synthetic CT with `args`; its folder and manifest row (L1..L5 truth HU, NaN for a
+/// level the phantom lacks).
 fn phantom(work: &Path, args: &[&str]) -> (std::path::PathBuf, [f64; 5]) {
     let mut all = vec!["--modality", "ct"];
     all.extend_from_slice(args);
@@ -50,9 +51,10 @@ fn phantom(work: &Path, args: &[&str]) -> (std::path::PathBuf, [f64; 5]) {
     let mut lines = manifest.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    // Empty where the phantom has no such level (L5 with four lumbar vertebrae).
     let hu = |name: &str| -> f64 {
         let i = header.iter().position(|h| *h == name).unwrap();
-        row[i].parse().unwrap()
+        row[i].parse().unwrap_or(f64::NAN)
     };
     (
         study,

@@ -268,7 +268,8 @@ fn generate_study(opts: &SynthOptions, index: usize) -> Result<ManifestRow, Synt
         l2_hu: hu(1),
         l3_hu: hu(2),
         l4_hu: hu(3),
-        l5_hu: hu(4),
+        // Four lumbar vertebrae: there is no L5 to measure.
+        l5_hu: hu(4).filter(|_| opts.ct_variant.lumbar >= 5),
         fracture_level: subject.fracture.map(|f| LEVELS[f.level]),
         fracture_grade: subject.fracture.map(|f| f.grade),
     })
