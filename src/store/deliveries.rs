@@ -243,9 +243,7 @@ impl Store {
         next_attempt_ms: i64,
     ) -> Result<Option<(i64, JobState)>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("finish_delivery"))?;
+        let tx = conn.transaction().map_err(sql("finish_delivery"))?;
         let now = now_ms();
         let job_id: Option<i64> = tx
             .query_row(

@@ -111,9 +111,7 @@ impl Store {
         priority: i64,
     ) -> Result<Option<Job>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("queue_job"))?;
+        let tx = conn.transaction().map_err(sql("queue_job"))?;
         let version: Option<i64> = tx
             .query_row(
                 "UPDATE studies SET pending = 0, job_version = job_version + 1
@@ -254,9 +252,7 @@ impl Store {
         finding: &str,
     ) -> Result<JobState, StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("job_delivering"))?;
+        let tx = conn.transaction().map_err(sql("job_delivering"))?;
         let now = now_ms();
         super::deliveries::insert(&tx, id, deliveries, now)?;
         let state = if deliveries.is_empty() {
@@ -296,9 +292,7 @@ impl Store {
     /// attempts; dead deliveries of theirs back to pending. Returns the jobs requeued.
     pub fn retry_jobs(&self, study_uid: Option<&str>) -> Result<usize, StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("retry_jobs"))?;
+        let tx = conn.transaction().map_err(sql("retry_jobs"))?;
         let now = now_ms();
         // A job dead in delivery resumes its deliveries; one dead in analysis re-runs.
         let redeliver = super::deliveries::revive_dead(&tx, study_uid, now)?;

@@ -173,7 +173,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         source,
     };
-    let conn = Connection::open(path).map_err(open_err)?;
+    let mut conn = Connection::open(path).map_err(open_err)?;
     // WAL: readers never block the writer. synchronous=NORMAL: a commit survives a crash
     // of the process (kill -9) but not necessarily a power loss; the durable record of an
     // acknowledged instance is its fsynced spool file, and `ingest::recover` rebuilds any
@@ -184,6 +184,10 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(open_err)?;
+    // Every transaction IMMEDIATE: a deferred one that has read cannot upgrade to a write
+    // once another connection committed (SQLITE_BUSY at once, no busy wait), and an
+    // instance's peer would be told 0xA700. Taking the lock first waits in the busy handler.
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     Ok(conn)
 }
 
@@ -301,9 +305,7 @@ impl Store {
     /// version unchanged, so a read-only, full or stuck database is noticed.
     pub fn check_writable(&self) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("check_writable"))?;
+        let tx = conn.transaction().map_err(sql("check_writable"))?;
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(sql("check_writable"))?;
@@ -329,12 +331,7 @@ fn record_instances(
     base: &PathBase,
     batch: &[InstanceRecord],
 ) -> Result<Vec<PathBuf>, StoreError> {
-    // IMMEDIATE, as every write transaction here: a deferred one that has read cannot
-    // upgrade once another connection committed (SQLITE_BUSY at once, no busy wait), and
-    // the peer would be told 0xA700. Taking the lock first waits in the busy handler.
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql("record_instances"))?;
+    let tx = conn.transaction().map_err(sql("record_instances"))?;
     let mut replaced = Vec::new();
     {
         let mut previous = tx

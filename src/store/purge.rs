@@ -62,9 +62,7 @@ impl Store {
     /// (then it is pending again and nothing is removed). Returns whether it was removed.
     pub fn forget_study(&self, study_uid: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("forget_study"))?;
+        let tx = conn.transaction().map_err(sql("forget_study"))?;
         let removed = tx
             .execute(
                 "DELETE FROM studies WHERE study_uid = ?1 AND pending = 0",
