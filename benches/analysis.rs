@@ -24,8 +24,8 @@ use candle_core::Device;
 use osteoscreen::analysis::{analyze, select::Rules, Engine, Thresholds};
 use osteoscreen::model::{net::INPUT_SIZE, XrayModel};
 use osteoscreen::synth::{generate, SynthModality, SynthOptions};
-use report::{candle_version, median};
-use torch_peer::Torch;
+use report::{alternate, candle_version, median, median_ms};
+use torch_peer::{bench_inputs, Torch};
 
 const ROUNDS: usize = 5;
 const RUNS: usize = 20;
@@ -135,8 +135,8 @@ fn ct_part(dir: &Path) {
         decode.push(f.timings_ms.get("ct_decode").copied().unwrap_or(0.0) / 1e3);
         assert!(f.ct.is_some_and(|ct| ct.levels.len() >= 5), "levels found");
     }
-    let m = median(total.clone());
-    let decode_s = median(decode);
+    let m = median(&total);
+    let decode_s = median(&decode);
     println!(
         "CT analysis of {} slices (512x512, decode included): median {m:.2} s (decode {:.2} s), runs {:?}",
         files.len(),
@@ -159,35 +159,11 @@ fn xray_part(dir: &Path) {
     let weights: PathBuf = dir.join("xray.safetensors");
     XrayModel::create_untrained(&weights).expect("weights");
     let model = XrayModel::load(&weights, None, Device::Cpu).expect("model");
-    // Deterministic inputs in the range preprocessing produces.
-    let n = INPUT_SIZE * INPUT_SIZE;
-    let inputs: Vec<Vec<f32>> = (0..8)
-        .map(|b| {
-            (0..n)
-                .map(|i| (((i * 7919 + b * 104_729) % 1000) as f32 / 500.0) - 1.0)
-                .collect()
-        })
-        .collect();
-    let bytes: Vec<u8> = inputs
-        .iter()
-        .flatten()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    std::fs::write(dir.join("input.f32"), bytes).expect("write inputs");
+    let inputs = bench_inputs(8);
     let out = model.predict(&inputs).expect("predict");
-    let reference = serde_json::json!({
-        "probabilities": out.iter().map(|p| p.probabilities.to_vec()).collect::<Vec<_>>(),
-        "t_score": out.iter().map(|p| p.t_score).collect::<Vec<_>>(),
-    });
-    std::fs::write(dir.join("candle_out.json"), reference.to_string()).expect("write outputs");
     let threads = candle_core::utils::get_num_threads();
     let mut torch = Torch::start(&python(), "cpu", threads);
-    let check = torch.ask(&format!(
-        "check {} {} {}",
-        weights.display(),
-        dir.join("input.f32").display(),
-        dir.join("candle_out.json").display()
-    ));
+    let check = torch.check(dir, &weights, &inputs, &out);
     let diff = check["max_output_diff_vs_candle"].as_f64().expect("diff");
     println!(
         "X-ray model: candle {} CPU vs PyTorch {} CPU, {threads} threads each; max |output difference| over 8 images {diff:.1e} (tolerance {TOLERANCE:.0e})",
@@ -203,20 +179,6 @@ fn xray_part(dir: &Path) {
         Some(threads as u64),
         "same threads"
     );
-    // Median ms per image of RUNS calls after 5 warm-ups.
-    let candle_ms = |batch: &[Vec<f32>]| {
-        for _ in 0..5 {
-            model.predict(batch).expect("predict");
-        }
-        let runs: Vec<f64> = (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                model.predict(batch).expect("predict");
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        median(runs) / batch.len() as f64
-    };
     // The same weights through candle's stock layers (conv2d, batch norm): the baseline the
     // inference path improves on (one measurement, for reference).
     let mut varmap = candle_nn::VarMap::new();
@@ -228,17 +190,9 @@ fn xray_part(dir: &Path) {
         let x =
             candle_core::Tensor::from_vec(flat, (batch, 1, INPUT_SIZE, INPUT_SIZE), &Device::Cpu)
                 .expect("tensor");
-        for _ in 0..5 {
+        median_ms(5, RUNS, || {
             stock.forward_t(&x, false).expect("forward");
-        }
-        let runs: Vec<f64> = (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                stock.forward_t(&x, false).expect("forward");
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        median(runs) / batch as f64
+        }) / batch as f64
     };
     println!(
         "  candle stock conv2d + batch norm layers: batch 1 {:.1} ms/image, batch 8 {:.1} ms/image",
@@ -246,15 +200,22 @@ fn xray_part(dir: &Path) {
         stock_ms(8)
     );
     for batch in [1usize, 8] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            ours.push(candle_ms(&inputs[..batch]));
-            let t = torch.ask(&format!("infer {batch} {RUNS}"))["ms"]
-                .as_f64()
-                .expect("ms");
-            theirs.push(t / batch as f64);
-        }
-        let (c, t) = (median(ours.clone()), median(theirs.clone()));
+        // Median ms per image of RUNS calls after 5 warm-ups, each side.
+        let (ours, theirs) = alternate(
+            ROUNDS,
+            || {
+                median_ms(5, RUNS, || {
+                    model.predict(&inputs[..batch]).expect("predict");
+                }) / batch as f64
+            },
+            || {
+                torch.ask(&format!("infer {batch} {RUNS}"))["ms"]
+                    .as_f64()
+                    .expect("ms")
+                    / batch as f64
+            },
+        );
+        let (c, t) = (median(&ours), median(&theirs));
         let ratio = t / c;
         println!(
             "  batch {batch}: candle (osteoscreen inference path) {c:.1} ms/image, PyTorch {t:.1} ms/image \

@@ -20,12 +20,10 @@ mod torch_peer;
 #[path = "common/train_step.rs"]
 mod train_step;
 
-use std::time::Instant;
-
 use candle_core::Device;
-use osteoscreen::model::{net::INPUT_SIZE, Prediction, XrayModel};
-use report::{candle_version, median};
-use torch_peer::Torch;
+use osteoscreen::model::{Prediction, XrayModel};
+use report::{alternate, candle_version, median, median_ms};
+use torch_peer::{bench_inputs, Torch};
 use train_step::candle_images_per_s;
 
 const ROUNDS: usize = 5;
@@ -49,22 +47,6 @@ fn max_difference(a: &[Prediction], b: &[Prediction]) -> f32 {
         )
 }
 
-/// Median ms per call of `predict` over RUNS calls after 5 warm-ups.
-fn candle_ms(model: &XrayModel, batch: &[Vec<f32>]) -> f64 {
-    for _ in 0..5 {
-        model.predict(batch).expect("predict");
-    }
-    median(
-        (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                model.predict(batch).expect("predict");
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect(),
-    )
-}
-
 fn main() {
     let gpu = Device::new_cuda(0).expect("a CUDA device: this bench needs a GPU");
     let version = env!("CARGO_PKG_VERSION");
@@ -74,38 +56,15 @@ fn main() {
     XrayModel::create_untrained(&weights).expect("weights");
     let cpu_model = XrayModel::load(&weights, None, Device::Cpu).expect("CPU model");
     let gpu_model = XrayModel::load(&weights, None, gpu.clone()).expect("CUDA model");
-    let n = INPUT_SIZE * INPUT_SIZE;
-    let inputs: Vec<Vec<f32>> = (0..64)
-        .map(|b| {
-            (0..n)
-                .map(|i| (((i * 7919 + b * 104_729) % 1000) as f32 / 500.0) - 1.0)
-                .collect()
-        })
-        .collect();
-    let bytes: Vec<u8> = inputs
-        .iter()
-        .flatten()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    std::fs::write(dir.path().join("input.f32"), bytes).expect("write inputs");
+    let inputs = bench_inputs(64);
 
     // 1. Outputs.
     let cpu_out = cpu_model.predict(&inputs[..8]).expect("CPU predict");
     let gpu_out = gpu_model.predict(&inputs[..8]).expect("CUDA predict");
     let gpu_diff = max_difference(&cpu_out, &gpu_out);
-    let reference = serde_json::json!({
-        "probabilities": cpu_out.iter().map(|p| p.probabilities.to_vec()).collect::<Vec<_>>(),
-        "t_score": cpu_out.iter().map(|p| p.t_score).collect::<Vec<_>>(),
-    });
-    std::fs::write(dir.path().join("candle_out.json"), reference.to_string()).expect("write");
     let python = std::env::var("OSTEO_TORCH_PYTHON").unwrap_or("python3".into());
     let mut torch = Torch::start(&python, "cuda", candle_core::utils::get_num_threads());
-    let check = torch.ask(&format!(
-        "check {} {} {}",
-        weights.display(),
-        dir.path().join("input.f32").display(),
-        dir.path().join("candle_out.json").display()
-    ));
+    let check = torch.check(dir.path(), &weights, &inputs, &cpu_out);
     let torch_diff = check["max_output_diff_vs_candle"].as_f64().expect("diff") as f32;
     println!(
         "osteoscreen {version}, candle {candle_version} CUDA vs PyTorch {} CUDA on {}",
@@ -121,18 +80,22 @@ fn main() {
         "outputs differ beyond {TOLERANCE:e}: no timing is printed"
     );
 
-    // 2. Inference, alternating.
+    // 2. Inference, alternating: ms per call, host images in, host outputs out.
     for batch in [1usize, 8, 64] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            ours.push(candle_ms(&gpu_model, &inputs[..batch]));
-            theirs.push(
+        let (ours, theirs) = alternate(
+            ROUNDS,
+            || {
+                median_ms(5, RUNS, || {
+                    gpu_model.predict(&inputs[..batch]).expect("predict");
+                })
+            },
+            || {
                 torch.ask(&format!("infer {batch} {RUNS}"))["ms"]
                     .as_f64()
-                    .expect("ms"),
-            );
-        }
-        let (c, t) = (median(ours), median(theirs));
+                    .expect("ms")
+            },
+        );
+        let (c, t) = (median(&ours), median(&theirs));
         println!(
             "inference batch {batch:>2}: candle {:>7.0} images/s ({c:.2} ms/call), PyTorch {:>7.0} images/s ({t:.2} ms/call): {:.2}x PyTorch's speed",
             batch as f64 * 1e3 / c,
@@ -143,16 +106,16 @@ fn main() {
 
     // 3. Training step, alternating.
     for batch in [16usize, 64] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            ours.push(candle_images_per_s(&gpu, batch, 8));
-            theirs.push(
+        let (ours, theirs) = alternate(
+            3,
+            || candle_images_per_s(&gpu, batch, 8),
+            || {
                 torch.ask(&format!("train {batch} 8"))["images_per_s"]
                     .as_f64()
-                    .expect("images/s"),
-            );
-        }
-        let (c, t) = (median(ours), median(theirs));
+                    .expect("images/s")
+            },
+        );
+        let (c, t) = (median(&ours), median(&theirs));
         println!(
             "training step batch {batch}: candle {c:.0} images/s, PyTorch {t:.0} images/s: {:.2}x PyTorch's speed",
             c / t

@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench --bench ingest` (needs dcmtk; `ROUNDS=5` to change the round count).
 
+#[path = "common/report.rs"]
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use report::median;
 
 const CT_SLICES: usize = 300;
 const DX_IMAGES: usize = 10;
@@ -302,17 +306,6 @@ fn durable_write_seconds(dir: &Path, sizes: &[u64]) -> f64 {
     let t = start.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&probe).unwrap();
     t
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// 300 copies of the WG04 CT slice (new UIDs) and 10 generated 2500x3000 DX images.

@@ -46,7 +46,7 @@ fn augment_ms() -> f64 {
         assert_eq!(x.len(), INPUT_SIZE * INPUT_SIZE);
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    median(times)
+    median(&times)
 }
 
 fn main() {

@@ -2,7 +2,22 @@
 //! bench can alternate candle and PyTorch rounds in one run.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use osteoscreen::model::{net::INPUT_SIZE, Prediction};
+
+/// `count` deterministic network inputs in the range preprocessing produces.
+pub fn bench_inputs(count: usize) -> Vec<Vec<f32>> {
+    let n = INPUT_SIZE * INPUT_SIZE;
+    (0..count)
+        .map(|b| {
+            (0..n)
+                .map(|i| (((i * 7919 + b * 104_729) % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        })
+        .collect()
+}
 
 /// The PyTorch child: one command line in, one JSON line out.
 pub struct Torch {
@@ -28,6 +43,35 @@ impl Torch {
             stdin,
             stdout,
         }
+    }
+
+    /// Load `weights` and `inputs` (written into `dir`) and compare PyTorch's outputs on
+    /// the first 8 with candle's `reference`: the reply holds `max_output_diff_vs_candle`.
+    pub fn check(
+        &mut self,
+        dir: &Path,
+        weights: &Path,
+        inputs: &[Vec<f32>],
+        reference: &[Prediction],
+    ) -> serde_json::Value {
+        let bytes: Vec<u8> = inputs
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let (input, expected) = (dir.join("input.f32"), dir.join("candle_out.json"));
+        std::fs::write(&input, bytes).expect("write inputs");
+        let json = serde_json::json!({
+            "probabilities": reference.iter().map(|p| p.probabilities.to_vec()).collect::<Vec<_>>(),
+            "t_score": reference.iter().map(|p| p.t_score).collect::<Vec<_>>(),
+        });
+        std::fs::write(&expected, json.to_string()).expect("write outputs");
+        self.ask(&format!(
+            "check {} {} {}",
+            weights.display(),
+            input.display(),
+            expected.display()
+        ))
     }
 
     pub fn ask(&mut self, command: &str) -> serde_json::Value {

@@ -55,5 +55,5 @@ pub fn candle_images_per_s(device: &Device, batch: usize, runs: usize) -> f64 {
             times.push(start.elapsed().as_secs_f64());
         }
     }
-    batch as f64 / median(times)
+    batch as f64 / median(&times)
 }

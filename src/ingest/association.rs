@@ -115,8 +115,7 @@ async fn run<S: Link>(
     drop(studies);
     match end {
         End::Released => {
-            let _ = association.send(&Pdu::ReleaseRP).await;
-            let _ = association.inner_stream().flush().await;
+            let _ = send(&mut association, &Pdu::ReleaseRP).await;
         }
         End::Aborted(ref why) => {
             tracing::warn!(calling_ae = %calling_ae, reason = %why, "aborting association");
@@ -373,8 +372,16 @@ async fn respond<S: Link>(
             data: encode_response(command, status, comment),
         }],
     };
-    association.send(&pdu).await.map_err(|e| e.to_string())?;
-    // dicom-ul does not flush; over TLS the response could stay in rustls's buffer.
+    send(association, &pdu).await
+}
+
+/// Send one PDU and flush: dicom-ul does not, and over TLS its tail could stay in rustls's
+/// buffer while the peer waits for it.
+async fn send<S: Link>(
+    association: &mut AsyncServerAssociation<S>,
+    pdu: &Pdu,
+) -> Result<(), String> {
+    association.send(pdu).await.map_err(|e| e.to_string())?;
     association
         .inner_stream()
         .flush()
