@@ -37,6 +37,15 @@ fn levels(finding: &Value) -> Vec<(Option<String>, f64, f64)> {
         .collect()
 }
 
+/// The median HU of the vertebra labelled `level`; panics, listing all, when there is none.
+fn hu_of(found: &[(Option<String>, f64, f64)], level: &str) -> f64 {
+    found
+        .iter()
+        .find(|(l, _, _)| l.as_deref() == Some(level))
+        .unwrap_or_else(|| panic!("no {level}: {found:?}"))
+        .1
+}
+
 fn flags(finding: &Value) -> String {
     finding["flags"].to_string()
 }
@@ -161,16 +170,8 @@ fn a_low_dose_ct_is_measured_through_its_noise() {
     );
     let finding = analyze(&study);
     let found = levels(&finding);
-    let l1 = found
-        .iter()
-        .find(|(l, _, _)| l.as_deref() == Some("L1"))
-        .unwrap_or_else(|| panic!("no L1: {found:?}"));
-    assert!(
-        (l1.1 - truth[0]).abs() <= 10.0,
-        "L1 {} vs {}",
-        l1.1,
-        truth[0]
-    );
+    let l1 = hu_of(&found, "L1");
+    assert!((l1 - truth[0]).abs() <= 10.0, "L1 {l1} vs {}", truth[0]);
     assert_eq!(finding["ct"]["level_confidence"], "labelled");
 }
 
@@ -272,14 +273,10 @@ fn six_or_four_lumbar_vertebrae_are_flagged_and_l1_still_counts_from_t12() {
         let (study, truth) = phantom(work.path(), &["--seed", seed, "--ct-lumbar", lumbar]);
         let finding = analyze(&study);
         let found = levels(&finding);
-        let l1 = found
-            .iter()
-            .find(|(l, _, _)| l.as_deref() == Some("L1"))
-            .unwrap_or_else(|| panic!("{lumbar} lumbar: no L1: {found:?}"));
+        let l1 = hu_of(&found, "L1");
         assert!(
-            (l1.1 - truth[0]).abs() <= 10.0,
-            "{lumbar} lumbar: L1 {} vs {}: {found:?}",
-            l1.1,
+            (l1 - truth[0]).abs() <= 10.0,
+            "{lumbar} lumbar: L1 {l1} vs {}: {found:?}",
             truth[0]
         );
         // The anchors disagree (T12 to the ilium is not 5): said, not silently labelled.
@@ -315,11 +312,7 @@ fn discs_near_water_or_calcified_are_not_vertebrae() {
             );
         }
         for (i, level) in ["L1", "L2", "L3", "L4"].iter().enumerate() {
-            let hu = found
-                .iter()
-                .find(|(l, _, _)| l.as_deref() == Some(level))
-                .map(|f| f.1)
-                .unwrap();
+            let hu = hu_of(&found, level);
             assert!(
                 (hu - truth[i]).abs() <= 15.0,
                 "{disc} HU discs: {level} {hu} vs {}: {found:?}",
