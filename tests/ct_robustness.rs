@@ -2,7 +2,8 @@
 //! a real low-density crop against its published body mask (no anchor in view: a class
 //! from the unlabelled body, flagged), phantoms without ribs (labelled from the pelvis,
 //! flagged), low-dose noise, 3 mm slices whose discs must not count as vertebrae, discs of
-//! other densities, and six or four lumbar vertebrae (flagged, never silently labelled).
+//! other densities, opacified colon beside the spine (not ribs), and six or four lumbar
+//! vertebrae (flagged, never silently labelled).
 
 mod common;
 
@@ -152,6 +153,39 @@ fn a_ct_without_ribs_is_labelled_from_the_pelvis_and_says_so() {
         "{}",
         flags(&finding)
     );
+}
+
+/// Opacified colon beside every lumbar vertebra looks like "ribs" on both sides at every
+/// level. Counting from the lowest such vertebra as T12 would put T1-T9 where no lung is:
+/// the lungs overrule it, the pelvis labels the levels, and the reader is told.
+#[test]
+fn contrast_in_the_colon_is_not_taken_for_ribs() {
+    let work = tempfile::tempdir().unwrap();
+    let (study, truth) = phantom(
+        work.path(),
+        &["--seed", "81", "--ct-slice-mm", "2", "--ct-bowel-contrast"],
+    );
+    let finding = analyze(&study);
+    let found = levels(&finding);
+    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
+    assert_eq!(
+        &names[..6],
+        &[
+            Some("T12"),
+            Some("L1"),
+            Some("L2"),
+            Some("L3"),
+            Some("L4"),
+            Some("L5")
+        ],
+        "{found:?}"
+    );
+    assert!(
+        (hu_of(&found, "L1") - truth[0]).abs() <= 10.0,
+        "L1 {found:?} vs {truth:?}"
+    );
+    assert_eq!(finding["ct"]["level_confidence"], "low");
+    assert!(flags(&finding).contains("not ribs"), "{}", flags(&finding));
 }
 
 #[test]

@@ -50,6 +50,10 @@ pub struct SynthArgs {
     /// desiccated discs, 250 for calcified ones.
     #[arg(long, allow_hyphen_values = true)]
     pub ct_disc_hu: Option<f64>,
+    /// CT with positive oral contrast in the colon beside the lumbar spine (dense lateral
+    /// pieces that are not ribs).
+    #[arg(long)]
+    pub ct_bowel_contrast: bool,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -96,6 +100,7 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
         noise_hu: a.ct_noise_hu,
         lumbar: a.ct_lumbar as usize,
         disc_hu: a.ct_disc_hu,
+        bowel_contrast: a.ct_bowel_contrast,
     };
     opts.preview = a.preview;
     if let Some(t) = a.threads {

@@ -34,6 +34,9 @@ pub struct CtVariant {
     /// The discs' attenuation (nucleus; the annulus 25 HU more) instead of 75/100 HU:
     /// desiccated discs are near water, calcified ones far denser.
     pub disc_hu: Option<f64>,
+    /// Positive oral contrast in the ascending and descending colon, layering behind gas,
+    /// beside every lumbar vertebra: dense lateral pieces that are not ribs.
+    pub bowel_contrast: bool,
 }
 
 impl Default for CtVariant {
@@ -43,6 +46,7 @@ impl Default for CtVariant {
             noise_hu: None,
             lumbar: 5,
             disc_hu: None,
+            bowel_contrast: false,
         }
     }
 }
@@ -77,6 +81,7 @@ pub struct Phantom {
     pub vertebrae: Vec<Vertebra>,
     noise_sd: f64,
     disc_hu: Option<f64>,
+    bowel_contrast: bool,
     /// Draw the 11th and 12th ribs (off: a phantom whose T12 has no anchor).
     ribs: bool,
     body: (f64, f64),
@@ -148,6 +153,7 @@ impl Phantom {
                 .unwrap_or(0.0)
                 .max(rng.random_range(9.0..16.0)),
             disc_hu: variant.disc_hu,
+            bowel_contrast: variant.bowel_contrast,
             ribs: variant.ribs,
             body: (
                 (118.0 + 2.4 * bmi).clamp(125.0, 185.0),
@@ -277,6 +283,16 @@ impl Phantom {
                     } else {
                         33.0
                     };
+                }
+            }
+        }
+        if self.bowel_contrast {
+            // Colon 28 mm across, 88 mm to each side, level with the spine: supine, the
+            // contrast fills its posterior part (~220 mm² in a slice) under gas.
+            let y = y - self.spine_at(z).1 + 10.0;
+            for side in [-1.0, 1.0] {
+                if in_ellipse(x - side * 88.0, y, 14.0, 14.0) {
+                    hu = if y > 3.0 { 420.0 } else { -1000.0 };
                 }
             }
         }

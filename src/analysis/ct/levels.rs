@@ -94,13 +94,17 @@ pub struct Labelling {
     pub caution: Option<String>,
 }
 
-/// Name the vertebrae (cranial first) from two anchors:
+/// Name the vertebrae (cranial first) from two anchors, checked against a third:
 /// - from above, T12 is the lowest vertebra with ribs above the pelvis. Ribs run on
 ///   cranially, so lateral bone counts as ribs only when the vertebra above has it too (or
 ///   the volume starts there): the first pieces of the iliac crests beside L4, or contrast
 ///   in both renal pelves, are small lateral pieces at one level only;
 /// - from below, the first vertebra with the ilium beside it is L5 (the crests reach L4 in
-///   some people, so this anchor alone is the weaker one).
+///   some people, so this anchor alone is the weaker one);
+/// - the lungs: T1-T9 always have lung beside them. When the rib anchor names T9 or higher
+///   vertebrae that have none (`lungs_contradict`), the "ribs" were something else dense
+///   beside every vertebra (opacified colon, excreted contrast, transverse processes): the
+///   rib flags are cleared and the pelvis alone is used, or no level is named.
 ///
 /// Both found and five vertebrae apart: sure. Another count (six or four lumbar-looking
 /// vertebrae: lumbosacral transitional anatomy, or a high crest): labelled from T12, not
@@ -110,6 +114,29 @@ pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
     let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
     let t12 = (0..above_pelvis).rev().find(|&k| ribbed(k));
+    if let Some(why) = t12.and_then(|t12| lungs_contradict(vertebrae, t12)) {
+        for v in vertebrae.iter_mut() {
+            v.ribs = false;
+        }
+        let caution = format!(
+            "CT level anchors disagree: {why}; the dense pieces beside the spine are not ribs (contrast or transverse processes)"
+        );
+        return match pelvis {
+            Some(l5) if l5 >= 1 => {
+                name_from(vertebrae, l5, 17);
+                Labelling {
+                    how: "L5 = first vertebra with the ilium beside it (the rib anchor was contradicted by the lungs); counted cranially from there".into(),
+                    sure: Some(false),
+                    caution: Some(format!("{caution}; levels counted up from the iliac crest only")),
+                }
+            }
+            _ => Labelling {
+                how: format!("levels not determined: {why}, and no pelvis in view"),
+                sure: None,
+                caution: Some(caution),
+            },
+        };
+    }
     match (t12, pelvis) {
         (Some(t12), p) => {
             name_from(vertebrae, t12, 12);
@@ -157,6 +184,21 @@ pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
     }
 }
 
+/// Why taking vertebra `t12` as T12 contradicts the lungs, if it does: the vertebrae it
+/// would make T1-T9 (three or more above it) mostly have no lung beside them. At T9 and
+/// above the lungs always flank the spine; one vertebra may miss the area threshold, so
+/// half of them must lack lung, and at least one.
+fn lungs_contradict(vertebrae: &[LevelMeasure], t12: usize) -> Option<String> {
+    let upper = &vertebrae[..t12.saturating_sub(2)];
+    let without = upper.iter().filter(|v| !v.lung).count();
+    (without > 0 && 2 * without >= upper.len()).then(|| {
+        format!(
+            "counting from the lowest vertebra with lateral bone as T12 makes {} vertebrae T1-T9, and {without} of them have no lung beside them",
+            upper.len()
+        )
+    })
+}
+
 /// Name vertebra `anchor` by its ordinal (T1 = 1 ... T12 = 12, L1 = 13 ... L5 = 17) and
 /// the others by their distance from it; beyond T1 or L5 a vertebra stays unnamed.
 fn name_from(vertebrae: &mut [LevelMeasure], anchor: usize, ordinal: i64) {
@@ -202,5 +244,83 @@ pub fn flag_compressed(vertebrae: &mut [LevelMeasure], ranges: &[(f64, f64)]) {
             room - heights[k] - 2.0 * super::track::median(others)
         };
         vertebrae[k].compressed = heights[k] < 0.75 * mean && unexplained < 0.5 * lost;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::finding::RoiOutline;
+
+    fn vertebra(median_hu: f64, ribs: bool, lung: bool) -> LevelMeasure {
+        LevelMeasure {
+            level: None,
+            slices: vec![0],
+            mean_hu: median_hu,
+            median_hu,
+            roi_pixels: 100,
+            roi_mm2: 100.0,
+            ribs,
+            pelvis: false,
+            lung,
+            height_mm: 25.0,
+            roi: RoiOutline {
+                centre: (0.0, 0.0),
+                radii: (1.0, 1.0),
+                posterior_row: 0.0,
+            },
+            roi_sop_instance_uid: String::new(),
+            compressed: false,
+        }
+    }
+
+    /// A scan from T12 to L4 with dense pieces beside every body and no pelvis: no level is
+    /// named, the reader is told why, and the class comes from the lumbar-looking bodies.
+    #[test]
+    fn lateral_contrast_without_lungs_or_pelvis_names_no_level() {
+        let mut v: Vec<LevelMeasure> = [90.0, 100.0, 110.0, 120.0, 130.0, 140.0]
+            .iter()
+            .map(|&hu| vertebra(hu, true, false))
+            .collect();
+        let labelling = label(&mut v);
+        assert!(v.iter().all(|x| x.level.is_none() && !x.ribs), "{v:?}");
+        assert_eq!(labelling.sure, None);
+        assert!(labelling.how.starts_with("levels not determined"));
+        assert!(labelling.caution.unwrap().contains("not ribs"));
+        let m = super::super::CtMeasurement {
+            vertebrae: v,
+            labelling: labelling.how,
+            labels_sure: labelling.sure,
+            labels_caution: None,
+        };
+        let (class, basis, confidence) = super::super::classify(&m, (80.0, 160.0), 0.0);
+        assert_eq!(
+            class,
+            Some(crate::analysis::finding::CtClass::Indeterminate)
+        );
+        assert!(basis.contains("105.0 HU"), "{basis}");
+        assert_eq!(
+            confidence,
+            Some(crate::analysis::finding::LevelConfidence::Unlabelled)
+        );
+    }
+
+    /// Real ribs: the vertebrae the rib anchor makes T8-T9 have lung beside them, so the
+    /// anchor stands.
+    #[test]
+    fn ribs_with_lung_above_them_stand() {
+        let mut v = vec![
+            vertebra(150.0, true, true),
+            vertebra(150.0, true, true),
+            vertebra(150.0, true, true),
+            vertebra(150.0, true, true),
+            vertebra(150.0, true, false),
+            vertebra(150.0, false, false),
+        ];
+        let labelling = label(&mut v);
+        assert_eq!(v[4].level.as_deref(), Some("T12"));
+        assert_eq!(v[0].level.as_deref(), Some("T8"));
+        assert_eq!(labelling.sure, Some(true));
+        assert!(v[0].ribs);
     }
 }
