@@ -2,8 +2,8 @@
 //! a real low-density crop against its published body mask (no anchor in view: a class
 //! from the unlabelled body, flagged), phantoms without ribs (labelled from the pelvis,
 //! flagged), low-dose noise, 3 mm slices whose discs must not count as vertebrae, discs of
-//! other densities, opacified colon beside the spine (not ribs), and six or four lumbar
-//! vertebrae (flagged, never silently labelled).
+//! other densities, opacified colon beside the spine (not ribs), an off-centre scoliotic
+//! spine, and six or four lumbar vertebrae (flagged, never silently labelled).
 
 mod common;
 
@@ -186,6 +186,50 @@ fn contrast_in_the_colon_is_not_taken_for_ribs() {
     );
     assert_eq!(finding["ct"]["level_confidence"], "low");
     assert!(flags(&finding).contains("not ribs"), "{}", flags(&finding));
+}
+
+/// A patient lying 80 mm to the side of the scanner's centre, with a 30 mm lumbar curve:
+/// the spine is looked for beside the patient's midline, not the image's, and followed
+/// level by level. (Before, a body-sized piece of other bone near the image's centre was
+/// taken for the spine, and an osteoporotic phantom was called normal.)
+#[test]
+fn an_off_centre_scoliotic_spine_is_followed() {
+    let work = tempfile::tempdir().unwrap();
+    let (study, truth) = phantom(
+        work.path(),
+        &[
+            "--seed",
+            "83",
+            "--ct-slice-mm",
+            "2",
+            "--ct-shift-mm",
+            "-80",
+            "--ct-scoliosis-mm",
+            "-30",
+        ],
+    );
+    let finding = analyze(&study);
+    let found = levels(&finding);
+    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
+    assert_eq!(
+        &names[..6],
+        &[
+            Some("T12"),
+            Some("L1"),
+            Some("L2"),
+            Some("L3"),
+            Some("L4"),
+            Some("L5")
+        ],
+        "{found:?}"
+    );
+    for (k, level) in ["L1", "L2", "L3", "L4"].iter().enumerate() {
+        assert!(
+            (hu_of(&found, level) - truth[k]).abs() <= 10.0,
+            "{level}: {found:?} vs {truth:?}"
+        );
+    }
+    assert_eq!(finding["ct"]["level_confidence"], "labelled", "{finding:#}");
 }
 
 #[test]

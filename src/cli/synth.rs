@@ -54,6 +54,12 @@ pub struct SynthArgs {
     /// pieces that are not ribs).
     #[arg(long)]
     pub ct_bowel_contrast: bool,
+    /// CT scoliosis: the lumbar bodies' sideways offset peaks at this many mm.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub ct_scoliosis_mm: f64,
+    /// CT patient this many mm to the side of the field of view's centre.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub ct_shift_mm: f64,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -101,6 +107,8 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
         lumbar: a.ct_lumbar as usize,
         disc_hu: a.ct_disc_hu,
         bowel_contrast: a.ct_bowel_contrast,
+        scoliosis_mm: a.ct_scoliosis_mm,
+        shift_mm: a.ct_shift_mm,
     };
     opts.preview = a.preview;
     if let Some(t) = a.threads {

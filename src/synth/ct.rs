@@ -37,6 +37,12 @@ pub struct CtVariant {
     /// Positive oral contrast in the ascending and descending colon, layering behind gas,
     /// beside every lumbar vertebra: dense lateral pieces that are not ribs.
     pub bowel_contrast: bool,
+    /// Lateral curve of the lumbar spine: the bodies' sideways offset peaks at this many
+    /// mm at mid-lumbar (a C-shaped scoliosis).
+    pub scoliosis_mm: f64,
+    /// The patient lies this many mm to the side of the scanner's centre (the field of
+    /// view is not centred on the spine, and may cut the body wall).
+    pub shift_mm: f64,
 }
 
 impl Default for CtVariant {
@@ -47,6 +53,8 @@ impl Default for CtVariant {
             lumbar: 5,
             disc_hu: None,
             bowel_contrast: false,
+            scoliosis_mm: 0.0,
+            shift_mm: 0.0,
         }
     }
 }
@@ -122,10 +130,12 @@ impl Phantom {
                 .map_or(0.0, |f| f.height_loss());
             let h = h * (1.0 - loss);
             let t = (i as f64 - 3.0) / 3.0;
+            let curve =
+                variant.scoliosis_mm * (std::f64::consts::PI * i as f64 / lumbar as f64).sin();
             vertebrae.push(Vertebra {
                 z_top: z,
                 z_bottom: z - h,
-                x: rng.random_range(-2.0..2.0),
+                x: rng.random_range(-2.0..2.0) + curve,
                 // Lordosis: mid-lumbar bodies sit further anterior (smaller y).
                 y: y_spine - lordosis * (1.0 - t * t),
                 half_width: w / 2.0,
@@ -144,7 +154,7 @@ impl Phantom {
             slice_spacing,
             z0,
             origin: (
-                -fov / 2.0 + pixel_spacing / 2.0,
+                -fov / 2.0 + pixel_spacing / 2.0 - variant.shift_mm,
                 -fov / 2.0 + pixel_spacing / 2.0 + 10.0,
             ),
             vertebrae,

@@ -71,8 +71,8 @@ impl Grid {
 /// Find the vertebral body's trabecular region in one slice.
 ///
 /// Bone (HU above `BONE_HU`, dilated 3 mm so that the pieces of one vertebra join) forms
-/// components; the spine is the one nearest the midline, in the posterior part of the
-/// image, with a vertebra's size. Its anterior edge is the front of the body; the body's
+/// components; the spine is the one nearest the patient's midline, in the posterior part
+/// of the image, with a vertebra's size. Its anterior edge is the front of the body; the body's
 /// width is measured just behind that edge (only the body reaches that far forward). The
 /// ROI is the central oval (half the width and depth), cut to stay clear of the
 /// basivertebral vein, without cortex-level pixels: robust to open or faint cortices and
@@ -127,12 +127,13 @@ fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool, threshold: f32) -> 
         grown = dilate(&grown, w, h);
     }
     let pixel_mm2 = spacing.0 * spacing.1;
+    let midline = patient_midline(frame, w);
     let mut best: Option<(f64, Vec<usize>)> = None;
     for region in components(&grown, w, h) {
         let area = region.len() as f64 * pixel_mm2;
         let (cx, cy, bw, bh) = extent(&region, w);
         let (width_mm, depth_mm) = (bw * spacing.1, bh * spacing.0);
-        let off_centre = (cx - w as f64 / 2.0).abs() * spacing.1;
+        let off_centre = (cx - midline).abs() * spacing.1;
         if !(VERTEBRA_AREA_MM2.0..VERTEBRA_AREA_MM2.1).contains(&area)
             || !(30.0..140.0).contains(&width_mm)
             || !(25.0..140.0).contains(&depth_mm)
@@ -156,6 +157,24 @@ fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool, threshold: f32) -> 
         steps,
         centre_column,
     })
+}
+
+/// The patient's midline column: the mean column of everything denser than fat's far
+/// side (-500 HU). A patient lying to one side of the scanner's centre, or a field of view
+/// centred elsewhere, moves the spine away from the image's middle column, not from this.
+fn patient_midline(frame: &Frame, w: usize) -> f64 {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for (i, v) in frame.values.iter().enumerate() {
+        if *v > -500.0 {
+            sum += (i % w) as f64;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        w as f64 / 2.0
+    } else {
+        sum / n as f64
+    }
 }
 
 impl Spine {
