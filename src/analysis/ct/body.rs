@@ -83,8 +83,9 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
         h: frame.rows,
         spacing,
     };
+    let midline = patient_midline(frame, grid.w);
     let found = |despeckled: bool, threshold: f32| {
-        let spine = locate_spine(frame, grid, despeckled, threshold)?;
+        let spine = locate_spine(frame, grid, midline, despeckled, threshold)?;
         let front = body_front(&spine, grid)?;
         let columns = body_columns(&spine, grid, front)?;
         trabecular_roi(frame, grid, slice, front, columns)
@@ -115,7 +116,13 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
 
 /// The bone component that is the spine: a vertebra's size and shape, in the posterior
 /// part of the image, scored by area and closeness to the midline.
-fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool, threshold: f32) -> Option<Spine> {
+fn locate_spine(
+    frame: &Frame,
+    grid: Grid,
+    midline: f64,
+    despeckled: bool,
+    threshold: f32,
+) -> Option<Spine> {
     let Grid { w, h, spacing } = grid;
     let mut bone: Vec<bool> = frame.values.iter().map(|v| *v > threshold).collect();
     if despeckled {
@@ -127,7 +134,6 @@ fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool, threshold: f32) -> 
         grown = dilate(&grown, w, h);
     }
     let pixel_mm2 = spacing.0 * spacing.1;
-    let midline = patient_midline(frame, w);
     let mut best: Option<(f64, Vec<usize>)> = None;
     for region in components(&grown, w, h) {
         let area = region.len() as f64 * pixel_mm2;
@@ -160,14 +166,17 @@ fn locate_spine(frame: &Frame, grid: Grid, despeckled: bool, threshold: f32) -> 
 }
 
 /// The patient's midline column: the mean column of everything denser than fat's far
-/// side (-500 HU). A patient lying to one side of the scanner's centre, or a field of view
-/// centred elsewhere, moves the spine away from the image's middle column, not from this.
+/// side (-500 HU), on every other row and column (enough for a mean). A patient lying to
+/// one side of the scanner's centre, or a field of view centred elsewhere, moves the spine
+/// away from the image's middle column, not from this.
 fn patient_midline(frame: &Frame, w: usize) -> f64 {
     let (mut sum, mut n) = (0.0f64, 0usize);
-    for (i, v) in frame.values.iter().enumerate() {
-        if *v > -500.0 {
-            sum += (i % w) as f64;
-            n += 1;
+    for row in frame.values.chunks(w).step_by(2) {
+        for (c, v) in row.iter().enumerate().step_by(2) {
+            if *v > -500.0 {
+                sum += c as f64;
+                n += 1;
+            }
         }
     }
     if n == 0 {
