@@ -10,7 +10,7 @@
 #   phantom C             300 studies (seeds 7001-7003)
 #   phantom D             300 studies (seeds 8001-8003)
 # then `osteoscreen train` on the CPU with the options below. The same seeds give the same
-# weights on the same build. About 75 minutes on 2 cores (20 generating, the rest training);
+# weights on the same build. About 90 minutes on 2 cores (~60 generating, ~25 training);
 # the images (~6 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3
 # with numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
