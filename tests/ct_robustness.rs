@@ -47,6 +47,25 @@ fn hu_of(found: &[(Option<String>, f64, f64)], level: &str) -> f64 {
         .1
 }
 
+/// The first six vertebrae are labelled T12, L1 ... L5, in order.
+fn assert_t12_to_l5(found: &[(Option<String>, f64, f64)]) {
+    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
+    assert_eq!(
+        names.get(..6),
+        Some(
+            &[
+                Some("T12"),
+                Some("L1"),
+                Some("L2"),
+                Some("L3"),
+                Some("L4"),
+                Some("L5")
+            ][..]
+        ),
+        "{found:?}"
+    );
+}
+
 fn flags(finding: &Value) -> String {
     finding["flags"].to_string()
 }
@@ -128,19 +147,7 @@ fn a_ct_without_ribs_is_labelled_from_the_pelvis_and_says_so() {
     assert_no_disc_pieces(&found);
     // The generator draws T12 first: with L5 found beside the ilium, the count up from it
     // must land on the same bodies.
-    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
-    assert_eq!(
-        &names[..6],
-        &[
-            Some("T12"),
-            Some("L1"),
-            Some("L2"),
-            Some("L3"),
-            Some("L4"),
-            Some("L5")
-        ],
-        "{found:?}"
-    );
+    assert_t12_to_l5(&found);
     assert!(
         (found[1].1 - truth[0]).abs() <= 10.0,
         "L1 {found:?} vs {truth:?}"
@@ -167,19 +174,7 @@ fn contrast_in_the_colon_is_not_taken_for_ribs() {
     );
     let finding = analyze(&study);
     let found = levels(&finding);
-    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
-    assert_eq!(
-        &names[..6],
-        &[
-            Some("T12"),
-            Some("L1"),
-            Some("L2"),
-            Some("L3"),
-            Some("L4"),
-            Some("L5")
-        ],
-        "{found:?}"
-    );
+    assert_t12_to_l5(&found);
     assert!(
         (hu_of(&found, "L1") - truth[0]).abs() <= 10.0,
         "L1 {found:?} vs {truth:?}"
@@ -210,19 +205,7 @@ fn an_off_centre_scoliotic_spine_is_followed() {
     );
     let finding = analyze(&study);
     let found = levels(&finding);
-    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
-    assert_eq!(
-        &names[..6],
-        &[
-            Some("T12"),
-            Some("L1"),
-            Some("L2"),
-            Some("L3"),
-            Some("L4"),
-            Some("L5")
-        ],
-        "{found:?}"
-    );
+    assert_t12_to_l5(&found);
     for (k, level) in ["L1", "L2", "L3", "L4"].iter().enumerate() {
         assert!(
             (hu_of(&found, level) - truth[k]).abs() <= 10.0,

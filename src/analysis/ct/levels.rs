@@ -113,30 +113,34 @@ pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
     let pelvis = vertebrae.iter().position(|v| v.pelvis);
     let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
-    let t12 = (0..above_pelvis).rev().find(|&k| ribbed(k));
-    if let Some(why) = t12.and_then(|t12| lungs_contradict(vertebrae, t12)) {
+    let mut t12 = (0..above_pelvis).rev().find(|&k| ribbed(k));
+    let not_ribs = t12.and_then(|t12| lungs_contradict(vertebrae, t12));
+    if not_ribs.is_some() {
         for v in vertebrae.iter_mut() {
             v.ribs = false;
         }
-        let caution = format!(
+        t12 = None;
+    }
+    let mut labelling = from_anchors(vertebrae, t12, pelvis);
+    if let Some(why) = not_ribs {
+        let disagree = format!(
             "CT level anchors disagree: {why}; the dense pieces beside the spine are not ribs (contrast or transverse processes)"
         );
-        return match pelvis {
-            Some(l5) if l5 >= 1 => {
-                name_from(vertebrae, l5, 17);
-                Labelling {
-                    how: "L5 = first vertebra with the ilium beside it (the rib anchor was contradicted by the lungs); counted cranially from there".into(),
-                    sure: Some(false),
-                    caution: Some(format!("{caution}; levels counted up from the iliac crest only")),
-                }
-            }
-            _ => Labelling {
-                how: format!("levels not determined: {why}, and no pelvis in view"),
-                sure: None,
-                caution: Some(caution),
-            },
-        };
+        labelling.caution = Some(match labelling.caution {
+            Some(c) => format!("{disagree}; {c}"),
+            None => disagree,
+        });
     }
+    labelling
+}
+
+/// The labels from the rib-bearing T12 and the first vertebra with the ilium beside it.
+fn from_anchors(
+    vertebrae: &mut [LevelMeasure],
+    t12: Option<usize>,
+    pelvis: Option<usize>,
+) -> Labelling {
+    let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     match (t12, pelvis) {
         (Some(t12), p) => {
             name_from(vertebrae, t12, 12);
