@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -54,13 +53,20 @@ fn find(lines: &[Line], from: usize, what: &str, pred: impl Fn(&str) -> bool) ->
         })
 }
 
-/// The file descriptor a call returned (`... = 19`).
+/// The file descriptor a call returned (`... = 19<TCP:[...]>` with -y).
 fn returned_fd(text: &str) -> String {
-    text.rsplit("= ")
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    let value = text.rsplit("= ").next().unwrap_or_default().trim();
+    value.split('<').next().unwrap_or_default().to_string()
+}
+
+/// The path strace -y shows for a call's first argument (`fsync(7</a/b>)`).
+fn fd_path(text: &str) -> Option<&str> {
+    let (_, rest) = text.split_once('(')?;
+    let (fd, rest) = rest.split_once('<')?;
+    if !fd.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.split_once('>').map(|(path, _)| path)
 }
 
 /// The first quoted string of a call.
@@ -84,7 +90,7 @@ fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit(
     let trace_path = work.path().join("trace.txt");
     let strace = Strace(
         Command::new("strace")
-            .args(["-f", "-qq", "-o"])
+            .args(["-f", "-qq", "-y", "-o"])
             .arg(&trace_path)
             .args([
                 "-e",
@@ -106,19 +112,6 @@ fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit(
     });
     let out = run(daemon.storescu("SYNCSCU").arg(real("pydicom/CT_small.dcm")));
     assert!(out.status.success(), "{}", text(&out));
-    // The database's write-ahead log, by descriptor, while the daemon runs.
-    let wal_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let target: PathBuf = std::fs::read_link(e.path()).ok()?;
-            target
-                .to_string_lossy()
-                .ends_with("osteoscreen.sqlite-wal")
-                .then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect();
-    assert!(!wal_fds.is_empty());
     drop(strace);
     let trace = std::fs::read_to_string(&trace_path).unwrap();
     if let Some(keep) = std::env::var_os("OSTEOSCREEN_KEEP_TRACE") {
@@ -130,60 +123,49 @@ fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit(
         t.starts_with("accept4(") && !t.contains("EAGAIN")
     });
     let socket = returned_fd(&lines[accepted].text);
-    let opened = find(&lines, accepted, "spool temp file", |t| {
-        t.starts_with("openat(") && t.contains("/spool/.tmp/") && t.contains("O_CREAT")
+    // The temp file may have been created before the association (a spare file, see
+    // `ingest::spare`): it is known by its rename into place.
+    let renamed = find(&lines, accepted, "rename into place", |t| {
+        t.starts_with("rename") && first_path(t).contains("/spool/.tmp/")
     });
-    let part = first_path(&lines[opened].text);
-    let part_fd = returned_fd(&lines[opened].text);
-    // The sync must reach this file while the descriptor is still its: an openat that
-    // returns the same number means it was closed (and reused) unsynced.
-    let sync_call = find(&lines, opened + 1, "fdatasync of the temp file", |t| {
-        t.starts_with(&format!("fdatasync({part_fd}"))
-            || t.starts_with(&format!("fsync({part_fd}"))
-            || (t.starts_with("openat(") && returned_fd(t) == part_fd)
-    });
-    assert!(
-        !lines[sync_call].text.starts_with("openat("),
-        "temp file closed without fdatasync: {}",
-        lines[sync_call].text
-    );
-    let synced = completed(&lines, sync_call);
-    let renamed = find(&lines, opened, "rename into place", |t| {
-        t.starts_with("rename") && t.contains(&part)
-    });
+    let part = first_path(&lines[renamed].text);
     let target = lines[renamed]
         .text
         .split('"')
         .nth(3)
         .unwrap_or_default()
         .to_string();
+    // With -y strace names the file behind each descriptor as of the call: a sync that
+    // names the temp file reached it while it was still that file.
+    let synced = completed(
+        &lines,
+        find(&lines, 0, "fdatasync of the temp file", |t| {
+            (t.starts_with("fdatasync(") || t.starts_with("fsync("))
+                && fd_path(t) == Some(part.as_str())
+        }),
+    );
     let dir = std::path::Path::new(&target)
         .parent()
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let dir_opened = find(&lines, renamed, "open of the series directory", |t| {
-        t.starts_with("openat(") && first_path(t) == dir
-    });
-    let dir_fd = returned_fd(&lines[dir_opened].text);
     let dir_synced = completed(
         &lines,
-        find(&lines, dir_opened, "fsync of the directory", |t| {
-            t.starts_with(&format!("fsync({dir_fd}"))
+        find(&lines, renamed, "fsync of the series directory", |t| {
+            t.starts_with("fsync(") && fd_path(t) == Some(dir.as_str())
         }),
     );
     let committed = completed(
         &lines,
         find(&lines, dir_synced, "database commit", |t| {
-            wal_fds.iter().any(|fd| {
-                t.starts_with(&format!("pwrite64({fd},")) || t.starts_with(&format!("write({fd},"))
-            })
+            (t.starts_with("pwrite64(") || t.starts_with("write("))
+                && fd_path(t).is_some_and(|p| p.ends_with("osteoscreen.sqlite-wal"))
         }),
     );
     // The response: the first P-DATA-TF (PDU type 4) on the association's socket after
-    // the data file was opened.
-    let answered = find(&lines, opened, "C-STORE-RSP on the socket", |t| {
-        (t.starts_with(&format!("sendto({socket},")) || t.starts_with(&format!("write({socket},")))
+    // the connection was accepted.
+    let answered = find(&lines, accepted, "C-STORE-RSP on the socket", |t| {
+        (t.starts_with(&format!("sendto({socket}<")) || t.starts_with(&format!("write({socket}<")))
             && t.contains(r#""\4\0"#)
     });
     let order = [

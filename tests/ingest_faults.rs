@@ -87,10 +87,8 @@ fn kill_9_mid_stream_loses_no_acknowledged_instance() {
     assert_eq!(job.study_uid, study);
     assert_eq!(job.instance_count as usize, rows.len());
     assert_eq!(
-        std::fs::read_dir(daemon.storage.join("spool/.tmp"))
-            .unwrap()
-            .count(),
-        0,
+        daemon.partial_files(),
+        vec![],
         "partial files cleaned at start-up"
     );
 }

@@ -101,9 +101,9 @@ pub fn check(
 }
 
 /// Parse a Part 10 file (a spooled STOW-RS part: our meta group, the data set as received)
-/// and check it against what its sender announced. Only the header is kept: the pixel data
-/// is walked one fragment (or the native value) at a time, so memory stays within one
-/// instance whatever the request's size. An encapsulated Pixel Data cut off between two
+/// and check it against what its sender announced. Only the header is kept: encapsulated
+/// pixel data is walked one fragment at a time (native pixel data is not read at all), so
+/// memory stays within one fragment whatever the request's size. An encapsulated Pixel Data cut off between two
 /// fragments is not noticed here: the receiver feeds the bytes to a `PixelDataEnd`.
 pub fn inspect_file(
     path: &Path,
@@ -152,6 +152,12 @@ fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
     collector
         .read_dataset_up_to_pixeldata(&mut header)
         .map_err(|e| fail(&e))?;
+    if !ts.is_encapsulated_pixel_data() {
+        // Native pixel data is one value whose declared length the pre-scan has already
+        // held against the file's size: reading it back (the whole image, from the page
+        // cache) would prove nothing more and cost about as much as receiving it.
+        return Ok(header);
+    }
     let mut fragment = Vec::new();
     while let Some(len) = collector
         .read_next_fragment(&mut fragment)

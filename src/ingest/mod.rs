@@ -12,6 +12,7 @@ pub mod listener;
 pub mod recover;
 pub mod settings;
 pub mod slots;
+pub mod spare;
 pub mod spool;
 pub mod stow;
 

@@ -1,6 +1,7 @@
 //! The spool: received instances as DICOM Part 10 files under
 //! `<storage dir>/spool/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`.
-//! A file is written under `spool/.tmp` while it arrives, fsynced, then renamed into place
+//! A file is written under `spool/.tmp` (one of the spare files created ahead, see
+//! `spare`) while it arrives, fsynced, then renamed into place
 //! once its data set has been checked, so a reader (or a crash) only ever sees complete
 //! files. The rename's directory fsync is left to the group-commit writer, which does it
 //! once per batch.
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_object::FileMetaTableBuilder;
 
+use super::spare::SpareFiles;
 use crate::dicom::uid::{is_safe_uid, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 use crate::fsutil::sync_dir;
 
@@ -59,6 +61,7 @@ pub struct Spool {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    spares: SpareFiles,
 }
 
 /// Start kernel writeback every this many bytes, so the final fsync has little left to do.
@@ -91,10 +94,12 @@ impl Spool {
             // Nothing in .tmp was ever acknowledged.
             let _ = std::fs::remove_file(entry?.path());
         }
+        let spares = SpareFiles::start(&tmp)?;
         Ok(Spool {
             root,
             tmp,
             counter: AtomicU64::new(0),
+            spares,
         })
     }
 
@@ -123,16 +128,22 @@ impl Spool {
         meta.write(&mut bytes)
             .map_err(|e| SpoolError::Meta(e.to_string()))?;
 
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self.tmp.join(format!(
-            "{}.{}.{n}.part",
-            header.sop_instance_uid,
-            std::process::id()
-        ));
-        let file = File::create(&tmp_path).map_err(|source| SpoolError::Io {
-            path: tmp_path.clone(),
-            source,
-        })?;
+        let (file, tmp_path) = match self.spares.take() {
+            Some(spare) => (spare.file, spare.path),
+            None => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                let tmp_path = self.tmp.join(format!(
+                    "{}.{}.{n}.part",
+                    header.sop_instance_uid,
+                    std::process::id()
+                ));
+                let file = File::create(&tmp_path).map_err(|source| SpoolError::Io {
+                    path: tmp_path.clone(),
+                    source,
+                })?;
+                (file, tmp_path)
+            }
+        };
         let mut incoming = Incoming {
             file: Some(file),
             tmp_path,
@@ -308,19 +319,25 @@ mod tests {
         assert_eq!(&bytes[128..132], b"DICM");
         assert_eq!(bytes.len() as u64, out.size);
         let tmp = dir.path().join("spool/.tmp");
-        assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
+        // What `.tmp` holds besides empty spare files: nothing, once an instance is placed.
+        let partial = || {
+            std::fs::read_dir(&tmp)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().metadata().unwrap().len() > 0)
+                .count()
+        };
+        assert_eq!(partial(), 0);
 
         at.series_uid = "..";
         assert!(matches!(
             spool.write(&header, &at, b""),
             Err(SpoolError::UnsafeUid(_))
         ));
-        assert!(
-            std::fs::read_dir(&tmp).unwrap().next().is_none(),
-            "refused: removed"
-        );
+        assert_eq!(partial(), 0, "refused: removed");
         // Dropping an unfinished instance removes its temp file too.
-        drop(spool.begin(&header).unwrap());
-        assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
+        let incoming = spool.begin(&header).unwrap();
+        assert_eq!(partial(), 1);
+        drop(incoming);
+        assert_eq!(partial(), 0);
     }
 }

@@ -364,15 +364,11 @@ impl Daemon {
         }
     }
 
-    /// The partial files in `spool/.tmp` with their sizes.
+    /// The partial files in `spool/.tmp` with their sizes. The empty spare files the
+    /// daemon creates ahead (`ingest::spare`) hold nothing and are not counted: a file
+    /// that ever held an instance starts with its preamble.
     pub fn partial_files(&self) -> Vec<(PathBuf, u64)> {
-        std::fs::read_dir(self.storage.join("spool/.tmp"))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0))
-            })
-            .collect()
+        partial_files_in(&self.storage)
     }
 
     pub fn storescu(&self, calling_ae: &str) -> Command {
@@ -605,4 +601,16 @@ pub fn acceptable_files(work: &Path, deflated: bool) -> Vec<PathBuf> {
         files.push(out);
     }
     files
+}
+
+/// The non-empty files in `<storage>/spool/.tmp` with their sizes (see `partial_files`).
+pub fn partial_files_in(storage: &Path) -> Vec<(PathBuf, u64)> {
+    std::fs::read_dir(storage.join("spool/.tmp"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+        .filter(|(_, size)| *size > 0)
+        .collect()
 }

@@ -101,9 +101,9 @@ pub fn sop_instance_uid(path: &Path) -> String {
         .to_string()
 }
 
+/// No partial file is left in `spool/.tmp` (empty spare files do not count).
 pub fn tmp_is_empty(daemon: &Daemon) -> bool {
-    let tmp = daemon.storage.join("spool/.tmp");
-    std::fs::read_dir(tmp).unwrap().next().is_none()
+    daemon.partial_files().is_empty()
 }
 
 pub fn metric(daemon: &Daemon, series: &str) -> Option<f64> {
