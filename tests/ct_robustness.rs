@@ -3,7 +3,8 @@
 //! from the unlabelled body, flagged), phantoms without ribs (labelled from the pelvis,
 //! flagged), low-dose noise, 3 mm slices whose discs must not count as vertebrae, discs of
 //! other densities, opacified colon beside the spine (not ribs), an off-centre scoliotic
-//! spine, and six or four lumbar vertebrae (flagged, never silently labelled).
+//! spine, six or four lumbar vertebrae (flagged, never silently labelled), and pedicle
+//! screws (their levels left out of the class, flagged).
 
 mod common;
 
@@ -381,5 +382,67 @@ fn discs_near_water_or_calcified_are_not_vertebrae() {
             );
         }
         assert_eq!(finding["ct"]["level_confidence"], "labelled", "{finding:#}");
+    }
+}
+
+/// The metal flags of every reported vertebra, by level.
+fn metal_levels(finding: &Value) -> Vec<(Option<String>, bool)> {
+    finding["ct"]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_str().map(String::from),
+                l["metal"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Pedicle screws (metal at the top of the scale, with dark bands and bright and dark
+/// rays around them) in L1 of a 5 mm CT, and in L3 and L4 of a noisy 3 mm one: the levels
+/// are still counted from T12, the instrumented ones are marked and not used (on the 3 mm
+/// CT their ROI reads ~30 HU low), the class comes from the next level, and the Finding
+/// says why. The levels beside the screws are not marked.
+#[test]
+fn levels_with_pedicle_screws_are_marked_and_left_out_of_the_class() {
+    for (seed, mm, noise, metal, basis) in [
+        ("86", "5", None, ["L1"].as_slice(), "L2"),
+        ("88", "3", Some("90"), ["L3", "L4"].as_slice(), "L1"),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let joined = metal.join(",");
+        let mut args = vec!["--seed", seed, "--ct-slice-mm", mm, "--ct-metal", &joined];
+        if let Some(sd) = noise {
+            args.extend(["--ct-noise-hu", sd]);
+        }
+        let (study, truth) = phantom(work.path(), &args);
+        let finding = analyze(&study);
+        let found = levels(&finding);
+        assert_t12_to_l5(&found);
+        for (level, marked) in metal_levels(&finding).iter().take(6) {
+            let level = level.as_deref().unwrap();
+            assert_eq!(
+                *marked,
+                metal.contains(&level),
+                "{level} metal {marked}: {finding:#}"
+            );
+        }
+        let basis_hu = hu_of(&found, basis);
+        let k: usize = basis[1..].parse::<usize>().unwrap() - 1;
+        assert!(
+            (basis_hu - truth[k]).abs() <= 10.0,
+            "{basis} {basis_hu} vs {}",
+            truth[k]
+        );
+        let class_basis = finding["ct"]["class_basis"].as_str().unwrap();
+        assert!(class_basis.starts_with(basis), "{class_basis}");
+        assert_eq!(finding["ct"]["level_confidence"], "labelled");
+        let flags = flags(&finding);
+        assert!(
+            flags.contains(&format!("metal (spinal hardware) at {}", metal.join(", "))),
+            "{flags}"
+        );
     }
 }

@@ -175,6 +175,9 @@ pub struct LevelMeasure {
     /// Much lower than its neighbours (< 75 % of their mean height): possibly a compression
     /// fracture. Its HU is reported but should not drive a classification.
     pub compressed: bool,
+    /// Metal in or beside it (spinal hardware, `ct::hardware`): its HU is reported in
+    /// nothing and drives no class.
+    pub metal: bool,
 }
 
 /// How sure the class is of the level it rests on.
@@ -426,7 +429,9 @@ impl Finding {
                     l.mean_hu,
                     l.median_hu,
                     l.roi_mm2,
-                    if l.compressed {
+                    if l.metal {
+                        "  (metal: HU not used)"
+                    } else if l.compressed {
                         "  (height reduced: possible fracture)"
                     } else {
                         ""

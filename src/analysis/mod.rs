@@ -250,6 +250,18 @@ fn run_ct(
         f.flags
             .push("vertebra with reduced height (possible fracture)".into());
     }
+    let instrumented: Vec<&str> = measurement
+        .vertebrae
+        .iter()
+        .filter(|v| v.metal)
+        .map(|v| v.level.as_deref().unwrap_or("unlabelled body"))
+        .collect();
+    if !instrumented.is_empty() {
+        f.flags.push(format!(
+            "metal (spinal hardware) at {}: HU not measured there, class from other levels",
+            instrumented.join(", ")
+        ));
+    }
     f.key_pixels = ct::keyview::key_pixels(&volume, &measurement.vertebrae);
     let (class, class_basis, level_confidence) = ct::classify(
         &measurement,

@@ -60,6 +60,10 @@ pub struct SynthArgs {
     /// CT patient this many mm to the side of the field of view's centre.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     pub ct_shift_mm: f64,
+    /// CT with pedicle screws (and their streak artefacts) in these vertebrae, e.g. L2,L3
+    /// (T12 and L1-L6).
+    #[arg(long, value_delimiter = ',', value_parser = ["T12", "L1", "L2", "L3", "L4", "L5", "L6"])]
+    pub ct_metal: Vec<String>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -109,6 +113,10 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
         bowel_contrast: a.ct_bowel_contrast,
         scoliosis_mm: a.ct_scoliosis_mm,
         shift_mm: a.ct_shift_mm,
+        metal: a
+            .ct_metal
+            .iter()
+            .fold(0u8, |bits, level| bits | 1 << vertebra_index(level)),
     };
     opts.preview = a.preview;
     if let Some(t) = a.threads {
@@ -125,4 +133,12 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
             rows.len() as f64 / secs
         );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The phantom's index of a level clap has already checked: T12 is 0, Ln is n.
+fn vertebra_index(level: &str) -> u8 {
+    level
+        .strip_prefix('L')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

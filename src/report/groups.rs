@@ -191,8 +191,9 @@ fn ct_group(
         ),
     ));
     for (value, derivation) in [(l.mean_hu, codes::MEAN), (l.median_hu, codes::MEDIAN)] {
-        if !value.is_finite() {
-            // No number to report (an empty ROI); the comments still list the level.
+        if !value.is_finite() || l.metal {
+            // No number to report (an empty ROI), or none that means anything (metal's
+            // streaks); the comments and flags still list the level.
             continue;
         }
         let mut below = vec![c::code(Rel::HasConceptMod, codes::DERIVATION, derivation)];

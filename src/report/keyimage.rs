@@ -117,11 +117,12 @@ fn ct_reformat(p: &SagittalPixels, finding: &CtFinding) -> KeyImage {
         );
         let (y0, y1) = (pz(s0 as f64), pz(s1 as f64 + 1.0));
         canvas.polygon(&[(x0, y0), (x1, y0), (x1, y1), (x0, y1)], YELLOW, 2.0);
-        let label = format!(
-            "{} {:.0} HU",
-            l.level.as_deref().unwrap_or("?"),
-            l.median_hu
-        );
+        let name = l.level.as_deref().unwrap_or("?");
+        let label = if l.metal {
+            format!("{name} metal")
+        } else {
+            format!("{name} {:.0} HU", l.median_hu)
+        };
         let tw = Canvas::text_width(&label, size, true);
         // Left of the body's front (the ROI is the central half of the body's depth).
         let front = px(l.roi.centre.1 - 2.2 * l.roi.radii.1);
@@ -268,7 +269,14 @@ pub fn banner_lines(f: &Finding, disclaimer: &str) -> Vec<(String, bool, [u8; 3]
         let levels: Vec<String> = ct
             .levels
             .iter()
-            .map(|l| format!("{} {:.0}", l.level.as_deref().unwrap_or("?"), l.median_hu))
+            .map(|l| {
+                let name = l.level.as_deref().unwrap_or("?");
+                if l.metal {
+                    format!("{name} metal")
+                } else {
+                    format!("{name} {:.0}", l.median_hu)
+                }
+            })
             .collect();
         lines.push((
             format!("CT trabecular median HU: {}", levels.join("  ·  ")),

@@ -323,11 +323,12 @@ pub fn explanation(f: &Finding) -> Vec<String> {
             .levels
             .iter()
             .map(|l| {
-                format!(
-                    "{} median {:.0} HU",
-                    l.level.as_deref().unwrap_or("unlabelled"),
-                    l.median_hu
-                )
+                let name = l.level.as_deref().unwrap_or("unlabelled");
+                if l.metal {
+                    format!("{name} not measured (metal)")
+                } else {
+                    format!("{name} median {:.0} HU", l.median_hu)
+                }
             })
             .collect();
         lines.push(format!(

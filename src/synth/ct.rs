@@ -7,6 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
+use super::hardware::{ScrewPair, METAL_HU};
 use super::raster::{in_ellipse, random_quads, ValueNoise};
 use super::subject::Subject;
 
@@ -43,6 +44,8 @@ pub struct CtVariant {
     /// The patient lies this many mm to the side of the scanner's centre (the field of
     /// view is not centred on the spine, and may cut the body wall).
     pub shift_mm: f64,
+    /// Pedicle screws in these vertebrae: bit i for vertebra i (T12 = 0, L1 = 1, ...).
+    pub metal: u8,
 }
 
 impl Default for CtVariant {
@@ -55,6 +58,7 @@ impl Default for CtVariant {
             bowel_contrast: false,
             scoliosis_mm: 0.0,
             shift_mm: 0.0,
+            metal: 0,
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Phantom {
     bowel_contrast: bool,
     /// Draw the 11th and 12th ribs (off: a phantom whose T12 has no anchor).
     ribs: bool,
+    /// Pedicle screws, one pair per instrumented vertebra.
+    hardware: Vec<ScrewPair>,
     body: (f64, f64),
     fat: f64,
     lordosis: f64,
@@ -148,6 +154,12 @@ impl Phantom {
         let z_end = last.z_bottom - rng.random_range(25.0..40.0);
         let slices = ((z0 - z_end) / slice_spacing).ceil() as usize;
         let fov = pixel_spacing * MATRIX as f64;
+        let hardware = vertebrae
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 8 && variant.metal & (1 << i) != 0)
+            .map(|(_, vb)| ScrewPair::in_vertebra(vb))
+            .collect();
         Phantom {
             slices,
             pixel_spacing,
@@ -165,6 +177,7 @@ impl Phantom {
             disc_hu: variant.disc_hu,
             bowel_contrast: variant.bowel_contrast,
             ribs: variant.ribs,
+            hardware,
             body: (
                 (118.0 + 2.4 * bmi).clamp(125.0, 185.0),
                 (78.0 + 2.1 * bmi).clamp(90.0, 150.0),
@@ -252,8 +265,16 @@ impl Phantom {
         if !in_ellipse(x, y, a - self.fat, b - self.fat * 0.8) {
             return -100.0;
         }
+        if self.hardware.iter().any(|s| s.contains(x, y, z)) {
+            return METAL_HU;
+        }
         let hu = self.beside_spine(self.abdomen(x, y, z), x, y, z);
-        self.bone(subject, q, x, y, z).unwrap_or(hu)
+        let hu = self.bone(subject, q, x, y, z).unwrap_or(hu);
+        hu + self
+            .hardware
+            .iter()
+            .map(|s| s.streaks(x, y, z))
+            .sum::<f64>()
     }
 
     /// Soft tissue, organs and gas at (x, y, z): what lies away from the spine.

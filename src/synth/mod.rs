@@ -5,6 +5,7 @@
 
 pub mod ct;
 pub mod dx;
+pub mod hardware;
 pub mod look;
 pub mod part10;
 pub mod preview;

@@ -275,6 +275,7 @@ mod tests {
             },
             roi_sop_instance_uid: String::new(),
             compressed: false,
+            metal: false,
         }
     }
 

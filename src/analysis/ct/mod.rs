@@ -11,6 +11,7 @@
 //! keeps the pixels the key image shows. `morph` holds the mask operations.
 
 pub mod body;
+pub mod hardware;
 pub mod keyview;
 pub mod levels;
 pub mod morph;
@@ -107,6 +108,7 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
         roi: mid.outline,
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),
         compressed: false,
+        metal: hardware::metal_near(piece, mid.centre, volume),
     }
 }
 
@@ -116,7 +118,7 @@ const PLAUSIBLE_TRABECULAR_HU: f64 = 350.0;
 /// The class by the L1 trabecular HU (Pickhardt 2013 thresholds by default), the contrast
 /// offset subtracted first. The ROI median is used: an automatic ROI that grazes an
 /// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2,
-/// then L3, when L1 is missing or compressed; labels that are not sure (one weak anchor,
+/// then L3, when L1 is missing, compressed or beside metal; labels that are not sure (one weak anchor,
 /// or anchors that disagree) give `LevelConfidence::Low`. When no lumbar level is labelled, the mean
 /// of the (up to four most cranial) measured bodies without ribs, lung or ilium beside them
 /// stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
@@ -134,7 +136,9 @@ pub fn classify(
             CtClass::Indeterminate
         }
     };
-    let usable = |v: &&LevelMeasure| !v.compressed && v.roi_pixels > 0 && v.median_hu.is_finite();
+    let usable = |v: &&LevelMeasure| {
+        !v.compressed && !v.metal && v.roi_pixels > 0 && v.median_hu.is_finite()
+    };
     for name in ["L1", "L2", "L3"] {
         let Some(level) = m
             .vertebrae
