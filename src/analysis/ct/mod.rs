@@ -112,6 +112,10 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
     }
 }
 
+/// A classifying body measured over less than this (mm) is said to be (lumbar bodies are
+/// 24-30 mm tall, endplates included).
+const SHORT_MEASURE_MM: f64 = 12.0;
+
 /// A median above this is not trabecular bone (contrast, sclerosis, a misplaced ROI).
 const PLAUSIBLE_TRABECULAR_HU: f64 = 350.0;
 
@@ -154,9 +158,19 @@ pub fn classify(
         } else {
             LevelConfidence::Low
         };
+        // A body measured over less than half a lumbar body's height (a dense focus or
+        // missed slices cut it short) still classifies, but the reader is told.
+        let short = if level.height_mm < SHORT_MEASURE_MM {
+            format!(
+                " (measured over only {:.0} mm of the body: check the key image)",
+                level.height_mm
+            )
+        } else {
+            String::new()
+        };
         return (
             Some(class_of(hu)),
-            format!("{name} median {hu:.1} HU"),
+            format!("{name} median {hu:.1} HU{short}"),
             Some(confidence),
         );
     }
