@@ -8,8 +8,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// Empty files kept ready: enough for a burst of parallel associations.
 const SPARES: usize = 16;
@@ -20,10 +22,12 @@ pub struct Spare {
     pub path: PathBuf,
 }
 
-/// The receiving end of the spare-file thread. The thread ends when this is dropped (its
-/// next hand-over fails) and removes the file it was holding.
+/// The receiving end of the spare-file thread. Dropping it stops the thread and removes
+/// every spare file not taken.
 pub struct SpareFiles {
     ready: Mutex<Receiver<Spare>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl SpareFiles {
@@ -31,11 +35,15 @@ impl SpareFiles {
     pub fn start(tmp: &Path) -> std::io::Result<SpareFiles> {
         let (tx, rx) = sync_channel(SPARES);
         let tmp = tmp.to_path_buf();
-        std::thread::Builder::new()
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
             .name("spool-spares".into())
-            .spawn(move || fill(&tmp, &tx))?;
+            .spawn(move || fill(&tmp, &tx, &stopped))?;
         Ok(SpareFiles {
             ready: Mutex::new(rx),
+            stop,
+            thread: Some(thread),
         })
     }
 
@@ -44,19 +52,34 @@ impl SpareFiles {
     pub fn take(&self) -> Option<Spare> {
         self.ready.lock().ok()?.try_recv().ok()
     }
+
+    /// Remove the queued files.
+    fn drain(&self) {
+        if let Ok(rx) = self.ready.lock() {
+            while let Ok(spare) = rx.try_recv() {
+                let _ = std::fs::remove_file(&spare.path);
+            }
+        }
+    }
 }
 
-/// Create files until the receiver is gone. A creation failure (disk full, permissions)
-/// ends the thread quietly: callers fall back to creating their own file, and report the
-/// error themselves.
-fn fill(tmp: &Path, tx: &SyncSender<Spare>) {
+/// Create files until stopped. A creation failure (disk full, permissions) ends the thread
+/// quietly: callers fall back to creating their own file, and report the error themselves.
+fn fill(tmp: &Path, tx: &SyncSender<Spare>, stop: &AtomicBool) {
     let pid = std::process::id();
     for n in 0u64.. {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
         let path = tmp.join(format!("spare.{pid}.{n}.part"));
         let Ok(file) = File::create(&path) else {
             return;
         };
-        // Blocks while the queue is full; fails once the receiver is gone.
+        if stop.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        // Blocks while the queue is full.
         if let Err(unsent) = tx.send(Spare { file, path }) {
             let _ = std::fs::remove_file(&unsent.0.path);
             return;
@@ -65,13 +88,16 @@ fn fill(tmp: &Path, tx: &SyncSender<Spare>) {
 }
 
 impl Drop for SpareFiles {
-    /// The queued files go too (the thread removes the one it holds).
+    /// Stop the thread, then remove what it queued. The first drain frees the queue, so a
+    /// thread blocked on a full queue hands over at most one more file and then sees the
+    /// flag; the join waits for that, the second drain removes it.
     fn drop(&mut self) {
-        if let Ok(rx) = self.ready.lock() {
-            while let Ok(spare) = rx.try_recv() {
-                let _ = std::fs::remove_file(&spare.path);
-            }
+        self.stop.store(true, Ordering::SeqCst);
+        self.drain();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
+        self.drain();
     }
 }
 
@@ -83,30 +109,16 @@ mod tests {
     fn spares_are_empty_files_in_tmp_and_go_with_the_receiver() {
         let dir = tempfile::tempdir().unwrap();
         let spares = SpareFiles::start(dir.path()).unwrap();
-        let start = std::time::Instant::now();
-        let spare = loop {
-            if let Some(s) = spares.take() {
-                break s;
-            }
-            assert!(start.elapsed().as_secs() < 10, "no spare file came");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        // Waits for the thread's first file.
+        let spare = spares.ready.lock().unwrap().recv().unwrap();
         assert!(spare.path.starts_with(dir.path()));
         assert_eq!(spare.file.metadata().unwrap().len(), 0);
         drop(spares);
-        // What was queued is removed at once; the file the thread held when its hand-over
-        // failed, by the thread.
-        let others = || {
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .filter(|e| e.as_ref().unwrap().path() != spare.path)
-                .count()
-        };
-        let start = std::time::Instant::now();
-        while others() > 0 {
-            assert!(start.elapsed().as_secs() < 10, "spare files left behind");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(spare.path.exists(), "a file taken is the taker's");
+        // Every file not taken is gone once the drop returns; the taken one is the taker's.
+        let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(left, vec![spare.path]);
     }
 }

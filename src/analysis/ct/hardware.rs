@@ -8,7 +8,7 @@ use super::volume::Volume;
 
 /// Above this is metal: cortical bone stays under about 1,900 HU, and no noise reaches
 /// it; excreted or oral contrast rarely does, and then lies outside the box below.
-pub const METAL_HU: f32 = 2500.0;
+const METAL_HU: f32 = 2500.0;
 /// Metal area (mm², summed over one slice) that marks a level: a screw cut lengthwise shows
 /// some 200 mm², so a few hot pixels do not count.
 const MIN_METAL_MM2: f64 = 10.0;
