@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::morph::{components, despeckle, dilate, extent, fill_holes, noise_sd};
+use super::morph::{components, despeckle, dilate, erode, extent, fill_holes, noise_sd};
 use crate::analysis::finding::RoiOutline;
 use crate::analysis::image::Frame;
 
@@ -84,8 +84,8 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
         spacing,
     };
     let midline = patient_midline(frame, grid.w);
-    let found = |despeckled: bool, threshold: f32| {
-        let spine = locate_spine(frame, grid, midline, despeckled, threshold)?;
+    let found = |despeckled: bool, threshold: f32, closing: usize| {
+        let spine = locate_spine(frame, grid, midline, despeckled, threshold, closing)?;
         let front = body_front(&spine, grid)?;
         let columns = body_columns(&spine, grid, front)?;
         trabecular_roi(frame, grid, slice, front, columns)
@@ -96,10 +96,11 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
     // The noise is measured once, and only for a slice that needs it.
     let noise = std::cell::OnceCell::new();
     let noisy = || *noise.get_or_init(|| noise_sd(&frame.values, grid.w) > NOISY_SD_HU);
-    let at = |threshold: f32| {
-        found(false, threshold).or_else(|| noisy().then(|| found(true, threshold)).flatten())
+    let at = |threshold: f32, closing: usize| {
+        found(false, threshold, closing)
+            .or_else(|| noisy().then(|| found(true, threshold, closing)).flatten())
     };
-    let best = at(BONE_HU);
+    let best = at(BONE_HU, 0);
     if spacing.0.min(spacing.1) <= COARSE_PIXEL_MM || noisy() {
         return best;
     }
@@ -108,10 +109,16 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
     // of the two, the body reaching further forward is the body and not the canal. Not on
     // noisy slices, where the lower threshold admits noise.
     let front = |b: &SliceBody| b.outline.centre.1 - 2.0 * b.outline.radii.1;
-    match (best, at(COARSE_BONE_HU)) {
-        (Some(a), Some(b)) => Some(if front(&b) < front(&a) { b } else { a }),
-        (a, b) => a.or(b),
-    }
+    // A ring with a gap wider than the dilation closes (the body's trabecular bone is
+    // enclosed) only when the mask is closed further: gaps up to ~12 mm.
+    let closing = (3.0 / spacing.0.min(spacing.1)).round().max(1.0) as usize;
+    [at(COARSE_BONE_HU, 0), at(COARSE_BONE_HU, closing)]
+        .into_iter()
+        .flatten()
+        .fold(best, |a, b| match a {
+            Some(a) if front(&b) >= front(&a) => Some(a),
+            _ => Some(b),
+        })
 }
 
 /// The bone component that is the spine: a vertebra's size and shape, in the posterior
@@ -122,6 +129,7 @@ fn locate_spine(
     midline: f64,
     despeckled: bool,
     threshold: f32,
+    closing: usize,
 ) -> Option<Spine> {
     let Grid { w, h, spacing } = grid;
     let mut bone: Vec<bool> = frame.values.iter().map(|v| *v > threshold).collect();
@@ -130,7 +138,9 @@ fn locate_spine(
     }
     let steps = (3.0 / spacing.0.min(spacing.1)).round().max(1.0) as usize;
     let mut grown = bone;
-    for _ in 0..steps {
+    // Closing steps are dilated here, so that a ring's halves form one component, and
+    // eroded away once its holes are filled.
+    for _ in 0..steps + closing {
         grown = dilate(&grown, w, h);
     }
     let pixel_mm2 = spacing.0 * spacing.1;
@@ -153,9 +163,20 @@ fn locate_spine(
             best = Some((score, region));
         }
     }
-    let (_, region) = best?;
+    let (_, mut region) = best?;
     // Fill the component's holes: a body whose trabecular bone is below BONE_HU is a ring.
-    let filled = fill_holes(&region, w, h);
+    let mut filled = fill_holes(&region, w, h);
+    if closing > 0 {
+        let mut mask = vec![false; w * h];
+        for &i in &region {
+            mask[i] = true;
+        }
+        for _ in 0..closing {
+            mask = erode(&mask, w, h);
+            filled = erode(&filled, w, h);
+        }
+        region = (0..w * h).filter(|&i| mask[i]).collect();
+    }
     let centre_column = extent(&region, w).0.round() as usize;
     Some(Spine {
         region,

@@ -125,6 +125,13 @@ pub fn dilate(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
     out
 }
 
+/// 3x3 erosion: set where every neighbour is set (outside the image counts as set, so a
+/// mask touching the edge is not eaten from there).
+pub fn erode(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
+    let inverse: Vec<bool> = mask.iter().map(|m| !m).collect();
+    dilate(&inverse, w, h).iter().map(|m| !m).collect()
+}
+
 /// `mask` without isolated pixels: a set pixel stays when at least two of its eight
 /// neighbours are set. Quantum noise of a low-dose scan puts single pixels of soft tissue
 /// over a bone threshold; a cortex, even one pixel thin, is a line whose pixels have two.
