@@ -2,7 +2,8 @@
 //! - CT: a synthetic ~300-slice volume (0.86 mm) decoded and measured by `analysis::analyze`,
 //!   median of 5 runs after a warm-up. Goal: under 2 s on 2 cores. Its floor, in the same
 //!   run: pydicom reading and rescaling the same files (benches/peers/ct_decode.py).
-//! - X-ray model: candle latency per image, batch 1 and batch 8, against the same network in
+//! - X-ray model: osteoscreen's latency per image (`XrayModel::predict`: the weights loaded by
+//!   candle, the pass itself `model::plain`), batch 1 and batch 8, against the same network in
 //!   PyTorch CPU (benches/peers/xray_torch.py as one child process, same weights, same thread
 //!   count). Outputs are compared first: over 1e-4 fails the bench and prints no ratio. Then
 //!   candle and PyTorch alternate over ROUNDS rounds, each the median of RUNS calls after 5
@@ -218,7 +219,7 @@ fn xray_part(dir: &Path) {
         let (c, t) = (median(&ours), median(&theirs));
         let ratio = t / c;
         println!(
-            "  batch {batch}: candle (osteoscreen inference path) {c:.1} ms/image, PyTorch {t:.1} ms/image \
+            "  batch {batch}: osteoscreen (candle-loaded weights, plain CPU pass) {c:.1} ms/image, PyTorch {t:.1} ms/image \
              (medians of {ROUNDS} alternating rounds: {:?} / {:?}): {ratio:.2}x PyTorch's speed (goal >= 1.0: {})",
             ours.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),
             theirs.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),

@@ -21,20 +21,21 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]>
 
 /// im2col of a contiguous f32 [B, C, H, W] tensor into [B, C·k·k, OH·OW].
 #[derive(Debug, Clone, Copy)]
-struct Im2Col {
-    k: usize,
-    stride: usize,
+pub(super) struct Im2Col {
+    pub k: usize,
+    pub stride: usize,
     pad: usize,
 }
 
 impl Im2Col {
-    fn out_side(&self, side: usize) -> usize {
+    pub fn out_side(&self, side: usize) -> usize {
         (side + 2 * self.pad - self.k) / self.stride + 1
     }
 
     /// One im2col row: what kernel offset (ky, kx) sees of `plane` (h x w) at every output
-    /// position, into `out` (oh x ow, zero where the window lies in the padding).
-    fn fill_row(
+    /// position, into `out` (oh x ow), every value written (zero where the window lies in
+    /// the padding), so `out` may hold anything before.
+    pub fn fill_row(
         &self,
         plane: &[f32],
         (h, w): (usize, usize),
@@ -44,18 +45,21 @@ impl Im2Col {
     ) {
         let (s, p) = (self.stride, self.pad);
         // Output columns whose input column lies inside the image: ox * s + kx - p in 0..w.
-        let lo = p.saturating_sub(kx).div_ceil(s);
-        let hi = ((w + p).saturating_sub(kx + 1) / s + 1).min(ow);
-        if lo >= hi {
-            return;
-        }
-        let first = lo * s + kx - p;
+        let lo = p.saturating_sub(kx).div_ceil(s).min(ow);
+        let hi = ((w + p).saturating_sub(kx + 1) / s + 1).min(ow).max(lo);
+        let first = (lo * s + kx).saturating_sub(p);
         for oy in 0..oh {
+            let dst = &mut out[oy * ow..(oy + 1) * ow];
             let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
+                dst.fill(0.0);
                 continue;
             };
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if lo == hi {
+                continue;
+            }
             let src = &plane[iy * w..(iy + 1) * w];
-            let dst = &mut out[oy * ow..(oy + 1) * ow];
             if s == 1 {
                 dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
             } else {
@@ -103,6 +107,16 @@ pub struct InferenceConv {
 }
 
 impl InferenceConv {
+    /// The convolution (weights and bias folded).
+    pub(super) fn conv(&self) -> &Conv2d {
+        &self.conv
+    }
+
+    /// Its im2col geometry.
+    pub(super) fn op(&self) -> Im2Col {
+        self.op
+    }
+
     pub fn new(conv: Conv2d) -> Result<InferenceConv> {
         let (cout, cin, k, _) = conv.weight().dims4()?;
         let cfg = *conv.config();

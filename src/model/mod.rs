@@ -6,6 +6,7 @@ pub mod card;
 pub mod conv;
 pub mod error;
 pub mod net;
+pub mod plain;
 pub mod preprocess;
 
 use std::path::{Path, PathBuf};
@@ -208,25 +209,9 @@ impl XrayModel {
             return Err(ModelError::InputSize { side });
         }
         let x = Tensor::from_vec(flat, (images.len(), 1, side, side), &self.device).map_err(err)?;
-        // On the CPU one image per pass is faster than a batched pass (every candle op
-        // allocates its output; batch-sized temporaries cost page faults: BENCHMARKS.md);
-        // GPUs get the whole batch.
-        let out = if self.device.is_cpu() {
-            let parts = (0..images.len())
-                .map(|i| self.net.forward(&x.narrow(0, i, 1)?))
-                .collect::<candle_core::Result<Vec<_>>>()
-                .map_err(err)?;
-            let logits: Vec<Tensor> = parts.iter().map(|o| o.logits.clone()).collect();
-            let t: Vec<Tensor> = parts.iter().map(|o| o.t_score.clone()).collect();
-            let f: Vec<Tensor> = parts.iter().map(|o| o.features.clone()).collect();
-            net::Output {
-                logits: Tensor::cat(&logits, 0).map_err(err)?,
-                t_score: Tensor::cat(&t, 0).map_err(err)?,
-                features: Tensor::cat(&f, 0).map_err(err)?,
-            }
-        } else {
-            self.net.forward(&x).map_err(err)?
-        };
+        // One pass for the batch: on the CPU the plain pass (`plain`) keeps one set of
+        // buffers for it; GPUs get the whole batch anyway.
+        let out = self.net.forward(&x).map_err(err)?;
         let probs = candle_nn::ops::softmax(&out.logits, D::Minus1)
             .map_err(err)?
             .to_vec2::<f32>()

@@ -5,6 +5,7 @@
 //! module tree (`stem.conv`, `layer2.block.conv1`, `class_head`, ...).
 
 use super::conv::{train_forward, InferenceConv};
+use super::plain::{to_tensors, PlainBlock, PlainConv, PlainLinear, PlainNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{
     batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, VarBuilder,
@@ -103,11 +104,25 @@ pub struct FusedNet {
     layers: Vec<FusedBlock>,
     class_head: Linear,
     t_head: Linear,
+    /// The same weights as plain arrays, for the CPU (`plain`).
+    plain: Option<PlainNet>,
 }
 
 impl FusedNet {
-    /// `x`: [B, 1, 256, 256], normalised.
+    /// `x`: [B, 1, 256, 256], normalised. On the CPU the plain pass runs (`plain`).
     pub fn forward(&self, x: &Tensor) -> Result<Output> {
+        match &self.plain {
+            Some(plain) if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 => {
+                let (_, _, side, _) = x.dims4()?;
+                let values = x.flatten_all()?.to_vec1::<f32>()?;
+                to_tensors(plain.forward(&values, side), x.device())
+            }
+            _ => self.forward_tensors(x),
+        }
+    }
+
+    /// The same pass through candle's tensors (any device).
+    pub fn forward_tensors(&self, x: &Tensor) -> Result<Output> {
         let mut y = self.stem.forward(x)?.relu()?.max_pool2d(2)?;
         for layer in &self.layers {
             y = layer.forward(&y)?;
@@ -167,7 +182,7 @@ impl XrayNet {
 
     /// The inference form, batch norms folded in.
     pub fn fused(&self) -> Result<FusedNet> {
-        Ok(FusedNet {
+        let mut net = FusedNet {
             stem: InferenceConv::new(self.stem_conv.absorb_bn(&self.stem_bn)?)?,
             layers: self
                 .layers
@@ -176,7 +191,31 @@ impl XrayNet {
                 .collect::<Result<_>>()?,
             class_head: self.class_head.clone(),
             t_head: self.t_head.clone(),
-        })
+            plain: None,
+        };
+        if self.stem_conv.weight().device().is_cpu() {
+            net.plain = Some(PlainNet {
+                stem: PlainConv::from_inference(&net.stem)?,
+                blocks: net
+                    .layers
+                    .iter()
+                    .map(|b| {
+                        Ok(PlainBlock {
+                            conv1: PlainConv::from_inference(&b.conv1)?,
+                            conv2: PlainConv::from_inference(&b.conv2)?,
+                            shortcut: b
+                                .shortcut
+                                .as_ref()
+                                .map(PlainConv::from_inference)
+                                .transpose()?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                class_head: PlainLinear::from_linear(&net.class_head)?,
+                t_head: PlainLinear::from_linear(&net.t_head)?,
+            });
+        }
+        Ok(net)
     }
 
     /// `x`: [B, 1, 256, 256], normalised. `train` switches batch-norm statistics.
