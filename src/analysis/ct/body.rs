@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::morph::{components, despeckle, dilate, erode, extent, fill_holes, noise_sd};
+use super::morph::{components, despeckle, dilate_by, erode_by, extent, fill_holes, noise_sd};
 use crate::analysis::finding::RoiOutline;
 use crate::analysis::image::Frame;
 
@@ -137,12 +137,9 @@ fn locate_spine(
         bone = despeckle(&bone, w, h);
     }
     let steps = (3.0 / spacing.0.min(spacing.1)).round().max(1.0) as usize;
-    let mut grown = bone;
     // Closing steps are dilated here, so that a ring's halves form one component, and
     // eroded away once its holes are filled.
-    for _ in 0..steps + closing {
-        grown = dilate(&grown, w, h);
-    }
+    let grown = dilate_by(&bone, w, h, steps + closing);
     let pixel_mm2 = spacing.0 * spacing.1;
     let mut best: Option<(f64, Vec<usize>)> = None;
     for region in components(&grown, w, h) {
@@ -171,10 +168,8 @@ fn locate_spine(
         for &i in &region {
             mask[i] = true;
         }
-        for _ in 0..closing {
-            mask = erode(&mask, w, h);
-            filled = erode(&filled, w, h);
-        }
+        mask = erode_by(&mask, w, h, closing);
+        filled = erode_by(&filled, w, h, closing);
         region = (0..w * h).filter(|&i| mask[i]).collect();
     }
     let centre_column = extent(&region, w).0.round() as usize;
