@@ -286,8 +286,9 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     /// The plain pass equals the network through candle's own layers (batch norm not
-    /// folded) within 1e-4, at batch 1 and 3, with batch-norm statistics far from the
-    /// identity so that folding is exercised.
+    /// folded) within 1e-4, at batch 1, 3 and 6 (passes of four and two images sharing the
+    /// buffers), with batch-norm statistics far from the identity so that folding is
+    /// exercised.
     #[test]
     fn the_plain_pass_equals_candles_layers() {
         let device = Device::Cpu;
@@ -312,7 +313,7 @@ mod tests {
             var.set(&value.unwrap()).unwrap();
         }
         let fused = net.fused().unwrap();
-        for b in [1usize, 3] {
+        for b in [1usize, 3, 6] {
             let x = Tensor::randn(0f32, 1.0, (b, 1, INPUT_SIZE, INPUT_SIZE), &device).unwrap();
             let want = net.forward_t(&x, false).unwrap();
             let got = fused.forward(&x).unwrap();
