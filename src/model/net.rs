@@ -113,7 +113,10 @@ impl FusedNet {
     pub fn forward(&self, x: &Tensor) -> Result<Output> {
         match &self.plain {
             Some(plain) if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 => {
-                let (_, _, side, _) = x.dims4()?;
+                let (_, channels, side, width) = x.dims4()?;
+                if channels != 1 || width != side {
+                    candle_core::bail!("the network takes one-channel square images");
+                }
                 let values = x.flatten_all()?.to_vec1::<f32>()?;
                 to_tensors(plain.forward(&values, side), x.device())
             }

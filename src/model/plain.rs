@@ -55,6 +55,8 @@ impl PlainConv {
         out: &mut Vec<f32>,
         accumulate: bool,
     ) {
+        // The gemm below reads by these dimensions: hold the input to them.
+        assert_eq!(x.len(), self.cin * b * h * w, "input size");
         let k = self.op.k;
         let (oh, ow) = (self.out_side(h), self.out_side(w));
         let (l, rows) = (oh * ow, self.cin * k * k);
