@@ -157,6 +157,21 @@ fn from_anchors(
                     sure: Some(true),
                     caution: None,
                 },
+                // Two or more vertebrae off is not transitional anatomy: one anchor is
+                // wrong. Ribs missed on the lowest levels (short floating ribs) make the
+                // rib anchor too high; its L1 then has lung beside it, which an L1 does
+                // not, and the pelvis's L1 has none: the pelvis wins.
+                Some(n) if n.abs_diff(5) >= 2 && lung_below_ribs(vertebrae, t12, p) => {
+                    let l5 = p.expect("a count means a pelvis");
+                    name_from(vertebrae, l5, 17);
+                    Labelling {
+                        how: "L5 = first vertebra with the ilium beside it; counted cranially from there".into(),
+                        sure: Some(false),
+                        caution: Some(format!(
+                            "CT level anchors disagree: {n} vertebrae from the lowest rib-bearing one down to the first with the ilium beside it (usually 5), and the vertebra it would make L1 has lung beside it: the lowest ribs were missed; levels counted up from the iliac crest"
+                        )),
+                    }
+                }
                 Some(n) => Labelling {
                     how: how.into(),
                     sure: Some(false),
@@ -186,6 +201,17 @@ fn from_anchors(
             caution: None,
         },
     }
+}
+
+/// Whether the rib anchor's L1 (the vertebra after `t12`) has lung beside it while the
+/// pelvis's L1 (four above the first with the ilium beside it) has none.
+fn lung_below_ribs(vertebrae: &[LevelMeasure], t12: usize, pelvis: Option<usize>) -> bool {
+    let rib_l1 = vertebrae.get(t12 + 1).is_some_and(|v| v.lung);
+    let pelvis_l1 = pelvis
+        .and_then(|p| p.checked_sub(4))
+        .and_then(|k| vertebrae.get(k))
+        .is_some_and(|v| !v.lung);
+    rib_l1 && pelvis_l1
 }
 
 /// Why taking vertebra `t12` as T12 contradicts the lungs, if it does: the vertebrae it
@@ -327,5 +353,29 @@ mod tests {
         assert_eq!(v[0].level.as_deref(), Some("T8"));
         assert_eq!(labelling.sure, Some(true));
         assert!(v[0].ribs);
+    }
+
+    /// Ribs found on T9 only (T10-T12's short ribs missed) on a scan down to the pelvis:
+    /// the rib anchor would make T10 "L1", which has lung beside it; the pelvis, eight
+    /// vertebrae down, labels the levels instead, and says why.
+    #[test]
+    fn missed_lowest_ribs_give_way_to_the_pelvis_when_the_lungs_agree_with_it() {
+        // T8 T9 T10 T11 T12 L1 L2 L3 L4 L5
+        let mut v: Vec<LevelMeasure> = (0..10).map(|k| vertebra(200.0, k <= 1, k <= 2)).collect();
+        v[9].pelvis = true;
+        let labelling = label(&mut v);
+        assert_eq!(v[5].level.as_deref(), Some("L1"), "{v:?}");
+        assert_eq!(v[9].level.as_deref(), Some("L5"));
+        assert_eq!(v[1].level.as_deref(), Some("T9"));
+        assert_eq!(labelling.sure, Some(false));
+        assert!(labelling
+            .caution
+            .unwrap()
+            .contains("lowest ribs were missed"));
+        // With no lung beside the rib anchor's L1, the ribs stand (the old reading).
+        let mut v: Vec<LevelMeasure> = (0..10).map(|k| vertebra(200.0, k <= 1, k == 0)).collect();
+        v[9].pelvis = true;
+        label(&mut v);
+        assert_eq!(v[1].level.as_deref(), Some("T12"), "{v:?}");
     }
 }
