@@ -104,7 +104,10 @@ pub struct Labelling {
 /// - the lungs: T1-T9 always have lung beside them. When the rib anchor names T9 or higher
 ///   vertebrae that have none (`lungs_contradict`), the "ribs" were something else dense
 ///   beside every vertebra (opacified colon, excreted contrast, transverse processes): the
-///   rib flags are cleared and the pelvis alone is used, or no level is named.
+///   rib flags are cleared and the pelvis alone is used, or no level is named;
+/// - the count: two or more vertebrae off the usual five between T12 and L5 is not
+///   transitional anatomy. When the rib anchor's L1 has lung beside it and the pelvis's has
+///   none (`lung_below_ribs`), the lowest ribs were missed, and the pelvis counts.
 ///
 /// Both found and five vertebrae apart: sure. Another count (six or four lumbar-looking
 /// vertebrae: lumbosacral transitional anatomy, or a high crest): labelled from T12, not
@@ -121,11 +124,26 @@ pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
         }
         t12 = None;
     }
+    // Two or more vertebrae between the anchors beyond the usual five is not transitional
+    // anatomy: one anchor is wrong. Ribs missed on the lowest levels (short floating ribs)
+    // make the rib anchor too high; its L1 then has lung beside it, which an L1 does not,
+    // and the pelvis's L1 has none: the pelvis counts.
+    let missed_ribs = match (t12, pelvis) {
+        (Some(t), Some(p)) if (p - t).abs_diff(5) >= 2 && lung_below_ribs(vertebrae, t, p) => {
+            t12 = None;
+            Some(format!(
+                "{} vertebrae from the lowest rib-bearing one down to the first with the ilium beside it (usually 5), and the vertebra it would make L1 has lung beside it: the lowest ribs were missed",
+                p - t
+            ))
+        }
+        _ => None,
+    };
     let mut labelling = from_anchors(vertebrae, t12, pelvis);
-    if let Some(why) = not_ribs {
-        let disagree = format!(
-            "CT level anchors disagree: {why}; the dense pieces beside the spine are not ribs (contrast or transverse processes)"
-        );
+    let overruled = not_ribs
+        .map(|why| format!("{why}; the dense pieces beside the spine are not ribs (contrast or transverse processes)"))
+        .or(missed_ribs);
+    if let Some(why) = overruled {
+        let disagree = format!("CT level anchors disagree: {why}");
         labelling.caution = Some(match labelling.caution {
             Some(c) => format!("{disagree}; {c}"),
             None => disagree,
@@ -157,21 +175,6 @@ fn from_anchors(
                     sure: Some(true),
                     caution: None,
                 },
-                // Two or more vertebrae off is not transitional anatomy: one anchor is
-                // wrong. Ribs missed on the lowest levels (short floating ribs) make the
-                // rib anchor too high; its L1 then has lung beside it, which an L1 does
-                // not, and the pelvis's L1 has none: the pelvis wins.
-                Some(n) if n.abs_diff(5) >= 2 && lung_below_ribs(vertebrae, t12, p) => {
-                    let l5 = p.expect("a count means a pelvis");
-                    name_from(vertebrae, l5, 17);
-                    Labelling {
-                        how: "L5 = first vertebra with the ilium beside it; counted cranially from there".into(),
-                        sure: Some(false),
-                        caution: Some(format!(
-                            "CT level anchors disagree: {n} vertebrae from the lowest rib-bearing one down to the first with the ilium beside it (usually 5), and the vertebra it would make L1 has lung beside it: the lowest ribs were missed; levels counted up from the iliac crest"
-                        )),
-                    }
-                }
                 Some(n) => Labelling {
                     how: how.into(),
                     sure: Some(false),
@@ -184,10 +187,10 @@ fn from_anchors(
         (None, Some(l5)) if l5 >= 1 => {
             name_from(vertebrae, l5, 17);
             Labelling {
-                how: "L5 = first vertebra with the ilium beside it (no rib-bearing T12 in view); counted cranially from there".into(),
+                how: "L5 = first vertebra with the ilium beside it (no rib-bearing T12 to count from); counted cranially from there".into(),
                 sure: Some(false),
                 caution: Some(
-                    "CT levels counted up from the iliac crest only (no ribs in view): L1 may be one level off".into(),
+                    "CT levels counted up from the iliac crest only (no ribs to count from): L1 may be one level off".into(),
                 ),
             }
         }
@@ -204,11 +207,11 @@ fn from_anchors(
 }
 
 /// Whether the rib anchor's L1 (the vertebra after `t12`) has lung beside it while the
-/// pelvis's L1 (four above the first with the ilium beside it) has none.
-fn lung_below_ribs(vertebrae: &[LevelMeasure], t12: usize, pelvis: Option<usize>) -> bool {
+/// pelvis's L1 (four above `l5`, the first with the ilium beside it) has none.
+fn lung_below_ribs(vertebrae: &[LevelMeasure], t12: usize, l5: usize) -> bool {
     let rib_l1 = vertebrae.get(t12 + 1).is_some_and(|v| v.lung);
-    let pelvis_l1 = pelvis
-        .and_then(|p| p.checked_sub(4))
+    let pelvis_l1 = l5
+        .checked_sub(4)
         .and_then(|k| vertebrae.get(k))
         .is_some_and(|v| !v.lung);
     rib_l1 && pelvis_l1
