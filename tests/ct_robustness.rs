@@ -3,8 +3,9 @@
 //! from the unlabelled body, flagged), phantoms without ribs (labelled from the pelvis,
 //! flagged), low-dose noise, 3 mm slices whose discs must not count as vertebrae, discs of
 //! other densities, opacified colon beside the spine (not ribs), an off-centre scoliotic
-//! spine, six or four lumbar vertebrae (flagged, never silently labelled), and pedicle
-//! screws (their levels left out of the class, flagged).
+//! spine, six or four lumbar vertebrae (flagged, never silently labelled), pedicle
+//! screws (their levels left out of the class, flagged), and two real CTs: one at 3 mm
+//! with vertebra masks, one with contrast whose lowest ribs are not found.
 
 mod common;
 
@@ -324,6 +325,38 @@ fn the_real_3_mm_ct_is_labelled_as_its_masks_say_and_measured_within_15_hu() {
         finding["ct"]["class_basis"]
             .as_str()
             .is_some_and(|b| b.starts_with("L1") && !b.contains("measured over only")),
+        "{finding:#}"
+    );
+}
+
+/// A real CC BY 4.0 contrast CT from the heart to the sacrum (tests/data/ct-pancreas-contrast):
+/// ribs are found beside T9 and T10 only, which would make T10 "T12". The lungs beside the
+/// vertebra that would be L1, and the ilium beside the last lumbar vertebra (which sits on
+/// the sacrum), overrule that: T9-L5 are named from the pelvis, not sure, with the reason.
+#[test]
+fn a_real_contrast_ct_whose_lowest_ribs_are_missed_is_labelled_from_the_pelvis() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ct-pancreas-contrast");
+    let finding = analyze(&dir);
+    let found = levels(&finding);
+    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
+    let want = ["T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"];
+    assert_eq!(names, want.map(Some).to_vec(), "{found:?}");
+    let last = &finding["ct"]["levels"].as_array().unwrap()[found.len() - 1];
+    assert_eq!(last["pelvis"], true, "{last:#}");
+    // Contrast-enhanced trabecular bone, every body alike (255-285 HU).
+    for (level, hu, _) in &found {
+        assert!((230.0..=310.0).contains(hu), "{level:?} {hu} HU: {found:?}");
+    }
+    assert_eq!(finding["ct"]["class"], "normal_likely", "{finding:#}");
+    assert!(
+        finding["ct"]["class_basis"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("L1 median")),
+        "{finding:#}"
+    );
+    assert_eq!(finding["ct"]["level_confidence"], "low", "{finding:#}");
+    assert!(
+        flags(&finding).contains("the lowest ribs were missed"),
         "{finding:#}"
     );
 }

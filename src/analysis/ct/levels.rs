@@ -31,32 +31,64 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
     // lie further behind (42-48 mm on the real 3 mm scan).
     let last_row = body.centre.1 + 38.0 / spacing.0;
     let mut sides = [false; 2];
+    let mut wings = [false; 2];
     let mut pelvis = false;
     for piece in components(&bone, w, h) {
         let area = piece.len() as f64 * pixel_mm2;
-        let (cx, cy, _, _) = extent(&piece, w);
+        let (cx, cy, bw, bh) = extent(&piece, w);
         let dx = (cx - body.centre.0) * spacing.1;
         let level = cy >= first_row as f64 && cy <= last_row;
         if level && (15.0..400.0).contains(&area) && (45.0..140.0).contains(&dx.abs()) {
             sides[(dx > 0.0) as usize] = true;
         }
-        if area > 500.0 && (50.0..170.0).contains(&dx.abs()) {
-            pelvis = true;
+        if (50.0..170.0).contains(&dx.abs()) {
+            pelvis |= area > 500.0;
+            let length = (bw * spacing.1).max(bh * spacing.0);
+            wings[(dx > 0.0) as usize] |= area >= WING_MM2 && length >= WING_LENGTH_MM;
         }
     }
+    let wings = wings[0] && wings[1] && !pelvis;
     Beside {
-        ribs: sides[0] && sides[1] && !pelvis,
+        ribs: sides[0] && sides[1] && !pelvis && !wings,
         pelvis,
+        wings,
         lung: lung_beside(frame, body, spacing),
     }
 }
+
+/// The upper iliac wings beside L5 are thin plates: in one slice, a long piece under
+/// the pelvis's 500 mm² on each side (340-450 mm², 48-76 mm long on a real 5 mm PET-CT
+/// whose L5 was taken for L4 without them). Lower ribs cut along their course look alike,
+/// so wings count only below a vertebra without ribs and beside one without lung
+/// (`pelvis_from_wings`).
+const WING_MM2: f64 = 250.0;
+const WING_LENGTH_MM: f64 = 40.0;
 
 /// What lies beside a vertebra's body on its middle slice.
 #[derive(Debug, Clone, Copy)]
 pub struct Beside {
     pub ribs: bool,
+    /// A large plate of bone to the side: the ilium.
     pub pelvis: bool,
+    /// A long thin plate of bone on each side, not large enough for `pelvis`: the upper
+    /// iliac wings, or lower ribs cut along their course.
+    pub wings: bool,
     pub lung: bool,
+}
+
+/// The ilium's upper wings beside vertebra k (`wings[k]`) make it the pelvis's first
+/// vertebra when nothing above it has the ilium beside it, it has no lung beside it and
+/// the vertebra above it has no ribs (the 11th and 12th ribs beside T12 and L1 can look
+/// like wings in one slice).
+pub fn pelvis_from_wings(vertebrae: &mut [LevelMeasure], wings: &[bool]) {
+    let first = (0..vertebrae.len()).find(|&k| {
+        vertebrae[k].pelvis
+            || (wings[k] && !vertebrae[k].lung && (k == 0 || !vertebrae[k - 1].ribs))
+    });
+    if let Some(k) = first {
+        vertebrae[k].pelvis = true;
+        vertebrae[k].ribs = false;
+    }
 }
 
 /// Lung beside the spine: at least 600 mm² of lung density (-960 to -500 HU: air with
@@ -100,7 +132,9 @@ pub struct Labelling {
 ///   the volume starts there): the first pieces of the iliac crests beside L4, or contrast
 ///   in both renal pelves, are small lateral pieces at one level only;
 /// - from below, the first vertebra with the ilium beside it is L5 (the crests reach L4 in
-///   some people, so this anchor alone is the weaker one);
+///   some people, so this anchor alone is the weaker one); the ilium lies below every
+///   vertebra with lung beside it, so plates beside one above the last with lung are the
+///   shoulder blades;
 /// - the lungs: T1-T9 always have lung beside them. When the rib anchor names T9 or higher
 ///   vertebrae that have none (`lungs_contradict`), the "ribs" were something else dense
 ///   beside every vertebra (opacified colon, excreted contrast, transverse processes): the
@@ -109,15 +143,25 @@ pub struct Labelling {
 ///   transitional anatomy. When the rib anchor's L1 has lung beside it and the pelvis's has
 ///   none (`lung_below_ribs`), the lowest ribs were missed, and the pelvis counts.
 ///
-/// Both found and five vertebrae apart: sure. Another count (six or four lumbar-looking
-/// vertebrae: lumbosacral transitional anatomy, or a high crest): labelled from T12, not
-/// sure, and said. Only the pelvis: counted up from L5, not sure, and said.
-pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
+/// Counts are by place along the spine (`places`, from the vertebrae's z `centres`), so a
+/// vertebra that was not found between two that were keeps its level's room. Both found
+/// and five places apart: sure. Another count (six or four lumbar-looking vertebrae:
+/// lumbosacral transitional anatomy, or a high crest): labelled from T12, not sure, and
+/// said. Only ribs, on every vertebra in view: not sure (the scan may end above T12).
+/// Only the pelvis: counted up from L5, not sure, and said.
+pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
+    let place = places(centres);
+    // The ilium lies below every vertebra with lung beside it: large plates beside a
+    // vertebra above the last one with lung are the shoulder blades.
+    let last_lung = vertebrae.iter().rposition(|v| v.lung);
+    for v in vertebrae.iter_mut().take(last_lung.map_or(0, |k| k + 1)) {
+        v.pelvis = false;
+    }
     let pelvis = vertebrae.iter().position(|v| v.pelvis);
     let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
     let mut t12 = (0..above_pelvis).rev().find(|&k| ribbed(k));
-    let not_ribs = t12.and_then(|t12| lungs_contradict(vertebrae, t12));
+    let not_ribs = t12.and_then(|t12| lungs_contradict(vertebrae, &place, t12));
     if not_ribs.is_some() {
         for v in vertebrae.iter_mut() {
             v.ribs = false;
@@ -129,16 +173,28 @@ pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
     // make the rib anchor too high; its L1 then has lung beside it, which an L1 does not,
     // and the pelvis's L1 has none: the pelvis counts.
     let missed_ribs = match (t12, pelvis) {
-        (Some(t), Some(p)) if (p - t).abs_diff(5) >= 2 && lung_below_ribs(vertebrae, t, p) => {
+        (Some(t), Some(p))
+            if (place[p] - place[t]).abs_diff(5) >= 2
+                && lung_below_ribs(vertebrae, &place, t, p) =>
+        {
             t12 = None;
             Some(format!(
                 "{} vertebrae from the lowest rib-bearing one down to the first with the ilium beside it (usually 5), and the vertebra it would make L1 has lung beside it: the lowest ribs were missed",
-                p - t
+                place[p] - place[t]
             ))
         }
         _ => None,
     };
-    let mut labelling = from_anchors(vertebrae, t12, pelvis);
+    let mut labelling = from_anchors(vertebrae, &place, t12, pelvis);
+    let missed = place.last().map_or(0, |p| p + 1) - vertebrae.len();
+    if labelling.sure.is_some() && missed > 0 {
+        labelling.how =
+            format!(
+            "{}; {missed} {} between those measured counted from the spacing of their neighbours",
+            labelling.how,
+            if missed == 1 { "vertebra not found" } else { "vertebrae not found" }
+        );
+    }
     let overruled = not_ribs
         .map(|why| format!("{why}; the dense pieces beside the spine are not ribs (contrast or transverse processes)"))
         .or(missed_ribs);
@@ -155,20 +211,29 @@ pub fn label(vertebrae: &mut [LevelMeasure]) -> Labelling {
 /// The labels from the rib-bearing T12 and the first vertebra with the ilium beside it.
 fn from_anchors(
     vertebrae: &mut [LevelMeasure],
+    place: &[usize],
     t12: Option<usize>,
     pelvis: Option<usize>,
 ) -> Labelling {
     let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     match (t12, pelvis) {
         (Some(t12), p) => {
-            name_from(vertebrae, t12, 12);
+            name_from(vertebrae, place, t12, 12);
             let how =
                 "T12 = lowest vertebra with ribs above the pelvis; counted caudally from there";
-            match p.map(|p| p - t12) {
+            match p.map(|p| place[p] - place[t12]) {
                 Some(5) => Labelling {
                     how: format!("{how}; the ilium beside L5 agrees"),
                     sure: Some(true),
                     caution: None,
+                },
+                // Every vertebra in view has ribs: the scan may end above the real T12.
+                None if t12 + 1 == vertebrae.len() => Labelling {
+                    how: how.into(),
+                    sure: Some(false),
+                    caution: Some(
+                        "CT levels counted from the lowest rib-bearing vertebra, which is the last in view: the scan may end above T12, and the levels may be too low".into(),
+                    ),
                 },
                 None => Labelling {
                     how: how.into(),
@@ -185,7 +250,7 @@ fn from_anchors(
             }
         }
         (None, Some(l5)) if l5 >= 1 => {
-            name_from(vertebrae, l5, 17);
+            name_from(vertebrae, place, l5, 17);
             Labelling {
                 how: "L5 = first vertebra with the ilium beside it (no rib-bearing T12 to count from); counted cranially from there".into(),
                 sure: Some(false),
@@ -206,14 +271,12 @@ fn from_anchors(
     }
 }
 
-/// Whether the rib anchor's L1 (the vertebra after `t12`) has lung beside it while the
-/// pelvis's L1 (four above `l5`, the first with the ilium beside it) has none.
-fn lung_below_ribs(vertebrae: &[LevelMeasure], t12: usize, l5: usize) -> bool {
-    let rib_l1 = vertebrae.get(t12 + 1).is_some_and(|v| v.lung);
-    let pelvis_l1 = l5
-        .checked_sub(4)
-        .and_then(|k| vertebrae.get(k))
-        .is_some_and(|v| !v.lung);
+/// Whether the rib anchor's L1 (the place after `t12`) has lung beside it while the
+/// pelvis's L1 (four places above `l5`, the first with the ilium beside it) has none.
+fn lung_below_ribs(vertebrae: &[LevelMeasure], place: &[usize], t12: usize, l5: usize) -> bool {
+    let at = |p: Option<usize>| p.and_then(|p| place.iter().position(|&q| q == p));
+    let rib_l1 = at(Some(place[t12] + 1)).is_some_and(|k| vertebrae[k].lung);
+    let pelvis_l1 = at(place[l5].checked_sub(4)).is_some_and(|k| !vertebrae[k].lung);
     rib_l1 && pelvis_l1
 }
 
@@ -221,8 +284,11 @@ fn lung_below_ribs(vertebrae: &[LevelMeasure], t12: usize, l5: usize) -> bool {
 /// would make T1-T9 (three or more above it) mostly have no lung beside them. At T9 and
 /// above the lungs always flank the spine; one vertebra may miss the area threshold, so
 /// half of them must lack lung, and at least one.
-fn lungs_contradict(vertebrae: &[LevelMeasure], t12: usize) -> Option<String> {
-    let upper = &vertebrae[..t12.saturating_sub(2)];
+fn lungs_contradict(vertebrae: &[LevelMeasure], place: &[usize], t12: usize) -> Option<String> {
+    let upper: Vec<&LevelMeasure> = (0..t12)
+        .filter(|&k| place[k] + 3 <= place[t12])
+        .map(|k| &vertebrae[k])
+        .collect();
     let without = upper.iter().filter(|v| !v.lung).count();
     (without > 0 && 2 * without >= upper.len()).then(|| {
         format!(
@@ -232,11 +298,36 @@ fn lungs_contradict(vertebrae: &[LevelMeasure], t12: usize) -> Option<String> {
     })
 }
 
+/// Each vertebra's place along the spine (0 for the first), counting vertebrae that were
+/// not found between those measured: a gap between two centres of at least 1.6 times the
+/// usual pitch there (the median of up to two gaps on each side) holds
+/// round(gap / pitch) - 1 missed vertebrae (on a real contrast CT, two mid-thoracic bodies
+/// whose cortex did not close, 64 mm apart at a 23 mm pitch). Pitch grows from T1 to L5,
+/// hence the neighbours' gaps and not the scan's.
+pub fn places(centres: &[f64]) -> Vec<usize> {
+    let gaps: Vec<f64> = centres.windows(2).map(|w| (w[0] - w[1]).abs()).collect();
+    let mut place = vec![0usize; centres.len()];
+    for (i, gap) in gaps.iter().enumerate() {
+        let near: Vec<f64> = (i.saturating_sub(2)..(i + 3).min(gaps.len()))
+            .filter(|&j| j != i)
+            .map(|j| gaps[j])
+            .collect();
+        let pitch = super::track::median(near);
+        let missed = if pitch.is_finite() && pitch > 0.0 && *gap >= 1.6 * pitch {
+            (gap / pitch).round() as usize - 1
+        } else {
+            0
+        };
+        place[i + 1] = place[i] + 1 + missed;
+    }
+    place
+}
+
 /// Name vertebra `anchor` by its ordinal (T1 = 1 ... T12 = 12, L1 = 13 ... L5 = 17) and
-/// the others by their distance from it; beyond T1 or L5 a vertebra stays unnamed.
-fn name_from(vertebrae: &mut [LevelMeasure], anchor: usize, ordinal: i64) {
+/// the others by their place from it; beyond T1 or L5 a vertebra stays unnamed.
+fn name_from(vertebrae: &mut [LevelMeasure], place: &[usize], anchor: usize, ordinal: i64) {
     for (k, v) in vertebrae.iter_mut().enumerate() {
-        let o = ordinal + k as i64 - anchor as i64;
+        let o = ordinal + place[k] as i64 - place[anchor] as i64;
         v.level = match o {
             1..=12 => Some(format!("T{o}")),
             13..=17 => Some(format!("L{}", o - 12)),
@@ -285,6 +376,11 @@ mod tests {
     use super::*;
     use crate::analysis::finding::RoiOutline;
 
+    /// Centres of `n` vertebrae at a steady 30 mm pitch, cranial first.
+    fn even(n: usize) -> Vec<f64> {
+        (0..n).map(|k| -30.0 * k as f64).collect()
+    }
+
     fn vertebra(median_hu: f64, ribs: bool, lung: bool) -> LevelMeasure {
         LevelMeasure {
             level: None,
@@ -316,7 +412,8 @@ mod tests {
             .iter()
             .map(|&hu| vertebra(hu, true, false))
             .collect();
-        let labelling = label(&mut v);
+        let c = even(v.len());
+        let labelling = label(&mut v, &c);
         assert!(v.iter().all(|x| x.level.is_none() && !x.ribs), "{v:?}");
         assert_eq!(labelling.sure, None);
         assert!(labelling.how.starts_with("levels not determined"));
@@ -351,7 +448,8 @@ mod tests {
             vertebra(150.0, true, false),
             vertebra(150.0, false, false),
         ];
-        let labelling = label(&mut v);
+        let c = even(v.len());
+        let labelling = label(&mut v, &c);
         assert_eq!(v[4].level.as_deref(), Some("T12"));
         assert_eq!(v[0].level.as_deref(), Some("T8"));
         assert_eq!(labelling.sure, Some(true));
@@ -366,7 +464,8 @@ mod tests {
         // T8 T9 T10 T11 T12 L1 L2 L3 L4 L5
         let mut v: Vec<LevelMeasure> = (0..10).map(|k| vertebra(200.0, k <= 1, k <= 2)).collect();
         v[9].pelvis = true;
-        let labelling = label(&mut v);
+        let c = even(v.len());
+        let labelling = label(&mut v, &c);
         assert_eq!(v[5].level.as_deref(), Some("L1"), "{v:?}");
         assert_eq!(v[9].level.as_deref(), Some("L5"));
         assert_eq!(v[1].level.as_deref(), Some("T9"));
@@ -378,7 +477,82 @@ mod tests {
         // With no lung beside the rib anchor's L1, the ribs stand (the old reading).
         let mut v: Vec<LevelMeasure> = (0..10).map(|k| vertebra(200.0, k <= 1, k == 0)).collect();
         v[9].pelvis = true;
-        label(&mut v);
+        let c = even(v.len());
+        label(&mut v, &c);
         assert_eq!(v[1].level.as_deref(), Some("T12"), "{v:?}");
+    }
+
+    /// Two vertebrae missed between the first and second found (a 64 mm gap at a 23 mm
+    /// pitch) move the names above the gap, not below it; a long lumbar pitch beside short
+    /// thoracic ones is not a gap.
+    #[test]
+    fn vertebrae_missed_between_those_found_keep_their_places() {
+        assert_eq!(
+            places(&[0.0, -64.5, -85.5, -111.0, -135.0, -174.0, -205.0, -240.0]),
+            [0, 3, 4, 5, 6, 7, 8, 9]
+        );
+        let mut v: Vec<LevelMeasure> = (0..8).map(|k| vertebra(200.0, k <= 1, k <= 2)).collect();
+        let labelling = label(
+            &mut v,
+            &[0.0, -64.5, -85.5, -111.0, -135.0, -174.0, -205.0, -240.0],
+        );
+        let names: Vec<Option<&str>> = v.iter().map(|x| x.level.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                Some("T9"),
+                Some("T12"),
+                Some("L1"),
+                Some("L2"),
+                Some("L3"),
+                Some("L4"),
+                Some("L5"),
+                None
+            ],
+            "{}",
+            labelling.how
+        );
+        assert!(
+            labelling.how.contains("2 vertebrae not found"),
+            "{}",
+            labelling.how
+        );
+    }
+
+    /// Thin plates on both sides of the last lumbar vertebra (the upper iliac wings) make it
+    /// the pelvis's first; the same beside a vertebra below one with ribs (the 12th ribs
+    /// beside L1) or beside lung do not.
+    #[test]
+    fn thin_iliac_wings_anchor_the_pelvis_unless_ribs_or_lung_explain_them() {
+        let mut v: Vec<LevelMeasure> = (0..6).map(|k| vertebra(150.0, k == 0, false)).collect();
+        let wings = [false, false, false, false, false, true];
+        pelvis_from_wings(&mut v, &wings);
+        assert!(v[5].pelvis && !v[5].ribs);
+        let mut v: Vec<LevelMeasure> = (0..6).map(|k| vertebra(150.0, k == 0, k == 1)).collect();
+        pelvis_from_wings(&mut v, &[false, true, false, false, false, false]);
+        assert!(v.iter().all(|x| !x.pelvis), "lung beside: {v:?}");
+        let mut v: Vec<LevelMeasure> = (0..6).map(|k| vertebra(150.0, k == 0, false)).collect();
+        pelvis_from_wings(&mut v, &[false, true, false, false, false, false]);
+        assert!(v.iter().all(|x| !x.pelvis), "ribs above: {v:?}");
+        // A large plate above thin wings is the first with the ilium beside it.
+        let mut v: Vec<LevelMeasure> = (0..6).map(|_| vertebra(150.0, false, false)).collect();
+        v[4].pelvis = true;
+        pelvis_from_wings(&mut v, &[false, false, false, false, false, true]);
+        assert!(v[4].pelvis && !v[5].pelvis);
+    }
+
+    /// A chest CT that ends on a rib-bearing vertebra: its lowest ribs need not be the
+    /// 12th, so the labels are not sure and the reader is told; shoulder blades beside the
+    /// top vertebra are not the pelvis.
+    #[test]
+    fn a_scan_ending_on_ribs_is_not_sure_of_t12_and_shoulder_blades_are_not_the_pelvis() {
+        let mut v: Vec<LevelMeasure> = (0..6).map(|k| vertebra(200.0, true, k < 4)).collect();
+        v[0].pelvis = true;
+        let c = even(v.len());
+        let labelling = label(&mut v, &c);
+        assert!(!v[0].pelvis);
+        assert_eq!(v[5].level.as_deref(), Some("T12"));
+        assert_eq!(labelling.sure, Some(false));
+        assert!(labelling.caution.unwrap().contains("may end above T12"));
     }
 }

@@ -61,10 +61,13 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     let only = single && pieces.len() == 1;
     pieces.retain(|p| only || track::span_mm(&p.bodies, volume) >= track::MIN_BODY_MM);
     let pieces = track::drop_disc_remnants(pieces, volume);
-    let mut vertebrae: Vec<LevelMeasure> = pieces.iter().map(|p| vertebra(p, volume)).collect();
+    let (mut vertebrae, wings): (Vec<LevelMeasure>, Vec<bool>) =
+        pieces.iter().map(|p| vertebra(p, volume)).unzip();
+    levels::pelvis_from_wings(&mut vertebrae, &wings);
     let ranges: Vec<(f64, f64)> = pieces.iter().map(|p| p.z_range(volume)).collect();
     levels::flag_compressed(&mut vertebrae, &ranges);
-    let labelling = levels::label(&mut vertebrae);
+    let centres: Vec<f64> = ranges.iter().map(|(a, b)| (a + b) / 2.0).collect();
+    let labelling = levels::label(&mut vertebrae, &centres);
     CtMeasurement {
         vertebrae,
         labelling: labelling.how,
@@ -74,8 +77,9 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
 }
 
 /// One vertebra's measurement from its group of slices (level and compression are set
-/// later, from its neighbours).
-fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
+/// later, from its neighbours), and whether thin iliac wings may lie beside it
+/// (`levels::pelvis_from_wings`).
+fn vertebra(piece: &track::Piece, volume: &Volume) -> (LevelMeasure, bool) {
     let group = &piece.bodies;
     let mid = &group[group.len() / 2].body;
     // Mid-body slices only: the outer fifths hold partial-volumed endplates.
@@ -94,7 +98,7 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
     let mean_hu = values.iter().sum::<f64>() / n.max(1) as f64;
     let median_hu = track::median(values);
     let beside = levels::beside_the_spine(&volume.slices[mid.slice], mid, volume.spacing);
-    LevelMeasure {
+    let measure = LevelMeasure {
         level: None,
         slices: central.iter().map(|b| b.body.slice).collect(),
         mean_hu,
@@ -109,7 +113,8 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> LevelMeasure {
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),
         compressed: false,
         metal: hardware::metal_near(piece, mid.centre, volume),
-    }
+    };
+    (measure, beside.wings)
 }
 
 /// A classifying body measured over less than this (mm) is said to be (lumbar bodies are

@@ -234,7 +234,8 @@ fn extent_mm((a, b): (usize, usize), volume: &Volume) -> f64 {
 /// the same side. Two vertebrae around a third are two pitches apart; around a disc and
 /// its partial-volumed endplates, one; and a disc is denser or less dense than both
 /// bodies. A short body (compressed, or cut at a dense endplate) keeps its place unless
-/// it is all of that. An end piece more than three pitches from its neighbour goes too.
+/// it is all of that. An end piece more than three pitches from its neighbour goes too,
+/// and a short one more than two.
 pub fn drop_disc_remnants(pieces: Vec<Piece>, volume: &Volume) -> Vec<Piece> {
     if pieces.len() < 3 {
         return pieces;
@@ -264,14 +265,7 @@ pub fn drop_disc_remnants(pieces: Vec<Piece>, volume: &Volume) -> Vec<Piece> {
         .map(|p| median(p.bodies.iter().map(|b| b.median_hu).collect()))
         .collect();
     let last = pieces.len() - 1;
-    let remnant = |k: usize| {
-        // An end piece more than three pitches from the rest (two bodies missed in
-        // between would be two) is not on this spine: the pubis, a hip, the scan's edge.
-        let stray = (k == 0 && (centres[0] - centres[1]).abs() > 3.0 * pitch)
-            || (k == last && (centres[last - 1] - centres[last]).abs() > 3.0 * pitch);
-        if stray {
-            return true;
-        }
+    let disc = |k: usize| {
         if k == 0 || k == last || !short(k) {
             return false;
         }
@@ -282,10 +276,89 @@ pub fn drop_disc_remnants(pieces: Vec<Piece>, volume: &Volume) -> Vec<Piece> {
         let apart = hu[k] > a.max(b) + 5.0 || hu[k] < a.min(b) - 5.0;
         close && apart
     };
-    let keep: Vec<bool> = (0..pieces.len()).map(|k| !remnant(k)).collect();
+    let mut keep: Vec<bool> = (0..pieces.len()).map(|k| !disc(k)).collect();
+    // An end piece more than three pitches from the rest (two bodies missed in between
+    // would be two) is not on this spine: the pubis, a hip, the scan's edge. A short one
+    // more than two pitches away is not either (on a real PET-CT, an 8.5 mm piece at
+    // -20 HU in the pelvis, 2.6 pitches below L5, was taken for L5). Ends are stripped
+    // until the end pieces stand: one stray piece can lie beyond another.
+    let far = |k: usize, j: usize| {
+        let apart = (centres[k] - centres[j]).abs() / pitch;
+        apart > 3.0 || (short(k) && apart > 2.0)
+    };
+    loop {
+        let kept: Vec<usize> = (0..pieces.len()).filter(|&k| keep[k]).collect();
+        let n = kept.len();
+        if n < 3 {
+            break;
+        }
+        if far(kept[0], kept[1]) {
+            keep[kept[0]] = false;
+        } else if far(kept[n - 1], kept[n - 2]) {
+            keep[kept[n - 1]] = false;
+        } else {
+            break;
+        }
+    }
     pieces
         .into_iter()
         .zip(keep)
         .filter_map(|(p, k)| k.then_some(p))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::finding::RoiOutline;
+
+    /// A piece over slices `a..=b` (4 mm apart) whose slices all measure `hu`.
+    fn piece(a: usize, b: usize, hu: f64) -> Piece {
+        let bodies = (a..=b)
+            .map(|slice| Located {
+                body: SliceBody {
+                    slice,
+                    roi: Vec::new(),
+                    centre: (0.0, 0.0),
+                    area_mm2: 0.0,
+                    outline: RoiOutline {
+                        centre: (0.0, 0.0),
+                        radii: (1.0, 1.0),
+                        posterior_row: 0.0,
+                    },
+                },
+                median_hu: hu,
+            })
+            .collect();
+        Piece {
+            bodies,
+            extent: (a, b),
+        }
+    }
+
+    /// Five bodies 9 slices (36 mm) apart, then a short piece 2.6 pitches below the last
+    /// and a tall one three pitches further: both ends go, the short one although it lies
+    /// within three pitches of the last body, once the far one beyond it is gone.
+    #[test]
+    fn stray_end_pieces_go_one_after_another() {
+        let volume = Volume {
+            slices: Vec::new(),
+            z: (0..120).map(|k| -4.0 * k as f64).collect(),
+            sop_uids: Vec::new(),
+            spacing: (1.0, 1.0),
+            orientation: Vec::new(),
+        };
+        let mut pieces: Vec<Piece> = (0..5).map(|k| piece(9 * k, 9 * k + 6, 200.0)).collect();
+        pieces.push(piece(60, 61, -20.0));
+        pieces.push(piece(88, 94, 250.0));
+        let kept = drop_disc_remnants(pieces.clone(), &volume);
+        let firsts: Vec<usize> = kept.iter().map(|p| p.extent.0).collect();
+        assert_eq!(firsts, [0, 9, 18, 27, 36]);
+        // A short piece under two pitches below is a body after one missed (or a cut one):
+        // kept.
+        pieces.truncate(5);
+        pieces.push(piece(54, 55, 150.0));
+        let kept = drop_disc_remnants(pieces, &volume);
+        assert_eq!(kept.len(), 6);
+    }
 }
