@@ -133,8 +133,8 @@ pub struct Labelling {
 ///   in both renal pelves, are small lateral pieces at one level only;
 /// - from below, the first vertebra with the ilium beside it is L5 (the crests reach L4 in
 ///   some people, so this anchor alone is the weaker one); the ilium lies below every
-///   vertebra with lung beside it, so plates beside one above the last with lung are the
-///   shoulder blades;
+///   rib-bearing vertebra with lung beside it, so plates beside one above the last such
+///   vertebra are the shoulder blades;
 /// - the lungs: T1-T9 always have lung beside them. When the rib anchor names T9 or higher
 ///   vertebrae that have none (`lungs_contradict`), the "ribs" were something else dense
 ///   beside every vertebra (opacified colon, excreted contrast, transverse processes): the
@@ -151,10 +151,11 @@ pub struct Labelling {
 /// Only the pelvis: counted up from L5, not sure, and said.
 pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
     let place = places(centres);
-    // The ilium lies below every vertebra with lung beside it: large plates beside a
-    // vertebra above the last one with lung are the shoulder blades.
-    let last_lung = vertebrae.iter().rposition(|v| v.lung);
-    for v in vertebrae.iter_mut().take(last_lung.map_or(0, |k| k + 1)) {
+    // The ilium lies below every rib-bearing vertebra with lung beside it: large plates
+    // beside one above the last such vertebra are the shoulder blades. (Lung alone could
+    // be gas in the bowel beside the pelvis.)
+    let last_chest = vertebrae.iter().rposition(|v| v.lung && v.ribs);
+    for v in vertebrae.iter_mut().take(last_chest.map_or(0, |k| k + 1)) {
         v.pelvis = false;
     }
     let pelvis = vertebrae.iter().position(|v| v.pelvis);
