@@ -1,11 +1,10 @@
-//! Convolution for the CPU as im2col (a candle custom op, parallel over rows) and one
-//! matmul of the weights [Cout, Cin·k·k] by the columns [Cin·k·k, H·W]: a wide matrix for
-//! gemm, where candle's own CPU conv2d multiplies [H·W, K] by a thin [K, Cout] and
-//! transposes afterwards (~2.5x faster for inference, BENCHMARKS.md). For training
-//! (`train_forward`) the columns of the whole batch form one [K, B·H·W] matrix and im2col
-//! has a backward pass (col2im), so both gradients are gemms too; candle's conv2d backward
-//! goes through a slow direct transposed convolution on the CPU. Other devices use
-//! candle's conv2d.
+//! Convolution as im2col and gemm on the CPU. For training (`train_forward`) the columns
+//! of the whole batch form one [Cin·k·k, B·H·W] matrix and im2col has a backward pass
+//! (col2im), so the forward pass and both gradients are gemms; candle's conv2d backward
+//! goes through a slow direct transposed convolution on the CPU. For inference,
+//! `Im2Col::fill_row` is the geometry the plain pass (`plain`) fills its columns with;
+//! `InferenceConv` holds a convolution with batch norm folded in, which candle runs on
+//! other devices. Other devices train with candle's conv2d.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 use candle_nn::Conv2d;
@@ -19,7 +18,7 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]>
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
-/// im2col of a contiguous f32 [B, C, H, W] tensor into [B, C·k·k, OH·OW].
+/// im2col geometry: a square kernel, its stride and padding.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Im2Col {
     pub k: usize,
@@ -71,38 +70,10 @@ impl Im2Col {
     }
 }
 
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "im2col"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = layout.shape().dims4()?;
-        let x = contiguous(storage, layout)?;
-        let k = self.k;
-        let (oh, ow) = (self.out_side(h), self.out_side(w));
-        let rows = c * k * k;
-        let mut cols = vec![0f32; b * rows * oh * ow];
-        // One output row per (batch, channel, ky, kx): contiguous writes, independent.
-        cols.par_chunks_mut(oh * ow)
-            .enumerate()
-            .for_each(|(row, out)| {
-                let (bi, r) = (row / rows, row % rows);
-                let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-                let plane = &x[(bi * c + ci) * h * w..][..h * w];
-                self.fill_row(plane, (h, w), (ky, kx), (oh, ow), out);
-            });
-        Ok((CpuStorage::F32(cols), Shape::from((b, rows, oh * ow))))
-    }
-}
-
-/// A square convolution with bias (batch norm already folded in), for inference.
+/// A square convolution with bias (batch norm already folded in), for inference: candle
+/// runs it on other devices; the plain CPU pass copies its weights and `op` geometry.
 pub struct InferenceConv {
     conv: Conv2d,
-    /// [Cout, Cin·k·k].
-    weight: Tensor,
-    /// [Cout, 1].
-    bias: Option<Tensor>,
     op: Im2Col,
 }
 
@@ -118,11 +89,9 @@ impl InferenceConv {
     }
 
     pub fn new(conv: Conv2d) -> Result<InferenceConv> {
-        let (cout, cin, k, _) = conv.weight().dims4()?;
+        let (_, _, k, _) = conv.weight().dims4()?;
         let cfg = *conv.config();
         Ok(InferenceConv {
-            weight: conv.weight().reshape((cout, cin * k * k))?,
-            bias: conv.bias().map(|b| b.reshape((cout, 1))).transpose()?,
             op: Im2Col {
                 k,
                 stride: cfg.stride,
@@ -135,29 +104,7 @@ impl InferenceConv {
 
 impl Module for InferenceConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
-            return self.conv.forward(x);
-        }
-        let (b, _, h, w) = x.dims4()?;
-        let x = x.contiguous()?;
-        // One image at a time: its columns stay small enough to be cache-resident, and a
-        // plain matmul beats a broadcast one here.
-        let per_image = (0..b)
-            .map(|i| {
-                let cols = x.narrow(0, i, 1)?.apply_op1_no_bwd(&self.op)?;
-                let y = self.weight.matmul(&cols.squeeze(0)?)?;
-                match &self.bias {
-                    Some(bias) => y.broadcast_add(bias),
-                    None => Ok(y),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Tensor::stack(&per_image, 0)?.reshape((
-            b,
-            self.weight.dim(0)?,
-            self.op.out_side(h),
-            self.op.out_side(w),
-        ))
+        self.conv.forward(x)
     }
 }
 
@@ -283,34 +230,6 @@ mod tests {
     use super::*;
     use candle_core::Device;
     use candle_nn::Conv2dConfig;
-
-    #[test]
-    fn equals_candle_conv2d() {
-        let d = Device::Cpu;
-        for (cin, cout, side, k, stride) in [(1, 4, 17, 7, 2), (3, 5, 9, 3, 1), (4, 6, 10, 3, 2)] {
-            let x = Tensor::randn(0f32, 1.0, (2, cin, side, side), &d).unwrap();
-            let w = Tensor::randn(0f32, 1.0, (cout, cin, k, k), &d).unwrap();
-            let bias = Tensor::randn(0f32, 1.0, cout, &d).unwrap();
-            let cfg = Conv2dConfig {
-                padding: k / 2,
-                stride,
-                ..Default::default()
-            };
-            let conv = Conv2d::new(w, Some(bias), cfg);
-            let want = conv.forward(&x).unwrap();
-            let got = InferenceConv::new(conv).unwrap().forward(&x).unwrap();
-            assert_eq!(got.dims(), want.dims());
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff < 1e-4, "{diff}");
-        }
-    }
 
     #[test]
     fn training_convolution_matches_candle_values_and_gradients() {
