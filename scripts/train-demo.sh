@@ -10,7 +10,7 @@
 #   phantom C             300 studies (seeds 7001-7003)
 #   phantom D             300 studies (seeds 8001-8003)
 # then `osteoscreen train` on the CPU with the options below. The same seeds give the same
-# weights on the same build. About 90 minutes on 2 cores (~60 generating, ~25 training);
+# weights on the same build. About two hours on 2 cores (~60 generating, ~50 training);
 # the images (~6 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3
 # with numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
@@ -42,8 +42,8 @@ for s in 7001 7002 7003; do phantom c $s 100; done
 for s in 8001 8002 8003; do phantom d $s 100; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest.csv" "$data/synth" 1200 "${folders[@]}"
 exec cargo run --release -- train --data "$data/manifest.csv" --out models --name osteoscreen-xray-demo \
-    --checkpoint-dir var/demo-checkpoint --epochs 16 --images-per-epoch 2000 --batch-size 16 \
-    --lr 1e-3 --patience 6 --seed 11 --device cpu \
+    --checkpoint-dir var/demo-checkpoint --epochs 40 --images-per-epoch 2000 --batch-size 16 \
+    --lr 1e-3 --patience 12 --seed 11 --device cpu \
     --data-description "synthetic, five independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300 (scripts/phantoms, scripts/train-demo.sh); trained on synthetic data; not validated on patients" \
     --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
     --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from five generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile." \
