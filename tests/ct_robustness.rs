@@ -5,7 +5,8 @@
 //! other densities, opacified colon beside the spine (not ribs), an off-centre scoliotic
 //! spine, six or four lumbar vertebrae (flagged, never silently labelled), pedicle
 //! screws (their levels left out of the class, flagged), and two real CTs: one at 3 mm
-//! with vertebra masks, one with contrast whose lowest ribs are not found.
+//! with vertebra masks, one with contrast whose lowest ribs slope far down (whole, and cut
+//! to T11-L4).
 
 mod common;
 
@@ -329,12 +330,13 @@ fn the_real_3_mm_ct_is_labelled_as_its_masks_say_and_measured_within_15_hu() {
     );
 }
 
-/// A real CC BY 4.0 contrast CT from the heart to the sacrum (tests/data/ct-pancreas-contrast):
-/// ribs are found beside T9 and T10 only, which would make T10 "T12". The lungs beside the
-/// vertebra that would be L1, and the ilium beside the last lumbar vertebra (which sits on
-/// the sacrum), overrule that: T9-L5 are named from the pelvis, not sure, with the reason.
+/// A real CC BY 4.0 contrast CT from the heart to the sacrum (tests/data/ct-pancreas-contrast).
+/// Its 11th and 12th ribs slope down so steeply that at their vertebrae's middle slices they
+/// lie 140-150 mm out and far behind: in one slice, ribs show beside T9 and T10 only, which
+/// would make T10 "T12". Followed in 3D to their heads, the ribs name T12, and the ilium
+/// beside L5, five vertebrae below, agrees: sure labels, the class from L1.
 #[test]
-fn a_real_contrast_ct_whose_lowest_ribs_are_missed_is_labelled_from_the_pelvis() {
+fn a_real_contrast_ct_whose_lowest_ribs_slope_far_down_is_labelled_from_their_heads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ct-pancreas-contrast");
     let finding = analyze(&dir);
     let found = levels(&finding);
@@ -354,9 +356,37 @@ fn a_real_contrast_ct_whose_lowest_ribs_are_missed_is_labelled_from_the_pelvis()
             .is_some_and(|b| b.starts_with("L1 median")),
         "{finding:#}"
     );
-    assert_eq!(finding["ct"]["level_confidence"], "low", "{finding:#}");
+    assert_eq!(finding["ct"]["level_confidence"], "labelled", "{finding:#}");
     assert!(
-        flags(&finding).contains("the lowest ribs were missed"),
+        finding["ct"]["labelling"]
+            .as_str()
+            .is_some_and(|l| l.contains("ilium beside L5 agrees")),
+        "{finding:#}"
+    );
+}
+
+/// The same real CT cut to what a hidden contrast CT once covered, about T11 to L4 (no
+/// pelvis, no lung, the lowest ribs only): labelled T11-L4 from the ribs' heads, where
+/// counting from lateral bone in one slice once named such a scan five levels too high.
+#[test]
+fn a_real_contrast_ct_cut_to_t11_l4_is_labelled_from_the_lowest_ribs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ct-pancreas-contrast");
+    let work = tempfile::tempdir().unwrap();
+    // slice001 is the lowest: 28-94 run from the L4/L5 disc up to the T10/T11 disc.
+    for n in 28..=94 {
+        let name = format!("slice{n:03}.dcm");
+        std::fs::copy(src.join(&name), work.path().join(&name)).unwrap();
+    }
+    let finding = analyze(work.path());
+    let found = levels(&finding);
+    let names: Vec<Option<&str>> = found.iter().map(|(l, _, _)| l.as_deref()).collect();
+    let want = ["T11", "T12", "L1", "L2", "L3", "L4"];
+    assert_eq!(names, want.map(Some).to_vec(), "{found:?}");
+    assert_eq!(finding["ct"]["class"], "normal_likely", "{finding:#}");
+    assert!(
+        finding["ct"]["class_basis"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("L1 median")),
         "{finding:#}"
     );
 }

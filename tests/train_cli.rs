@@ -197,6 +197,22 @@ fn eval_of_the_bundled_weights_on_another_seed_is_clearly_above_chance() {
         assert!(bytes.starts_with(b"\x89PNG"), "{plot}");
         assert!(bytes.len() > 5_000, "{plot}: {} bytes", bytes.len());
     }
+    // One row per study, whose predicted classes give the accuracy metrics.json reports.
+    let csv = std::fs::read_to_string(out_dir.join("predictions.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 60);
+    let right = rows.iter().filter(|r| r[1] == r[5]).count();
+    assert!(
+        (right as f64 / 60.0 - acc).abs() < 1e-9,
+        "{right} right in predictions.csv, accuracy {acc}"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r[0].len() > 3 && r[6].parse::<f64>().is_ok()));
 }
 
 /// A tabular DXA CSV whose class follows age, weight and sex, as in the cohorts.

@@ -41,7 +41,8 @@ pub struct EvalArgs {
     pub test_fraction: f64,
     #[arg(long = "column", value_name = "ROLE=HEADER")]
     pub columns: Vec<String>,
-    /// Folder for metrics.json, confusion.png, roc.png, t_scores.png.
+    /// Folder for metrics.json, confusion.png, roc.png, t_scores.png and predictions.csv
+    /// (one row per study: truth, probabilities, estimated T-score).
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
@@ -82,7 +83,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     print!("{}", table(&report));
     if let Some(out) = &args.out {
         println!(
-            "wrote {}/metrics.json, confusion.png, roc.png, t_scores.png",
+            "wrote {}/metrics.json, confusion.png, roc.png, t_scores.png, predictions.csv",
             out.display()
         );
     }

@@ -27,6 +27,7 @@ pub fn by_study(samples: &[Sample], idx: &[usize], preds: &[ImagePred]) -> Vec<S
         let s = &samples[i];
         let e = acc.entry(s.study.as_str()).or_insert((
             Scored {
+                study: s.study.clone(),
                 label: s.label,
                 probabilities: [0.0; 3],
                 t_true: s.t_score,
@@ -199,5 +200,37 @@ fn write_outputs(
         .filter_map(|s| s.t_true.map(|t| (t as f64, s.t_pred as f64)))
         .collect();
     plots::t_scores(&dir.join("t_scores.png"), &pairs)?;
-    Ok(())
+    write_predictions(&dir.join("predictions.csv"), scored)
+}
+
+/// One row per study, for a reader's own analysis: truth, the fused probabilities, the
+/// estimated T-score and the class each of them gives.
+fn write_predictions(path: &std::path::Path, scored: &[Scored]) -> Result<(), super::TrainError> {
+    use crate::analysis::finding::BoneClass;
+    let index = |c: BoneClass| BoneClass::ALL.iter().position(|k| *k == c).unwrap_or(0);
+    let mut csv = String::from(
+        "study,label,p_normal,p_osteopenia,p_osteoporosis,predicted,t_true,t_pred,class_from_t_pred\n",
+    );
+    for s in scored {
+        let [p0, p1, p2] = s.probabilities;
+        csv.push_str(&format!(
+            "{},{},{p0:.4},{p1:.4},{p2:.4},{},{},{:.3},{}\n",
+            csv_field(&s.study),
+            s.label,
+            s.predicted(),
+            s.t_true.map_or(String::new(), |t| format!("{t:.3}")),
+            s.t_pred,
+            index(BoneClass::from_t_score(s.t_pred as f64))
+        ));
+    }
+    std::fs::write(path, csv).map_err(|e| super::TrainError::io(path, e))
+}
+
+/// A study id as one CSV field (quoted when it holds a comma or a quote).
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
 }

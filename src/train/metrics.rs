@@ -8,6 +8,8 @@ use serde::Serialize;
 /// One study's truth and prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
+    /// The study's id in the data set (its Study Instance UID or manifest id).
+    pub study: String,
     pub label: u8,
     pub probabilities: [f32; 3],
     pub t_true: Option<f32>,
@@ -193,6 +195,7 @@ mod tests {
 
     fn s(label: u8, p: [f32; 3], t: f32, tp: f32) -> Scored {
         Scored {
+            study: String::new(),
             label,
             probabilities: p,
             t_true: Some(t),

@@ -6,8 +6,9 @@
 //! The steps, one file each: `volume` decodes and orders the series; `body` finds the
 //! body in each slice (spine component → body front → ROI); `track` follows the spine
 //! along z and turns those slices into vertebrae (off-course detections dropped, runs cut
-//! at endplates and discs); `levels` names them (the lowest
-//! vertebra with ribs beside it above the pelvis is T12) and flags low ones; `keyview`
+//! at endplates and discs); `ribs` follows ribs in 3D to the vertebrae they articulate
+//! with; `levels` names them (the lowest vertebra with ribs beside it above the pelvis is
+//! T12) and flags low ones; `keyview`
 //! keeps the pixels the key image shows. `morph` holds the mask operations.
 
 pub mod body;
@@ -15,6 +16,7 @@ pub mod hardware;
 pub mod keyview;
 pub mod levels;
 pub mod morph;
+pub mod ribs;
 pub mod track;
 pub mod volume;
 
@@ -63,6 +65,17 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     let pieces = track::drop_disc_remnants(pieces, volume);
     let (mut vertebrae, wings): (Vec<LevelMeasure>, Vec<bool>) =
         pieces.iter().map(|p| vertebra(p, volume)).unzip();
+    // Ribs followed to their heads find the lowest ones, which the mid-slice test misses.
+    let spans: Vec<ribs::Span> = pieces
+        .iter()
+        .map(|p| ribs::Span {
+            extent: p.extent,
+            centre: p.bodies[p.bodies.len() / 2].body.centre,
+        })
+        .collect();
+    for (v, heads) in vertebrae.iter_mut().zip(ribs::rib_heads(volume, &spans)) {
+        v.ribs |= (heads[0] || heads[1]) && !v.pelvis;
+    }
     levels::pelvis_from_wings(&mut vertebrae, &wings);
     let ranges: Vec<(f64, f64)> = pieces.iter().map(|p| p.z_range(volume)).collect();
     levels::flag_compressed(&mut vertebrae, &ranges);
