@@ -53,8 +53,7 @@ pub fn rib_heads(volume: &Volume, spans: &[Span]) -> Vec<[bool; 2]> {
     }
     let grid = Grid::new(volume, spans);
     let cells = grid.mark(volume);
-    let mut sets = Sets::new(cells.len());
-    grid.join(&cells, &mut sets);
+    let mut sets = grid.join(&cells);
     for rib in grid.pieces(&cells, &mut sets, volume) {
         if !rib.is_rib() {
             continue;
@@ -175,57 +174,69 @@ impl Grid {
     }
 
     /// Join touching bone cells, in the slice and across to the slice before (26-connected).
-    fn join(&self, cells: &[bool], sets: &mut Sets) {
-        let (nx, ny, per) = (self.nx as i64, self.ny as i64, self.per_slice() as i64);
-        let slices = cells.len() as i64 / per.max(1);
-        for s in 0..slices {
-            for y in 0..ny {
-                for x in 0..nx {
-                    let i = s * per + y * nx + x;
-                    if !cells[i as usize] {
+    /// Only bone cells get a set, numbered in scan order; two slices of numbers are kept.
+    fn join(&self, cells: &[bool]) -> Sets {
+        const NONE: u32 = u32::MAX;
+        let (nx, ny) = (self.nx as i64, self.ny as i64);
+        let mut sets = Sets::default();
+        let mut before = vec![NONE; self.per_slice()];
+        let mut now = vec![NONE; self.per_slice()];
+        for slice in cells.chunks(self.per_slice()) {
+            for (i, _) in slice.iter().enumerate().filter(|(_, &b)| b) {
+                let id = sets.add();
+                now[i] = id;
+                let (x, y) = ((i % self.nx) as i64, (i / self.nx) as i64);
+                for (ds, dy, dx) in BEFORE {
+                    let (y2, x2) = (y + dy, x + dx);
+                    if y2 < 0 || y2 >= ny || x2 < 0 || x2 >= nx {
                         continue;
                     }
-                    for (ds, dy, dx) in BEFORE {
-                        let (s2, y2, x2) = (s + ds, y + dy, x + dx);
-                        if s2 < 0 || y2 < 0 || y2 >= ny || x2 < 0 || x2 >= nx {
-                            continue;
-                        }
-                        let j = s2 * per + y2 * nx + x2;
-                        if cells[j as usize] {
-                            sets.union(i as usize, j as usize);
-                        }
+                    let j = (y2 * nx + x2) as usize;
+                    let other = if ds < 0 { before[j] } else { now[j] };
+                    if other != NONE {
+                        sets.union(id as usize, other as usize);
                     }
                 }
             }
+            std::mem::swap(&mut before, &mut now);
+            now.fill(NONE);
         }
+        sets
     }
 
     /// Each piece's extent and where its medial end lies.
     fn pieces(&self, cells: &[bool], sets: &mut Sets, volume: &Volume) -> Vec<Piece> {
-        use std::collections::HashMap;
-        let per = self.per_slice();
+        const NONE: u32 = u32::MAX;
         let cell_mm2 = self.cell.0 * self.cell.1;
-        let mut pieces: HashMap<usize, Piece> = HashMap::new();
-        for (s, slice) in cells.chunks(per).enumerate() {
-            let mut in_slice: HashMap<usize, usize> = HashMap::new();
+        // Each root's piece, numbered as met.
+        let mut piece_of = vec![NONE; sets.parent.len()];
+        let mut pieces: Vec<Piece> = Vec::new();
+        // The sets were numbered in this same scan order.
+        let mut id = 0;
+        for (s, slice) in cells.chunks(self.per_slice()).enumerate() {
             for (i, _) in slice.iter().enumerate().filter(|(_, &b)| b) {
-                let root = sets.find(s * per + i);
+                let root = sets.find(id);
+                id += 1;
+                if piece_of[root] == NONE {
+                    piece_of[root] = pieces.len() as u32;
+                    pieces.push(Piece::default());
+                }
+                let p = &mut pieces[piece_of[root] as usize];
                 let (side, behind) = self.offset(i % self.nx, i / self.nx);
-                let p = pieces.entry(root).or_default();
                 p.reach = p.reach.max(side.abs());
                 if side.abs() <= HEAD_MM && (-HEAD_FRONT_MM..=HEAD_BACK_MM).contains(&behind) {
                     p.head_cells += 1;
                     p.head_z += volume.z[s];
                     p.head_side += side.signum();
                 }
-                *in_slice.entry(root).or_default() += 1;
-            }
-            for (root, n) in in_slice {
-                let p = pieces.get_mut(&root).expect("counted above");
-                p.widest_mm2 = p.widest_mm2.max(n as f64 * cell_mm2);
+                if p.slice != Some(s) {
+                    (p.slice, p.in_slice) = (Some(s), 0);
+                }
+                p.in_slice += 1;
+                p.widest_mm2 = p.widest_mm2.max(p.in_slice as f64 * cell_mm2);
             }
         }
-        pieces.into_values().collect()
+        pieces
     }
 }
 
@@ -258,6 +269,9 @@ struct Piece {
     head_side: f64,
     /// Its largest area in one slice (mm²).
     widest_mm2: f64,
+    /// The slice being counted, and its cells so far.
+    slice: Option<usize>,
+    in_slice: usize,
 }
 
 impl Piece {
@@ -275,18 +289,20 @@ impl Piece {
     }
 }
 
-/// Disjoint sets over cell indices (union by size, path halving).
+/// Disjoint sets over the bone cells, in scan order (union by size, path halving).
+#[derive(Default)]
 struct Sets {
     parent: Vec<u32>,
     size: Vec<u32>,
 }
 
 impl Sets {
-    fn new(n: usize) -> Sets {
-        Sets {
-            parent: (0..n as u32).collect(),
-            size: vec![1; n],
-        }
+    /// A new set of one; its number.
+    fn add(&mut self) -> u32 {
+        let id = self.parent.len() as u32;
+        self.parent.push(id);
+        self.size.push(1);
+        id
     }
 
     fn find(&mut self, mut i: usize) -> usize {
