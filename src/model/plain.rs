@@ -7,7 +7,9 @@
 //! work here, and the buffers live for the whole pass.
 //!
 //! Activations are kept channel-major with the batch inside, [C][B][H·W], so that one
-//! gemm covers the whole batch and no transpose is needed between layers.
+//! gemm covers the whole batch and no transpose is needed between layers. A batch of at
+//! least one image per core is split between the cores, each running its share through
+//! every layer alone; a smaller one spreads each layer over the cores.
 
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
@@ -51,9 +53,9 @@ impl PlainConv {
         &self,
         x: &[f32],
         (b, h, w): (usize, usize, usize),
-        cols: &mut Vec<f32>,
-        out: &mut Vec<f32>,
+        (cols, out): (&mut Vec<f32>, &mut Vec<f32>),
         accumulate: bool,
+        par: bool,
     ) {
         // The gemm below reads by these dimensions: hold the input to them.
         assert_eq!(x.len(), self.cin * b * h * w, "input size");
@@ -66,7 +68,7 @@ impl PlainConv {
             x
         } else {
             cols.resize(rows * n, 0.0);
-            cols.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
+            each_chunk(par, cols, n, |r, dst| {
                 let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
                 for bi in 0..b {
                     let plane = &x[(ci * b + bi) * h * w..][..h * w];
@@ -77,15 +79,14 @@ impl PlainConv {
             cols
         };
         out.resize(self.cout * n, 0.0);
-        out.par_chunks_mut(n)
-            .zip(&self.bias)
-            .for_each(|(row, &bias)| {
-                if accumulate {
-                    row.iter_mut().for_each(|v| *v += bias);
-                } else {
-                    row.fill(bias);
-                }
-            });
+        each_chunk(par, out, n, |c, row| {
+            let bias = self.bias[c];
+            if accumulate {
+                row.iter_mut().for_each(|v| *v += bias);
+            } else {
+                row.fill(bias);
+            }
+        });
         // SAFETY: the three matrices are row-major with the strides given, and their
         // buffers hold m·k, k·n and m·n values.
         unsafe {
@@ -108,15 +109,29 @@ impl PlainConv {
                 false,
                 false,
                 false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                if par {
+                    gemm::Parallelism::Rayon(rayon::current_num_threads())
+                } else {
+                    gemm::Parallelism::None
+                },
             );
         }
     }
 }
 
-fn relu(x: &mut [f32]) {
-    x.par_chunks_mut(1 << 14)
-        .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+fn relu(x: &mut [f32], par: bool) {
+    each_chunk(par, x, 1 << 14, |_, c| {
+        c.iter_mut().for_each(|v| *v = v.max(0.0))
+    });
+}
+
+/// `f(i, chunk)` for each `n`-value chunk of `x`: across the pool when `par`, else here.
+fn each_chunk(par: bool, x: &mut [f32], n: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if par {
+        x.par_chunks_mut(n).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        x.chunks_mut(n).enumerate().for_each(|(i, c)| f(i, c));
+    }
 }
 
 /// A basic block: conv-ReLU, conv + shortcut, ReLU.
@@ -180,14 +195,31 @@ impl PlainNet {
     }
 
     fn forward_in_pool(&self, images: &[f32], side: usize) -> PlainOutput {
-        let mut buffers = Buffers::default();
-        let features: Vec<Vec<f32>> = images
-            .chunks(CHUNK_IMAGES * side * side)
-            .flat_map(|part| {
-                let n = part.len() / (side * side);
-                self.features(part, n, side, &mut buffers)
-            })
-            .collect();
+        let b = images.len() / (side * side).max(1);
+        let threads = rayon::current_num_threads();
+        let features: Vec<Vec<f32>> = if threads > 1 && b >= threads {
+            // An image or more for every core: each core takes whole chunks, layer after
+            // layer on its own, with no hand-off between the small steps of a layer.
+            let per_core = b.div_ceil(threads).min(CHUNK_IMAGES);
+            images
+                .par_chunks(per_core * side * side)
+                .with_max_len(1)
+                .map(|part| {
+                    let n = part.len() / (side * side);
+                    self.features(part, n, side, &mut Buffers::default(), false)
+                })
+                .collect::<Vec<_>>()
+                .concat()
+        } else {
+            let mut buffers = Buffers::default();
+            images
+                .chunks(CHUNK_IMAGES * side * side)
+                .flat_map(|part| {
+                    let n = part.len() / (side * side);
+                    self.features(part, n, side, &mut buffers, true)
+                })
+                .collect()
+        };
         PlainOutput {
             logits: features
                 .iter()
@@ -199,28 +231,36 @@ impl PlainNet {
     }
 
     /// The pooled features of `b` images.
-    fn features(&self, images: &[f32], b: usize, side: usize, buf: &mut Buffers) -> Vec<Vec<f32>> {
+    fn features(
+        &self,
+        images: &[f32],
+        b: usize,
+        side: usize,
+        buf: &mut Buffers,
+        par: bool,
+    ) -> Vec<Vec<f32>> {
         let Buffers { cols, a, t, skip } = buf;
         // [1][b][side²] is already channel-major.
-        self.stem.forward(images, (b, side, side), cols, t, false);
-        relu(t);
+        self.stem
+            .forward(images, (b, side, side), (cols, t), false, par);
+        relu(t, par);
         let mut s = self.stem.out_side(side);
-        max_pool2(t, self.stem.cout * b, s, a);
+        max_pool2(t, self.stem.cout * b, s, a, par);
         s /= 2;
         for block in &self.blocks {
             let dims = (b, s, s);
-            block.conv1.forward(a, dims, cols, t, false);
-            relu(t);
+            block.conv1.forward(a, dims, (cols, t), false, par);
+            relu(t, par);
             match &block.shortcut {
-                Some(c) => c.forward(a, dims, cols, skip, false),
+                Some(c) => c.forward(a, dims, (cols, skip), false, par),
                 None => {
                     skip.clear();
                     skip.extend_from_slice(a);
                 }
             }
             let s2 = block.conv1.out_side(s);
-            block.conv2.forward(t, (b, s2, s2), cols, skip, true);
-            relu(skip);
+            block.conv2.forward(t, (b, s2, s2), (cols, skip), true, par);
+            relu(skip, par);
             std::mem::swap(a, skip);
             s = s2;
         }
@@ -251,10 +291,10 @@ struct Buffers {
 }
 
 /// 2x2 max pool, stride 2, of `planes` square planes of side `s`.
-fn max_pool2(x: &[f32], planes: usize, s: usize, out: &mut Vec<f32>) {
+fn max_pool2(x: &[f32], planes: usize, s: usize, out: &mut Vec<f32>, par: bool) {
     let o = s / 2;
     out.resize(planes * o * o, 0.0);
-    out.par_chunks_mut(o * o).enumerate().for_each(|(p, dst)| {
+    each_chunk(par, out, o * o, |p, dst| {
         let src = &x[p * s * s..][..s * s];
         for y in 0..o {
             let (r0, r1) = (&src[2 * y * s..][..s], &src[(2 * y + 1) * s..][..s]);
