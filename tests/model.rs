@@ -47,6 +47,34 @@ fn untrained_model_loads_predicts_and_batches_consistently() {
         model.predict(&[vec![0.0; 10]]).is_err(),
         "wrong input size refused"
     );
+
+    // Read as taken and mirrored: the average of the two single passes, the distance of
+    // the image as taken.
+    let side = (inputs[0].len() as f64).sqrt() as usize;
+    let mirror: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| {
+            x.chunks(side)
+                .flat_map(|r| r.iter().rev().copied())
+                .collect()
+        })
+        .collect();
+    let mirrored = model.predict(&mirror).unwrap();
+    let both = model.predict_mirrored(&inputs).unwrap();
+    assert_eq!(both.len(), 3);
+    for ((b, p), m) in both.iter().zip(&batch).zip(&mirrored) {
+        for k in 0..3 {
+            let mean = (p.probabilities[k] + m.probabilities[k]) / 2.0;
+            assert!(
+                (b.probabilities[k] - mean).abs() < 1e-4,
+                "{b:?} {p:?} {m:?}"
+            );
+        }
+        assert!((b.t_score - (p.t_score + m.t_score) / 2.0).abs() < 1e-4);
+        assert_eq!(b.feature_distance, p.feature_distance);
+    }
+    assert!(model.predict_mirrored(&[vec![0.0; 10]]).is_err());
+    assert!(model.predict_mirrored(&[]).unwrap().is_empty());
 }
 
 #[test]

@@ -98,7 +98,7 @@ pub fn run(
     let mut predictions = Vec::with_capacity(inputs.len());
     let inference = std::time::Instant::now();
     for chunk in inputs.chunks(batch_size.max(1)) {
-        predictions.extend(model.predict(chunk)?);
+        predictions.extend(model.predict_mirrored(chunk)?);
     }
     let inference_ms = inference.elapsed().as_secs_f64() * 1e3;
     let images: Vec<ImagePrediction> = kept

@@ -119,7 +119,7 @@ pub fn evaluate(
             .filter_map(|(i, x)| x.map(|x| (i, x)))
             .unzip();
         unreadable += chunk.len() - ok.len();
-        for p in model.predict(&batch)? {
+        for p in model.predict_mirrored(&batch)? {
             if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
                 ood += usize::from(d > profile.threshold);
             }
