@@ -1,6 +1,7 @@
 //! The X-ray method: every selected lumbar radiograph is decoded, windowed for display
-//! (MONOCHROME1 inverted), preprocessed and run through the model in batches. Images of
-//! one view are averaged; frontal and lateral then count equally (a study with two AP
+//! (MONOCHROME1 inverted), preprocessed and run through the model in batches, each image
+//! read as taken and mirrored and the two readings averaged. Images of one view are
+//! averaged; frontal and lateral then count equally (a study with two AP
 //! images and one lateral is not decided by its AP alone).
 
 use std::path::PathBuf;
