@@ -203,34 +203,39 @@ fn write_outputs(
     write_predictions(&dir.join("predictions.csv"), scored)
 }
 
-/// One row per study, for a reader's own analysis: truth, the fused probabilities, the
-/// estimated T-score and the class each of them gives.
-fn write_predictions(path: &std::path::Path, scored: &[Scored]) -> Result<(), super::TrainError> {
-    use crate::analysis::finding::BoneClass;
-    let index = |c: BoneClass| BoneClass::ALL.iter().position(|k| *k == c).unwrap_or(0);
-    let mut csv = String::from(
-        "study,label,p_normal,p_osteopenia,p_osteoporosis,predicted,t_true,t_pred,class_from_t_pred\n",
-    );
-    for s in scored {
-        let [p0, p1, p2] = s.probabilities;
-        csv.push_str(&format!(
-            "{},{},{p0:.4},{p1:.4},{p2:.4},{},{},{:.3},{}\n",
-            csv_field(&s.study),
-            s.label,
-            s.predicted(),
-            s.t_true.map_or(String::new(), |t| format!("{t:.3}")),
-            s.t_pred,
-            index(BoneClass::from_t_score(s.t_pred as f64))
-        ));
-    }
-    std::fs::write(path, csv).map_err(|e| super::TrainError::io(path, e))
+/// One row of predictions.csv, for a reader's own analysis: truth, the fused
+/// probabilities, the estimated T-score and the class each of them gives.
+#[derive(serde::Serialize)]
+struct PredictionRow<'a> {
+    study: &'a str,
+    label: u8,
+    p_normal: f32,
+    p_osteopenia: f32,
+    p_osteoporosis: f32,
+    predicted: u8,
+    t_true: Option<f32>,
+    t_pred: f32,
+    class_from_t_pred: u8,
 }
 
-/// A study id as one CSV field (quoted when it holds a comma or a quote).
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
+fn write_predictions(path: &std::path::Path, scored: &[Scored]) -> Result<(), super::TrainError> {
+    let fail = |e: csv::Error| super::TrainError::Invalid(format!("{}: {e}", path.display()));
+    let mut writer = csv::Writer::from_path(path).map_err(fail)?;
+    for s in scored {
+        let [p_normal, p_osteopenia, p_osteoporosis] = s.probabilities;
+        writer
+            .serialize(PredictionRow {
+                study: &s.study,
+                label: s.label,
+                p_normal,
+                p_osteopenia,
+                p_osteoporosis,
+                predicted: s.predicted(),
+                t_true: s.t_true,
+                t_pred: s.t_pred,
+                class_from_t_pred: super::data::who_class(s.t_pred as f64),
+            })
+            .map_err(fail)?;
     }
+    writer.flush().map_err(|e| super::TrainError::io(path, e))
 }

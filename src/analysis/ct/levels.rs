@@ -11,18 +11,23 @@ const CORTEX_HU: f32 = 400.0;
 /// The same on coarse pixels (`body::COARSE_PIXEL_MM`).
 const COARSE_CORTEX_HU: f32 = 250.0;
 
+/// The cortical-bone threshold for pixels of `spacing`: coarse pixels average a rib's or
+/// the ilium's thin cortex with the fat around it.
+pub(super) fn cortex_hu(spacing: (f64, f64)) -> f32 {
+    if spacing.0.min(spacing.1) > super::body::COARSE_PIXEL_MM {
+        COARSE_CORTEX_HU
+    } else {
+        CORTEX_HU
+    }
+}
+
 /// What lies beside the spine in a slice: ribs (small separate pieces of cortical bone
 /// 45-140 mm to both sides, level with the body: from 15 mm before its centre to 38 mm
 /// behind it), the pelvis (a large plate of bone 50-170 mm to the side: the ilium) and
 /// lung (`lung_beside`).
 pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> Beside {
     let (w, h) = (frame.columns, frame.rows);
-    // Coarse pixels average a rib's or the ilium's thin cortex with the fat around it.
-    let cortex = if spacing.0.min(spacing.1) > super::body::COARSE_PIXEL_MM {
-        COARSE_CORTEX_HU
-    } else {
-        CORTEX_HU
-    };
+    let cortex = cortex_hu(spacing);
     let bone: Vec<bool> = frame.values.iter().map(|v| *v > cortex).collect();
     let pixel_mm2 = spacing.0 * spacing.1;
     let first_row = (body.centre.1 as usize).saturating_sub((15.0 / spacing.0) as usize);

@@ -12,9 +12,6 @@ use super::volume::Volume;
 /// In-plane cell size (mm): bone is marked per cell, whatever the pixel size, so thin and
 /// thick pixels are followed alike.
 const CELL_MM: f64 = 2.0;
-/// Cortical bone; on coarse pixels the thin cortex averages lower (as in `levels`).
-const CORTEX_HU: f32 = 400.0;
-const COARSE_CORTEX_HU: f32 = 250.0;
 /// Within this distance to the side of the body's centre lies the spine itself (body,
 /// pedicles, laminae): left out, so each rib is a piece of its own.
 const SPINE_HALF_WIDTH_MM: f64 = 25.0;
@@ -116,14 +113,13 @@ impl Grid {
                     .unwrap_or_default()
             })
             .collect();
-        let coarse = row_mm.min(col_mm) > super::body::COARSE_PIXEL_MM;
         Grid {
             nx: (2.0 * SIDE_MM / cell.1).ceil() as usize,
             ny: ((FRONT_MM + BACK_MM) / cell.0).ceil() as usize,
             step,
             cell,
             centres,
-            threshold: if coarse { COARSE_CORTEX_HU } else { CORTEX_HU },
+            threshold: super::levels::cortex_hu(volume.spacing),
         }
     }
 
