@@ -44,8 +44,11 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     // Held until serve returns: a second daemon on this dir would empty our spool/.tmp.
     let _lock = crate::fsutil::lock_dir(&dir).map_err(anyhow::Error::msg)?;
     let store = Arc::new(Store::open(&Store::path_in(&dir))?);
-    let spool =
-        Spool::open(&dir).with_context(|| format!("cannot open spool in {}", dir.display()))?;
+    let spool = Arc::new(
+        Spool::open(&dir).with_context(|| format!("cannot open spool in {}", dir.display()))?,
+    );
+    let writer = store.instance_writer()?;
+    let (journal, mover) = open_journal(&settings.dicom, &spool, &store, &writer).await?;
     recover(&spool, &store)?;
     let engine = Arc::new(
         Engine::load(
@@ -82,7 +85,9 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         callers: settings.caller_rules()?,
         settings: settings.dicom.clone(),
         spool,
-        writer: store.instance_writer()?,
+        writer,
+        journal,
+        mover,
         active: active.clone(),
         storage_dir: dir.clone(),
         health: health.clone(),
@@ -96,6 +101,10 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let writer = ingest.writer.clone();
     supervisor.watch("database writer", trigger.subscribe(), move || {
         writer.is_alive()
+    });
+    let moving = ingest.clone();
+    supervisor.watch("journal mover", trigger.subscribe(), move || {
+        moving.mover.as_ref().is_none_or(|m| m.is_alive())
     });
     let app = http_app(&settings, &ingest, &store, &health, &engine);
     supervisor.spawn(
@@ -282,6 +291,54 @@ fn http_app(
         timeout: Duration::from_secs(settings.http.timeout_seconds),
     };
     http::router(Arc::new(ops), crate::ingest::stow::routes(Arc::new(stow)))
+}
+
+/// Open the ingest journal (unless `journal_segment_mb` is 0), move what a stop or a crash
+/// left in it into the spool and the database, and start its mover.
+async fn open_journal(
+    settings: &crate::ingest::settings::DicomSettings,
+    spool: &Arc<Spool>,
+    store: &Arc<Store>,
+    writer: &crate::store::InstanceWriter,
+) -> anyhow::Result<(
+    Option<crate::ingest::journal::Journal>,
+    Option<crate::ingest::mover::Mover>,
+)> {
+    use crate::ingest::{journal::Journal, mover};
+    if settings.journal_segment_mb == 0 {
+        return Ok((None, None));
+    }
+    let dir = spool.root().join(".journal");
+    let (journal, records) = Journal::open_with_floor(
+        &dir,
+        settings.journal_segment_mb.saturating_mul(1 << 20),
+        settings.journal_spare_segments.max(1),
+        settings.min_free_disk_mb.saturating_mul(1 << 20),
+    )
+    .with_context(|| format!("cannot open the ingest journal in {}", dir.display()))?;
+    if !records.is_empty() {
+        let (spool, store, writer) = (spool.clone(), store.clone(), writer.clone());
+        let found = records.len();
+        let (moved, skipped) =
+            tokio::task::spawn_blocking(move || mover::replay(records, &spool, &store, &writer))
+                .await
+                .context("journal replay")?;
+        tracing::info!(
+            found,
+            moved,
+            already_in_place = skipped,
+            "replayed the ingest journal"
+        );
+        if moved + skipped < found {
+            tracing::error!(
+                left = found - moved - skipped,
+                "journal records could not be moved; they stay for the next start"
+            );
+        }
+    }
+    let mover = mover::Mover::start(spool.clone(), writer.clone())
+        .context("cannot start the journal mover")?;
+    Ok((Some(journal), Some(mover)))
 }
 
 /// Make the database match the spool and the jobs match what a crash interrupted.

@@ -109,7 +109,7 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
 
     let out = storescu_tls(tls_port, &pki, true, &real("pydicom/CT_small.dcm"));
     assert!(out.status.success(), "{}\n{}", text(&out), daemon.logs());
-    let rows = daemon.store().instances().unwrap();
+    let rows = daemon.rows(1);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].calling_ae, "TLSSCU");
     assert!(daemon.logs().contains("transport=TLS"));

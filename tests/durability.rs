@@ -1,8 +1,11 @@
 //! The acknowledgement order, as the kernel sees it. A kill -9 test cannot tell whether
-//! an fsync is missing (the page cache survives a process crash), so this test watches
-//! the daemon's system calls with strace during one C-STORE and checks that the data
+//! an fsync is missing (the page cache survives a process crash), so these tests watch
+//! the daemon's system calls with strace during one C-STORE. Through the journal (the
+//! default): the data set and then its record header are written to the segment, and its
+//! fdatasync completes, before the C-STORE-RSP goes out on the socket; the mover then
+//! renames a copy into the spool tree and commits its row. Without the journal: the data
 //! file's fdatasync, its rename into place, the fsync of its directory and the database
-//! commit all complete before the C-STORE-RSP goes out on the socket.
+//! commit all complete before the response.
 
 mod common;
 
@@ -83,11 +86,9 @@ impl Drop for Strace {
     }
 }
 
-#[test]
-fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit() {
-    let work = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(work.path(), &[]);
-    let trace_path = work.path().join("trace.txt");
+/// The daemon's traced system calls while `storescu` sends one CT slice.
+fn trace_one_store(daemon: &Daemon, work: &std::path::Path) -> Vec<Line> {
+    let trace_path = work.join("trace.txt");
     let strace = Strace(
         Command::new("strace")
             .args(["-f", "-qq", "-y", "-o"])
@@ -117,7 +118,18 @@ fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit(
     if let Some(keep) = std::env::var_os("OSTEOSCREEN_KEEP_TRACE") {
         std::fs::write(keep, &trace).unwrap();
     }
-    let lines = parse(&trace);
+    parse(&trace)
+}
+
+#[test]
+fn without_the_journal_a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit(
+) {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0")],
+    );
+    let lines = trace_one_store(&daemon, work.path());
 
     let accepted = find(&lines, 0, "accept4", |t| {
         t.starts_with("accept4(") && !t.contains("EAGAIN")
@@ -185,4 +197,66 @@ fn a_c_store_is_answered_only_after_fdatasync_rename_directory_fsync_and_commit(
             pair[1].1
         );
     }
+}
+
+#[test]
+fn through_the_journal_a_c_store_is_answered_only_after_its_record_is_flushed() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(work.path(), &[]);
+    // Both spare segments zero-filled and named (the preparer is then idle): the store
+    // goes to the journal.
+    let journal = daemon.storage_dir().join("spool/.journal");
+    wait_until("journal segments ready", Duration::from_secs(60), || {
+        std::fs::read_dir(&journal).is_ok_and(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+                .count()
+                >= 2
+        })
+    });
+    let lines = trace_one_store(&daemon, work.path());
+    let accepted = find(&lines, 0, "accept4", |t| {
+        t.starts_with("accept4(") && !t.contains("EAGAIN")
+    });
+    let socket = returned_fd(&lines[accepted].text);
+    let in_segment = |t: &str| fd_path(t).is_some_and(|p| p.contains("/spool/.journal/seg-"));
+    let data = find(&lines, accepted, "data set written to a segment", |t| {
+        t.starts_with("pwrite64(") && in_segment(t)
+    });
+    let header = find(&lines, data, "record header written", |t| {
+        t.starts_with("pwrite64(") && in_segment(t) && t.contains("OSJRNL01")
+    });
+    let segment = fd_path(&lines[header].text).unwrap().to_string();
+    let flushed = completed(
+        &lines,
+        find(&lines, header, "fdatasync of the segment", |t| {
+            t.starts_with("fdatasync(") && fd_path(t) == Some(segment.as_str())
+        }),
+    );
+    let answered = find(&lines, accepted, "C-STORE-RSP on the socket", |t| {
+        (t.starts_with(&format!("sendto({socket}<")) || t.starts_with(&format!("write({socket}<")))
+            && t.contains(r#""\4\0"#)
+    });
+    for (a, b) in [
+        (("data", data), ("header", header)),
+        (("header", header), ("fdatasync", flushed)),
+        (("fdatasync", flushed), ("response", answered)),
+    ] {
+        assert!(
+            a.1 < b.1,
+            "{} (line {}) must complete before {} (line {})",
+            a.0,
+            a.1,
+            b.0,
+            b.1
+        );
+    }
+    // Then the mover puts a copy in the spool tree and records it.
+    let store = daemon.store();
+    wait_until("instance recorded", Duration::from_secs(20), || {
+        store.instances().is_ok_and(|rows| rows.len() == 1)
+    });
+    let row = &store.instances().unwrap()[0];
+    assert!(row.path.starts_with(daemon.storage_dir().join("spool")));
+    dicom_object::open_file(&row.path).expect("the spool copy parses");
 }

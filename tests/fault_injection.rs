@@ -148,7 +148,11 @@ fn assert_only_the_good_instance_survives(daemon: &mut Daemon, bad: &Path, good:
 #[test]
 fn a_failed_directory_fsync_refuses_the_store_and_leaves_no_file_behind() {
     let work = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(work.path(), &[]);
+    // The per-file path: the directory fsync and the commit come before the answer.
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0")],
+    );
     let (bad, good) = two_instances(work.path());
     // The series folder exists before the store, so its only fsync is the commit's.
     let series_dir = daemon.storage.join("spool").join(STUDY).join(SERIES);
@@ -165,7 +169,11 @@ fn a_failed_directory_fsync_refuses_the_store_and_leaves_no_file_behind() {
 #[test]
 fn a_failed_database_commit_refuses_the_store_and_leaves_no_file_behind() {
     let work = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(work.path(), &[]);
+    // The per-file path: the directory fsync and the commit come before the answer.
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0")],
+    );
     let (bad, good) = two_instances(work.path());
     let wal = PathBuf::from(format!(
         "{}-wal",
@@ -183,6 +191,50 @@ fn a_failed_database_commit_refuses_the_store_and_leaves_no_file_behind() {
         "{}",
         daemon.logs()
     );
+    assert_only_the_good_instance_survives(&mut daemon, &bad, &good);
+}
+
+#[test]
+fn a_failed_journal_flush_refuses_the_store_and_it_is_not_replayed() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
+    let (bad, good) = two_instances(work.path());
+    // The two spare segments, zero-filled and named: the store goes into one of them.
+    let journal = daemon.storage.join("spool/.journal");
+    let segments = [journal.join("seg-0"), journal.join("seg-1")];
+    wait_until("journal segments ready", Duration::from_secs(60), || {
+        segments.iter().all(|p| p.exists())
+    });
+    let said = work.path().join("strace-journal.txt");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-o", "/dev/null", "-e", "trace=fdatasync", "-e"])
+        .arg("inject=fdatasync:error=EIO");
+    for segment in &segments {
+        cmd.arg("-P").arg(segment);
+    }
+    let child = cmd
+        .arg("-p")
+        .arg(daemon.pid().to_string())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .expect("strace");
+    wait_until("strace attached", Duration::from_secs(30), || {
+        std::fs::read_to_string(&said)
+            .unwrap_or_default()
+            .contains(" attached")
+    });
+    let injector = Injector { child };
+    let (status, comment) = store_one(&daemon, &bad);
+    drop(injector);
+    assert_eq!(status, DimseStatus::OUT_OF_RESOURCES, "{comment:?}");
+    assert!(
+        comment.unwrap_or_default().contains("journal write failed"),
+        "{}",
+        daemon.logs()
+    );
+    assert!(daemon.is_running(), "{}", daemon.logs());
+    // The refused record must not come back at the restart; the good one must.
     assert_only_the_good_instance_survives(&mut daemon, &bad, &good);
 }
 

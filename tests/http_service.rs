@@ -50,6 +50,7 @@ fn stow_stores_a_study_as_c_store_does() {
         "{sent_by_dimse:?}"
     );
 
+    by_dimse.settled();
     let (a, b) = (by_stow.store(), by_dimse.store());
     let (rows_a, rows_b) = (a.instances().unwrap(), b.instances().unwrap());
     assert_eq!(rows_a.len(), 2);
@@ -300,7 +301,7 @@ fn malformed_or_unsupported_requests_store_nothing() {
     let spool: Vec<_> = std::fs::read_dir(daemon.storage.join("spool"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n != ".tmp")
+        .filter(|n| n != ".tmp" && n != ".journal")
         .collect();
     assert!(spool.is_empty(), "{spool:?}");
 

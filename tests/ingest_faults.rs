@@ -42,7 +42,7 @@ fn eight_parallel_senders_lose_nothing_and_duplicate_nothing() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", text(&out));
     }
-    let rows = daemon.store().instances().unwrap();
+    let rows = daemon.rows(120);
     let got: HashSet<_> = rows.iter().map(|r| r.sop_instance_uid.clone()).collect();
     assert_eq!(rows.len(), 120, "one row per instance");
     assert_eq!(got, expected);
@@ -326,9 +326,13 @@ fn start_store(daemon: &Daemon, ae: &str) -> (RawAssociation, OutgoingFile, Vec<
 #[test]
 fn a_stalled_association_does_not_block_a_concurrent_store() {
     let work = tempfile::tempdir().unwrap();
+    // Without the journal: the slow store's partial file shows it is in flight.
     let daemon = Daemon::start(
         work.path(),
-        &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "120")],
+        &[
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "120"),
+            ("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0"),
+        ],
     );
     // Half a data set is in the daemon's hands and the sender pauses...
     let (mut slow, file, data) = start_store(&daemon, "SLOWSCU");
@@ -368,7 +372,14 @@ fn a_stalled_association_does_not_block_a_concurrent_store() {
 #[test]
 fn a_peer_that_stalls_mid_data_set_is_dropped_and_leaves_nothing() {
     let work = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(work.path(), &[("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2")]);
+    // Without the journal: the stalled store's partial file shows it is in flight.
+    let daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2"),
+            ("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0"),
+        ],
+    );
     let (_stalled, _, _) = start_store(&daemon, "STALLSCU");
     // The daemon gives up on it after the timeout (30 s is only a guard)...
     daemon.wait_for_log(
@@ -389,7 +400,11 @@ fn a_peer_that_stalls_mid_data_set_is_dropped_and_leaves_nothing() {
 #[test]
 fn sigterm_finishes_the_store_in_flight_then_exits_zero() {
     let work = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(work.path(), &[]);
+    // Without the journal: the store's partial file shows it is in flight.
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0")],
+    );
     // A store is in flight: its command and part of its data set are in the daemon.
     let (mut sender, file, data) = start_store(&daemon, "TERMSCU");
     daemon.sigterm();
@@ -444,7 +459,7 @@ fn a_lost_database_is_rebuilt_from_the_spool_at_start_up() {
         .storescu("LOSTSCU")
         .args(files.iter().map(|(p, _)| p)));
     assert!(out.status.success(), "{}", text(&out));
-    let before = daemon.store().instances().unwrap();
+    let before = daemon.rows(12);
     assert_eq!(before.len(), 12);
     daemon.kill9();
     // What a power loss could do to rows committed without their own fsync, and worse.

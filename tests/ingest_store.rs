@@ -190,6 +190,7 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
 
 /// The last `received_at_ms` the database holds for `study`.
 fn last_received_ms(daemon: &Daemon, study: &str) -> i64 {
+    daemon.settled();
     daemon
         .store()
         .instances()
@@ -388,7 +389,7 @@ fn dx_for_processing_is_accepted_and_stored_byte_for_byte() {
         "{}",
         text(&out)
     );
-    let rows = daemon.store().instances().unwrap();
+    let rows = daemon.rows(1);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].sop_instance_uid, sent.sop_instance_uid);
     assert_eq!(rows[0].sop_class_uid, FOR_PROCESSING);

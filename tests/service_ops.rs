@@ -201,6 +201,8 @@ fn sighup_reloads_destinations_while_a_modality_sends() {
         &[
             ("OSTEOSCREEN__PIPELINE__PAUSED", "false"),
             ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "1"),
+            // Without the journal: the held store's partial file shows it is in flight.
+            ("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "0"),
         ],
     );
     // A modality is in the middle of a store when the reload happens: half a data set

@@ -12,6 +12,7 @@ use common::*;
 fn store_file(daemon: &Daemon, file: &std::path::Path) {
     let out = run(daemon.storescu("INTEGRITY").arg(file));
     assert!(out.status.success(), "{}\n{}", text(&out), daemon.logs());
+    daemon.settled();
 }
 
 #[test]

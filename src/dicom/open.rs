@@ -68,7 +68,16 @@ const MAX_META: u64 = 64 << 10;
 pub fn check_file(path: &Path, limits: &Limits) -> Result<Checked, OpenError> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(64 << 10, file);
+    check_reader(file, size, limits)
+}
+
+/// `check_file` on `size` bytes read from `source` (a file, or a window into one).
+pub fn check_reader(
+    source: impl Read + Seek,
+    size: u64,
+    limits: &Limits,
+) -> Result<Checked, OpenError> {
+    let mut reader = BufReader::with_capacity(64 << 10, source);
     let meta_at = preamble(&mut reader)?;
     let (transfer_syntax, data_set_at) = meta(&mut reader, meta_at, size)?;
     let data_len = size - data_set_at;

@@ -171,6 +171,7 @@ async fn serve<S: Link>(
         studies,
         command_bytes: Vec::new(),
         pending: None,
+        lane: Default::default(),
         last_store: Instant::now(),
     };
     let lifetime = Duration::from_secs(settings.max_association_seconds);
@@ -275,6 +276,8 @@ struct Session<'a> {
     studies: &'a mut Entered,
     command_bytes: Vec<u8>,
     pending: Option<PendingStore>,
+    /// This association's journal segment (let go when the association ends).
+    lane: super::journal::Lane,
     /// When the last C-STORE began or ended: what the idle limit counts from.
     last_store: Instant,
 }
@@ -307,6 +310,7 @@ impl Session<'_> {
             let contexts = association.presentation_contexts();
             self.pending = Some(PendingStore::begin(
                 self.ingest,
+                &mut self.lane,
                 contexts,
                 self.calling_ae,
                 pc,
@@ -339,7 +343,7 @@ impl Session<'_> {
                 "data set on another presentation context".into(),
             ));
         }
-        store.append(self.ingest, &value.data);
+        store.append(self.ingest, &mut self.lane, &value.data);
         if !value.is_last {
             return Ok(());
         }
@@ -348,7 +352,13 @@ impl Session<'_> {
         };
         let (pc, command) = (store.pc_id, store.command.clone());
         let (status, comment) = store
-            .complete(self.ingest, self.calling_ae, self.tally, self.studies)
+            .complete(
+                self.ingest,
+                &mut self.lane,
+                self.calling_ae,
+                self.tally,
+                self.studies,
+            )
             .await;
         self.last_store = Instant::now();
         respond(association, pc, &command, status, comment.as_deref())

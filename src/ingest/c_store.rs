@@ -11,8 +11,9 @@ use std::time::Instant;
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
 
 use super::active::Entered;
-use super::instance::{inspect_file, Announced, PixelDataEnd, ReceivedInstance, Refusal};
-use super::spool::{FileHeader, Incoming, Written};
+use super::instance::{inspect, inspect_file, Announced, PixelDataEnd, ReceivedInstance, Refusal};
+use super::journal::{Entry, Lane, RecordMeta};
+use super::spool::{part10_head, FileHeader, Incoming, Written};
 use super::Ingest;
 use crate::dicom::command::field;
 use crate::dicom::sop;
@@ -34,6 +35,14 @@ pub struct Tally {
     pub bytes: u64,
 }
 
+/// Where an arriving data set is written: a record in the association's journal segment
+/// (the usual way), or a spool file of its own (no segment ready, a deflated syntax, or an
+/// instance too large for what was left of the segment).
+enum Sink {
+    Journal(Entry),
+    File(Incoming),
+}
+
 /// A request whose data set is arriving.
 pub struct PendingStore {
     pub pc_id: u8,
@@ -49,7 +58,7 @@ pub struct PendingStore {
     /// Set when the request is refused before its data is complete (bad context, spool
     /// failure); the data is still read to the end so the association stays usable.
     early: Option<Refusal>,
-    file: Option<Incoming>,
+    file: Option<Sink>,
     /// When the request command arrived (for the receive-time figure in the debug log).
     begun: Instant,
 }
@@ -58,6 +67,7 @@ impl PendingStore {
     /// Check what can be checked from the command alone and open the spool file.
     pub fn begin(
         ingest: &Ingest,
+        lane: &mut Lane,
         contexts: &[PresentationContextNegotiated],
         calling_ae: &str,
         pc_id: u8,
@@ -74,7 +84,7 @@ impl PendingStore {
             file: None,
             begun: Instant::now(),
         };
-        match pending.open(ingest, contexts, calling_ae) {
+        match pending.open(ingest, lane, contexts, calling_ae) {
             Ok(file) => pending.file = Some(file),
             Err(r) => pending.early = Some(r),
         }
@@ -84,9 +94,10 @@ impl PendingStore {
     fn open(
         &mut self,
         ingest: &Ingest,
+        lane: &mut Lane,
         contexts: &[PresentationContextNegotiated],
         calling_ae: &str,
-    ) -> Result<Incoming, Refusal> {
+    ) -> Result<Sink, Refusal> {
         let command = &self.command;
         if command.field != field::C_STORE_RQ {
             return Err(Refusal::new(
@@ -116,19 +127,36 @@ impl PendingStore {
         }
         self.transfer_syntax = unpad(&context.transfer_syntax).to_string();
         self.end = is_encapsulated(&self.transfer_syntax).then(PixelDataEnd::default);
-        ingest.admit(&FileHeader {
+        let header = FileHeader {
             sop_class_uid: &command.sop_class_uid,
             sop_instance_uid: &command.sop_instance_uid,
             transfer_syntax: &self.transfer_syntax,
             calling_ae,
-        })
+        };
+        ingest.check_admission(&header)?;
+        let journal = ingest
+            .journal
+            .as_ref()
+            .filter(|_| !is_deflated(&self.transfer_syntax));
+        if let Some(entry) = journal.and_then(|j| lane.begin(j)) {
+            let head = part10_head(&header)
+                .map_err(|e| Refusal::out_of_resources("spool write failed", e))?;
+            let mut entry = entry;
+            if entry.append(&head).is_ok() {
+                return Ok(Sink::Journal(entry));
+            }
+            lane.retire();
+        }
+        tokio::task::block_in_place(|| ingest.spool.begin(&header))
+            .map(Sink::File)
+            .map_err(|e| Refusal::out_of_resources("spool write failed", e))
     }
 
     /// A data fragment arrived. The write usually lands in the page cache in tens of
     /// microseconds, but may block on writeback: it runs in `block_in_place`, so the
     /// worker's other tasks move elsewhere meanwhile. Past the size cap or the
     /// disk watermark the store is refused at once: the file goes, later bytes are dropped.
-    pub fn append(&mut self, ingest: &Ingest, bytes: &[u8]) {
+    pub fn append(&mut self, ingest: &Ingest, lane: &mut Lane, bytes: &[u8]) {
         if self.file.is_none() {
             return;
         }
@@ -154,9 +182,48 @@ impl PendingStore {
         if let Some(end) = self.end.as_mut() {
             end.feed(bytes);
         }
-        if let Some(file) = self.file.as_mut() {
-            tokio::task::block_in_place(|| file.append(bytes));
+        let full = match self.file.as_mut() {
+            Some(Sink::File(file)) => {
+                tokio::task::block_in_place(|| file.append(bytes));
+                false
+            }
+            Some(Sink::Journal(entry)) => {
+                tokio::task::block_in_place(|| entry.append(bytes)).is_err()
+            }
+            None => false,
+        };
+        if full {
+            lane.retire();
+            if let Err(e) = self.move_to_file(ingest, bytes) {
+                self.refuse_early(Refusal::out_of_resources("spool write failed", e));
+            }
         }
+    }
+
+    /// The instance outgrew what was left of the journal segment: what it wrote there so
+    /// far goes to a spool file of its own (from the page cache), and so does the rest.
+    fn move_to_file(&mut self, ingest: &Ingest, bytes: &[u8]) -> std::io::Result<()> {
+        let Some(Sink::Journal(entry)) = self.file.take() else {
+            return Ok(());
+        };
+        tokio::task::block_in_place(|| {
+            let mut file = ingest
+                .spool
+                .begin_raw(&self.command.sop_instance_uid)
+                .map_err(std::io::Error::other)?;
+            let mut window = entry.window();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut window, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                file.append(&buf[..n]);
+            }
+            file.append(bytes);
+            self.file = Some(Sink::File(file));
+            Ok(())
+        })
     }
 
     /// Refuse now: dropping the incoming file removes it.
@@ -170,12 +237,13 @@ impl PendingStore {
     pub async fn complete(
         self,
         ingest: &Ingest,
+        lane: &mut Lane,
         calling_ae: &str,
         tally: &mut Tally,
         studies: &mut Entered,
     ) -> (DimseStatus, Option<String>) {
         let sop_instance_uid = self.command.sop_instance_uid.clone();
-        match self.finish(ingest, calling_ae, studies).await {
+        match self.finish(ingest, lane, calling_ae, studies).await {
             Ok(size) => {
                 tally.stored += 1;
                 tally.bytes += size;
@@ -206,6 +274,7 @@ impl PendingStore {
     async fn finish(
         self,
         ingest: &Ingest,
+        lane: &mut Lane,
         calling_ae: &str,
         studies: &mut Entered,
     ) -> Result<u64, Refusal> {
@@ -216,8 +285,34 @@ impl PendingStore {
         if let Some(end) = &self.end {
             end.check()?;
         }
-        let Some(file) = self.file else {
-            return Err(Refusal::out_of_resources("spool", "no file was opened"));
+        let file = match self.file {
+            Some(Sink::File(file)) => file,
+            Some(Sink::Journal(entry)) => {
+                let modalities = &ingest.settings.accepted_modalities;
+                let announced = Announced::by_command(&self.command);
+                let transfer_syntax = self.transfer_syntax;
+                let (begun, sop) = (self.begun, self.command.sop_instance_uid.clone());
+                return journal_finish(
+                    ingest,
+                    lane,
+                    entry,
+                    &announced,
+                    modalities,
+                    transfer_syntax,
+                    calling_ae,
+                    studies,
+                )
+                .inspect(|size| {
+                    tracing::debug!(
+                        calling_ae,
+                        sop_instance_uid = %sop,
+                        bytes = size,
+                        total_ms = begun.elapsed().as_secs_f64() * 1e3,
+                        "instance journalled"
+                    );
+                });
+            }
+            None => return Err(Refusal::out_of_resources("spool", "no file was opened")),
         };
         let started = Instant::now();
         let (written, instance) =
@@ -246,6 +341,57 @@ impl PendingStore {
     }
 }
 
+/// Check a journal entry's data set, then write its header and flush it: once that
+/// returns, the instance is durable and may be acknowledged; the mover takes it from
+/// there. A refused entry leaves nothing: its space is the lane's next record's.
+#[allow(clippy::too_many_arguments)]
+fn journal_finish(
+    ingest: &Ingest,
+    lane: &mut Lane,
+    mut entry: Entry,
+    announced: &Announced,
+    modalities: &[String],
+    transfer_syntax: String,
+    calling_ae: &str,
+    studies: &mut Entered,
+) -> Result<u64, Refusal> {
+    let (Some(journal), Some(mover)) = (ingest.journal.as_ref(), ingest.mover.as_ref()) else {
+        return Err(Refusal::out_of_resources("journal", "not open"));
+    };
+    let instance = tokio::task::block_in_place(|| {
+        entry.start_writeback();
+        inspect(
+            || {
+                let window = entry.window();
+                let len = window.len();
+                Ok((window, len))
+            },
+            announced,
+            modalities,
+        )
+    })?;
+    studies.enter(&instance.study_uid);
+    let meta = RecordMeta {
+        seq: 0,
+        received_at_ms: crate::store::now_ms(),
+        sop_class_uid: instance.sop_class_uid,
+        sop_instance_uid: instance.sop_instance_uid,
+        study_uid: instance.study_uid,
+        series_uid: instance.series_uid,
+        modality: instance.modality,
+        transfer_syntax,
+        calling_ae: calling_ae.to_string(),
+    };
+    let record = tokio::task::block_in_place(|| entry.commit(journal, meta)).map_err(|e| {
+        lane.retire();
+        Refusal::out_of_resources("journal write failed", e)
+    })?;
+    lane.advance(&record);
+    let size = record.len;
+    mover.send(record);
+    Ok(size)
+}
+
 /// fsync the spooled file (on a pooled blocking thread) while its header is read back
 /// (from the page cache) and checked here, off the async pool: the two are independent.
 /// A refused data set's file is discarded.
@@ -270,6 +416,19 @@ async fn sync_and_inspect(
             Err(r)
         }
     }
+}
+
+/// Deflated data sets are parsed whole from a file, so they skip the journal.
+fn is_deflated(transfer_syntax: &str) -> bool {
+    use dicom_encoding::TransferSyntaxIndex;
+    dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(transfer_syntax)
+        .is_some_and(|ts| {
+            matches!(
+                ts.codec(),
+                dicom_encoding::transfer_syntax::Codec::Dataset(_)
+            )
+        })
 }
 
 fn is_encapsulated(transfer_syntax: &str) -> bool {

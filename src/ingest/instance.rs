@@ -4,12 +4,15 @@
 //! DIMSE status and a reason the sender's operator can read; STOW-RS reports the same
 //! status as its Failure Reason.
 
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::Codec;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::{DicomCollector, InMemDicomObject, OpenFileOptions};
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DicomCollectorOptions, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::dicom::open;
@@ -110,8 +113,23 @@ pub fn inspect_file(
     announced: &Announced,
     accepted_modalities: &[String],
 ) -> Result<ReceivedInstance, Refusal> {
+    let open = || {
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    };
+    inspect(open, announced, accepted_modalities)
+}
+
+/// `inspect_file` on a data set that `open` gives as a reader and its size (a spooled file,
+/// or a journal record's window into its segment).
+pub fn inspect<R: Read + Seek>(
+    open: impl Fn() -> std::io::Result<(R, u64)>,
+    announced: &Announced,
+    accepted_modalities: &[String],
+) -> Result<ReceivedInstance, Refusal> {
     // The parser is third-party code fed by the network: contain any panic.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_header(path)));
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_header(&open)));
     let header = match parsed {
         Ok(Ok(header)) => header,
         Ok(Err(reason)) => return Err(Refusal::cannot_understand(reason)),
@@ -126,13 +144,20 @@ pub fn inspect_file(
 
 /// The data set up to its Pixel Data, after making sure the rest of it is all there.
 /// The length pre-scan runs first: no declared length reaches the parser unchecked.
-fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
+fn read_header<R: Read + Seek>(
+    open: &impl Fn() -> std::io::Result<(R, u64)>,
+) -> Result<InMemDicomObject, String> {
     let fail = |e: &dyn std::fmt::Display| format!("data set does not parse: {e}");
-    open::check_file(path, &open::Limits::default()).map_err(|e| match e {
+    let (reader, size) = open().map_err(|e| fail(&e))?;
+    open::check_reader(reader, size, &open::Limits::default()).map_err(|e| match e {
         open::OpenError::DataSet(e) => format!("data set refused: {e}"),
         e => e.to_string(),
     })?;
-    let mut collector = DicomCollector::open_file(path).map_err(|e| fail(&e))?;
+    // Every spooled data set (either transport) starts with our own preamble.
+    let (reader, _) = open().map_err(|e| fail(&e))?;
+    let mut collector = DicomCollectorOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .from_reader(BufReader::new(reader));
     let ts_uid = collector
         .read_file_meta()
         .map_err(|e| fail(&e))?
@@ -143,8 +168,10 @@ fn read_header(path: &Path) -> Result<InMemDicomObject, String> {
         .ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
     if matches!(ts.codec(), Codec::Dataset(_)) {
         // A deflated data set cannot be walked lazily; these are small, parse it whole.
+        let (reader, _) = open().map_err(|e| fail(&e))?;
         let obj = OpenFileOptions::new()
-            .open_file(path)
+            .read_preamble(ReadPreamble::Always)
+            .from_reader(reader)
             .map_err(|e| fail(&e))?;
         return Ok(obj.into_inner());
     }

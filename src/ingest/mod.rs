@@ -8,7 +8,9 @@ pub mod active;
 pub mod association;
 pub mod c_store;
 pub mod instance;
+pub mod journal;
 pub mod listener;
+pub mod mover;
 pub mod recover;
 pub mod settings;
 pub mod slots;
@@ -31,8 +33,12 @@ use spool::{FileHeader, Incoming, Placement, Written};
 pub struct Ingest {
     pub settings: DicomSettings,
     pub callers: Vec<CallerRule>,
-    pub spool: spool::Spool,
+    pub spool: std::sync::Arc<spool::Spool>,
     pub writer: InstanceWriter,
+    /// Where C-STOREs are acknowledged from (`None`: `[dicom] journal_segment_mb = 0`).
+    pub journal: Option<journal::Journal>,
+    /// Moves journal records into the spool tree and the database.
+    pub mover: Option<mover::Mover>,
     pub active: ActiveStudies,
     pub storage_dir: PathBuf,
     pub health: crate::ops::health::Health,
@@ -62,6 +68,14 @@ impl Ingest {
     /// accepted, its SOP Instance UID can name a file, the disk is above the watermark.
     /// Then its spool file opens.
     pub fn admit(&self, announced: &FileHeader) -> Result<Incoming, Refusal> {
+        self.check_admission(announced)?;
+        // File creation may wait on the filesystem: off the async workers.
+        tokio::task::block_in_place(|| self.spool.begin(announced))
+            .map_err(|e| Refusal::out_of_resources("spool write failed", e))
+    }
+
+    /// `admit`'s checks alone.
+    pub fn check_admission(&self, announced: &FileHeader) -> Result<(), Refusal> {
         if !sop::is_accepted_storage_class(announced.sop_class_uid) {
             return Err(Refusal::new(
                 DimseStatus::SOP_CLASS_NOT_SUPPORTED,
@@ -77,10 +91,7 @@ impl Ingest {
             ));
         }
         self.has_room_for(0)
-            .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))?;
-        // File creation may wait on the filesystem: off the async workers.
-        tokio::task::block_in_place(|| self.spool.begin(announced))
-            .map_err(|e| Refusal::out_of_resources("spool write failed", e))
+            .map_err(|reason| Refusal::new(DimseStatus::OUT_OF_RESOURCES, reason))
     }
 
     /// A checked instance into its place in the spool; returns its row and the directory

@@ -62,7 +62,7 @@ fn is_newer(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `<root>/<study>/<series>/<sop>.dcm` files not in `known` (the `.tmp` folder is skipped).
+/// `<root>/<study>/<series>/<sop>.dcm` files not in `known` (`.tmp` and `.journal` are skipped).
 fn collect_unknown(root: &Path, known: &HashSet<PathBuf>, out: &mut Vec<PathBuf>) {
     let dirs = |p: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(p)
@@ -70,7 +70,11 @@ fn collect_unknown(root: &Path, known: &HashSet<PathBuf>, out: &mut Vec<PathBuf>
             .unwrap_or_default()
     };
     for study in dirs(root) {
-        if !study.is_dir() || study.file_name().is_some_and(|n| n == ".tmp") {
+        if !study.is_dir()
+            || study
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         for series in dirs(&study).into_iter().filter(|p| p.is_dir()) {

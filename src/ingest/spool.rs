@@ -109,32 +109,24 @@ impl Spool {
 
     /// Open a temp file and write preamble and meta group.
     pub fn begin(&self, header: &FileHeader) -> Result<Incoming, SpoolError> {
-        if !is_safe_uid(header.sop_instance_uid) {
-            return Err(SpoolError::UnsafeUid(header.sop_instance_uid.to_string()));
-        }
-        let mut meta = FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(header.sop_class_uid)
-            .media_storage_sop_instance_uid(header.sop_instance_uid)
-            .transfer_syntax(header.transfer_syntax)
-            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-            .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
-        if !header.calling_ae.is_empty() {
-            meta = meta.source_application_entity_title(header.calling_ae);
-        }
-        let meta = meta.build().map_err(|e| SpoolError::Meta(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(512);
-        bytes.extend_from_slice(&[0u8; 128]);
-        bytes.extend_from_slice(b"DICM");
-        meta.write(&mut bytes)
-            .map_err(|e| SpoolError::Meta(e.to_string()))?;
+        let head = part10_head(header)?;
+        let mut incoming = self.begin_raw(header.sop_instance_uid)?;
+        incoming.append(&head);
+        Ok(incoming)
+    }
 
+    /// Open an empty temp file for a whole Part 10 stream (preamble and meta included).
+    pub fn begin_raw(&self, sop_instance_uid: &str) -> Result<Incoming, SpoolError> {
+        if !is_safe_uid(sop_instance_uid) {
+            return Err(SpoolError::UnsafeUid(sop_instance_uid.to_string()));
+        }
         let (file, tmp_path) = match self.spares.take() {
             Some(spare) => (spare.file, spare.path),
             None => {
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
                 let tmp_path = self.tmp.join(format!(
                     "{}.{}.{n}.part",
-                    header.sop_instance_uid,
+                    sop_instance_uid,
                     std::process::id()
                 ));
                 let file = File::create(&tmp_path).map_err(|source| SpoolError::Io {
@@ -144,15 +136,13 @@ impl Spool {
                 (file, tmp_path)
             }
         };
-        let mut incoming = Incoming {
+        Ok(Incoming {
             file: Some(file),
             tmp_path,
             size: 0,
             writeback_from: 0,
             error: None,
-        };
-        incoming.append(&bytes);
-        Ok(incoming)
+        })
     }
 
     /// Move a finished file to `<study>/<series>/<sop>.dcm`; the caller fsyncs `dir`.
@@ -186,6 +176,14 @@ impl Spool {
             let _ = std::fs::remove_file(&tmp_path);
         }
         result
+    }
+
+    /// Where `place` puts an instance (the UIDs are not checked here).
+    pub fn path_of(&self, at: &Placement) -> PathBuf {
+        self.root
+            .join(at.study_uid)
+            .join(at.series_uid)
+            .join(format!("{}.dcm", at.sop_instance_uid))
     }
 
     /// Write a whole instance at once (begin, append, finish, place).
@@ -223,8 +221,28 @@ impl Incoming {
         }
         self.size += bytes.len() as u64;
         if self.size - self.writeback_from >= WRITEBACK_CHUNK {
-            start_writeback(file, self.writeback_from, self.size - self.writeback_from);
+            crate::fsutil::start_writeback(
+                file,
+                self.writeback_from,
+                self.size - self.writeback_from,
+            );
             self.writeback_from = self.size;
+        }
+    }
+
+    /// Close the file without fsync: for a copy whose durability the caller provides
+    /// otherwise (the journal mover syncs the filesystem once per batch).
+    pub fn close(mut self) -> Result<Written, SpoolError> {
+        self.file.take();
+        match self.error.take() {
+            Some(source) => Err(SpoolError::Io {
+                path: self.tmp_path.clone(),
+                source,
+            }),
+            None => Ok(Written {
+                tmp_path: std::mem::take(&mut self.tmp_path),
+                size: self.size,
+            }),
         }
     }
 
@@ -263,25 +281,28 @@ impl Written {
     }
 }
 
-/// Ask the kernel to start writing `len` bytes at `offset` to disk now, without waiting.
-/// Only a hint: `finish` still fsyncs everything.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range takes a file descriptor we own and plain integers; no
-    // memory is shared with the kernel. Errors only mean no early writeback.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
+/// The preamble and meta group our spooled files start with.
+pub fn part10_head(header: &FileHeader) -> Result<Vec<u8>, SpoolError> {
+    if !is_safe_uid(header.sop_instance_uid) {
+        return Err(SpoolError::UnsafeUid(header.sop_instance_uid.to_string()));
     }
+    let mut meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(header.sop_class_uid)
+        .media_storage_sop_instance_uid(header.sop_instance_uid)
+        .transfer_syntax(header.transfer_syntax)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
+    if !header.calling_ae.is_empty() {
+        meta = meta.source_application_entity_title(header.calling_ae);
+    }
+    let meta = meta.build().map_err(|e| SpoolError::Meta(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(512);
+    bytes.extend_from_slice(&[0u8; 128]);
+    bytes.extend_from_slice(b"DICM");
+    meta.write(&mut bytes)
+        .map_err(|e| SpoolError::Meta(e.to_string()))?;
+    Ok(bytes)
 }
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Create `dir` if missing; a new directory's entry in `parent` is fsynced at once.
 fn create_dir_durably(dir: &Path, parent: &Path) -> std::io::Result<()> {

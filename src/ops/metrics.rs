@@ -33,6 +33,9 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// Free bytes on the filesystem of `[storage] dir` (set at scrape time).
     pub disk_free_bytes: IntGauge,
+    /// Acknowledged instances in the ingest journal not yet in the spool tree and the
+    /// database (normally 0 or a few; growing means the mover cannot keep up or fails).
+    pub journal_backlog: IntGauge,
 }
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -79,7 +82,12 @@ impl Metrics {
         registry.register(Box::new(oldest_queued_seconds.clone()))?;
         registry.register(Box::new(analysis_seconds.clone()))?;
         registry.register(Box::new(deliveries.clone()))?;
+        let journal_backlog = IntGauge::new(
+            "journal_backlog",
+            "Acknowledged instances not yet moved from the ingest journal to the spool",
+        )?;
         registry.register(Box::new(disk_free_bytes.clone()))?;
+        registry.register(Box::new(journal_backlog.clone()))?;
         Ok(Metrics {
             registry,
             instances,
@@ -90,6 +98,7 @@ impl Metrics {
             analysis_seconds,
             deliveries,
             disk_free_bytes,
+            journal_backlog,
         })
     }
 

@@ -286,6 +286,18 @@ impl Store {
         Ok(())
     }
 
+    /// When the recorded copy of `sop_instance_uid` was received, if one is recorded.
+    pub fn instance_received_at(&self, sop_instance_uid: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT received_at_ms FROM instances WHERE sop_instance_uid = ?1")
+            .map_err(sql("instance_received_at"))?;
+        let mut rows = stmt
+            .query_map([sop_instance_uid], |r| r.get::<_, i64>(0))
+            .map_err(sql("instance_received_at"))?;
+        rows.next().transpose().map_err(sql("instance_received_at"))
+    }
+
     /// Where the instance `sop_instance_uid` is recorded, if it is.
     pub fn instance_path(&self, sop_instance_uid: &str) -> Result<Option<PathBuf>, StoreError> {
         let conn = self.conn();

@@ -93,6 +93,38 @@ impl InstanceWriter {
     }
 }
 
+impl InstanceWriter {
+    /// `record` for a batch, from a plain thread (not an async task): every row is handed
+    /// over before the first answer is awaited, so they share commits.
+    pub fn record_all_blocking(
+        &self,
+        rows: Vec<(InstanceRecord, PathBuf)>,
+    ) -> Vec<Result<(), StoreError>> {
+        let waiting: Vec<_> = rows
+            .into_iter()
+            .map(|(record, sync_dir)| {
+                let (reply, rx) = oneshot::channel();
+                self.tx
+                    .send(Request {
+                        record,
+                        sync_dir,
+                        reply,
+                    })
+                    .map(|()| rx)
+                    .map_err(|_| StoreError::WriterGone)
+            })
+            .collect();
+        waiting
+            .into_iter()
+            .map(|rx| {
+                rx?.blocking_recv()
+                    .map_err(|_| StoreError::WriterGone)?
+                    .map_err(StoreError::Batch)
+            })
+            .collect()
+    }
+}
+
 fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(), StoreError> {
     let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
     let dirs: BTreeSet<&PathBuf> = batch.iter().map(|r| &r.sync_dir).collect();

@@ -337,6 +337,37 @@ impl Daemon {
             .env("OSTEOSCREEN__STORAGE__DIR", &self.storage))
     }
 
+    /// The instance rows once there are `n` of them. A C-STORE is acknowledged once in the
+    /// journal; its row follows within milliseconds (the journal's mover), so a test that
+    /// counts rows right after storescu returns waits for them.
+    pub fn rows(&self, n: usize) -> Vec<osteoscreen::store::InstanceRecord> {
+        let store = self.store();
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let rows = store.instances().unwrap();
+            if rows.len() >= n || std::time::Instant::now() > until {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until every acknowledged instance has left the ingest journal for the spool
+    /// tree and the database (`osteoscreen_journal_backlog 0` on /metrics).
+    pub fn settled(&self) {
+        wait_until("journal backlog 0", Duration::from_secs(20), || {
+            let reply = http::get(&self.work, self.http_port, "/metrics");
+            String::from_utf8_lossy(&reply.body)
+                .lines()
+                .any(|l| l == "osteoscreen_journal_backlog 0")
+        });
+    }
+
+    /// `[storage] dir` of this daemon.
+    pub fn storage_dir(&self) -> &Path {
+        &self.storage
+    }
+
     pub fn store(&self) -> Store {
         Store::open(&Store::path_in(&self.storage)).unwrap()
     }
