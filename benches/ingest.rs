@@ -1,9 +1,10 @@
-//! Ingest benchmark: DCMTK storescu sends the same set to DCMTK storescp (no fsync) and to
-//! `osteoscreen serve` (each instance flushed in its journal segment before it is
-//! acknowledged; the mover then puts it in the spool tree and the database), alternating
-//! which goes first, several rounds, with 1, 4 and 8 parallel senders. The time is until
-//! the last acknowledgement; osteoscreen's mover's lag past it is printed beside
-//! ("settled"), and the instances are counted once it has settled. Two sets: 300 CT slices 512x512 + 10 DX 2500x3000 (mixed), and 10 DX
+//! Ingest benchmark: DCMTK storescu sends the same set to DCMTK storescp (no fsync), to
+//! `osteoscreen serve` (each instance fsynced in its spool file, directory fsynced and
+//! row committed before it is acknowledged) and to `osteoscreen serve` with the ingest
+//! journal (`journal_segment_mb = 64`: flushed in its segment before the answer, the
+//! mover then filing it), rotating which goes first, several rounds, with 1, 4 and 8
+//! parallel senders. The time is until the last acknowledgement; the journal's lag past
+//! it is printed beside, and the instances are counted once it has settled. Two sets: 300 CT slices 512x512 + 10 DX 2500x3000 (mixed), and 10 DX
 //! radiographs of 3000x3400 (~20 MB each) on their own. Every osteoscreen round starts a
 //! fresh daemon on fresh storage (a re-sent UID takes another path), and each round counts
 //! what the receiver actually stored: a round that lost an instance prints no ratio.
@@ -47,7 +48,7 @@ fn main() {
     ] {
         run_set(work.path(), &name, files, rounds);
     }
-    println!("\nosteoscreen fsyncs every instance before acknowledging it; storescp does not.");
+    println!("\nosteoscreen makes every instance durable (fsync, or journal flush) before acknowledging it; storescp does not.");
 }
 
 /// One set: the disk floor, then each sender count against both servers.
@@ -74,13 +75,24 @@ fn run_set(work: &Path, name: &str, files: &[PathBuf], rounds: usize) {
     let storescp_out = work.join("storescp");
     let storescp = Server::storescp(&storescp_out);
     for senders in [1usize, 4, 8] {
-        let mut times = [Vec::new(), Vec::new()];
-        let mut lost = [0usize; 2];
+        // An untimed first run makes the journal's segments (the first start of a daemon).
+        let journal_cache = work.join(format!("journal-{senders}"));
+        {
+            let dir = work.join(format!("osteoscreen-{senders}-warm-up"));
+            let osteo = Server::osteoscreen(&dir, senders, true);
+            send_all(&osteo, files, senders);
+            osteo.stop();
+            keep_journal(&dir, &journal_cache);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let names = ["dcmtk storescp", "osteoscreen", "osteoscreen+jrnl"];
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        let mut lost = [0usize; 3];
         let mut settled = Vec::new();
         for round in 0..rounds {
-            // Alternate which server goes first, so drift on a shared machine hits both.
-            let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for which in order {
+            // Rotate which server goes first, so drift on a shared machine hits all.
+            for k in 0..3 {
+                let which = (round + k) % 3;
                 let (seconds, stored) = if which == 0 {
                     let _ = std::fs::remove_dir_all(&storescp_out);
                     std::fs::create_dir_all(&storescp_out).unwrap();
@@ -88,8 +100,14 @@ fn run_set(work: &Path, name: &str, files: &[PathBuf], rounds: usize) {
                     (t, count_files(&storescp_out))
                 } else {
                     // A fresh daemon on fresh storage every round; its start is not timed.
-                    let dir = work.join(format!("osteoscreen-{senders}-{round}"));
-                    let osteo = Server::osteoscreen(&dir, senders);
+                    // Its journal segments are those the previous daemon left (as at any
+                    // restart): a daemon zero-fills segments only the first time it runs.
+                    let journal = which == 2;
+                    let dir = work.join(format!("osteoscreen-{senders}-{round}-{which}"));
+                    if journal {
+                        adopt_journal(&journal_cache, &dir);
+                    }
+                    let osteo = Server::osteoscreen(&dir, senders, journal);
                     let t = send_all(&osteo, files, senders);
                     let acked = Instant::now();
                     let spool = dir.join("spool");
@@ -98,9 +116,14 @@ fn run_set(work: &Path, name: &str, files: &[PathBuf], rounds: usize) {
                     {
                         std::thread::sleep(Duration::from_millis(2));
                     }
-                    settled.push(acked.elapsed().as_secs_f64());
+                    if journal {
+                        settled.push(acked.elapsed().as_secs_f64());
+                    }
                     let stored = count_files(&spool);
-                    drop(osteo);
+                    osteo.stop();
+                    if journal {
+                        keep_journal(&dir, &journal_cache);
+                    }
                     let _ = std::fs::remove_dir_all(&dir);
                     (t, stored)
                 };
@@ -108,14 +131,13 @@ fn run_set(work: &Path, name: &str, files: &[PathBuf], rounds: usize) {
                 lost[which] += files.len().saturating_sub(stored);
             }
         }
-        let names = ["dcmtk storescp", "osteoscreen"];
         println!("\n{senders} parallel sender(s):");
         println!(
             "  {:<16} {:>10} {:>12} {:>10}   per-round seconds",
             "server", "median s", "instances/s", "MB/s"
         );
-        let mut medians = [0.0; 2];
-        for which in 0..2 {
+        let mut medians = [0.0; 3];
+        for which in 0..3 {
             let m = median(&times[which]);
             medians[which] = m;
             println!(
@@ -131,18 +153,19 @@ fn run_set(work: &Path, name: &str, files: &[PathBuf], rounds: usize) {
             );
         }
         println!(
-            "  osteoscreen's spool tree and database complete {:.3} s (median) after the last acknowledgement",
+            "  with the journal, the spool tree and database are complete {:.3} s (median) after the last acknowledgement",
             median(&settled)
         );
         if lost.iter().any(|&n| n > 0) {
             println!(
-                "  NO RATIO: instances missing after the rounds: storescp {}, osteoscreen {}",
-                lost[0], lost[1]
+                "  NO RATIO: instances missing after the rounds: storescp {}, osteoscreen {}, with the journal {}",
+                lost[0], lost[1], lost[2]
             );
         } else {
             println!(
-                "  every instance stored by both in every round; ratio osteoscreen/storescp throughput: {:.2}x (>1 means osteoscreen is faster)",
-                medians[0] / medians[1]
+                "  every instance stored by all in every round; throughput ratio to storescp: osteoscreen {:.2}x, with the journal {:.2}x (>1 means faster than storescp)",
+                medians[0] / medians[1],
+                medians[0] / medians[2]
             );
         }
     }
@@ -171,6 +194,18 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
+/// Move the journal of `dir` (a stopped daemon's storage) to `cache`.
+fn keep_journal(dir: &Path, cache: &Path) {
+    let _ = std::fs::remove_dir_all(cache);
+    let _ = std::fs::rename(dir.join("spool/.journal"), cache);
+}
+
+/// Give the fresh storage `dir` the journal kept in `cache`.
+fn adopt_journal(cache: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir.join("spool")).unwrap();
+    let _ = std::fs::rename(cache, dir.join("spool/.journal"));
+}
+
 /// A running server and how to reach it.
 struct Server {
     child: Child,
@@ -178,6 +213,16 @@ struct Server {
     ae: &'static str,
     /// The server's own log (warnings and errors), shown when a send fails.
     log: Option<PathBuf>,
+}
+
+impl Server {
+    /// SIGTERM, and wait for a clean exit (the journal's last records filed and let go).
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {
@@ -239,10 +284,10 @@ impl Server {
         }
     }
 
-    /// A fresh daemon with a journal segment ready for each sender, as an administrator
-    /// sets `journal_spare_segments` for the peers they expect; the start (and the
-    /// segments' zero-filling) is not timed.
-    fn osteoscreen(dir: &Path, senders: usize) -> Server {
+    /// A fresh daemon, with the journal or without; with it, a segment is ready for each
+    /// sender, as an administrator sets `journal_spare_segments` for the peers they
+    /// expect. The start (and any zero-filling of segments) is not timed.
+    fn osteoscreen(dir: &Path, senders: usize, journal: bool) -> Server {
         let port = free_port();
         let log = dir.with_extension("log");
         let child = Command::new(env!("CARGO_BIN_EXE_osteoscreen"))
@@ -256,6 +301,10 @@ impl Server {
             .env("OSTEOSCREEN__LOG__LEVEL", "warn")
             .env("OSTEOSCREEN__DICOM__MAX_PDU_LENGTH", "65536")
             .env(
+                "OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB",
+                if journal { "64" } else { "0" },
+            )
+            .env(
                 "OSTEOSCREEN__DICOM__JOURNAL_SPARE_SEGMENTS",
                 (senders + 1).to_string(),
             )
@@ -266,11 +315,12 @@ impl Server {
         wait_listening(port);
         let journal = dir.join("spool/.journal");
         let start = Instant::now();
-        while std::fs::read_dir(&journal).map_or(0, |d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
-                .count()
-        }) < senders + 1
+        while journal
+            && std::fs::read_dir(&journal).map_or(0, |d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+                    .count()
+            }) < senders + 1
         {
             assert!(
                 start.elapsed() < Duration::from_secs(60),

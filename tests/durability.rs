@@ -202,7 +202,10 @@ fn without_the_journal_a_c_store_is_answered_only_after_fdatasync_rename_directo
 #[test]
 fn through_the_journal_a_c_store_is_answered_only_after_its_record_is_flushed() {
     let work = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(work.path(), &[]);
+    let daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "64")],
+    );
     // Both spare segments zero-filled and named (the preparer is then idle): the store
     // goes to the journal.
     let journal = daemon.storage_dir().join("spool/.journal");

@@ -197,7 +197,10 @@ fn a_failed_database_commit_refuses_the_store_and_leaves_no_file_behind() {
 #[test]
 fn a_failed_journal_flush_refuses_the_store_and_it_is_not_replayed() {
     let work = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(work.path(), &[]);
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "64")],
+    );
     let (bad, good) = two_instances(work.path());
     // The two spare segments, zero-filled and named: the store goes into one of them.
     let journal = daemon.storage.join("spool/.journal");

@@ -53,10 +53,23 @@ fn eight_parallel_senders_lose_nothing_and_duplicate_nothing() {
 
 #[test]
 fn kill_9_mid_stream_loses_no_acknowledged_instance() {
+    kill_9_mid_stream("0");
+}
+
+#[test]
+fn kill_9_mid_stream_through_the_journal_loses_no_acknowledged_instance() {
+    kill_9_mid_stream("64");
+}
+
+/// With `journal_segment_mb` = `journal`.
+fn kill_9_mid_stream(journal: &str) {
     let work = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(
         work.path(),
-        &[("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "2")],
+        &[
+            ("OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS", "2"),
+            ("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", journal),
+        ],
     );
     let study = "1.2.826.0.1.3680043.9.7777.5";
     let (files, log, mut sender) = stream_study(&daemon, work.path(), study, 200, "CRASHSCU");

@@ -35,10 +35,12 @@ pub struct Ingest {
     pub callers: Vec<CallerRule>,
     pub spool: std::sync::Arc<spool::Spool>,
     pub writer: InstanceWriter,
+    /// Moves journal records into the spool tree and the database. Declared (so dropped)
+    /// before the journal: its last records are filed and let go while the journal's
+    /// thread is still there to invalidate their segments.
+    pub mover: Option<mover::Mover>,
     /// Where C-STOREs are acknowledged from (`None`: `[dicom] journal_segment_mb = 0`).
     pub journal: Option<journal::Journal>,
-    /// Moves journal records into the spool tree and the database.
-    pub mover: Option<mover::Mover>,
     pub active: ActiveStudies,
     pub storage_dir: PathBuf,
     pub health: crate::ops::health::Health,

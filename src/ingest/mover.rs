@@ -1,9 +1,10 @@
 //! The journal's mover: acknowledged records go from their segment into the spool tree
 //! (`<study>/<series>/<sop>.dcm`) and the database, on a thread of their own, in batches:
-//! each record is copied into a spool file and renamed into place, then one filesystem
-//! sync makes the whole batch durable, then its rows are committed (the group-commit
-//! writer fsyncs the directories, already clean). Only then are the records let go, and
-//! a segment with none left is invalidated and reused. A record that cannot be moved
+//! each record is copied into a spool file and renamed into place and its row committed
+//! at once (no fsync: the journal still holds it); every CHECKPOINT one filesystem sync
+//! makes what was filed durable. Only then are the records let go, and a segment with
+//! none left is invalidated and reused (a crash before that: the next start finds the
+//! records again and skips those whose spool file holds their bytes). A record that cannot be moved
 //! (disk full, database gone) is kept, with its segment, and tried again every few
 //! seconds; at a stop, the next start replays it.
 
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::journal::Record;
 use super::spool::{Placement, Spool, SpoolError};
@@ -20,6 +21,11 @@ use crate::store::{InstanceRecord, InstanceWriter, Store};
 
 /// Records moved per filesystem sync, at most.
 const MAX_BATCH: usize = 64;
+/// How often the filed records are made durable (one filesystem sync) and their segments
+/// let go: a sync per batch would flush the disk's cache under every acknowledgement.
+const CHECKPOINT: Duration = Duration::from_millis(500);
+/// Filed records held for the next checkpoint, at most.
+const MAX_HELD: usize = 1024;
 /// How often records that could not be moved (a full disk, a blocked directory) are
 /// tried again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -98,19 +104,29 @@ impl Drop for Mover {
 }
 
 fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &AtomicUsize) {
+    // Filed and recorded, not yet synced: let go at the next checkpoint.
+    let mut held: Vec<Record> = Vec::new();
     // Records that failed to move: tried again every RETRY while the daemon runs.
     let mut kept: Vec<Record> = Vec::new();
-    loop {
-        let first = if kept.is_empty() {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+    let mut last_sync = Instant::now();
+    let mut last_retry = Instant::now();
+    let mut open = true;
+    while open || !held.is_empty() {
+        let wait = if held.is_empty() && kept.is_empty() {
+            None
         } else {
-            rx.recv_timeout(RETRY)
+            Some(CHECKPOINT.saturating_sub(last_sync.elapsed()))
         };
-        let mut batch = match first {
-            Ok(r) => vec![r],
-            Err(RecvTimeoutError::Timeout) => Vec::new(),
-            Err(RecvTimeoutError::Disconnected) => break,
+        let mut batch = Vec::new();
+        let first = match wait {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(w) => rx.recv_timeout(w),
         };
+        match first {
+            Ok(r) => batch.push(r),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open = false,
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
@@ -118,16 +134,35 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
             }
         }
         let fresh = batch.len();
-        if batch.is_empty() || fresh < MAX_BATCH {
+        if !kept.is_empty() && last_retry.elapsed() >= RETRY {
             batch.append(&mut kept);
+            last_retry = Instant::now();
         }
-        let failed = move_batch(spool, writer, batch);
-        let now = backlog.fetch_sub(fresh, Ordering::SeqCst) - fresh;
-        kept.extend(failed);
+        if !batch.is_empty() {
+            let (moved, failed) = move_batch(spool, writer, batch);
+            held.extend(moved);
+            kept.extend(failed);
+        }
+        let left = backlog.fetch_sub(fresh, Ordering::SeqCst) - fresh;
         crate::ops::metrics::metrics()
             .journal_backlog
-            .set(i64::try_from(now + kept.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(left + kept.len()).unwrap_or(i64::MAX));
+        let due = last_sync.elapsed() >= CHECKPOINT || held.len() >= MAX_HELD || !open;
+        if !held.is_empty() && due {
+            match crate::fsutil::sync_filesystem(spool.root()) {
+                // Durable in the spool tree: their segments may be reused.
+                Ok(()) => held.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sync the spool; journal records kept")
+                }
+            }
+            last_sync = Instant::now();
+            if !open && !held.is_empty() {
+                break;
+            }
+        }
     }
+    kept.append(&mut held);
     if !kept.is_empty() {
         tracing::error!(
             records = kept.len(),
@@ -138,42 +173,40 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
     std::mem::forget(kept);
 }
 
-/// Move `batch`; returns the records that could not be moved (logged).
-fn move_batch(spool: &Spool, writer: &InstanceWriter, batch: Vec<Record>) -> Vec<Record> {
+/// File and record `batch` (no sync: the caller's checkpoint makes it durable); returns
+/// the records moved and those that could not be (logged).
+fn move_batch(
+    spool: &Spool,
+    writer: &InstanceWriter,
+    batch: Vec<Record>,
+) -> (Vec<Record>, Vec<Record>) {
     let mut copied = Vec::with_capacity(batch.len());
     let mut failed = Vec::new();
     for record in batch {
         match copy_into_spool(spool, &record) {
             Ok(row) => copied.push((record, row)),
             Err(e) => {
-                tracing::error!(error = %e, "cannot move a journal record into the spool; kept for the next start");
+                tracing::error!(error = %e, "cannot move a journal record into the spool; kept");
                 failed.push(record);
             }
         }
     }
-    if copied.is_empty() {
-        return failed;
-    }
-    if let Err(e) = crate::fsutil::sync_filesystem(spool.root()) {
-        tracing::error!(error = %e, "cannot sync the spool; journal records kept for the next start");
-        failed.extend(copied.into_iter().map(|(r, _)| r));
-        return failed;
-    }
     let rows = copied.iter().map(|(_, row)| row.clone()).collect();
+    let mut moved = Vec::with_capacity(copied.len());
     for ((record, _), result) in copied.into_iter().zip(writer.record_all_blocking(rows)) {
-        if let Err(e) = result {
-            tracing::error!(error = %e, "cannot record a journal instance; kept for the next start");
-            failed.push(record);
+        match result {
+            Ok(()) => moved.push(record),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a journal instance; kept");
+                failed.push(record);
+            }
         }
     }
-    failed
+    (moved, failed)
 }
 
 /// Copy a record's data set into a spool file (not synced) and put it in place.
-fn copy_into_spool(
-    spool: &Spool,
-    record: &Record,
-) -> Result<(InstanceRecord, PathBuf), SpoolError> {
+fn copy_into_spool(spool: &Spool, record: &Record) -> Result<InstanceRecord, SpoolError> {
     let meta = &record.meta;
     let mut incoming = spool.begin_raw(&meta.sop_instance_uid)?;
     let mut window = record.window();
@@ -207,7 +240,7 @@ fn copy_into_spool(
         calling_ae: meta.calling_ae.clone(),
         received_at_ms: meta.received_at_ms,
     };
-    Ok((row, spooled.dir))
+    Ok(row)
 }
 
 /// At start-up, before the listener opens: move again the records a stop (or a crash)
@@ -230,17 +263,24 @@ pub fn replay(
             todo.push(record);
         }
     }
-    let mut moved = 0;
+    let mut moved = Vec::new();
     let mut kept = Vec::new();
     while !todo.is_empty() {
         let rest = todo.split_off(todo.len().min(MAX_BATCH));
-        let n = todo.len();
-        let failed = move_batch(spool, writer, std::mem::replace(&mut todo, rest));
-        moved += n - failed.len();
+        let (done, failed) = move_batch(spool, writer, std::mem::replace(&mut todo, rest));
+        moved.extend(done);
         kept.extend(failed);
     }
+    let count = moved.len();
+    match crate::fsutil::sync_filesystem(spool.root()) {
+        Ok(()) => drop(moved),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sync the spool after the journal replay");
+            kept.extend(moved);
+        }
+    }
     std::mem::forget(kept);
-    (moved, skipped)
+    (count, skipped)
 }
 
 fn is_in_place(record: &Record, spool: &Spool, store: &Store) -> bool {

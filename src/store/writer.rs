@@ -18,7 +18,9 @@ const MAX_BATCH: usize = 512;
 
 struct Request {
     record: InstanceRecord,
-    sync_dir: PathBuf,
+    /// `None`: the caller makes the rename durable itself (the journal mover, which
+    /// syncs the filesystem before letting its records go).
+    sync_dir: Option<PathBuf>,
     reply: oneshot::Sender<Result<(), Arc<StoreError>>>,
 }
 
@@ -83,7 +85,7 @@ impl InstanceWriter {
         self.tx
             .send(Request {
                 record,
-                sync_dir,
+                sync_dir: Some(sync_dir),
                 reply,
             })
             .map_err(|_| StoreError::WriterGone)?;
@@ -94,20 +96,18 @@ impl InstanceWriter {
 }
 
 impl InstanceWriter {
-    /// `record` for a batch, from a plain thread (not an async task): every row is handed
-    /// over before the first answer is awaited, so they share commits.
-    pub fn record_all_blocking(
-        &self,
-        rows: Vec<(InstanceRecord, PathBuf)>,
-    ) -> Vec<Result<(), StoreError>> {
+    /// `record` for a batch, from a plain thread (not an async task), without the
+    /// directory fsyncs (the caller syncs the filesystem itself): every row is handed over
+    /// before the first answer is awaited, so they share commits.
+    pub fn record_all_blocking(&self, rows: Vec<InstanceRecord>) -> Vec<Result<(), StoreError>> {
         let waiting: Vec<_> = rows
             .into_iter()
-            .map(|(record, sync_dir)| {
+            .map(|record| {
                 let (reply, rx) = oneshot::channel();
                 self.tx
                     .send(Request {
                         record,
-                        sync_dir,
+                        sync_dir: None,
                         reply,
                     })
                     .map(|()| rx)
@@ -127,7 +127,7 @@ impl InstanceWriter {
 
 fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(), StoreError> {
     let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
-    let dirs: BTreeSet<&PathBuf> = batch.iter().map(|r| &r.sync_dir).collect();
+    let dirs: BTreeSet<&PathBuf> = batch.iter().filter_map(|r| r.sync_dir.as_ref()).collect();
     for dir in dirs {
         // A rename whose directory entry may not be on disk is not acknowledged: its file
         // goes too, or the next start would record what the peer was told had failed.
