@@ -313,10 +313,10 @@ impl Server {
             .spawn()
             .expect("osteoscreen");
         wait_listening(port);
-        let journal = dir.join("spool/.journal");
+        let segments = dir.join("spool/.journal");
         let start = Instant::now();
         while journal
-            && std::fs::read_dir(&journal).map_or(0, |d| {
+            && std::fs::read_dir(&segments).map_or(0, |d| {
                 d.filter_map(|e| e.ok())
                     .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
                     .count()
