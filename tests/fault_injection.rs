@@ -25,20 +25,14 @@ struct Injector {
 }
 
 impl Injector {
-    fn attach(
-        daemon: &Daemon,
-        work: &Path,
-        trace: &str,
-        inject: &str,
-        path: Option<&Path>,
-    ) -> Self {
+    fn attach(daemon: &Daemon, work: &Path, trace: &str, inject: &str, paths: &[&Path]) -> Self {
         let said = work.join(format!("strace-{}.txt", std::process::id()));
         let mut cmd = Command::new("strace");
         cmd.args(["-f", "-o", "/dev/null", "-e"])
             .arg(format!("trace={trace}"))
             .arg("-e")
             .arg(format!("inject={inject}"));
-        if let Some(p) = path {
+        for p in paths {
             cmd.arg("-P").arg(p);
         }
         let child = cmd
@@ -110,7 +104,7 @@ fn refused_under_fault(
     bad: &Path,
     (trace, inject, path): (&str, &str, &Path),
 ) {
-    let injector = Injector::attach(daemon, work, trace, inject, Some(path));
+    let injector = Injector::attach(daemon, work, trace, inject, &[path]);
     let (status, comment) = store_one(daemon, bad);
     drop(injector);
     assert_eq!(status, DimseStatus::OUT_OF_RESOURCES, "{comment:?}");
@@ -208,26 +202,13 @@ fn a_failed_journal_flush_refuses_the_store_and_it_is_not_replayed() {
     wait_until("journal segments ready", Duration::from_secs(60), || {
         segments.iter().all(|p| p.exists())
     });
-    let said = work.path().join("strace-journal.txt");
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-o", "/dev/null", "-e", "trace=fdatasync", "-e"])
-        .arg("inject=fdatasync:error=EIO");
-    for segment in &segments {
-        cmd.arg("-P").arg(segment);
-    }
-    let child = cmd
-        .arg("-p")
-        .arg(daemon.pid().to_string())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&said).unwrap())
-        .spawn()
-        .expect("strace");
-    wait_until("strace attached", Duration::from_secs(30), || {
-        std::fs::read_to_string(&said)
-            .unwrap_or_default()
-            .contains(" attached")
-    });
-    let injector = Injector { child };
+    let injector = Injector::attach(
+        &daemon,
+        work.path(),
+        "fdatasync",
+        "fdatasync:error=EIO",
+        &[&segments[0], &segments[1]],
+    );
     let (status, comment) = store_one(&daemon, &bad);
     drop(injector);
     assert_eq!(status, DimseStatus::OUT_OF_RESOURCES, "{comment:?}");
@@ -245,7 +226,7 @@ fn a_failed_journal_flush_refuses_the_store_and_it_is_not_replayed() {
 fn a_broken_listening_socket_stops_the_daemon_with_a_failure_for_systemd_to_restart() {
     let work = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(work.path(), &[]);
-    let _injector = Injector::attach(&daemon, work.path(), "accept4", "accept4:error=EBADF", None);
+    let _injector = Injector::attach(&daemon, work.path(), "accept4", "accept4:error=EBADF", &[]);
     // Any connection wakes the accept loop, which then meets the broken socket.
     let _ = std::net::TcpStream::connect(("127.0.0.1", daemon.port));
     let status = daemon.wait_exit(Duration::from_secs(60));

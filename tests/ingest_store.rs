@@ -400,3 +400,42 @@ fn dx_for_processing_is_accepted_and_stored_byte_for_byte() {
         "DX For Processing",
     );
 }
+
+#[test]
+fn an_instance_larger_than_its_journal_segment_is_moved_to_a_file_of_its_own_and_stored_whole() {
+    let work = tempfile::tempdir().unwrap();
+    // 1 MiB segments: the 7 MB radiograph outgrows its segment while it arrives.
+    let daemon = Daemon::start(
+        work.path(),
+        &[
+            ("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "1"),
+            ("OSTEOSCREEN__DICOM__JOURNAL_SPARE_SEGMENTS", "1"),
+        ],
+    );
+    let segment = daemon.storage_dir().join("spool/.journal/seg-0");
+    wait_until("journal segment ready", Duration::from_secs(60), || {
+        segment.exists()
+    });
+    // Sent byte for byte in its own transfer syntax (storescu may transcode).
+    let sent = real("wg04/RG2_UNC.dcm");
+    let file = osteoscreen::deliver::dimse::OutgoingFile::inspect(&sent).unwrap();
+    let mut association = common::scu::RawAssociation::for_file(daemon.port, "BIGSCU", &file);
+    let (status, comment) = association.store(&sent);
+    association.release();
+    assert!(
+        status.is_success(),
+        "{status} {comment:?}\n{}",
+        daemon.logs()
+    );
+    let rows = daemon.rows(1);
+    assert_eq!(rows.len(), 1);
+    assert_same_bytes(
+        &data_set_bytes(&rows[0].path),
+        &file.data_set().unwrap(),
+        "radiograph larger than a segment",
+    );
+    // A small instance after it goes through the journal again.
+    let out = run(daemon.storescu("BIGSCU").arg(real("pydicom/CT_small.dcm")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(daemon.rows(2).len(), 2);
+}

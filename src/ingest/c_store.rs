@@ -138,10 +138,9 @@ impl PendingStore {
             .journal
             .as_ref()
             .filter(|_| !is_deflated(&self.transfer_syntax));
-        if let Some(entry) = journal.and_then(|j| lane.begin(j)) {
+        if let Some(mut entry) = journal.and_then(|j| lane.begin(j)) {
             let head = part10_head(&header)
                 .map_err(|e| Refusal::out_of_resources("spool write failed", e))?;
-            let mut entry = entry;
             if entry.append(&head).is_ok() {
                 return Ok(Sink::Journal(entry));
             }
@@ -211,15 +210,7 @@ impl PendingStore {
                 .spool
                 .begin_raw(&self.command.sop_instance_uid)
                 .map_err(std::io::Error::other)?;
-            let mut window = entry.window();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = std::io::Read::read(&mut window, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                file.append(&buf[..n]);
-            }
+            file.copy_from(&mut entry.window())?;
             file.append(bytes);
             self.file = Some(Sink::File(file));
             Ok(())

@@ -34,7 +34,7 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Mover {
     tx: Mutex<Option<Sender<Record>>>,
     thread: Option<JoinHandle<()>>,
-    /// Records queued and not yet moved (the metrics' backlog, and for tests to wait on).
+    /// Records queued and not yet moved (the `journal_backlog` metric).
     backlog: Arc<AtomicUsize>,
     /// Records that could not be handed to the thread: kept for the next start.
     stranded: Mutex<Vec<Record>>,
@@ -75,11 +75,6 @@ impl Mover {
                 kept.push(record);
             }
         }
-    }
-
-    /// Records acknowledged and not yet in the spool tree and the database.
-    pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::SeqCst)
     }
 
     /// Whether the thread is still running.
@@ -209,19 +204,12 @@ fn move_batch(
 fn copy_into_spool(spool: &Spool, record: &Record) -> Result<InstanceRecord, SpoolError> {
     let meta = &record.meta;
     let mut incoming = spool.begin_raw(&meta.sop_instance_uid)?;
-    let mut window = record.window();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        use std::io::Read;
-        let n = window.read(&mut buf).map_err(|source| SpoolError::Io {
+    incoming
+        .copy_from(&mut record.window())
+        .map_err(|source| SpoolError::Io {
             path: PathBuf::from(incoming.path()),
             source,
         })?;
-        if n == 0 {
-            break;
-        }
-        incoming.append(&buf[..n]);
-    }
     let at = Placement {
         study_uid: &meta.study_uid,
         series_uid: &meta.series_uid,

@@ -230,6 +230,17 @@ impl Incoming {
         }
     }
 
+    /// Append everything `reader` yields (a journal record's bytes).
+    pub fn copy_from(&mut self, reader: &mut impl std::io::Read) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match reader.read(&mut buf)? {
+                0 => return Ok(()),
+                n => self.append(&buf[..n]),
+            }
+        }
+    }
+
     /// Close the file without fsync: for a copy whose durability the caller provides
     /// otherwise (the journal mover syncs the filesystem once per batch).
     pub fn close(mut self) -> Result<Written, SpoolError> {

@@ -113,9 +113,6 @@ impl Pool {
 /// The journal: its pool of segments and the counters records are stamped with.
 pub struct Journal {
     pool: Arc<Pool>,
-    dir: PathBuf,
-    segment_size: u64,
-    spares: usize,
     seq: AtomicU64,
     generation: AtomicU64,
     preparer: Option<JoinHandle<()>>,
@@ -206,18 +203,11 @@ impl Journal {
             .unwrap_or(1);
         let journal = Journal {
             pool,
-            dir: dir.to_path_buf(),
-            segment_size,
-            spares,
             seq: AtomicU64::new(max_seq + 1),
             generation: AtomicU64::new(now_ns),
             preparer: Some(preparer),
         };
         Ok((journal, found))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A ready segment, or `None` when none is (the caller uses the per-file path).
@@ -237,15 +227,6 @@ impl Journal {
     /// Segments ready now (for the benchmark and tests to wait on).
     pub fn ready(&self) -> usize {
         self.pool.state.lock().map(|s| s.spares.len()).unwrap_or(0)
-    }
-
-    /// Segments kept ready.
-    pub fn spares(&self) -> usize {
-        self.spares
-    }
-
-    pub fn segment_size(&self) -> u64 {
-        self.segment_size
     }
 }
 
