@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use common::scu::RawAssociation;
 use common::*;
+use dicom_ul::Pdu;
+use osteoscreen::deliver::dimse::OutgoingFile;
 use osteoscreen::dicom::DimseStatus as Status;
 
 const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -121,6 +123,62 @@ fn length_bombs_are_refused_without_allocating_them() {
     assert!(daemon.store().instances().unwrap().is_empty());
     assert_eq!(daemon.partial_files(), vec![]);
     assert_alive_and_small(&mut daemon);
+}
+
+/// A P-DATA-TF PDU whose header declares `length` bytes, followed by `body`.
+fn p_data(length: u32, body: &[u8]) -> Vec<u8> {
+    let mut pdu = vec![0x04, 0];
+    pdu.extend_from_slice(&length.to_be_bytes());
+    pdu.extend_from_slice(body);
+    pdu
+}
+
+/// PDUs are read off the wire without copying their values (`ingest::wire`): a PDU over
+/// the negotiated maximum is refused from its header, before it is buffered, and a value
+/// item that claims more than its PDU ends the association with an A-ABORT; a whole
+/// C-STORE in one PDU (command and data set, two values) is stored.
+#[test]
+fn oversized_and_malformed_pdus_are_aborted_and_two_values_in_one_pdu_are_stored() {
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
+    let ct = OutgoingFile::inspect(&real("pydicom/CT_small.dcm")).unwrap();
+    let mut whole = RawAssociation::for_file(daemon.port, "WHOLE", &ct);
+    whole.store_in_one_pdu(
+        &ct.sop_class_uid,
+        &ct.sop_instance_uid,
+        &ct.data_set().unwrap(),
+    );
+    assert_eq!(whole.response().0, Status::SUCCESS, "{}", daemon.logs());
+    whole.release();
+    assert_eq!(daemon.rows(1).len(), 1);
+
+    let uid = "1.2.826.0.1.3680043.2.4";
+    let mut huge = RawAssociation::open(daemon.port, "HUGE", CT_IMAGE, EXPLICIT_LE).unwrap();
+    huge.send_store_rq(CT_IMAGE, uid);
+    // 1 GiB declared, 1 KiB sent: refused from the header alone.
+    huge.send_raw(&p_data(1 << 30, &[0; 1024]));
+    assert!(
+        !matches!(huge.receive(), Ok(Pdu::PData { .. })),
+        "no answer to an oversized PDU"
+    );
+    let mut lying = RawAssociation::open(daemon.port, "LIAR", CT_IMAGE, EXPLICIT_LE).unwrap();
+    let pc = lying.pc_id();
+    lying.send_store_rq(CT_IMAGE, uid);
+    // A value item of 4,000 bytes in a PDU of 16.
+    let mut body = 4000u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[pc, 0x02]);
+    body.extend_from_slice(&[0; 10]);
+    lying.send_raw(&p_data(body.len() as u32, &body));
+    assert!(
+        matches!(lying.receive(), Ok(Pdu::AbortRQ { .. })),
+        "an A-ABORT for a malformed value item"
+    );
+    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+    assert_eq!(daemon.partial_files(), vec![]);
+    assert_alive_and_small(&mut daemon);
+    let logs = daemon.logs();
+    assert!(logs.contains("over the negotiated maximum"), "{logs}");
+    assert!(logs.contains("value item longer than its PDU"), "{logs}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::access::CallerCheck;
 use super::active::Entered;
 use super::c_store::{PendingStore, Tally, UNRECOGNIZED_OPERATION};
+use super::wire::{self, Arrived, WireError};
 use super::Ingest;
 use crate::dicom::command::{encode_response, field, MAX_COMMAND_BYTES};
 use crate::dicom::sop::{self, STORAGE_SOP_CLASSES};
@@ -178,6 +179,7 @@ async fn serve<S: Link>(
     let deadline = Instant::now() + lifetime;
     let idle_limit = Duration::from_secs(settings.idle_seconds);
     let grace = Duration::from_secs(settings.shutdown_grace_seconds);
+    let read_timeout = Duration::from_secs(settings.timeout_seconds);
     // Set once shutdown began while a data set was arriving.
     let mut grace_ends: Option<Instant> = None;
     loop {
@@ -191,7 +193,7 @@ async fn serve<S: Link>(
             grace_ends,
         );
         let received = tokio::select! {
-            r = association.receive() => r,
+            r = wire::receive(association, settings.max_pdu_length, read_timeout) => r,
             _ = tokio::time::sleep_until(wake.into()) => {
                 return End::Aborted(why.describe(settings));
             }
@@ -205,16 +207,24 @@ async fn serve<S: Link>(
             }
         };
         let values = match received {
-            Ok(Pdu::PData { data }) => data,
-            Ok(Pdu::ReleaseRQ) => return End::Released,
-            Ok(Pdu::AbortRQ { source }) => return End::PeerGone(format!("A-ABORT {source:?}")),
-            Ok(other) => return End::Aborted(format!("unexpected PDU {}", pdu_name(&other))),
-            Err(e) => return End::PeerGone(e.to_string()),
+            Ok(Arrived::PData(values)) => values,
+            Ok(Arrived::Other(Pdu::ReleaseRQ)) => return End::Released,
+            Ok(Arrived::Other(Pdu::AbortRQ { source })) => {
+                return End::PeerGone(format!("A-ABORT {source:?}"))
+            }
+            Ok(Arrived::Other(other)) => {
+                return End::Aborted(format!("unexpected PDU {}", pdu_name(&other)))
+            }
+            Err(e @ (WireError::Closed | WireError::TimedOut(_) | WireError::Io(_))) => {
+                return End::PeerGone(e.to_string())
+            }
+            Err(e) => return End::Aborted(e.to_string()),
         };
         for value in values {
-            let handled = match value.value_type {
-                PDataValueType::Command => session.on_command(association, value).await,
-                PDataValueType::Data => session.on_data(association, value).await,
+            let handled = if value.command {
+                session.on_command(association, value).await
+            } else {
+                session.on_data(association, value).await
             };
             if let Err(end) = handled {
                 return end;
@@ -288,7 +298,7 @@ impl Session<'_> {
     async fn on_command<S: Link>(
         &mut self,
         association: &mut AsyncServerAssociation<S>,
-        value: PDataValue,
+        value: wire::Value,
     ) -> Result<(), End> {
         self.command_bytes.extend_from_slice(&value.data);
         if self.command_bytes.len() > MAX_COMMAND_BYTES {
@@ -333,7 +343,7 @@ impl Session<'_> {
     async fn on_data<S: Link>(
         &mut self,
         association: &mut AsyncServerAssociation<S>,
-        value: PDataValue,
+        value: wire::Value,
     ) -> Result<(), End> {
         let Some(store) = self.pending.as_mut() else {
             return Err(End::Aborted("data set without a command".into()));

@@ -17,6 +17,7 @@ pub mod slots;
 pub mod spare;
 pub mod spool;
 pub mod stow;
+pub mod wire;
 
 use std::path::PathBuf;
 

@@ -139,6 +139,44 @@ impl RawAssociation {
         self.response()
     }
 
+    /// Send bytes as they are, PDU headers included (a malformed or oversized PDU). The
+    /// daemon may close the link before they are all taken: that is not an error here.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stream = self.association.inner_stream();
+        let _ = stream.write_all(bytes).and_then(|_| stream.flush());
+    }
+
+    /// One P-DATA-TF PDU holding a whole C-STORE: its command and its data set, two
+    /// values in one PDU.
+    pub fn store_in_one_pdu(&mut self, sop_class: &str, sop_instance: &str, data_set: &[u8]) {
+        self.message_id += 1;
+        let rq = encode_store_rq(self.message_id, sop_class, sop_instance);
+        self.association
+            .send(&Pdu::PData {
+                data: vec![
+                    PDataValue {
+                        presentation_context_id: self.pc_id,
+                        value_type: PDataValueType::Command,
+                        is_last: true,
+                        data: rq,
+                    },
+                    PDataValue {
+                        presentation_context_id: self.pc_id,
+                        value_type: PDataValueType::Data,
+                        is_last: true,
+                        data: data_set.to_vec(),
+                    },
+                ],
+            })
+            .expect("send P-DATA-TF");
+    }
+
+    /// The presentation context accepted for this association.
+    pub fn pc_id(&self) -> u8 {
+        self.pc_id
+    }
+
     /// The next PDU from the daemon (e.g. an A-ABORT), or the error that ended the link.
     pub fn receive(&mut self) -> Result<Pdu, dicom_ul::association::Error> {
         self.association.receive()
