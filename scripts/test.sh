@@ -23,11 +23,12 @@ for tool in storescu echoscu storescp dcmdump dcmodify dcmconv dcmdrle dciodvfy 
   command -v "$tool" >/dev/null || { echo "missing peer tool: $tool" >&2; exit 1; }
 done
 
-# highdicom reads our SRs as an independent TID 1500 implementation.
+# highdicom reads our SRs as an independent TID 1500 implementation; scipy (with
+# highdicom's numpy and pydicom) runs the independent CT phantom generator.
 venv="${OSTEOSCREEN_VENV:-$HOME/.cache/osteoscreen-venv}"
-if ! "$venv/bin/python" -c 'import highdicom' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import highdicom, scipy' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet highdicom
+  "$venv/bin/pip" install --quiet highdicom scipy
 fi
 export OSTEOSCREEN_PYTHON="$venv/bin/python"
 

@@ -66,7 +66,7 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
 /// whose L5 was taken for L4 without them). Lower ribs cut along their course look alike,
 /// so wings count only below a vertebra without ribs and beside one without lung
 /// (`pelvis_from_wings`).
-const WING_MM2: f64 = 250.0;
+const WING_MM2: f64 = 200.0;
 const WING_LENGTH_MM: f64 = 40.0;
 
 /// What lies beside a vertebra's body on its middle slice.
@@ -192,7 +192,15 @@ pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
         _ => None,
     };
     let mut labelling = from_anchors(vertebrae, &place, t12, pelvis);
-    let missed = place.last().map_or(0, |p| p + 1) - vertebrae.len();
+    // Between the first and the last named vertebra: pieces of the sacrum below L5 are
+    // not vertebrae missed.
+    let named: Vec<usize> = (0..vertebrae.len())
+        .filter(|&k| vertebrae[k].level.is_some())
+        .collect();
+    let missed = match (named.first(), named.last()) {
+        (Some(&a), Some(&b)) => (place[b] - place[a]) - (b - a),
+        _ => 0,
+    };
     if labelling.sure.is_some() && missed > 0 {
         labelling.how =
             format!(

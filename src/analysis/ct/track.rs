@@ -103,6 +103,45 @@ pub fn group_slices(bodies: Vec<Located>, volume: &Volume) -> Vec<Vec<Located>> 
     groups
 }
 
+/// Two runs this close in z (mm) may be one body whose middle slice was lost...
+const JOIN_GAP_MM: f64 = 6.5;
+/// ...when together they are no taller than one lumbar body (mm, endplates included).
+const JOIN_MAX_MM: f64 = 36.0;
+
+/// Join runs that one body was cut into: a middle slice whose body was not found (on a
+/// phantom whose transverse processes leave the arch apart from the body, the arch was
+/// taken for the spine there and dropped as off course), which at 2.5-3 mm slices is a
+/// gap `group_slices` does not bridge. A disc has endplates (or disc-density slices) on
+/// both sides; a lost middle slice has mid-body slices on both sides. So two runs join
+/// when the gap is at most `JOIN_GAP_MM`, the slices on both sides of it are mid-body,
+/// their centres line up, and the joined run is no taller than `JOIN_MAX_MM`.
+pub fn join_split_bodies(
+    runs: Vec<Vec<Located>>,
+    profile: Profile,
+    volume: &Volume,
+) -> Vec<Vec<Located>> {
+    let mut joined: Vec<Vec<Located>> = Vec::new();
+    for run in runs {
+        let joins = joined.last().is_some_and(|prev| {
+            let (a, b) = (&prev[prev.len() - 1], &run[0]);
+            let gap = (volume.z[a.body.slice] - volume.z[b.body.slice]).abs();
+            let (ax, ay) = a.centre_mm(volume.spacing);
+            let (bx, by) = b.centre_mm(volume.spacing);
+            let height = extent_mm((prev[0].body.slice, run[run.len() - 1].body.slice), volume);
+            gap <= JOIN_GAP_MM
+                && profile.mid_body(a.median_hu)
+                && profile.mid_body(b.median_hu)
+                && (ax - bx).hypot(ay - by) < 15.0
+                && height <= JOIN_MAX_MM
+        });
+        match joined.last_mut() {
+            Some(prev) if joins => prev.extend(run),
+            _ => joined.push(run),
+        }
+    }
+    joined
+}
+
 /// The density profile the runs are cut by: the median of every body slice's ROI median
 /// and a robust spread (MAD x 1.4826). Most slices of a spine are mid-body, so the median
 /// is the bodies' level and endplates and discs stand out from it.
