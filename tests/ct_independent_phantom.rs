@@ -110,7 +110,8 @@ fn check_levels(dir: &Path, truth: &Value, finding: &Value) -> Vec<String> {
 }
 
 /// 2.5 mm, no ribs, the ilium in view (thin plates, ~250 mm² a slice); 1 mm slices on
-/// 0.6 mm pixels with ribs; 5 mm slices stored unsigned: each labelled right, L1 named.
+/// 0.6 mm pixels with ribs; 5 mm slices stored unsigned; contrast; 5 mm with ribs: each
+/// labelled right, L1 named.
 #[test]
 fn an_independent_generators_phantoms_are_labelled_and_measured_at_every_thickness() {
     let work = tempfile::tempdir().unwrap();
@@ -133,6 +134,13 @@ fn an_independent_generators_phantoms_are_labelled_and_measured_at_every_thickne
         (
             "thick-unsigned",
             &["--seed", "205", "--slice-mm", "5", "--unsigned"][..],
+        ),
+        // Each iliac plate as two pieces (one per cortex) beside L5.
+        ("contrast", &["--seed", "322", "--contrast", "--ribs"][..]),
+        // A 5 mm body cut in two by one lost slice.
+        (
+            "thick-ribs",
+            &["--seed", "332", "--slice-mm", "5", "--unsigned", "--ribs"][..],
         ),
     ] {
         let (dir, truth) = generate(work.path(), name, args);

@@ -103,18 +103,21 @@ pub fn group_slices(bodies: Vec<Located>, volume: &Volume) -> Vec<Vec<Located>> 
     groups
 }
 
-/// Two runs this close in z (mm) may be one body whose middle slice was lost...
+/// Two runs this close in z (mm; or one slice lost, 2.2 slice intervals, on thicker
+/// slices) may be one body whose middle slice was lost...
 const JOIN_GAP_MM: f64 = 6.5;
-/// ...when together they are no taller than one lumbar body (mm, endplates included).
-const JOIN_MAX_MM: f64 = 36.0;
+/// ...when together they are no taller than one lumbar body (mm, from the first slice's
+/// centre to the last's).
+const JOIN_MAX_MM: f64 = 32.0;
 
 /// Join runs that one body was cut into: a middle slice whose body was not found (on a
 /// phantom whose transverse processes leave the arch apart from the body, the arch was
 /// taken for the spine there and dropped as off course), which at 2.5-3 mm slices is a
 /// gap `group_slices` does not bridge. A disc has endplates (or disc-density slices) on
 /// both sides; a lost middle slice has mid-body slices on both sides. So two runs join
-/// when the gap is at most `JOIN_GAP_MM`, the slices on both sides of it are mid-body,
-/// their centres line up, and the joined run is no taller than `JOIN_MAX_MM`.
+/// when the gap is at most `JOIN_GAP_MM` (or one lost slice), the slices on both sides
+/// of it are mid-body, their centres line up, and the joined run is no taller than
+/// `JOIN_MAX_MM`: two bodies and the disc between them are taller.
 pub fn join_split_bodies(
     runs: Vec<Vec<Located>>,
     profile: Profile,
@@ -127,8 +130,10 @@ pub fn join_split_bodies(
             let gap = (volume.z[a.body.slice] - volume.z[b.body.slice]).abs();
             let (ax, ay) = a.centre_mm(volume.spacing);
             let (bx, by) = b.centre_mm(volume.spacing);
-            let height = extent_mm((prev[0].body.slice, run[run.len() - 1].body.slice), volume);
-            gap <= JOIN_GAP_MM
+            let height =
+                (volume.z[prev[0].body.slice] - volume.z[run[run.len() - 1].body.slice]).abs();
+            let interval = volume.z.get(1).map_or(0.0, |z1| (volume.z[0] - z1).abs());
+            gap <= JOIN_GAP_MM.max(2.2 * interval)
                 && profile.mid_body(a.median_hu)
                 && profile.mid_body(b.median_hu)
                 && (ax - bx).hypot(ay - by) < 15.0
