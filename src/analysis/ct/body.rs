@@ -78,6 +78,32 @@ impl Grid {
 /// basivertebral vein, without cortex-level pixels: robust to open or faint cortices and
 /// hollow bodies.
 pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<SliceBody> {
+    find_body_with(frame, spacing, slice, None)
+}
+
+/// `find_body`, taking only a bone component centred within `NEAR_MM` of `near` (column,
+/// row): where the spine's course says the body is. For a slice whose first answer was
+/// off that course: the arch, a separate component beside the body's lower part or
+/// where the transverse processes leave it apart from the body, can outweigh the body's
+/// thin ring.
+pub fn find_body_near(
+    frame: &Frame,
+    spacing: (f64, f64),
+    slice: usize,
+    near: (f64, f64),
+) -> Option<SliceBody> {
+    find_body_with(frame, spacing, slice, Some(near))
+}
+
+/// A component centred further than this from the expected body centre is not it (mm).
+const NEAR_MM: f64 = 15.0;
+
+fn find_body_with(
+    frame: &Frame,
+    spacing: (f64, f64),
+    slice: usize,
+    near: Option<(f64, f64)>,
+) -> Option<SliceBody> {
     let grid = Grid {
         w: frame.columns,
         h: frame.rows,
@@ -85,7 +111,7 @@ pub fn find_body(frame: &Frame, spacing: (f64, f64), slice: usize) -> Option<Sli
     };
     let midline = patient_midline(frame, grid.w);
     let found = |despeckled: bool, threshold: f32, closing: usize| {
-        let spine = locate_spine(frame, grid, midline, despeckled, threshold, closing)?;
+        let spine = locate_spine(frame, grid, midline, near, despeckled, threshold, closing)?;
         let front = body_front(&spine, grid)?;
         let columns = body_columns(&spine, grid, front)?;
         trabecular_roi(frame, grid, slice, front, columns)
@@ -127,6 +153,7 @@ fn locate_spine(
     frame: &Frame,
     grid: Grid,
     midline: f64,
+    near: Option<(f64, f64)>,
     despeckled: bool,
     threshold: f32,
     closing: usize,
@@ -155,7 +182,16 @@ fn locate_spine(
         {
             continue;
         }
-        let score = area / (1.0 + off_centre / 10.0);
+        let score = match near {
+            None => area / (1.0 + off_centre / 10.0),
+            Some((nx, ny)) => {
+                let away = ((cx - nx) * spacing.1).hypot((cy - ny) * spacing.0);
+                if away > NEAR_MM {
+                    continue;
+                }
+                area / (1.0 + away / 10.0)
+            }
+        };
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((score, region));
         }

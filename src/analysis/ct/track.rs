@@ -51,8 +51,51 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 
 /// Keep the bodies that lie on the spine's course: within `OFF_COURSE_MM` of the median
 /// centre of the bodies within `COURSE_WINDOW_MM` along z. With fewer than three
-/// neighbours there is no course to judge by, and the body is kept.
+/// neighbours there is no course to judge by, and the body is kept. A slice whose body
+/// was off the course is searched again for a body where the course says it is
+/// (`body::find_body_near`); a part of the body that was missed would otherwise cut it
+/// in two, or leave it measured short.
 pub fn on_the_spine(bodies: Vec<Located>, volume: &Volume) -> Vec<Located> {
+    let slices: Vec<usize> = bodies.iter().map(|b| b.body.slice).collect();
+    let mut kept = off_course_dropped(bodies, volume);
+    let off: Vec<usize> = slices
+        .into_iter()
+        .filter(|s| !kept.iter().any(|b| b.body.slice == *s))
+        .collect();
+    let found: Vec<Located> = off
+        .into_iter()
+        .filter_map(|s| {
+            let (x, y) = course_at(&kept, volume.z[s], volume)?;
+            let near = (x / volume.spacing.1, y / volume.spacing.0);
+            let body = super::body::find_body_near(&volume.slices[s], volume.spacing, s, near)?;
+            let b = Located::new(body, volume);
+            let (bx, by) = b.centre_mm(volume.spacing);
+            ((bx - x).hypot(by - y) <= OFF_COURSE_MM).then_some(b)
+        })
+        .collect();
+    kept.extend(found);
+    kept.sort_by_key(|b| b.body.slice);
+    kept
+}
+
+/// The median body centre (mm) of `bodies` within `COURSE_WINDOW_MM` of `z`, from at
+/// least three of them.
+fn course_at(bodies: &[Located], z: f64, volume: &Volume) -> Option<(f64, f64)> {
+    let near: Vec<(f64, f64)> = bodies
+        .iter()
+        .filter(|b| (volume.z[b.body.slice] - z).abs() <= COURSE_WINDOW_MM)
+        .map(|b| b.centre_mm(volume.spacing))
+        .collect();
+    (near.len() >= 3).then(|| {
+        (
+            median(near.iter().map(|c| c.0).collect()),
+            median(near.iter().map(|c| c.1).collect()),
+        )
+    })
+}
+
+/// The bodies within `OFF_COURSE_MM` of the course around them.
+fn off_course_dropped(bodies: Vec<Located>, volume: &Volume) -> Vec<Located> {
     let centres: Vec<(f64, f64, f64)> = bodies
         .iter()
         .map(|b| {
