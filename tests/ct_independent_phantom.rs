@@ -154,7 +154,19 @@ fn an_independent_generators_phantoms_are_labelled_and_measured_at_every_thickne
             finding["ct"]["class"].is_string(),
             "{name}: no class: {finding:#}"
         );
+        // The generator draws no fracture: a body measured short is one partly missed.
+        assert_no_fracture_flag(name, &finding);
     }
+}
+
+fn assert_no_fracture_flag(name: &str, finding: &Value) {
+    let compressed: Vec<&Value> = finding["ct"]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["compressed"] == true)
+        .collect();
+    assert!(compressed.is_empty(), "{name}: {compressed:#?}");
 }
 
 /// No ribs and no pelvis: no anchor, so no level is named, and the class comes from the
@@ -165,6 +177,7 @@ fn an_independent_phantom_without_anchors_gets_an_unlabelled_class() {
     let (dir, truth) = generate(work.path(), "nopelvis", &["--seed", "203", "--no-pelvis"]);
     let finding = analyze(&dir);
     assert!(check_levels(&dir, &truth, &finding).is_empty());
+    assert_no_fracture_flag("nopelvis", &finding);
     assert!(finding["ct"]["class"].is_string(), "{finding:#}");
     assert_eq!(finding["ct"]["level_confidence"], "unlabelled");
     assert!(
