@@ -288,14 +288,11 @@ impl Store {
 
     /// When the recorded copy of `sop_instance_uid` was received, if one is recorded.
     pub fn instance_received_at(&self, sop_instance_uid: &str) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
+        use rusqlite::OptionalExtension;
+        self.conn()
             .prepare_cached("SELECT received_at_ms FROM instances WHERE sop_instance_uid = ?1")
-            .map_err(sql("instance_received_at"))?;
-        let mut rows = stmt
-            .query_map([sop_instance_uid], |r| r.get::<_, i64>(0))
-            .map_err(sql("instance_received_at"))?;
-        rows.next().transpose().map_err(sql("instance_received_at"))
+            .and_then(|mut stmt| stmt.query_row([sop_instance_uid], |r| r.get(0)).optional())
+            .map_err(sql("instance_received_at"))
     }
 
     /// Where the instance `sop_instance_uid` is recorded, if it is.

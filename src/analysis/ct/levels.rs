@@ -67,9 +67,9 @@ pub fn beside_the_spine(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) ->
 /// The upper iliac wings beside L5 are thin plates: in one slice, long pieces under
 /// the pelvis's 500 mm² on each side (340-450 mm², 48-76 mm long on a real 5 mm PET-CT
 /// whose L5 was taken for L4 without them; 200-290 mm² on an independent generator's
-/// phantoms, sometimes one piece per cortex, added up). Lower ribs cut along their course look alike,
-/// so wings count only below a vertebra without ribs and beside one without lung
-/// (`pelvis_from_wings`).
+/// phantoms, sometimes one piece per cortex, added up). Lower ribs cut along their
+/// course look alike, so wings count only below a vertebra without ribs and beside one
+/// without lung (`pelvis_from_wings`).
 const WING_MM2: f64 = 200.0;
 const WING_LENGTH_MM: f64 = 40.0;
 
@@ -198,11 +198,10 @@ pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
     let mut labelling = from_anchors(vertebrae, &place, t12, pelvis);
     // Between the first and the last named vertebra: pieces of the sacrum below L5 are
     // not vertebrae missed.
-    let named: Vec<usize> = (0..vertebrae.len())
-        .filter(|&k| vertebrae[k].level.is_some())
-        .collect();
-    let missed = match (named.first(), named.last()) {
-        (Some(&a), Some(&b)) => (place[b] - place[a]) - (b - a),
+    let first = vertebrae.iter().position(|v| v.level.is_some());
+    let last = vertebrae.iter().rposition(|v| v.level.is_some());
+    let missed = match (first, last) {
+        (Some(a), Some(b)) => (place[b] - place[a]) - (b - a),
         _ => 0,
     };
     if labelling.sure.is_some() && missed > 0 {

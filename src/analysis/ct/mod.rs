@@ -53,7 +53,7 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
         .collect();
     let bodies = track::on_the_spine(bodies, volume);
     let profile = track::Profile::of(&bodies);
-    let runs = track::join_split_bodies(track::group_slices(bodies, volume), profile, volume);
+    let runs = track::group_slices(bodies, volume);
     let single = runs.len() == 1;
     let mut pieces: Vec<track::Piece> = runs
         .into_iter()

@@ -56,15 +56,20 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// (`body::find_body_near`); a part of the body that was missed would otherwise cut it
 /// in two, or leave it measured short.
 pub fn on_the_spine(bodies: Vec<Located>, volume: &Volume) -> Vec<Located> {
-    let slices: Vec<usize> = bodies.iter().map(|b| b.body.slice).collect();
-    let mut kept = off_course_dropped(bodies, volume);
-    let off: Vec<usize> = slices
-        .into_iter()
-        .filter(|s| !kept.iter().any(|b| b.body.slice == *s))
+    let on: Vec<bool> = bodies
+        .iter()
+        .map(|b| {
+            let (x, y) = b.centre_mm(volume.spacing);
+            course_at(&bodies, volume.z[b.body.slice], volume)
+                .is_none_or(|(mx, my)| (x - mx).hypot(y - my) <= OFF_COURSE_MM)
+        })
         .collect();
+    let (kept, off): (Vec<_>, Vec<_>) = bodies.into_iter().zip(on).partition(|(_, on)| *on);
+    let mut kept: Vec<Located> = kept.into_iter().map(|(b, _)| b).collect();
     let found: Vec<Located> = off
         .into_iter()
-        .filter_map(|s| {
+        .filter_map(|(b, _)| {
+            let s = b.body.slice;
             let (x, y) = course_at(&kept, volume.z[s], volume)?;
             let near = (x / volume.spacing.1, y / volume.spacing.0);
             let body = super::body::find_body_near(&volume.slices[s], volume.spacing, s, near)?;
@@ -94,37 +99,6 @@ fn course_at(bodies: &[Located], z: f64, volume: &Volume) -> Option<(f64, f64)> 
     })
 }
 
-/// The bodies within `OFF_COURSE_MM` of the course around them.
-fn off_course_dropped(bodies: Vec<Located>, volume: &Volume) -> Vec<Located> {
-    let centres: Vec<(f64, f64, f64)> = bodies
-        .iter()
-        .map(|b| {
-            let (x, y) = b.centre_mm(volume.spacing);
-            (volume.z[b.body.slice], x, y)
-        })
-        .collect();
-    let keep: Vec<bool> = centres
-        .iter()
-        .map(|&(z, x, y)| {
-            let near: Vec<&(f64, f64, f64)> = centres
-                .iter()
-                .filter(|c| (c.0 - z).abs() <= COURSE_WINDOW_MM)
-                .collect();
-            if near.len() < 3 {
-                return true;
-            }
-            let mx = median(near.iter().map(|c| c.1).collect());
-            let my = median(near.iter().map(|c| c.2).collect());
-            (x - mx).hypot(y - my) <= OFF_COURSE_MM
-        })
-        .collect();
-    bodies
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(b, k)| k.then_some(b))
-        .collect()
-}
-
 /// Consecutive bodies (a missed slice bridged when the gap is under `BRIDGE_MM`) whose
 /// centres line up within 15 mm form one run.
 pub fn group_slices(bodies: Vec<Located>, volume: &Volume) -> Vec<Vec<Located>> {
@@ -144,50 +118,6 @@ pub fn group_slices(bodies: Vec<Located>, volume: &Volume) -> Vec<Vec<Located>> 
         }
     }
     groups
-}
-
-/// Two runs this close in z (mm; or one slice lost, 2.2 slice intervals, on thicker
-/// slices) may be one body whose middle slice was lost...
-const JOIN_GAP_MM: f64 = 6.5;
-/// ...when together they are no taller than one lumbar body (mm, from the first slice's
-/// centre to the last's).
-const JOIN_MAX_MM: f64 = 32.0;
-
-/// Join runs that one body was cut into: a middle slice whose body was not found (on a
-/// phantom whose transverse processes leave the arch apart from the body, the arch was
-/// taken for the spine there and dropped as off course), which at 2.5-3 mm slices is a
-/// gap `group_slices` does not bridge. A disc has endplates (or disc-density slices) on
-/// both sides; a lost middle slice has mid-body slices on both sides. So two runs join
-/// when the gap is at most `JOIN_GAP_MM` (or one lost slice), the slices on both sides
-/// of it are mid-body, their centres line up, and the joined run is no taller than
-/// `JOIN_MAX_MM`: two bodies and the disc between them are taller.
-pub fn join_split_bodies(
-    runs: Vec<Vec<Located>>,
-    profile: Profile,
-    volume: &Volume,
-) -> Vec<Vec<Located>> {
-    let mut joined: Vec<Vec<Located>> = Vec::new();
-    for run in runs {
-        let joins = joined.last().is_some_and(|prev| {
-            let (a, b) = (&prev[prev.len() - 1], &run[0]);
-            let gap = (volume.z[a.body.slice] - volume.z[b.body.slice]).abs();
-            let (ax, ay) = a.centre_mm(volume.spacing);
-            let (bx, by) = b.centre_mm(volume.spacing);
-            let height =
-                (volume.z[prev[0].body.slice] - volume.z[run[run.len() - 1].body.slice]).abs();
-            let interval = volume.z.get(1).map_or(0.0, |z1| (volume.z[0] - z1).abs());
-            gap <= JOIN_GAP_MM.max(2.2 * interval)
-                && profile.mid_body(a.median_hu)
-                && profile.mid_body(b.median_hu)
-                && (ax - bx).hypot(ay - by) < 15.0
-                && height <= JOIN_MAX_MM
-        });
-        match joined.last_mut() {
-            Some(prev) if joins => prev.extend(run),
-            _ => joined.push(run),
-        }
-    }
-    joined
 }
 
 /// The density profile the runs are cut by: the median of every body slice's ROI median
