@@ -158,6 +158,17 @@ fn an_independent_generators_phantoms_are_labelled_and_measured_at_every_thickne
         );
         // The generator draws no fracture: a body measured short is one partly missed.
         assert_no_fracture_flag(name, &finding);
+        // Without ribs, the pelvis and the transverse processes below a T12 without any
+        // agree: sure.
+        if name == "base" {
+            assert_eq!(finding["ct"]["level_confidence"], "labelled", "{finding:#}");
+            assert!(
+                finding["ct"]["labelling"]
+                    .to_string()
+                    .contains("transverse processes agrees"),
+                "{finding:#}"
+            );
+        }
     }
 }
 
@@ -171,15 +182,35 @@ fn assert_no_fracture_flag(name: &str, finding: &Value) {
     assert!(compressed.is_empty(), "{name}: {compressed:#?}");
 }
 
-/// No ribs and no pelvis: no anchor, so no level is named, and the class comes from the
-/// lumbar-looking bodies at the lower confidence, with a flag.
+/// No ribs and no pelvis, T12 in view: the lumbar transverse processes below a T12
+/// without any name the levels, at the lower confidence, with a flag. Cut at L1 too (no
+/// vertebra above the processes): no anchor, so no level is named, and the class comes from
+/// the lumbar-looking bodies at the lowest confidence, with a flag.
 #[test]
-fn an_independent_phantom_without_anchors_gets_an_unlabelled_class() {
+fn an_independent_phantom_without_ribs_or_pelvis_is_labelled_from_its_processes_or_not_at_all() {
     let work = tempfile::tempdir().unwrap();
     let (dir, truth) = generate(work.path(), "nopelvis", &["--seed", "203", "--no-pelvis"]);
     let finding = analyze(&dir);
-    assert!(check_levels(&dir, &truth, &finding).is_empty());
+    let named = check_levels(&dir, &truth, &finding);
+    assert!(named.iter().any(|n| n == "L1"), "{finding:#}");
     assert_no_fracture_flag("nopelvis", &finding);
+    assert!(finding["ct"]["class"].is_string(), "{finding:#}");
+    assert_eq!(finding["ct"]["level_confidence"], "low");
+    assert!(
+        finding["flags"]
+            .to_string()
+            .contains("from the transverse processes only"),
+        "{finding:#}"
+    );
+
+    let (dir, truth) = generate(
+        work.path(),
+        "fromL1",
+        &["--seed", "206", "--no-pelvis", "--top", "L1"],
+    );
+    let finding = analyze(&dir);
+    assert!(check_levels(&dir, &truth, &finding).is_empty());
+    assert_no_fracture_flag("fromL1", &finding);
     assert!(finding["ct"]["class"].is_string(), "{finding:#}");
     assert_eq!(finding["ct"]["level_confidence"], "unlabelled");
     assert!(

@@ -139,7 +139,7 @@ fn the_real_low_density_crop_measures_l3_within_15_hu_of_its_mask() {
 }
 
 #[test]
-fn a_ct_without_ribs_is_labelled_from_the_pelvis_and_says_so() {
+fn a_ct_without_ribs_is_labelled_from_the_pelvis_and_its_transverse_processes() {
     let work = tempfile::tempdir().unwrap();
     let (study, truth) = phantom(
         work.path(),
@@ -155,14 +155,16 @@ fn a_ct_without_ribs_is_labelled_from_the_pelvis_and_says_so() {
         (found[1].1 - truth[0]).abs() <= 10.0,
         "L1 {found:?} vs {truth:?}"
     );
-    // One weak anchor: a class, at low confidence, and the reader is told why.
+    // The pelvis, and L1 as the first of the vertebrae with transverse processes below a
+    // T12 without ribs: two anchors that agree, so the labels are sure, and say how.
     assert!(finding["ct"]["class"].is_string(), "{finding:#}");
-    assert_eq!(finding["ct"]["level_confidence"], "low");
+    assert_eq!(finding["ct"]["level_confidence"], "labelled", "{finding:#}");
+    let how = finding["ct"]["labelling"].to_string();
     assert!(
-        flags(&finding).contains("counted up from the iliac crest only"),
-        "{}",
-        flags(&finding)
+        how.contains("ilium") && how.contains("transverse processes agrees"),
+        "{how}"
     );
+    assert!(!flags(&finding).contains("CT level"), "{}", flags(&finding));
 }
 
 /// Opacified colon beside every lumbar vertebra looks like "ribs" on both sides at every

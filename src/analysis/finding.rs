@@ -167,6 +167,9 @@ pub struct LevelMeasure {
     pub pelvis: bool,
     /// Lung is beside it: a thoracic vertebra.
     pub lung: bool,
+    /// On how many sides (0-2) a transverse process starts beside it: bone that ends
+    /// 30-70 mm out and is not a rib (`ct::ribs`).
+    pub transverse_processes: u8,
     /// Cranio-caudal extent of the slices with a body (mm).
     pub height_mm: f64,
     /// The ROI on the middle slice of the vertebra, and that slice's SOP Instance UID.

@@ -135,7 +135,9 @@ pub struct Labelling {
     pub caution: Option<String>,
 }
 
-/// Name the vertebrae (cranial first) from two anchors, checked against a third:
+/// Name the vertebrae (cranial first) from two anchors, checked against the lungs and the
+/// lumbar transverse processes (`processes`, which name the levels only when neither
+/// anchor is there):
 /// - from above, T12 is the lowest vertebra with ribs above the pelvis. Ribs run on
 ///   cranially, so lateral bone counts as ribs only when the vertebra above has it too (or
 ///   the volume starts there): the first pieces of the iliac crests beside L4, or contrast
@@ -196,6 +198,9 @@ pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
         _ => None,
     };
     let mut labelling = from_anchors(vertebrae, &place, t12, pelvis);
+    if let Some(l1) = super::processes::first_lumbar(vertebrae, &place) {
+        labelling = super::processes::weigh(labelling, vertebrae, &place, l1, t12, pelvis);
+    }
     // Between the first and the last named vertebra: pieces of the sacrum below L5 are
     // not vertebrae missed.
     let first = vertebrae.iter().position(|v| v.level.is_some());
@@ -216,6 +221,8 @@ pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
         .map(|why| format!("{why}; the dense pieces beside the spine are not ribs (contrast or transverse processes)"))
         .or(missed_ribs);
     if let Some(why) = overruled {
+        // Labels whose anchors were overruled are not sure, whatever agreed after.
+        labelling.sure = labelling.sure.map(|_| false);
         let disagree = format!("CT level anchors disagree: {why}");
         labelling.caution = Some(match labelling.caution {
             Some(c) => format!("{disagree}; {c}"),
@@ -342,7 +349,12 @@ pub fn places(centres: &[f64]) -> Vec<usize> {
 
 /// Name vertebra `anchor` by its ordinal (T1 = 1 ... T12 = 12, L1 = 13 ... L5 = 17) and
 /// the others by their place from it; beyond T1 or L5 a vertebra stays unnamed.
-fn name_from(vertebrae: &mut [LevelMeasure], place: &[usize], anchor: usize, ordinal: i64) {
+pub(super) fn name_from(
+    vertebrae: &mut [LevelMeasure],
+    place: &[usize],
+    anchor: usize,
+    ordinal: i64,
+) {
     for (k, v) in vertebrae.iter_mut().enumerate() {
         let o = ordinal + place[k] as i64 - place[anchor] as i64;
         v.level = match o {
@@ -389,16 +401,20 @@ pub fn flag_compressed(vertebrae: &mut [LevelMeasure], ranges: &[(f64, f64)]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::analysis::finding::RoiOutline;
 
     /// Centres of `n` vertebrae at a steady 30 mm pitch, cranial first.
-    fn even(n: usize) -> Vec<f64> {
+    pub(in crate::analysis::ct) fn even(n: usize) -> Vec<f64> {
         (0..n).map(|k| -30.0 * k as f64).collect()
     }
 
-    fn vertebra(median_hu: f64, ribs: bool, lung: bool) -> LevelMeasure {
+    pub(in crate::analysis::ct) fn vertebra(
+        median_hu: f64,
+        ribs: bool,
+        lung: bool,
+    ) -> LevelMeasure {
         LevelMeasure {
             level: None,
             slices: vec![0],
@@ -409,6 +425,7 @@ mod tests {
             ribs,
             pelvis: false,
             lung,
+            transverse_processes: 0,
             height_mm: 25.0,
             roi: RoiOutline {
                 centre: (0.0, 0.0),

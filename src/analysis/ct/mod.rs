@@ -7,8 +7,9 @@
 //! body in each slice (spine component → body front → ROI); `track` follows the spine
 //! along z and turns those slices into vertebrae (off-course detections dropped, runs cut
 //! at endplates and discs); `ribs` follows ribs in 3D to the vertebrae they articulate
-//! with; `levels` names them (the lowest vertebra with ribs beside it above the pelvis is
-//! T12) and flags low ones; `keyview`
+//! with, and the shorter transverse processes; `levels` names them (the lowest vertebra
+//! with ribs beside it above the pelvis is T12), `processes` checks the names against the
+//! lumbar transverse processes, and `levels` flags low vertebrae; `keyview`
 //! keeps the pixels the key image shows. `morph` holds the mask operations.
 
 pub mod body;
@@ -16,6 +17,7 @@ pub mod hardware;
 pub mod keyview;
 pub mod levels;
 pub mod morph;
+pub mod processes;
 pub mod ribs;
 pub mod track;
 pub mod volume;
@@ -65,7 +67,8 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     let pieces = track::drop_disc_remnants(pieces, volume);
     let (mut vertebrae, wings): (Vec<LevelMeasure>, Vec<bool>) =
         pieces.iter().map(|p| vertebra(p, volume)).unzip();
-    // Ribs followed to their heads find the lowest ones, which the mid-slice test misses.
+    // Ribs followed to their heads find the lowest ones, which the mid-slice test misses;
+    // the shorter pieces are transverse processes.
     let spans: Vec<ribs::Span> = pieces
         .iter()
         .map(|p| ribs::Span {
@@ -73,8 +76,9 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
             centre: p.bodies[p.bodies.len() / 2].body.centre,
         })
         .collect();
-    for (v, heads) in vertebrae.iter_mut().zip(ribs::rib_heads(volume, &spans)) {
-        v.ribs |= (heads[0] || heads[1]) && !v.pelvis;
+    for (v, found) in vertebrae.iter_mut().zip(ribs::outgrowths(volume, &spans)) {
+        v.ribs |= (found.ribs[0] || found.ribs[1]) && !v.pelvis;
+        v.transverse_processes = found.process_sides();
     }
     levels::pelvis_from_wings(&mut vertebrae, &wings);
     let ranges: Vec<(f64, f64)> = pieces.iter().map(|p| p.z_range(volume)).collect();
@@ -121,6 +125,7 @@ fn vertebra(piece: &track::Piece, volume: &Volume) -> (LevelMeasure, bool) {
         ribs: beside.ribs,
         pelvis: beside.pelvis,
         lung: beside.lung,
+        transverse_processes: 0,
         height_mm: piece.height_mm(volume),
         roi: mid.outline,
         roi_sop_instance_uid: volume.sop_uids.get(mid.slice).cloned().unwrap_or_default(),

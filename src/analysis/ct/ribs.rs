@@ -5,7 +5,8 @@
 //! CT), and were missed. Here the bone beside the spine is joined across slices: a rib is
 //! a thin piece that starts beside a vertebra (its head, at the costovertebral joint) and
 //! runs out past where any transverse process ends. Its vertebra is the one level with
-//! its head.
+//! its head. A shorter piece from beside a vertebra that is not a rib is a transverse
+//! process (`levels::processes` reads the lumbar ones as an anchor).
 
 use super::volume::Volume;
 
@@ -27,6 +28,10 @@ const BACK_MM: f64 = 80.0;
 /// Wider than this in one slice is the ilium or a shoulder blade, not a rib (ribs
 /// 100-760 mm², the ilium 2,100 mm² on the real contrast CT).
 const MAX_SLICE_MM2: f64 = 1000.0;
+/// A transverse process reaches at least this far out: lumbar processes reach 31-48 mm on
+/// the real contrast CT and the independent phantoms; the articular and mammillary
+/// processes end within 25 mm.
+const PROCESS_MM: f64 = 30.0;
 /// A rib's head lies beside the back half of the body and the pedicles: from this far
 /// before the body's centre to this far behind it (mm). Contrast in a ureter, which runs
 /// down in front of the transverse processes, does not.
@@ -41,26 +46,44 @@ pub struct Span {
     pub centre: (f64, f64),
 }
 
-/// For each vertebra, whether a rib's head lies beside it on the (right, left) side of
-/// the image.
-pub fn rib_heads(volume: &Volume, spans: &[Span]) -> Vec<[bool; 2]> {
-    let mut heads = vec![[false; 2]; spans.len()];
+/// What starts beside one vertebra, on the (right, left) side of the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outgrowths {
+    /// A rib's head.
+    pub ribs: [bool; 2],
+    /// A transverse process: bone from beside the spine that ends 30-70 mm out. The
+    /// stubs of short 12th ribs look alike.
+    pub processes: [bool; 2],
+}
+
+impl Outgrowths {
+    /// On how many sides a transverse process was found.
+    pub fn process_sides(&self) -> u8 {
+        self.processes.iter().filter(|&&p| p).count() as u8
+    }
+}
+
+/// For each vertebra, the ribs and transverse processes that start beside it.
+pub fn outgrowths(volume: &Volume, spans: &[Span]) -> Vec<Outgrowths> {
+    let mut found = vec![Outgrowths::default(); spans.len()];
     if spans.is_empty() || volume.slices.is_empty() {
-        return heads;
+        return found;
     }
     let grid = Grid::new(volume, spans);
     let cells = grid.mark(volume);
     let mut sets = grid.join(&cells);
-    for rib in grid.pieces(&cells, &mut sets, volume) {
-        if !rib.is_rib() {
+    for piece in grid.pieces(&cells, &mut sets, volume) {
+        let (rib, process) = (piece.is_rib(), piece.is_process());
+        if !rib && !process {
             continue;
         }
-        let (head_z, side) = (rib.head_z(), rib.side());
-        if let Some(k) = level_with(head_z, spans, volume) {
-            heads[k][side] = true;
+        if let Some(k) = level_with(piece.head_z(), spans, volume) {
+            let side = piece.side();
+            found[k].ribs[side] |= rib;
+            found[k].processes[side] |= process;
         }
     }
-    heads
+    found
 }
 
 /// The vertebra whose centre is nearest `z`, if `z` lies within its height or halfway to
@@ -275,6 +298,12 @@ impl Piece {
         self.head_cells > 0 && self.reach >= REACH_MM && self.widest_mm2 <= MAX_SLICE_MM2
     }
 
+    fn is_process(&self) -> bool {
+        self.head_cells > 0
+            && (PROCESS_MM..REACH_MM).contains(&self.reach)
+            && self.widest_mm2 <= MAX_SLICE_MM2
+    }
+
     fn head_z(&self) -> f64 {
         self.head_z / self.head_cells as f64
     }
@@ -364,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rib_sloping_down_from_its_vertebra_is_found_and_processes_and_ilium_are_not() {
+    fn a_rib_sloping_down_is_a_rib_a_short_process_is_a_process_and_the_ilium_neither() {
         let (volume, spans) = volume(|s, r, c| {
             let (dx, dy) = (c as f64 - 100.0, r as f64 - 100.0);
             // Ribs of vertebra 1 (slices 10-18), heads at slices 13-15, sloping down one
@@ -381,14 +410,17 @@ mod tests {
             let ilium = (20.0..150.0).contains(&dx) && s >= 31 && (0.0..40.0).contains(&dy);
             spine(r, c).or((rib || process || ilium).then_some(900.0))
         });
-        let heads = rib_heads(&volume, &spans);
-        assert_eq!(heads, vec![[false; 2], [true; 2], [false; 2], [false; 2]]);
+        let found = outgrowths(&volume, &spans);
+        let ribs: Vec<[bool; 2]> = found.iter().map(|o| o.ribs).collect();
+        assert_eq!(ribs, vec![[false; 2], [true; 2], [false; 2], [false; 2]]);
+        let sides: Vec<u8> = found.iter().map(Outgrowths::process_sides).collect();
+        assert_eq!(sides, vec![0, 0, 2, 0], "the processes are vertebra 2's");
     }
 
     #[test]
     fn nothing_beside_the_spine_is_no_ribs() {
         let (volume, spans) = volume(|_, r, c| spine(r, c));
-        assert_eq!(rib_heads(&volume, &spans), vec![[false; 2]; 4]);
-        assert!(rib_heads(&volume, &[]).is_empty());
+        assert_eq!(outgrowths(&volume, &spans), vec![Outgrowths::default(); 4]);
+        assert!(outgrowths(&volume, &[]).is_empty());
     }
 }
