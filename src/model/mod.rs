@@ -7,6 +7,7 @@ pub mod conv;
 pub mod error;
 pub mod net;
 pub mod plain;
+pub mod plan;
 pub mod preprocess;
 
 use std::path::{Path, PathBuf};

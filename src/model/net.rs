@@ -216,6 +216,7 @@ impl XrayNet {
                     .collect::<Result<_>>()?,
                 class_head: PlainLinear::from_linear(&net.class_head)?,
                 t_head: PlainLinear::from_linear(&net.t_head)?,
+                plan: Default::default(),
             });
         }
         Ok(net)

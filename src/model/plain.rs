@@ -9,12 +9,14 @@
 //! Activations are kept channel-major with the batch inside, [C][B][H·W], so that one
 //! gemm covers the whole batch and no transpose is needed between layers. A batch of at
 //! least one image per core is split between the cores, each running its share through
-//! every layer alone; a smaller one spreads each layer over the cores.
+//! every layer alone, or spread over the cores layer by layer, whichever the machine runs
+//! faster (`plan`); a smaller one spreads each layer over the cores.
 
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::conv::{Im2Col, InferenceConv};
+use super::plan::{BatchPlan, Way};
 
 /// One convolution, batch norm folded in.
 pub struct PlainConv {
@@ -176,6 +178,8 @@ pub struct PlainNet {
     pub blocks: Vec<PlainBlock>,
     pub class_head: PlainLinear,
     pub t_head: PlainLinear,
+    /// How batches of at least one image per core run, learnt from the first ones.
+    pub plan: BatchPlan,
 }
 
 /// Per image: logits, T-score and pooled features.
@@ -197,28 +201,37 @@ impl PlainNet {
     fn forward_in_pool(&self, images: &[f32], side: usize) -> PlainOutput {
         let b = images.len() / (side * side).max(1);
         let threads = rayon::current_num_threads();
-        let features: Vec<Vec<f32>> = if threads > 1 && b >= threads {
-            // An image or more for every core: each core takes whole chunks, layer after
-            // layer on its own, with no hand-off between the small steps of a layer.
-            let per_core = b.div_ceil(threads).min(CHUNK_IMAGES);
-            images
-                .par_chunks(per_core * side * side)
-                .with_max_len(1)
-                .map(|part| {
-                    let n = part.len() / (side * side);
-                    self.features(part, n, side, &mut Buffers::default(), false)
-                })
-                .collect::<Vec<_>>()
-                .concat()
-        } else {
+        let spread = |chunk: usize| {
             let mut buffers = Buffers::default();
             images
-                .chunks(CHUNK_IMAGES * side * side)
+                .chunks(chunk * side * side)
                 .flat_map(|part| {
                     let n = part.len() / (side * side);
                     self.features(part, n, side, &mut buffers, true)
                 })
-                .collect()
+                .collect::<Vec<_>>()
+        };
+        let features = if threads > 1 && b >= threads {
+            self.plan.run(b, |way| match way {
+                // An image or more for every core: each core takes whole chunks, layer
+                // after layer on its own, with no hand-off between the small steps of a
+                // layer.
+                Way::Shares => {
+                    let per_core = b.div_ceil(threads).min(CHUNK_IMAGES);
+                    images
+                        .par_chunks(per_core * side * side)
+                        .with_max_len(1)
+                        .map(|part| {
+                            let n = part.len() / (side * side);
+                            self.features(part, n, side, &mut Buffers::default(), false)
+                        })
+                        .collect::<Vec<_>>()
+                        .concat()
+                }
+                Way::Spread => spread(SPREAD_IMAGES),
+            })
+        } else {
+            spread(CHUNK_IMAGES)
         };
         PlainOutput {
             logits: features
@@ -280,6 +293,9 @@ impl PlainNet {
 /// the last stage), few enough that the early layers' columns stay in cache (measured:
 /// 1.8 ms/image at batch 8 with 4, 2.2 with 8, 2.0 with 1 or 2).
 const CHUNK_IMAGES: usize = 4;
+/// Images per pass when a batch is spread over the cores (`Way::Spread`): on the AMD
+/// machine, batch 8 ran 2.0-2.1 ms/image two at a time, 2.2-2.5 one at a time.
+const SPREAD_IMAGES: usize = 2;
 
 /// The pass's working arrays, kept from layer to layer and image to image.
 #[derive(Default)]
@@ -328,9 +344,10 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     /// The plain pass equals the network through candle's own layers (batch norm not
-    /// folded) within 1e-4, at batch 1, 3 and 6 (passes of four and two images sharing the
-    /// buffers), with batch-norm statistics far from the identity so that folding is
-    /// exercised.
+    /// folded) within 1e-4, at batch 1, 3 and 6 (the plan's first two tries: batch 3 as
+    /// each core's share, batch 6 spread over the cores two images at a time, passes
+    /// sharing the buffers), with batch-norm statistics far from the identity so that
+    /// folding is exercised.
     #[test]
     fn the_plain_pass_equals_candles_layers() {
         let device = Device::Cpu;
