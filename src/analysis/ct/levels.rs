@@ -158,7 +158,7 @@ pub struct Labelling {
 /// vertebra that was not found between two that were keeps its level's room. Both found
 /// and five places apart: sure. Another count (six or four lumbar-looking vertebrae:
 /// lumbosacral transitional anatomy, or a high crest): labelled from T12, not sure, and
-/// said. Only ribs, on every vertebra in view: not sure (the scan may end above T12).
+/// said. Ribs on the lowest vertebra found: no level is named (the scan may end above T12).
 /// Only the pelvis: counted up from L5, not sure, and said.
 pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
     let place = places(centres);
@@ -241,6 +241,14 @@ fn from_anchors(
 ) -> Labelling {
     let above_pelvis = pelvis.unwrap_or(vertebrae.len());
     match (t12, pelvis) {
+        // The lowest vertebra found has ribs: which rib is the 12th cannot be told (a
+        // chest CT, or a real PET-CT from the skull to the upper chest that was labelled
+        // T5-T12), so no level is named and nothing lumbar is measured.
+        (Some(t12), None) if t12 + 1 == vertebrae.len() => Labelling {
+            how: "levels not determined: the lowest vertebra found has ribs, so T12 cannot be told (the scan may end above the lumbar spine)".into(),
+            sure: None,
+            caution: None,
+        },
         (Some(t12), p) => {
             name_from(vertebrae, place, t12, 12);
             let how =
@@ -250,14 +258,6 @@ fn from_anchors(
                     how: format!("{how}; the ilium beside L5 agrees"),
                     sure: Some(true),
                     caution: None,
-                },
-                // Every vertebra in view has ribs: the scan may end above the real T12.
-                None if t12 + 1 == vertebrae.len() => Labelling {
-                    how: how.into(),
-                    sure: Some(false),
-                    caution: Some(
-                        "CT levels counted from the lowest rib-bearing vertebra, which is the last in view: the scan may end above T12, and the levels may be too low".into(),
-                    ),
                 },
                 None => Labelling {
                     how: how.into(),
@@ -307,8 +307,13 @@ fn lung_below_ribs(vertebrae: &[LevelMeasure], place: &[usize], t12: usize, l5: 
 /// Why taking vertebra `t12` as T12 contradicts the lungs, if it does: the vertebrae it
 /// would make T1-T9 (three or more above it) mostly have no lung beside them. At T9 and
 /// above the lungs always flank the spine; one vertebra may miss the area threshold, so
-/// half of them must lack lung, and at least one.
+/// half of them must lack lung, and at least one. A candidate with lung beside it is
+/// thoracic whatever lies above: the neck's vertebrae above the chest have no lung either
+/// (a scan from the skull down).
 fn lungs_contradict(vertebrae: &[LevelMeasure], place: &[usize], t12: usize) -> Option<String> {
+    if vertebrae[t12].lung {
+        return None;
+    }
     let upper: Vec<&LevelMeasure> = (0..t12)
         .filter(|&k| place[k] + 3 <= place[t12])
         .map(|k| &vertebrae[k])
@@ -576,17 +581,21 @@ pub(super) mod tests {
     }
 
     /// A chest CT that ends on a rib-bearing vertebra: its lowest ribs need not be the
-    /// 12th, so the labels are not sure and the reader is told; shoulder blades beside the
+    /// 12th, so no level is named and the labelling says why; shoulder blades beside the
     /// top vertebra are not the pelvis.
     #[test]
-    fn a_scan_ending_on_ribs_is_not_sure_of_t12_and_shoulder_blades_are_not_the_pelvis() {
+    fn a_scan_ending_on_ribs_names_no_level_and_shoulder_blades_are_not_the_pelvis() {
         let mut v: Vec<LevelMeasure> = (0..6).map(|k| vertebra(200.0, true, k < 4)).collect();
         v[0].pelvis = true;
         let c = even(v.len());
         let labelling = label(&mut v, &c);
         assert!(!v[0].pelvis);
-        assert_eq!(v[5].level.as_deref(), Some("T12"));
-        assert_eq!(labelling.sure, Some(false));
-        assert!(labelling.caution.unwrap().contains("may end above T12"));
+        assert!(v.iter().all(|x| x.level.is_none()), "{v:?}");
+        assert_eq!(labelling.sure, None);
+        assert!(
+            labelling.how.contains("T12 cannot be told"),
+            "{}",
+            labelling.how
+        );
     }
 }

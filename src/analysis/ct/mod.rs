@@ -147,8 +147,8 @@ const PLAUSIBLE_TRABECULAR_HU: f64 = 350.0;
 /// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2,
 /// then L3, when L1 is missing, compressed or beside metal; labels that are not sure (one weak anchor,
 /// or anchors that disagree) give `LevelConfidence::Low`. When no lumbar level is labelled, the mean
-/// of the (up to four most cranial) measured bodies without ribs, lung or ilium beside them
-/// stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
+/// of the (up to four most cranial) measured bodies below the last with ribs, without lung or
+/// ilium beside them, stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
 pub fn classify(
     m: &CtMeasurement,
     thresholds: (f64, f64),
@@ -197,9 +197,17 @@ pub fn classify(
             Some(confidence),
         );
     }
+    // Lumbar bodies lie below every rib-bearing one: a body above ribs without lung beside
+    // it is cervical (a real PET-CT from the skull to the upper chest).
+    let below_ribs = m
+        .vertebrae
+        .iter()
+        .rposition(|v| v.ribs)
+        .map_or(0, |k| k + 1);
     let lumbar_looking: Vec<&LevelMeasure> = m
         .vertebrae
         .iter()
+        .skip(below_ribs)
         .filter(usable)
         .filter(|v| v.level.is_none() && !v.ribs && !v.pelvis && !v.lung)
         // Above this no trabecular bone measures: the ROI sits in contrast or sclerosis.
@@ -209,7 +217,7 @@ pub fn classify(
     if lumbar_looking.is_empty() {
         return (
             None,
-            "no class: no lumbar vertebral body measured (L1-L3 not labelled, and no unlabelled body without ribs, lung or ilium beside it and a plausible trabecular HU)"
+            "no class: no lumbar vertebral body measured (L1-L3 not labelled, and no unlabelled body below the ribs without lung or ilium beside it and with a plausible trabecular HU)"
                 .into(),
             None,
         );
@@ -225,4 +233,35 @@ pub fn classify(
         ),
         Some(LevelConfidence::Unlabelled),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::levels::tests::{even, vertebra};
+    use super::*;
+
+    /// A scan from the skull to the upper chest: the lowest vertebra found has ribs, so no
+    /// level is named, and the neck's bodies above the ribs (no lung beside them) are not
+    /// taken for lumbar ones: no class, and the basis says why.
+    #[test]
+    fn a_scan_ending_in_the_chest_names_no_level_and_gives_no_class() {
+        let mut v = vec![
+            vertebra(90.0, false, false),
+            vertebra(90.0, false, false),
+            vertebra(230.0, true, true),
+            vertebra(240.0, true, true),
+            vertebra(250.0, true, true),
+        ];
+        let labelling = levels::label(&mut v, &even(5));
+        assert!(v.iter().all(|x| x.level.is_none()));
+        let m = CtMeasurement {
+            vertebrae: v,
+            labelling: labelling.how,
+            labels_sure: labelling.sure,
+            labels_caution: labelling.caution,
+        };
+        let (class, basis, confidence) = classify(&m, (110.0, 160.0), 0.0);
+        assert_eq!((class, confidence), (None, None), "{basis}");
+        assert!(basis.contains("below the ribs"), "{basis}");
+    }
 }
