@@ -22,14 +22,27 @@ fn lumbar_shaped(v: &LevelMeasure) -> bool {
     v.transverse_processes == 2 && !v.ribs && !v.lung && !v.pelvis
 }
 
-/// L1 by the transverse processes: the first lumbar-shaped vertebra above the pelvis, when
-/// it starts a run of `RUN` and the vertebra directly above it (none missed between) has
-/// ribs or no process. `place` counts vertebrae along the spine (`levels::places`).
+/// L1 by the transverse processes: the first lumbar-shaped vertebra below the ribcage
+/// and above the pelvis, when it starts a run of `RUN` and the vertebra directly above it
+/// (none missed between) has ribs or no process. (Above the ribcage lies the neck, whose
+/// vertebrae have processes and no lung beside them.) The ribcage ends at the last
+/// vertebra above the pelvis with ribs whose upper neighbour has them too: one vertebra's
+/// lateral bone (contrast, the sacrum's pieces) is not a ribcage. `place` counts vertebrae
+/// along the spine (`levels::places`).
 pub fn first_lumbar(vertebrae: &[LevelMeasure], place: &[usize]) -> Option<usize> {
-    let l1 = vertebrae
+    let above_pelvis = vertebrae
         .iter()
-        .take_while(|v| !v.pelvis)
-        .position(lumbar_shaped)?;
+        .position(|v| v.pelvis)
+        .unwrap_or(vertebrae.len());
+    let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
+    let below_ribs = (0..above_pelvis)
+        .rev()
+        .find(|&k| ribbed(k))
+        .map_or(0, |k| k + 1);
+    let l1 = below_ribs
+        + vertebrae[below_ribs..above_pelvis]
+            .iter()
+            .position(lumbar_shaped)?;
     let above = &vertebrae[l1.checked_sub(1)?];
     let next = |k: usize| place.get(k + 1) == Some(&(place[k] + 1));
     let bare_above = (above.ribs || above.transverse_processes == 0) && next(l1 - 1);
@@ -201,6 +214,14 @@ mod tests {
             assert_eq!(labelling.sure, None, "{parts:?}: {labelling:?}");
             assert!(v.iter().all(|x| x.level.is_none()));
         }
+        // A scan from the neck down to the chest: processes on the neck's vertebrae above
+        // the ribs name nothing.
+        let ribbed_chest = (true, true, 0, false);
+        let neck = (false, false, 2, false);
+        let mut v = spine(&[bare, neck, neck, neck, ribbed_chest, ribbed_chest]);
+        let labelling = label(&mut v, &even(6));
+        assert_eq!(labelling.sure, None, "{labelling:?}");
+        assert!(v.iter().all(|x| x.level.is_none()));
         // The ribs name T12 and the processes agree; processes missed on L1 (one side, or
         // both) question nothing.
         let ribbed = (true, false, 0, false);
