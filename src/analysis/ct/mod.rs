@@ -9,11 +9,12 @@
 //! at endplates and discs); `ribs` follows ribs in 3D to the vertebrae they articulate
 //! with, and the shorter transverse processes; `levels` names them (the lowest vertebra
 //! with ribs beside it above the pelvis is T12), `processes` checks the names against the
-//! lumbar transverse processes, and `levels` flags low vertebrae; `keyview`
+//! lumbar transverse processes, and `height` flags low vertebrae; `keyview`
 //! keeps the pixels the key image shows. `morph` holds the mask operations.
 
 pub mod body;
 pub mod hardware;
+pub mod height;
 pub mod keyview;
 pub mod levels;
 pub mod morph;
@@ -82,7 +83,7 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     }
     levels::pelvis_from_wings(&mut vertebrae, &wings);
     let ranges: Vec<(f64, f64)> = pieces.iter().map(|p| p.z_range(volume)).collect();
-    levels::flag_compressed(&mut vertebrae, &ranges);
+    height::flag_compressed(&mut vertebrae, &ranges);
     let centres: Vec<f64> = ranges.iter().map(|(a, b)| (a + b) / 2.0).collect();
     let labelling = levels::label(&mut vertebrae, &centres);
     CtMeasurement {
