@@ -194,14 +194,7 @@ fn an_independent_phantom_without_ribs_or_pelvis_is_labelled_from_its_processes_
     let named = check_levels(&dir, &truth, &finding);
     assert!(named.iter().any(|n| n == "L1"), "{finding:#}");
     assert_no_fracture_flag("nopelvis", &finding);
-    assert!(finding["ct"]["class"].is_string(), "{finding:#}");
-    assert_eq!(finding["ct"]["level_confidence"], "low");
-    assert!(
-        finding["flags"]
-            .to_string()
-            .contains("from the transverse processes only"),
-        "{finding:#}"
-    );
+    assert_class_at(&finding, "low", "from the transverse processes only");
 
     let (dir, truth) = generate(
         work.path(),
@@ -211,12 +204,12 @@ fn an_independent_phantom_without_ribs_or_pelvis_is_labelled_from_its_processes_
     let finding = analyze(&dir);
     assert!(check_levels(&dir, &truth, &finding).is_empty());
     assert_no_fracture_flag("fromL1", &finding);
+    assert_class_at(&finding, "unlabelled", "CT levels not identified");
+}
+
+/// A class, at `confidence`, with a flag that says `why`.
+fn assert_class_at(finding: &Value, confidence: &str, why: &str) {
     assert!(finding["ct"]["class"].is_string(), "{finding:#}");
-    assert_eq!(finding["ct"]["level_confidence"], "unlabelled");
-    assert!(
-        finding["flags"]
-            .to_string()
-            .contains("CT levels not identified"),
-        "{finding:#}"
-    );
+    assert_eq!(finding["ct"]["level_confidence"], confidence, "{finding:#}");
+    assert!(finding["flags"].to_string().contains(why), "{finding:#}");
 }

@@ -124,6 +124,19 @@ fn lung_beside(frame: &Frame, body: &SliceBody, spacing: (f64, f64)) -> bool {
     area[0] >= 600.0 && area[1] >= 600.0
 }
 
+/// The lowest vertebra of the ribcage: above the pelvis, with ribs beside it, and its
+/// upper neighbour too (or it is the first in view). Ribs run on cranially; lateral bone
+/// beside one vertebra only (the first pieces of the iliac crests beside L4 or L5,
+/// contrast in both renal pelves) is not a ribcage.
+pub fn lowest_ribbed(vertebrae: &[LevelMeasure]) -> Option<usize> {
+    let above_pelvis = vertebrae
+        .iter()
+        .position(|v| v.pelvis)
+        .unwrap_or(vertebrae.len());
+    let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
+    (0..above_pelvis).rev().find(|&k| ribbed(k))
+}
+
 /// How the levels were named.
 #[derive(Debug, Clone)]
 pub struct Labelling {
@@ -170,9 +183,7 @@ pub fn label(vertebrae: &mut [LevelMeasure], centres: &[f64]) -> Labelling {
         v.pelvis = false;
     }
     let pelvis = vertebrae.iter().position(|v| v.pelvis);
-    let above_pelvis = pelvis.unwrap_or(vertebrae.len());
-    let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
-    let mut t12 = (0..above_pelvis).rev().find(|&k| ribbed(k));
+    let mut t12 = lowest_ribbed(vertebrae);
     let not_ribs = t12.and_then(|t12| lungs_contradict(vertebrae, &place, t12));
     if not_ribs.is_some() {
         for v in vertebrae.iter_mut() {
@@ -421,13 +432,8 @@ pub(super) mod tests {
         assert!(v.iter().all(|x| x.level.is_none() && !x.ribs), "{v:?}");
         assert_eq!(labelling.sure, None);
         assert!(labelling.how.starts_with("levels not determined"));
-        assert!(labelling.caution.unwrap().contains("not ribs"));
-        let m = super::super::CtMeasurement {
-            vertebrae: v,
-            labelling: labelling.how,
-            labels_sure: labelling.sure,
-            labels_caution: None,
-        };
+        assert!(labelling.caution.as_deref().unwrap().contains("not ribs"));
+        let m = super::super::CtMeasurement::new(v, labelling);
         let (class, basis, confidence) = super::super::classify(&m, (80.0, 160.0), 0.0);
         assert_eq!(
             class,

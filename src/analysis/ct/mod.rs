@@ -43,6 +43,18 @@ pub struct CtMeasurement {
     pub labels_caution: Option<String>,
 }
 
+impl CtMeasurement {
+    /// The measured vertebrae with how they were named.
+    pub fn new(vertebrae: Vec<LevelMeasure>, labelling: levels::Labelling) -> CtMeasurement {
+        CtMeasurement {
+            vertebrae,
+            labelling: labelling.how,
+            labels_sure: labelling.sure,
+            labels_caution: labelling.caution,
+        }
+    }
+}
+
 /// Measure every vertebra in the volume.
 pub fn measure(volume: &Volume) -> CtMeasurement {
     use rayon::prelude::*;
@@ -86,12 +98,7 @@ pub fn measure(volume: &Volume) -> CtMeasurement {
     height::flag_compressed(&mut vertebrae, &ranges);
     let centres: Vec<f64> = ranges.iter().map(|(a, b)| (a + b) / 2.0).collect();
     let labelling = levels::label(&mut vertebrae, &centres);
-    CtMeasurement {
-        vertebrae,
-        labelling: labelling.how,
-        labels_sure: labelling.sure,
-        labels_caution: labelling.caution,
-    }
+    CtMeasurement::new(vertebrae, labelling)
 }
 
 /// One vertebra's measurement from its group of slices (level and compression are set
@@ -148,7 +155,7 @@ const PLAUSIBLE_TRABECULAR_HU: f64 = 350.0;
 /// endplate or a pedicle in one slice moves the mean, not the median. Falls back to L2,
 /// then L3, when L1 is missing, compressed or beside metal; labels that are not sure (one weak anchor,
 /// or anchors that disagree) give `LevelConfidence::Low`. When no lumbar level is labelled, the mean
-/// of the (up to four most cranial) measured bodies below the last with ribs, without lung or
+/// of the (up to four most cranial) measured bodies below the ribcage, without ribs, lung or
 /// ilium beside them, stands in (L1-L4 averages track L1), at `LevelConfidence::Unlabelled`.
 pub fn classify(
     m: &CtMeasurement,
@@ -198,13 +205,9 @@ pub fn classify(
             Some(confidence),
         );
     }
-    // Lumbar bodies lie below every rib-bearing one: a body above ribs without lung beside
-    // it is cervical (a real PET-CT from the skull to the upper chest).
-    let below_ribs = m
-        .vertebrae
-        .iter()
-        .rposition(|v| v.ribs)
-        .map_or(0, |k| k + 1);
+    // Lumbar bodies lie below the ribcage: a body above it without lung beside it is
+    // cervical (a real PET-CT from the skull to the upper chest).
+    let below_ribs = levels::lowest_ribbed(&m.vertebrae).map_or(0, |k| k + 1);
     let lumbar_looking: Vec<&LevelMeasure> = m
         .vertebrae
         .iter()
@@ -255,14 +258,24 @@ mod tests {
         ];
         let labelling = levels::label(&mut v, &even(5));
         assert!(v.iter().all(|x| x.level.is_none()));
-        let m = CtMeasurement {
-            vertebrae: v,
-            labelling: labelling.how,
-            labels_sure: labelling.sure,
-            labels_caution: labelling.caution,
-        };
-        let (class, basis, confidence) = classify(&m, (110.0, 160.0), 0.0);
+        let (class, basis, confidence) =
+            classify(&CtMeasurement::new(v, labelling), (110.0, 160.0), 0.0);
         assert_eq!((class, confidence), (None, None), "{basis}");
         assert!(basis.contains("below the ribs"), "{basis}");
+    }
+
+    /// Lateral bone beside one lumbar vertebra only (the iliac crests beside L5, flagged
+    /// as ribs on the real 3 mm CT) is no ribcage: the bodies above it still give the
+    /// unlabelled class.
+    #[test]
+    fn lateral_bone_beside_the_last_vertebra_does_not_hide_the_lumbar_bodies() {
+        let mut v: Vec<LevelMeasure> = (0..5).map(|_| vertebra(90.0, false, false)).collect();
+        v[4].ribs = true;
+        let labelling = levels::label(&mut v, &even(5));
+        let (class, basis, confidence) =
+            classify(&CtMeasurement::new(v, labelling), (110.0, 160.0), 0.0);
+        assert_eq!(class, Some(CtClass::OsteoporosisLikely), "{basis}");
+        assert_eq!(confidence, Some(LevelConfidence::Unlabelled));
+        assert!(basis.contains("mean of 4"), "{basis}");
     }
 }

@@ -9,7 +9,7 @@
 //! levels only when there are neither ribs nor the pelvis to count from, and otherwise
 //! confirms or questions the anchor that named them.
 
-use super::levels::{name_from, Labelling};
+use super::levels::{lowest_ribbed, name_from, Labelling};
 use crate::analysis::finding::LevelMeasure;
 
 /// Vertebrae with processes on both sides, one after another, that make a lumbar run: a
@@ -24,21 +24,15 @@ fn lumbar_shaped(v: &LevelMeasure) -> bool {
 
 /// L1 by the transverse processes: the first lumbar-shaped vertebra below the ribcage
 /// and above the pelvis, when it starts a run of `RUN` and the vertebra directly above it
-/// (none missed between) has ribs or no process. (Above the ribcage lies the neck, whose
-/// vertebrae have processes and no lung beside them.) The ribcage ends at the last
-/// vertebra above the pelvis with ribs whose upper neighbour has them too: one vertebra's
-/// lateral bone (contrast, the sacrum's pieces) is not a ribcage. `place` counts vertebrae
-/// along the spine (`levels::places`).
+/// (none missed between) has ribs or no process. (Above the ribcage, `levels::lowest_ribbed`,
+/// lies the neck, whose vertebrae have processes and no lung beside them.) `place` counts
+/// vertebrae along the spine (`levels::places`).
 pub fn first_lumbar(vertebrae: &[LevelMeasure], place: &[usize]) -> Option<usize> {
     let above_pelvis = vertebrae
         .iter()
         .position(|v| v.pelvis)
         .unwrap_or(vertebrae.len());
-    let ribbed = |k: usize| vertebrae[k].ribs && (k == 0 || vertebrae[k - 1].ribs);
-    let below_ribs = (0..above_pelvis)
-        .rev()
-        .find(|&k| ribbed(k))
-        .map_or(0, |k| k + 1);
+    let below_ribs = lowest_ribbed(vertebrae).map_or(0, |k| k + 1);
     let l1 = below_ribs
         + vertebrae[below_ribs..above_pelvis]
             .iter()

@@ -6,7 +6,7 @@
 //! a thin piece that starts beside a vertebra (its head, at the costovertebral joint) and
 //! runs out past where any transverse process ends. Its vertebra is the one level with
 //! its head. A shorter piece from beside a vertebra that is not a rib is a transverse
-//! process (`levels::processes` reads the lumbar ones as an anchor).
+//! process (`processes` reads the lumbar ones as an anchor).
 
 use super::volume::Volume;
 
