@@ -123,7 +123,7 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
         .arg(tls_port.to_string()));
     assert!(!out.status.success(), "{}", text(&out));
     daemon.wait_for_log("association not established", Duration::from_secs(20));
-    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+    assert_eq!(daemon.rows(1).len(), 1);
     // The plain listener still serves.
     let out = run(daemon.storescu("PLAIN").arg(real("wg04/CT1_UNC.dcm")));
     assert!(out.status.success(), "{}", text(&out));

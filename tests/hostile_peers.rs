@@ -173,7 +173,7 @@ fn oversized_and_malformed_pdus_are_aborted_and_two_values_in_one_pdu_are_stored
         matches!(lying.receive(), Ok(Pdu::AbortRQ { .. })),
         "an A-ABORT for a malformed value item"
     );
-    assert_eq!(daemon.store().instances().unwrap().len(), 1);
+    assert_eq!(daemon.rows(1).len(), 1);
     assert_eq!(daemon.partial_files(), vec![]);
     assert_alive_and_small(&mut daemon);
     let logs = daemon.logs();

@@ -108,6 +108,7 @@ fn every_real_file_in_every_transfer_syntax_is_stored_as_sent() {
     };
 
     let store = daemon.store();
+    daemon.settled();
     let rows = store.instances().unwrap();
     let missing: Vec<_> = by_ts
         .values()

@@ -128,7 +128,7 @@ fn every_generated_instance_is_valid_dicom_accepted_by_both_scps() {
             .arg(dir));
         assert!(out.status.success(), "{}", text(&out));
     }
-    assert_eq!(daemon.store().instances().unwrap().len(), files.len());
+    assert_eq!(daemon.rows(files.len()).len(), files.len());
     let received = work.path().join("storescp");
     std::fs::create_dir_all(&received).unwrap();
     let port = free_port();

@@ -1,6 +1,6 @@
 //! The journal's mover: acknowledged records go from their segment into the spool tree
-//! (`<study>/<series>/<sop>.dcm`) and the database, on a thread of their own, in batches:
-//! each record is copied into a spool file and renamed into place and its row committed
+//! (`<study>/<series>/<sop>.dcm`) and the database, on a thread of their own, in batches
+//! gathered until the burst of arrivals pauses (QUIET, MAX_DEFER): each record is copied into a spool file and renamed into place and its row committed
 //! at once (no fsync: the journal still holds it); every CHECKPOINT one filesystem sync
 //! makes what was filed durable. Only then are the records let go, and a segment with
 //! none left is invalidated and reused (a crash before that: the next start finds the
@@ -19,8 +19,12 @@ use super::journal::Record;
 use super::spool::{Placement, Spool, SpoolError};
 use crate::store::{InstanceRecord, InstanceWriter, Store};
 
-/// Records moved per filesystem sync, at most.
+/// Records moved per database transaction at a start-up replay, at most.
 const MAX_BATCH: usize = 64;
+/// A pause in arriving records this long ends a burst: the mover starts on it.
+const QUIET: Duration = Duration::from_millis(200);
+/// A burst is moved after this long at the latest, however busy the listener stays.
+const MAX_DEFER: Duration = Duration::from_secs(3);
 /// How often the filed records are made durable (one filesystem sync) and their segments
 /// let go: a sync per batch would flush the disk's cache under every acknowledgement.
 const CHECKPOINT: Duration = Duration::from_millis(500);
@@ -122,10 +126,15 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+        // While a sender waits on each answer, the move's copy, commit and sync would
+        // share the CPUs and the disk with the flushes it waits on: gather the burst and
+        // move it once the associations fall quiet (or it is long or old enough).
+        let began = Instant::now();
+        while open && !batch.is_empty() && batch.len() < MAX_HELD && began.elapsed() < MAX_DEFER {
+            match rx.recv_timeout(QUIET) {
                 Ok(r) => batch.push(r),
-                Err(_) => break,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
         let fresh = batch.len();

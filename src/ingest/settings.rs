@@ -37,9 +37,8 @@ pub struct DicomSettings {
     /// before its association is aborted.
     pub shutdown_grace_seconds: u64,
     /// Size of one journal segment (MiB): C-STOREs are acknowledged once appended and
-    /// flushed there (see `ingest::journal`). 0 (the default, until the journal measures
-    /// faster: BENCHMARKS.md): no journal, each instance is fsynced in its own spool file
-    /// before it is acknowledged.
+    /// flushed there (see `ingest::journal`). 0: no journal, each instance is fsynced in
+    /// its own spool file before it is acknowledged (slower: BENCHMARKS.md).
     pub journal_segment_mb: u64,
     /// Journal segments kept zero-filled and ready (one per concurrent sender is used).
     pub journal_spare_segments: usize,
@@ -65,7 +64,7 @@ impl Default for DicomSettings {
             idle_seconds: 120,
             accept_any_called_ae: false,
             shutdown_grace_seconds: 10,
-            journal_segment_mb: 0,
+            journal_segment_mb: 256,
             journal_spare_segments: 2,
             tls: Default::default(),
         }

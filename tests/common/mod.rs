@@ -234,6 +234,10 @@ impl Daemon {
                 .env("OSTEOSCREEN__LOG__LEVEL", "debug")
                 // Ingest tests look at queued jobs: no analysis unless a test turns it on.
                 .env("OSTEOSCREEN__PIPELINE__PAUSED", "true")
+                // The shipped 256 MiB journal segments, zero-filled at each fresh start,
+                // would write half a GiB per test daemon: same path, smaller segments
+                // (radiographs larger than what is left take the per-file path).
+                .env("OSTEOSCREEN__DICOM__JOURNAL_SEGMENT_MB", "8")
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::null())
                 .stderr(log);
