@@ -48,7 +48,8 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         Spool::open(&dir).with_context(|| format!("cannot open spool in {}", dir.display()))?,
     );
     let writer = store.instance_writer()?;
-    let (journal, mover) = open_journal(&settings.dicom, &spool, &store, &writer).await?;
+    let active = ActiveStudies::default();
+    let (journal, mover) = open_journal(&settings.dicom, &spool, &store, &writer, &active).await?;
     recover(&spool, &store)?;
     let engine = Arc::new(
         Engine::load(
@@ -80,7 +81,6 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         .local_addr()
         .context("cannot read the HTTP listener's address")?;
     let health = Health::default();
-    let active = ActiveStudies::default();
     let ingest = Arc::new(Ingest {
         callers: settings.caller_rules()?,
         settings: settings.dicom.clone(),
@@ -300,6 +300,7 @@ async fn open_journal(
     spool: &Arc<Spool>,
     store: &Arc<Store>,
     writer: &crate::store::InstanceWriter,
+    active: &ActiveStudies,
 ) -> anyhow::Result<(
     Option<crate::ingest::journal::Journal>,
     Option<crate::ingest::mover::Mover>,
@@ -336,7 +337,7 @@ async fn open_journal(
             );
         }
     }
-    let mover = mover::Mover::start(spool.clone(), writer.clone())
+    let mover = mover::Mover::start(spool.clone(), store.clone(), writer.clone(), active.clone())
         .context("cannot start the journal mover")?;
     Ok((Some(journal), Some(mover)))
 }

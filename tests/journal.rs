@@ -2,8 +2,13 @@
 //! moving them) and come back in acknowledgement order, a torn record ends its segment's
 //! chain, a segment whose records were all moved comes back empty, and replay puts the
 //! records into the spool and the database once (a second replay finds them in place).
+//! The running mover holds a study back from the assembler until its rows are committed,
+//! and never replaces a copy of an instance received after its record.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use osteoscreen::ingest::active::ActiveStudies;
 
 use osteoscreen::ingest::journal::{Journal, Lane, Record, RecordMeta, HEADER};
 use osteoscreen::ingest::mover;
@@ -196,4 +201,185 @@ fn replay_moves_records_into_the_spool_and_database_once() {
     assert_eq!(found.len(), 2);
     assert_eq!(mover::replay(found, &spool, &store, &writer), (0, 2));
     assert_eq!(store.instances().unwrap().len(), 2);
+}
+
+/// A running mover over fresh storage, and the study its records belong to.
+fn running_mover(
+    dir: &std::path::Path,
+) -> (Journal, mover::Mover, Arc<Store>, ActiveStudies, String) {
+    let store = Arc::new(Store::open(&Store::path_in(dir)).unwrap());
+    let spool = Arc::new(Spool::open(dir).unwrap());
+    let writer = store.instance_writer().unwrap();
+    let (journal, _) = open_ready(&spool.root().join(".journal"));
+    let active = ActiveStudies::default();
+    let mover = mover::Mover::start(spool, store.clone(), writer, active.clone()).unwrap();
+    (journal, mover, store, active, meta("").study_uid)
+}
+
+fn wait_released(active: &ActiveStudies, study: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while active.is_active(study) {
+        assert!(Instant::now() < until, "the mover never let the study go");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_mover_holds_a_study_back_until_its_rows_are_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mover, store, active, study) = running_mover(dir.path());
+    let mut lane = Lane::default();
+    // As journal_finish does: enter the study, then hand the record over.
+    for (i, sop) in ["1.2.3.11", "1.2.3.12"].into_iter().enumerate() {
+        let record = write(&journal, &mut lane, sop, &payload(3000, i as u8));
+        active.enter(&study);
+        mover.send(record);
+    }
+    // The mover waits for the burst to end: the rows are not there yet, and the study is
+    // held back meanwhile (an association that closed would no longer hold it).
+    assert!(active.is_active(&study));
+    assert!(store.instances().unwrap().len() < 2);
+    wait_released(&active, &study);
+    assert_eq!(
+        store.instances().unwrap().len(),
+        2,
+        "rows before the release"
+    );
+    drop(mover);
+}
+
+#[test]
+fn the_mover_leaves_a_copy_received_later_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, mover, store, active, study) = running_mover(dir.path());
+    let mut lane = Lane::default();
+    let record = write(&journal, &mut lane, "1.2.3.21", &payload(4000, 7));
+    // The same instance re-sent by another path (STOW-RS, or the per-file path) while the
+    // record waited for the mover: its row is newer.
+    let newer = dir.path().join("newer.dcm");
+    std::fs::write(&newer, payload(100, 9)).unwrap();
+    let row = osteoscreen::store::InstanceRecord {
+        sop_instance_uid: "1.2.3.21".into(),
+        sop_class_uid: record.meta.sop_class_uid.clone(),
+        study_uid: study.clone(),
+        series_uid: record.meta.series_uid.clone(),
+        modality: "CT".into(),
+        transfer_syntax: record.meta.transfer_syntax.clone(),
+        path: newer.clone(),
+        size: 100,
+        calling_ae: "LATERSCU".into(),
+        received_at_ms: record.meta.received_at_ms + 1000,
+    };
+    let writer = store.instance_writer().unwrap();
+    assert!(writer.record_all_blocking(vec![row.clone()])[0].is_ok());
+    let before = store.instances().unwrap();
+    active.enter(&study);
+    mover.send(record);
+    wait_released(&active, &study);
+    let rows = store.instances().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].path, before[0].path);
+    assert_eq!(rows[0].calling_ae, "LATERSCU");
+    assert_eq!(rows[0].received_at_ms, row.received_at_ms);
+    assert_eq!(std::fs::read(&newer).unwrap(), payload(100, 9));
+    drop(mover);
+}
+
+/// A 64 MiB filesystem of its own for `dir` (unmounted when dropped); the tests run as root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Take segments for `n` lanes (each waits for the pool to have one ready), then let them
+/// all go; returns how many segment files there were at the busiest.
+fn burst(journal: &Journal, dir: &std::path::Path, n: usize) -> usize {
+    let mut lanes = Vec::new();
+    for _ in 0..n {
+        let until = Instant::now() + Duration::from_secs(5);
+        while journal.ready() == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut lane = Lane::default();
+        if let Some(entry) = lane.begin(journal) {
+            drop(entry);
+            lanes.push(lane);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let busiest = segments(dir);
+    drop(lanes);
+    busiest
+}
+
+fn segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("seg-") && !name.ends_with(".tmp")
+        })
+        .count()
+}
+
+#[test]
+fn segments_beyond_the_spares_are_kept_while_the_disk_has_room_and_given_back_near_the_watermark() {
+    let size = 8 << 20;
+    // Plenty of room: after a burst of four lanes, the extra segments stay ready.
+    let roomy = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open_with_floor(roomy.path(), size, 1, 0).unwrap();
+    let busiest = burst(&journal, roomy.path(), 4);
+    assert!(busiest >= 4, "{busiest} segments for four lanes");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = segments(roomy.path());
+    assert!(
+        after >= busiest,
+        "{after} of {busiest} kept for the next burst"
+    );
+    drop(journal);
+
+    // 64 MiB with a 24 MiB watermark: a new segment needs 34 MiB free. The burst takes
+    // the disk below that, so segments beyond the one spare are removed until it has
+    // room for one again.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("journal");
+    let _disk = Tmpfs::mount(&dir);
+    let (journal, _) = Journal::open_with_floor(&dir, size, 1, 24 << 20).unwrap();
+    let busiest = burst(&journal, &dir, 4);
+    assert_eq!(busiest, 4, "segments at the busiest");
+    let room = (24 << 20) + size + size / 4;
+    let free = || osteoscreen::fsutil::free_bytes(&dir).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while free() < room {
+        assert!(
+            Instant::now() < until,
+            "{} segments left, {} MiB free",
+            segments(&dir),
+            free() >> 20
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = segments(&dir);
+    assert!((1..busiest).contains(&left), "{left} segments left");
+    assert!(journal.ready() >= 1, "the spare stays");
 }

@@ -1,9 +1,10 @@
 //! One C-STORE, from its request command to its response status. The data set is written
-//! to the spool while its fragments arrive (never held in memory: only a few bytes are
-//! kept to see whether encapsulated pixel data was closed); when the last one lands, the
-//! fsync and the header check of the spooled file run side by side, then the file is put
-//! in place and recorded. The status tells the truth: success only once the instance is
-//! durable and committed. An instance over `max_instance_mb`, or one that would take the
+//! to the association's journal segment (or, on the per-file path, to a spool file) while
+//! its fragments arrive (never held in memory: only a few bytes are kept to see whether
+//! encapsulated pixel data was closed); when the last one lands, it is checked and
+//! flushed (per file: the fsync and the header check run side by side, then the file is
+//! put in place and recorded). The status tells the truth: success only once the
+//! instance is durable. An instance over `max_instance_mb`, or one that would take the
 //! disk below its watermark, is refused while it arrives and its partial file removed.
 
 use std::time::Instant;
@@ -379,6 +380,9 @@ fn journal_finish(
     })?;
     lane.advance(&record);
     let size = record.len;
+    // Held back from the assembler until the mover has committed its row (it leaves
+    // then), or the study could become a job without it once the association closes.
+    ingest.active.enter(&record.meta.study_uid);
     mover.send(record);
     Ok(size)
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::active::ActiveStudies;
 use super::journal::Record;
 use super::spool::{Placement, Spool, SpoolError};
 use crate::store::{InstanceRecord, InstanceWriter, Store};
@@ -45,13 +46,27 @@ pub struct Mover {
 }
 
 impl Mover {
-    pub fn start(spool: Arc<Spool>, writer: InstanceWriter) -> std::io::Result<Mover> {
+    /// Each record sent must have entered its study in `active` (held back from the
+    /// assembler until its row exists); the mover leaves it once the row is committed.
+    pub fn start(
+        spool: Arc<Spool>,
+        store: Arc<Store>,
+        writer: InstanceWriter,
+        active: ActiveStudies,
+    ) -> std::io::Result<Mover> {
         let (tx, rx) = channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         let left = backlog.clone();
         let thread = std::thread::Builder::new()
             .name("journal-mover".into())
-            .spawn(move || run(&rx, &spool, &writer, &left))?;
+            .spawn(move || {
+                let to = Filing {
+                    spool: &spool,
+                    store: &store,
+                    writer: &writer,
+                };
+                run(&rx, &to, &active, &left)
+            })?;
         Ok(Mover {
             tx: Mutex::new(Some(tx)),
             thread: Some(thread),
@@ -102,7 +117,14 @@ impl Drop for Mover {
     }
 }
 
-fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &AtomicUsize) {
+/// Where records are filed.
+struct Filing<'a> {
+    spool: &'a Spool,
+    store: &'a Store,
+    writer: &'a InstanceWriter,
+}
+
+fn run(rx: &Receiver<Record>, to: &Filing, active: &ActiveStudies, backlog: &AtomicUsize) {
     // Filed and recorded, not yet synced: let go at the next checkpoint.
     let mut held: Vec<Record> = Vec::new();
     // Records that failed to move: tried again every RETRY while the daemon runs.
@@ -111,10 +133,12 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
     let mut last_retry = Instant::now();
     let mut open = true;
     while open || !held.is_empty() {
-        let wait = if held.is_empty() && kept.is_empty() {
-            None
-        } else {
-            Some(CHECKPOINT.saturating_sub(last_sync.elapsed()))
+        // Wake for the next checkpoint of filed records, or the next retry of kept ones.
+        let checkpoint = (!held.is_empty()).then(|| CHECKPOINT.saturating_sub(last_sync.elapsed()));
+        let retry = (!kept.is_empty()).then(|| RETRY.saturating_sub(last_retry.elapsed()));
+        let wait = match (checkpoint, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let mut batch = Vec::new();
         let first = match wait {
@@ -143,7 +167,11 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
             last_retry = Instant::now();
         }
         if !batch.is_empty() {
-            let (moved, failed) = move_batch(spool, writer, batch);
+            let (moved, failed) = move_batch(to, batch);
+            for record in &moved {
+                // Its row is committed: the assembler may count it.
+                active.leave(&record.meta.study_uid);
+            }
             held.extend(moved);
             kept.extend(failed);
         }
@@ -153,7 +181,7 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
             .set(i64::try_from(left + kept.len()).unwrap_or(i64::MAX));
         let due = last_sync.elapsed() >= CHECKPOINT || held.len() >= MAX_HELD || !open;
         if !held.is_empty() && due {
-            match crate::fsutil::sync_filesystem(spool.root()) {
+            match crate::fsutil::sync_filesystem(to.spool.root()) {
                 // Durable in the spool tree: their segments may be reused.
                 Ok(()) => held.clear(),
                 Err(e) => {
@@ -178,16 +206,18 @@ fn run(rx: &Receiver<Record>, spool: &Spool, writer: &InstanceWriter, backlog: &
 }
 
 /// File and record `batch` (no sync: the caller's checkpoint makes it durable); returns
-/// the records moved and those that could not be (logged).
-fn move_batch(
-    spool: &Spool,
-    writer: &InstanceWriter,
-    batch: Vec<Record>,
-) -> (Vec<Record>, Vec<Record>) {
+/// the records moved (or superseded: the database holds a copy received later, by another
+/// path, while this one waited) and those that could not be (logged).
+fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
     let mut copied = Vec::with_capacity(batch.len());
     let mut failed = Vec::new();
+    let mut moved = Vec::with_capacity(batch.len());
     for record in batch {
-        match copy_into_spool(spool, &record) {
+        if received_later(to.store, &record) {
+            moved.push(record);
+            continue;
+        }
+        match copy_into_spool(to.spool, &record) {
             Ok(row) => copied.push((record, row)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot move a journal record into the spool; kept");
@@ -196,8 +226,7 @@ fn move_batch(
         }
     }
     let rows = copied.iter().map(|(_, row)| row.clone()).collect();
-    let mut moved = Vec::with_capacity(copied.len());
-    for ((record, _), result) in copied.into_iter().zip(writer.record_all_blocking(rows)) {
+    for ((record, _), result) in copied.into_iter().zip(to.writer.record_all_blocking(rows)) {
         match result {
             Ok(()) => moved.push(record),
             Err(e) => {
@@ -264,7 +293,12 @@ pub fn replay(
     let mut kept = Vec::new();
     while !todo.is_empty() {
         let rest = todo.split_off(todo.len().min(MAX_BATCH));
-        let (done, failed) = move_batch(spool, writer, std::mem::replace(&mut todo, rest));
+        let to = Filing {
+            spool,
+            store,
+            writer,
+        };
+        let (done, failed) = move_batch(&to, std::mem::replace(&mut todo, rest));
         moved.extend(done);
         kept.extend(failed);
     }
@@ -280,14 +314,18 @@ pub fn replay(
     (count, skipped)
 }
 
-fn is_in_place(record: &Record, spool: &Spool, store: &Store) -> bool {
-    let meta = &record.meta;
-    if store
-        .instance_received_at(&meta.sop_instance_uid)
+/// The database holds a copy of the record's instance received after it (re-sent since).
+fn received_later(store: &Store, record: &Record) -> bool {
+    store
+        .instance_received_at(&record.meta.sop_instance_uid)
         .ok()
         .flatten()
-        .is_some_and(|at| at > meta.received_at_ms)
-    {
+        .is_some_and(|at| at > record.meta.received_at_ms)
+}
+
+fn is_in_place(record: &Record, spool: &Spool, store: &Store) -> bool {
+    let meta = &record.meta;
+    if received_later(store, record) {
         return true;
     }
     let path = spool.path_of(&Placement {

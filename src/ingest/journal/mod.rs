@@ -37,6 +37,8 @@ pub(crate) const MAGIC: [u8; 8] = *b"OSJRNL01";
 /// Segments created beyond the spares kept ready, at most: past this, instances take the
 /// per-file path until the mover frees some.
 const EXTRA_SEGMENTS: usize = 16;
+/// How often the segment thread looks at the free space when nothing else wakes it.
+const DISK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An acknowledged instance in its segment, waiting for the mover. Holding it keeps the
 /// segment from being used again.
@@ -274,6 +276,23 @@ fn prepare(pool: &Pool, dir: &Path, size: u64, spares: usize, min_free: u64) {
             crate::fsutil::free_bytes(dir)
                 .is_ok_and(|free| free >= min_free.saturating_add(size).saturating_add(size / 4))
         };
+        // Segments beyond the spares wanted stay ready for the next burst while the disk
+        // could make them again; once it nears the watermark, their space is given back.
+        if state.spares.len() > spares && !room() {
+            if let Some(extra) = state.spares.pop() {
+                state.total -= 1;
+                drop(state);
+                drop(extra.file);
+                if let Err(e) = std::fs::remove_file(&extra.path) {
+                    tracing::warn!(error = %e, "cannot remove a spare journal segment");
+                }
+                state = match pool.state.lock() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                continue;
+            }
+        }
         if can_create
             && state.spares.len() < spares
             && state.total < spares + EXTRA_SEGMENTS
@@ -298,8 +317,9 @@ fn prepare(pool: &Pool, dir: &Path, size: u64, spares: usize, min_free: u64) {
             }
             continue;
         }
-        state = match pool.changed.wait(state) {
-            Ok(s) => s,
+        // Woken by a change, or now and then to look at the disk again.
+        state = match pool.changed.wait_timeout(state, DISK_CHECK) {
+            Ok((s, _)) => s,
             Err(_) => return,
         };
     }
