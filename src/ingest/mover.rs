@@ -1,7 +1,8 @@
 //! The journal's mover: acknowledged records go from their segment into the spool tree
 //! (`<study>/<series>/<sop>.dcm`) and the database, on a thread of their own, in batches
-//! gathered until the burst of arrivals pauses (QUIET, MAX_DEFER): each record is copied into a spool file and renamed into place and its row committed
-//! at once (no fsync: the journal still holds it); every CHECKPOINT one filesystem sync
+//! gathered until the burst of arrivals pauses (QUIET, MAX_DEFER): each record is copied
+//! into a spool file and renamed into place and its row committed at once (no fsync: the
+//! journal still holds it); every CHECKPOINT one filesystem sync
 //! makes what was filed durable. Only then are the records let go, and a segment with
 //! none left is invalidated and reused (a crash before that: the next start finds the
 //! records again and skips those whose spool file holds their bytes). A record that cannot be moved
