@@ -20,5 +20,5 @@ for dp, _, fs in os.walk(root):
         ds.Rows, ds.Columns = b.shape
         for kw in ('PixelSpacing', 'ImagerPixelSpacing'):
             if kw in ds:
-                ds[kw].value = [float(v) * k for v in ds[kw].value]
+                ds[kw].value = [round(float(v) * k, 6) for v in ds[kw].value]  # DS holds 16 characters
         ds.save_as(p)
