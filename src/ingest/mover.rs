@@ -10,7 +10,6 @@
 //! seconds; at a stop, the next start replays it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -40,8 +39,6 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Mover {
     tx: Mutex<Option<Sender<Record>>>,
     thread: Option<JoinHandle<()>>,
-    /// Records queued and not yet moved (the `journal_backlog` metric).
-    backlog: Arc<AtomicUsize>,
     /// Records that could not be handed to the thread: kept for the next start.
     stranded: Mutex<Vec<Record>>,
 }
@@ -56,8 +53,6 @@ impl Mover {
         active: ActiveStudies,
     ) -> std::io::Result<Mover> {
         let (tx, rx) = channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let left = backlog.clone();
         let thread = std::thread::Builder::new()
             .name("journal-mover".into())
             .spawn(move || {
@@ -66,28 +61,28 @@ impl Mover {
                     store: &store,
                     writer: &writer,
                 };
-                run(&rx, &to, &active, &left)
+                run(&rx, &to, &active)
             })?;
         Ok(Mover {
             tx: Mutex::new(Some(tx)),
             thread: Some(thread),
-            backlog,
             stranded: Mutex::new(Vec::new()),
         })
     }
 
     /// Queue an acknowledged record.
     pub fn send(&self, record: Record) {
-        let now = self.backlog.fetch_add(1, Ordering::SeqCst) + 1;
-        crate::ops::metrics::metrics()
-            .journal_backlog
-            .set(i64::try_from(now).unwrap_or(i64::MAX));
+        // The `journal_backlog` gauge counts records queued or kept, not yet moved. Only
+        // added to here and taken from by the mover: a set from each thread could land
+        // out of order and read 0 with a record pending.
+        let backlog = &crate::ops::metrics::metrics().journal_backlog;
+        backlog.inc();
         let unsent = match self.tx.lock().ok().as_ref().and_then(|tx| tx.as_ref()) {
             Some(tx) => tx.send(record).err().map(|e| e.0),
             None => Some(record),
         };
         if let Some(record) = unsent {
-            self.backlog.fetch_sub(1, Ordering::SeqCst);
+            backlog.dec();
             tracing::error!(
                 "journal mover has stopped; the instance stays in the journal until the next start"
             );
@@ -125,7 +120,7 @@ struct Filing<'a> {
     writer: &'a InstanceWriter,
 }
 
-fn run(rx: &Receiver<Record>, to: &Filing, active: &ActiveStudies, backlog: &AtomicUsize) {
+fn run(rx: &Receiver<Record>, to: &Filing, active: &ActiveStudies) {
     // Filed and recorded, not yet synced: let go at the next checkpoint.
     let mut held: Vec<Record> = Vec::new();
     // Records that failed to move: tried again every RETRY while the daemon runs.
@@ -162,7 +157,6 @@ fn run(rx: &Receiver<Record>, to: &Filing, active: &ActiveStudies, backlog: &Ato
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        let fresh = batch.len();
         if !kept.is_empty() && last_retry.elapsed() >= RETRY {
             batch.append(&mut kept);
             last_retry = Instant::now();
@@ -173,13 +167,12 @@ fn run(rx: &Receiver<Record>, to: &Filing, active: &ActiveStudies, backlog: &Ato
                 // Its row is committed: the assembler may count it.
                 active.leave(&record.meta.study_uid);
             }
+            crate::ops::metrics::metrics()
+                .journal_backlog
+                .sub(i64::try_from(moved.len()).unwrap_or(i64::MAX));
             held.extend(moved);
             kept.extend(failed);
         }
-        let left = backlog.fetch_sub(fresh, Ordering::SeqCst) - fresh;
-        crate::ops::metrics::metrics()
-            .journal_backlog
-            .set(i64::try_from(left + kept.len()).unwrap_or(i64::MAX));
         let due = last_sync.elapsed() >= CHECKPOINT || held.len() >= MAX_HELD || !open;
         if !held.is_empty() && due {
             match crate::fsutil::sync_filesystem(to.spool.root()) {
