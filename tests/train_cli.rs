@@ -215,6 +215,27 @@ fn eval_of_the_bundled_weights_on_another_seed_is_clearly_above_chance() {
         .all(|r| r[0].len() > 3 && r[6].parse::<f64>().is_ok()));
 }
 
+#[test]
+fn eval_of_weights_without_their_card_names_the_card_and_says_why_once() {
+    let work = tempfile::tempdir().unwrap();
+    let weights = work.path().join("orphan.safetensors");
+    std::fs::copy(bundled(), &weights).unwrap();
+    let out = run(Command::new(bin())
+        .arg("eval")
+        .arg("--model")
+        .arg(&weights)
+        .arg("--data")
+        .arg(work.path())
+        .arg("--out")
+        .arg(work.path().join("eval")));
+    assert!(!out.status.success());
+    let printed = text(&out);
+    assert!(printed.contains("orphan.json"), "{printed}");
+    // The cause once: each typed error already carries it in its own message.
+    let said = printed.matches("No such file or directory").count();
+    assert_eq!(said, 1, "{printed}");
+}
+
 /// A tabular DXA CSV whose class follows age, weight and sex, as in the cohorts.
 fn dxa_csv(path: &Path, rows: usize) {
     use rand::{Rng, SeedableRng};

@@ -285,13 +285,13 @@ pub fn replay(
     }
     let mut moved = Vec::new();
     let mut kept = Vec::new();
+    let to = Filing {
+        spool,
+        store,
+        writer,
+    };
     while !todo.is_empty() {
         let rest = todo.split_off(todo.len().min(MAX_BATCH));
-        let to = Filing {
-            spool,
-            store,
-            writer,
-        };
         let (done, failed) = move_batch(&to, std::mem::replace(&mut todo, rest));
         moved.extend(done);
         kept.extend(failed);
