@@ -42,7 +42,12 @@ fn augment_ms() -> f64 {
             },
             &mut ChaCha8Rng::seed_from_u64(seed),
         );
-        let x = preprocess::prepare(&img.v, img.rows, img.cols);
+        let x = preprocess::prepare(
+            &img.v,
+            img.rows,
+            img.cols,
+            preprocess::Normalisation::Robust,
+        );
         assert_eq!(x.len(), INPUT_SIZE * INPUT_SIZE);
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }

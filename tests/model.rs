@@ -5,7 +5,8 @@ mod common;
 
 use candle_core::Device;
 use osteoscreen::analysis::image;
-use osteoscreen::model::{preprocess, ModelError, XrayModel};
+use osteoscreen::model::preprocess::{self, Normalisation};
+use osteoscreen::model::{ModelError, XrayModel};
 use osteoscreen::synth::{self, SynthModality, SynthOptions};
 
 fn synthetic_inputs(dir: &std::path::Path, n: usize) -> Vec<Vec<f32>> {
@@ -17,7 +18,12 @@ fn synthetic_inputs(dir: &std::path::Path, n: usize) -> Vec<Vec<f32>> {
             let obj = dicom_object::open_file(dir.join(&row.folder).join("dx_ap.dcm")).unwrap();
             let (header, frames) = image::decode(&obj).unwrap();
             let shown = image::display(&frames[0], &header);
-            preprocess::prepare(&shown, frames[0].rows, frames[0].columns)
+            preprocess::prepare(
+                &shown,
+                frames[0].rows,
+                frames[0].columns,
+                Normalisation::Robust,
+            )
         })
         .collect()
 }

@@ -138,6 +138,73 @@ fn two_epochs_learn_resume_continues_and_the_seed_decides() {
     assert_ne!(last(&s), last(&r));
 }
 
+/// `--normalisation equalised`: the card says so, a resume with the other input is
+/// refused, and `eval` preprocesses as the card says (the same weights under a card that
+/// says robust predict otherwise).
+#[test]
+fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    synth_set(&data, 12, 23, "256x320");
+    let m = work.path().join("m");
+    let eq = [
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--normalisation",
+        "equalised",
+    ];
+    let out = train(&data, &m, &eq);
+    assert!(out.status.success(), "{}", text(&out));
+    let c = card(&m);
+    assert_eq!(c["input"], "1x256x256 grey, histogram-equalised");
+    assert_eq!(c["training"]["options"]["normalisation"], "equalised");
+    let out = train(&data, &m, &["--epochs", "2", "--seed", "3", "--resume"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Equalised input"), "{}", text(&out));
+    let out = train(&data, &m, &["--epochs", "1", "--normalisation", "linear"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("robust or equalised"), "{}", text(&out));
+
+    // The same weights under a card that says robust: other inputs, other predictions.
+    let weights = m.join("osteoscreen-xray.safetensors");
+    let robust = work.path().join("robust");
+    std::fs::create_dir_all(&robust).unwrap();
+    std::fs::copy(&weights, robust.join("osteoscreen-xray.safetensors")).unwrap();
+    let mut rc = c.clone();
+    rc["input"] = "1x256x256 grey, robust-normalised".into();
+    std::fs::write(robust.join("osteoscreen-xray.json"), rc.to_string()).unwrap();
+    let t_scores = |model: &Path| {
+        let dir = model.parent().unwrap().join("eval");
+        let out = run(Command::new(bin())
+            .arg("eval")
+            .arg("--model")
+            .arg(model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&dir));
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(dir.join("predictions.csv")).unwrap()
+    };
+    assert_ne!(
+        t_scores(&weights),
+        t_scores(&robust.join("osteoscreen-xray.safetensors"))
+    );
+    // A card naming an input this build does not know is refused, with the ones it knows.
+    rc["input"] = "1x512x512 grey, z-scored".into();
+    std::fs::write(robust.join("osteoscreen-xray.json"), rc.to_string()).unwrap();
+    let err = osteoscreen::model::XrayModel::load(
+        &robust.join("osteoscreen-xray.safetensors"),
+        None,
+        candle_core::Device::Cpu,
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("histogram-equalised"), "{err}");
+}
+
 #[test]
 fn bad_training_input_is_refused_with_a_reason() {
     let work = tempfile::tempdir().unwrap();

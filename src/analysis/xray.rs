@@ -15,7 +15,8 @@ use super::finding::{
 use super::image::{self, ImageError};
 use super::select::InstanceInfo;
 use crate::dicom::text;
-use crate::model::{preprocess, ModelCard, ModelError, XrayModel};
+use crate::model::preprocess::{self, Normalisation};
+use crate::model::{ModelCard, ModelError, XrayModel};
 
 /// Radiographs decoded at the same time.
 const DECODE_AT_ONCE: usize = 2;
@@ -75,7 +76,10 @@ pub fn run(
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
     for pair in radiographs.chunks(DECODE_AT_ONCE) {
-        let prepared: Vec<_> = pair.par_iter().map(|(info, _)| prepare(info)).collect();
+        let prepared: Vec<_> = pair
+            .par_iter()
+            .map(|(info, _)| prepare(info, model.card.normalisation()))
+            .collect();
         for ((info, view), p) in pair.iter().zip(prepared) {
             match p {
                 Ok(p) => {
@@ -134,7 +138,7 @@ pub fn run(
     })
 }
 
-fn prepare(info: &InstanceInfo) -> Result<Prepared, RadiographError> {
+fn prepare(info: &InstanceInfo, norm: Normalisation) -> Result<Prepared, RadiographError> {
     let obj = crate::dicom::open::open_file(&info.path, &Default::default()).map_err(|source| {
         RadiographError::Open {
             path: info.path.clone(),
@@ -144,7 +148,7 @@ fn prepare(info: &InstanceInfo) -> Result<Prepared, RadiographError> {
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
     Ok(Prepared {
-        input: preprocess::prepare(&shown, frame.rows, frame.columns),
+        input: preprocess::prepare(&shown, frame.rows, frame.columns, norm),
         key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),
             grey: shown,

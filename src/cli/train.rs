@@ -67,6 +67,11 @@ pub struct TrainArgs {
         default_value = "research: opportunistic osteoporosis screening on lumbar radiographs; not a diagnosis, DXA confirms"
     )]
     pub intended_use: String,
+    /// Input grey-level normalisation: robust (linear, median and 5-95 % range) or
+    /// equalised (pixel ranks: the same under any vendor's monotone grey-level curve).
+    /// The card records it and the daemon applies it. `--resume` needs the same value.
+    #[arg(long, default_value = "robust")]
+    pub normalisation: osteoscreen::model::preprocess::Normalisation,
     /// The card's limitations.
     #[arg(
         long,
@@ -108,6 +113,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| format!("{} ({})", dataset.layout, args.data.display())),
         intended_use: args.intended_use,
         limitations: args.limitations,
+        normalisation: args.normalisation,
     };
     let report = train(&dataset, &opts)?;
     println!("wrote {} and its card", report.weights.display());

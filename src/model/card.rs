@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::{CardError, ModelError};
-
-/// The input a card must declare: what `preprocess` produces for `net`.
-pub const INPUT_SPEC: &str = "1x256x256 grey, robust-normalised";
+use super::preprocess::Normalisation;
 
 /// Young-adult reference used to turn T-scores into BMD (g/cm²).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -81,10 +79,16 @@ impl ModelCard {
         };
         let text = std::fs::read_to_string(path).map_err(|e| card_err(e.into()))?;
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(e.into()))?;
-        if card.input != INPUT_SPEC {
+        if Normalisation::from_spec(&card.input).is_none() {
             return Err(card_err(CardError::Input(card.input)));
         }
         Ok(card)
+    }
+
+    /// The preprocessing the weights were trained with (the card's `input`; a card that
+    /// `read` accepted always names one).
+    pub fn normalisation(&self) -> Normalisation {
+        Normalisation::from_spec(&self.input).unwrap_or_default()
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ModelError> {
@@ -115,7 +119,7 @@ impl ModelCard {
             version: "0.0.0-untrained".into(),
             architecture: "ResNet, 4 basic-block stages 16-128 channels, class + T-score heads"
                 .into(),
-            input: INPUT_SPEC.into(),
+            input: Normalisation::Robust.spec().into(),
             training_data: "none: random initialisation".into(),
             metrics: serde_json::json!({}),
             intended_use: "tests only; predictions are meaningless".into(),

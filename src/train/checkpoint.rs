@@ -20,8 +20,9 @@ use super::optim::AdamW;
 use super::split::Split;
 use super::trainer::{forward_clean, TrainOptions};
 use super::TrainError;
-use crate::model::card::{sha256_file, BmdReference, FeatureProfile, INPUT_SPEC};
+use crate::model::card::{sha256_file, BmdReference, FeatureProfile};
 use crate::model::net::{XrayNet, FEATURES};
+use crate::model::preprocess::Normalisation;
 use crate::model::ModelCard;
 
 /// One epoch's numbers.
@@ -62,6 +63,9 @@ pub struct State {
     pub seed: u64,
     pub samples: usize,
     pub batch_size: usize,
+    /// Checkpoints from before the choice existed were robust.
+    #[serde(default)]
+    pub normalisation: Normalisation,
 }
 
 impl State {
@@ -75,17 +79,18 @@ impl State {
             seed: opts.seed,
             samples,
             batch_size: opts.batch_size,
+            normalisation: opts.normalisation,
         }
     }
 
-    /// A checkpoint can only continue the same run: same seed, data and batch size.
+    /// A checkpoint can only continue the same run: same seed, data, batch size and input.
     pub fn check_compatible(&self, fresh: &State) -> Result<(), TrainError> {
-        if (self.seed, self.samples, self.batch_size)
-            != (fresh.seed, fresh.samples, fresh.batch_size)
-        {
+        let run = |s: &State| (s.seed, s.samples, s.batch_size, s.normalisation);
+        if run(self) != run(fresh) {
             return Err(TrainError::Invalid(format!(
-                "the checkpoint is of another run (seed {}, {} images, batch {}; now seed {}, {} images, batch {})",
-                self.seed, self.samples, self.batch_size, fresh.seed, fresh.samples, fresh.batch_size
+                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} input; now seed {}, {} images, batch {}, {:?} input)",
+                self.seed, self.samples, self.batch_size, self.normalisation,
+                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation
             )));
         }
         Ok(())
@@ -198,10 +203,11 @@ pub fn feature_profile(
     cache: &[Option<Grey>],
     parts: &Split,
     device: &Device,
+    norm: Normalisation,
 ) -> Result<FeatureProfile, TrainError> {
     let features = |idx: &[usize]| -> Result<Vec<Vec<f32>>, TrainError> {
         let mut out = Vec::new();
-        for o in forward_clean(net, cache, idx, device, false)? {
+        for o in forward_clean(net, cache, idx, device, false, norm)? {
             out.extend(o.features.to_vec2::<f32>()?);
         }
         Ok(out)
@@ -268,7 +274,7 @@ pub fn card(
         name: opts.name.clone(),
         version: format!("{}+seed{}", env!("CARGO_PKG_VERSION"), opts.seed),
         architecture: "ResNet, 4 basic-block stages 16-128 channels, class + T-score heads".into(),
-        input: INPUT_SPEC.into(),
+        input: opts.normalisation.spec().into(),
         training_data: opts.data_description.clone(),
         metrics: serde_json::json!({
             "held_out_test": test,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::data::Sample;
 use super::images::Grey;
 use super::metrics::Scored;
-use crate::model::preprocess;
+use crate::model::preprocess::{self, Normalisation};
 
 /// One image's prediction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,8 +16,8 @@ pub struct ImagePred {
 }
 
 /// The network's input for a cached image (no augmentation).
-pub fn input_of(grey: &Grey) -> Vec<f32> {
-    preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols)
+pub fn input_of(grey: &Grey, norm: Normalisation) -> Vec<f32> {
+    preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols, norm)
 }
 
 /// Average the predictions of each study; `idx[i]` is the sample `preds[i]` belongs to.
@@ -102,6 +102,7 @@ pub fn evaluate(
     let mut kept = Vec::new();
     let mut preds = Vec::new();
     let (mut unreadable, mut ood) = (0, 0);
+    let norm = model.card.normalisation();
     for chunk in idx.chunks(16) {
         let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
             .par_iter()
@@ -110,7 +111,7 @@ pub fn evaluate(
                     i,
                     super::images::load(&samples[i].image)
                         .ok()
-                        .map(|g| input_of(&g)),
+                        .map(|g| input_of(&g, norm)),
                 )
             })
             .collect();

@@ -24,8 +24,9 @@ use super::images::{self, Grey};
 use super::metrics::{self, Metrics};
 use super::split::{split, Split};
 use super::{progress, TrainError};
+use crate::model;
 use crate::model::net::{XrayNet, INPUT_SIZE};
-use crate::model::{self, preprocess};
+use crate::model::preprocess::{self, Normalisation};
 
 /// Everything `osteoscreen train` can be asked for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +55,9 @@ pub struct TrainOptions {
     pub data_description: String,
     pub intended_use: String,
     pub limitations: String,
+    /// The input preprocessing, written to the card (`--resume` needs the same).
+    #[serde(default)]
+    pub normalisation: Normalisation,
 }
 
 /// What a finished run produced.
@@ -174,6 +178,7 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
                     augmented_input(
                         cache[i].as_ref().expect("loaded"),
                         mix(opts.seed, epoch as u64, pos + 1),
+                        opts.normalisation,
                     )
                 })
                 .collect();
@@ -203,8 +208,9 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
             bar.inc(1);
         }
         bar.finish_and_clear();
-        recalibrate_batch_norm(&net, &cache, &parts.train, &device)?;
-        let val = metrics::compute(&scored(&net, data, &cache, &parts.val, &device)?);
+        let norm = opts.normalisation;
+        recalibrate_batch_norm(&net, &cache, &parts.train, &device, norm)?;
+        let val = metrics::compute(&scored(&net, data, &cache, &parts.val, &device, norm)?);
         let record = checkpoint::EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -242,7 +248,8 @@ fn finish(
     device: &Device,
 ) -> Result<TrainReport, TrainError> {
     checkpoint::load_best(&opts.checkpoint_dir, varmap)?;
-    let validation = metrics::compute(&scored(net, data, cache, &parts.val, device)?);
+    let norm = opts.normalisation;
+    let validation = metrics::compute(&scored(net, data, cache, &parts.val, device, norm)?);
     let test = if parts.test.is_empty() {
         None
     } else {
@@ -252,9 +259,10 @@ fn finish(
             cache,
             &parts.test,
             device,
+            norm,
         )?))
     };
-    let profile = checkpoint::feature_profile(net, cache, parts, device)?;
+    let profile = checkpoint::feature_profile(net, cache, parts, device, norm)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::io(&opts.out, e))?;
     let weights = opts.out.join(format!("{}.safetensors", opts.name));
     varmap.save(&weights).map_err(TrainError::Candle)?;
@@ -318,7 +326,7 @@ fn load_all(data: &Dataset) -> Result<Vec<Option<Grey>>, TrainError> {
 }
 
 /// The augmented network input for one cached image.
-fn augmented_input(g: &Grey, seed: u64) -> Vec<f32> {
+fn augmented_input(g: &Grey, seed: u64, norm: Normalisation) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let img = augment(
         Img {
@@ -328,7 +336,7 @@ fn augmented_input(g: &Grey, seed: u64) -> Vec<f32> {
         },
         &mut rng,
     );
-    preprocess::prepare(&img.v, img.rows, img.cols)
+    preprocess::prepare(&img.v, img.rows, img.cols, norm)
 }
 
 pub(crate) fn stack(inputs: &[Vec<f32>], device: &Device) -> Result<Tensor, TrainError> {
@@ -402,10 +410,11 @@ fn recalibrate_batch_norm(
     cache: &[Option<Grey>],
     train: &[usize],
     device: &Device,
+    norm: Normalisation,
 ) -> Result<(), TrainError> {
     let step = (train.len() / (24 * 16)).max(1);
     let chosen: Vec<usize> = train.iter().step_by(step).take(24 * 16).copied().collect();
-    forward_clean(net, cache, &chosen, device, true)?;
+    forward_clean(net, cache, &chosen, device, true, norm)?;
     Ok(())
 }
 
@@ -420,12 +429,13 @@ pub(crate) fn forward_clean(
     idx: &[usize],
     device: &Device,
     train: bool,
+    norm: Normalisation,
 ) -> Result<Vec<model::net::Output>, TrainError> {
     idx.chunks(16)
         .map(|chunk| {
             let inputs: Vec<Vec<f32>> = chunk
                 .par_iter()
-                .map(|&i| input_of(cache[i].as_ref().expect("loaded")))
+                .map(|&i| input_of(cache[i].as_ref().expect("loaded"), norm))
                 .collect();
             let out = net.forward_t(&stack(&inputs, device)?, train)?;
             Ok(model::net::Output {
@@ -444,9 +454,10 @@ fn scored(
     cache: &[Option<Grey>],
     idx: &[usize],
     device: &Device,
+    norm: Normalisation,
 ) -> Result<Vec<metrics::Scored>, TrainError> {
     let mut preds = Vec::with_capacity(idx.len());
-    for out in forward_clean(net, cache, idx, device, false)? {
+    for out in forward_clean(net, cache, idx, device, false, norm)? {
         let probs = candle_nn::ops::softmax(&out.logits, D::Minus1)?.to_vec2::<f32>()?;
         let t = out.t_score.to_vec1::<f32>()?;
         preds.extend(probs.into_iter().zip(t).map(|(p, t)| ImagePred {
