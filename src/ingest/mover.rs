@@ -219,8 +219,8 @@ fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
             }
         }
     }
-    let rows = copied.iter().map(|(_, row)| row.clone()).collect();
-    for ((record, _), result) in copied.into_iter().zip(to.writer.record_all_blocking(rows)) {
+    let (records, rows): (Vec<Record>, Vec<InstanceRecord>) = copied.into_iter().unzip();
+    for (record, result) in records.into_iter().zip(to.writer.record_all_blocking(rows)) {
         match result {
             Ok(()) => moved.push(record),
             Err(e) => {
