@@ -42,6 +42,17 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         .args(extra))
 }
 
+fn eval(model: &Path, data: &Path, out: &Path) -> std::process::Output {
+    run(Command::new(bin())
+        .arg("eval")
+        .arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out))
+}
+
 fn sha256(path: &Path) -> String {
     osteoscreen::model::card::sha256_file(path).unwrap()
 }
@@ -177,14 +188,7 @@ fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     std::fs::write(robust.join("osteoscreen-xray.json"), rc.to_string()).unwrap();
     let t_scores = |model: &Path| {
         let dir = model.parent().unwrap().join("eval");
-        let out = run(Command::new(bin())
-            .arg("eval")
-            .arg("--model")
-            .arg(model)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&dir));
+        let out = eval(model, &data, &dir);
         assert!(out.status.success(), "{}", text(&out));
         std::fs::read_to_string(dir.join("predictions.csv")).unwrap()
     };
@@ -234,14 +238,7 @@ fn eval_of_the_bundled_weights_on_another_seed_is_clearly_above_chance() {
     // Another seed and another detector size than the demo weights were trained on.
     synth_set(&data, 60, 9_001, "1024x1280");
     let out_dir = work.path().join("eval");
-    let out = run(Command::new(bin())
-        .arg("eval")
-        .arg("--model")
-        .arg(bundled())
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out_dir));
+    let out = eval(&bundled(), &data, &out_dir);
     assert!(out.status.success(), "{}", text(&out));
     let printed = text(&out);
     assert!(printed.contains("published: 0.767"), "{printed}");
@@ -287,14 +284,7 @@ fn eval_of_weights_without_their_card_names_the_card_and_says_why_once() {
     let work = tempfile::tempdir().unwrap();
     let weights = work.path().join("orphan.safetensors");
     std::fs::copy(bundled(), &weights).unwrap();
-    let out = run(Command::new(bin())
-        .arg("eval")
-        .arg("--model")
-        .arg(&weights)
-        .arg("--data")
-        .arg(work.path())
-        .arg("--out")
-        .arg(work.path().join("eval")));
+    let out = eval(&weights, work.path(), &work.path().join("eval"));
     assert!(!out.status.success());
     let printed = text(&out);
     assert!(printed.contains("orphan.json"), "{printed}");

@@ -75,10 +75,11 @@ pub fn run(
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
+    let norm = model.card.normalisation();
     for pair in radiographs.chunks(DECODE_AT_ONCE) {
         let prepared: Vec<_> = pair
             .par_iter()
-            .map(|(info, _)| prepare(info, model.card.normalisation()))
+            .map(|(info, _)| prepare(info, norm))
             .collect();
         for ((info, view), p) in pair.iter().zip(prepared) {
             match p {

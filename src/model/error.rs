@@ -44,7 +44,10 @@ pub enum CardError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Json(#[from] serde_json::Error),
-    #[error("input {0:?} is not a preprocessing this build knows (\"1x256x256 grey, robust-normalised\" or \"1x256x256 grey, histogram-equalised\")")]
+    #[error(
+        "input {0:?} is not a preprocessing this build knows ({known})",
+        known = super::preprocess::Normalisation::known_specs()
+    )]
     Input(String),
 }
 

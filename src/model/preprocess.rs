@@ -22,6 +22,8 @@ pub enum Normalisation {
 }
 
 impl Normalisation {
+    pub const ALL: [Normalisation; 2] = [Normalisation::Robust, Normalisation::Equalised];
+
     /// The model card's `input` for this normalisation.
     pub fn spec(self) -> &'static str {
         match self {
@@ -31,9 +33,16 @@ impl Normalisation {
     }
 
     pub fn from_spec(spec: &str) -> Option<Normalisation> {
-        [Normalisation::Robust, Normalisation::Equalised]
-            .into_iter()
-            .find(|n| n.spec() == spec)
+        Normalisation::ALL.into_iter().find(|n| n.spec() == spec)
+    }
+
+    /// Every card `input` this build knows, quoted, for error messages.
+    pub fn known_specs() -> String {
+        let quoted: Vec<String> = Normalisation::ALL
+            .iter()
+            .map(|n| format!("{:?}", n.spec()))
+            .collect();
+        quoted.join(" or ")
     }
 }
 
@@ -238,7 +247,7 @@ mod tests {
     fn a_flat_image_does_not_divide_by_zero() {
         // No spread at all: the range floor (1e-3) keeps the output finite and at the
         // median (0, up to the interpolation's rounding).
-        for norm in [Normalisation::Robust, Normalisation::Equalised] {
+        for norm in Normalisation::ALL {
             let out = prepare(&vec![0.4; 64 * 64], 64, 64, norm);
             assert!(
                 out.iter().all(|&x| x.abs() < 1e-3),
@@ -301,7 +310,7 @@ mod tests {
 
     #[test]
     fn card_specs_round_trip() {
-        for n in [Normalisation::Robust, Normalisation::Equalised] {
+        for n in Normalisation::ALL {
             assert_eq!(Normalisation::from_spec(n.spec()), Some(n));
         }
         assert_eq!(Normalisation::from_spec("1x256x256 grey"), None);
