@@ -125,6 +125,7 @@ fn ct_part(dir: &Path) {
         },
         xray: None,
         batch_size: 8,
+        covariates: false,
         risk_model: None,
     };
     let _ = analyze(&files, &engine);

@@ -248,6 +248,7 @@ fn analyze_and_report(file: &std::path::Path) -> bool {
         rules: Default::default(),
         xray: None,
         batch_size: 1,
+        covariates: false,
         risk_model: None,
     };
     let files = [file.to_path_buf()];

@@ -69,6 +69,10 @@ enum Command {
     /// Measure an X-ray model on a dataset, per study: accuracy, macro-F1, sensitivity and
     /// specificity, one-vs-rest AUCs, T-score MAE and r, confusion matrix; JSON and plots.
     Eval(cli::eval::EvalArgs),
+    /// Fit the card's covariate model on labelled studies: the radiographs' T-score
+    /// combined with the patient's age from the header; cross-validated against the
+    /// radiographs alone; written into the model card (`[model] covariates` uses it).
+    Calibrate(cli::calibrate::CalibrateArgs),
     /// Fit a clinical risk model (sex, age, weight, height, BMI, menopause) on a tabular
     /// DXA dataset, compare it with OST on held-out rows; `[analysis] risk_model` uses it.
     TrainRisk(cli::train_risk::TrainRiskArgs),
@@ -145,6 +149,7 @@ async fn run(
         Command::Synth(args) => cli::synth::run(args),
         Command::Train(args) => tokio::task::block_in_place(|| cli::train::run(*args)),
         Command::Eval(args) => tokio::task::block_in_place(|| cli::eval::run(args)),
+        Command::Calibrate(args) => tokio::task::block_in_place(|| cli::calibrate::run(args)),
         Command::TrainRisk(args) => cli::train_risk::run(args),
     }
 }

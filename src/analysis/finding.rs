@@ -262,6 +262,21 @@ pub struct XrayFinding {
     /// The WHO class of `t_score`; differs from `class` only when flagged.
     pub class_from_t_score: BoneClass,
     pub fusion: String,
+    /// Present when the card's covariate model combined the radiographs with the age.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covariates: Option<CovariateUse>,
+}
+
+/// How the patient's age entered the result, and what the radiographs alone said.
+#[derive(Debug, Clone, Serialize)]
+pub struct CovariateUse {
+    pub age_years: f64,
+    /// The radiographs alone (fused over views): normal, osteopenia, osteoporosis.
+    pub image_probabilities: [f32; 3],
+    pub image_t_score: f32,
+    pub image_class: BoneClass,
+    /// The model's formula, for the report.
+    pub model: String,
 }
 
 /// OST risk band.

@@ -78,6 +78,8 @@ pub struct Engine {
     pub rules: select::Rules,
     pub xray: Option<XrayModel>,
     pub batch_size: usize,
+    /// Combine the radiographs with the age when the card has a covariate model.
+    pub covariates: bool,
     /// The fitted risk model named in `[analysis] risk_model`, if any.
     pub risk_model: Option<risk::RiskModel>,
 }
@@ -100,6 +102,7 @@ impl Engine {
             rules,
             xray,
             batch_size: model.batch_size,
+            covariates: model.covariates,
             risk_model,
         })
     }
@@ -207,8 +210,14 @@ fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodE
         let t0 = Instant::now();
         let result = match &engine.xray {
             None => Err(MethodError::NoXrayModel),
-            Some(model) => xray::run(model, &sel.radiographs, engine.batch_size, &mut f.flags)
-                .map_err(MethodError::from),
+            Some(model) => xray::run(
+                model,
+                &sel.radiographs,
+                engine.batch_size,
+                engine.covariates,
+                &mut f.flags,
+            )
+            .map_err(MethodError::from),
         };
         match result {
             Ok(run) => {
@@ -322,8 +331,14 @@ fn conclude(f: &Finding) -> Option<Conclusion> {
         t_score: Some(x.t_score),
         bmd_g_cm2: Some(x.bmd_g_cm2),
         basis: format!(
-            "X-ray model on {} image(s): probability {:.2}, estimated T-score {:+.1}, BMD {:.3} g/cm2",
+            "X-ray model on {} image(s){}: probability {:.2}, estimated T-score {:+.1}, BMD {:.3} g/cm2",
             x.images.len(),
+            x.covariates.as_ref().map_or(String::new(), |c| format!(
+                " with the patient's age {:.0} (radiographs alone T {:+.1}, {})",
+                c.age_years,
+                c.image_t_score,
+                c.image_class.words()
+            )),
             x.probabilities[k],
             x.t_score,
             x.bmd_g_cm2

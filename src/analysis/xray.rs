@@ -2,7 +2,9 @@
 //! (MONOCHROME1 inverted), preprocessed and run through the model in batches, each image
 //! read as taken and mirrored and the two readings averaged. Images of one view are
 //! averaged; frontal and lateral then count equally (a study with two AP
-//! images and one lateral is not decided by its AP alone).
+//! images and one lateral is not decided by its AP alone). When the card has a covariate
+//! model and a header gives the patient's age, the fused estimate is combined with it
+//! (`model::covariates`), and the radiographs' own result is kept beside the combined one.
 
 use std::path::PathBuf;
 
@@ -10,7 +12,8 @@ use dicom_dictionary_std::tags;
 use rayon::prelude::*;
 
 use super::finding::{
-    BoneClass, ImagePrediction, KeyPixels, ModelIdentity, RadiographPixels, View, XrayFinding,
+    BoneClass, CovariateUse, ImagePrediction, KeyPixels, ModelIdentity, RadiographPixels, View,
+    XrayFinding,
 };
 use super::image::{self, ImageError};
 use super::select::InstanceInfo;
@@ -54,24 +57,29 @@ pub struct XrayRun {
     pub inference_ms: f64,
 }
 
-/// One decoded radiograph: the model's input and what the key image would show.
+/// One decoded radiograph: the model's input, what the key image would show, and the
+/// patient's age from its header.
 struct Prepared {
     input: Vec<f32>,
     key: KeyPixels,
+    age_years: Option<f64>,
 }
 
 /// Run the model on the selected radiographs. Images that cannot be decoded are left out
 /// and flagged; an error only when none is left. The key image's pixels are the first
-/// decoded frontal radiograph's, else the first decoded one's.
+/// decoded frontal radiograph's, else the first decoded one's. `covariates`: combine with
+/// the age when the card can (`[model] covariates`).
 pub fn run(
     model: &XrayModel,
     radiographs: &[(InstanceInfo, View)],
     batch_size: usize,
+    covariates: bool,
     flags: &mut Vec<String>,
 ) -> Result<XrayRun, XrayError> {
     let mut kept = Vec::new();
     let mut inputs = Vec::new();
     let mut key: Option<(bool, KeyPixels)> = None;
+    let mut age_years = None;
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
@@ -90,6 +98,7 @@ pub fn run(
                     }
                     kept.push((info, *view));
                     inputs.push(p.input);
+                    age_years = age_years.or(p.age_years);
                 }
                 Err(e) => flags.push(format!(
                     "radiograph {} left out: {e}",
@@ -132,8 +141,13 @@ pub fn run(
             ));
         }
     }
+    let mut finding = fuse(&model.card, images);
+    if covariates {
+        combine(&mut finding, &model.card, age_years, flags);
+    }
+    flag(&finding, &model.card, flags);
     Ok(XrayRun {
-        finding: fuse(&model.card, images, flags),
+        finding,
         key: key.map(|(_, k)| k),
         inference_ms,
     })
@@ -149,6 +163,7 @@ fn prepare(info: &InstanceInfo, norm: Normalisation) -> Result<Prepared, Radiogr
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
     Ok(Prepared {
+        age_years: super::risk::age_years(&obj),
         input: preprocess::prepare(&shown, frame.rows, frame.columns, norm),
         key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),
@@ -216,7 +231,7 @@ fn view_means(images: &[ImagePrediction]) -> Vec<ViewMean> {
 }
 
 /// Average within each view, then across views with equal weight.
-fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, flags: &mut Vec<String>) -> XrayFinding {
+fn fuse(card: &ModelCard, images: Vec<ImagePrediction>) -> XrayFinding {
     let per_view = view_means(&images);
     let n = per_view.len() as f32;
     let mut probabilities = [0.0f32; 3];
@@ -229,7 +244,7 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, flags: &mut Vec<String>)
     let bmd_g_cm2 = per_view.iter().map(|v| v.bmd_g_cm2).sum::<f32>() / n;
     let class = BoneClass::ALL[argmax(&probabilities)];
     let class_from_t_score = BoneClass::from_t_score(t_score as f64);
-    let finding = XrayFinding {
+    XrayFinding {
         model: ModelIdentity {
             name: card.name.clone(),
             version: card.version.clone(),
@@ -251,14 +266,58 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, flags: &mut Vec<String>)
                 .collect::<Vec<_>>()
                 .join(" + ")
         ),
+        covariates: None,
+    }
+}
+
+/// Replace the radiographs' estimate by the card's combination with the age, keeping the
+/// radiographs' own result beside it; without an age the radiographs stand alone, flagged.
+fn combine(x: &mut XrayFinding, card: &ModelCard, age: Option<f64>, flags: &mut Vec<String>) {
+    let Some(model) = &card.covariates else {
+        return;
     };
-    flag(&finding, &per_view, card, flags);
-    finding
+    let Some(c) = model.combine(x.t_score as f64, age) else {
+        flags.push(
+            "patient age missing: class from the radiographs alone (the model's covariate combination not applied)"
+                .into(),
+        );
+        return;
+    };
+    let k = model.coefficients.as_slice();
+    let use_ = CovariateUse {
+        age_years: age.unwrap_or_default(),
+        image_probabilities: x.probabilities,
+        image_t_score: x.t_score,
+        image_class: x.class,
+        model: format!(
+            "T = {:.2} x radiographs' T {:+.3} x age {:+.2} (residual sd {:.2})",
+            k[0], k[1], k[2], model.residual_sd
+        ),
+    };
+    x.t_score = c.t_score as f32;
+    x.bmd_g_cm2 = (card.bmd_reference.mean + card.bmd_reference.sd * c.t_score) as f32;
+    x.probabilities = c.probabilities.map(|p| p as f32);
+    x.class = BoneClass::ALL[argmax(&x.probabilities)];
+    x.class_from_t_score = BoneClass::from_t_score(c.t_score);
+    x.fusion = format!(
+        "{}; then combined with the patient's age ({})",
+        x.fusion, use_.model
+    );
+    if use_.image_class != x.class {
+        flags.push(format!(
+            "with the patient's age the class is {}; the radiographs alone say {} (T {:+.1})",
+            x.class.words(),
+            use_.image_class.words(),
+            use_.image_t_score
+        ));
+    }
+    x.covariates = Some(use_);
 }
 
 /// What a reader should know about the fused result: missing or unidentified views,
 /// disagreement, low confidence, and a model not trained on patient data.
-fn flag(x: &XrayFinding, per_view: &[ViewMean], card: &ModelCard, flags: &mut Vec<String>) {
+fn flag(x: &XrayFinding, card: &ModelCard, flags: &mut Vec<String>) {
+    let per_view = view_means(&x.images);
     let has = |v: View| per_view.iter().any(|p| p.view == v);
     if !has(View::Frontal) {
         flags.push("frontal (AP/PA) view missing".into());
@@ -274,7 +333,8 @@ fn flag(x: &XrayFinding, per_view: &[ViewMean], card: &ModelCard, flags: &mut Ve
     if view_classes.windows(2).any(|w| w[0] != w[1]) {
         flags.push("views disagree on the class".into());
     }
-    let top = x.probabilities[argmax(&x.probabilities)];
+    let chosen = BoneClass::ALL.iter().position(|c| *c == x.class);
+    let top = chosen.map_or(0.0, |k| x.probabilities[k]);
     if top < LOW_CONFIDENCE {
         flags.push(format!(
             "low confidence (probability {top:.2} < {LOW_CONFIDENCE})"

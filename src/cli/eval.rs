@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use osteoscreen::model::{device, XrayModel};
-use osteoscreen::train::data::{self, ColumnOverrides};
+use osteoscreen::train::data::{self, ColumnOverrides, Dataset};
 use osteoscreen::train::evaluate::{evaluate, EvalReport};
 use osteoscreen::train::split::split;
 
@@ -21,11 +21,9 @@ pub enum Part {
     Val,
 }
 
+/// Which labelled studies to run on: `eval` and `calibrate` share these.
 #[derive(Args)]
-pub struct EvalArgs {
-    /// Weights (.safetensors); the card is the same path with .json.
-    #[arg(long)]
-    pub model: PathBuf,
+pub struct DataArgs {
     /// Dataset (any layout `train` reads).
     #[arg(long)]
     pub data: PathBuf,
@@ -41,6 +39,55 @@ pub struct EvalArgs {
     pub test_fraction: f64,
     #[arg(long = "column", value_name = "ROLE=HEADER")]
     pub columns: Vec<String>,
+}
+
+impl DataArgs {
+    pub fn split_name(&self) -> &'static str {
+        match self.split {
+            Part::All => "all",
+            Part::Test => "test",
+            Part::Val => "validation",
+        }
+    }
+
+    /// The dataset and the indices of the chosen part.
+    pub fn pick(&self, model: &XrayModel) -> anyhow::Result<(Dataset, Vec<usize>)> {
+        let dataset = data::open(&self.data, &ColumnOverrides::parse(&self.columns)?)?;
+        eprintln!("{}", dataset.summary());
+        let idx: Vec<usize> = match self.split {
+            Part::All => (0..dataset.samples.len()).collect(),
+            Part::Test | Part::Val => {
+                let seed = self.seed.or_else(|| card_seed(model)).unwrap_or(1);
+                let s = split(
+                    &dataset.samples,
+                    self.val_fraction,
+                    self.test_fraction,
+                    seed,
+                );
+                if self.split == Part::Test {
+                    s.test
+                } else {
+                    s.val
+                }
+            }
+        };
+        if idx.is_empty() {
+            anyhow::bail!("no labelled images to evaluate");
+        }
+        Ok((dataset, idx))
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Weights (.safetensors); the card is the same path with .json.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Measure the radiographs alone, without the card's covariate model (the age).
+    #[arg(long)]
+    pub radiographs_only: bool,
     /// Folder for metrics.json, confusion.png, roc.png, t_scores.png and predictions.csv
     /// (one row per study: truth, probabilities, estimated T-score).
     #[arg(long)]
@@ -51,33 +98,13 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
-    let dataset = data::open(&args.data, &ColumnOverrides::parse(&args.columns)?)?;
-    eprintln!("{}", dataset.summary());
-    let idx: Vec<usize> = match args.split {
-        Part::All => (0..dataset.samples.len()).collect(),
-        Part::Test | Part::Val => {
-            let seed = args.seed.or_else(|| card_seed(&model)).unwrap_or(1);
-            let s = split(
-                &dataset.samples,
-                args.val_fraction,
-                args.test_fraction,
-                seed,
-            );
-            if args.split == Part::Test {
-                s.test
-            } else {
-                s.val
-            }
-        }
-    };
-    if idx.is_empty() {
-        anyhow::bail!("no labelled images to evaluate");
-    }
+    let (dataset, idx) = args.data.pick(&model)?;
     let report = evaluate(
         &model,
         &dataset.samples,
         &idx,
-        &args.data.display().to_string(),
+        &args.data.data.display().to_string(),
+        !args.radiographs_only,
         args.out.as_deref(),
     )?;
     print!("{}", table(&report));
@@ -108,6 +135,16 @@ fn table(r: &EvalReport) -> String {
             None => String::new(),
         }
     );
+    if let Some(c) = &r.covariates {
+        s += &format!(
+            "  combined with the age for {} of {} studies (card covariate model: {}); radiographs alone: accuracy {:.3}, macro-F1 {:.3}\n",
+            c.studies_with_age,
+            m.studies,
+            c.model,
+            c.radiographs_alone.accuracy,
+            c.radiographs_alone.macro_f1
+        );
+    }
     s += &format!("  accuracy                 {:.3}\n", m.accuracy);
     s += &format!("  macro-F1                 {:.3}\n", m.macro_f1);
     for c in &m.per_class {

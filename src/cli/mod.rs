@@ -2,6 +2,7 @@
 //! arguments and the settings, calls into the library, prints, and returns the exit code.
 
 pub mod analyze;
+pub mod calibrate;
 pub mod eval;
 pub mod link;
 pub mod queue;

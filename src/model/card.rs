@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::covariates::CovariateModel;
 use super::error::{CardError, ModelError};
 use super::preprocess::Normalisation;
 
@@ -60,6 +61,10 @@ pub struct ModelCard {
     pub training: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_profile: Option<FeatureProfile>,
+    /// The radiographs' estimate combined with the patient's age (`osteoscreen calibrate`);
+    /// absent: the radiographs alone decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covariates: Option<CovariateModel>,
 }
 
 /// Hex sha256 of a file.
@@ -81,6 +86,9 @@ impl ModelCard {
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(e.into()))?;
         if Normalisation::from_spec(&card.input).is_none() {
             return Err(card_err(CardError::Input(card.input)));
+        }
+        if let Some(c) = &card.covariates {
+            c.check().map_err(|e| card_err(e.into()))?;
         }
         Ok(card)
     }
@@ -131,6 +139,7 @@ impl ModelCard {
             limitations: "random weights".into(),
             training: None,
             feature_profile: None,
+            covariates: None,
         })
     }
 }

@@ -49,6 +49,8 @@ pub enum CardError {
         known = super::preprocess::Normalisation::known_specs()
     )]
     Input(String),
+    #[error("covariates: {0}")]
+    Covariates(#[from] super::covariates::CovariateError),
 }
 
 /// Why the configured device cannot be used.

@@ -4,6 +4,7 @@
 
 pub mod card;
 pub mod conv;
+pub mod covariates;
 pub mod error;
 pub mod net;
 pub mod plain;
@@ -36,6 +37,9 @@ pub struct ModelSettings {
     pub device: String,
     /// Radiographs per forward pass.
     pub batch_size: usize,
+    /// Combine the radiographs' estimate with the patient's age when the card has a
+    /// covariate model (`osteoscreen calibrate`); false: the radiographs alone.
+    pub covariates: bool,
     /// Set by `resolve` when a relative path was found nowhere.
     #[serde(skip)]
     pub unresolved: Option<String>,
@@ -48,6 +52,7 @@ impl Default for ModelSettings {
             card: PathBuf::new(),
             device: "auto".into(),
             batch_size: 8,
+            covariates: true,
             unresolved: None,
         }
     }

@@ -298,5 +298,6 @@ pub fn card(
             "history": state.history,
         })),
         feature_profile: Some(profile),
+        covariates: None,
     })
 }

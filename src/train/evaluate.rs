@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::data::Sample;
 use super::images::Grey;
 use super::metrics::Scored;
+use crate::model::covariates::CovariateModel;
 use crate::model::preprocess::{self, Normalisation};
 
 /// One image's prediction.
@@ -62,8 +63,22 @@ pub struct EvalReport {
     /// Images whose features lie beyond the card's out-of-distribution threshold.
     pub images_out_of_distribution: Option<usize>,
     pub metrics: super::metrics::Metrics,
+    /// Present when the card's covariate model combined the radiographs with the age.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covariates: Option<Combination>,
     /// Published results on real lumbar radiographs, for orientation (not the same data).
     pub published_anchors: Vec<Anchor>,
+}
+
+/// How the age entered `eval`'s result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Combination {
+    /// The covariate model's `fitted_on`.
+    pub model: String,
+    /// Studies combined with the age (the others: radiographs alone).
+    pub studies_with_age: usize,
+    /// The same studies measured on the radiographs alone.
+    pub radiographs_alone: super::metrics::Metrics,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -88,37 +103,53 @@ pub fn anchors() -> Vec<Anchor> {
     ]
 }
 
-/// Run `model` over the samples `idx` of `samples` (decoding each image), fuse per study
-/// and measure; also write metrics.json and the plots into `out` when given.
-pub fn evaluate(
+/// The model's per-study predictions over some samples, before any measuring.
+pub struct Predicted {
+    /// The radiographs alone, per study.
+    pub scored: Vec<Scored>,
+    /// The patient's age per study, from the first image header that gives one (DICOM
+    /// only: PatientAge, else birth and study dates, as the daemon reads it).
+    pub ages: BTreeMap<String, f64>,
+    pub images: usize,
+    pub unreadable: usize,
+    /// Images beyond the card's out-of-distribution threshold (None: the card has no profile).
+    pub out_of_distribution: Option<usize>,
+}
+
+/// Run `model` over the samples `idx` of `samples` (decoding each image) and fuse per
+/// study.
+pub fn predict(
     model: &crate::model::XrayModel,
     samples: &[Sample],
     idx: &[usize],
-    data: &str,
-    out: Option<&std::path::Path>,
-) -> Result<EvalReport, super::TrainError> {
+) -> Result<Predicted, super::TrainError> {
     use rayon::prelude::*;
     let bar = super::progress::bar(idx.len() as u64, "evaluating");
     let mut kept = Vec::new();
     let mut preds = Vec::new();
+    let mut ages = BTreeMap::new();
     let (mut unreadable, mut ood) = (0, 0);
     let norm = model.card.normalisation();
     for chunk in idx.chunks(16) {
-        let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
+        let inputs: Vec<(usize, Option<Vec<f32>>, Option<f64>)> = chunk
             .par_iter()
             .map(|&i| {
-                (
-                    i,
-                    super::images::load(&samples[i].image)
-                        .ok()
-                        .map(|g| input_of(&g, norm)),
-                )
+                let path = &samples[i].image;
+                let input = super::images::load(path).ok().map(|g| input_of(&g, norm));
+                (i, input, age_of(path))
             })
             .collect();
-        let (ok, batch): (Vec<usize>, Vec<Vec<f32>>) = inputs
-            .into_iter()
-            .filter_map(|(i, x)| x.map(|x| (i, x)))
-            .unzip();
+        let mut ok = Vec::new();
+        let mut batch = Vec::new();
+        for (i, x, age) in inputs {
+            if let Some(x) = x {
+                ok.push(i);
+                batch.push(x);
+                if let Some(a) = age {
+                    ages.entry(samples[i].study.clone()).or_insert(a);
+                }
+            }
+        }
         unreadable += chunk.len() - ok.len();
         for p in model.predict_mirrored(&batch)? {
             if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
@@ -133,20 +164,74 @@ pub fn evaluate(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let scored = by_study(samples, &kept, &preds);
-    let metrics = super::metrics::compute(&scored);
+    Ok(Predicted {
+        scored: by_study(samples, &kept, &preds),
+        ages,
+        images: kept.len(),
+        unreadable,
+        out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
+    })
+}
+
+/// The patient's age from a DICOM file's header; None for other files.
+fn age_of(path: &std::path::Path) -> Option<f64> {
+    let obj = crate::dicom::open::open_header(path, &Default::default()).ok()?;
+    crate::analysis::risk::age_years(&obj)
+}
+
+/// The card's covariate model applied to each study with an age, as the daemon applies
+/// it; the others keep the radiographs' result. Returns how many were combined.
+pub fn with_covariates(
+    model: &CovariateModel,
+    scored: &mut [Scored],
+    ages: &BTreeMap<String, f64>,
+) -> usize {
+    let mut n = 0;
+    for s in scored {
+        if let Some(c) = model.combine(s.t_pred as f64, ages.get(&s.study).copied()) {
+            s.t_pred = c.t_score as f32;
+            s.probabilities = c.probabilities.map(|p| p as f32);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Run `model` over the samples `idx` of `samples`, fuse per study, combine with the age
+/// when `covariates` and the card has a covariate model, and measure; also write
+/// metrics.json and the plots into `out` when given.
+pub fn evaluate(
+    model: &crate::model::XrayModel,
+    samples: &[Sample],
+    idx: &[usize],
+    data: &str,
+    covariates: bool,
+    out: Option<&std::path::Path>,
+) -> Result<EvalReport, super::TrainError> {
+    let predicted = predict(model, samples, idx)?;
+    let image_only = predicted.scored.clone();
+    let mut scored = predicted.scored;
+    let combined = match (&model.card.covariates, covariates) {
+        (Some(c), true) => Some(Combination {
+            model: c.fitted_on.clone(),
+            studies_with_age: with_covariates(c, &mut scored, &predicted.ages),
+            radiographs_alone: super::metrics::compute(&image_only),
+        }),
+        _ => None,
+    };
     let report = EvalReport {
         model: model.card.name.clone(),
         model_sha256: model.card.weights_sha256.clone(),
         data: data.to_string(),
-        images: kept.len(),
-        images_unreadable: unreadable,
-        images_out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
-        metrics,
+        images: predicted.images,
+        images_unreadable: predicted.unreadable,
+        images_out_of_distribution: predicted.out_of_distribution,
+        metrics: super::metrics::compute(&scored),
+        covariates: combined,
         published_anchors: anchors(),
     };
     if let Some(dir) = out {
-        write_outputs(dir, &report, &scored)?;
+        write_outputs(dir, &report, &scored, &image_only, &predicted.ages)?;
     }
     Ok(report)
 }
@@ -155,6 +240,8 @@ fn write_outputs(
     dir: &std::path::Path,
     report: &EvalReport,
     scored: &[Scored],
+    image_only: &[Scored],
+    ages: &BTreeMap<String, f64>,
 ) -> Result<(), super::TrainError> {
     use super::{metrics, plots, TrainError};
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
@@ -201,11 +288,12 @@ fn write_outputs(
         .filter_map(|s| s.t_true.map(|t| (t as f64, s.t_pred as f64)))
         .collect();
     plots::t_scores(&dir.join("t_scores.png"), &pairs)?;
-    write_predictions(&dir.join("predictions.csv"), scored)
+    write_predictions(&dir.join("predictions.csv"), scored, image_only, ages)
 }
 
 /// One row of predictions.csv, for a reader's own analysis: truth, the fused
-/// probabilities, the estimated T-score and the class each of them gives.
+/// probabilities, the estimated T-score and the class each of them gives; then the age
+/// and the radiographs' own estimate (the same unless the age was combined).
 #[derive(serde::Serialize)]
 struct PredictionRow<'a> {
     study: &'a str,
@@ -217,12 +305,20 @@ struct PredictionRow<'a> {
     t_true: Option<f32>,
     t_pred: f32,
     class_from_t_pred: u8,
+    age_years: Option<f64>,
+    t_pred_radiographs: f32,
+    predicted_radiographs: u8,
 }
 
-fn write_predictions(path: &std::path::Path, scored: &[Scored]) -> Result<(), super::TrainError> {
+fn write_predictions(
+    path: &std::path::Path,
+    scored: &[Scored],
+    image_only: &[Scored],
+    ages: &BTreeMap<String, f64>,
+) -> Result<(), super::TrainError> {
     let fail = |e: csv::Error| super::TrainError::Invalid(format!("{}: {e}", path.display()));
     let mut writer = csv::Writer::from_path(path).map_err(fail)?;
-    for s in scored {
+    for (s, alone) in scored.iter().zip(image_only) {
         let [p_normal, p_osteopenia, p_osteoporosis] = s.probabilities;
         writer
             .serialize(PredictionRow {
@@ -235,6 +331,9 @@ fn write_predictions(path: &std::path::Path, scored: &[Scored]) -> Result<(), su
                 t_true: s.t_true,
                 t_pred: s.t_pred,
                 class_from_t_pred: super::data::who_class(s.t_pred as f64),
+                age_years: ages.get(&s.study).copied(),
+                t_pred_radiographs: alone.t_pred,
+                predicted_radiographs: alone.predicted(),
             })
             .map_err(fail)?;
     }
