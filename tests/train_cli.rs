@@ -456,10 +456,16 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
     let cov = &card["covariates"];
     assert_eq!(
         cov["features"],
-        serde_json::json!(["image_t_score", "age_years"])
+        serde_json::json!([
+            "log_p_normal",
+            "log_p_osteopenia",
+            "log_p_osteoporosis",
+            "image_t_score",
+            "age_years"
+        ])
     );
     assert!(
-        cov["coefficients"][1].as_f64().unwrap() < 0.0,
+        cov["t_score_coefficients"][1].as_f64().unwrap() < 0.0,
         "older, lower T: {cov}"
     );
     assert_eq!(cov["evaluation"]["studies"], 40);

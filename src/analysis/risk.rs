@@ -10,6 +10,7 @@ use dicom_object::InMemDicomObject;
 
 pub use super::finding::{FittedRisk, Risk, RiskBand};
 use crate::dicom::text::text_opt;
+use crate::model::logistic::softmax3;
 
 /// OST from age and weight (both already checked plausible).
 pub fn ost(age_years: f64, weight_kg: f64) -> (i32, RiskBand) {
@@ -126,14 +127,6 @@ impl RiskModel {
             .collect();
         softmax3(&logits)
     }
-}
-
-/// Softmax of three logits.
-pub fn softmax3(l: &[f64]) -> [f64; 3] {
-    let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = l.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    [e[0] / s, e[1] / s, e[2] / s]
 }
 
 /// OST from the header, plus the fitted model's estimate when one is given.

@@ -276,22 +276,23 @@ fn combine(x: &mut XrayFinding, card: &ModelCard, age: Option<f64>, flags: &mut 
     let Some(model) = &card.covariates else {
         return;
     };
-    let Some(c) = model.combine(x.t_score as f64, age) else {
+    let image_p = x.probabilities.map(f64::from);
+    let Some(c) = model.combine(image_p, x.t_score as f64, age) else {
         flags.push(
             "patient age missing: class from the radiographs alone (the model's covariate combination not applied)"
                 .into(),
         );
         return;
     };
-    let k = model.coefficients.as_slice();
     let use_ = CovariateUse {
         age_years: age.unwrap_or_default(),
         image_probabilities: x.probabilities,
         image_t_score: x.t_score,
         image_class: x.class,
         model: format!(
-            "T = {:.2} x radiographs' T {:+.3} x age {:+.2} (residual sd {:.2})",
-            k[0], k[1], k[2], model.residual_sd
+            "class by logistic regression on the radiographs' probabilities, T and age; {} (residual sd {:.2})",
+            model.t_score_formula(),
+            model.residual_sd
         ),
     };
     x.t_score = c.t_score as f32;

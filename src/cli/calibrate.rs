@@ -34,29 +34,20 @@ pub struct CalibrateArgs {
     pub device: String,
 }
 
-/// One study: the radiographs' probabilities and what the fit needs.
-struct Study {
-    label: u8,
-    image_probabilities: [f32; 3],
-    obs: Observation,
-}
-
 pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
     let (dataset, idx) = args.data.pick(&model)?;
     let predicted = predict(&model, &dataset.samples, &idx)?;
-    let studies: Vec<Study> = predicted
+    let studies: Vec<Observation> = predicted
         .scored
         .iter()
         .filter_map(|s| {
-            Some(Study {
+            Some(Observation {
+                image_probabilities: s.probabilities.map(f64::from),
+                image_t: s.t_pred as f64,
+                age_years: *predicted.ages.get(&s.study)?,
                 label: s.label,
-                image_probabilities: s.probabilities,
-                obs: Observation {
-                    image_t: s.t_pred as f64,
-                    age_years: *predicted.ages.get(&s.study)?,
-                    t_true: s.t_true? as f64,
-                },
+                t_true: s.t_true? as f64,
             })
         })
         .collect();
@@ -65,7 +56,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         studies.len(),
         predicted.scored.len()
     );
-    let obs: Vec<Observation> = studies.iter().map(|s| s.obs).collect();
+    let obs = &studies;
     let description = args.description.clone().unwrap_or_else(|| {
         format!(
             "{} ({} split)",
@@ -74,7 +65,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         )
     });
     let mut fitted =
-        CovariateModel::fit(&obs, &format!("{} studies of {description}", studies.len()))?;
+        CovariateModel::fit(obs, &format!("{} studies of {description}", studies.len()))?;
     let folds = args.folds.clamp(2, studies.len());
     let (combined, alone) = cross_validate(&studies, folds)?;
     let r_age = pearson(
@@ -88,12 +79,9 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         "cross_validated_accuracy": {"with_age": combined, "radiographs_alone": alone},
         "age_t_score_pearson_r": r_age,
     });
-    let c = &fitted.coefficients;
     println!(
-        "T = {:.3} x radiographs' T {:+.4} x age {:+.3}, residual sd {:.2} ({} studies; age vs T-score r {:.2})",
-        c[0],
-        c[1],
-        c[2],
+        "{}, residual sd {:.2}; class by logistic regression on the radiographs' probabilities, T and age ({} studies; age vs T-score r {:.2})",
+        fitted.t_score_formula(),
         fitted.residual_sd,
         studies.len(),
         r_age.unwrap_or(f64::NAN)
@@ -114,22 +102,23 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
 
 /// Accuracy with the age and of the radiographs alone, each study predicted by a model
 /// fitted on the other folds (study i in fold i mod k: the order is the study ids').
-fn cross_validate(studies: &[Study], folds: usize) -> anyhow::Result<(f64, f64)> {
+fn cross_validate(studies: &[Observation], folds: usize) -> anyhow::Result<(f64, f64)> {
     let (mut with_age, mut alone) = (0usize, 0usize);
+    let best = |p: &[f64; 3]| argmax(&p.map(|v| v as f32));
     for f in 0..folds {
         let train: Vec<Observation> = studies
             .iter()
             .enumerate()
             .filter(|(i, _)| i % folds != f)
-            .map(|(_, s)| s.obs)
+            .map(|(_, s)| *s)
             .collect();
         let m = CovariateModel::fit_fold(&train, "fold")?;
         for s in studies.iter().skip(f).step_by(folds) {
             let c = m
-                .combine(s.obs.image_t, Some(s.obs.age_years))
+                .combine(s.image_probabilities, s.image_t, Some(s.age_years))
                 .expect("an age is given");
-            with_age += usize::from(argmax(&c.probabilities.map(|p| p as f32)) == s.label);
-            alone += usize::from(argmax(&s.image_probabilities) == s.label);
+            with_age += usize::from(best(&c.probabilities) == s.label);
+            alone += usize::from(best(&s.image_probabilities) == s.label);
         }
     }
     let n = studies.len().max(1) as f64;

@@ -1,31 +1,45 @@
-//! The card's covariate model: the study's T-score estimated from the radiographs'
-//! estimate and the patient's age together, and the class probabilities that follow from
-//! it. Bone density falls with age, so age is evidence a reader of the radiograph also
-//! has (the OST index rests on it; models of radiographs plus clinical covariates beat
-//! radiographs alone, REFERENCES.md). It is a linear model, T = a·T_image + b·age + c,
-//! with a normal residual of the measured spread, fitted by `osteoscreen calibrate` on
-//! labelled studies, so a site can refit it on its own patients.
+//! The card's covariate model: the radiographs' result combined with the patient's age.
+//! Bone density falls with age, and a reader of the radiograph knows the age too (the OST
+//! index rests on it; adding age, sex and BMI to a radiograph network raised its accuracy
+//! in Yamamoto et al., Biomolecules 2020;10:1534). Two small models fitted together by `osteoscreen calibrate` on
+//! labelled studies, so that a site can refit them on its own patients:
+//! - the class: multinomial logistic regression on the radiographs' class probabilities
+//!   (as log-probabilities), their T-score estimate and the age;
+//! - the T-score: least squares, T = a·T_radiographs + b·age + c.
 
 use serde::{Deserialize, Serialize};
 
-/// The inputs, in the order of `CovariateModel::coefficients`.
-pub const FEATURES: [&str; 2] = ["image_t_score", "age_years"];
+use super::logistic;
 
-/// WHO cut-offs: normal T >= -1.0, osteoporosis T <= -2.5.
-const NORMAL_FROM: f64 = -1.0;
-const OSTEOPOROSIS_TO: f64 = -2.5;
+/// The class model's inputs, in order.
+pub const FEATURES: [&str; 5] = [
+    "log_p_normal",
+    "log_p_osteopenia",
+    "log_p_osteoporosis",
+    "image_t_score",
+    "age_years",
+];
 
-/// Fewest studies (with age and T-score) `fit` accepts.
+/// Fewest studies (with an age and a T-score) `fit` accepts.
 pub const MIN_STUDIES: usize = 20;
+
+/// Probabilities are floored here before the logarithm.
+const P_FLOOR: f64 = 1e-6;
 
 /// A fitted covariate model as the card stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CovariateModel {
     /// Must equal `FEATURES`.
     pub features: Vec<String>,
-    /// One weight per feature, then the intercept.
-    pub coefficients: Vec<f64>,
-    /// Standard deviation of the residual T-score on the data it was fitted on.
+    /// Standardisation of the class model's inputs.
+    pub mean: Vec<f64>,
+    pub sd: Vec<f64>,
+    /// Per class (normal, osteopenia, osteoporosis): one weight per standardised input,
+    /// then the intercept.
+    pub class_coefficients: Vec<Vec<f64>>,
+    /// Weights on the radiographs' T-score and the age, then the intercept.
+    pub t_score_coefficients: Vec<f64>,
+    /// Standard deviation of the T-score's residual where it was fitted.
     pub residual_sd: f64,
     /// What it was fitted on, and how it did there (cross-validated).
     pub fitted_on: String,
@@ -33,11 +47,13 @@ pub struct CovariateModel {
     pub evaluation: serde_json::Value,
 }
 
-/// One study for `fit`: the radiographs' T-score estimate, the age, the true T-score.
+/// One study for `fit`: the radiographs' result, the age and the truth.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
+    pub image_probabilities: [f64; 3],
     pub image_t: f64,
     pub age_years: f64,
+    pub label: u8,
     pub t_true: f64,
 }
 
@@ -45,7 +61,7 @@ pub struct Observation {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Combined {
     pub t_score: f64,
-    /// Normal, osteopenia, osteoporosis: the residual distribution's mass in each WHO band.
+    /// Normal, osteopenia, osteoporosis.
     pub probabilities: [f64; 3],
 }
 
@@ -54,15 +70,22 @@ pub struct Combined {
 pub enum CovariateError {
     #[error("{0} studies with both an age and a T-score; at least {MIN_STUDIES} are needed")]
     TooFew(usize),
-    #[error("the ages or image estimates do not vary, so their weights cannot be fitted")]
+    #[error(
+        "the ages or the radiographs' estimates do not vary, so their weights cannot be fitted"
+    )]
     Degenerate,
     #[error("not a covariate model of {FEATURES:?}")]
     Shape,
 }
 
+/// The class model's raw inputs.
+fn inputs(p: [f64; 3], image_t: f64, age: f64) -> [f64; 5] {
+    let lp = p.map(|v| v.max(P_FLOOR).ln());
+    [lp[0], lp[1], lp[2], image_t, age]
+}
+
 impl CovariateModel {
-    /// Least squares (with a tiny ridge so that near-collinear inputs stay finite) on at
-    /// least `MIN_STUDIES` studies.
+    /// Fit on at least `MIN_STUDIES` studies.
     pub fn fit(obs: &[Observation], fitted_on: &str) -> Result<CovariateModel, CovariateError> {
         if obs.len() < MIN_STUDIES {
             return Err(CovariateError::TooFew(obs.len()));
@@ -78,42 +101,64 @@ impl CovariateModel {
         if obs.len() < 4 {
             return Err(CovariateError::TooFew(obs.len()));
         }
-        let rows: Vec<[f64; 3]> = obs.iter().map(|o| [o.image_t, o.age_years, 1.0]).collect();
-        let y: Vec<f64> = obs.iter().map(|o| o.t_true).collect();
-        let spread = |k: usize| {
-            let m = rows.iter().map(|r| r[k]).sum::<f64>() / rows.len() as f64;
-            rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f64>() / rows.len() as f64
-        };
-        if spread(0) < 1e-6 || spread(1) < 1e-6 {
+        let x: Vec<[f64; 5]> = obs
+            .iter()
+            .map(|o| inputs(o.image_probabilities, o.image_t, o.age_years))
+            .collect();
+        let n = x.len() as f64;
+        let mean: Vec<f64> = (0..5)
+            .map(|i| x.iter().map(|r| r[i]).sum::<f64>() / n)
+            .collect();
+        let sd: Vec<f64> = (0..5)
+            .map(|i| (x.iter().map(|r| (r[i] - mean[i]).powi(2)).sum::<f64>() / n).sqrt())
+            .collect();
+        if sd[3] < 1e-3 || sd[4] < 1e-3 {
             return Err(CovariateError::Degenerate);
         }
-        let w = least_squares(&rows, &y, 1e-6).ok_or(CovariateError::Degenerate)?;
-        let model = CovariateModel {
+        let sd: Vec<f64> = sd.into_iter().map(|s| s.max(1e-6)).collect();
+        let z: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| (0..5).map(|i| (r[i] - mean[i]) / sd[i]).collect())
+            .collect();
+        let labels: Vec<u8> = obs.iter().map(|o| o.label).collect();
+        let class_coefficients = logistic::fit(&z, &labels, 1e-3, 3000);
+        let rows: Vec<[f64; 3]> = obs.iter().map(|o| [o.image_t, o.age_years, 1.0]).collect();
+        let y: Vec<f64> = obs.iter().map(|o| o.t_true).collect();
+        let t = least_squares(&rows, &y, 1e-6).ok_or(CovariateError::Degenerate)?;
+        let sse: f64 = rows
+            .iter()
+            .zip(&y)
+            .map(|(r, y)| (y - (t[0] * r[0] + t[1] * r[1] + t[2])).powi(2))
+            .sum();
+        Ok(CovariateModel {
             features: FEATURES.iter().map(|s| s.to_string()).collect(),
-            coefficients: w.to_vec(),
-            residual_sd: 1.0,
+            mean,
+            sd,
+            class_coefficients,
+            t_score_coefficients: t.to_vec(),
+            // Two weights and an intercept were fitted.
+            residual_sd: (sse / (obs.len().saturating_sub(3).max(1)) as f64).sqrt(),
             fitted_on: fitted_on.to_string(),
             evaluation: serde_json::Value::Null,
-        };
-        let sse: f64 = obs
-            .iter()
-            .map(|o| (o.t_true - model.t_score(o.image_t, o.age_years)).powi(2))
-            .sum();
-        // Two weights and an intercept were fitted.
-        let dof = (obs.len() - 3).max(1) as f64;
-        Ok(CovariateModel {
-            residual_sd: (sse / dof).sqrt().max(0.05),
-            ..model
         })
     }
 
     /// Refuse a card's model of other inputs.
     pub fn check(&self) -> Result<(), CovariateError> {
+        let finite = |v: &[f64]| v.iter().all(|c| c.is_finite());
         let ok = self.features == FEATURES
-            && self.coefficients.len() == FEATURES.len() + 1
-            && self.coefficients.iter().all(|c| c.is_finite())
-            && self.residual_sd.is_finite()
-            && self.residual_sd > 0.0;
+            && self.mean.len() == 5
+            && self.sd.len() == 5
+            && self.sd.iter().all(|s| *s > 0.0)
+            && self.class_coefficients.len() == 3
+            && self
+                .class_coefficients
+                .iter()
+                .all(|c| c.len() == 6 && finite(c))
+            && self.t_score_coefficients.len() == 3
+            && finite(&self.t_score_coefficients)
+            && finite(&self.mean)
+            && finite(&self.sd);
         if ok {
             Ok(())
         } else {
@@ -121,28 +166,31 @@ impl CovariateModel {
         }
     }
 
-    fn t_score(&self, image_t: f64, age_years: f64) -> f64 {
-        let c = &self.coefficients;
-        c[0] * image_t + c[1] * age_years + c[2]
-    }
-
     /// The combined estimate; None without an age (the radiographs then stand alone).
-    pub fn combine(&self, image_t: f64, age_years: Option<f64>) -> Option<Combined> {
+    pub fn combine(
+        &self,
+        image_probabilities: [f64; 3],
+        image_t: f64,
+        age_years: Option<f64>,
+    ) -> Option<Combined> {
         let age = age_years.filter(|a| a.is_finite())?;
-        let t = self.t_score(image_t, age);
+        let x = inputs(image_probabilities, image_t, age);
+        let z: Vec<f64> = (0..5).map(|i| (x[i] - self.mean[i]) / self.sd[i]).collect();
+        let t = &self.t_score_coefficients;
         Some(Combined {
-            t_score: t,
-            probabilities: who_bands(t, self.residual_sd),
+            t_score: t[0] * image_t + t[1] * age + t[2],
+            probabilities: logistic::predict(&self.class_coefficients, &z),
         })
     }
-}
 
-/// The mass of N(mean, sd) in the normal, osteopenia and osteoporosis bands.
-pub fn who_bands(mean: f64, sd: f64) -> [f64; 3] {
-    let below = |x: f64| 0.5 * (1.0 + libm::erf((x - mean) / (sd * std::f64::consts::SQRT_2)));
-    let osteoporosis = below(OSTEOPOROSIS_TO);
-    let low = below(NORMAL_FROM);
-    [1.0 - low, low - osteoporosis, osteoporosis]
+    /// The T-score formula, for reports.
+    pub fn t_score_formula(&self) -> String {
+        let t = &self.t_score_coefficients;
+        format!(
+            "T = {:.2} x radiographs' T {:+.3} x age {:+.2}",
+            t[0], t[1], t[2]
+        )
+    }
 }
 
 /// Solve (XᵀX + λI) w = Xᵀy for three unknowns by Gaussian elimination.
@@ -183,32 +231,60 @@ fn least_squares(rows: &[[f64; 3]], y: &[f64], ridge: f64) -> Option<[f64; 3]> {
 mod tests {
     use super::*;
 
+    fn who(t: f64) -> u8 {
+        if t >= -1.0 {
+            0
+        } else if t > -2.5 {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Studies whose true T is 0.5·(radiographs' T) - 0.04·age + 1.5, with radiographs
+    /// whose probabilities know nothing (uniform): only T and age can decide.
     fn obs(n: usize) -> Vec<Observation> {
-        // T = 0.5·image - 0.04·age + 1.5 exactly, over a spread of inputs.
         (0..n)
             .map(|i| {
                 let image_t = -3.5 + (i % 9) as f64 * 0.5;
                 let age_years = 40.0 + (i * 7 % 45) as f64;
+                let t_true = 0.5 * image_t - 0.04 * age_years + 1.5;
                 Observation {
+                    image_probabilities: [1.0 / 3.0; 3],
                     image_t,
                     age_years,
-                    t_true: 0.5 * image_t - 0.04 * age_years + 1.5,
+                    label: who(t_true),
+                    t_true,
                 }
             })
             .collect()
     }
 
     #[test]
-    fn fit_recovers_a_linear_relation() {
-        let m = CovariateModel::fit(&obs(60), "test").unwrap();
+    fn fit_recovers_the_t_score_relation_and_the_classes() {
+        let data = obs(90);
+        let m = CovariateModel::fit(&data, "test").unwrap();
         m.check().unwrap();
-        let c = &m.coefficients;
-        assert!((c[0] - 0.5).abs() < 1e-3, "{c:?}");
-        assert!((c[1] + 0.04).abs() < 1e-4, "{c:?}");
-        assert!((c[2] - 1.5).abs() < 1e-2, "{c:?}");
-        let got = m.combine(-2.0, Some(70.0)).unwrap();
-        assert!((got.t_score - (-1.0 - 2.8 + 1.5)).abs() < 1e-2);
-        assert!(m.combine(-2.0, None).is_none(), "no age: radiographs alone");
+        let t = &m.t_score_coefficients;
+        assert!((t[0] - 0.5).abs() < 1e-3, "{t:?}");
+        assert!((t[1] + 0.04).abs() < 1e-4, "{t:?}");
+        assert!(m.residual_sd < 1e-3);
+        let right = data
+            .iter()
+            .filter(|o| {
+                let c = m
+                    .combine(o.image_probabilities, o.image_t, Some(o.age_years))
+                    .unwrap();
+                let p = c.probabilities;
+                (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])) == Some(o.label as usize)
+            })
+            .count();
+        assert!(right >= 80, "{right} of 90");
+        let old = m.combine([1.0 / 3.0; 3], -2.0, Some(85.0)).unwrap();
+        let young = m.combine([1.0 / 3.0; 3], -2.0, Some(45.0)).unwrap();
+        assert!(old.t_score < young.t_score);
+        assert!(old.probabilities[2] > young.probabilities[2]);
+        assert!(m.combine([1.0 / 3.0; 3], -2.0, None).is_none(), "no age");
     }
 
     #[test]
@@ -231,22 +307,13 @@ mod tests {
     }
 
     #[test]
-    fn bands_sum_to_one_and_follow_the_mean() {
-        for (mean, top) in [(0.0, 0), (-1.8, 1), (-3.5, 2)] {
-            let p = who_bands(mean, 0.6);
-            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-            let best = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
-            assert_eq!(best, top, "{mean}: {p:?}");
-        }
-        // On the cut-off itself the two neighbouring bands share the mass.
-        let p = who_bands(-1.0, 0.3);
-        assert!((p[0] - 0.5).abs() < 1e-9, "{p:?}");
-    }
-
-    #[test]
     fn a_model_of_other_inputs_is_refused() {
         let mut m = CovariateModel::fit(&obs(30), "t").unwrap();
-        m.features = vec!["image_t_score".into(), "weight_kg".into()];
+        m.check().unwrap();
+        m.features[4] = "weight_kg".into();
+        assert_eq!(m.check(), Err(CovariateError::Shape));
+        let mut m = CovariateModel::fit(&obs(30), "t").unwrap();
+        m.class_coefficients.pop();
         assert_eq!(m.check(), Err(CovariateError::Shape));
     }
 }

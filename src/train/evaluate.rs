@@ -188,7 +188,8 @@ pub fn with_covariates(
 ) -> usize {
     let mut n = 0;
     for s in scored {
-        if let Some(c) = model.combine(s.t_pred as f64, ages.get(&s.study).copied()) {
+        let image_p = s.probabilities.map(f64::from);
+        if let Some(c) = model.combine(image_p, s.t_pred as f64, ages.get(&s.study).copied()) {
             s.t_pred = c.t_score as f32;
             s.probabilities = c.probabilities.map(|p| p as f32);
             n += 1;

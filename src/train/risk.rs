@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::data::ClinicalRecord;
 use super::metrics::auc;
 use super::TrainError;
-use crate::analysis::risk::{ost, softmax3, RiskModel, FEATURES};
+use crate::analysis::risk::{ost, RiskModel, FEATURES};
 
 /// Held-out comparison of the fitted model with OST.
 #[derive(Debug, Clone, Serialize)]
@@ -131,35 +131,10 @@ fn standardisation(x: &[[Option<f64>; 6]]) -> ([f64; 6], [f64; 6]) {
     (mean, sd)
 }
 
-/// Full-batch gradient descent on the softmax cross-entropy with L2 (1e-3) on the
-/// weights; 3 x 7 coefficients, intercept last.
+/// The softmax model's 3 x 7 coefficients, intercept last (L2 1e-3 on the weights).
 fn gradient_descent(z: &[[f64; 6]], y: &[u8]) -> Vec<Vec<f64>> {
-    let mut w = vec![vec![0.0; 7]; 3];
-    let n = z.len() as f64;
-    for _ in 0..3000 {
-        let mut grad = vec![vec![0.0; 7]; 3];
-        for (x, &label) in z.iter().zip(y) {
-            let logits: Vec<f64> = w
-                .iter()
-                .map(|c| c[..6].iter().zip(x).map(|(a, b)| a * b).sum::<f64>() + c[6])
-                .collect();
-            let p = softmax3(&logits);
-            for k in 0..3 {
-                let d = p[k] - f64::from(u8::from(label as usize == k));
-                for (j, xj) in x.iter().enumerate() {
-                    grad[k][j] += d * xj / n;
-                }
-                grad[k][6] += d / n;
-            }
-        }
-        for k in 0..3 {
-            for j in 0..7 {
-                let l2 = if j < 6 { 1e-3 * w[k][j] } else { 0.0 };
-                w[k][j] -= 0.5 * (grad[k][j] + l2);
-            }
-        }
-    }
-    w
+    let rows: Vec<Vec<f64>> = z.iter().map(|x| x.to_vec()).collect();
+    crate::model::logistic::fit(&rows, y, 1e-3, 3000)
 }
 
 #[cfg(test)]
