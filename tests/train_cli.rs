@@ -3,63 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::models::*;
 use common::*;
-
-/// `analyze --json` of `study` with the shipped config and `env`.
-fn analyze(study: &Path, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
-    let mut cmd = Command::new(bin());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    run(cmd
-        .arg("--config")
-        .arg(shipped_config())
-        .args(["analyze", "--json"])
-        .arg(study))
-}
-
-/// `osteoscreen synth` of `n` small radiograph studies into `dir`.
-fn synth_set(dir: &Path, n: usize, seed: u64, size: &str) {
-    let out = run(Command::new(bin())
-        .args(["synth", "--modality", "dx", "--size", size])
-        .args(["--studies", &n.to_string(), "--seed", &seed.to_string()])
-        .arg("--out")
-        .arg(dir));
-    assert!(out.status.success(), "{}", text(&out));
-}
-
-fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    run(Command::new(bin())
-        .arg("train")
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(["--batch-size", "8", "--device", "cpu"])
-        .args(extra))
-}
-
-fn eval(model: &Path, data: &Path, out: &Path) -> std::process::Output {
-    run(Command::new(bin())
-        .arg("eval")
-        .arg("--model")
-        .arg(model)
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out))
-}
 
 fn sha256(path: &Path) -> String {
     osteoscreen::model::card::sha256_file(path).unwrap()
-}
-
-fn card(out: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(out.join("osteoscreen-xray.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
 }
 
 #[test]
@@ -170,6 +121,9 @@ fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     assert!(out.status.success(), "{}", text(&out));
     let c = card(&m);
     assert_eq!(c["input"], "1x256x256 grey, histogram-equalised");
+    // Too few validation patients for a covariate model: said, and none in the card.
+    assert!(text(&out).contains("no covariate model"), "{}", text(&out));
+    assert!(c.get("covariates").is_none());
     assert_eq!(c["training"]["options"]["normalisation"], "equalised");
     let out = train(&data, &m, &["--epochs", "2", "--seed", "3", "--resume"]);
     assert!(!out.status.success());
@@ -225,10 +179,6 @@ fn bad_training_input_is_refused_with_a_reason() {
     let out = train(&data, &work.path().join("m"), &["--epochs", "1"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("too few patients"), "{}", text(&out));
-}
-
-fn bundled() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osteoscreen-xray-demo.safetensors")
 }
 
 #[test]
@@ -291,35 +241,6 @@ fn eval_of_weights_without_their_card_names_the_card_and_says_why_once() {
     // The cause once: each typed error already carries it in its own message.
     let said = printed.matches("No such file or directory").count();
     assert_eq!(said, 1, "{printed}");
-}
-
-/// A tabular DXA CSV whose class follows age, weight and sex, as in the cohorts.
-fn dxa_csv(path: &Path, rows: usize) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
-    let mut text = String::from(
-        "IDENTIFIER1,SPINE_BMD,SPINE_TSCORE,SEX,WEIGHT,HEIGHT,BMI,ADJUSTED_AGE,MENOPAUSE_YEAR,label\n",
-    );
-    for i in 0..rows {
-        let female = rng.random_bool(0.8);
-        let age_bin = rng.random_range(8..17) * 5;
-        let weight: f64 = rng.random_range(45.0..100.0);
-        let height: f64 = if female { 1.60 } else { 1.74 } + rng.random_range(-0.08..0.08);
-        let t = 0.045 * (weight - age_bin as f64)
-            + if female { -0.6 } else { 0.4 }
-            + rng.random_range(-1.2..1.2);
-        let menopause = if female { (age_bin - 50).max(0) } else { 0 };
-        text += &format!(
-            "R{i},{:.3},{t:.2},{},{weight:.0},{:.0},{:.1},{}-{},{menopause},\n",
-            1.047 + 0.11 * t,
-            if female { "F" } else { "M" },
-            height * 100.0,
-            weight / (height * height),
-            age_bin,
-            age_bin + 4
-        );
-    }
-    std::fs::write(path, text).unwrap();
 }
 
 #[test]
@@ -404,151 +325,4 @@ fn analyze_with_the_defaults_classifies_a_radiograph_study() {
     let bytes = std::fs::read(sr).unwrap();
     let needle = b"not validated on patients";
     assert!(bytes.windows(needle.len()).any(|w| w == needle));
-}
-
-#[test]
-fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
-    let work = tempfile::tempdir().unwrap();
-    // Synth ages track the T-score (older patients, lower T), as in the cohorts.
-    let data = work.path().join("data");
-    synth_set(&data, 40, 31, "256x320");
-    let m = work.path().join("m");
-    std::fs::create_dir_all(&m).unwrap();
-    let weights = m.join("x.safetensors");
-    std::fs::copy(bundled(), &weights).unwrap();
-    let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundled().with_extension("json")).unwrap())
-            .unwrap();
-    c.as_object_mut().unwrap().remove("covariates");
-    std::fs::write(weights.with_extension("json"), c.to_string()).unwrap();
-    let calibrate = |data: &Path| {
-        run(Command::new(bin())
-            .arg("calibrate")
-            .arg("--model")
-            .arg(&weights)
-            .arg("--data")
-            .arg(data))
-    };
-
-    // Too few studies: refused with the count, and the card is left as it was.
-    let few = work.path().join("few");
-    synth_set(&few, 6, 32, "256x320");
-    let out = calibrate(&few);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("6 studies with both an age and a T-score"),
-        "{}",
-        text(&out)
-    );
-    let untouched = std::fs::read_to_string(weights.with_extension("json")).unwrap();
-    assert!(!untouched.contains("covariates"));
-
-    let out = calibrate(&data);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("5-fold cross-validated accuracy"),
-        "{}",
-        text(&out)
-    );
-    let card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap())
-            .unwrap();
-    let cov = &card["covariates"];
-    assert_eq!(
-        cov["features"],
-        serde_json::json!([
-            "log_p_normal",
-            "log_p_osteopenia",
-            "log_p_osteoporosis",
-            "image_t_score",
-            "age_years"
-        ])
-    );
-    assert!(
-        cov["t_score_coefficients"][1].as_f64().unwrap() < 0.0,
-        "older, lower T: {cov}"
-    );
-    assert_eq!(cov["evaluation"]["studies"], 40);
-    assert_eq!(
-        card["weights_sha256"], c["weights_sha256"],
-        "weights untouched"
-    );
-
-    // eval applies it, and says what the radiographs alone scored; --radiographs-only
-    // measures exactly that.
-    let metrics = |extra: &[&str]| {
-        let dir = work.path().join(format!("eval{}", extra.len()));
-        let out = run(Command::new(bin())
-            .arg("eval")
-            .arg("--model")
-            .arg(&weights)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&dir)
-            .args(extra));
-        assert!(out.status.success(), "{}", text(&out));
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
-                .unwrap();
-        (text(&out), m)
-    };
-    let (printed, with_age) = metrics(&[]);
-    assert!(
-        printed.contains("combined with the age for 40 of 40 studies"),
-        "{printed}"
-    );
-    let (printed, alone) = metrics(&["--radiographs-only"]);
-    assert!(!printed.contains("combined with the age"), "{printed}");
-    assert!(alone.get("covariates").is_none());
-    assert_eq!(
-        with_age["covariates"]["radiographs_alone"], alone["metrics"],
-        "the same studies, the same radiographs"
-    );
-    assert_ne!(
-        with_age["metrics"]["t_score_mae"],
-        alone["metrics"]["t_score_mae"]
-    );
-
-    // The daemon's analysis: combined and said so, the radiographs' own result kept; off
-    // by configuration; a study without an age is left to the radiographs, flagged.
-    let study = synth_study(work.path(), &DX_SMALL);
-    let model_env = [("OSTEOSCREEN__MODEL__WEIGHTS", weights.as_os_str())];
-    let finding = |env: &[(&str, &std::ffi::OsStr)], study: &Path| {
-        let out = analyze(study, env);
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    let f = finding(&model_env, &study);
-    let x = &f["xray"];
-    let age = x["covariates"]["age_years"].as_f64().expect("combined");
-    assert!((20.0..=95.0).contains(&age), "{x}");
-    assert!(x["covariates"]["image_t_score"].as_f64().is_some());
-    assert!(x["fusion"].as_str().unwrap().contains("age"), "{x}");
-    assert!(
-        f["conclusion"]["basis"]
-            .as_str()
-            .unwrap()
-            .contains("with the patient's age"),
-        "{f}"
-    );
-    let off = [
-        model_env[0],
-        (
-            "OSTEOSCREEN__MODEL__COVARIATES",
-            std::ffi::OsStr::new("false"),
-        ),
-    ];
-    let f = finding(&off, &study);
-    assert!(f["xray"].get("covariates").is_none(), "{f}");
-    for file in dicom_files(&study) {
-        let out = run(Command::new("dcmodify")
-            .args(["-nb", "-ea", "(0010,1010)", "-ea", "(0010,0030)"])
-            .arg(&file));
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    let f = finding(&model_env, &study);
-    assert!(f["xray"].get("covariates").is_none(), "{f}");
-    let flags = f["flags"].to_string();
-    assert!(flags.contains("patient age missing"), "{flags}");
 }

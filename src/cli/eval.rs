@@ -101,7 +101,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let (dataset, idx) = args.data.pick(&model)?;
     let report = evaluate(
         &model,
-        &dataset.samples,
+        &dataset,
         &idx,
         &args.data.data.display().to_string(),
         !args.radiographs_only,

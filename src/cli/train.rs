@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use osteoscreen::model::{device, XrayModel};
+use osteoscreen::train::calibrate::calibrate;
 use osteoscreen::train::data::{self, ColumnOverrides};
+use osteoscreen::train::split::split;
 use osteoscreen::train::trainer::default_checkpoint_dir;
 use osteoscreen::train::{train, TrainOptions};
 
@@ -121,7 +124,43 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = &report.test {
         println!("held-out test (per study): {}", brief(t));
     }
+    covariates_from_validation(&dataset, &opts, &report.weights)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fit the card's covariate model on the validation patients when their studies carry
+/// ages, and keep it when it does at least as well as the radiographs alone there
+/// (cross-validated); either way say what happened.
+fn covariates_from_validation(
+    dataset: &data::Dataset,
+    opts: &TrainOptions,
+    weights: &std::path::Path,
+) -> anyhow::Result<()> {
+    let model = XrayModel::load(weights, None, device(&opts.device)?)?;
+    let val = split(
+        &dataset.samples,
+        opts.val_fraction,
+        opts.test_fraction,
+        opts.seed,
+    )
+    .val;
+    let fitted = match calibrate(&model, dataset, &val, 5, "the validation patients") {
+        Ok(f) => f,
+        Err(e) => {
+            println!("no covariate model (the radiographs alone decide): {e}");
+            return Ok(());
+        }
+    };
+    println!("{}", fitted.summary());
+    if !fitted.helps() {
+        println!("no covariate model: the age did not help on the validation patients");
+        return Ok(());
+    }
+    let mut card = model.card.clone();
+    card.covariates = Some(fitted.model);
+    card.write(&weights.with_extension("json"))?;
+    println!("the card combines the radiographs with the age (osteoscreen calibrate refits it)");
+    Ok(())
 }
 
 fn brief(m: &osteoscreen::train::metrics::Metrics) -> String {

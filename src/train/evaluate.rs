@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::data::Sample;
+use super::data::{Dataset, Sample};
 use super::images::Grey;
 use super::metrics::Scored;
 use crate::model::covariates::CovariateModel;
@@ -116,14 +116,16 @@ pub struct Predicted {
     pub out_of_distribution: Option<usize>,
 }
 
-/// Run `model` over the samples `idx` of `samples` (decoding each image) and fuse per
-/// study.
+/// Run `model` over the samples `idx` of `dataset` (decoding each image) and fuse per
+/// study. A study's age comes from its first image header that gives one, else from the
+/// dataset's clinical record of the patient (LUMOS's sheet, a DXA table).
 pub fn predict(
     model: &crate::model::XrayModel,
-    samples: &[Sample],
+    dataset: &Dataset,
     idx: &[usize],
 ) -> Result<Predicted, super::TrainError> {
     use rayon::prelude::*;
+    let samples = &dataset.samples;
     let bar = super::progress::bar(idx.len() as u64, "evaluating");
     let mut kept = Vec::new();
     let mut preds = Vec::new();
@@ -164,6 +166,17 @@ pub fn predict(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let recorded: BTreeMap<&str, f64> = dataset
+        .records
+        .iter()
+        .filter_map(|r| Some((r.patient.as_str(), r.age_years?)))
+        .collect();
+    for &i in &kept {
+        let s = &samples[i];
+        if let Some(&age) = recorded.get(s.patient.as_str()) {
+            ages.entry(s.study.clone()).or_insert(age);
+        }
+    }
     Ok(Predicted {
         scored: by_study(samples, &kept, &preds),
         ages,
@@ -198,18 +211,18 @@ pub fn with_covariates(
     n
 }
 
-/// Run `model` over the samples `idx` of `samples`, fuse per study, combine with the age
+/// Run `model` over the samples `idx` of `dataset`, fuse per study, combine with the age
 /// when `covariates` and the card has a covariate model, and measure; also write
 /// metrics.json and the plots into `out` when given.
 pub fn evaluate(
     model: &crate::model::XrayModel,
-    samples: &[Sample],
+    dataset: &Dataset,
     idx: &[usize],
     data: &str,
     covariates: bool,
     out: Option<&std::path::Path>,
 ) -> Result<EvalReport, super::TrainError> {
-    let predicted = predict(model, samples, idx)?;
+    let predicted = predict(model, dataset, idx)?;
     let image_only = predicted.scored.clone();
     let mut scored = predicted.scored;
     let combined = match (&model.card.covariates, covariates) {

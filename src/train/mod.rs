@@ -5,6 +5,7 @@
 //! the tabular model.
 
 pub mod augment;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod data;
 pub mod evaluate;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod models;
 pub mod orthanc;
 pub mod scu;
 pub mod stow;
