@@ -10,10 +10,11 @@
 #   phantom C             300 studies (seeds 7001-7003)
 #   phantom D             300 studies (seeds 8001-8003)
 #   phantom E             300 studies (seeds 6001-6003)
-# then `osteoscreen train` on the CPU with the options below, and `osteoscreen calibrate` on
-# the validation patients for the card's covariate model (the radiographs combined with age). The same seeds give the same
-# weights on the same build. About three hours on 2 cores (~70 generating, ~95 training);
-# the images (~6 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3
+# then `osteoscreen train` on the CPU with the options below; at its end train fits the
+# card's covariate model (the radiographs combined with the age) on the validation
+# patients. The same seeds give the same weights on the same build. About three hours on
+# 2 cores (~70 generating, ~95 training); the images (~6 GB after shrink.py) and
+# checkpoints go to var/. The phantoms need Python 3
 # with numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,14 +45,10 @@ for s in 7001 7002 7003; do phantom c $s 100; done
 for s in 8001 8002 8003; do phantom d $s 100; done
 for s in 6001 6002 6003; do phantom e $s 100; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-6.csv" "$data/synth" 1200 "${folders[@]}"
-cargo run --release -- train --data "$data/manifest-6.csv" --out models --name osteoscreen-xray-demo \
+exec cargo run --release -- train --data "$data/manifest-6.csv" --out models --name osteoscreen-xray-demo \
     --checkpoint-dir var/demo-checkpoint --epochs 40 --images-per-epoch 2000 --batch-size 16 \
     --lr 1e-3 --patience 12 --seed 11 --device cpu \
     --data-description "synthetic, six independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300, E 300 (scripts/phantoms, scripts/train-demo.sh); trained on synthetic data; not validated on patients" \
     --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
     --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from six generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile." \
     "$@"
-# The card's covariate model (radiographs + age) from the validation patients of that split.
-cargo run --release -- calibrate --model models/osteoscreen-xray-demo.safetensors \
-    --data "$data/manifest-6.csv" --split val \
-    --description "the validation patients of scripts/train-demo.sh's split (seed 11): synthetic, six generators; not patients"

@@ -25,19 +25,20 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
             .unwrap();
     c.as_object_mut().unwrap().remove("covariates");
     std::fs::write(weights.with_extension("json"), c.to_string()).unwrap();
-    let calibrate = |data: &Path| {
+    let calibrate = |data: &Path, extra: &[&str]| {
         run(Command::new(bin())
             .arg("calibrate")
             .arg("--model")
             .arg(&weights)
             .arg("--data")
-            .arg(data))
+            .arg(data)
+            .args(extra))
     };
 
     // Too few studies: refused with the count, and the card is left as it was.
     let few = work.path().join("few");
     synth_set(&few, 6, 32, "256x320");
-    let out = calibrate(&few);
+    let out = calibrate(&few, &[]);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("6 studies with both an age and a T-score"),
@@ -47,7 +48,14 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
     let untouched = std::fs::read_to_string(weights.with_extension("json")).unwrap();
     assert!(!untouched.contains("covariates"));
 
-    let out = calibrate(&data);
+    // The bundled weights read synth studies well, and there the age does not add to them
+    // in cross-validation: the card is left as it was unless --force.
+    let out = calibrate(&data, &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("did not help"), "{}", text(&out));
+    let untouched = std::fs::read_to_string(weights.with_extension("json")).unwrap();
+    assert!(!untouched.contains("covariates"));
+    let out = calibrate(&data, &["--force"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("5-fold cross-validated accuracy"),
@@ -138,6 +146,15 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
         text(&out)
     );
     assert!(card(&trained)["covariates"]["t_score_coefficients"].is_array());
+    // Calibrating on all of the data the model was trained on is refused.
+    let out = run(Command::new(bin())
+        .arg("calibrate")
+        .arg("--model")
+        .arg(trained.join("osteoscreen-xray.safetensors"))
+        .arg("--data")
+        .arg(&data));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--split val"), "{}", text(&out));
 
     // The daemon's analysis: combined and said so, the radiographs' own result kept; off
     // by configuration; a study without an age is left to the radiographs, flagged.
@@ -180,6 +197,21 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
     assert!(f["xray"].get("covariates").is_none(), "{f}");
     let flags = f["flags"].to_string();
     assert!(flags.contains("patient age missing"), "{flags}");
+    // A child's age lies outside the ages it applies to: the radiographs alone.
+    for file in dicom_files(&study) {
+        let out = run(Command::new("dcmodify")
+            .args(["-nb", "-i", "(0010,1010)=005Y"])
+            .arg(&file));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let f = finding(&model_env, &study);
+    assert!(f["xray"].get("covariates").is_none(), "{f}");
+    let flags = f["flags"].to_string();
+    assert!(flags.contains("outside the ages"), "{flags}");
+    assert!(
+        !flags.contains("005"),
+        "the age itself is not in a flag: {flags}"
+    );
 }
 
 #[test]

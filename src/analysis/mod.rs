@@ -333,9 +333,9 @@ fn conclude(f: &Finding) -> Option<Conclusion> {
         basis: format!(
             "X-ray model on {} image(s){}: probability {:.2}, estimated T-score {:+.1}, BMD {:.3} g/cm2",
             x.images.len(),
+            // The age itself stays out: the basis is stored in the job summary (`queue show`).
             x.covariates.as_ref().map_or(String::new(), |c| format!(
-                " with the patient's age {:.0} (radiographs alone T {:+.1}, {})",
-                c.age_years,
+                " with the patient's age (radiographs alone T {:+.1}, {})",
                 c.image_t_score,
                 c.image_class.words()
             )),

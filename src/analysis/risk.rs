@@ -49,9 +49,12 @@ pub fn age_years(obj: &InMemDicomObject) -> Option<f64> {
         let study = date(text(tags::STUDY_DATE)?)?;
         Some((study - birth).num_days() as f64 / 365.25)
     };
-    from_as
-        .or_else(from_dates)
-        .filter(|a| (1.0..=120.0).contains(a))
+    from_as.or_else(from_dates).and_then(plausible_age)
+}
+
+/// An age in years that can be a patient's (1-120); None otherwise (NaN included).
+pub fn plausible_age(years: f64) -> Option<f64> {
+    (1.0..=120.0).contains(&years).then_some(years)
 }
 
 /// The fitted model's inputs, in this order.

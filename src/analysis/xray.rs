@@ -271,18 +271,22 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>) -> XrayFinding {
 }
 
 /// Replace the radiographs' estimate by the card's combination with the age, keeping the
-/// radiographs' own result beside it; without an age the radiographs stand alone, flagged.
+/// radiographs' own result beside it; without an age, or with one outside the ages the
+/// model was fitted on, the radiographs stand alone, flagged (the flag never says the age:
+/// flags are stored in the job summary).
 fn combine(x: &mut XrayFinding, card: &ModelCard, age: Option<f64>, flags: &mut Vec<String>) {
     let Some(model) = &card.covariates else {
         return;
     };
     let image_p = x.probabilities.map(f64::from);
-    let Some(c) = model.combine(image_p, x.t_score as f64, age) else {
-        flags.push(
-            "patient age missing: class from the radiographs alone (the model's covariate combination not applied)"
-                .into(),
-        );
-        return;
+    let c = match model.combine(image_p, x.t_score as f64, age) {
+        Ok(c) => c,
+        Err(why) => {
+            flags.push(format!(
+                "{why}: class from the radiographs alone (the card's covariate model not applied)"
+            ));
+            return;
+        }
     };
     let use_ = CovariateUse {
         age_years: age.unwrap_or_default(),

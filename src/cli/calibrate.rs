@@ -10,7 +10,7 @@ use clap::Args;
 use osteoscreen::model::{device, XrayModel};
 use osteoscreen::train::calibrate::calibrate;
 
-use super::eval::DataArgs;
+use super::data_args::{DataArgs, Part};
 
 #[derive(Args)]
 pub struct CalibrateArgs {
@@ -28,12 +28,21 @@ pub struct CalibrateArgs {
     /// What the studies are, for the card (default: the data path and split).
     #[arg(long)]
     pub description: Option<String>,
+    /// Write the covariate model even when the age did not help in cross-validation.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value = "auto")]
     pub device: String,
 }
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
+    if args.data.split == Part::All && is_training_data(&model, &args.data.data) {
+        anyhow::bail!(
+            "{} is the data the model was trained on: calibrate on its validation patients (--split val), not on the ones it learned from or the held-out test",
+            args.data.data.display()
+        );
+    }
     let (dataset, idx) = args.data.pick(&model)?;
     let description = args.description.clone().unwrap_or_else(|| {
         format!(
@@ -44,10 +53,11 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     });
     let fitted = calibrate(&model, &dataset, &idx, args.folds, &description)?;
     println!("{}", fitted.summary());
-    if !fitted.helps() {
-        println!(
-            "note: the age did not help here; [model] covariates = false keeps the radiographs alone"
+    if !fitted.helps() && !args.force {
+        eprintln!(
+            "the age did not help on these studies, so the card is left as it was (--force writes it anyway)"
         );
+        return Ok(ExitCode::FAILURE);
     }
     let card_path = args
         .card_out
@@ -58,4 +68,18 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     card.write(&card_path)?;
     println!("wrote the covariate model into {}", card_path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `data` is the dataset named in the card's training record.
+fn is_training_data(model: &XrayModel, data: &std::path::Path) -> bool {
+    let source = model
+        .card
+        .training
+        .as_ref()
+        .and_then(|t| t.get("data_source"))
+        .and_then(|s| s.as_str());
+    match (source, std::fs::canonicalize(data)) {
+        (Some(source), Ok(data)) => std::fs::canonicalize(source).is_ok_and(|s| s == data),
+        _ => false,
+    }
 }

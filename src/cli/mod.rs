@@ -3,6 +3,7 @@
 
 pub mod analyze;
 pub mod calibrate;
+pub mod data_args;
 pub mod eval;
 pub mod link;
 pub mod queue;

@@ -144,7 +144,12 @@ fn covariates_from_validation(
         opts.seed,
     )
     .val;
-    let fitted = match calibrate(&model, dataset, &val, 5, "the validation patients") {
+    let description = format!(
+        "the validation patients of {} (split seed {})",
+        dataset.source.display(),
+        opts.seed
+    );
+    let fitted = match calibrate(&model, dataset, &val, 5, &description) {
         Ok(f) => f,
         Err(e) => {
             println!("no covariate model (the radiographs alone decide): {e}");

@@ -23,6 +23,12 @@ pub const FEATURES: [&str; 5] = [
 /// Fewest studies (with an age and a T-score) `fit` accepts.
 pub const MIN_STUDIES: usize = 20;
 
+/// Years the fitted ages are widened by (a few years' extrapolation of a linear trend).
+pub const AGE_MARGIN: f64 = 10.0;
+
+/// Youngest age combined: T-scores compare with young adults and are not used for children.
+pub const ADULT: f64 = 20.0;
+
 /// Probabilities are floored here before the logarithm.
 const P_FLOOR: f64 = 1e-6;
 
@@ -41,6 +47,10 @@ pub struct CovariateModel {
     pub t_score_coefficients: Vec<f64>,
     /// Standard deviation of the T-score's residual where it was fitted.
     pub residual_sd: f64,
+    /// The ages it applies to: those it was fitted on, widened by `AGE_MARGIN` years but
+    /// not below `ADULT`. Outside, the radiographs stand alone: a linear model says little
+    /// about ages far from any it saw, and T-scores are not for children.
+    pub age_range: [f64; 2],
     /// What it was fitted on, and how it did there (cross-validated).
     pub fitted_on: String,
     #[serde(default)]
@@ -63,6 +73,15 @@ pub struct Combined {
     pub t_score: f64,
     /// Normal, osteopenia, osteoporosis.
     pub probabilities: [f64; 3],
+}
+
+/// Why a study's result was left to the radiographs alone.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum NotCombined {
+    #[error("patient age missing")]
+    NoAge,
+    #[error("patient age outside the ages the covariate model applies to ({0:.0}-{1:.0} years)")]
+    OutOfRange(f64, f64),
 }
 
 /// Why a covariate model was not fitted or not accepted.
@@ -112,7 +131,8 @@ impl CovariateModel {
         let sd: Vec<f64> = (0..5)
             .map(|i| (x.iter().map(|r| (r[i] - mean[i]).powi(2)).sum::<f64>() / n).sqrt())
             .collect();
-        if sd[3] < 1e-3 || sd[4] < 1e-3 {
+        // Written so that NaN fails too.
+        if !(sd[3] >= 1e-3 && sd[4] >= 1e-3) {
             return Err(CovariateError::Degenerate);
         }
         let sd: Vec<f64> = sd.into_iter().map(|s| s.max(1e-6)).collect();
@@ -130,6 +150,7 @@ impl CovariateModel {
             .zip(&y)
             .map(|(r, y)| (y - (t[0] * r[0] + t[1] * r[1] + t[2])).powi(2))
             .sum();
+        let ages = obs.iter().map(|o| o.age_years);
         Ok(CovariateModel {
             features: FEATURES.iter().map(|s| s.to_string()).collect(),
             mean,
@@ -138,6 +159,10 @@ impl CovariateModel {
             t_score_coefficients: t.to_vec(),
             // Two weights and an intercept were fitted.
             residual_sd: (sse / (obs.len().saturating_sub(3).max(1)) as f64).sqrt(),
+            age_range: [
+                (ages.clone().fold(f64::INFINITY, f64::min) - AGE_MARGIN).max(ADULT),
+                ages.fold(f64::NEG_INFINITY, f64::max) + AGE_MARGIN,
+            ],
             fitted_on: fitted_on.to_string(),
             evaluation: serde_json::Value::Null,
         })
@@ -158,7 +183,9 @@ impl CovariateModel {
             && self.t_score_coefficients.len() == 3
             && finite(&self.t_score_coefficients)
             && finite(&self.mean)
-            && finite(&self.sd);
+            && finite(&self.sd)
+            && finite(&self.age_range)
+            && self.age_range[0] <= self.age_range[1];
         if ok {
             Ok(())
         } else {
@@ -166,18 +193,22 @@ impl CovariateModel {
         }
     }
 
-    /// The combined estimate; None without an age (the radiographs then stand alone).
+    /// The combined estimate, or why the radiographs stand alone.
     pub fn combine(
         &self,
         image_probabilities: [f64; 3],
         image_t: f64,
         age_years: Option<f64>,
-    ) -> Option<Combined> {
-        let age = age_years.filter(|a| a.is_finite())?;
+    ) -> Result<Combined, NotCombined> {
+        let age = age_years.ok_or(NotCombined::NoAge)?;
+        let [lo, hi] = self.age_range;
+        if !(lo..=hi).contains(&age) {
+            return Err(NotCombined::OutOfRange(lo, hi));
+        }
         let x = inputs(image_probabilities, image_t, age);
         let z: Vec<f64> = (0..5).map(|i| (x[i] - self.mean[i]) / self.sd[i]).collect();
         let t = &self.t_score_coefficients;
-        Some(Combined {
+        Ok(Combined {
             t_score: t[0] * image_t + t[1] * age + t[2],
             probabilities: logistic::predict(&self.class_coefficients, &z),
         })
@@ -193,7 +224,8 @@ impl CovariateModel {
     }
 }
 
-/// Solve (XᵀX + λI) w = Xᵀy for three unknowns by Gaussian elimination.
+/// Solve (XᵀX + λnI) w = Xᵀy for three unknowns by Gaussian elimination (the ridge scaled
+/// by the row count, intercept included: it only keeps near-collinear inputs finite).
 fn least_squares(rows: &[[f64; 3]], y: &[f64], ridge: f64) -> Option<[f64; 3]> {
     let mut a = [[0.0f64; 4]; 3];
     for (r, &t) in rows.iter().zip(y) {
@@ -280,11 +312,29 @@ mod tests {
             })
             .count();
         assert!(right >= 80, "{right} of 90");
-        let old = m.combine([1.0 / 3.0; 3], -2.0, Some(85.0)).unwrap();
+        let old = m.combine([1.0 / 3.0; 3], -2.0, Some(84.0)).unwrap();
         let young = m.combine([1.0 / 3.0; 3], -2.0, Some(45.0)).unwrap();
         assert!(old.t_score < young.t_score);
         assert!(old.probabilities[2] > young.probabilities[2]);
-        assert!(m.combine([1.0 / 3.0; 3], -2.0, None).is_none(), "no age");
+        assert_eq!(
+            m.combine([1.0 / 3.0; 3], -2.0, None),
+            Err(NotCombined::NoAge)
+        );
+        assert_eq!(
+            m.age_range,
+            [30.0, 94.0],
+            "fitted on 40-84, ten years either side"
+        );
+        assert!(m.combine([1.0 / 3.0; 3], -2.0, Some(94.0)).is_ok());
+        assert_eq!(
+            m.combine([1.0 / 3.0; 3], -2.0, Some(95.0)),
+            Err(NotCombined::OutOfRange(30.0, 94.0))
+        );
+        assert_eq!(
+            m.combine([1.0 / 3.0; 3], -2.0, Some(5.0)),
+            Err(NotCombined::OutOfRange(30.0, 94.0)),
+            "a child is not an older adult extrapolated"
+        );
     }
 
     #[test]
@@ -314,6 +364,9 @@ mod tests {
         assert_eq!(m.check(), Err(CovariateError::Shape));
         let mut m = CovariateModel::fit(&obs(30), "t").unwrap();
         m.class_coefficients.pop();
+        assert_eq!(m.check(), Err(CovariateError::Shape));
+        let mut m = CovariateModel::fit(&obs(30), "t").unwrap();
+        m.age_range = [80.0, 40.0];
         assert_eq!(m.check(), Err(CovariateError::Shape));
     }
 }

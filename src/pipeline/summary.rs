@@ -1,6 +1,6 @@
 //! What a job keeps of its Finding: enough for `queue show`, the outcome log line and
-//! metrics, without patient data (the Finding itself carries none either, but this is
-//! stored, so it is kept small on purpose).
+//! metrics, without patient data (the Finding carries the age and weight it used, for OST
+//! and the covariate model; none of that is kept here).
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use super::data::{Dataset, Sample};
 use super::images::Grey;
 use super::metrics::Scored;
+use crate::analysis::finding::View;
+use crate::analysis::risk::plausible_age;
 use crate::model::covariates::CovariateModel;
 use crate::model::preprocess::{self, Normalisation};
 
@@ -21,33 +23,48 @@ pub fn input_of(grey: &Grey, norm: Normalisation) -> Vec<f32> {
     preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols, norm)
 }
 
-/// Average the predictions of each study; `idx[i]` is the sample `preds[i]` belongs to.
+/// Fuse the predictions of each study as the daemon does (`analysis::xray`): the images of
+/// one view averaged, then the views weighted equally, so that a study with two frontal
+/// images and one lateral is not decided by its frontal alone. `idx[i]` is the sample
+/// `preds[i]` belongs to.
 pub fn by_study(samples: &[Sample], idx: &[usize], preds: &[ImagePred]) -> Vec<Scored> {
-    let mut acc: BTreeMap<&str, (Scored, usize)> = BTreeMap::new();
+    // (study, view) -> summed probabilities, summed T-scores, images.
+    let mut views: BTreeMap<(&str, View), ([f32; 3], f32, usize)> = BTreeMap::new();
+    let mut first: BTreeMap<&str, &Sample> = BTreeMap::new();
     for (&i, p) in idx.iter().zip(preds) {
         let s = &samples[i];
-        let e = acc.entry(s.study.as_str()).or_insert((
+        first.entry(s.study.as_str()).or_insert(s);
+        let view = s.view.unwrap_or(View::Unknown);
+        let e = views
+            .entry((s.study.as_str(), view))
+            .or_insert(([0.0; 3], 0.0, 0));
+        for (sum, v) in e.0.iter_mut().zip(p.probabilities) {
+            *sum += v;
+        }
+        e.1 += p.t_score;
+        e.2 += 1;
+    }
+    // study -> summed view means, views.
+    let mut studies: BTreeMap<&str, ([f32; 3], f32, usize)> = BTreeMap::new();
+    for ((study, _), (p, t, n)) in views {
+        let e = studies.entry(study).or_insert(([0.0; 3], 0.0, 0));
+        for (sum, v) in e.0.iter_mut().zip(p) {
+            *sum += v / n as f32;
+        }
+        e.1 += t / n as f32;
+        e.2 += 1;
+    }
+    studies
+        .into_iter()
+        .map(|(study, (p, t, v))| {
+            let s = first[study];
             Scored {
                 study: s.study.clone(),
                 label: s.label,
-                probabilities: [0.0; 3],
+                probabilities: p.map(|x| x / v as f32),
                 t_true: s.t_score,
-                t_pred: 0.0,
-            },
-            0,
-        ));
-        for k in 0..3 {
-            e.0.probabilities[k] += p.probabilities[k];
-        }
-        e.0.t_pred += p.t_score;
-        e.1 += 1;
-    }
-    acc.into_values()
-        .map(|(mut s, n)| {
-            let n = n as f32;
-            s.probabilities.iter_mut().for_each(|p| *p /= n);
-            s.t_pred /= n;
-            s
+                t_pred: t / v as f32,
+            }
         })
         .collect()
 }
@@ -107,8 +124,9 @@ pub fn anchors() -> Vec<Anchor> {
 pub struct Predicted {
     /// The radiographs alone, per study.
     pub scored: Vec<Scored>,
-    /// The patient's age per study, from the first image header that gives one (DICOM
-    /// only: PatientAge, else birth and study dates, as the daemon reads it).
+    /// The patient's age per study: from the first image header that gives one
+    /// (PatientAge, else birth and study dates, as the daemon reads it), else from the
+    /// dataset's clinical record of the patient; implausible ages left out either way.
     pub ages: BTreeMap<String, f64>,
     pub images: usize,
     pub unreadable: usize,
@@ -169,7 +187,7 @@ pub fn predict(
     let recorded: BTreeMap<&str, f64> = dataset
         .records
         .iter()
-        .filter_map(|r| Some((r.patient.as_str(), r.age_years?)))
+        .filter_map(|r| Some((r.patient.as_str(), plausible_age(r.age_years?)?)))
         .collect();
     for &i in &kept {
         let s = &samples[i];
@@ -192,8 +210,9 @@ fn age_of(path: &std::path::Path) -> Option<f64> {
     crate::analysis::risk::age_years(&obj)
 }
 
-/// The card's covariate model applied to each study with an age, as the daemon applies
-/// it; the others keep the radiographs' result. Returns how many were combined.
+/// The card's covariate model applied to each study with an age in its range, as the
+/// daemon applies it; the others keep the radiographs' result. Returns how many were
+/// combined.
 pub fn with_covariates(
     model: &CovariateModel,
     scored: &mut [Scored],
@@ -202,7 +221,7 @@ pub fn with_covariates(
     let mut n = 0;
     for s in scored {
         let image_p = s.probabilities.map(f64::from);
-        if let Some(c) = model.combine(image_p, s.t_pred as f64, ages.get(&s.study).copied()) {
+        if let Ok(c) = model.combine(image_p, s.t_pred as f64, ages.get(&s.study).copied()) {
             s.t_pred = c.t_score as f32;
             s.probabilities = c.probabilities.map(|p| p as f32);
             n += 1;
@@ -352,4 +371,48 @@ fn write_predictions(
             .map_err(fail)?;
     }
     writer.flush().map_err(|e| super::TrainError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(study: &str, view: Option<View>) -> Sample {
+        Sample {
+            image: std::path::PathBuf::from("x.dcm"),
+            patient: study.into(),
+            study: study.into(),
+            label: 1,
+            t_score: Some(-2.0),
+            bmd: None,
+            view,
+        }
+    }
+
+    #[test]
+    fn views_count_equally_however_many_images_each_has() {
+        let samples = [
+            sample("a", Some(View::Frontal)),
+            sample("a", Some(View::Frontal)),
+            sample("a", Some(View::Lateral)),
+            sample("b", None),
+        ];
+        let pred = |p0: f32, t: f32| ImagePred {
+            probabilities: [p0, 1.0 - p0, 0.0],
+            t_score: t,
+        };
+        let preds = [
+            pred(1.0, 0.0),
+            pred(0.8, -1.0),
+            pred(0.0, -3.0),
+            pred(0.5, -2.0),
+        ];
+        let scored = by_study(&samples, &[0, 1, 2, 3], &preds);
+        assert_eq!(scored.len(), 2);
+        let a = &scored[0];
+        // Frontal mean 0.9 / -0.5, lateral 0.0 / -3.0, then halves.
+        assert!((a.probabilities[0] - 0.45).abs() < 1e-6, "{a:?}");
+        assert!((a.t_pred + 1.75).abs() < 1e-6, "{a:?}");
+        assert_eq!(scored[1].t_pred, -2.0);
+    }
 }

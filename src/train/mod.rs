@@ -42,6 +42,8 @@ pub enum TrainError {
     Plot(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("covariate model: {0}")]
+    Covariates(#[from] crate::model::covariates::CovariateError),
 }
 
 impl TrainError {
