@@ -69,9 +69,10 @@ enum Command {
     /// Measure an X-ray model on a dataset, per study: accuracy, macro-F1, sensitivity and
     /// specificity, one-vs-rest AUCs, T-score MAE and r, confusion matrix; JSON and plots.
     Eval(cli::eval::EvalArgs),
-    /// Fit the card's covariate model on labelled studies: the radiographs' T-score
-    /// combined with the patient's age from the header; cross-validated against the
-    /// radiographs alone; written into the model card (`[model] covariates` uses it).
+    /// Fit the card's covariate model on labelled studies: the radiographs' class
+    /// probabilities and T-score combined with the patient's age (from the header, else the
+    /// dataset's clinical record); cross-validated against the radiographs alone; written
+    /// into the model card when the age helps (`[model] covariates` uses it).
     Calibrate(cli::calibrate::CalibrateArgs),
     /// Fit a clinical risk model (sex, age, weight, height, BMI, menopause) on a tabular
     /// DXA dataset, compare it with OST on held-out rows; `[analysis] risk_model` uses it.
