@@ -275,8 +275,6 @@ pub struct CovariateUse {
     pub image_probabilities: [f32; 3],
     pub image_t_score: f32,
     pub image_class: BoneClass,
-    /// The model's formula, for the report.
-    pub model: String,
 }
 
 /// OST risk band.

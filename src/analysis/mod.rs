@@ -121,13 +121,14 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     // in the volume, the radiographs fused and the instances the report references.
     let mut seen = std::collections::HashSet::new();
     instances.retain(|i| i.sop_instance_uid.is_empty() || seen.insert(i.sop_instance_uid.clone()));
+    let (risk, age_years) = patient(&instances, engine.risk_model.as_ref());
     let mut f = Finding::not_applicable(
         instances
             .first()
             .map(|i| i.study_uid.clone())
             .unwrap_or_default(),
         String::new(),
-        study_risk(&instances, engine.risk_model.as_ref()),
+        risk,
     );
     if skipped > 0 {
         f.flags
@@ -149,7 +150,7 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
         f.reason = Some(sel.reason());
         return f;
     }
-    let failures = run_methods(&sel, engine, &mut f);
+    let failures = run_methods(&sel, engine, age_years, &mut f);
     f.conclusion = conclude(&f);
     if let (Some(c), Some(x)) = (&f.conclusion, &f.xray) {
         if c.method != Method::XrayModel && x.class != c.class {
@@ -176,22 +177,34 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     f
 }
 
-/// The OST risk (and the fitted model's, when given) from the first instance's header.
-fn study_risk(instances: &[InstanceInfo], model: Option<&risk::RiskModel>) -> risk::Risk {
-    instances
-        .first()
-        .and_then(|i| {
-            crate::dicom::open::open_header(&i.path, &crate::dicom::open::Limits::default()).ok()
-        })
-        .map(|obj| risk::from_header_with(&obj, model))
-        .unwrap_or(risk::Risk::Unknown {
-            reason: "no header".into(),
-        })
+/// What the first instance's header says of the patient: the OST risk (and the fitted
+/// model's, when given), and the age for the X-ray model's covariates.
+fn patient(
+    instances: &[InstanceInfo],
+    model: Option<&risk::RiskModel>,
+) -> (risk::Risk, Option<f64>) {
+    let header = instances.first().and_then(|i| {
+        crate::dicom::open::open_header(&i.path, &crate::dicom::open::Limits::default()).ok()
+    });
+    match header {
+        Some(obj) => (risk::from_header_with(&obj, model), risk::age_years(&obj)),
+        None => (
+            risk::Risk::Unknown {
+                reason: "no header".into(),
+            },
+            None,
+        ),
+    }
 }
 
 /// Run CT and X-ray on what was selected; each result goes into `f`, each failure is
 /// returned. The key image's pixels come from the CT when there is one.
-fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodError> {
+fn run_methods(
+    sel: &Selection,
+    engine: &Engine,
+    age_years: Option<f64>,
+    f: &mut Finding,
+) -> Vec<MethodError> {
     let mut failures = Vec::new();
     if let Some((series_uid, chosen)) = &sel.ct {
         let t0 = Instant::now();
@@ -215,6 +228,7 @@ fn run_methods(sel: &Selection, engine: &Engine, f: &mut Finding) -> Vec<MethodE
                 &sel.radiographs,
                 engine.batch_size,
                 engine.covariates,
+                age_years,
                 &mut f.flags,
             )
             .map_err(MethodError::from),

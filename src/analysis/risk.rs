@@ -10,7 +10,7 @@ use dicom_object::InMemDicomObject;
 
 pub use super::finding::{FittedRisk, Risk, RiskBand};
 use crate::dicom::text::text_opt;
-use crate::model::logistic::softmax3;
+use crate::model::logistic;
 
 /// OST from age and weight (both already checked plausible).
 pub fn ost(age_years: f64, weight_kg: f64) -> (i32, RiskBand) {
@@ -123,12 +123,7 @@ impl RiskModel {
             .enumerate()
             .map(|(i, v)| v.map_or(0.0, |v| (v - self.mean[i]) / self.sd[i].max(1e-9)))
             .collect();
-        let logits: Vec<f64> = self
-            .coefficients
-            .iter()
-            .map(|c| c[..6].iter().zip(&z).map(|(w, v)| w * v).sum::<f64>() + c[6])
-            .collect();
-        softmax3(&logits)
+        logistic::predict(&self.coefficients, &z)
     }
 }
 

@@ -57,29 +57,28 @@ pub struct XrayRun {
     pub inference_ms: f64,
 }
 
-/// One decoded radiograph: the model's input, what the key image would show, and the
-/// patient's age from its header.
+/// One decoded radiograph: the model's input and what the key image would show.
 struct Prepared {
     input: Vec<f32>,
     key: KeyPixels,
-    age_years: Option<f64>,
 }
 
 /// Run the model on the selected radiographs. Images that cannot be decoded are left out
 /// and flagged; an error only when none is left. The key image's pixels are the first
 /// decoded frontal radiograph's, else the first decoded one's. `covariates`: combine with
-/// the age when the card can (`[model] covariates`).
+/// the patient's age (read once per study, from its header) when the card can
+/// (`[model] covariates`).
 pub fn run(
     model: &XrayModel,
     radiographs: &[(InstanceInfo, View)],
     batch_size: usize,
     covariates: bool,
+    age_years: Option<f64>,
     flags: &mut Vec<String>,
 ) -> Result<XrayRun, XrayError> {
     let mut kept = Vec::new();
     let mut inputs = Vec::new();
     let mut key: Option<(bool, KeyPixels)> = None;
-    let mut age_years = None;
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
@@ -98,7 +97,6 @@ pub fn run(
                     }
                     kept.push((info, *view));
                     inputs.push(p.input);
-                    age_years = age_years.or(p.age_years);
                 }
                 Err(e) => flags.push(format!(
                     "radiograph {} left out: {e}",
@@ -141,11 +139,17 @@ pub fn run(
             ));
         }
     }
-    let mut finding = fuse(&model.card, images);
+    let per_view = view_means(
+        &images
+            .iter()
+            .map(|i| (i.view, i.probabilities, i.t_score))
+            .collect::<Vec<_>>(),
+    );
+    let mut finding = fuse(&model.card, images, &per_view);
     if covariates {
         combine(&mut finding, &model.card, age_years, flags);
     }
-    flag(&finding, &model.card, flags);
+    flag(&finding, &per_view, &model.card, flags);
     Ok(XrayRun {
         finding,
         key: key.map(|(_, k)| k),
@@ -163,7 +167,6 @@ fn prepare(info: &InstanceInfo, norm: Normalisation) -> Result<Prepared, Radiogr
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
     Ok(Prepared {
-        age_years: super::risk::age_years(&obj),
         input: preprocess::prepare(&shown, frame.rows, frame.columns, norm),
         key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),
@@ -190,12 +193,14 @@ fn patient_orientation(value: &str) -> String {
     }
 }
 
+/// One image's reading, as view fusion takes it: view, class probabilities, T-score.
+pub type Reading = (View, [f32; 3], f32);
+
 /// One view's mean prediction.
-struct ViewMean {
-    view: View,
-    probabilities: [f32; 3],
-    t_score: f32,
-    bmd_g_cm2: f32,
+pub struct ViewMean {
+    pub view: View,
+    pub probabilities: [f32; 3],
+    pub t_score: f32,
 }
 
 fn argmax(p: &[f32; 3]) -> usize {
@@ -204,44 +209,51 @@ fn argmax(p: &[f32; 3]) -> usize {
         .expect("three classes")
 }
 
-/// Mean of the images of each view present.
-fn view_means(images: &[ImagePrediction]) -> Vec<ViewMean> {
+/// Mean of the images of each view present, from each image's (view, probabilities,
+/// T-score). `eval` fuses with this too, so that it measures what the daemon reports.
+pub fn view_means(images: &[Reading]) -> Vec<ViewMean> {
     [View::Frontal, View::Lateral, View::Unknown]
         .into_iter()
         .filter_map(|view| {
-            let of: Vec<&ImagePrediction> = images.iter().filter(|i| i.view == view).collect();
+            let of: Vec<_> = images.iter().filter(|i| i.0 == view).collect();
             if of.is_empty() {
                 return None;
             }
             let n = of.len() as f32;
             let mut p = [0.0f32; 3];
-            for i in &of {
-                for (k, v) in i.probabilities.iter().enumerate() {
-                    p[k] += v / n;
+            for (_, probabilities, _) in &of {
+                for (sum, v) in p.iter_mut().zip(probabilities) {
+                    *sum += v / n;
                 }
             }
             Some(ViewMean {
                 view,
                 probabilities: p,
-                t_score: of.iter().map(|i| i.t_score).sum::<f32>() / n,
-                bmd_g_cm2: of.iter().map(|i| i.bmd_g_cm2).sum::<f32>() / n,
+                t_score: of.iter().map(|i| i.2).sum::<f32>() / n,
             })
         })
         .collect()
 }
 
-/// Average within each view, then across views with equal weight.
-fn fuse(card: &ModelCard, images: Vec<ImagePrediction>) -> XrayFinding {
-    let per_view = view_means(&images);
-    let n = per_view.len() as f32;
+/// The views weighted equally: probabilities and T-score.
+pub fn across_views(per_view: &[ViewMean]) -> ([f32; 3], f32) {
+    let n = per_view.len().max(1) as f32;
     let mut probabilities = [0.0f32; 3];
-    for v in &per_view {
+    for v in per_view {
         for (sum, p) in probabilities.iter_mut().zip(v.probabilities) {
             *sum += p / n;
         }
     }
-    let t_score = per_view.iter().map(|v| v.t_score).sum::<f32>() / n;
-    let bmd_g_cm2 = per_view.iter().map(|v| v.bmd_g_cm2).sum::<f32>() / n;
+    (
+        probabilities,
+        per_view.iter().map(|v| v.t_score).sum::<f32>() / n,
+    )
+}
+
+/// Average within each view, then across views with equal weight.
+fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, per_view: &[ViewMean]) -> XrayFinding {
+    let (probabilities, t_score) = across_views(per_view);
+    let bmd_g_cm2 = card.bmd(t_score as f64);
     let class = BoneClass::ALL[argmax(&probabilities)];
     let class_from_t_score = BoneClass::from_t_score(t_score as f64);
     XrayFinding {
@@ -293,20 +305,17 @@ fn combine(x: &mut XrayFinding, card: &ModelCard, age: Option<f64>, flags: &mut 
         image_probabilities: x.probabilities,
         image_t_score: x.t_score,
         image_class: x.class,
-        model: format!(
-            "class by logistic regression on the radiographs' probabilities, T and age; {} (residual sd {:.2})",
-            model.t_score_formula(),
-            model.residual_sd
-        ),
     };
     x.t_score = c.t_score as f32;
-    x.bmd_g_cm2 = (card.bmd_reference.mean + card.bmd_reference.sd * c.t_score) as f32;
+    x.bmd_g_cm2 = card.bmd(c.t_score);
     x.probabilities = c.probabilities.map(|p| p as f32);
     x.class = BoneClass::ALL[argmax(&x.probabilities)];
     x.class_from_t_score = BoneClass::from_t_score(c.t_score);
     x.fusion = format!(
-        "{}; then combined with the patient's age ({})",
-        x.fusion, use_.model
+        "{}; then combined with the patient's age (class by logistic regression on the radiographs' probabilities, T and age; {}, residual sd {:.2})",
+        x.fusion,
+        model.t_score_formula(),
+        model.residual_sd
     );
     if use_.image_class != x.class {
         flags.push(format!(
@@ -321,8 +330,7 @@ fn combine(x: &mut XrayFinding, card: &ModelCard, age: Option<f64>, flags: &mut 
 
 /// What a reader should know about the fused result: missing or unidentified views,
 /// disagreement, low confidence, and a model not trained on patient data.
-fn flag(x: &XrayFinding, card: &ModelCard, flags: &mut Vec<String>) {
-    let per_view = view_means(&x.images);
+fn flag(x: &XrayFinding, per_view: &[ViewMean], card: &ModelCard, flags: &mut Vec<String>) {
     let has = |v: View| per_view.iter().any(|p| p.view == v);
     if !has(View::Frontal) {
         flags.push("frontal (AP/PA) view missing".into());

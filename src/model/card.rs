@@ -93,6 +93,11 @@ impl ModelCard {
         Ok(card)
     }
 
+    /// BMD (g/cm²) of a T-score in the card's reference population.
+    pub fn bmd(&self, t_score: f64) -> f32 {
+        (self.bmd_reference.mean + self.bmd_reference.sd * t_score) as f32
+    }
+
     /// The preprocessing the weights were trained with (the card's `input`; a card that
     /// `read` accepted always names one).
     pub fn normalisation(&self) -> Normalisation {

@@ -4,7 +4,7 @@
 //! the card's covariate model. Inputs are expected standardised.
 
 /// Softmax of three logits.
-pub fn softmax3(l: &[f64]) -> [f64; 3] {
+fn softmax3(l: &[f64]) -> [f64; 3] {
     let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = l.iter().map(|v| (v - m).exp()).collect();
     let s: f64 = e.iter().sum();

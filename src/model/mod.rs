@@ -255,7 +255,6 @@ impl XrayModel {
             .map_err(err)?;
         let t = out.t_score.to_vec1::<f32>().map_err(err)?;
         let features = out.features.to_vec2::<f32>().map_err(err)?;
-        let (mean, sd) = (self.card.bmd_reference.mean, self.card.bmd_reference.sd);
         let profile = self.card.feature_profile.as_ref();
         Ok(probs
             .into_iter()
@@ -264,7 +263,7 @@ impl XrayModel {
             .map(|((p, t), f)| Prediction {
                 probabilities: [p[0], p[1], p[2]],
                 t_score: t,
-                bmd: (mean + sd * t as f64) as f32,
+                bmd: self.card.bmd(t as f64),
                 feature_distance: profile.map(|pr| pr.distance(&f)),
             })
             .collect())

@@ -7,7 +7,8 @@ use super::data::{Dataset, Sample};
 use super::images::Grey;
 use super::metrics::Scored;
 use crate::analysis::finding::View;
-use crate::analysis::risk::plausible_age;
+use crate::analysis::risk::{age_years, plausible_age};
+use crate::analysis::xray::{across_views, view_means, Reading};
 use crate::model::covariates::CovariateModel;
 use crate::model::preprocess::{self, Normalisation};
 
@@ -23,47 +24,30 @@ pub fn input_of(grey: &Grey, norm: Normalisation) -> Vec<f32> {
     preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols, norm)
 }
 
-/// Fuse the predictions of each study as the daemon does (`analysis::xray`): the images of
-/// one view averaged, then the views weighted equally, so that a study with two frontal
-/// images and one lateral is not decided by its frontal alone. `idx[i]` is the sample
-/// `preds[i]` belongs to.
+/// Fuse the predictions of each study as the daemon does (`analysis::xray`'s own view
+/// fusion: the images of one view averaged, then the views weighted equally). `idx[i]` is
+/// the sample `preds[i]` belongs to.
 pub fn by_study(samples: &[Sample], idx: &[usize], preds: &[ImagePred]) -> Vec<Scored> {
-    // (study, view) -> summed probabilities, summed T-scores, images.
-    let mut views: BTreeMap<(&str, View), ([f32; 3], f32, usize)> = BTreeMap::new();
-    let mut first: BTreeMap<&str, &Sample> = BTreeMap::new();
+    let mut studies: BTreeMap<&str, (&Sample, Vec<Reading>)> = BTreeMap::new();
     for (&i, p) in idx.iter().zip(preds) {
         let s = &samples[i];
-        first.entry(s.study.as_str()).or_insert(s);
-        let view = s.view.unwrap_or(View::Unknown);
-        let e = views
-            .entry((s.study.as_str(), view))
-            .or_insert(([0.0; 3], 0.0, 0));
-        for (sum, v) in e.0.iter_mut().zip(p.probabilities) {
-            *sum += v;
-        }
-        e.1 += p.t_score;
-        e.2 += 1;
-    }
-    // study -> summed view means, views.
-    let mut studies: BTreeMap<&str, ([f32; 3], f32, usize)> = BTreeMap::new();
-    for ((study, _), (p, t, n)) in views {
-        let e = studies.entry(study).or_insert(([0.0; 3], 0.0, 0));
-        for (sum, v) in e.0.iter_mut().zip(p) {
-            *sum += v / n as f32;
-        }
-        e.1 += t / n as f32;
-        e.2 += 1;
+        let image = (s.view.unwrap_or(View::Unknown), p.probabilities, p.t_score);
+        studies
+            .entry(s.study.as_str())
+            .or_insert((s, Vec::new()))
+            .1
+            .push(image);
     }
     studies
-        .into_iter()
-        .map(|(study, (p, t, v))| {
-            let s = first[study];
+        .into_values()
+        .map(|(s, images)| {
+            let (probabilities, t_pred) = across_views(&view_means(&images));
             Scored {
                 study: s.study.clone(),
                 label: s.label,
-                probabilities: p.map(|x| x / v as f32),
+                probabilities,
                 t_true: s.t_score,
-                t_pred: t / v as f32,
+                t_pred,
             }
         })
         .collect()
@@ -147,29 +131,24 @@ pub fn predict(
     let bar = super::progress::bar(idx.len() as u64, "evaluating");
     let mut kept = Vec::new();
     let mut preds = Vec::new();
-    let mut ages = BTreeMap::new();
     let (mut unreadable, mut ood) = (0, 0);
     let norm = model.card.normalisation();
     for chunk in idx.chunks(16) {
-        let inputs: Vec<(usize, Option<Vec<f32>>, Option<f64>)> = chunk
+        let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
             .par_iter()
             .map(|&i| {
-                let path = &samples[i].image;
-                let input = super::images::load(path).ok().map(|g| input_of(&g, norm));
-                (i, input, age_of(path))
+                (
+                    i,
+                    super::images::load(&samples[i].image)
+                        .ok()
+                        .map(|g| input_of(&g, norm)),
+                )
             })
             .collect();
-        let mut ok = Vec::new();
-        let mut batch = Vec::new();
-        for (i, x, age) in inputs {
-            if let Some(x) = x {
-                ok.push(i);
-                batch.push(x);
-                if let Some(a) = age {
-                    ages.entry(samples[i].study.clone()).or_insert(a);
-                }
-            }
-        }
+        let (ok, batch): (Vec<usize>, Vec<Vec<f32>>) = inputs
+            .into_iter()
+            .filter_map(|(i, x)| x.map(|x| (i, x)))
+            .unzip();
         unreadable += chunk.len() - ok.len();
         for p in model.predict_mirrored(&batch)? {
             if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
@@ -184,30 +163,43 @@ pub fn predict(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let recorded: BTreeMap<&str, f64> = dataset
-        .records
-        .iter()
-        .filter_map(|r| Some((r.patient.as_str(), plausible_age(r.age_years?)?)))
-        .collect();
-    for &i in &kept {
-        let s = &samples[i];
-        if let Some(&age) = recorded.get(s.patient.as_str()) {
-            ages.entry(s.study.clone()).or_insert(age);
-        }
-    }
     Ok(Predicted {
+        ages: ages_of(dataset, &kept),
         scored: by_study(samples, &kept, &preds),
-        ages,
         images: kept.len(),
         unreadable,
         out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
     })
 }
 
-/// The patient's age from a DICOM file's header; None for other files.
-fn age_of(path: &std::path::Path) -> Option<f64> {
-    let obj = crate::dicom::open::open_header(path, &Default::default()).ok()?;
-    crate::analysis::risk::age_years(&obj)
+/// Each study's age: from the first of its images whose header gives one (a header read
+/// per study, not per image), else from the dataset's clinical record of the patient.
+fn ages_of(dataset: &Dataset, kept: &[usize]) -> BTreeMap<String, f64> {
+    use rayon::prelude::*;
+    let mut images: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
+    for &i in kept {
+        let s = &dataset.samples[i];
+        images.entry(s.study.as_str()).or_default().push(s);
+    }
+    let recorded: BTreeMap<&str, f64> = dataset
+        .records
+        .iter()
+        .filter_map(|r| Some((r.patient.as_str(), plausible_age(r.age_years?)?)))
+        .collect();
+    let header_age = |s: &Sample| {
+        let obj = crate::dicom::open::open_header(&s.image, &Default::default()).ok()?;
+        age_years(&obj)
+    };
+    images
+        .into_par_iter()
+        .filter_map(|(study, of)| {
+            let age = of
+                .iter()
+                .find_map(|s| header_age(s))
+                .or_else(|| recorded.get(of[0].patient.as_str()).copied())?;
+            Some((study.to_string(), age))
+        })
+        .collect()
 }
 
 /// The card's covariate model applied to each study with an age in its range, as the
