@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use osteoscreen::model::net::INPUT_SIZE;
 use osteoscreen::model::preprocess;
-use osteoscreen::train::augment::{augment, Img};
+use osteoscreen::train::augment::{augment, Img, Processing};
 use report::median;
 use train_step::candle_images_per_s;
 
@@ -40,6 +40,8 @@ fn augment_ms() -> f64 {
                 cols,
                 v: v.clone(),
             },
+            // The shipped recipe's setting.
+            Processing::Mild,
             &mut ChaCha8Rng::seed_from_u64(seed),
         );
         let x = preprocess::prepare(

@@ -163,6 +163,62 @@ fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     assert!(err.to_string().contains("histogram-equalised"), "{err}");
 }
 
+/// `--init` fine-tunes from given weights (the card records their sha256) and
+/// `--processing multiscale` is recorded and must match on `--resume`.
+#[test]
+fn fine_tuning_starts_from_the_given_weights_with_the_processing_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    synth_set(&data, 12, 29, "256x320");
+    let base = work.path().join("base");
+    assert!(train(&data, &base, &["--epochs", "1", "--seed", "3"])
+        .status
+        .success());
+    let base_weights = base.join("osteoscreen-xray.safetensors");
+    let ms = ["--epochs", "1", "--seed", "3", "--processing", "multiscale"];
+
+    let tuned = work.path().join("tuned");
+    let init = base_weights.to_str().unwrap();
+    let out = train(&data, &tuned, &[&ms[..], &["--init", init][..]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("starting from the weights"),
+        "{}",
+        text(&out)
+    );
+    let c = card(&tuned);
+    assert_eq!(c["training"]["options"]["processing"], "multiscale");
+    assert_eq!(c["training"]["init_sha256"], sha256(&base_weights));
+    // From scratch with the same options: other weights, so --init was used.
+    let fresh = work.path().join("fresh");
+    assert!(train(&data, &fresh, &ms).status.success());
+    assert!(card(&fresh)["training"]["init_sha256"].is_null());
+    let last = |d: &Path| sha256(&d.join("osteoscreen-xray-checkpoint/last.safetensors"));
+    assert_ne!(last(&tuned), last(&fresh));
+    // The multiscale augmentation changes what is learned.
+    assert_ne!(last(&fresh), last(&base));
+
+    let out = train(&data, &tuned, &["--epochs", "2", "--seed", "3", "--resume"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Multiscale processing"),
+        "{}",
+        text(&out)
+    );
+    let card_file = base.join("osteoscreen-xray.json");
+    let out = train(
+        &data,
+        &work.path().join("bad"),
+        &["--epochs", "1", "--init", card_file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not weights of this network"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn bad_training_input_is_refused_with_a_reason() {
     let work = tempfile::tempdir().unwrap();

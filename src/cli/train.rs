@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use osteoscreen::model::{device, XrayModel};
+use osteoscreen::train::augment::Processing;
 use osteoscreen::train::calibrate::calibrate;
 use osteoscreen::train::data::{self, ColumnOverrides};
 use osteoscreen::train::split::split;
@@ -75,6 +76,16 @@ pub struct TrainArgs {
     /// The card records it and the daemon applies it. `--resume` needs the same value.
     #[arg(long, default_value = "robust")]
     pub normalisation: osteoscreen::model::preprocess::Normalisation,
+    /// Augmentation of vendor image processing: mild (one gentle unsharp mask) or
+    /// multiscale (also band gains, dynamic range compression and tone curves as DR
+    /// vendors apply them). `--resume` needs the same value.
+    #[arg(long, value_enum, default_value_t = Processing::Mild)]
+    pub processing: Processing,
+    /// Start from these weights (a model of the same architecture, e.g. the bundled demo
+    /// weights) instead of a random initialisation: fine-tuning. The card records their
+    /// sha256.
+    #[arg(long, value_name = "WEIGHTS")]
+    pub init: Option<PathBuf>,
     /// The card's limitations.
     #[arg(
         long,
@@ -117,6 +128,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         intended_use: args.intended_use,
         limitations: args.limitations,
         normalisation: args.normalisation,
+        processing: args.processing,
+        init: args.init,
     };
     let report = train(&dataset, &opts)?;
     println!("wrote {} and its card", report.weights.display());

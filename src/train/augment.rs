@@ -10,6 +10,21 @@
 
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// How far augmentation imitates vendor image processing (`train --processing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Processing {
+    /// Half the images get one mild unsharp mask (or its inverse).
+    #[default]
+    Mild,
+    /// Half the images get a vendor's multi-scale pipeline instead (band gains, dynamic
+    /// range compression, re-windowing, a tone curve); half of the rest the mild mask.
+    /// Every DR vendor processes this way, with its own gains: a network that reads
+    /// density from one set of gains reads another vendor's images wrong.
+    Multiscale,
+}
 
 /// An image being augmented: rows x cols values, 0..1.
 pub struct Img {
@@ -19,7 +34,7 @@ pub struct Img {
 }
 
 /// Apply every augmentation (each by chance) to `img`.
-pub fn augment(img: Img, rng: &mut impl Rng) -> Img {
+pub fn augment(img: Img, processing: Processing, rng: &mut impl Rng) -> Img {
     let mut img = if rng.random_bool(0.5) {
         crop(&img, rng)
     } else {
@@ -31,8 +46,11 @@ pub fn augment(img: Img, rng: &mut impl Rng) -> Img {
     if rng.random_bool(0.5) {
         flip(&mut img);
     }
-    if rng.random_bool(0.5) {
-        processing(&mut img, rng);
+    // Mild draws nothing here, so its images are as before this option existed.
+    if processing == Processing::Multiscale && rng.random_bool(0.5) {
+        multiscale(&mut img, rng);
+    } else if rng.random_bool(0.5) {
+        unsharp(&mut img, rng);
     }
     if rng.random_bool(0.8) {
         exposure(&mut img, rng);
@@ -129,7 +147,7 @@ fn flip(img: &mut Img) {
 
 /// Vendor processing: unsharp masking (edge enhancement, k > 0) or adding back low
 /// frequencies (a system that equalises less than ours, k < 0).
-fn processing(img: &mut Img, rng: &mut impl Rng) {
+fn unsharp(img: &mut Img, rng: &mut impl Rng) {
     let radius = rng.random_range(8..=24);
     // Mild: a strong unsharp mask changes the vertebra-to-soft-tissue contrast, which is
     // the very thing the labels depend on.
@@ -138,6 +156,65 @@ fn processing(img: &mut Img, rng: &mut impl Rng) {
     for (v, l) in img.v.iter_mut().zip(low) {
         *v = (*v + k * (*v - l)).clamp(0.0, 1.0);
     }
+}
+
+/// A vendor's multi-scale processing. The image is split into octave-spaced bands (about
+/// 1, 3 and 9 px, i.e. roughly 1, 3 and 9 mm in the 384 px cache); each band gets its own
+/// gain, the coarsest level (30-80 px) is partly subtracted (dynamic range compression),
+/// then the result is re-windowed on its 0.5-99.5 % range and passed through a sigmoid or
+/// a gamma. Gains reach the strong settings of musculoskeletal presets, because that is
+/// where a density reading learned on one look breaks.
+fn multiscale(img: &mut Img, rng: &mut impl Rng) {
+    let (rows, cols) = (img.rows, img.cols);
+    let jitter = rng.random_range(0.8f32..1.25);
+    let b0 = gaussian(&img.v, rows, cols, jitter);
+    let b1 = gaussian(&img.v, rows, cols, 3.0 * jitter);
+    let b2 = gaussian(&img.v, rows, cols, 9.0 * jitter);
+    let b3 = gaussian(&img.v, rows, cols, rng.random_range(30f32..80.0));
+    let g_fine = rng.random_range(0f32..1.0);
+    let g_mid = rng.random_range(0f32..1.5);
+    let g_coarse = rng.random_range(-0.3f32..0.8);
+    let drc = rng.random_range(0f32..0.8);
+    let mean3 = b3.iter().sum::<f32>() / b3.len() as f32;
+    let mut out: Vec<f32> = (0..img.v.len())
+        .map(|i| {
+            b2[i]
+                + (1.0 + g_coarse) * (b1[i] - b2[i])
+                + (1.0 + g_mid) * (b0[i] - b1[i])
+                + (1.0 + g_fine) * (img.v[i] - b0[i])
+                - drc * (b3[i] - mean3)
+        })
+        .collect();
+    let mut sample: Vec<f32> = out.iter().step_by(7).copied().collect();
+    sample.sort_by(f32::total_cmp);
+    let at = |q: f32| sample[((sample.len() - 1) as f32 * q) as usize];
+    let (lo, hi) = (at(0.005), at(0.995));
+    let span = (hi - lo).max(1e-3);
+    let sigmoid = rng.random_bool(0.5);
+    let slope = rng.random_range(3f32..6.0);
+    let gamma = rng.random_range(0.8f32..1.25);
+    let s = |x: f32| 1.0 / (1.0 + (-slope * (x - 0.5)).exp());
+    let (s0, s1) = (s(0.0), s(1.0));
+    for v in out.iter_mut() {
+        let x = ((*v - lo) / span).clamp(0.0, 1.0);
+        let y = if sigmoid {
+            (s(x) - s0) / (s1 - s0)
+        } else {
+            x.powf(gamma)
+        };
+        // Rounding can leave the sigmoid a hair outside 0..1.
+        *v = y.clamp(0.0, 1.0);
+    }
+    img.v = out;
+}
+
+/// An approximate Gaussian blur: three box blurs whose variances add up to sigma².
+fn gaussian(v: &[f32], rows: usize, cols: usize, sigma: f32) -> Vec<f32> {
+    // One box of radius r has variance r(r+1)/3, so three have r(r+1).
+    let r = (((sigma * sigma + 0.25).sqrt() - 0.5).round() as usize).max(1);
+    let once = box_blur(v, rows, cols, r);
+    let twice = box_blur(&once, rows, cols, r);
+    box_blur(&twice, rows, cols, r)
 }
 
 /// Window clipping and gamma.
@@ -270,18 +347,74 @@ mod tests {
 
     #[test]
     fn augmentation_is_seeded_bounded_and_changes_the_image() {
-        let a = augment(ramp(120, 90), &mut ChaCha8Rng::seed_from_u64(7));
-        let b = augment(ramp(120, 90), &mut ChaCha8Rng::seed_from_u64(7));
-        assert_eq!(a.v, b.v, "same seed, same result");
-        assert_eq!(a.v.len(), a.rows * a.cols);
-        let mut differs = 0;
-        for seed in 0..20 {
-            let out = augment(ramp(120, 90), &mut ChaCha8Rng::seed_from_u64(seed));
-            assert!(out.v.iter().all(|x| (0.0..=1.0).contains(x)));
-            assert!(out.rows >= 16 && out.cols >= 16);
-            differs += usize::from(out.v != ramp(120, 90).v);
+        for p in [Processing::Mild, Processing::Multiscale] {
+            let a = augment(ramp(120, 90), p, &mut ChaCha8Rng::seed_from_u64(7));
+            let b = augment(ramp(120, 90), p, &mut ChaCha8Rng::seed_from_u64(7));
+            assert_eq!(a.v, b.v, "same seed, same result");
+            assert_eq!(a.v.len(), a.rows * a.cols);
+            let mut differs = 0;
+            for seed in 0..20 {
+                let out = augment(ramp(120, 90), p, &mut ChaCha8Rng::seed_from_u64(seed));
+                // The blur's running sum may round a hair past 1; left so, because
+                // clamping would change the shipped recipe's images and so its weights.
+                let bad: Vec<_> = out
+                    .v
+                    .iter()
+                    .filter(|x| !(-1e-6..=1.0 + 1e-6).contains(*x))
+                    .take(3)
+                    .collect();
+                assert!(bad.is_empty(), "seed {seed} {p:?}: {bad:?}");
+                assert!(out.rows >= 16 && out.cols >= 16);
+                differs += usize::from(out.v != ramp(120, 90).v);
+            }
+            assert!(differs >= 18, "only {differs} of 20 changed");
         }
-        assert!(differs >= 18, "only {differs} of 20 changed");
+    }
+
+    #[test]
+    fn multiscale_processing_changes_a_vertebra_s_contrast_and_stays_in_range() {
+        // A bright 40 x 24 px block (a vertebral body) on a soft-tissue ramp.
+        let (rows, cols) = (160, 120);
+        let mut img = ramp(rows, cols);
+        for y in 60..100 {
+            for x in 48..72 {
+                img.v[y * cols + x] = 0.5 + 0.3 * img.v[y * cols + x];
+            }
+        }
+        let contrast = |v: &[f32]| v[80 * cols + 60] - v[80 * cols + 30];
+        let before = contrast(&img.v);
+        let mut ratios = Vec::new();
+        for seed in 0..12 {
+            let mut out = Img {
+                rows,
+                cols,
+                v: img.v.clone(),
+            };
+            multiscale(&mut out, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert!(out.v.iter().all(|x| (0.0..=1.0).contains(x)));
+            ratios.push(contrast(&out.v) / before);
+        }
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+        assert!(lo > 0.0, "bone stays brighter than soft tissue: {ratios:?}");
+        assert!(hi / lo > 1.3, "the gains vary the contrast: {ratios:?}");
+    }
+
+    #[test]
+    fn gaussian_keeps_a_constant_and_spreads_a_point_by_sigma() {
+        let flat = gaussian(&[0.25; 400], 20, 20, 3.0);
+        assert!(flat.iter().all(|x| (x - 0.25).abs() < 1e-6));
+        let (rows, cols) = (1, 101);
+        let mut point = vec![0f32; cols];
+        point[50] = 1.0;
+        let g = gaussian(&point, rows, cols, 4.0);
+        let var: f32 = g
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w * (i as f32 - 50.0).powi(2))
+            .sum();
+        assert!((var.sqrt() - 4.0).abs() < 0.6, "sigma {}", var.sqrt());
     }
 
     #[test]

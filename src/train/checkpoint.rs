@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
+use super::augment::Processing;
 use super::data::Dataset;
 use super::images::Grey;
 use super::metrics::Metrics;
@@ -66,6 +67,9 @@ pub struct State {
     /// Checkpoints from before the choice existed were robust.
     #[serde(default)]
     pub normalisation: Normalisation,
+    /// Likewise mild.
+    #[serde(default)]
+    pub processing: Processing,
 }
 
 impl State {
@@ -80,17 +84,26 @@ impl State {
             samples,
             batch_size: opts.batch_size,
             normalisation: opts.normalisation,
+            processing: opts.processing,
         }
     }
 
     /// A checkpoint can only continue the same run: same seed, data, batch size and input.
     pub fn check_compatible(&self, fresh: &State) -> Result<(), TrainError> {
-        let run = |s: &State| (s.seed, s.samples, s.batch_size, s.normalisation);
+        let run = |s: &State| {
+            (
+                s.seed,
+                s.samples,
+                s.batch_size,
+                s.normalisation,
+                s.processing,
+            )
+        };
         if run(self) != run(fresh) {
             return Err(TrainError::Invalid(format!(
-                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} input; now seed {}, {} images, batch {}, {:?} input)",
-                self.seed, self.samples, self.batch_size, self.normalisation,
-                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation
+                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} input, {:?} processing; now seed {}, {} images, batch {}, {:?} input, {:?} processing)",
+                self.seed, self.samples, self.batch_size, self.normalisation, self.processing,
+                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation, fresh.processing
             )));
         }
         Ok(())
@@ -295,6 +308,7 @@ pub fn card(
             "split": {"train": counts(&parts.train), "validation": counts(&parts.val), "test": counts(&parts.test)},
             "best_epoch": state.best_epoch,
             "options": opts,
+            "init_sha256": opts.init.as_deref().map(sha256_file).transpose()?,
             "history": state.history,
         })),
         feature_profile: Some(profile),

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::augment::{augment, Img};
+use super::augment::{augment, Img, Processing};
 use super::checkpoint::{self, State};
 use super::data::Dataset;
 use super::evaluate::{by_study, input_of, ImagePred};
@@ -58,6 +58,13 @@ pub struct TrainOptions {
     /// The input preprocessing, written to the card (`--resume` needs the same).
     #[serde(default)]
     pub normalisation: Normalisation,
+    /// How far augmentation imitates vendor processing (`--resume` needs the same).
+    #[serde(default)]
+    pub processing: Processing,
+    /// Start from these weights (same architecture) instead of a seeded random
+    /// initialisation; the optimiser and schedule start afresh.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
 }
 
 /// What a finished run produced.
@@ -116,6 +123,17 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
     let varmap = VarMap::new();
     let net = XrayNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     checkpoint::init_weights(&varmap, opts.seed, &device)?;
+    if let Some(init) = &opts.init {
+        // Every variable must be in the file: a partial load would train a mix.
+        let mut vm = varmap.clone();
+        vm.load(init).map_err(|e| {
+            TrainError::Invalid(format!(
+                "--init {}: not weights of this network ({e})",
+                init.display()
+            ))
+        })?;
+        eprintln!("starting from the weights in {}", init.display());
+    }
     let mut opt = super::optim::AdamW::new(
         varmap
             .data()
@@ -179,6 +197,7 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
                         cache[i].as_ref().expect("loaded"),
                         mix(opts.seed, epoch as u64, pos + 1),
                         opts.normalisation,
+                        opts.processing,
                     )
                 })
                 .collect();
@@ -326,7 +345,7 @@ fn load_all(data: &Dataset) -> Result<Vec<Option<Grey>>, TrainError> {
 }
 
 /// The augmented network input for one cached image.
-fn augmented_input(g: &Grey, seed: u64, norm: Normalisation) -> Vec<f32> {
+fn augmented_input(g: &Grey, seed: u64, norm: Normalisation, processing: Processing) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let img = augment(
         Img {
@@ -334,6 +353,7 @@ fn augmented_input(g: &Grey, seed: u64, norm: Normalisation) -> Vec<f32> {
             cols: g.cols,
             v: g.to_f32(),
         },
+        processing,
         &mut rng,
     );
     preprocess::prepare(&img.v, img.rows, img.cols, norm)
