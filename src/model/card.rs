@@ -148,3 +148,33 @@ impl ModelCard {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `calibrate` rewrites the card it reads: every number must come back digit for
+    /// digit (serde_json's `float_roundtrip`), or each rewrite would change its metrics.
+    #[test]
+    fn the_bundled_card_read_and_written_again_is_unchanged() {
+        let bundled =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osteoscreen-xray-demo.json");
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("card.json");
+        ModelCard::read(&bundled).unwrap().write(&copy).unwrap();
+        let original = std::fs::read_to_string(&bundled).unwrap();
+        let written = std::fs::read_to_string(&copy).unwrap();
+        assert!(
+            original == written,
+            "{}",
+            original
+                .lines()
+                .zip(written.lines())
+                .filter(|(a, b)| a != b)
+                .map(|(a, b)| format!("{a} -> {b}"))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
