@@ -205,6 +205,18 @@ fn fine_tuning_starts_from_the_given_weights_with_the_processing_recorded() {
         "{}",
         text(&out)
     );
+    // Fine-tuned in place (the result written over the starting weights): the card still
+    // names the weights it started from.
+    let before = sha256(&base_weights);
+    let out = train(
+        &data,
+        &base,
+        &["--epochs", "1", "--seed", "3", "--init", init],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let c = card(&base);
+    assert_eq!(c["training"]["init_sha256"], before);
+    assert_ne!(c["weights_sha256"], before);
     let card_file = base.join("osteoscreen-xray.json");
     let out = train(
         &data,

@@ -63,9 +63,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         .card_out
         .clone()
         .unwrap_or_else(|| args.model.with_extension("json"));
-    let mut card = model.card.clone();
-    card.covariates = Some(fitted.model);
-    card.write(&card_path)?;
+    fitted.write_into(&model.card, &card_path)?;
     println!("wrote the covariate model into {}", card_path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -174,9 +174,7 @@ fn covariates_from_validation(
         println!("no covariate model: the age did not help on the validation patients");
         return Ok(());
     }
-    let mut card = model.card.clone();
-    card.covariates = Some(fitted.model);
-    card.write(&weights.with_extension("json"))?;
+    fitted.write_into(&model.card, &weights.with_extension("json"))?;
     println!("the card combines the radiographs with the age (osteoscreen calibrate refits it)");
     Ok(())
 }

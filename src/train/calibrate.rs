@@ -3,12 +3,14 @@
 //! the radiographs alone, then the fit on all of them. `osteoscreen calibrate` runs it on
 //! any data; `osteoscreen train` runs it on its validation patients.
 
+use std::path::Path;
+
 use super::data::Dataset;
 use super::evaluate::predict;
 use super::metrics::{argmax, pearson};
 use super::TrainError;
 use crate::model::covariates::{CovariateModel, Observation};
-use crate::model::XrayModel;
+use crate::model::{ModelCard, ModelError, XrayModel};
 
 /// A fitted covariate model and how it did.
 pub struct Calibration {
@@ -28,6 +30,16 @@ impl Calibration {
     /// Whether the age helped where it was fitted.
     pub fn helps(&self) -> bool {
         self.with_age >= self.radiographs_alone
+    }
+
+    /// Write `card` with this covariate model in it to `path` (weights and sha256 as they
+    /// were).
+    pub fn write_into(self, card: &ModelCard, path: &Path) -> Result<(), ModelError> {
+        ModelCard {
+            covariates: Some(self.model),
+            ..card.clone()
+        }
+        .write(path)
     }
 
     /// The fit and the comparison, in one line each.

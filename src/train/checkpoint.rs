@@ -70,6 +70,9 @@ pub struct State {
     /// Likewise mild.
     #[serde(default)]
     pub processing: Processing,
+    /// The sha256 of the weights `--init` started from, if any.
+    #[serde(default)]
+    pub init_sha256: Option<String>,
 }
 
 impl State {
@@ -85,6 +88,7 @@ impl State {
             batch_size: opts.batch_size,
             normalisation: opts.normalisation,
             processing: opts.processing,
+            init_sha256: None,
         }
     }
 
@@ -120,6 +124,20 @@ impl State {
         self.history.push(r);
         improved
     }
+}
+
+/// Load `--init` weights over the initialised ones; returns their sha256. Every variable
+/// must be in the file: a partial load would train a mix.
+pub fn start_from(varmap: &VarMap, weights: &Path) -> Result<String, TrainError> {
+    let sha = sha256_file(weights)?;
+    // `load` takes `&mut`; a clone shares the same variables.
+    varmap.clone().load(weights).map_err(|e| {
+        TrainError::Invalid(format!(
+            "--init {}: not weights of this network ({e})",
+            weights.display()
+        ))
+    })?;
+    Ok(sha)
 }
 
 /// Seeded initialisation (candle's CPU generator cannot be seeded): Kaiming-normal
@@ -308,7 +326,7 @@ pub fn card(
             "split": {"train": counts(&parts.train), "validation": counts(&parts.val), "test": counts(&parts.test)},
             "best_epoch": state.best_epoch,
             "options": opts,
-            "init_sha256": opts.init.as_deref().map(sha256_file).transpose()?,
+            "init_sha256": state.init_sha256,
             "history": state.history,
         })),
         feature_profile: Some(profile),

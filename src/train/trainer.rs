@@ -123,17 +123,6 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
     let varmap = VarMap::new();
     let net = XrayNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     checkpoint::init_weights(&varmap, opts.seed, &device)?;
-    if let Some(init) = &opts.init {
-        // Every variable must be in the file: a partial load would train a mix.
-        let mut vm = varmap.clone();
-        vm.load(init).map_err(|e| {
-            TrainError::Invalid(format!(
-                "--init {}: not weights of this network ({e})",
-                init.display()
-            ))
-        })?;
-        eprintln!("starting from the weights in {}", init.display());
-    }
     let mut opt = super::optim::AdamW::new(
         varmap
             .data()
@@ -147,6 +136,14 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
     std::fs::create_dir_all(&opts.checkpoint_dir)
         .map_err(|e| TrainError::io(&opts.checkpoint_dir, e))?;
     let mut state = State::new(opts, data.samples.len());
+    // A resumed run's weights come from its checkpoint, and its state keeps the sha256
+    // of the weights it started from.
+    if let (Some(init), false) = (&opts.init, opts.resume) {
+        // Hashed now: a run writing its result over the same file must still name what
+        // it started from.
+        state.init_sha256 = Some(checkpoint::start_from(&varmap, init)?);
+        eprintln!("starting from the weights in {}", init.display());
+    }
     if opts.resume {
         let saved = checkpoint::resume(&opts.checkpoint_dir, &varmap, &mut opt, &device)?
             .ok_or_else(|| {
