@@ -1,6 +1,7 @@
 //! Radiograph preprocessing for the network: display values (0..1, bone bright) in;
-//! collimation cropped, aspect-preserving resize into 256 x 256 with padding, grey levels
-//! normalised (robustly, or by histogram equalisation) out. The model card names which.
+//! box-filtered to at most `SOURCE_SIDE` pixels a side, collimation cropped,
+//! aspect-preserving resize into 256 x 256 with padding, grey levels normalised (robustly,
+//! or by histogram equalisation) out. The model card names which.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,12 +59,27 @@ impl std::str::FromStr for Normalisation {
     }
 }
 
+/// Longest side the network's input is drawn from. Training caches every image box-filtered
+/// to this (above the network's 256, so that zoom and crop augmentation have real detail),
+/// and `prepare` box-filters the daemon's full-size images the same way first: resampling
+/// a 3000-pixel detector straight to 256 would keep one pixel in twelve, with its full
+/// quantum noise and aliased grid lines, which the network never saw in training.
+pub const SOURCE_SIDE: usize = 384;
+
 /// Rows or columns this flat (standard deviation below this) at the edges are collimator
 /// or padding, not patient.
 const FLAT: f32 = 0.02;
 
-/// `display`: rows x cols values in 0..1.
+/// `display`: rows x cols values in 0..1, at any size (see `SOURCE_SIDE`).
 pub fn prepare(display: &[f32], rows: usize, cols: usize, norm: Normalisation) -> Vec<f32> {
+    let shrunk;
+    let (display, rows, cols) = if rows.max(cols) > SOURCE_SIDE {
+        let (r, c, v) = shrink(display, rows, cols, SOURCE_SIDE);
+        shrunk = v;
+        (&shrunk[..], r, c)
+    } else {
+        (display, rows, cols)
+    };
     let (r0, r1, c0, c1) = crop_collimation(display, rows, cols);
     let (h, w) = (r1 - r0, c1 - c0);
     let scale = INPUT_SIZE as f32 / h.max(w) as f32;
@@ -96,6 +112,28 @@ pub fn prepare(display: &[f32], rows: usize, cols: usize, norm: Normalisation) -
         out[(top + y) * INPUT_SIZE + left..][..ow].copy_from_slice(&normalised[y * ow..][..ow]);
     }
     out
+}
+
+/// Box-filter `v` (rows x cols) by a whole factor so that its longest side is at most
+/// `side`. An image thinner than the factor is returned as it is.
+pub fn shrink(v: &[f32], rows: usize, cols: usize, side: usize) -> (usize, usize, Vec<f32>) {
+    let f = rows.max(cols).div_ceil(side.max(1)).max(1);
+    if f == 1 || rows.min(cols) < f {
+        return (rows, cols, v.to_vec());
+    }
+    let (r, c) = (rows / f, cols / f);
+    let mut out = vec![0f32; r * c];
+    for y in 0..r {
+        for x in 0..c {
+            let mut s = 0.0;
+            for dy in 0..f {
+                let row = &v[(y * f + dy) * cols + x * f..][..f];
+                s += row.iter().sum::<f32>();
+            }
+            out[y * c + x] = s / (f * f) as f32;
+        }
+    }
+    (r, c, out)
 }
 
 /// Minus the median, over the 5-95 % range.
@@ -185,6 +223,62 @@ mod tests {
             })
             .collect();
         (v, rows, cols)
+    }
+
+    /// A 2560 x 2048 detector's image: a lit field with a bright block, plus (when
+    /// `noisy`) independent per-pixel noise of standard deviation 0.058.
+    fn detector(noisy: bool) -> Vec<f32> {
+        let (rows, cols) = (2560, 2048);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        (0..rows * cols)
+            .map(|i| {
+                let (r, c) = (i / cols, i % cols);
+                let scene = 0.3 + 0.2 * (r as f32 / rows as f32);
+                let block = if (900..1600).contains(&r) && (700..1300).contains(&c) {
+                    0.3
+                } else {
+                    0.0
+                };
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                scene + block + if noisy { 0.2 * u } else { 0.0 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_detector_is_box_filtered_as_training_saw_it() {
+        let (rows, cols) = (2560, 2048);
+        let (noisy, clean) = (detector(true), detector(false));
+        let out = prepare(&noisy, rows, cols, Normalisation::Robust);
+        // The daemon's full-size image gives what training's cache (`shrink` to
+        // SOURCE_SIDE) gives.
+        let (r, c, cached) = shrink(&noisy, rows, cols, SOURCE_SIDE);
+        assert!(
+            r.max(c) <= SOURCE_SIDE && r.max(c) > SOURCE_SIDE / 2,
+            "{r} x {c}"
+        );
+        assert_eq!(out, prepare(&cached, r, c, Normalisation::Robust));
+        // The pixel noise is averaged away, not sampled one pixel in ten: resampled
+        // straight to 256, the noise would be ~0.058 / 0.5 = 0.12 in the output's units.
+        let base = prepare(&clean, rows, cols, Normalisation::Robust);
+        let n = out.len() as f32;
+        let sd = (out
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f32>()
+            / n)
+            .sqrt();
+        assert!(sd < 0.03, "noise in the network's input: sd {sd}");
+        // An image thinner than the shrink factor is resampled as it is, without panic.
+        let thin = vec![0.5; 5000];
+        assert_eq!(
+            prepare(&thin, 1, 5000, Normalisation::Robust).len(),
+            out.len()
+        );
     }
 
     /// The value at `q` (0..1) of the sorted values, indexed as `prepare` indexes them.

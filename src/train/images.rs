@@ -1,15 +1,13 @@
 //! Training images: each radiograph (DICOM or PNG) decoded once, windowed for display the
 //! way the daemon does (`analysis::image::display`: bone bright, MONOCHROME1 inverted),
-//! box-filtered to at most `CACHE_SIDE` pixels a side and kept in memory as 16-bit grey.
-//! Augmentation and `model::preprocess::prepare` run on these for every epoch.
+//! box-filtered to at most `SOURCE_SIDE` pixels a side (`model::preprocess::shrink`, as
+//! the daemon's input is drawn) and kept in memory as 16-bit grey. Augmentation and
+//! `model::preprocess::prepare` run on these for every epoch.
 
 use std::path::Path;
 
 use crate::analysis::image;
-
-/// Longest side kept: above the network's 256 so that zoom and crop augmentation have
-/// real detail to work with.
-pub const CACHE_SIDE: usize = 384;
+use crate::model::preprocess::{shrink, SOURCE_SIDE};
 
 /// A display image, 0..1 as 0..65535.
 #[derive(Debug, Clone)]
@@ -62,29 +60,8 @@ pub fn load(path: &Path) -> Result<Grey, ImageLoadError> {
         let shown = image::display(&frame, &header);
         (frame.rows, frame.columns, shown)
     };
-    let (r, c, v) = shrink(&values, rows, cols, CACHE_SIDE);
+    let (r, c, v) = shrink(&values, rows, cols, SOURCE_SIDE);
     Ok(Grey::from_f32(r, c, &v))
-}
-
-/// Box-filter `v` (rows x cols) so that its longest side is at most `side`.
-pub fn shrink(v: &[f32], rows: usize, cols: usize, side: usize) -> (usize, usize, Vec<f32>) {
-    let f = rows.max(cols).div_ceil(side).max(1);
-    if f == 1 {
-        return (rows, cols, v.to_vec());
-    }
-    let (r, c) = (rows / f, cols / f);
-    let mut out = vec![0f32; r * c];
-    for y in 0..r {
-        for x in 0..c {
-            let mut s = 0.0;
-            for dy in 0..f {
-                let row = &v[(y * f + dy) * cols + x * f..][..f];
-                s += row.iter().sum::<f32>();
-            }
-            out[y * c + x] = s / (f * f) as f32;
-        }
-    }
-    (r, c, out)
 }
 
 /// A greyscale (or RGB, as luma) 8- or 16-bit PNG as 0..1 values.
