@@ -44,12 +44,7 @@ fn augment_ms() -> f64 {
             Processing::Mild,
             &mut ChaCha8Rng::seed_from_u64(seed),
         );
-        let x = preprocess::prepare(
-            &img.v,
-            img.rows,
-            img.cols,
-            preprocess::Normalisation::Robust,
-        );
+        let x = preprocess::prepare(&img.v, img.rows, img.cols, preprocess::InputSpec::default());
         assert_eq!(x.len(), INPUT_SIZE * INPUT_SIZE);
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }

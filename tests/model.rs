@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::Device;
 use osteoscreen::analysis::image;
-use osteoscreen::model::preprocess::{self, Normalisation};
+use osteoscreen::model::preprocess::{self, InputSpec};
 use osteoscreen::model::{ModelError, XrayModel};
 use osteoscreen::synth::{self, SynthModality, SynthOptions};
 
@@ -22,7 +22,7 @@ fn synthetic_inputs(dir: &std::path::Path, n: usize) -> Vec<Vec<f32>> {
                 &shown,
                 frames[0].rows,
                 frames[0].columns,
-                Normalisation::Robust,
+                InputSpec::default(),
             )
         })
         .collect()

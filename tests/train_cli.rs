@@ -127,7 +127,11 @@ fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     assert_eq!(c["training"]["options"]["normalisation"], "equalised");
     let out = train(&data, &m, &["--epochs", "2", "--seed", "3", "--resume"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("Equalised input"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Equalised 256 px input"),
+        "{}",
+        text(&out)
+    );
     let out = train(&data, &m, &["--epochs", "1", "--normalisation", "linear"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("robust or equalised"), "{}", text(&out));
@@ -161,6 +165,58 @@ fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains("histogram-equalised"), "{err}");
+}
+
+/// `--input-size` trains at another side; the card records it and `eval` reads at it.
+#[test]
+fn another_input_size_is_recorded_in_the_card_and_read_at_that_size() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    synth_set(&data, 12, 31, "256x320");
+    let m = work.path().join("m");
+    let small = ["--epochs", "1", "--seed", "3", "--input-size", "128"];
+    let out = train(&data, &m, &small);
+    assert!(out.status.success(), "{}", text(&out));
+    let c = card(&m);
+    assert_eq!(c["input"], "1x128x128 grey, robust-normalised");
+    assert_eq!(c["training"]["options"]["input_size"], 128);
+    let out = train(&data, &m, &["--epochs", "2", "--seed", "3", "--resume"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("128 px input"), "{}", text(&out));
+    let out = train(&data, &m, &["--epochs", "1", "--input-size", "300"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("multiple of 32"), "{}", text(&out));
+
+    // The same weights under a card that says 256: read at 256, other predictions.
+    let weights = m.join("osteoscreen-xray.safetensors");
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(&weights, other.join("osteoscreen-xray.safetensors")).unwrap();
+    let mut oc = c.clone();
+    oc["input"] = "1x256x256 grey, robust-normalised".into();
+    std::fs::write(other.join("osteoscreen-xray.json"), oc.to_string()).unwrap();
+    let t_scores = |model: &Path| {
+        let dir = model.parent().unwrap().join("eval");
+        let out = eval(model, &data, &dir);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(dir.join("predictions.csv")).unwrap()
+    };
+    assert_ne!(
+        t_scores(&weights),
+        t_scores(&other.join("osteoscreen-xray.safetensors"))
+    );
+    // Fine-tuning the 128 px weights at 256 px: the network takes any size.
+    let init = weights.to_str().unwrap();
+    let out = train(
+        &data,
+        &work.path().join("up"),
+        &["--epochs", "1", "--seed", "3", "--init", init],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        card(&work.path().join("up"))["input"],
+        "1x256x256 grey, robust-normalised"
+    );
 }
 
 /// `--init` fine-tunes from given weights (the card records their sha256) and

@@ -18,7 +18,7 @@ use super::finding::{
 use super::image::{self, ImageError};
 use super::select::InstanceInfo;
 use crate::dicom::text;
-use crate::model::preprocess::{self, Normalisation};
+use crate::model::preprocess::{self, InputSpec};
 use crate::model::{ModelCard, ModelError, XrayModel};
 
 /// Radiographs decoded at the same time.
@@ -82,11 +82,11 @@ pub fn run(
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
-    let norm = model.card.normalisation();
+    let input = model.card.input_spec();
     for pair in radiographs.chunks(DECODE_AT_ONCE) {
         let prepared: Vec<_> = pair
             .par_iter()
-            .map(|(info, _)| prepare(info, norm))
+            .map(|(info, _)| prepare(info, input))
             .collect();
         for ((info, view), p) in pair.iter().zip(prepared) {
             match p {
@@ -157,7 +157,7 @@ pub fn run(
     })
 }
 
-fn prepare(info: &InstanceInfo, norm: Normalisation) -> Result<Prepared, RadiographError> {
+fn prepare(info: &InstanceInfo, input: InputSpec) -> Result<Prepared, RadiographError> {
     let obj = crate::dicom::open::open_file(&info.path, &Default::default()).map_err(|source| {
         RadiographError::Open {
             path: info.path.clone(),
@@ -167,7 +167,7 @@ fn prepare(info: &InstanceInfo, norm: Normalisation) -> Result<Prepared, Radiogr
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
     Ok(Prepared {
-        input: preprocess::prepare(&shown, frame.rows, frame.columns, norm),
+        input: preprocess::prepare(&shown, frame.rows, frame.columns, input),
         key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),
             grey: shown,

@@ -76,6 +76,13 @@ pub struct TrainArgs {
     /// The card records it and the daemon applies it. `--resume` needs the same value.
     #[arg(long, default_value = "robust")]
     pub normalisation: osteoscreen::model::preprocess::Normalisation,
+    /// The network's input side in pixels: a multiple of 32 from 128 to 512. A larger
+    /// input shows each vertebra with more pixels and costs about (N/256)² the compute,
+    /// in training and in the daemon. The card records it and the daemon reads at that
+    /// size; `--init` weights of another size are fine (the network takes any size).
+    /// `--resume` needs the same value.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub input_size: usize,
     /// Augmentation of vendor image processing: mild (one gentle unsharp mask) or
     /// multiscale (also band gains, dynamic range compression and tone curves as DR
     /// vendors apply them). `--resume` needs the same value.
@@ -128,6 +135,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         intended_use: args.intended_use,
         limitations: args.limitations,
         normalisation: args.normalisation,
+        input_size: args.input_size,
         processing: args.processing,
         init: args.init,
     };

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::covariates::CovariateModel;
 use super::error::{CardError, ModelError};
-use super::preprocess::Normalisation;
+use super::preprocess::InputSpec;
 
 /// Young-adult reference used to turn T-scores into BMD (g/cm²).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ impl ModelCard {
         };
         let text = std::fs::read_to_string(path).map_err(|e| card_err(e.into()))?;
         let card: ModelCard = serde_json::from_str(&text).map_err(|e| card_err(e.into()))?;
-        if Normalisation::from_spec(&card.input).is_none() {
+        if InputSpec::from_spec(&card.input).is_none() {
             return Err(card_err(CardError::Input(card.input)));
         }
         if let Some(c) = &card.covariates {
@@ -98,10 +98,10 @@ impl ModelCard {
         (self.bmd_reference.mean + self.bmd_reference.sd * t_score) as f32
     }
 
-    /// The preprocessing the weights were trained with (the card's `input`; a card that
-    /// `read` accepted always names one).
-    pub fn normalisation(&self) -> Normalisation {
-        Normalisation::from_spec(&self.input).unwrap_or_default()
+    /// The input the weights were trained with (the card's `input`; a card that `read`
+    /// accepted always names one).
+    pub fn input_spec(&self) -> InputSpec {
+        InputSpec::from_spec(&self.input).unwrap_or_default()
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ModelError> {
@@ -132,7 +132,7 @@ impl ModelCard {
             version: "0.0.0-untrained".into(),
             architecture: "ResNet, 4 basic-block stages 16-128 channels, class + T-score heads"
                 .into(),
-            input: Normalisation::Robust.spec().into(),
+            input: InputSpec::default().spec(),
             training_data: "none: random initialisation".into(),
             metrics: serde_json::json!({}),
             intended_use: "tests only; predictions are meaningless".into(),

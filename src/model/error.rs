@@ -46,7 +46,7 @@ pub enum CardError {
     Json(#[from] serde_json::Error),
     #[error(
         "input {0:?} is not a preprocessing this build knows ({known})",
-        known = super::preprocess::Normalisation::known_specs()
+        known = super::preprocess::InputSpec::known_specs()
     )]
     Input(String),
     #[error("covariates: {0}")]

@@ -211,7 +211,7 @@ impl XrayModel {
     /// (BENCHMARKS.md, tenth session). The out-of-distribution distance is the image's as
     /// taken. Both readings of a batch go through the network as one batch.
     pub fn predict_mirrored(&self, images: &[Vec<f32>]) -> Result<Vec<Prediction>, ModelError> {
-        let side = net::INPUT_SIZE;
+        let side = self.card.input_spec().side;
         let mirrored = images.iter().map(|x| {
             x.chunks(side)
                 .flat_map(|row| row.iter().rev().copied())
@@ -234,12 +234,13 @@ impl XrayModel {
             .collect())
     }
 
-    /// Predict a batch of preprocessed images (each INPUT_SIZE² values), one pass each.
+    /// Predict a batch of preprocessed images (each side² values, the card's input side),
+    /// one pass each.
     pub fn predict(&self, images: &[Vec<f32>]) -> Result<Vec<Prediction>, ModelError> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let side = net::INPUT_SIZE;
+        let side = self.card.input_spec().side;
         let err = ModelError::Inference;
         let flat: Vec<f32> = images.iter().flatten().copied().collect();
         if flat.len() != images.len() * side * side {

@@ -1,6 +1,6 @@
 //! Radiograph preprocessing for the network: display values (0..1, bone bright) in;
-//! box-filtered to at most `SOURCE_SIDE` pixels a side, collimation cropped,
-//! aspect-preserving resize into 256 x 256 with padding, grey levels normalised (robustly,
+//! box-filtered to 1.5 x the input side, collimation cropped, aspect-preserving resize
+//! into the input square (256 x 256 unless the card says otherwise) with padding, grey levels normalised (robustly,
 //! or by histogram equalisation) out. The model card names which.
 
 use serde::{Deserialize, Serialize};
@@ -25,25 +25,74 @@ pub enum Normalisation {
 impl Normalisation {
     pub const ALL: [Normalisation; 2] = [Normalisation::Robust, Normalisation::Equalised];
 
-    /// The model card's `input` for this normalisation.
-    pub fn spec(self) -> &'static str {
+    /// How the card's `input` names it.
+    fn label(self) -> &'static str {
         match self {
-            Normalisation::Robust => "1x256x256 grey, robust-normalised",
-            Normalisation::Equalised => "1x256x256 grey, histogram-equalised",
+            Normalisation::Robust => "robust-normalised",
+            Normalisation::Equalised => "histogram-equalised",
         }
     }
+}
 
-    pub fn from_spec(spec: &str) -> Option<Normalisation> {
-        Normalisation::ALL.into_iter().find(|n| n.spec() == spec)
+/// What the network reads: a `side` x `side` grey image, normalised by `norm`. The model
+/// card's `input` names both ("1x256x256 grey, robust-normalised"), so weights trained at
+/// one size are read at that size. The network itself (convolutions, then a global mean)
+/// takes any size; a larger one shows each vertebra with more pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub side: usize,
+    pub norm: Normalisation,
+}
+
+impl Default for InputSpec {
+    fn default() -> Self {
+        InputSpec {
+            side: INPUT_SIZE,
+            norm: Normalisation::default(),
+        }
+    }
+}
+
+impl InputSpec {
+    /// Sides a model may be trained at: multiples of 32 (the network halves the image
+    /// five times) from 128 to 512.
+    pub fn valid_side(side: usize) -> bool {
+        (128..=512).contains(&side) && side % 32 == 0
     }
 
-    /// Every card `input` this build knows, quoted, for error messages.
+    /// The model card's `input`.
+    pub fn spec(&self) -> String {
+        format!("1x{0}x{0} grey, {1}", self.side, self.norm.label())
+    }
+
+    pub fn from_spec(spec: &str) -> Option<InputSpec> {
+        let (size, norm) = spec.split_once(" grey, ")?;
+        let mut dims = size.split('x');
+        let (one, rows, cols) = (dims.next()?, dims.next()?, dims.next()?);
+        let side: usize = rows.parse().ok()?;
+        if one != "1" || cols != rows || dims.next().is_some() || !Self::valid_side(side) {
+            return None;
+        }
+        let norm = Normalisation::ALL.into_iter().find(|n| n.label() == norm)?;
+        Some(InputSpec { side, norm })
+    }
+
+    /// What a card's `input` may say, for error messages.
     pub fn known_specs() -> String {
-        let quoted: Vec<String> = Normalisation::ALL
-            .iter()
-            .map(|n| format!("{:?}", n.spec()))
-            .collect();
-        quoted.join(" or ")
+        let labels: Vec<&str> = Normalisation::ALL.iter().map(|n| n.label()).collect();
+        format!(
+            "\"1xNxN grey, {}\", N a multiple of 32 from 128 to 512",
+            labels.join("\" or \"1xNxN grey, ")
+        )
+    }
+
+    /// Longest side the input is drawn from: every image is box-filtered to at most this
+    /// first, in training (the cache) and in the daemon alike. 1.5 x the input, so that
+    /// zoom and crop augmentation have real detail to work with; and a 3,000-pixel
+    /// detector's image resampled straight to the input would keep one pixel in twelve,
+    /// with its full quantum noise and aliased grid lines, which training never showed.
+    pub fn source_side(&self) -> usize {
+        self.side * 3 / 2
     }
 }
 
@@ -59,22 +108,16 @@ impl std::str::FromStr for Normalisation {
     }
 }
 
-/// Longest side the network's input is drawn from. Training caches every image box-filtered
-/// to this (above the network's 256, so that zoom and crop augmentation have real detail),
-/// and `prepare` box-filters the daemon's full-size images the same way first: resampling
-/// a 3000-pixel detector straight to 256 would keep one pixel in twelve, with its full
-/// quantum noise and aliased grid lines, which the network never saw in training.
-pub const SOURCE_SIDE: usize = 384;
-
 /// Rows or columns this flat (standard deviation below this) at the edges are collimator
 /// or padding, not patient.
 const FLAT: f32 = 0.02;
 
-/// `display`: rows x cols values in 0..1, at any size (see `SOURCE_SIDE`).
-pub fn prepare(display: &[f32], rows: usize, cols: usize, norm: Normalisation) -> Vec<f32> {
+/// `display`: rows x cols values in 0..1, at any size (see `InputSpec::source_side`).
+pub fn prepare(display: &[f32], rows: usize, cols: usize, spec: InputSpec) -> Vec<f32> {
+    let side = spec.side;
     let shrunk;
-    let (display, rows, cols) = if rows.max(cols) > SOURCE_SIDE {
-        let (r, c, v) = shrink(display, rows, cols, SOURCE_SIDE);
+    let (display, rows, cols) = if rows.max(cols) > spec.source_side() {
+        let (r, c, v) = shrink(display, rows, cols, spec.source_side());
         shrunk = v;
         (&shrunk[..], r, c)
     } else {
@@ -82,12 +125,12 @@ pub fn prepare(display: &[f32], rows: usize, cols: usize, norm: Normalisation) -
     };
     let (r0, r1, c0, c1) = crop_collimation(display, rows, cols);
     let (h, w) = (r1 - r0, c1 - c0);
-    let scale = INPUT_SIZE as f32 / h.max(w) as f32;
+    let scale = side as f32 / h.max(w) as f32;
     let (oh, ow) = (
-        ((h as f32 * scale).round() as usize).clamp(1, INPUT_SIZE),
-        ((w as f32 * scale).round() as usize).clamp(1, INPUT_SIZE),
+        ((h as f32 * scale).round() as usize).clamp(1, side),
+        ((w as f32 * scale).round() as usize).clamp(1, side),
     );
-    let (top, left) = ((INPUT_SIZE - oh) / 2, (INPUT_SIZE - ow) / 2);
+    let (top, left) = ((side - oh) / 2, (side - ow) / 2);
     let mut resized = Vec::with_capacity(oh * ow);
     for y in 0..oh {
         let sy = ((y as f32 + 0.5) / scale - 0.5).clamp(0.0, (h - 1) as f32);
@@ -103,13 +146,13 @@ pub fn prepare(display: &[f32], rows: usize, cols: usize, norm: Normalisation) -
             resized.push(top_v * (1.0 - fy) + bottom_v * fy);
         }
     }
-    let normalised = match norm {
+    let normalised = match spec.norm {
         Normalisation::Robust => robust(&resized),
         Normalisation::Equalised => equalised(&resized),
     };
-    let mut out = vec![0.0; INPUT_SIZE * INPUT_SIZE];
+    let mut out = vec![0.0; side * side];
     for y in 0..oh {
-        out[(top + y) * INPUT_SIZE + left..][..ow].copy_from_slice(&normalised[y * ow..][..ow]);
+        out[(top + y) * side + left..][..ow].copy_from_slice(&normalised[y * ow..][..ow]);
     }
     out
 }
@@ -208,6 +251,11 @@ fn crop_collimation(v: &[f32], rows: usize, cols: usize) -> (usize, usize, usize
 mod tests {
     use super::*;
 
+    /// The default input (256 px) with normalisation `norm`.
+    fn at256(norm: Normalisation) -> InputSpec {
+        InputSpec { side: 256, norm }
+    }
+
     /// 100 x 60 image: 10-pixel white collimation border around a gradient (rows) with a
     /// fine pattern (columns).
     fn collimated() -> (Vec<f32>, usize, usize) {
@@ -252,18 +300,16 @@ mod tests {
     fn a_large_detector_is_box_filtered_as_training_saw_it() {
         let (rows, cols) = (2560, 2048);
         let (noisy, clean) = (detector(true), detector(false));
-        let out = prepare(&noisy, rows, cols, Normalisation::Robust);
-        // The daemon's full-size image gives what training's cache (`shrink` to
-        // SOURCE_SIDE) gives.
-        let (r, c, cached) = shrink(&noisy, rows, cols, SOURCE_SIDE);
-        assert!(
-            r.max(c) <= SOURCE_SIDE && r.max(c) > SOURCE_SIDE / 2,
-            "{r} x {c}"
-        );
-        assert_eq!(out, prepare(&cached, r, c, Normalisation::Robust));
+        let out = prepare(&noisy, rows, cols, at256(Normalisation::Robust));
+        // The daemon's full-size image gives what training's cache (`shrink` to the
+        // source side, 384) gives.
+        let source = at256(Normalisation::Robust).source_side();
+        let (r, c, cached) = shrink(&noisy, rows, cols, source);
+        assert!(r.max(c) <= source && r.max(c) > source / 2, "{r} x {c}");
+        assert_eq!(out, prepare(&cached, r, c, at256(Normalisation::Robust)));
         // The pixel noise is averaged away, not sampled one pixel in ten: resampled
         // straight to 256, the noise would be ~0.058 / 0.5 = 0.12 in the output's units.
-        let base = prepare(&clean, rows, cols, Normalisation::Robust);
+        let base = prepare(&clean, rows, cols, at256(Normalisation::Robust));
         let n = out.len() as f32;
         let sd = (out
             .iter()
@@ -276,7 +322,7 @@ mod tests {
         // An image thinner than the shrink factor is resampled as it is, without panic.
         let thin = vec![0.5; 5000];
         assert_eq!(
-            prepare(&thin, 1, 5000, Normalisation::Robust).len(),
+            prepare(&thin, 1, 5000, at256(Normalisation::Robust)).len(),
             out.len()
         );
     }
@@ -290,7 +336,7 @@ mod tests {
     fn collimation_is_cropped_and_output_is_normalised() {
         let (v, rows, cols) = collimated();
         assert_eq!(crop_collimation(&v, rows, cols), (10, 90, 10, 50));
-        let out = prepare(&v, rows, cols, Normalisation::Robust);
+        let out = prepare(&v, rows, cols, at256(Normalisation::Robust));
         assert_eq!(out.len(), INPUT_SIZE * INPUT_SIZE);
         assert!(out.iter().all(|x| x.is_finite()));
         // Aspect kept: the 80 x 40 field becomes 256 x 128, centred: columns 64..192.
@@ -342,7 +388,7 @@ mod tests {
         // No spread at all: the range floor (1e-3) keeps the output finite and at the
         // median (0, up to the interpolation's rounding).
         for norm in Normalisation::ALL {
-            let out = prepare(&vec![0.4; 64 * 64], 64, 64, norm);
+            let out = prepare(&vec![0.4; 64 * 64], 64, 64, at256(norm));
             assert!(
                 out.iter().all(|&x| x.abs() < 1e-3),
                 "{norm:?}: {:?}",
@@ -374,13 +420,13 @@ mod tests {
             |x| 1.0 / (1.0 + (-12.0 * (x - 0.4)).exp()),
             |x| 0.1 + 0.9 * x.sqrt(),
         ];
-        let base = prepare(&v, 256, 200, Normalisation::Equalised);
+        let base = prepare(&v, 256, 200, at256(Normalisation::Equalised));
         let spread = |o: &[f32]| o.iter().fold(0f32, |m, x| m.max(x.abs()));
         assert!((0.5..0.6).contains(&spread(&base)), "{}", spread(&base));
         for (k, curve) in curves.iter().enumerate() {
             let bent: Vec<f32> = v.iter().map(|&x| curve(x)).collect();
             assert_eq!(crop_collimation(&bent, 256, 200), (0, 256, 0, 200));
-            let eq = prepare(&bent, 256, 200, Normalisation::Equalised);
+            let eq = prepare(&bent, 256, 200, at256(Normalisation::Equalised));
             let worst = base
                 .iter()
                 .zip(&eq)
@@ -388,8 +434,8 @@ mod tests {
             assert!(worst < 1e-6, "curve {k}: equalised input moved by {worst}");
             // The robust input does move: that is what equalisation is for.
             let (r0, r1) = (
-                prepare(&v, 256, 200, Normalisation::Robust),
-                prepare(&bent, 256, 200, Normalisation::Robust),
+                prepare(&v, 256, 200, at256(Normalisation::Robust)),
+                prepare(&bent, 256, 200, at256(Normalisation::Robust)),
             );
             let moved = r0
                 .iter()
@@ -404,10 +450,26 @@ mod tests {
 
     #[test]
     fn card_specs_round_trip() {
-        for n in Normalisation::ALL {
-            assert_eq!(Normalisation::from_spec(n.spec()), Some(n));
+        for norm in Normalisation::ALL {
+            for side in [128, 256, 384, 512] {
+                let spec = InputSpec { side, norm };
+                assert_eq!(InputSpec::from_spec(&spec.spec()), Some(spec));
+            }
         }
-        assert_eq!(Normalisation::from_spec("1x256x256 grey"), None);
+        // The bundled card's words, as every card before sizes were a choice.
+        assert_eq!(
+            InputSpec::from_spec("1x256x256 grey, robust-normalised"),
+            Some(InputSpec::default())
+        );
+        for bad in [
+            "1x256x256 grey",
+            "1x256x200 grey, robust-normalised",
+            "1x300x300 grey, robust-normalised",
+            "3x256x256 grey, robust-normalised",
+            "1x256x256 grey, linear",
+        ] {
+            assert_eq!(InputSpec::from_spec(bad), None, "{bad}");
+        }
         assert_eq!("equalised".parse(), Ok(Normalisation::Equalised));
         assert!("linear".parse::<Normalisation>().is_err());
     }

@@ -23,7 +23,7 @@ use super::trainer::{forward_clean, TrainOptions};
 use super::TrainError;
 use crate::model::card::{sha256_file, BmdReference, FeatureProfile};
 use crate::model::net::{XrayNet, FEATURES};
-use crate::model::preprocess::Normalisation;
+use crate::model::preprocess::{InputSpec, Normalisation};
 use crate::model::ModelCard;
 
 /// One epoch's numbers.
@@ -70,9 +70,16 @@ pub struct State {
     /// Likewise mild.
     #[serde(default)]
     pub processing: Processing,
+    /// Likewise 256.
+    #[serde(default = "default_input_size")]
+    pub input_size: usize,
     /// The sha256 of the weights `--init` started from, if any.
     #[serde(default)]
     pub init_sha256: Option<String>,
+}
+
+fn default_input_size() -> usize {
+    crate::model::net::INPUT_SIZE
 }
 
 impl State {
@@ -88,6 +95,7 @@ impl State {
             batch_size: opts.batch_size,
             normalisation: opts.normalisation,
             processing: opts.processing,
+            input_size: opts.input_size,
             init_sha256: None,
         }
     }
@@ -101,13 +109,14 @@ impl State {
                 s.batch_size,
                 s.normalisation,
                 s.processing,
+                s.input_size,
             )
         };
         if run(self) != run(fresh) {
             return Err(TrainError::Invalid(format!(
-                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} input, {:?} processing; now seed {}, {} images, batch {}, {:?} input, {:?} processing)",
-                self.seed, self.samples, self.batch_size, self.normalisation, self.processing,
-                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation, fresh.processing
+                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} {} px input, {:?} processing; now seed {}, {} images, batch {}, {:?} {} px input, {:?} processing)",
+                self.seed, self.samples, self.batch_size, self.normalisation, self.input_size, self.processing,
+                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation, fresh.input_size, fresh.processing
             )));
         }
         Ok(())
@@ -234,11 +243,11 @@ pub fn feature_profile(
     cache: &[Option<Grey>],
     parts: &Split,
     device: &Device,
-    norm: Normalisation,
+    input: InputSpec,
 ) -> Result<FeatureProfile, TrainError> {
     let features = |idx: &[usize]| -> Result<Vec<Vec<f32>>, TrainError> {
         let mut out = Vec::new();
-        for o in forward_clean(net, cache, idx, device, false, norm)? {
+        for o in forward_clean(net, cache, idx, device, false, input)? {
             out.extend(o.features.to_vec2::<f32>()?);
         }
         Ok(out)
@@ -305,7 +314,7 @@ pub fn card(
         name: opts.name.clone(),
         version: format!("{}+seed{}", env!("CARGO_PKG_VERSION"), opts.seed),
         architecture: "ResNet, 4 basic-block stages 16-128 channels, class + T-score heads".into(),
-        input: opts.normalisation.spec().into(),
+        input: opts.input().spec(),
         training_data: opts.data_description.clone(),
         metrics: serde_json::json!({
             "held_out_test": test,

@@ -10,7 +10,7 @@ use crate::analysis::finding::View;
 use crate::analysis::risk::{age_years, plausible_age};
 use crate::analysis::xray::{across_views, view_means, Reading};
 use crate::model::covariates::CovariateModel;
-use crate::model::preprocess::{self, Normalisation};
+use crate::model::preprocess::{self, InputSpec};
 
 /// One image's prediction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,8 +20,8 @@ pub struct ImagePred {
 }
 
 /// The network's input for a cached image (no augmentation).
-pub fn input_of(grey: &Grey, norm: Normalisation) -> Vec<f32> {
-    preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols, norm)
+pub fn input_of(grey: &Grey, input: InputSpec) -> Vec<f32> {
+    preprocess::prepare(&grey.to_f32(), grey.rows, grey.cols, input)
 }
 
 /// Fuse the predictions of each study as the daemon does (`analysis::xray`'s own view
@@ -132,16 +132,16 @@ pub fn predict(
     let mut kept = Vec::new();
     let mut preds = Vec::new();
     let (mut unreadable, mut ood) = (0, 0);
-    let norm = model.card.normalisation();
+    let input = model.card.input_spec();
     for chunk in idx.chunks(16) {
         let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
             .par_iter()
             .map(|&i| {
                 (
                     i,
-                    super::images::load(&samples[i].image)
+                    super::images::load(&samples[i].image, input.source_side())
                         .ok()
-                        .map(|g| input_of(&g, norm)),
+                        .map(|g| input_of(&g, input)),
                 )
             })
             .collect();

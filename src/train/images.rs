@@ -1,13 +1,13 @@
 //! Training images: each radiograph (DICOM or PNG) decoded once, windowed for display the
 //! way the daemon does (`analysis::image::display`: bone bright, MONOCHROME1 inverted),
-//! box-filtered to at most `SOURCE_SIDE` pixels a side (`model::preprocess::shrink`, as
-//! the daemon's input is drawn) and kept in memory as 16-bit grey. Augmentation and
+//! box-filtered to the input's source side (`model::preprocess::shrink` to
+//! `InputSpec::source_side`, as the daemon's input is drawn) and kept in memory as 16-bit grey. Augmentation and
 //! `model::preprocess::prepare` run on these for every epoch.
 
 use std::path::Path;
 
 use crate::analysis::image;
-use crate::model::preprocess::{shrink, SOURCE_SIDE};
+use crate::model::preprocess::shrink;
 
 /// A display image, 0..1 as 0..65535.
 #[derive(Debug, Clone)]
@@ -43,8 +43,8 @@ pub enum ImageLoadError {
     Png(String, String),
 }
 
-/// Decode, display-window and shrink one image.
-pub fn load(path: &Path) -> Result<Grey, ImageLoadError> {
+/// Decode, display-window and shrink one image to at most `side` pixels a side.
+pub fn load(path: &Path, side: usize) -> Result<Grey, ImageLoadError> {
     let name = path.display().to_string();
     let is_png = path
         .extension()
@@ -60,7 +60,7 @@ pub fn load(path: &Path) -> Result<Grey, ImageLoadError> {
         let shown = image::display(&frame, &header);
         (frame.rows, frame.columns, shown)
     };
-    let (r, c, v) = shrink(&values, rows, cols, SOURCE_SIDE);
+    let (r, c, v) = shrink(&values, rows, cols, side);
     Ok(Grey::from_f32(r, c, &v))
 }
 

@@ -26,7 +26,7 @@ use super::split::{split, Split};
 use super::{progress, TrainError};
 use crate::model;
 use crate::model::net::{XrayNet, INPUT_SIZE};
-use crate::model::preprocess::{self, Normalisation};
+use crate::model::preprocess::{self, InputSpec, Normalisation};
 
 /// Everything `osteoscreen train` can be asked for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +58,9 @@ pub struct TrainOptions {
     /// The input preprocessing, written to the card (`--resume` needs the same).
     #[serde(default)]
     pub normalisation: Normalisation,
+    /// The input's side in pixels (`--resume` needs the same).
+    #[serde(default = "default_input_size")]
+    pub input_size: usize,
     /// How far augmentation imitates vendor processing (`--resume` needs the same).
     #[serde(default)]
     pub processing: Processing,
@@ -76,10 +79,30 @@ pub struct TrainReport {
     pub history: Vec<checkpoint::EpochRecord>,
 }
 
+fn default_input_size() -> usize {
+    INPUT_SIZE
+}
+
+impl TrainOptions {
+    /// The network's input: its side and normalisation.
+    pub fn input(&self) -> InputSpec {
+        InputSpec {
+            side: self.input_size,
+            norm: self.normalisation,
+        }
+    }
+}
+
 /// Weight of the T-score loss beside the cross-entropy.
 const T_LOSS_WEIGHT: f64 = 0.25;
 
 pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
+    if !InputSpec::valid_side(opts.input_size) {
+        return Err(TrainError::Invalid(format!(
+            "input size {}: must be a multiple of 32 from 128 to 512",
+            opts.input_size
+        )));
+    }
     let device = model::device(&opts.device)?;
     let parts = split(
         &data.samples,
@@ -101,7 +124,7 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
         parts.val.len(),
         parts.test.len()
     );
-    let cache = load_all(data)?;
+    let cache = load_all(data, opts.input().source_side())?;
     let parts = Split {
         train: parts
             .train
@@ -193,12 +216,12 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
                     augmented_input(
                         cache[i].as_ref().expect("loaded"),
                         mix(opts.seed, epoch as u64, pos + 1),
-                        opts.normalisation,
+                        opts.input(),
                         opts.processing,
                     )
                 })
                 .collect();
-            let x = stack(&inputs, &device)?;
+            let x = stack(&inputs, opts.input_size, &device)?;
             let labels: Vec<u32> = batch
                 .iter()
                 .map(|&i| data.samples[i].label as u32)
@@ -224,9 +247,9 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let norm = opts.normalisation;
-        recalibrate_batch_norm(&net, &cache, &parts.train, &device, norm)?;
-        let val = metrics::compute(&scored(&net, data, &cache, &parts.val, &device, norm)?);
+        let input = opts.input();
+        recalibrate_batch_norm(&net, &cache, &parts.train, &device, input)?;
+        let val = metrics::compute(&scored(&net, data, &cache, &parts.val, &device, input)?);
         let record = checkpoint::EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -264,8 +287,8 @@ fn finish(
     device: &Device,
 ) -> Result<TrainReport, TrainError> {
     checkpoint::load_best(&opts.checkpoint_dir, varmap)?;
-    let norm = opts.normalisation;
-    let validation = metrics::compute(&scored(net, data, cache, &parts.val, device, norm)?);
+    let input = opts.input();
+    let validation = metrics::compute(&scored(net, data, cache, &parts.val, device, input)?);
     let test = if parts.test.is_empty() {
         None
     } else {
@@ -275,10 +298,10 @@ fn finish(
             cache,
             &parts.test,
             device,
-            norm,
+            input,
         )?))
     };
-    let profile = checkpoint::feature_profile(net, cache, parts, device, norm)?;
+    let profile = checkpoint::feature_profile(net, cache, parts, device, input)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::io(&opts.out, e))?;
     let weights = opts.out.join(format!("{}.safetensors", opts.name));
     varmap.save(&weights).map_err(TrainError::Candle)?;
@@ -303,13 +326,13 @@ fn finish(
 }
 
 /// Decode every image once, in parallel; failures are reported and left out.
-fn load_all(data: &Dataset) -> Result<Vec<Option<Grey>>, TrainError> {
+fn load_all(data: &Dataset, side: usize) -> Result<Vec<Option<Grey>>, TrainError> {
     let bar = progress::bar(data.samples.len() as u64, "decoding images");
     let loaded: Vec<Result<Grey, images::ImageLoadError>> = data
         .samples
         .par_iter()
         .map(|s| {
-            let r = images::load(&s.image);
+            let r = images::load(&s.image, side);
             bar.inc(1);
             r
         })
@@ -342,7 +365,7 @@ fn load_all(data: &Dataset) -> Result<Vec<Option<Grey>>, TrainError> {
 }
 
 /// The augmented network input for one cached image.
-fn augmented_input(g: &Grey, seed: u64, norm: Normalisation, processing: Processing) -> Vec<f32> {
+fn augmented_input(g: &Grey, seed: u64, input: InputSpec, processing: Processing) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let img = augment(
         Img {
@@ -353,14 +376,18 @@ fn augmented_input(g: &Grey, seed: u64, norm: Normalisation, processing: Process
         processing,
         &mut rng,
     );
-    preprocess::prepare(&img.v, img.rows, img.cols, norm)
+    preprocess::prepare(&img.v, img.rows, img.cols, input)
 }
 
-pub(crate) fn stack(inputs: &[Vec<f32>], device: &Device) -> Result<Tensor, TrainError> {
+pub(crate) fn stack(
+    inputs: &[Vec<f32>],
+    side: usize,
+    device: &Device,
+) -> Result<Tensor, TrainError> {
     let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
     Ok(Tensor::from_vec(
         flat,
-        (inputs.len(), 1, INPUT_SIZE, INPUT_SIZE),
+        (inputs.len(), 1, side, side),
         device,
     )?)
 }
@@ -427,11 +454,11 @@ fn recalibrate_batch_norm(
     cache: &[Option<Grey>],
     train: &[usize],
     device: &Device,
-    norm: Normalisation,
+    input: InputSpec,
 ) -> Result<(), TrainError> {
     let step = (train.len() / (24 * 16)).max(1);
     let chosen: Vec<usize> = train.iter().step_by(step).take(24 * 16).copied().collect();
-    forward_clean(net, cache, &chosen, device, true, norm)?;
+    forward_clean(net, cache, &chosen, device, true, input)?;
     Ok(())
 }
 
@@ -446,15 +473,15 @@ pub(crate) fn forward_clean(
     idx: &[usize],
     device: &Device,
     train: bool,
-    norm: Normalisation,
+    input: InputSpec,
 ) -> Result<Vec<model::net::Output>, TrainError> {
     idx.chunks(16)
         .map(|chunk| {
             let inputs: Vec<Vec<f32>> = chunk
                 .par_iter()
-                .map(|&i| input_of(cache[i].as_ref().expect("loaded"), norm))
+                .map(|&i| input_of(cache[i].as_ref().expect("loaded"), input))
                 .collect();
-            let out = net.forward_t(&stack(&inputs, device)?, train)?;
+            let out = net.forward_t(&stack(&inputs, input.side, device)?, train)?;
             Ok(model::net::Output {
                 logits: out.logits.detach(),
                 t_score: out.t_score.detach(),
@@ -471,10 +498,10 @@ fn scored(
     cache: &[Option<Grey>],
     idx: &[usize],
     device: &Device,
-    norm: Normalisation,
+    input: InputSpec,
 ) -> Result<Vec<metrics::Scored>, TrainError> {
     let mut preds = Vec::with_capacity(idx.len());
-    for out in forward_clean(net, cache, idx, device, false, norm)? {
+    for out in forward_clean(net, cache, idx, device, false, input)? {
         let probs = candle_nn::ops::softmax(&out.logits, D::Minus1)?.to_vec2::<f32>()?;
         let t = out.t_score.to_vec1::<f32>()?;
         preds.extend(probs.into_iter().zip(t).map(|(p, t)| ImagePred {
