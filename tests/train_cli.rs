@@ -103,6 +103,32 @@ fn two_epochs_learn_resume_continues_and_the_seed_decides() {
 /// `--normalisation equalised`: the card says so, a resume with the other input is
 /// refused, and `eval` preprocesses as the card says (the same weights under a card that
 /// says robust predict otherwise).
+/// `eval`'s predictions.csv for the model in `model_dir`, read as trained and read from a
+/// copy in `copy_dir` whose card's `input` says `input` instead.
+fn predictions_as_trained_and_under(
+    model_dir: &Path,
+    input: &str,
+    copy_dir: &Path,
+    data: &Path,
+) -> (String, String) {
+    let weights = model_dir.join("osteoscreen-xray.safetensors");
+    std::fs::create_dir_all(copy_dir).unwrap();
+    std::fs::copy(&weights, copy_dir.join("osteoscreen-xray.safetensors")).unwrap();
+    let mut c = card(model_dir);
+    c["input"] = input.into();
+    std::fs::write(copy_dir.join("osteoscreen-xray.json"), c.to_string()).unwrap();
+    let predictions = |model: &Path| {
+        let dir = model.parent().unwrap().join("eval");
+        let out = eval(model, data, &dir);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(dir.join("predictions.csv")).unwrap()
+    };
+    (
+        predictions(&weights),
+        predictions(&copy_dir.join("osteoscreen-xray.safetensors")),
+    )
+}
+
 #[test]
 fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     let work = tempfile::tempdir().unwrap();
@@ -137,24 +163,12 @@ fn equalised_input_is_recorded_in_the_card_and_used_wherever_the_model_runs() {
     assert!(text(&out).contains("robust or equalised"), "{}", text(&out));
 
     // The same weights under a card that says robust: other inputs, other predictions.
-    let weights = m.join("osteoscreen-xray.safetensors");
     let robust = work.path().join("robust");
-    std::fs::create_dir_all(&robust).unwrap();
-    std::fs::copy(&weights, robust.join("osteoscreen-xray.safetensors")).unwrap();
-    let mut rc = c.clone();
-    rc["input"] = "1x256x256 grey, robust-normalised".into();
-    std::fs::write(robust.join("osteoscreen-xray.json"), rc.to_string()).unwrap();
-    let t_scores = |model: &Path| {
-        let dir = model.parent().unwrap().join("eval");
-        let out = eval(model, &data, &dir);
-        assert!(out.status.success(), "{}", text(&out));
-        std::fs::read_to_string(dir.join("predictions.csv")).unwrap()
-    };
-    assert_ne!(
-        t_scores(&weights),
-        t_scores(&robust.join("osteoscreen-xray.safetensors"))
-    );
+    let (trained, other) =
+        predictions_as_trained_and_under(&m, "1x256x256 grey, robust-normalised", &robust, &data);
+    assert_ne!(trained, other);
     // A card naming an input this build does not know is refused, with the ones it knows.
+    let mut rc = c.clone();
     rc["input"] = "1x512x512 grey, z-scored".into();
     std::fs::write(robust.join("osteoscreen-xray.json"), rc.to_string()).unwrap();
     let err = osteoscreen::model::XrayModel::load(
@@ -188,24 +202,12 @@ fn another_input_size_is_recorded_in_the_card_and_read_at_that_size() {
     assert!(text(&out).contains("multiple of 32"), "{}", text(&out));
 
     // The same weights under a card that says 256: read at 256, other predictions.
-    let weights = m.join("osteoscreen-xray.safetensors");
     let other = work.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::copy(&weights, other.join("osteoscreen-xray.safetensors")).unwrap();
-    let mut oc = c.clone();
-    oc["input"] = "1x256x256 grey, robust-normalised".into();
-    std::fs::write(other.join("osteoscreen-xray.json"), oc.to_string()).unwrap();
-    let t_scores = |model: &Path| {
-        let dir = model.parent().unwrap().join("eval");
-        let out = eval(model, &data, &dir);
-        assert!(out.status.success(), "{}", text(&out));
-        std::fs::read_to_string(dir.join("predictions.csv")).unwrap()
-    };
-    assert_ne!(
-        t_scores(&weights),
-        t_scores(&other.join("osteoscreen-xray.safetensors"))
-    );
+    let (trained, at_256) =
+        predictions_as_trained_and_under(&m, "1x256x256 grey, robust-normalised", &other, &data);
+    assert_ne!(trained, at_256);
     // Fine-tuning the 128 px weights at 256 px: the network takes any size.
+    let weights = m.join("osteoscreen-xray.safetensors");
     let init = weights.to_str().unwrap();
     let out = train(
         &data,
