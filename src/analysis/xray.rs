@@ -82,7 +82,7 @@ pub fn run(
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
-    let input = model.card.input_spec();
+    let input = model.input();
     for pair in radiographs.chunks(DECODE_AT_ONCE) {
         let prepared: Vec<_> = pair
             .par_iter()

@@ -161,6 +161,8 @@ pub fn device(choice: &str) -> Result<Device, ModelError> {
 pub struct XrayModel {
     net: net::FusedNet,
     pub card: ModelCard,
+    /// The card's `input`, parsed once at load.
+    input: preprocess::InputSpec,
     device: Device,
 }
 
@@ -185,7 +187,18 @@ impl XrayModel {
             source,
         })?;
         let net = net.fused().map_err(ModelError::Network)?;
-        Ok(XrayModel { net, card, device })
+        let input = card.input_spec();
+        Ok(XrayModel {
+            net,
+            card,
+            input,
+            device,
+        })
+    }
+
+    /// The input the weights were trained with: every image is prepared this way.
+    pub fn input(&self) -> preprocess::InputSpec {
+        self.input
     }
 
     /// Build a randomly initialised model (for tests and as a training start) and save it
@@ -211,7 +224,7 @@ impl XrayModel {
     /// (BENCHMARKS.md, tenth session). The out-of-distribution distance is the image's as
     /// taken. Both readings of a batch go through the network as one batch.
     pub fn predict_mirrored(&self, images: &[Vec<f32>]) -> Result<Vec<Prediction>, ModelError> {
-        let side = self.card.input_spec().side;
+        let side = self.input.side;
         let mirrored = images.iter().map(|x| {
             x.chunks(side)
                 .flat_map(|row| row.iter().rev().copied())
@@ -240,7 +253,7 @@ impl XrayModel {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let side = self.card.input_spec().side;
+        let side = self.input.side;
         let err = ModelError::Inference;
         let flat: Vec<f32> = images.iter().flatten().copied().collect();
         if flat.len() != images.len() * side * side {

@@ -1,7 +1,8 @@
 //! Radiograph preprocessing for the network: display values (0..1, bone bright) in;
 //! box-filtered to 1.5 x the input side, collimation cropped, aspect-preserving resize
-//! into the input square (256 x 256 unless the card says otherwise) with padding, grey levels normalised (robustly,
-//! or by histogram equalisation) out. The model card names which.
+//! into the input square (256 x 256 unless the card says otherwise) with padding, grey
+//! levels normalised (robustly, or by histogram equalisation) out. The model card names
+//! the side and the normalisation.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,16 +39,22 @@ impl Normalisation {
 /// card's `input` names both ("1x256x256 grey, robust-normalised"), so weights trained at
 /// one size are read at that size. The network itself (convolutions, then a global mean)
 /// takes any size; a larger one shows each vertebra with more pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputSpec {
     pub side: usize,
     pub norm: Normalisation,
 }
 
+/// The input side of cards, options and checkpoints written before the side was a
+/// choice (serde's default for them).
+pub fn default_side() -> usize {
+    INPUT_SIZE
+}
+
 impl Default for InputSpec {
     fn default() -> Self {
         InputSpec {
-            side: INPUT_SIZE,
+            side: default_side(),
             norm: Normalisation::default(),
         }
     }

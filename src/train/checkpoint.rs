@@ -71,15 +71,11 @@ pub struct State {
     #[serde(default)]
     pub processing: Processing,
     /// Likewise 256.
-    #[serde(default = "default_input_size")]
+    #[serde(default = "crate::model::preprocess::default_side")]
     pub input_size: usize,
     /// The sha256 of the weights `--init` started from, if any.
     #[serde(default)]
     pub init_sha256: Option<String>,
-}
-
-fn default_input_size() -> usize {
-    crate::model::net::INPUT_SIZE
 }
 
 impl State {

@@ -132,7 +132,7 @@ pub fn predict(
     let mut kept = Vec::new();
     let mut preds = Vec::new();
     let (mut unreadable, mut ood) = (0, 0);
-    let input = model.card.input_spec();
+    let input = model.input();
     for chunk in idx.chunks(16) {
         let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
             .par_iter()

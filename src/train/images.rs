@@ -1,8 +1,8 @@
 //! Training images: each radiograph (DICOM or PNG) decoded once, windowed for display the
 //! way the daemon does (`analysis::image::display`: bone bright, MONOCHROME1 inverted),
 //! box-filtered to the input's source side (`model::preprocess::shrink` to
-//! `InputSpec::source_side`, as the daemon's input is drawn) and kept in memory as 16-bit grey. Augmentation and
-//! `model::preprocess::prepare` run on these for every epoch.
+//! `InputSpec::source_side`, as the daemon's input is drawn) and kept in memory as 16-bit
+//! grey. Augmentation and `model::preprocess::prepare` run on these for every epoch.
 
 use std::path::Path;
 

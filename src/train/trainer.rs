@@ -25,7 +25,7 @@ use super::metrics::{self, Metrics};
 use super::split::{split, Split};
 use super::{progress, TrainError};
 use crate::model;
-use crate::model::net::{XrayNet, INPUT_SIZE};
+use crate::model::net::XrayNet;
 use crate::model::preprocess::{self, InputSpec, Normalisation};
 
 /// Everything `osteoscreen train` can be asked for.
@@ -59,7 +59,7 @@ pub struct TrainOptions {
     #[serde(default)]
     pub normalisation: Normalisation,
     /// The input's side in pixels (`--resume` needs the same).
-    #[serde(default = "default_input_size")]
+    #[serde(default = "preprocess::default_side")]
     pub input_size: usize,
     /// How far augmentation imitates vendor processing (`--resume` needs the same).
     #[serde(default)]
@@ -77,10 +77,6 @@ pub struct TrainReport {
     pub validation: Metrics,
     pub test: Option<Metrics>,
     pub history: Vec<checkpoint::EpochRecord>,
-}
-
-fn default_input_size() -> usize {
-    INPUT_SIZE
 }
 
 impl TrainOptions {
