@@ -3,19 +3,27 @@
 #
 # A model trained on one generator learns that generator's look, not bone density: on
 # radiographs drawn another way it called most studies normal. So the training set mixes
-# six independently written generators (scripts/phantoms/README.md):
-#   osteoscreen synth   1,200 studies (seed 11)
-#   phantom A             300 studies (seeds 201, 202)
-#   phantom B             600 studies (seeds 101-103)
-#   phantom C             300 studies (seeds 7001-7003)
-#   phantom D             300 studies (seeds 8001-8003)
-#   phantom E             300 studies (seeds 6001-6003)
-# then `osteoscreen train` on the CPU with the options below; at its end train fits the
-# card's covariate model (the radiographs combined with the age) on the validation
-# patients. The same seeds give the same weights on the same build. About three hours on
-# 2 cores (~70 generating, ~95 training); the images (~6 GB after shrink.py) and
-# checkpoints go to var/. The phantoms need Python 3
-# with numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
+# independently written generators (scripts/phantoms/README.md), in two stages:
+#   1. from scratch (var/demo-base/osteoscreen-xray-demo-base, sha256 dbed2a8a..., the
+#      weights shipped until the twenty-first session), 40 epochs of 2,000 images:
+#        osteoscreen synth   1,200 studies (seed 11)
+#        phantom A             300 studies (seeds 201, 202)
+#        phantom B             600 studies (seeds 101-103)
+#        phantom C             300 studies (seeds 7001-7003)
+#        phantom D             300 studies (seeds 8001-8003)
+#        phantom E             300 studies (seeds 6001-6003)
+#   2. fine-tuned from stage 1 (`train --init`), 10 epochs of 1,000 images at half the
+#      learning rate, on the same synth studies, part of stage 1's phantom folders (A
+#      201-202, B 101-102, C 7001-7002, D 8001-8002, E 6001-6003) and three generators
+#      stage 1 never saw:
+#        phantom F             200 studies (seeds 5001, 5002)
+#        phantom G             200 studies (seeds 7301, 7302)
+#        phantom H             200 studies (seeds 7401, 7402)
+# At the end of each stage train fits the card's covariate model (the radiographs combined
+# with the age) on its validation patients. The same seeds give the same weights on the
+# same build. About four hours on 2 cores (~90 generating, ~95 + ~20 training); the images
+# (~8 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3 with
+# numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=var/demo-train
@@ -33,7 +41,10 @@ phantom() {
     local dir="$data/ph$1-$2"  # the folder names the patients (mix_manifest.py): keep it
     if [ ! -f "$dir/manifest.csv" ]; then
         # One worker: the order of the random draws, and so the images, as when trained.
-        "$py" "scripts/phantoms/phantom_$1.py" "$dir" "$3" "$2" --workers 1
+        # (phantom G takes no --workers: it always runs in one process.)
+        local workers=(--workers 1)
+        [ "$1" = g ] && workers=()
+        "$py" "scripts/phantoms/phantom_$1.py" "$dir" "$3" "$2" "${workers[@]}"
         "$py" scripts/phantoms/shrink.py "$dir"
     fi
     folders+=("$dir")
@@ -45,10 +56,27 @@ for s in 7001 7002 7003; do phantom c $s 100; done
 for s in 8001 8002 8003; do phantom d $s 100; done
 for s in 6001 6002 6003; do phantom e $s 100; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-6.csv" "$data/synth" 1200 "${folders[@]}"
-exec cargo run --release -- train --data "$data/manifest-6.csv" --out models --name osteoscreen-xray-demo \
-    --checkpoint-dir var/demo-checkpoint --epochs 40 --images-per-epoch 2000 --batch-size 16 \
-    --lr 1e-3 --patience 12 --seed 11 --device cpu \
-    --data-description "synthetic, six independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300, E 300 (scripts/phantoms, scripts/train-demo.sh); trained on synthetic data; not validated on patients" \
+base=var/demo-base/osteoscreen-xray-demo-base.safetensors
+if [ ! -f "$base" ]; then
+    cargo run --release -- train --data "$data/manifest-6.csv" --out var/demo-base \
+        --name osteoscreen-xray-demo-base --checkpoint-dir var/demo-checkpoint --epochs 40 \
+        --images-per-epoch 2000 --batch-size 16 --lr 1e-3 --patience 12 --seed 11 --device cpu \
+        --data-description "synthetic, six independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300, E 300 (scripts/phantoms, scripts/train-demo.sh stage 1); trained on synthetic data; not validated on patients"
+fi
+folders=()
+for s in 201 202; do phantom a $s 150; done
+for s in 101 102; do phantom b $s 200; done
+for s in 7001 7002; do phantom c $s 100; done
+for s in 8001 8002; do phantom d $s 100; done
+for s in 6001 6002 6003; do phantom e $s 100; done
+for s in 5001 5002; do phantom f $s 100; done
+for s in 7301 7302; do phantom g $s 100; done
+for s in 7401 7402; do phantom h $s 100; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-9.csv" "$data/synth" 1200 "${folders[@]}"
+exec cargo run --release -- train --data "$data/manifest-9.csv" --out models --name osteoscreen-xray-demo \
+    --init "$base" --checkpoint-dir var/demo-checkpoint-ft --epochs 10 --images-per-epoch 1000 \
+    --batch-size 16 --lr 5e-4 --patience 8 --seed 11 --device cpu \
+    --data-description "synthetic, nine independently written generators, in two stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; then fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and three generators the first stage never saw, F 200, G 200, H 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
     --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
-    --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from six generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile." \
+    --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from nine generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile." \
     "$@"
