@@ -49,20 +49,22 @@ phantom() {
     fi
     folders+=("$dir")
 }
-folders=()
-for s in 201 202; do phantom a $s 150; done
-for s in 101 102 103; do phantom b $s 200; done
-for s in 7001 7002 7003; do phantom c $s 100; done
-for s in 8001 8002 8003; do phantom d $s 100; done
-for s in 6001 6002 6003; do phantom e $s 100; done
-"$py" scripts/phantoms/mix_manifest.py "$data/manifest-6.csv" "$data/synth" 1200 "${folders[@]}"
 base=var/demo-base/osteoscreen-xray-demo-base.safetensors
 if [ ! -f "$base" ]; then
+    # Stage 1 (its folders are made only when its weights are missing).
+    folders=()
+    for s in 201 202; do phantom a $s 150; done
+    for s in 101 102 103; do phantom b $s 200; done
+    for s in 7001 7002 7003; do phantom c $s 100; done
+    for s in 8001 8002 8003; do phantom d $s 100; done
+    for s in 6001 6002 6003; do phantom e $s 100; done
+    "$py" scripts/phantoms/mix_manifest.py "$data/manifest-6.csv" "$data/synth" 1200 "${folders[@]}"
     cargo run --release -- train --data "$data/manifest-6.csv" --out var/demo-base \
         --name osteoscreen-xray-demo-base --checkpoint-dir var/demo-checkpoint --epochs 40 \
         --images-per-epoch 2000 --batch-size 16 --lr 1e-3 --patience 12 --seed 11 --device cpu \
         --data-description "synthetic, six independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300, E 300 (scripts/phantoms, scripts/train-demo.sh stage 1); trained on synthetic data; not validated on patients"
 fi
+# Stage 2.
 folders=()
 for s in 201 202; do phantom a $s 150; done
 for s in 101 102; do phantom b $s 200; done

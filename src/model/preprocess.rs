@@ -61,8 +61,11 @@ impl Default for InputSpec {
 }
 
 impl InputSpec {
-    /// Sides a model may be trained at: multiples of 32 (the network halves the image
-    /// five times) from 128 to 512.
+    /// The sides a model may be trained at, in words, for messages: multiples of 32 (the
+    /// network halves the image five times) from 128 to 512.
+    pub const SIDES: &'static str = "a multiple of 32 from 128 to 512";
+
+    /// Whether `side` is one of `SIDES`.
     pub fn valid_side(side: usize) -> bool {
         (128..=512).contains(&side) && side % 32 == 0
     }
@@ -88,8 +91,9 @@ impl InputSpec {
     pub fn known_specs() -> String {
         let labels: Vec<&str> = Normalisation::ALL.iter().map(|n| n.label()).collect();
         format!(
-            "\"1xNxN grey, {}\", N a multiple of 32 from 128 to 512",
-            labels.join("\" or \"1xNxN grey, ")
+            "\"1xNxN grey, {}\", N {}",
+            labels.join("\" or \"1xNxN grey, "),
+            Self::SIDES
         )
     }
 

@@ -95,8 +95,9 @@ const T_LOSS_WEIGHT: f64 = 0.25;
 pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     if !InputSpec::valid_side(opts.input_size) {
         return Err(TrainError::Invalid(format!(
-            "input size {}: must be a multiple of 32 from 128 to 512",
-            opts.input_size
+            "input size {}: must be {}",
+            opts.input_size,
+            InputSpec::SIDES
         )));
     }
     let device = model::device(&opts.device)?;
