@@ -6,6 +6,7 @@ pub mod card;
 pub mod conv;
 pub mod covariates;
 pub mod error;
+pub mod field;
 pub mod logistic;
 pub mod net;
 pub mod plain;
