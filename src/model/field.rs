@@ -178,6 +178,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unmasked_collimator_that_fades_inwards_is_trimmed() {
+        // As a vendor's vignetting and the scatter under the blades leave it: 0.95 at the
+        // image's edge, 0.80 where the field begins, a fifth of the grey range lower.
+        let v = framed(25, |i| {
+            let (r, c) = (i / 200, i % 200);
+            let depth = r.min(299 - r).min(c).min(199 - c) as f32;
+            0.95 - 0.15 * depth / 24.0 + 0.02 * noise(i)
+        });
+        assert_eq!(exposed_field(&v, 300, 200), (25, 275, 25, 175));
+    }
+
+    #[test]
     fn anatomy_at_the_edge_is_kept() {
         // No border: soft tissue at the edges, the spine bright but with structure.
         let v = framed(0, |_| 0.0);
