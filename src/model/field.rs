@@ -64,20 +64,28 @@ impl Edge {
     /// How many of a side's `n` lines (`line(0)` the outermost) to trim, at most `spare`:
     /// flat lines, then collimator lines if they end in a step.
     fn trim(&self, line: impl Fn(usize) -> LineStats, n: usize, spare: usize) -> usize {
+        // Each line's statistics once: the scans and the step test share them.
+        let mut seen: Vec<LineStats> = Vec::new();
+        let mut at = |i: usize| {
+            while seen.len() <= i {
+                seen.push(line(seen.len()));
+            }
+            seen[i]
+        };
         let mut flat = 0;
-        while flat < spare && line(flat).sd < FLAT {
+        while flat < spare && at(flat).sd < FLAT {
             flat += 1;
         }
         let mut k = flat;
-        while k < spare && self.is_collimator(line(k)) {
+        while k < spare && self.is_collimator(at(k)) {
             k += 1;
         }
         if k == flat {
             return flat;
         }
-        let mean = |from: usize, to: usize| {
+        let mut mean = |from: usize, to: usize| {
             let to = to.min(n);
-            (from..to).map(|i| line(i).mean).sum::<f32>() / (to - from).max(1) as f32
+            (from..to).map(&mut at).map(|s| s.mean).sum::<f32>() / (to - from).max(1) as f32
         };
         let band = mean(k.saturating_sub(3).max(flat), k);
         let inside = mean((k + 2).min(n), k + 6);
@@ -121,9 +129,14 @@ fn grey_range(v: &[f32]) -> (f32, f32) {
     if sample.is_empty() {
         return (0.0, 1.0);
     }
-    sample.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: usize| sample[(sample.len() - 1) * q / 1000];
-    (at(5), at(995))
+    // Two order statistics: selected, not a full sort.
+    let index = |q: usize| (sample.len() - 1) * q / 1000;
+    let (lo, hi) = (index(5), index(995));
+    let top = *sample.select_nth_unstable_by(hi, |a, b| a.total_cmp(b)).1;
+    let low = *sample[..=hi]
+        .select_nth_unstable_by(lo, |a, b| a.total_cmp(b))
+        .1;
+    (low, top)
 }
 
 #[cfg(test)]

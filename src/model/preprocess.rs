@@ -1,7 +1,8 @@
 //! Radiograph preprocessing for the network: display values (0..1, bone bright) in;
-//! box-filtered to 1.5 x the input side, cut to the exposed field (`field`), aspect-preserving resize
-//! into the input square (256 x 256 unless the card says otherwise) with padding, grey
-//! levels normalised (robustly, or by histogram equalisation) out. The model card names
+//! box-filtered to 1.5 x the input side, cut to the exposed field (`field`),
+//! aspect-preserving resize into the input square (256 x 256 unless the card says
+//! otherwise) with padding, grey levels normalised (robustly, or by histogram
+//! equalisation) out. The model card names
 //! the side and the normalisation.
 
 use serde::{Deserialize, Serialize};
