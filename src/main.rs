@@ -74,6 +74,10 @@ enum Command {
     /// dataset's clinical record); cross-validated against the radiographs alone; written
     /// into the model card when the age helps (`[model] covariates` uses it).
     Calibrate(cli::calibrate::CalibrateArgs),
+    /// Adapt an X-ray model to a site: its batch-norm statistics re-estimated on the
+    /// site's own unlabelled radiographs (AdaBN); weights and heads as trained. Writes a
+    /// new model (weights + card) for `[model] weights`.
+    Adapt(cli::adapt::AdaptArgs),
     /// Fit a clinical risk model (sex, age, weight, height, BMI, menopause) on a tabular
     /// DXA dataset, compare it with OST on held-out rows; `[analysis] risk_model` uses it.
     TrainRisk(cli::train_risk::TrainRiskArgs),
@@ -151,6 +155,7 @@ async fn run(
         Command::Train(args) => tokio::task::block_in_place(|| cli::train::run(*args)),
         Command::Eval(args) => tokio::task::block_in_place(|| cli::eval::run(args)),
         Command::Calibrate(args) => tokio::task::block_in_place(|| cli::calibrate::run(args)),
+        Command::Adapt(args) => tokio::task::block_in_place(|| cli::adapt::run(args)),
         Command::TrainRisk(args) => cli::train_risk::run(args),
     }
 }

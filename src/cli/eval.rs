@@ -50,6 +50,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A set's feature shift above which `eval` suggests `adapt`. The bundled weights give
+/// 0.3-0.4 on sets of one of their training generators and 0.5-0.6 on generators they
+/// never saw (BENCHMARKS.md, twenty-third session).
+const SHIFTED: f32 = 0.45;
+
 fn table(r: &EvalReport) -> String {
     let m = &r.metrics;
     let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
@@ -64,6 +69,17 @@ fn table(r: &EvalReport) -> String {
             None => String::new(),
         }
     );
+    if let Some(shift) = r.feature_shift {
+        s += &format!(
+            "  feature shift from the training images {shift:.2} (images like the training's: about {:.2}){}\n",
+            1.0 / (r.images.max(1) as f64).sqrt(),
+            if shift > SHIFTED {
+                "; a look the weights did not learn: `osteoscreen adapt` on this site's radiographs may help"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(c) = &r.covariates {
         s += &format!(
             "  combined with the age for {} of {} studies (card covariate model: {}); radiographs alone: accuracy {:.3}, macro-F1 {:.3}\n",

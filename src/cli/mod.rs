@@ -1,6 +1,7 @@
 //! The subcommands, one function each (like mini-redis's `cmd/`): each takes its parsed
 //! arguments and the settings, calls into the library, prints, and returns the exit code.
 
+pub mod adapt;
 pub mod analyze;
 pub mod calibrate;
 pub mod data_args;

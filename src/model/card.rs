@@ -39,6 +39,24 @@ impl FeatureProfile {
             .sum();
         (s / n as f32).sqrt()
     }
+
+    /// How far a set of images' mean features lie from the training images' (RMS over the
+    /// features of the mean's z-score). Each image's `distance` is mostly its patient;
+    /// the mean over a site's images is the site's look. Images from the training
+    /// distribution give about 1/sqrt(n). None for an empty set.
+    pub fn shift(&self, features: &[Vec<f32>]) -> Option<f32> {
+        let n = features.len();
+        if n == 0 {
+            return None;
+        }
+        let mut mean = vec![0f32; self.mean.len()];
+        for f in features {
+            for (m, x) in mean.iter_mut().zip(f) {
+                *m += x / n as f32;
+            }
+        }
+        Some(self.distance(&mean))
+    }
 }
 
 /// The JSON card stored beside the weights.
@@ -152,6 +170,23 @@ impl ModelCard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A set's shift is its mean's distance: images spread evenly about the training
+    /// mean show none, however far each lies; a set displaced by one sd shows 1.
+    #[test]
+    fn shift_is_the_distance_of_the_set_s_mean() {
+        let p = FeatureProfile {
+            mean: vec![1.0, -2.0],
+            sd: vec![0.5, 2.0],
+            threshold: 3.0,
+        };
+        let spread = [vec![3.0, 6.0], vec![-1.0, -10.0]];
+        assert!(p.distance(&spread[0]) > 3.0);
+        assert!(p.shift(&spread).unwrap().abs() < 1e-6);
+        let displaced = [vec![1.5, 0.0], vec![1.5, 0.0]];
+        assert!((p.shift(&displaced).unwrap() - 1.0).abs() < 1e-6);
+        assert_eq!(p.shift(&[]), None);
+    }
 
     /// `calibrate` rewrites the card it reads: every number must come back digit for
     /// digit (serde_json's `float_roundtrip`), or each rewrite would change its metrics.

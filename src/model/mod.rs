@@ -146,6 +146,9 @@ pub struct Prediction {
     /// How unlike the training images this input looks to the network (RMS z-score of its
     /// features), when the card has a feature profile.
     pub feature_distance: Option<f32>,
+    /// The pooled features both heads read (`net::FEATURES` of them), for a set's shift
+    /// (`FeatureProfile::shift`).
+    pub features: Vec<f32>,
 }
 
 /// `auto` picks CUDA when compiled in and a GPU is present.
@@ -244,6 +247,7 @@ impl XrayModel {
                 t_score: (p.t_score + m.t_score) / 2.0,
                 bmd: (p.bmd + m.bmd) / 2.0,
                 feature_distance: p.feature_distance,
+                features: p.features,
             })
             .collect())
     }
@@ -280,6 +284,7 @@ impl XrayModel {
                 t_score: t,
                 bmd: self.card.bmd(t as f64),
                 feature_distance: profile.map(|pr| pr.distance(&f)),
+                features: f,
             })
             .collect())
     }

@@ -63,6 +63,10 @@ pub struct EvalReport {
     pub images_unreadable: usize,
     /// Images whose features lie beyond the card's out-of-distribution threshold.
     pub images_out_of_distribution: Option<usize>,
+    /// How far the set's mean features lie from the training images'
+    /// (`FeatureProfile::shift`): a look the weights never saw, which `osteoscreen
+    /// adapt` addresses.
+    pub feature_shift: Option<f32>,
     pub metrics: super::metrics::Metrics,
     /// Present when the card's covariate model combined the radiographs with the age.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +120,8 @@ pub struct Predicted {
     pub unreadable: usize,
     /// Images beyond the card's out-of-distribution threshold (None: the card has no profile).
     pub out_of_distribution: Option<usize>,
+    /// The set's `FeatureProfile::shift` (None: the card has no profile).
+    pub feature_shift: Option<f32>,
 }
 
 /// Run `model` over the samples `idx` of `dataset` (decoding each image) and fuse per
@@ -132,6 +138,7 @@ pub fn predict(
     let mut kept = Vec::new();
     let mut preds = Vec::new();
     let (mut unreadable, mut ood) = (0, 0);
+    let mut features = Vec::new();
     let input = model.input();
     for chunk in idx.chunks(16) {
         let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
@@ -154,6 +161,7 @@ pub fn predict(
             if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
                 ood += usize::from(d > profile.threshold);
             }
+            features.push(p.features);
             preds.push(ImagePred {
                 probabilities: p.probabilities,
                 t_score: p.t_score,
@@ -169,6 +177,11 @@ pub fn predict(
         images: kept.len(),
         unreadable,
         out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
+        feature_shift: model
+            .card
+            .feature_profile
+            .as_ref()
+            .and_then(|p| p.shift(&features)),
     })
 }
 
@@ -251,6 +264,7 @@ pub fn evaluate(
         images: predicted.images,
         images_unreadable: predicted.unreadable,
         images_out_of_distribution: predicted.out_of_distribution,
+        feature_shift: predicted.feature_shift,
         metrics: super::metrics::compute(&scored),
         covariates: combined,
         published_anchors: anchors(),

@@ -4,6 +4,7 @@
 //! `checkpoint` saves and resumes, `evaluate` + `metrics` + `plots` measure, `risk` fits
 //! the tabular model.
 
+pub mod adapt;
 pub mod augment;
 pub mod calibrate;
 pub mod checkpoint;
