@@ -127,6 +127,7 @@ fn ct_part(dir: &Path) {
         batch_size: 8,
         covariates: false,
         risk_model: None,
+        site: Default::default(),
     };
     let _ = analyze(&files, &engine);
     let (mut total, mut decode) = (Vec::new(), Vec::new());

@@ -250,6 +250,7 @@ fn analyze_and_report(file: &std::path::Path) -> bool {
         batch_size: 1,
         covariates: false,
         risk_model: None,
+        site: Default::default(),
     };
     let files = [file.to_path_buf()];
     let finding = analyze(&files, &engine);

@@ -275,3 +275,35 @@ fn sigterm_lets_the_study_being_analysed_finish() {
     );
     assert!(d.logs().contains("shutdown complete"));
 }
+
+#[test]
+fn the_site_s_feature_shift_is_a_metric_once_enough_radiographs_were_read() {
+    let work = tempfile::tempdir().unwrap();
+    // 16 two-view studies: 32 radiographs, the fewest the shift is reported for.
+    let data = work.path().join("synth");
+    let out = run(Command::new(bin())
+        .args(["synth", "--modality", "dx", "--size", "256x320"])
+        .args(["--studies", "16", "--seed", "47", "--out"])
+        .arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+    let d = analysing(work.path(), &[]);
+    let shift = || common::stow::metric(&d, "osteoscreen_xray_feature_shift");
+    assert!(shift().is_some_and(f64::is_nan), "{:?}", shift());
+    let out = run(d.storescu("MODALITY").args(dicom_files(&data)));
+    assert!(out.status.success(), "{}", text(&out));
+    let jobs = jobs_final(&d, 16);
+    assert!(
+        jobs.iter().all(|j| j.state == JobState::Done),
+        "{}",
+        d.logs()
+    );
+    // The bundled weights' own synth studies: a number, below the warning level, and
+    // no warning in the log.
+    let s = shift().unwrap();
+    assert!(s.is_finite() && s > 0.0 && s < 0.45, "{s}");
+    assert!(
+        !d.logs().contains("look unlike the X-ray model"),
+        "{}",
+        d.logs()
+    );
+}

@@ -10,6 +10,7 @@ pub mod header;
 pub mod image;
 pub mod risk;
 pub mod select;
+pub mod site_shift;
 pub mod xray;
 
 use std::path::PathBuf;
@@ -82,6 +83,8 @@ pub struct Engine {
     pub covariates: bool,
     /// The fitted risk model named in `[analysis] risk_model`, if any.
     pub risk_model: Option<risk::RiskModel>,
+    /// How the radiographs analysed so far look against the model's training images.
+    pub site: site_shift::SiteShift,
 }
 
 impl Engine {
@@ -104,6 +107,7 @@ impl Engine {
             batch_size: model.batch_size,
             covariates: model.covariates,
             risk_model,
+            site: Default::default(),
         })
     }
 }
@@ -235,6 +239,13 @@ fn run_methods(
         };
         match result {
             Ok(run) => {
+                if let Some(profile) = engine
+                    .xray
+                    .as_ref()
+                    .and_then(|m| m.card.feature_profile.as_ref())
+                {
+                    f.site_feature_shift = engine.site.observe(profile, &run.features);
+                }
                 f.methods.push(Method::XrayModel);
                 f.instances_used.extend(
                     run.finding

@@ -55,6 +55,8 @@ pub struct XrayRun {
     pub finding: XrayFinding,
     pub key: Option<KeyPixels>,
     pub inference_ms: f64,
+    /// Each analysed image's pooled features (as taken), for `site_shift`.
+    pub features: Vec<Vec<f32>>,
 }
 
 /// One decoded radiograph: the model's input and what the key image would show.
@@ -154,6 +156,7 @@ pub fn run(
         finding,
         key: key.map(|(_, k)| k),
         inference_ms,
+        features: predictions.into_iter().map(|p| p.features).collect(),
     })
 }
 

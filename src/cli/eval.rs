@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use osteoscreen::model::card::SITE_SHIFT_WARNING;
 use osteoscreen::model::{device, XrayModel};
 use osteoscreen::train::evaluate::{evaluate, EvalReport};
 
@@ -50,11 +51,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A set's feature shift above which `eval` suggests `adapt`. The bundled weights give
-/// 0.3-0.4 on sets of one of their training generators and 0.5-0.6 on generators they
-/// never saw (BENCHMARKS.md, twenty-third session).
-const SHIFTED: f32 = 0.45;
-
 fn table(r: &EvalReport) -> String {
     let m = &r.metrics;
     let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
@@ -73,7 +69,7 @@ fn table(r: &EvalReport) -> String {
         s += &format!(
             "  feature shift from the training images {shift:.2} (images like the training's: about {:.2}){}\n",
             1.0 / (r.images.max(1) as f64).sqrt(),
-            if shift > SHIFTED {
+            if shift > SITE_SHIFT_WARNING {
                 "; a look the weights did not learn: `osteoscreen adapt` on this site's radiographs may help"
             } else {
                 ""

@@ -59,6 +59,12 @@ impl FeatureProfile {
     }
 }
 
+/// A set's `FeatureProfile::shift` above which its look is one the weights did not learn
+/// (`eval` suggests `osteoscreen adapt`; the daemon logs a warning). The bundled weights
+/// give 0.3-0.4 on sets of one of their training generators and 0.5-0.6 on generators they
+/// never saw (BENCHMARKS.md, twenty-third session).
+pub const SITE_SHIFT_WARNING: f32 = 0.45;
+
 /// The JSON card stored beside the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {

@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::store::{now_ms, JobState, QueueStats};
@@ -36,6 +36,10 @@ pub struct Metrics {
     /// Acknowledged instances in the ingest journal not yet in the spool tree and the
     /// database (normally 0 or a few; growing means the mover cannot keep up or fails).
     pub journal_backlog: IntGauge,
+    /// How far the mean features of the last ~200 radiographs lie from the X-ray model's
+    /// training images (`analysis::site_shift`); above 0.45 the site's look is one the
+    /// weights did not learn. NaN until 32 radiographs have been analysed.
+    pub xray_feature_shift: Gauge,
 }
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -88,6 +92,12 @@ impl Metrics {
         )?;
         registry.register(Box::new(disk_free_bytes.clone()))?;
         registry.register(Box::new(journal_backlog.clone()))?;
+        let xray_feature_shift = Gauge::new(
+            "xray_feature_shift",
+            "RMS z-score of the mean features of the last ~200 radiographs against the X-ray model's training images (NaN until 32)",
+        )?;
+        xray_feature_shift.set(f64::NAN);
+        registry.register(Box::new(xray_feature_shift.clone()))?;
         Ok(Metrics {
             registry,
             instances,
@@ -99,6 +109,7 @@ impl Metrics {
             deliveries,
             disk_free_bytes,
             journal_backlog,
+            xray_feature_shift,
         })
     }
 
