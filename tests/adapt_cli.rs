@@ -155,6 +155,51 @@ fn adapt_measures_a_site_s_statistics_and_nothing_else() {
     let out = eval(&weights, &synth, &work.path().join("ev"));
     assert!(out.status.success(), "{}", text(&out));
 
+    // The statistics are the site's alone: adapting the adapted model again (other starting
+    // statistics, the same images and batches) measures the same ones.
+    let out = run(Command::new(bin())
+        .arg("adapt")
+        .arg("--model")
+        .arg(&weights)
+        .arg("--data")
+        .arg(&site)
+        .arg("--out")
+        .arg(work.path().join("again"))
+        .args(["--name", "site-a", "--device", "cpu"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let again = tensors(&work.path().join("again/site-a.safetensors"));
+    for (name, a) in &after {
+        let worst = a
+            .iter()
+            .zip(&again[name])
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1e-3))
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{name}: {worst}");
+    }
+    let changed = |name: &str| {
+        before[name]
+            .iter()
+            .zip(&after[name])
+            .any(|(x, y)| (x - y).abs() > 1e-3 * x.abs().max(1e-3))
+    };
+    assert!(changed("stem.bn.running_mean"));
+    // The model being adapted is not overwritten.
+    let out = run(Command::new(bin())
+        .arg("adapt")
+        .arg("--model")
+        .arg(&weights)
+        .arg("--data")
+        .arg(&site)
+        .arg("--out")
+        .arg(work.path().join("a"))
+        .args(["--name", "site-a"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is the model being adapted"),
+        "{}",
+        text(&out)
+    );
+
     // Same images, same seed: the same weights.
     let out = adapt(&site, &work.path().join("b"), &["--name", "site-a"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -34,7 +34,10 @@ impl SiteShift {
     /// shift first rises above `SITE_SHIFT_WARNING`, and a note when it falls back.
     pub fn observe(&self, profile: &FeatureProfile, features: &[Vec<f32>]) -> Option<f32> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        for f in features.iter().filter(|f| f.len() == profile.mean.len()) {
+        // A feature vector of another model, or a non-finite one, would poison the mean.
+        let usable =
+            |f: &&Vec<f32>| f.len() == profile.mean.len() && f.iter().all(|x| x.is_finite());
+        for f in features.iter().filter(usable) {
             if s.mean.len() != f.len() {
                 s.mean = f.clone();
                 s.seen = 0;
@@ -87,11 +90,12 @@ mod tests {
         assert_eq!(site.observe(&p, &batch), None);
         let s = site.observe(&p, &[like(MIN_IMAGES - 1)]).unwrap();
         assert!(s < 0.1, "{s}");
-        // A new look: after a few windows of it the old images have faded out (e^-6).
+        // A new look: after six windows of it the old images keep e^-5 of their weight.
         let unlike: Vec<Vec<f32>> = (0..6 * WINDOW).map(|_| vec![0.8; 4]).collect();
         let s = site.observe(&p, &unlike).unwrap();
         assert!((s - 0.8).abs() < 0.01, "{s}");
-        // Features of another width (another model's) are not mixed in.
+        // Features of another width (another model's) or not finite are not mixed in.
         assert!(site.observe(&p, &[vec![9.0; 7]]).unwrap() < 0.81);
+        assert!(site.observe(&p, &[vec![f32::NAN; 4]]).unwrap() < 0.81);
     }
 }

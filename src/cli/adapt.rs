@@ -15,10 +15,10 @@ pub struct AdaptArgs {
     /// Weights (.safetensors) to adapt; the card is the same path with .json.
     #[arg(long)]
     pub model: PathBuf,
-    /// The site's radiographs: a folder of DICOM files (CR and DX are used; CTs and
-    /// reports are passed over) or PNGs, or a dataset in any layout `train` reads (its
-    /// labels are not used). At least 32 images; a few hundred from the site's own
-    /// detectors is better.
+    /// The site's radiographs: a folder of DICOM files (the lumbar AP and lateral CR/DX
+    /// images the daemon would analyse; CTs, reports, other body parts and obliques are
+    /// passed over) or PNGs, or a dataset in any layout `train` reads (its labels are not
+    /// used). At least 32 images; at most 1,024 are read (a seeded sample).
     #[arg(long)]
     pub data: PathBuf,
     /// Folder for `<name>.safetensors` and `<name>.json`.
@@ -27,7 +27,8 @@ pub struct AdaptArgs {
     /// Name of the adapted model (default: the model's name with "-adapted").
     #[arg(long)]
     pub name: Option<String>,
-    /// What the images are, for the card (default: the data path).
+    /// What the images are, for the card (default: "site radiographs"; the card does not
+    /// record the folder, whose name may be a patient's).
     #[arg(long)]
     pub description: Option<String>,
     /// Seed of the batches' order (the same images and seed give the same weights).
@@ -48,7 +49,7 @@ pub fn run(args: AdaptArgs) -> anyhow::Result<ExitCode> {
     let description = args
         .description
         .clone()
-        .unwrap_or_else(|| args.data.display().to_string());
+        .unwrap_or_else(|| "site radiographs".to_string());
     let done = adapt(
         &args.model,
         &images,

@@ -4,8 +4,9 @@
 //! never saw shifts every layer's feature statistics; the heads then read compressed,
 //! biased T-scores (BENCHMARKS.md, twenty-second session). Weights and heads stay as
 //! trained; only the per-channel means and variances the network normalises by are
-//! measured again, so no label is needed. `osteoscreen adapt` writes the result as a new
-//! model (weights + card) that the daemon loads like any other.
+//! measured again (the average of many batches' own statistics), so no label is needed.
+//! `osteoscreen adapt` writes the result as a new model (weights + card) that the daemon
+//! loads like any other.
 
 use std::path::{Path, PathBuf};
 
@@ -26,9 +27,18 @@ use crate::model::net::XrayNet;
 /// the few patients in it, not the site.
 pub const MIN_IMAGES: usize = 32;
 
-/// Batch-norm updates made in all (momentum 0.1 each: the trained statistics keep
-/// 0.9^48, under 1 %, of their weight).
-const UPDATES: usize = 48;
+/// At most this many images are read (a seeded sample of more): enough for the site's
+/// statistics, and memory stays bounded (about 0.3 MB an image).
+pub const MAX_IMAGES: usize = 1024;
+
+/// Fewest batches measured (more when the images fill more): each batch's statistics are
+/// mostly its 16 patients, their average over many is the site.
+const BATCHES: usize = 48;
+
+/// candle_nn's default batch-norm momentum, which `XrayNet`'s batch norms use: each
+/// training-mode pass sets running = (1 - m) x running + m x batch. `adapt` recovers each
+/// batch's own statistics from that and averages them all with equal weight.
+const MOMENTUM: f64 = 0.1;
 
 /// What `adapt` did.
 #[derive(Debug)]
@@ -54,6 +64,24 @@ pub fn adapt(
 ) -> Result<Adapted, TrainError> {
     let card = ModelCard::read(&weights.with_extension("json"))?;
     card.check_weights(weights)?;
+    let weights_out = out.join(format!("{name}.safetensors"));
+    let same = |a: &Path, b: &Path| {
+        std::fs::canonicalize(a)
+            .ok()
+            .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+    };
+    if same(&weights_out, weights) {
+        return Err(TrainError::Invalid(format!(
+            "{} is the model being adapted: give another --out or --name",
+            weights_out.display()
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut images = images.to_vec();
+    if images.len() > MAX_IMAGES {
+        images.shuffle(&mut rng);
+        images.truncate(MAX_IMAGES);
+    }
     let input = card.input_spec();
     let varmap = VarMap::new();
     let net = XrayNet::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
@@ -79,22 +107,38 @@ pub fn adapt(
     }
 
     // Whole batches of 16 only: a short last batch would weigh a few images as much as 16.
+    // Each pass reshuffles, so the images leave out of one pass join the next.
     let per_pass = (readable.len() / 16).max(1);
-    let passes = UPDATES.div_ceil(per_pass);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let passes = BATCHES.div_ceil(per_pass);
+    let stats = running_statistics(&varmap);
+    let mut sums: Vec<Vec<f64>> = Vec::with_capacity(stats.len());
+    for (_, var) in &stats {
+        sums.push(vec![0.0; var.elem_count()]);
+    }
     let bar = progress::bar((passes * per_pass) as u64, "measuring batch statistics");
+    let mut batches = 0usize;
     for _ in 0..passes {
         let mut order = readable.clone();
         order.shuffle(&mut rng);
         for batch in order.chunks_exact(16).take(per_pass) {
+            let before = values(&stats)?;
             forward_clean(&net, &cache, batch, device, true, input)?;
+            for ((sum, after), before) in sums.iter_mut().zip(values(&stats)?).zip(before) {
+                for ((s, a), b) in sum.iter_mut().zip(after).zip(before) {
+                    *s += (a as f64 - (1.0 - MOMENTUM) * b as f64) / MOMENTUM;
+                }
+            }
+            batches += 1;
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
+    for ((_, var), sum) in stats.iter().zip(sums) {
+        let mean: Vec<f32> = sum.iter().map(|s| (s / batches as f64) as f32).collect();
+        var.set(&candle_core::Tensor::from_vec(mean, var.dims(), device)?)?;
+    }
 
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let weights_out = out.join(format!("{name}.safetensors"));
     varmap.save(&weights_out)?;
     let sha = sha256_file(&weights_out)?;
     let mut training = card
@@ -110,7 +154,8 @@ pub fn adapt(
                 "images": readable.len(),
                 "data": description,
                 "seed": seed,
-                "note": "metrics are those of the weights before adaptation, on their own held-out test",
+                "batches": batches,
+                "note": "metrics, feature profile and covariate model are those of the weights before adaptation; refit the covariate model with osteoscreen calibrate on labelled local studies",
             }),
         );
     }
@@ -137,9 +182,30 @@ pub fn adapt(
     })
 }
 
+/// The batch norms' running means and variances, by name.
+fn running_statistics(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut stats: Vec<(String, candle_core::Var)> = data
+        .iter()
+        .filter(|(name, _)| name.contains(".running_"))
+        .map(|(name, var)| (name.clone(), var.clone()))
+        .collect();
+    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    stats
+}
+
+fn values(stats: &[(String, candle_core::Var)]) -> Result<Vec<Vec<f32>>, TrainError> {
+    stats
+        .iter()
+        .map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
+        .collect()
+}
+
 /// The radiographs under `root`: a dataset's images when `root` is in a layout `train`
-/// reads (labels unused), else every PNG and every DICOM file whose modality is CR or DX
-/// (a PACS export: CTs and reports are passed over).
+/// reads (labels unused), else every PNG and the DICOM images the daemon would analyse as
+/// lumbar radiographs (CR and DX of the lumbar spine, AP or lateral, by the default
+/// `[analysis]` selection rules; CTs, reports, other body parts and obliques are passed
+/// over).
 pub fn radiographs(root: &Path) -> Result<Vec<PathBuf>, TrainError> {
     use super::data::{self, ColumnOverrides, DataError};
     match data::open(root, &ColumnOverrides::default()) {
@@ -152,21 +218,25 @@ pub fn radiographs(root: &Path) -> Result<Vec<PathBuf>, TrainError> {
         Err(DataError::Unknown(_)) => {
             let files = crate::dicom::files::collect_files(&[root.to_path_buf()])
                 .map_err(|e| TrainError::io(root, e))?;
-            Ok(files.into_par_iter().filter(|p| is_radiograph(p)).collect())
+            let (png, dicom): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.into_iter().partition(|p| is_png(p));
+            let (headers, _) = crate::analysis::header::read_headers(&dicom);
+            let chosen = crate::analysis::select::select(&headers, &Default::default());
+            let mut paths: Vec<PathBuf> = chosen
+                .radiographs
+                .into_iter()
+                .map(|(info, _)| info.path)
+                .chain(png)
+                .collect();
+            paths.sort();
+            Ok(paths)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-fn is_radiograph(path: &Path) -> bool {
-    let png = path
-        .extension()
+fn is_png(path: &Path) -> bool {
+    path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    png || crate::dicom::open::open_header(path, &Default::default()).is_ok_and(|obj| {
-        obj.element(dicom_dictionary_std::tags::MODALITY)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .is_some_and(|m| matches!(m.trim(), "CR" | "DX"))
-    })
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
 }
