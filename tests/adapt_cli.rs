@@ -78,10 +78,14 @@ fn shift(weights: &Path, images: &[PathBuf]) -> f32 {
 }
 
 fn adapt(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    adapt_model(&bundled(), data, out, extra)
+}
+
+fn adapt_model(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     run(Command::new(bin())
         .arg("adapt")
         .arg("--model")
-        .arg(bundled())
+        .arg(model)
         .arg("--data")
         .arg(data)
         .arg("--out")
@@ -157,15 +161,12 @@ fn adapt_measures_a_site_s_statistics_and_nothing_else() {
 
     // The statistics are the site's alone: adapting the adapted model again (other starting
     // statistics, the same images and batches) measures the same ones.
-    let out = run(Command::new(bin())
-        .arg("adapt")
-        .arg("--model")
-        .arg(&weights)
-        .arg("--data")
-        .arg(&site)
-        .arg("--out")
-        .arg(work.path().join("again"))
-        .args(["--name", "site-a", "--device", "cpu"]));
+    let out = adapt_model(
+        &weights,
+        &site,
+        &work.path().join("again"),
+        &["--name", "site-a"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let again = tensors(&work.path().join("again/site-a.safetensors"));
     for (name, a) in &after {
@@ -184,15 +185,12 @@ fn adapt_measures_a_site_s_statistics_and_nothing_else() {
     };
     assert!(changed("stem.bn.running_mean"));
     // The model being adapted is not overwritten.
-    let out = run(Command::new(bin())
-        .arg("adapt")
-        .arg("--model")
-        .arg(&weights)
-        .arg("--data")
-        .arg(&site)
-        .arg("--out")
-        .arg(work.path().join("a"))
-        .args(["--name", "site-a"]));
+    let out = adapt_model(
+        &weights,
+        &site,
+        &work.path().join("a"),
+        &["--name", "site-a"],
+    );
     assert!(!out.status.success());
     assert!(
         text(&out).contains("is the model being adapted"),
@@ -232,13 +230,7 @@ fn adapt_refuses_too_few_radiographs_and_a_wrong_card() {
         weights.with_extension("json"),
     )
     .unwrap();
-    let out = run(Command::new(bin())
-        .args(["adapt", "--model"])
-        .arg(&weights)
-        .arg("--data")
-        .arg(&synth)
-        .arg("--out")
-        .arg(work.path().join("b")));
+    let out = adapt_model(&weights, &synth, &work.path().join("b"), &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains("sha256"), "{}", text(&out));
 }
