@@ -388,10 +388,6 @@ pub struct Finding {
     /// What the key image shows, when analysis got that far.
     #[serde(skip)]
     pub key_pixels: Option<KeyPixels>,
-    /// The site's feature shift after this study's radiographs (`site_shift`), for the
-    /// daemon's metric; not part of the result.
-    #[serde(skip)]
-    pub site_feature_shift: Option<f32>,
 }
 
 impl Finding {
@@ -411,7 +407,6 @@ impl Finding {
             timings_ms: BTreeMap::new(),
             software: concat!("osteoscreen ", env!("CARGO_PKG_VERSION")).into(),
             key_pixels: None,
-            site_feature_shift: None,
         }
     }
 

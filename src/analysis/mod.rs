@@ -244,7 +244,7 @@ fn run_methods(
                     .as_ref()
                     .and_then(|m| m.card.feature_profile.as_ref())
                 {
-                    f.site_feature_shift = engine.site.observe(profile, &run.features);
+                    engine.site.observe(profile, &run.features);
                 }
                 f.methods.push(Method::XrayModel);
                 f.instances_used.extend(

@@ -26,6 +26,8 @@ struct State {
     mean: Vec<f32>,
     seen: usize,
     warned: bool,
+    /// The shift after the latest images, once `MIN_IMAGES` were seen.
+    shift: Option<f32>,
 }
 
 impl SiteShift {
@@ -52,6 +54,7 @@ impl SiteShift {
             return None;
         }
         let shift = profile.distance(&s.mean);
+        s.shift = Some(shift);
         if shift > SITE_SHIFT_WARNING && !s.warned {
             s.warned = true;
             tracing::warn!(
@@ -67,6 +70,11 @@ impl SiteShift {
             );
         }
         Some(shift)
+    }
+
+    /// The shift after the latest images (None before `MIN_IMAGES`).
+    pub fn current(&self) -> Option<f32> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).shift
     }
 }
 
@@ -94,6 +102,7 @@ mod tests {
         let unlike: Vec<Vec<f32>> = (0..6 * WINDOW).map(|_| vec![0.8; 4]).collect();
         let s = site.observe(&p, &unlike).unwrap();
         assert!((s - 0.8).abs() < 0.01, "{s}");
+        assert_eq!(site.current(), Some(s));
         // Features of another width (another model's) or not finite are not mixed in.
         assert!(site.observe(&p, &[vec![9.0; 7]]).unwrap() < 0.81);
         assert!(site.observe(&p, &[vec![f32::NAN; 4]]).unwrap() < 0.81);

@@ -139,7 +139,9 @@ impl<R: Router + 'static> Workers<R> {
         let files = blocking(move || store.study_files(&study)).await?;
         let (engine, paths) = (self.engine.clone(), files.clone());
         let finding = blocking(move || Ok::<_, JobError>(analyze(&paths, &engine))).await?;
-        if let Some(shift) = finding.site_feature_shift {
+        // Read back under the tracker's lock, so that of two workers finishing together
+        // the later setter shows the latest value.
+        if let Some(shift) = self.engine.site.current() {
             metrics().xray_feature_shift.set(shift as f64);
         }
         for stage in ["total", "ct", "xray", "inference"] {

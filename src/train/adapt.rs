@@ -117,17 +117,19 @@ pub fn adapt(
     }
     let bar = progress::bar((passes * per_pass) as u64, "measuring batch statistics");
     let mut batches = 0usize;
+    let mut before = values(&stats)?;
     for _ in 0..passes {
         let mut order = readable.clone();
         order.shuffle(&mut rng);
         for batch in order.chunks_exact(16).take(per_pass) {
-            let before = values(&stats)?;
             forward_clean(&net, &cache, batch, device, true, input)?;
-            for ((sum, after), before) in sums.iter_mut().zip(values(&stats)?).zip(before) {
-                for ((s, a), b) in sum.iter_mut().zip(after).zip(before) {
-                    *s += (a as f64 - (1.0 - MOMENTUM) * b as f64) / MOMENTUM;
+            let after = values(&stats)?;
+            for ((sum, a), b) in sums.iter_mut().zip(&after).zip(&before) {
+                for ((s, a), b) in sum.iter_mut().zip(a).zip(b) {
+                    *s += (*a as f64 - (1.0 - MOMENTUM) * *b as f64) / MOMENTUM;
                 }
             }
+            before = after;
             batches += 1;
             bar.inc(1);
         }
@@ -219,7 +221,7 @@ pub fn radiographs(root: &Path) -> Result<Vec<PathBuf>, TrainError> {
             let files = crate::dicom::files::collect_files(&[root.to_path_buf()])
                 .map_err(|e| TrainError::io(root, e))?;
             let (png, dicom): (Vec<PathBuf>, Vec<PathBuf>) =
-                files.into_iter().partition(|p| is_png(p));
+                files.into_iter().partition(|p| images::is_png(p));
             let (headers, _) = crate::analysis::header::read_headers(&dicom);
             let chosen = crate::analysis::select::select(&headers, &Default::default());
             let mut paths: Vec<PathBuf> = chosen
@@ -233,10 +235,4 @@ pub fn radiographs(root: &Path) -> Result<Vec<PathBuf>, TrainError> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn is_png(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
 }

@@ -46,11 +46,7 @@ pub enum ImageLoadError {
 /// Decode, display-window and shrink one image to at most `side` pixels a side.
 pub fn load(path: &Path, side: usize) -> Result<Grey, ImageLoadError> {
     let name = path.display().to_string();
-    let is_png = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    let (rows, cols, values) = if is_png {
+    let (rows, cols, values) = if is_png(path) {
         read_png(path).map_err(|e| ImageLoadError::Png(name, e))?
     } else {
         let obj = crate::dicom::open::open_file(path, &Default::default())
@@ -62,6 +58,13 @@ pub fn load(path: &Path, side: usize) -> Result<Grey, ImageLoadError> {
     };
     let (r, c, v) = shrink(&values, rows, cols, side);
     Ok(Grey::from_f32(r, c, &v))
+}
+
+/// Whether `path` names a PNG (by its extension); anything else is read as DICOM.
+pub fn is_png(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
 }
 
 /// A greyscale (or RGB, as luma) 8- or 16-bit PNG as 0..1 values.
