@@ -85,6 +85,22 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
         calibrated["weights_sha256"], c["weights_sha256"],
         "weights untouched"
     );
+    // Now the card has a covariate model that these studies do not bear out: calibrating
+    // again without --force removes it (here into --card-out, the card itself kept).
+    let bare = work.path().join("bare.json");
+    let out = calibrate(&data, &["--card-out", bare.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("removed the card's covariate model"),
+        "{}",
+        text(&out)
+    );
+    let bare: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bare).unwrap()).unwrap();
+    assert!(bare.get("covariates").is_none(), "{bare}");
+    assert_eq!(bare["weights_sha256"], c["weights_sha256"]);
+    let kept = std::fs::read_to_string(weights.with_extension("json")).unwrap();
+    assert!(kept.contains("covariates"));
 
     // eval applies it, and says what the radiographs alone scored; --radiographs-only
     // measures exactly that.

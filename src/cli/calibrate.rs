@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use osteoscreen::model::{device, XrayModel};
+use osteoscreen::model::{device, ModelCard, XrayModel};
 use osteoscreen::train::calibrate::calibrate;
 
 use super::data_args::{DataArgs, Part};
@@ -29,6 +29,8 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub description: Option<String>,
     /// Write the covariate model even when the age did not help in cross-validation.
+    /// Without it, a card's earlier covariate model that these studies do not bear out is
+    /// removed (the radiographs alone are then used).
     #[arg(long)]
     pub force: bool,
     #[arg(long, default_value = "auto")]
@@ -53,16 +55,30 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     });
     let fitted = calibrate(&model, &dataset, &idx, args.folds, &description)?;
     println!("{}", fitted.summary());
-    if !fitted.helps() && !args.force {
-        eprintln!(
-            "the age did not help on these studies, so the card is left as it was (--force writes it anyway)"
-        );
-        return Ok(ExitCode::FAILURE);
-    }
     let card_path = args
         .card_out
         .clone()
         .unwrap_or_else(|| args.model.with_extension("json"));
+    if !fitted.helps() && !args.force {
+        if model.card.covariates.is_none() {
+            eprintln!(
+                "the age did not help on these studies, so the card is left as it was (--force writes it anyway)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        // A combination fitted on other studies (the demo card's, on synthetic patients
+        // whose ages track T) that the local ones do not bear out is worse than none.
+        ModelCard {
+            covariates: None,
+            ..model.card.clone()
+        }
+        .write(&card_path)?;
+        println!(
+            "the age did not help on these studies: removed the card's covariate model from {} (the radiographs alone are used; --force writes the new fit instead)",
+            card_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     fitted.write_into(&model.card, &card_path)?;
     println!("wrote the covariate model into {}", card_path.display());
     Ok(ExitCode::SUCCESS)
