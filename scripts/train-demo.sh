@@ -46,78 +46,67 @@ if ! "$py" -c 'import numpy, scipy, PIL, pydicom' 2>/dev/null; then
     var/phantom-venv/bin/pip install --quiet numpy scipy pillow pydicom
 fi
 mkdir -p "$data"
-if [ ! -f "$data/synth/manifest.csv" ]; then
-    cargo run --release -- synth --out "$data/synth" --studies 1200 --modality dx --size 640x800 --seed 11
-fi
-# generator, seed, studies
+# generator, seed, studies[, workers]: the folder, made when missing
 phantom() {
     local dir="$data/ph$1-$2"  # the folder names the patients (mix_manifest.py): keep it
     if [ ! -f "$dir/manifest.csv" ]; then
-        # One worker: the order of the random draws, and so the images, as when trained.
-        # (phantom G takes no --workers: it always runs in one process.)
-        local workers=(--workers 1)
-        [ "$1" = g ] && workers=()
-        "$py" "scripts/phantoms/phantom_$1.py" "$dir" "$3" "$2" "${workers[@]}"
-        "$py" scripts/phantoms/shrink.py "$dir"
-    fi
-    folders+=("$dir")
-}
-base=var/demo-base/osteoscreen-xray-demo-base.safetensors
-if [ ! -f "$base" ]; then
-    # Stage 1 (its folders are made only when its weights are missing).
-    folders=()
-    for s in 201 202; do phantom a $s 150; done
-    for s in 101 102 103; do phantom b $s 200; done
-    for s in 7001 7002 7003; do phantom c $s 100; done
-    for s in 8001 8002 8003; do phantom d $s 100; done
-    for s in 6001 6002 6003; do phantom e $s 100; done
-    "$py" scripts/phantoms/mix_manifest.py "$data/manifest-6.csv" "$data/synth" 1200 "${folders[@]}"
-    cargo run --release -- train --data "$data/manifest-6.csv" --out var/demo-base \
-        --name osteoscreen-xray-demo-base --checkpoint-dir var/demo-checkpoint --epochs 40 \
-        --images-per-epoch 2000 --batch-size 16 --lr 1e-3 --patience 12 --seed 11 --device cpu \
-        --data-description "synthetic, six independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300, E 300 (scripts/phantoms, scripts/train-demo.sh stage 1); trained on synthetic data; not validated on patients"
-fi
-# Stage 2.
-folders=()
-for s in 201 202; do phantom a $s 150; done
-for s in 101 102; do phantom b $s 200; done
-for s in 7001 7002; do phantom c $s 100; done
-for s in 8001 8002; do phantom d $s 100; done
-for s in 6001 6002 6003; do phantom e $s 100; done
-for s in 5001 5002; do phantom f $s 100; done
-for s in 7301 7302; do phantom g $s 100; done
-for s in 7401 7402; do phantom h $s 100; done
-for s in 7501 7502; do phantom i $s 100; done
-for s in 7601 7602; do phantom j $s 100; done
-"$py" scripts/phantoms/mix_manifest.py "$data/manifest-11.csv" "$data/synth" 1200 "${folders[@]}"
-stage2=var/demo-stage2/osteoscreen-xray-demo-stage2.safetensors
-[ -f "$stage2" ] || cargo run --release -- train --data "$data/manifest-11.csv" --out var/demo-stage2 --name osteoscreen-xray-demo-stage2 \
-    --init "$base" --checkpoint-dir var/demo-checkpoint-ft --epochs 10 --images-per-epoch 1000 \
-    --batch-size 16 --lr 5e-4 --patience 8 --seed 11 --device cpu \
-    --data-description "synthetic, eleven independently written generators, in two stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; then fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and five generators the first stage never saw, F 200, G 200, H 200, I 200, J 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
-    --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
-    --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from eleven generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
-# Stage 3. These folders were made with two workers (A and G always run in one process);
-# the generators that take --workers seed each study by its index, so the count does not
-# change the images.
-phantom3() {
-    local dir="$data/ph$1-$2"
-    if [ ! -f "$dir/manifest.csv" ]; then
-        local workers=(--workers 2)
+        # Stages 1 and 2 were made with one worker, stage 3 with two: the same count gives
+        # the same images. A and G always run in one process.
+        local workers=(--workers "${4:-1}")
         case $1 in a | g) workers=() ;; esac
         "$py" "scripts/phantoms/phantom_$1.py" "$dir" "$3" "$2" "${workers[@]}"
         "$py" scripts/phantoms/shrink.py "$dir"
     fi
     folders+=("$dir")
 }
+base=var/demo-base/osteoscreen-xray-demo-base.safetensors
+stage2=var/demo-stage2/osteoscreen-xray-demo-stage2.safetensors
+# Stages 1 and 2 (their folders are made only when their weights are missing).
+if [ ! -f "$stage2" ]; then
+    if [ ! -f "$data/synth/manifest.csv" ]; then
+        cargo run --release -- synth --out "$data/synth" --studies 1200 --modality dx --size 640x800 --seed 11
+    fi
+    if [ ! -f "$base" ]; then
+        folders=()
+        for s in 201 202; do phantom a $s 150; done
+        for s in 101 102 103; do phantom b $s 200; done
+        for s in 7001 7002 7003; do phantom c $s 100; done
+        for s in 8001 8002 8003; do phantom d $s 100; done
+        for s in 6001 6002 6003; do phantom e $s 100; done
+        "$py" scripts/phantoms/mix_manifest.py "$data/manifest-6.csv" "$data/synth" 1200 "${folders[@]}"
+        cargo run --release -- train --data "$data/manifest-6.csv" --out var/demo-base \
+            --name osteoscreen-xray-demo-base --checkpoint-dir var/demo-checkpoint --epochs 40 \
+            --images-per-epoch 2000 --batch-size 16 --lr 1e-3 --patience 12 --seed 11 --device cpu \
+            --data-description "synthetic, six independently written generators: osteoscreen synth 1200 studies (seed 11), phantom A 300, B 600, C 300, D 300, E 300 (scripts/phantoms, scripts/train-demo.sh stage 1); trained on synthetic data; not validated on patients"
+    fi
+    folders=()
+    for s in 201 202; do phantom a $s 150; done
+    for s in 101 102; do phantom b $s 200; done
+    for s in 7001 7002; do phantom c $s 100; done
+    for s in 8001 8002; do phantom d $s 100; done
+    for s in 6001 6002 6003; do phantom e $s 100; done
+    for s in 5001 5002; do phantom f $s 100; done
+    for s in 7301 7302; do phantom g $s 100; done
+    for s in 7401 7402; do phantom h $s 100; done
+    for s in 7501 7502; do phantom i $s 100; done
+    for s in 7601 7602; do phantom j $s 100; done
+    "$py" scripts/phantoms/mix_manifest.py "$data/manifest-11.csv" "$data/synth" 1200 "${folders[@]}"
+    cargo run --release -- train --data "$data/manifest-11.csv" --out var/demo-stage2 --name osteoscreen-xray-demo-stage2 \
+        --init "$base" --checkpoint-dir var/demo-checkpoint-ft --epochs 10 --images-per-epoch 1000 \
+        --batch-size 16 --lr 5e-4 --patience 8 --seed 11 --device cpu \
+        --data-description "synthetic, eleven independently written generators, in two stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; then fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and five generators the first stage never saw, F 200, G 200, H 200, I 200, J 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
+        --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
+        --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from eleven generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+fi
+# Stage 3.
 if [ ! -f "$data/synth3/manifest.csv" ]; then
     cargo run --release -- synth --out "$data/synth3" --studies 600 --modality dx --size 640x800 --seed 12
 fi
 folders=()
-phantom3 a 211 60
-for g in b:111 c:7011 d:8011 e:6011 f:5011 g:7311 h:7411 i:7511 j:7611; do phantom3 "${g%:*}" "${g#*:}" 30; done
-for s in 7701 7702; do phantom3 k $s 100; done
-for s in 7801 7802; do phantom3 l $s 100; done
+phantom a 211 60
+for g in b:111 c:7011 d:8011 e:6011 f:5011 g:7311 h:7411 i:7511 j:7611; do phantom "${g%:*}" "${g#*:}" 30 2; done
+for s in 7701 7702; do phantom k $s 100 2; done
+for s in 7801 7802; do phantom l $s 100 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-13.csv" "$data/synth3" 600 "${folders[@]}"
 cargo run --release -- train --data "$data/manifest-13.csv" --out models --name osteoscreen-xray-demo \
     --init "$stage2" --checkpoint-dir var/demo-checkpoint-ft3 --epochs 8 --images-per-epoch 1000 \
@@ -130,7 +119,8 @@ cargo run --release -- train --data "$data/manifest-13.csv" --out models --name 
 # most of them from generators whose ages track T far more than patients' do. Checked on
 # 180 new studies of three generators with a realistic age spread (J, K, L; age-T r about
 # -0.3), the age does not help, and calibrate removes the model: the radiographs alone.
-for g in j:9411 k:9611 l:9511; do phantom3 "${g%:*}" "${g#*:}" 60; done
-"$py" scripts/phantoms/mix_manifest.py "$data/manifest-cal.csv" "$data/synth3" 0 "${folders[@]: -3}"
+folders=()
+for g in j:9411 k:9611 l:9511; do phantom "${g%:*}" "${g#*:}" 60 2; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-cal.csv" "$data/synth3" 0 "${folders[@]}"
 cargo run --release -- calibrate --model models/osteoscreen-xray-demo.safetensors --data "$data/manifest-cal.csv" --device cpu \
     --description "phantoms J, K and L, 60 new studies each (seeds 9411, 9611, 9511; scripts/train-demo.sh)"
