@@ -78,6 +78,10 @@ enum Command {
     /// site's own unlabelled radiographs (AdaBN); weights and heads as trained. Writes a
     /// new model (weights + card) for `[model] weights`.
     Adapt(cli::adapt::AdaptArgs),
+    /// Average networks fine-tuned from one start (`train --init`) into one network (a
+    /// "model soup"), at one network's cost; measured beside each member on held-out
+    /// studies. Writes weights + card.
+    Average(cli::average::AverageArgs),
     /// Fit a clinical risk model (sex, age, weight, height, BMI, menopause) on a tabular
     /// DXA dataset, compare it with OST on held-out rows; `[analysis] risk_model` uses it.
     TrainRisk(cli::train_risk::TrainRiskArgs),
@@ -156,6 +160,7 @@ async fn run(
         Command::Eval(args) => tokio::task::block_in_place(|| cli::eval::run(args)),
         Command::Calibrate(args) => tokio::task::block_in_place(|| cli::calibrate::run(args)),
         Command::Adapt(args) => tokio::task::block_in_place(|| cli::adapt::run(args)),
+        Command::Average(args) => tokio::task::block_in_place(|| cli::average::run(args)),
         Command::TrainRisk(args) => cli::train_risk::run(args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod adapt;
 pub mod analyze;
+pub mod average;
 pub mod calibrate;
 pub mod data_args;
 pub mod eval;

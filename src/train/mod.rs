@@ -6,6 +6,7 @@
 
 pub mod adapt;
 pub mod augment;
+pub mod average;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod data;
