@@ -46,11 +46,13 @@ enum Command {
         #[command(subcommand)]
         action: Option<cli::queue::QueueAction>,
     },
-    /// Analyse the files of one study (files or folders) and print the Finding; exits 1
-    /// with the reason when nothing is analysable. CT: trabecular attenuation per level;
-    /// lumbar radiographs: the X-ray model named in `[model] weights`.
+    /// Analyse the files of one or more studies (files or folders), study by study, and
+    /// print each Finding (`--json`: one object, or an array for several studies); exits 1
+    /// when a study could not be analysed, each saying why. CT: trabecular attenuation per
+    /// level; lumbar radiographs: the X-ray model named in `[model] weights`.
     Analyze {
-        /// DICOM files or folders (recursive) of one study.
+        /// DICOM files or folders (recursive); their studies are told apart by
+        /// StudyInstanceUID.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print the Finding as JSON.

@@ -236,3 +236,151 @@ fn views_count_equally_however_many_images_each_has() {
         "the two views predicted the same; the test cannot tell"
     );
 }
+
+#[test]
+fn coded_anatomy_view_codes_orientation_or_no_anatomy_at_all() {
+    let work = tempfile::tempdir().unwrap();
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
+    let (ap, lat) = (study.join("dx_ap.dcm"), study.join("dx_lat.dcm"));
+    let views = |f: &serde_json::Value| -> Vec<String> {
+        f["xray"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["view"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // No body part, view position or description: the lumbar spine only as the coded
+    // Anatomic Region (the DX IOD's own); the AP's view from PatientOrientation (L\F),
+    // the lateral's from a View Code Sequence.
+    let bare = [
+        "-imt",
+        "-ea",
+        "(0018,0015)",
+        "-ea",
+        "(0018,5101)",
+        "-ea",
+        "(0008,1030)",
+        "-ea",
+        "(0008,103e)",
+        "-ea",
+        "(0018,1030)",
+    ];
+    for file in [&ap, &lat] {
+        dcmodify(file, &bare);
+    }
+    dcmodify(
+        &lat,
+        &[
+            "-ea",
+            "(0020,0020)",
+            "-i",
+            "(0054,0220)[0].(0008,0104)=left lateral",
+        ],
+    );
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(views(&f), ["frontal", "lateral"]);
+    assert!(
+        !f["flags"].to_string().contains("as sent"),
+        "{}",
+        f["flags"]
+    );
+
+    // No anatomy at all: analysed as sent, and flagged so...
+    for file in [&ap, &lat] {
+        dcmodify(file, &["-ea", "(0008,2218)"]);
+    }
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(views(&f), ["frontal", "lateral"]);
+    let flags = f["flags"].to_string();
+    assert!(flags.contains("taken as lumbar, as sent"), "{flags}");
+    // ...or left out where the operator wants lumbar evidence.
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .env("OSTEOSCREEN__MODEL__WEIGHTS", &weights)
+        .env(
+            "OSTEOSCREEN__SELECTION__RADIOGRAPHS_WITHOUT_ANATOMY",
+            "false",
+        )
+        .args(["analyze", "--json"])
+        .arg(&study));
+    assert!(!out.status.success());
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f["status"], "not_applicable");
+    assert!(
+        f["reason"].as_str().unwrap().contains("not a lumbar study"),
+        "{f}"
+    );
+
+    // A series that names another region is never taken.
+    for file in [&ap, &lat] {
+        dcmodify(file, &["-i", "(0008,2218)[0].(0008,0104)=Chest"]);
+    }
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(!out.status.success());
+    assert_eq!(f["status"], "not_applicable");
+}
+
+#[test]
+fn a_folder_of_several_studies_is_analysed_study_by_study() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("many");
+    let out = run(Command::new(bin())
+        .args([
+            "synth",
+            "--studies",
+            "2",
+            "--modality",
+            "dx",
+            "--size",
+            "512x640",
+        ])
+        .args(["--seed", "8", "--out"])
+        .arg(&dir));
+    assert!(out.status.success(), "synth: {}", text(&out));
+    // A real CR of the hip among them, and a file that is not DICOM.
+    std::fs::copy(real("wg04/RG2_UNC.dcm"), dir.join("hip.dcm")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not DICOM").unwrap();
+    let weights = untrained_model(work.path());
+    let results = work.path().join("results");
+    std::fs::create_dir(&results).unwrap();
+    let out = run(Command::new(bin())
+        .arg("--config")
+        .arg(shipped_config())
+        .env("OSTEOSCREEN__MODEL__WEIGHTS", &weights)
+        .args(["analyze", "--json", "--out"])
+        .arg(&results)
+        .arg(&dir));
+    // One study could not be analysed: exit 1, every Finding printed all the same.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings.len(), 3, "{}", text(&out));
+    let analysed: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| f["status"] == "analysed")
+        .collect();
+    assert_eq!(analysed.len(), 2);
+    assert_ne!(analysed[0]["study_uid"], analysed[1]["study_uid"]);
+    for f in &analysed {
+        assert_eq!(f["xray"]["images"].as_array().unwrap().len(), 2, "{f}");
+    }
+    let hip = findings.iter().find(|f| f["status"] != "analysed").unwrap();
+    assert_eq!(hip["reason"], "CR of HIP: not a lumbar study");
+    // The unreadable file is counted once, not dropped silently.
+    let unreadable = findings
+        .iter()
+        .filter(|f| f["flags"].to_string().contains("not readable as DICOM"))
+        .count();
+    assert_eq!(unreadable, 1);
+    // An SR and a key image for each analysed study (none for the hip, by default).
+    let mut written: Vec<String> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy()[..3].to_string())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["sc-", "sc-", "sr-", "sr-"]);
+}

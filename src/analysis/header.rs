@@ -20,9 +20,17 @@ pub struct InstanceInfo {
     /// Slice normal mostly along the patient z axis (ImageOrientationPatient).
     pub axial: bool,
     pub body_part: String,
-    /// Study, series and protocol descriptions, space-separated (free text, any language).
+    /// Study, series, protocol, procedure and processing descriptions, space-separated
+    /// (free text, any language).
     pub description: String,
+    /// Anatomic Region Sequence: code value and meaning, space-separated (the DX IOD's
+    /// required anatomy, where BodyPartExamined is optional).
+    pub anatomy: String,
     pub view_position: String,
+    /// View Code Sequence: code value and meaning, space-separated.
+    pub view_code: String,
+    /// PatientOrientation, the patient directions of rows and columns ("L\\F").
+    pub patient_orientation: String,
     pub kernel: String,
     /// Whether the instance has pixel data at all (an SR or RT plan has none).
     pub has_pixels: bool,
@@ -75,12 +83,35 @@ fn read_one(path: &Path) -> Option<InstanceInfo> {
             text(tags::STUDY_DESCRIPTION),
             text(tags::SERIES_DESCRIPTION),
             text(tags::PROTOCOL_NAME),
+            text(tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION),
+            text(tags::REQUESTED_PROCEDURE_DESCRIPTION),
+            // CR readers (Fuji's among them) name the exam menu here: "L-SPINE A-P".
+            text(tags::ACQUISITION_DEVICE_PROCESSING_DESCRIPTION),
         ]
-        .join(" ")
-        .trim()
-        .to_string(),
+        .iter()
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" "),
+        anatomy: code(&obj, tags::ANATOMIC_REGION_SEQUENCE),
         view_position: text(tags::VIEW_POSITION).to_ascii_uppercase(),
+        view_code: code(&obj, tags::VIEW_CODE_SEQUENCE),
+        patient_orientation: text(tags::PATIENT_ORIENTATION).to_ascii_uppercase(),
         kernel: text(tags::CONVOLUTION_KERNEL).to_ascii_uppercase(),
         has_pixels,
     })
+}
+
+/// The first item of a code sequence as "value meaning" (empty when absent).
+fn code(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
+    let Some(item) = obj.get(tag).and_then(|e| e.items()).and_then(|i| i.first()) else {
+        return String::new();
+    };
+    let text = |t| crate::dicom::text(item, t);
+    [text(tags::CODE_VALUE), text(tags::CODE_MEANING)]
+        .iter()
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -149,6 +149,7 @@ pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     }
     let sel = select::select(&instances, &engine.rules);
     f.excluded = sel.excluded.clone();
+    f.flags.extend(sel.notes.iter().cloned());
     f.timings_ms.insert("select".into(), ms(started));
     if sel.is_empty() {
         f.reason = Some(sel.reason());

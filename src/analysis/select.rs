@@ -1,9 +1,10 @@
 //! Selection: which instances of a study can be analysed, and why the others cannot.
 //! Header facts only (`header`); the rules are the operator's (`[selection]`).
 //!
-//! - Lumbar radiographs: CR/DX with lumbar evidence (BodyPartExamined, or a lumbar term in
-//!   the study/series/protocol description, any of several languages); the view from
-//!   ViewPosition, else from the descriptions.
+//! - Lumbar radiographs: CR/DX with lumbar evidence (BodyPartExamined, the Anatomic Region
+//!   Sequence, or a lumbar term in a description, any of several languages), or with no
+//!   anatomy in the headers at all when the rules allow; the view from ViewPosition, the
+//!   View Code Sequence, the descriptions, else PatientOrientation.
 //! - CT: axial, not a localizer, slices within the thickness range, enough of them, a body
 //!   part that can contain the lumbar spine, not a lung kernel. The series with most slices.
 
@@ -28,6 +29,9 @@ pub struct Rules {
     pub lateral_terms: Vec<String>,
     /// Whole words that exclude a radiograph (views the model was not made for).
     pub excluded_view_terms: Vec<String>,
+    /// Analyse (and flag) a CR/DX series whose headers name no anatomy at all: no
+    /// BodyPartExamined, Anatomic Region Sequence or description. The PACS sent it here.
+    pub radiographs_without_anatomy: bool,
     pub ct_min_slice_mm: f64,
     pub ct_max_slice_mm: f64,
     pub ct_min_slices: usize,
@@ -51,6 +55,7 @@ impl Default for Rules {
                 "SPINE",
                 "LSSPINE",
                 "LUMBOSACRAL",
+                "TLSPINE",
             ]),
             // English/Spanish/Italian/Portuguese "lumb", French/Italian "lomb", German
             // "LWS"/"Lendenwirbel", Dutch "LWK"/"lendenwervel", Swedish "ländrygg".
@@ -81,6 +86,7 @@ impl Default for Rules {
                 "lat", "lateral", "ll", "rl", "seitlich", "sagittal", "profil", "lateraal",
             ]),
             excluded_view_terms: strings(&["obl", "oblique", "schräg", "functional"]),
+            radiographs_without_anatomy: true,
             ct_min_slice_mm: 0.5,
             ct_max_slice_mm: 5.0,
             ct_min_slices: 5,
@@ -117,26 +123,36 @@ impl Rules {
         Ok(())
     }
 
+    /// Lumbar evidence: a listed body part, a lumbar code, or a lumbar term in the free
+    /// text (body parts are free text too at many sites: "LUMBAR SPINE", "L SPINE").
     fn is_lumbar(&self, i: &InstanceInfo) -> bool {
-        let d = i.description.to_lowercase();
+        let text = [&i.body_part, &i.anatomy, &i.description].map(|t| t.to_lowercase());
         self.lumbar_body_parts
             .iter()
             .any(|b| b.eq_ignore_ascii_case(&i.body_part))
-            || self
-                .lumbar_terms
-                .iter()
-                .any(|t| !t.is_empty() && d.contains(&t.to_lowercase()))
+            || i.anatomy
+                .split_whitespace()
+                .any(|w| LUMBAR_CODES.contains(&w))
+            || self.lumbar_terms.iter().any(|t| {
+                let t = t.to_lowercase();
+                !t.is_empty() && text.iter().any(|x| x.contains(&t))
+            })
     }
 
     /// The view, or None when the image is of a view we exclude.
     fn view(&self, i: &InstanceInfo) -> Option<View> {
-        let words = words(&i.description);
+        let (described, coded) = (words(&i.description), words(&i.view_code));
         let has = |terms: &[String]| {
             terms
                 .iter()
-                .any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)))
+                .any(|t| described.iter().any(|w| w.eq_ignore_ascii_case(t)))
         };
-        if has(&self.excluded_view_terms) {
+        let coded_has = |terms: &[String]| {
+            terms
+                .iter()
+                .any(|t| coded.iter().any(|w| w.eq_ignore_ascii_case(t)))
+        };
+        if has(&self.excluded_view_terms) || coded_has(&self.excluded_view_terms) {
             return None;
         }
         match i.view_position.as_str() {
@@ -144,12 +160,73 @@ impl Rules {
             "LL" | "RL" | "LAT" | "LATERAL" => return Some(View::Lateral),
             _ => {}
         }
+        if let Some(v) = view_from_code(&i.view_code) {
+            return Some(v);
+        }
         match (has(&self.frontal_terms), has(&self.lateral_terms)) {
             (true, false) => Some(View::Frontal),
             (false, true) => Some(View::Lateral),
-            _ => Some(View::Unknown),
+            _ => Some(view_from_orientation(&i.patient_orientation).unwrap_or(View::Unknown)),
         }
     }
+}
+
+/// Lumbar spine in SNOMED CT and its older SNOMED-RT code (DICOM CID 4031).
+const LUMBAR_CODES: [&str; 2] = ["122496007", "T-11503"];
+/// DX views (CID 4010): frontal, antero-posterior and postero-anterior...
+const FRONTAL_CODES: [&str; 6] = [
+    "399033003",
+    "R-10202",
+    "399348003",
+    "R-10206",
+    "272479007",
+    "R-10214",
+];
+/// ...and lateral, right lateral, left lateral.
+const LATERAL_CODES: [&str; 5] = ["399067008", "399198007", "R-10232", "399173006", "R-10236"];
+
+/// The view a View Code Sequence names, by code or by meaning.
+fn view_from_code(code: &str) -> Option<View> {
+    let ws: Vec<&str> = code.split_whitespace().collect();
+    let joined: String = code
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    if ws.iter().any(|w| FRONTAL_CODES.contains(w))
+        || ["anteroposterior", "posteroanterior", "frontal"]
+            .iter()
+            .any(|t| joined.contains(t))
+    {
+        Some(View::Frontal)
+    } else if ws.iter().any(|w| LATERAL_CODES.contains(w))
+        || joined.contains("lateral")
+        || joined.contains("sagittal")
+    {
+        Some(View::Lateral)
+    } else {
+        None
+    }
+}
+
+/// The view PatientOrientation implies for an upright spine image (columns running to
+/// the feet or head): rows running left-right are a frontal view, front-back a lateral.
+fn view_from_orientation(orientation: &str) -> Option<View> {
+    let mut parts = orientation.split('\\');
+    let (rows, cols) = (parts.next()?.chars().next()?, parts.next()?.chars().next()?);
+    if !matches!(cols, 'F' | 'H') {
+        return None;
+    }
+    match rows {
+        'L' | 'R' => Some(View::Frontal),
+        'A' | 'P' => Some(View::Lateral),
+        _ => None,
+    }
+}
+
+/// No anatomy at all in the headers: neither for nor against the lumbar spine.
+fn names_no_anatomy(i: &InstanceInfo) -> bool {
+    i.body_part.is_empty() && i.anatomy.is_empty() && i.description.is_empty()
 }
 
 /// Lower-case words of free text, dots dropped first so "a.p." reads "ap".
@@ -171,6 +248,8 @@ pub struct Selection {
     pub radiographs: Vec<(InstanceInfo, View)>,
     /// Why the other series were left out, one line each.
     pub excluded: Vec<String>,
+    /// What the reader should know about what was taken (flags on the Finding).
+    pub notes: Vec<String>,
 }
 
 impl Selection {
@@ -208,10 +287,16 @@ pub fn select(instances: &[InstanceInfo], rules: &Rules) -> Selection {
         };
         match *modality {
             "CR" | "DX" => {
-                if !rules.is_lumbar(first) {
+                let unnamed =
+                    rules.radiographs_without_anatomy && items.iter().all(|i| names_no_anatomy(i));
+                if !unnamed && !rules.is_lumbar(first) {
                     sel.excluded
                         .push(format!("{modality} of {part}: not a lumbar study"));
                     continue;
+                }
+                let note = format!("{modality} names no body part: taken as lumbar, as sent");
+                if unnamed && !sel.notes.contains(&note) {
+                    sel.notes.push(note);
                 }
                 for i in items.iter().filter(|i| i.has_pixels) {
                     match rules.view(i) {
@@ -331,6 +416,84 @@ mod tests {
         assert_eq!(hip.reason(), "DX of HIP: not a lumbar study");
         // "lap" (a word containing "ap") is not a view word.
         assert_eq!(r.view(&dx("", "", "lap belt")), Some(View::Unknown));
+    }
+
+    #[test]
+    fn coded_anatomy_view_codes_orientation_and_no_anatomy() {
+        let r = Rules::default();
+        let with = |f: &dyn Fn(&mut InstanceInfo)| {
+            let mut i = dx("", "", "");
+            f(&mut i);
+            i
+        };
+        let cases = [
+            (dx("LUMBAR SPINE", "", "Röntgen"), Some(View::Unknown)),
+            (with(&|i| i.anatomy = "T-11503".into()), Some(View::Unknown)),
+            (
+                with(&|i| {
+                    i.anatomy = "Lumbar spine".into();
+                    i.view_code = "R-10236 left lateral".into();
+                }),
+                Some(View::Lateral),
+            ),
+            (
+                with(&|i| {
+                    i.body_part = "LSPINE".into();
+                    i.view_code = "399348003".into();
+                }),
+                Some(View::Frontal),
+            ),
+            (
+                with(&|i| {
+                    i.body_part = "LSPINE".into();
+                    i.view_code = "antero-posterior oblique".into();
+                }),
+                None,
+            ),
+            (
+                with(&|i| {
+                    i.body_part = "LSPINE".into();
+                    i.patient_orientation = "P\\F".into();
+                }),
+                Some(View::Lateral),
+            ),
+            (
+                with(&|i| {
+                    i.body_part = "LSPINE".into();
+                    i.patient_orientation = "L\\F".into();
+                }),
+                Some(View::Frontal),
+            ),
+            (
+                with(&|i| {
+                    i.body_part = "LSPINE".into();
+                    i.patient_orientation = "A\\R".into();
+                }),
+                Some(View::Unknown),
+            ),
+        ];
+        for (i, want) in cases {
+            let s = select(std::slice::from_ref(&i), &r);
+            assert_eq!(s.radiographs.first().map(|x| x.1), want, "{i:?}");
+            assert!(s.notes.is_empty(), "{i:?}");
+        }
+        // No anatomy anywhere: taken, and said; or left out when the rules say so.
+        let bare = with(&|i| i.patient_orientation = "L\\F".into());
+        let s = select(std::slice::from_ref(&bare), &r);
+        assert_eq!(s.radiographs.first().map(|x| x.1), Some(View::Frontal));
+        assert_eq!(s.notes, ["DX names no body part: taken as lumbar, as sent"]);
+        let strict = Rules {
+            radiographs_without_anatomy: false,
+            ..Rules::default()
+        };
+        let s = select(std::slice::from_ref(&bare), &strict);
+        assert_eq!(
+            s.reason(),
+            "DX of unspecified body part: not a lumbar study"
+        );
+        // Another body part named is never taken.
+        let chest = select(&[with(&|i| i.anatomy = "T-D3000 Chest".into())], &r);
+        assert!(chest.is_empty() && chest.notes.is_empty());
     }
 
     #[test]
