@@ -421,78 +421,46 @@ mod tests {
     #[test]
     fn coded_anatomy_view_codes_orientation_and_no_anatomy() {
         let r = Rules::default();
-        let with = |f: &dyn Fn(&mut InstanceInfo)| {
-            let mut i = dx("", "", "");
-            f(&mut i);
-            i
+        // body part, anatomic region, view code, patient orientation; no description
+        let coded = |[body, anatomy, view, orientation]: [&str; 4]| InstanceInfo {
+            anatomy: anatomy.into(),
+            view_code: view.into(),
+            patient_orientation: orientation.into(),
+            ..dx(body, "", "")
         };
         let cases = [
-            (dx("LUMBAR SPINE", "", "Röntgen"), Some(View::Unknown)),
-            (with(&|i| i.anatomy = "T-11503".into()), Some(View::Unknown)),
+            (["LUMBAR SPINE", "", "", ""], Some(View::Unknown)),
+            (["", "T-11503", "", ""], Some(View::Unknown)),
             (
-                with(&|i| {
-                    i.anatomy = "Lumbar spine".into();
-                    i.view_code = "R-10236 left lateral".into();
-                }),
+                ["", "Lumbar spine", "R-10236 left lateral", ""],
                 Some(View::Lateral),
             ),
-            (
-                with(&|i| {
-                    i.body_part = "LSPINE".into();
-                    i.view_code = "399348003".into();
-                }),
-                Some(View::Frontal),
-            ),
-            (
-                with(&|i| {
-                    i.body_part = "LSPINE".into();
-                    i.view_code = "antero-posterior oblique".into();
-                }),
-                None,
-            ),
-            (
-                with(&|i| {
-                    i.body_part = "LSPINE".into();
-                    i.patient_orientation = "P\\F".into();
-                }),
-                Some(View::Lateral),
-            ),
-            (
-                with(&|i| {
-                    i.body_part = "LSPINE".into();
-                    i.patient_orientation = "L\\F".into();
-                }),
-                Some(View::Frontal),
-            ),
-            (
-                with(&|i| {
-                    i.body_part = "LSPINE".into();
-                    i.patient_orientation = "A\\R".into();
-                }),
-                Some(View::Unknown),
-            ),
+            (["LSPINE", "", "399348003", ""], Some(View::Frontal)),
+            (["LSPINE", "", "antero-posterior oblique", ""], None),
+            (["LSPINE", "", "", "P\\F"], Some(View::Lateral)),
+            (["LSPINE", "", "", "L\\F"], Some(View::Frontal)),
+            (["LSPINE", "", "", "A\\R"], Some(View::Unknown)),
         ];
-        for (i, want) in cases {
-            let s = select(std::slice::from_ref(&i), &r);
-            assert_eq!(s.radiographs.first().map(|x| x.1), want, "{i:?}");
-            assert!(s.notes.is_empty(), "{i:?}");
+        for (fields, want) in cases {
+            let s = select(&[coded(fields)], &r);
+            assert_eq!(s.radiographs.first().map(|x| x.1), want, "{fields:?}");
+            assert!(s.notes.is_empty(), "{fields:?}");
         }
         // No anatomy anywhere: taken, and said; or left out when the rules say so.
-        let bare = with(&|i| i.patient_orientation = "L\\F".into());
-        let s = select(std::slice::from_ref(&bare), &r);
+        let bare = [coded(["", "", "", "L\\F"])];
+        let s = select(&bare, &r);
         assert_eq!(s.radiographs.first().map(|x| x.1), Some(View::Frontal));
         assert_eq!(s.notes, ["DX names no body part: taken as lumbar, as sent"]);
         let strict = Rules {
             radiographs_without_anatomy: false,
             ..Rules::default()
         };
-        let s = select(std::slice::from_ref(&bare), &strict);
         assert_eq!(
-            s.reason(),
+            select(&bare, &strict).reason(),
             "DX of unspecified body part: not a lumbar study"
         );
         // Another body part named is never taken.
-        let chest = select(&[with(&|i| i.anatomy = "T-D3000 Chest".into())], &r);
+        let chest = select(&[coded(["", "T-D3000 Chest", "", ""])], &r);
         assert!(chest.is_empty() && chest.notes.is_empty());
     }
 
