@@ -384,3 +384,28 @@ fn a_folder_of_several_studies_is_analysed_study_by_study() {
     written.sort();
     assert_eq!(written, ["sc-", "sc-", "sr-", "sr-"]);
 }
+
+#[test]
+fn a_raw_detector_image_gives_way_to_the_processed_one() {
+    let work = tempfile::tempdir().unwrap();
+    let study = synth_study(&work.path().join("dx"), &DX_SMALL);
+    let weights = untrained_model(work.path());
+    let raw = study.join("dx_ap_raw.dcm");
+    std::fs::copy(study.join("dx_ap.dcm"), &raw).unwrap();
+    dcmodify(
+        &raw,
+        &[
+            "-m",
+            "(0008,0068)=FOR PROCESSING",
+            "-m",
+            "(0008,0018)=1.2.826.0.1.3680043.8.498.77",
+        ],
+    );
+    let (out, f) = analyze(Some(&weights), &[&study]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(f["xray"]["images"].as_array().unwrap().len(), 2, "{f}");
+    assert!(
+        f["excluded"].to_string().contains("raw (For Processing)"),
+        "{f}"
+    );
+}

@@ -31,6 +31,8 @@ pub struct InstanceInfo {
     pub view_code: String,
     /// PatientOrientation, the patient directions of rows and columns ("L\\F").
     pub patient_orientation: String,
+    /// PresentationIntentType: "FOR PROCESSING" marks a raw detector image.
+    pub presentation_intent: String,
     pub kernel: String,
     /// Whether the instance has pixel data at all (an SR or RT plan has none).
     pub has_pixels: bool,
@@ -97,6 +99,7 @@ fn read_one(path: &Path) -> Option<InstanceInfo> {
         view_position: text(tags::VIEW_POSITION).to_ascii_uppercase(),
         view_code: code(&obj, tags::VIEW_CODE_SEQUENCE),
         patient_orientation: text(tags::PATIENT_ORIENTATION).to_ascii_uppercase(),
+        presentation_intent: text(tags::PRESENTATION_INTENT_TYPE).to_ascii_uppercase(),
         kernel: text(tags::CONVOLUTION_KERNEL).to_ascii_uppercase(),
         has_pixels,
     })

@@ -286,7 +286,8 @@ pub fn select(instances: &[InstanceInfo], rules: &Rules) -> Selection {
             first.body_part.clone()
         };
         match *modality {
-            "CR" | "DX" => {
+            // RG: conventional film digitised, read like a CR.
+            "CR" | "DX" | "RG" => {
                 let unnamed =
                     rules.radiographs_without_anatomy && items.iter().all(|i| names_no_anatomy(i));
                 if !unnamed && !rules.is_lumbar(first) {
@@ -330,9 +331,34 @@ pub fn select(instances: &[InstanceInfo], rules: &Rules) -> Selection {
             items.iter().map(|i| (*i).clone()).collect(),
         ));
     }
+    raw_images(&mut sel);
     sel.radiographs
         .sort_by(|a, b| (a.1, &a.0.sop_instance_uid).cmp(&(b.1, &b.0.sop_instance_uid)));
     sel
+}
+
+/// Raw detector images ("FOR PROCESSING") look nothing like the processed images the
+/// model learned: left out where processed ones are there to read, flagged where not.
+fn raw_images(sel: &mut Selection) {
+    let raw = |i: &InstanceInfo| i.presentation_intent == "FOR PROCESSING";
+    if !sel.radiographs.iter().any(|(i, _)| raw(i)) {
+        return;
+    }
+    if sel.radiographs.iter().all(|(i, _)| raw(i)) {
+        sel.notes
+            .push("only raw (For Processing) radiographs: read unprocessed".into());
+        return;
+    }
+    let excluded = &mut sel.excluded;
+    sel.radiographs.retain(|(i, _)| {
+        if raw(i) {
+            excluded.push(format!(
+                "{} {}: raw (For Processing) image, the processed one is read",
+                i.modality, i.sop_instance_uid
+            ));
+        }
+        !raw(i)
+    });
 }
 
 /// Why a CT series cannot be measured, or None when it can.
@@ -462,6 +488,45 @@ mod tests {
         // Another body part named is never taken.
         let chest = select(&[coded(["", "T-D3000 Chest", "", ""])], &r);
         assert!(chest.is_empty() && chest.notes.is_empty());
+    }
+
+    #[test]
+    fn raw_detector_images_give_way_to_processed_ones() {
+        let r = Rules::default();
+        let image = |uid: &str, intent: &str| InstanceInfo {
+            sop_instance_uid: uid.into(),
+            presentation_intent: intent.into(),
+            ..dx("LSPINE", "AP", "")
+        };
+        let both = select(
+            &[
+                image("1.1", "FOR PROCESSING"),
+                image("1.2", "FOR PRESENTATION"),
+            ],
+            &r,
+        );
+        let read: Vec<&str> = both
+            .radiographs
+            .iter()
+            .map(|(i, _)| i.sop_instance_uid.as_str())
+            .collect();
+        assert_eq!(read, ["1.2"]);
+        assert_eq!(
+            both.excluded,
+            ["DX 1.1: raw (For Processing) image, the processed one is read"]
+        );
+        let raw_only = select(&[image("1.1", "FOR PROCESSING")], &r);
+        assert_eq!(raw_only.radiographs.len(), 1);
+        assert_eq!(
+            raw_only.notes,
+            ["only raw (For Processing) radiographs: read unprocessed"]
+        );
+        // Digitised film (RG) is a radiograph too.
+        let film = InstanceInfo {
+            modality: "RG".into(),
+            ..image("1.3", "")
+        };
+        assert_eq!(select(&[film], &r).radiographs.len(), 1);
     }
 
     #[test]
