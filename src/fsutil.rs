@@ -1,6 +1,15 @@
-//! Small filesystem helpers for durability and disk-space checks.
+//! Small filesystem helpers for durability, disk-space checks and path identity.
 
 use std::path::Path;
+
+/// Whether two paths name one existing file (through links and `..`); false when either
+/// is missing.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
 
 /// fsync a directory so that renames and creations inside it survive a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -81,7 +81,7 @@ fn read_one(path: &Path) -> Option<InstanceInfo> {
         slice_thickness: floats(tags::SLICE_THICKNESS).first().copied(),
         axial,
         body_part: text(tags::BODY_PART_EXAMINED).to_ascii_uppercase(),
-        description: [
+        description: joined(&[
             text(tags::STUDY_DESCRIPTION),
             text(tags::SERIES_DESCRIPTION),
             text(tags::PROTOCOL_NAME),
@@ -89,12 +89,7 @@ fn read_one(path: &Path) -> Option<InstanceInfo> {
             text(tags::REQUESTED_PROCEDURE_DESCRIPTION),
             // CR readers (Fuji's among them) name the exam menu here: "L-SPINE A-P".
             text(tags::ACQUISITION_DEVICE_PROCESSING_DESCRIPTION),
-        ]
-        .iter()
-        .filter(|t| !t.is_empty())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" "),
+        ]),
         anatomy: code(&obj, tags::ANATOMIC_REGION_SEQUENCE),
         view_position: text(tags::VIEW_POSITION).to_ascii_uppercase(),
         view_code: code(&obj, tags::VIEW_CODE_SEQUENCE),
@@ -111,7 +106,12 @@ fn code(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
         return String::new();
     };
     let text = |t| crate::dicom::text(item, t);
-    [text(tags::CODE_VALUE), text(tags::CODE_MEANING)]
+    joined(&[text(tags::CODE_VALUE), text(tags::CODE_MEANING)])
+}
+
+/// The non-empty texts, space-separated.
+fn joined(texts: &[String]) -> String {
+    texts
         .iter()
         .filter(|t| !t.is_empty())
         .cloned()

@@ -120,7 +120,18 @@ fn ms(since: Instant) -> f64 {
 /// has input, conclude.
 pub fn analyze(paths: &[PathBuf], engine: &Engine) -> Finding {
     let started = Instant::now();
-    let (mut instances, skipped) = select::read_headers(paths);
+    let (instances, skipped) = select::read_headers(paths);
+    analyze_instances(instances, skipped, started, engine)
+}
+
+/// `analyze` on headers already read: `skipped` files were not DICOM, and `started` is
+/// when reading them began (the "select" and "total" timings count from it).
+pub fn analyze_instances(
+    mut instances: Vec<InstanceInfo>,
+    skipped: usize,
+    started: Instant,
+    engine: &Engine,
+) -> Finding {
     // The same instance given twice (two copies of one export) counts once everywhere:
     // in the volume, the radiographs fused and the instances the report references.
     let mut seen = std::collections::HashSet::new();

@@ -142,17 +142,8 @@ impl Rules {
     /// The view, or None when the image is of a view we exclude.
     fn view(&self, i: &InstanceInfo) -> Option<View> {
         let (described, coded) = (words(&i.description), words(&i.view_code));
-        let has = |terms: &[String]| {
-            terms
-                .iter()
-                .any(|t| described.iter().any(|w| w.eq_ignore_ascii_case(t)))
-        };
-        let coded_has = |terms: &[String]| {
-            terms
-                .iter()
-                .any(|t| coded.iter().any(|w| w.eq_ignore_ascii_case(t)))
-        };
-        if has(&self.excluded_view_terms) || coded_has(&self.excluded_view_terms) {
+        let has = |terms: &[String]| any_word(&described, terms);
+        if has(&self.excluded_view_terms) || any_word(&coded, &self.excluded_view_terms) {
             return None;
         }
         match i.view_position.as_str() {
@@ -227,6 +218,13 @@ fn view_from_orientation(orientation: &str) -> Option<View> {
 /// No anatomy at all in the headers: neither for nor against the lumbar spine.
 fn names_no_anatomy(i: &InstanceInfo) -> bool {
     i.body_part.is_empty() && i.anatomy.is_empty() && i.description.is_empty()
+}
+
+/// Whether one of `words` is one of `terms`, ignoring case.
+fn any_word(words: &[String], terms: &[String]) -> bool {
+    terms
+        .iter()
+        .any(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)))
 }
 
 /// Lower-case words of free text, dots dropped first so "a.p." reads "ap".

@@ -1,15 +1,16 @@
 //! `osteoscreen analyze`: the files of one or more studies through the engine, one study at
 //! a time; each Finding printed and, with `--out`, each study's SR and key image written.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 
 use osteoscreen::analysis::finding::{Finding, Status};
-use osteoscreen::analysis::header::read_headers;
-use osteoscreen::analysis::{analyze, Engine};
+use osteoscreen::analysis::header::{read_headers, InstanceInfo};
+use osteoscreen::analysis::{analyze_instances, Engine};
 use osteoscreen::config::Settings;
 use osteoscreen::dicom::files::collect_files;
 use osteoscreen::report::{write_reports, Source};
@@ -27,13 +28,18 @@ pub fn run(
         &settings.model,
     )
     .context("cannot load the X-ray model ([model] settings)")?;
-    let studies = by_study(&files);
+    let (headers, skipped) = read_headers(&files);
     let mut findings: Vec<Finding> = Vec::new();
-    for files in &studies {
-        let finding = tokio::task::block_in_place(|| analyze(files, &engine));
+    // Files that are not DICOM are counted in the first study's Finding.
+    for (k, study) in by_study(headers).into_iter().enumerate() {
+        let files: Vec<PathBuf> = study.iter().map(|i| i.path.clone()).collect();
+        let skipped = if k == 0 { skipped } else { 0 };
+        let started = Instant::now();
+        let finding =
+            tokio::task::block_in_place(|| analyze_instances(study, skipped, started, &engine));
         let analysed = finding.status == Status::Analysed;
         if let Some(dir) = out.filter(|_| analysed || settings.output.report_not_analysed) {
-            let source = Source::read(files, &finding.instances_used)?;
+            let source = Source::read(&files, &finding.instances_used)?;
             for path in write_reports(&finding, &source, &settings.output, dir)? {
                 eprintln!("wrote {}", path.display());
             }
@@ -55,36 +61,20 @@ pub fn run(
     Ok(super::exit_code(all))
 }
 
-/// The files grouped by StudyInstanceUID, studies in the order their first file came.
-/// Files without a readable header go with the first study, whose Finding counts them;
-/// with no readable study at all, every file is one group (and its Finding says why).
-fn by_study(files: &[PathBuf]) -> Vec<Vec<PathBuf>> {
-    let (headers, _) = read_headers(files);
-    let study_of: BTreeMap<&Path, &str> = headers
-        .iter()
-        .map(|h| (h.path.as_path(), h.study_uid.as_str()))
-        .collect();
-    let mut order: Vec<&str> = Vec::new();
-    let mut groups: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
-    let mut unread = Vec::new();
-    for f in files {
-        match study_of.get(f.as_path()) {
-            Some(uid) => {
-                if !groups.contains_key(uid) {
-                    order.push(uid);
-                }
-                groups.entry(uid).or_default().push(f.clone());
-            }
-            None => unread.push(f.clone()),
-        }
+/// The headers grouped by StudyInstanceUID, studies in the order their first file came;
+/// one empty group when no file is DICOM (its Finding then says why).
+fn by_study(headers: Vec<InstanceInfo>) -> Vec<Vec<InstanceInfo>> {
+    let mut groups: Vec<Vec<InstanceInfo>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for h in headers {
+        let k = *index.entry(h.study_uid.clone()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[k].push(h);
     }
-    let mut out: Vec<Vec<PathBuf>> = order
-        .iter()
-        .map(|uid| groups.remove(uid).unwrap_or_default())
-        .collect();
-    match out.first_mut() {
-        Some(first) => first.extend(unread),
-        None => out.push(unread),
+    if groups.is_empty() {
+        groups.push(Vec::new());
     }
-    out
+    groups
 }

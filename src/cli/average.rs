@@ -48,16 +48,7 @@ pub fn run(args: AverageArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|m| ModelCard::read(&m.with_extension("json")))
         .collect::<Result<_, _>>()?;
-    let source = |c: &ModelCard| -> Option<PathBuf> {
-        Some(PathBuf::from(
-            c.training.as_ref()?.get("data_source")?.as_str()?,
-        ))
-    };
-    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-    if let Some(c) = cards
-        .iter()
-        .find(|c| source(c).and_then(|s| canonical(&s)) == canonical(&args.data))
-    {
+    if let Some(c) = cards.iter().find(|c| c.trained_on(&args.data)) {
         anyhow::bail!(
             "{} is the data {} was trained on: measure the average on studies none of the members saw",
             args.data.display(),
@@ -66,12 +57,15 @@ pub fn run(args: AverageArgs) -> anyhow::Result<ExitCode> {
     }
     let profile_path = match &args.profile_data {
         Some(p) => p.clone(),
-        None => source(&cards[0]).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}'s card names no training data: give --profile-data",
-                args.members[0].display()
-            )
-        })?,
+        None => cards[0]
+            .training_data_source()
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}'s card names no training data: give --profile-data",
+                    args.members[0].display()
+                )
+            })?,
     };
     let overrides = ColumnOverrides::default();
     let held_out = data::open(&args.data, &overrides)?;

@@ -39,7 +39,7 @@ pub struct CalibrateArgs {
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
-    if args.data.split == Part::All && is_training_data(&model, &args.data.data) {
+    if args.data.split == Part::All && model.card.trained_on(&args.data.data) {
         anyhow::bail!(
             "{} is the data the model was trained on: calibrate on its validation patients (--split val), not on the ones it learned from or the held-out test",
             args.data.data.display()
@@ -82,18 +82,4 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     fitted.write_into(&model.card, &card_path)?;
     println!("wrote the covariate model into {}", card_path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `data` is the dataset named in the card's training record.
-fn is_training_data(model: &XrayModel, data: &std::path::Path) -> bool {
-    let source = model
-        .card
-        .training
-        .as_ref()
-        .and_then(|t| t.get("data_source"))
-        .and_then(|s| s.as_str());
-    match (source, std::fs::canonicalize(data)) {
-        (Some(source), Ok(data)) => std::fs::canonicalize(source).is_ok_and(|s| s == data),
-        _ => false,
-    }
 }

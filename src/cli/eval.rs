@@ -57,7 +57,7 @@ fn table(r: &EvalReport) -> String {
     let mut s = format!(
         "model {} ({}), {} images, {} studies{}\n",
         r.model,
-        &r.model_sha256[..r.model_sha256.len().min(12)],
+        osteoscreen::model::card::short_sha(&r.model_sha256),
         r.images,
         m.studies,
         match r.images_out_of_distribution {

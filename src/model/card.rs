@@ -91,6 +91,11 @@ pub struct ModelCard {
     pub covariates: Option<CovariateModel>,
 }
 
+/// The first 12 hex digits of a sha256, for messages.
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
 /// Hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::WeightsFile {
@@ -147,6 +152,26 @@ impl ModelCard {
             });
         }
         Ok(())
+    }
+
+    /// The dataset `train` read, from the card's training record.
+    pub fn training_data_source(&self) -> Option<&Path> {
+        self.training
+            .as_ref()?
+            .get("data_source")?
+            .as_str()
+            .map(Path::new)
+    }
+
+    /// The weights this network was fine-tuned from (`train --init`), if any.
+    pub fn init_sha256(&self) -> Option<&str> {
+        self.training.as_ref()?.get("init_sha256")?.as_str()
+    }
+
+    /// Whether `data` is the dataset the card's network was trained on.
+    pub fn trained_on(&self, data: &Path) -> bool {
+        self.training_data_source()
+            .is_some_and(|s| crate::fsutil::same_file(s, data))
     }
 
     /// The card of randomly initialised weights.

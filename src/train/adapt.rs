@@ -65,12 +65,7 @@ pub fn adapt(
     let card = ModelCard::read(&weights.with_extension("json"))?;
     card.check_weights(weights)?;
     let weights_out = out.join(format!("{name}.safetensors"));
-    let same = |a: &Path, b: &Path| {
-        std::fs::canonicalize(a)
-            .ok()
-            .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
-    };
-    if same(&weights_out, weights) {
+    if crate::fsutil::same_file(&weights_out, weights) {
         return Err(TrainError::Invalid(format!(
             "{} is the model being adapted: give another --out or --name",
             weights_out.display()

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::data::Dataset;
@@ -15,7 +15,8 @@ use super::images::{self, Grey};
 use super::metrics::Metrics;
 use super::split::{split, Split};
 use super::TrainError;
-use crate::model::card::{sha256_file, ModelCard};
+use crate::fsutil::same_file;
+use crate::model::card::{sha256_file, short_sha as short, ModelCard};
 use crate::model::net::XrayNet;
 use crate::model::XrayModel;
 
@@ -98,7 +99,7 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
                     "name": c.name,
                     "weights_sha256": c.weights_sha256,
                     "training_data": c.training_data,
-                    "init_sha256": init_of(c),
+                    "init_sha256": c.init_sha256(),
                     "split_seed": c.training.as_ref().and_then(|t| t.get("split_seed")).cloned(),
                     "held_out_test": c.metrics.get("held_out_test").cloned(),
                 })).collect::<Vec<_>>(),
@@ -188,18 +189,21 @@ fn member_cards(members: &[PathBuf]) -> Result<Vec<ModelCard>, TrainError> {
     // must have been fine-tuned from that one start.
     let is_start = |i: usize| {
         let sha = cards[i].weights_sha256.as_str();
-        cards.iter().any(|c| init_of(c) == Some(sha))
+        cards.iter().any(|c| c.init_sha256() == Some(sha))
     };
     let tuned: Vec<usize> = (0..cards.len()).filter(|&i| !is_start(i)).collect();
-    let start = init_of(&cards[tuned[0]]);
+    let start = cards[tuned[0]].init_sha256();
     let Some(start) = start else {
         return Err(TrainError::Invalid(format!(
             "{} was trained from scratch: only networks fine-tuned from one start (`train --init`), and that start, can be averaged",
             members[tuned[0]].display()
         )));
     };
-    let from = |i: usize| init_of(&cards[i]).unwrap_or("scratch");
-    if let Some(&i) = tuned.iter().find(|&&i| init_of(&cards[i]) != Some(start)) {
+    let from = |i: usize| cards[i].init_sha256().unwrap_or("scratch");
+    if let Some(&i) = tuned
+        .iter()
+        .find(|&&i| cards[i].init_sha256() != Some(start))
+    {
         return Err(TrainError::Invalid(format!(
             "{} started from {} and {} from {}: only networks fine-tuned from one start (`train --init`), and that start, can be averaged",
             members[i].display(),
@@ -217,23 +221,16 @@ fn member_cards(members: &[PathBuf]) -> Result<Vec<ModelCard>, TrainError> {
     Ok(cards)
 }
 
-/// The weights a card's network was fine-tuned from (`train --init`), if any.
-fn init_of(card: &ModelCard) -> Option<&str> {
-    card.training.as_ref()?.get("init_sha256")?.as_str()
-}
-
-/// The first 12 hex digits of a sha256, for messages.
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
-}
-
 /// Each variable of `varmap` set to the mean of that variable over `members`.
 fn mean_into(varmap: &VarMap, members: &[PathBuf], device: &Device) -> Result<(), TrainError> {
+    let loaded = members
+        .iter()
+        .map(|m| Ok((m, candle_core::safetensors::load(m, device)?)))
+        .collect::<Result<Vec<_>, TrainError>>()?;
     let data = varmap.data().lock().expect("varmap lock");
-    let mut sums: Vec<(String, Tensor)> = Vec::new();
-    for m in members {
-        let tensors = candle_core::safetensors::load(m, device)?;
-        for (name, var) in data.iter() {
+    for (name, var) in data.iter() {
+        let mut sum = var.zeros_like()?;
+        for (m, tensors) in &loaded {
             let t = tensors.get(name).ok_or_else(|| {
                 TrainError::Invalid(format!(
                     "{}: no tensor {name}: not weights of this network",
@@ -248,14 +245,9 @@ fn mean_into(varmap: &VarMap, members: &[PathBuf], device: &Device) -> Result<()
                     var.dims()
                 )));
             }
-            match sums.iter_mut().find(|(n, _)| n == name) {
-                Some((_, sum)) => *sum = sum.add(&t.to_dtype(DType::F32)?)?,
-                None => sums.push((name.clone(), t.to_dtype(DType::F32)?)),
-            }
+            sum = sum.add(&t.to_dtype(DType::F32)?)?;
         }
-    }
-    for (name, sum) in sums {
-        data[&name].set(&(sum / members.len() as f64)?)?;
+        var.set(&(sum / members.len() as f64)?)?;
     }
     Ok(())
 }
@@ -289,10 +281,4 @@ fn profile_sample(profile: &Dataset, seed: u64, side: usize) -> (Vec<Option<Grey
         test: Vec::new(),
     };
     (cache, parts)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    std::fs::canonicalize(a)
-        .ok()
-        .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
 }
