@@ -211,7 +211,14 @@ fn decode_frames(
         ts: ts.clone(),
         reason,
     };
-    super::codestream::check(obj, &ts, header.rows, header.columns).map_err(codec_error)?;
+    super::codestream::check(
+        obj,
+        &ts,
+        header.rows,
+        header.columns,
+        header.samples_per_pixel,
+    )
+    .map_err(codec_error)?;
     // Third-party codecs see bytes from the network: contain any panic.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if first_only {

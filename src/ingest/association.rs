@@ -87,7 +87,13 @@ async fn run<S: Link>(
         .associations
         .with_label_values(&["accepted"])
         .inc();
-    let calling_ae = association.peer_ae_title().trim().to_string();
+    // The peer chooses these bytes: no control characters into the text log.
+    let calling_ae: String = association
+        .peer_ae_title()
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     let refused_contexts = association
         .presentation_contexts()
         .iter()

@@ -239,21 +239,16 @@ impl PendingStore {
             Ok(size) => {
                 tally.stored += 1;
                 tally.bytes += size;
-                metrics()
-                    .instances
-                    .with_label_values(&[calling_ae, "stored"])
-                    .inc();
+                metrics().count_instance(calling_ae, "stored");
                 (DimseStatus::SUCCESS, None)
             }
             Err(r) => {
                 tally.refused += 1;
-                metrics()
-                    .instances
-                    .with_label_values(&[calling_ae, "refused"])
-                    .inc();
+                metrics().count_instance(calling_ae, "refused");
                 tracing::warn!(
                     calling_ae,
-                    sop_instance_uid = %sop_instance_uid,
+                    // Debug: quoted and escaped, as the peer chose it.
+                    sop_instance_uid = ?sop_instance_uid,
                     status = %r.status,
                     reason = %r.reason,
                     "C-STORE refused"

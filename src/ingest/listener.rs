@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::access::CallerCheck;
-use super::slots::{peek_ae_titles, Full, Slot, Slots};
+use super::slots::{peek_ae_titles, Full, Peeked, Slot, Slots};
 use super::Ingest;
 use crate::ops::metrics::metrics;
 use crate::shutdown::{Done, Shutdown};
@@ -112,10 +112,15 @@ pub async fn run(
             // peer, and the slot goes by address alone.
             let taken = match tls {
                 None => take_slot(&socket, peer, &ingest, &slots).await,
-                Some(_) => slots.try_take(peer.ip()).map(Some),
+                Some(_) => slots.try_take(peer.ip()).map(Taken::Slot),
             };
             let slot = match taken {
-                Ok(slot) => slot,
+                Ok(Taken::Slot(slot)) => Some(slot),
+                Ok(Taken::Refused) => None,
+                Ok(Taken::Silent) => {
+                    tracing::warn!(%peer, "no association request within [dicom] timeout_seconds: connection closed");
+                    return;
+                }
                 Err(full) => {
                     refuse(socket, peer, &full.to_string(), Congestion::Limit, timeout);
                     return;
@@ -139,18 +144,30 @@ fn listening_socket_broken(e: &std::io::Error) -> bool {
     )
 }
 
-/// The slot for an allowed caller; none (`Ok(None)`) for a request that the negotiation
-/// will reject anyway (wrong called AE, caller not allowed, not an A-ASSOCIATE-RQ).
+/// What the slot check decided for one connection.
+enum Taken {
+    /// An allowed caller's slot, held for the association.
+    Slot(Slot),
+    /// A request the negotiation will reject anyway (wrong called AE, caller not allowed,
+    /// not an A-ASSOCIATE-RQ): no slot, dicom-ul answers it.
+    Refused,
+    /// No request within the timeout: the connection is closed.
+    Silent,
+}
+
+/// The slot for an allowed caller.
 async fn take_slot(
     socket: &TcpStream,
     peer: SocketAddr,
     ingest: &Ingest,
     slots: &Arc<Slots>,
-) -> Result<Option<Slot>, Full> {
+) -> Result<Taken, Full> {
     let settings = &ingest.settings;
     let timeout = Duration::from_secs(settings.timeout_seconds);
-    let Some((called, calling)) = peek_ae_titles(socket, timeout).await else {
-        return Ok(None);
+    let (called, calling) = match peek_ae_titles(socket, timeout).await {
+        Peeked::Request(called, calling) => (called, calling),
+        Peeked::Other => return Ok(Taken::Refused),
+        Peeked::Silent => return Ok(Taken::Silent),
     };
     let check = CallerCheck {
         rules: &ingest.callers,
@@ -159,9 +176,9 @@ async fn take_slot(
         accept_any_called_ae: settings.accept_any_called_ae,
     };
     if check.decide(&calling, &called).is_err() {
-        return Ok(None);
+        return Ok(Taken::Refused);
     }
-    slots.try_take(peer.ip()).map(Some)
+    slots.try_take(peer.ip()).map(Taken::Slot)
 }
 
 /// Why a connection is turned away before negotiation.

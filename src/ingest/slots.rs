@@ -91,30 +91,45 @@ impl Drop for Slot {
     }
 }
 
-/// The AE titles of an A-ASSOCIATE-RQ, read without consuming it (dicom-ul negotiates on
-/// the same bytes afterwards). None when the peer sends something else, too little, or
-/// nothing within `timeout`.
-pub async fn peek_ae_titles(socket: &TcpStream, timeout: Duration) -> Option<(String, String)> {
+/// What the first bytes of a connection are, read without consuming them (dicom-ul
+/// negotiates on the same bytes afterwards).
+#[derive(Debug, PartialEq)]
+pub enum Peeked {
+    /// An A-ASSOCIATE-RQ: (called, calling) AE titles.
+    Request(String, String),
+    /// Something else, or the peer closed: the negotiation refuses or ends it.
+    Other,
+    /// Nothing complete within the timeout (the ARTIM timer of PS3.8 9.1.5): the
+    /// connection is closed, so a silent peer cannot outwait the slot check.
+    Silent,
+}
+
+/// Peek at an A-ASSOCIATE-RQ's AE titles.
+pub async fn peek_ae_titles(socket: &TcpStream, timeout: Duration) -> Peeked {
     // Type (1), reserved (1), length (4), protocol version (2), reserved (2), called AE
     // (16), calling AE (16).
     const NEEDED: usize = 42;
     let peek = async {
         let mut buf = [0u8; NEEDED];
         loop {
-            let n = socket.peek(&mut buf).await.ok()?;
+            let Ok(n) = socket.peek(&mut buf).await else {
+                return Peeked::Other;
+            };
             if n == 0 || buf[0] != 0x01 {
-                return None;
+                return Peeked::Other;
             }
             if n >= NEEDED {
                 let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-                return Some((text(&buf[10..26]), text(&buf[26..42])));
+                return Peeked::Request(text(&buf[10..26]), text(&buf[26..42]));
             }
             // A partial request: peek returns at once while bytes are waiting, so wait a
             // little for the rest instead of spinning.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    tokio::time::timeout(timeout, peek).await.ok().flatten()
+    tokio::time::timeout(timeout, peek)
+        .await
+        .unwrap_or(Peeked::Silent)
 }
 
 #[cfg(test)]

@@ -35,6 +35,12 @@ use part::{Failed, PartReceiver, Staged};
 pub use part::{PartId, STOW_AE};
 pub use response::Outcome;
 
+/// Parts one request may hold: a study of a few thousand CT slices fits; two hundred
+/// million empty parts within the body limit do not become as many response items.
+pub const MAX_PARTS: usize = 10_000;
+/// Refused instances logged one by one per request; the rest are counted in one line.
+const LOGGED_REFUSALS: usize = 20;
+
 /// Why a request was refused as a whole; nothing of it is stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StowError {
@@ -54,6 +60,8 @@ pub enum StowError {
     Stalled { seconds: u64 },
     #[error("the request body holds no parts")]
     Empty,
+    #[error("more than {0} parts in one request: send the study in several requests")]
+    TooManyParts(usize),
 }
 
 impl StowError {
@@ -61,7 +69,9 @@ impl StowError {
         match self {
             StowError::Unauthorized => StatusCode::UNAUTHORIZED,
             StowError::MediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            StowError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StowError::TooLarge { .. } | StowError::TooManyParts(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             StowError::Stalled { .. } => StatusCode::REQUEST_TIMEOUT,
             StowError::NoBoundary
             | StowError::BadStudyUid
@@ -185,6 +195,10 @@ impl StowService {
         let mut upload = Upload::new(self.ingest.clone(), study);
         let mut bytes = 0;
         while let Some(mut field) = self.read(multipart.next_field()).await? {
+            // Each part, even an empty one, costs a response item and a log line.
+            if upload.len() >= MAX_PARTS {
+                return Err(StowError::TooManyParts(MAX_PARTS));
+            }
             let content_type = field
                 .headers()
                 .get(CONTENT_TYPE)
@@ -329,7 +343,11 @@ impl Upload {
     }
 
     fn is_empty(&self) -> bool {
-        self.staged.is_empty() && self.failed.is_empty()
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        self.staged.len() + self.failed.len()
     }
 
     fn add(&mut self, part: Result<Staged, Failed>) {
@@ -411,14 +429,23 @@ fn count(outcome: &Outcome) {
     instances
         .with_label_values(&[STOW_AE, "stored"])
         .inc_by(outcome.stored.len() as u64);
-    for f in &outcome.failed {
-        instances.with_label_values(&[STOW_AE, "refused"]).inc();
+    instances
+        .with_label_values(&[STOW_AE, "refused"])
+        .inc_by(outcome.failed.len() as u64);
+    for f in outcome.failed.iter().take(LOGGED_REFUSALS) {
         tracing::warn!(
             calling_ae = STOW_AE,
             sop_instance_uid = %f.id.sop_instance_uid,
             status = %f.refusal.status,
             reason = %f.refusal.reason,
             "STOW-RS instance refused"
+        );
+    }
+    if outcome.failed.len() > LOGGED_REFUSALS {
+        tracing::warn!(
+            calling_ae = STOW_AE,
+            more = outcome.failed.len() - LOGGED_REFUSALS,
+            "STOW-RS: more instances of this request refused (in the response, not logged)"
         );
     }
 }

@@ -3,7 +3,8 @@
 //! describe the queue and the disk are set at scrape time from the store
 //! (`Metrics::refresh_gauges`), so they are never stale.
 
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -40,7 +41,15 @@ pub struct Metrics {
     /// training images (`analysis::site_shift`); above 0.45 the site's look is one the
     /// weights did not learn. NaN until 32 radiographs have been analysed.
     pub xray_feature_shift: Gauge,
+    /// Calling AE titles that have their own `instances` series (`caller_label`).
+    callers: Mutex<HashSet<String>>,
 }
+
+/// Calling AE titles given their own series. A peer picks its AE title, and with
+/// `allowed_callers` empty anyone may call: past this many, new titles share one series
+/// (`OTHER_CALLERS`) so that `/metrics` cannot be grown without bound.
+const MAX_CALLER_LABELS: usize = 100;
+const OTHER_CALLERS: &str = "(other)";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -110,7 +119,28 @@ impl Metrics {
             disk_free_bytes,
             journal_backlog,
             xray_feature_shift,
+            callers: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Count one received instance under its calling AE (`status`: `stored`, `refused`).
+    pub fn count_instance(&self, calling_ae: &str, status: &str) {
+        let label = self.caller_label(calling_ae);
+        self.instances.with_label_values(&[&label, status]).inc();
+    }
+
+    /// The `calling_ae` label for a title: itself for the first `MAX_CALLER_LABELS`
+    /// titles seen, `OTHER_CALLERS` after that.
+    fn caller_label(&self, calling_ae: &str) -> String {
+        let mut seen = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(calling_ae) {
+            return calling_ae.to_string();
+        }
+        if seen.len() < MAX_CALLER_LABELS {
+            seen.insert(calling_ae.to_string());
+            return calling_ae.to_string();
+        }
+        OTHER_CALLERS.to_string()
     }
 
     /// Set the gauges that describe the queue and the disk (at scrape time).
@@ -152,6 +182,28 @@ pub fn metrics() -> &'static Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calling_ae_series_are_bounded() {
+        let m = Metrics::new().unwrap();
+        for i in 0..MAX_CALLER_LABELS + 50 {
+            m.count_instance(&format!("PEER{i}"), "refused");
+        }
+        m.count_instance("PEER0", "stored");
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("osteoscreen_instances_total{"))
+            .count();
+        // One series per early title, one for the rest, and PEER0's stored.
+        assert_eq!(series, MAX_CALLER_LABELS + 2, "{text}");
+        assert!(
+            text.contains(
+                r#"osteoscreen_instances_total{calling_ae="(other)",status="refused"} 50"#
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn counters_appear_in_the_text_format() {

@@ -354,7 +354,8 @@ pub fn places(centres: &[f64]) -> Vec<usize> {
             .collect();
         let pitch = super::track::median(near);
         let missed = if pitch.is_finite() && pitch > 0.0 && *gap >= 1.6 * pitch {
-            (gap / pitch).round() as usize - 1
+            // At most a spine's 24 presacral vertebrae, whatever the positions say.
+            ((gap / pitch).round() as usize).clamp(1, 25) - 1
         } else {
             0
         };

@@ -22,7 +22,20 @@ pub enum VolumeError {
     MixedMatrix,
     #[error("no PixelSpacing")]
     NoPixelSpacing,
+    #[error("{path}: {why}")]
+    Implausible { path: PathBuf, why: String },
+    #[error("the series would decode to more than 768 Mi voxels (3 GiB)")]
+    TooLarge,
 }
+
+/// Largest CT matrix side: diagnostic CT is 512 or 1024; a larger header is hostile or
+/// not a CT, and each slice is decoded whole.
+const MAX_CT_SIDE: u32 = 2048;
+/// Voxels one series may decode to (3,072 slices of 512 x 512): every slice stays in
+/// memory as f32 while the volume is measured.
+const MAX_VOXELS: u64 = 768 << 20;
+/// Table positions beyond this (mm) are not positions.
+const MAX_Z_MM: f64 = 100_000.0;
 
 /// An axial volume: slices ordered head to feet, with their z positions (mm).
 pub struct Volume {
@@ -53,8 +66,9 @@ impl Volume {
         let mut slices = Vec::with_capacity(paths.len());
         let mut spacing = None;
         let mut orientation = Vec::new();
+        let mut voxels = 0u64;
         for path in paths {
-            let slice = read_slice(path)?;
+            let slice = read_slice(path, &mut voxels)?;
             spacing = spacing.or(slice.spacing);
             if orientation.is_empty() {
                 orientation = slice.orientation.clone();
@@ -93,14 +107,33 @@ impl Volume {
     }
 }
 
-/// One file's slice.
-fn read_slice(path: &Path) -> Result<Slice, VolumeError> {
+/// One file's slice; `voxels` counts what the series has decoded so far, checked from
+/// the header before this slice is decoded.
+fn read_slice(path: &Path, voxels: &mut u64) -> Result<Slice, VolumeError> {
     let obj = crate::dicom::open::open_file(path, &Default::default()).map_err(|source| {
         VolumeError::Open {
             path: path.to_path_buf(),
             source: Box::new(source),
         }
     })?;
+    let implausible = |why: String| VolumeError::Implausible {
+        path: path.to_path_buf(),
+        why,
+    };
+    let size = image::header(&obj).map_err(|source| VolumeError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if size.rows > MAX_CT_SIDE || size.columns > MAX_CT_SIDE {
+        return Err(implausible(format!(
+            "a CT slice of {} x {} pixels (at most {MAX_CT_SIDE} a side)",
+            size.rows, size.columns
+        )));
+    }
+    *voxels += u64::from(size.rows) * u64::from(size.columns);
+    if *voxels > MAX_VOXELS {
+        return Err(VolumeError::TooLarge);
+    }
     let (header, frame) = image::decode_first(&obj).map_err(|source| VolumeError::Decode {
         path: path.to_path_buf(),
         source,
@@ -114,6 +147,9 @@ fn read_slice(path: &Path) -> Result<Slice, VolumeError> {
                 .map(|n| -n)
         })
         .unwrap_or(0.0);
+    if !z.is_finite() || z.abs() > MAX_Z_MM {
+        return Err(implausible(format!("slice position {z:e} mm")));
+    }
     let iop = floats(tags::IMAGE_ORIENTATION_PATIENT)
         .filter(|v| v.len() == 6 && v.iter().all(|x| x.is_finite()))
         .unwrap_or_default();
