@@ -3,7 +3,8 @@
 #
 # A model trained on one generator learns that generator's look, not bone density: on
 # radiographs drawn another way it called most studies normal. So the training set mixes
-# independently written generators (scripts/phantoms/README.md), in three stages:
+# independently written generators (scripts/phantoms/README.md), in four training stages
+# and an average:
 #   1. from scratch (var/demo-base/osteoscreen-xray-demo-base, sha256 dbed2a8a..., the
 #      weights shipped until the twenty-first session), 40 epochs of 2,000 images:
 #        osteoscreen synth   1,200 studies (seed 11)
@@ -26,15 +27,23 @@
 #      it never saw:
 #        phantom K             200 studies (seeds 7701, 7702)
 #        phantom L             200 studies (seeds 7801, 7802)
-#      (phantoms M and N are left out of training: they measure looks never seen).
+#   4. fine-tuned from stage 3, the same schedule, on fresh smaller folders again (synth
+#      400 studies, seed 13; A 40; B-J 20 each; K and L 60 each) and two generators no
+#      earlier stage saw:
+#        phantom M             240 studies (seeds 9705-9708)
+#        phantom N             240 studies (seeds 9805-9808)
+#   5. stages 3 and 4 averaged parameter by parameter (`osteoscreen average`; stage 4 is
+#      a fine-tune of stage 3, so their mean is a network), measured on 240 studies of
+#      phantoms O and P, which no stage saw: the bundled weights. The average carries no
+#      covariate model: the daemon reads the radiographs alone.
 # Stage 1's weights were trained before the exposed-field cut (src/model/field.rs) came;
 # the shipped stage 2 starts from them (its card's init_sha256). Stage 1 rebuilt by this
 # script with today's preprocessing gives other weights.
 # At the end of each stage train fits the card's covariate model (the radiographs combined
-# with the age) on its validation patients; after stage 3 `calibrate` on 180 new studies
-# of J, K and L, whose ages follow T as loosely as patients' do, removes it (the age did
-# not help there). The same seeds give the same weights on the same build. About five
-# hours on 2 cores (~130 generating, ~95 + ~20 + ~25 training); the
+# with the age) on its validation patients, most of whom come from generators whose ages
+# track T far more than patients' do; the average drops it. The same seeds give the same
+# weights on the same build. About six hours on 2 cores (~170 generating, ~95 + ~20 +
+# ~25 + ~20 training); the
 # images (~10 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3 with
 # numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
@@ -108,19 +117,46 @@ for g in b:111 c:7011 d:8011 e:6011 f:5011 g:7311 h:7411 i:7511 j:7611; do phant
 for s in 7701 7702; do phantom k $s 100 2; done
 for s in 7801 7802; do phantom l $s 100 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-13.csv" "$data/synth3" 600 "${folders[@]}"
-cargo run --release -- train --data "$data/manifest-13.csv" --out models --name osteoscreen-xray-demo \
-    --init "$stage2" --checkpoint-dir var/demo-checkpoint-ft3 --epochs 8 --images-per-epoch 1000 \
-    --batch-size 16 --lr 3e-4 --patience 6 --seed 11 --device cpu \
-    --data-description "synthetic, thirteen independently written generators, in three stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each and two generators the earlier stages never saw, K 200 and L 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
-    --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
-    --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from thirteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile." \
-    "$@"
-# Train fits the card's covariate model (radiographs + age) on its validation patients,
-# most of them from generators whose ages track T far more than patients' do. Checked on
-# 180 new studies of three generators with a realistic age spread (J, K, L; age-T r about
-# -0.3), the age does not help, and calibrate removes the model: the radiographs alone.
+stage3=var/demo-stage3/osteoscreen-xray-demo-stage3.safetensors
+if [ ! -f "$stage3" ]; then
+    cargo run --release -- train --data "$data/manifest-13.csv" --out var/demo-stage3 --name osteoscreen-xray-demo-stage3 \
+        --init "$stage2" --checkpoint-dir var/demo-checkpoint-ft3 --epochs 8 --images-per-epoch 1000 \
+        --batch-size 16 --lr 3e-4 --patience 6 --seed 11 --device cpu \
+        --data-description "synthetic, thirteen independently written generators, in three stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each and two generators the earlier stages never saw, K 200 and L 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
+        --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
+        --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from thirteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+fi
+# Stage 4.
+if [ ! -f "$data/synth4/manifest.csv" ]; then
+    cargo run --release -- synth --out "$data/synth4" --studies 400 --modality dx --size 640x800 --seed 13
+fi
 folders=()
-for g in j:9411 k:9611 l:9511; do phantom "${g%:*}" "${g#*:}" 60 2; done
-"$py" scripts/phantoms/mix_manifest.py "$data/manifest-cal.csv" "$data/synth3" 0 "${folders[@]}"
-cargo run --release -- calibrate --model models/osteoscreen-xray-demo.safetensors --data "$data/manifest-cal.csv" --device cpu \
-    --description "phantoms J, K and L, 60 new studies each (seeds 9411, 9611, 9511; scripts/train-demo.sh)"
+phantom a 221 40
+for g in b:121 c:7021 d:8021 e:6021 f:5021 g:7321 h:7421 i:7521 j:7621; do phantom "${g%:*}" "${g#*:}" 20 2; done
+phantom k 7703 60 2
+phantom l 7803 60 2
+for s in 9705 9706 9707 9708; do phantom m $s 60 2; done
+for s in 9805 9806 9807 9808; do phantom n $s 60 2; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-15.csv" "$data/synth4" 400 "${folders[@]}"
+limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from fifteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+described="synthetic, fifteen independently written generators (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each, K 200 and L 200 (stage 3); stage 3 fine-tuned on synth 400 (seed 13), A 40, B-J 20 each, K 60, L 60 and two generators no earlier stage saw, M 240 and N 240 (stage 4)"
+stage4=var/demo-stage4/osteoscreen-xray-demo-stage4.safetensors
+cargo run --release -- train --data "$data/manifest-15.csv" --out var/demo-stage4 --name osteoscreen-xray-demo-stage4 \
+    --init "$stage3" --checkpoint-dir var/demo-checkpoint-ft4 --epochs 8 --images-per-epoch 1000 \
+    --batch-size 16 --lr 3e-4 --patience 6 --seed 11 --device cpu \
+    --data-description "$described; trained on synthetic data; not validated on patients" \
+    --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
+    --limitations "$limitations" \
+    "$@"
+# Stages 3 and 4 averaged, measured on phantoms O and P (which no stage saw), the feature
+# profile from stage 4's training images (every generator of the four stages).
+folders=()
+for g in o:9901 o:9902 p:9951 p:9952; do phantom "${g%:*}" "${g#*:}" 60 2; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-op.csv" "$data/synth4" 0 "${folders[@]}"
+cargo run --release -- average --out models --name osteoscreen-xray-demo --device cpu \
+    --data "$data/manifest-op.csv" \
+    --data-label "phantoms O and P, which no stage saw: 60 studies each of seeds 9901, 9902, 9951, 9952 (scripts/train-demo.sh)" \
+    --profile-data "$data/manifest-15.csv" \
+    --data-description "$described; stages 3 and 4 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
+    --limitations "$limitations" \
+    "$stage3" "$stage4"

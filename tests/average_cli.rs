@@ -105,6 +105,31 @@ fn fine_tunes_of_one_start_average_into_one_measured_network() {
         osteoscreen::model::net::FEATURES
     );
     assert!(c.get("covariates").is_none());
+    let base_card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(c["limitations"], base_card["limitations"]);
+    // --limitations replaces the first member's.
+    let out = run(Command::new(bin())
+        .arg("average")
+        .args([&a, &b])
+        .arg("--out")
+        .arg(dir("soup2"))
+        .args([
+            "--name",
+            "soup2",
+            "--device",
+            "cpu",
+            "--limitations",
+            "two looks only",
+        ])
+        .arg("--data")
+        .arg(&held));
+    assert!(out.status.success(), "{}", text(&out));
+    let c2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir("soup2").join("soup2.json")).unwrap())
+            .unwrap();
+    assert_eq!(c2["limitations"], "two looks only");
     // It is a model like any other: eval loads and runs it.
     let out = eval(&soup, &held, &dir("eval"));
     assert!(out.status.success(), "{}", text(&out));

@@ -35,6 +35,9 @@ pub struct AverageArgs {
     /// The card's training_data (default: the members' names).
     #[arg(long)]
     pub data_description: Option<String>,
+    /// The card's limitations (default: the first member's).
+    #[arg(long)]
+    pub limitations: Option<String>,
     /// Seed of the profile's image sample.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -89,6 +92,7 @@ pub fn run(args: AverageArgs) -> anyhow::Result<ExitCode> {
             held_out_description: &label,
             profile: &profile,
             data_description: &description,
+            limitations: args.limitations.as_deref(),
             seed: args.seed,
             device: &device(&args.device)?,
         },

@@ -35,6 +35,8 @@ pub struct AverageOptions<'a> {
     pub profile: &'a Dataset,
     /// The card's `training_data`.
     pub data_description: &'a str,
+    /// The card's `limitations` (None: the first member's).
+    pub limitations: Option<&'a str>,
     /// Seed of the profile's sample (as `train`'s split seed).
     pub seed: u64,
     pub device: &'a Device,
@@ -110,6 +112,9 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
         feature_profile: Some(profile),
         // A covariate model was fitted to one member's outputs; `calibrate` fits the mean's.
         covariates: None,
+        limitations: opts
+            .limitations
+            .map_or_else(|| first.limitations.clone(), str::to_string),
         ..first.clone()
     };
     let card_out = weights_out.with_extension("json");
