@@ -42,9 +42,7 @@ fn stow_stores_a_study_as_c_store_does() {
     // The crate's own SCU sends each data set as the file holds it (storescu re-encodes
     // sequence lengths), so the two spools can be compared byte for byte.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sent_by_dimse = rt
-        .block_on(send_files(&by_dimse.peer("MODALITY"), &files))
-        .unwrap();
+    let sent_by_dimse = rt.block_on(send_files(&by_dimse.peer("MODALITY"), &files));
     assert!(
         sent_by_dimse.iter().all(|o| o.stored()),
         "{sent_by_dimse:?}"

@@ -293,8 +293,10 @@ fn peers_that_stall_in_negotiation_are_dropped_after_the_timeout() {
             ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "2"),
         ],
     );
-    // A peer that connects and says nothing is disconnected by the daemon: the read sees
-    // the end of the stream (60 s is only a guard).
+    // A peer that connects and says nothing is disconnected by the daemon once the
+    // timeout passes, before any negotiation (a request sent later would otherwise be
+    // negotiated without the slot check): the read sees the end of the stream (60 s is
+    // only a guard).
     let mut stalled = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
     stalled
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -305,7 +307,7 @@ fn peers_that_stall_in_negotiation_are_dropped_after_the_timeout() {
         matches!(read, Ok(0)),
         "expected the daemon to close: {read:?}"
     );
-    daemon.wait_for_log("association not established", Duration::from_secs(20));
+    daemon.wait_for_log("no association request within", Duration::from_secs(20));
     // The slot it held is free again.
     wait_until("slot free", Duration::from_secs(20), || {
         echoscu(daemon.port).status.success()

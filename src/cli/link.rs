@@ -83,7 +83,7 @@ pub async fn send(
     settings: &Settings,
 ) -> anyhow::Result<ExitCode> {
     let files = collect_files(paths).context("cannot list input files")?;
-    let outcomes = dimse::send_files(&args.peer(settings)?, &files).await?;
+    let outcomes = dimse::send_files(&args.peer(settings)?, &files).await;
     let mut failed = 0;
     for o in &outcomes {
         match &o.result {

@@ -81,7 +81,25 @@ impl Peer {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// Associate within twice the timeout: dicom-ul bounds each read and write, not a TLS
+    /// handshake that never ends.
     async fn associate(&self, contexts: &[(String, String)]) -> Result<Association, ScuError> {
+        let limit = self.timeout * 2;
+        match tokio::time::timeout(limit, self.associate_unbounded(contexts)).await {
+            Ok(associated) => associated,
+            Err(_) => Err(ScuError::Exchange(format!(
+                "no association with {} at {} within {} s",
+                self.called_ae,
+                self.addr(),
+                limit.as_secs()
+            ))),
+        }
+    }
+
+    async fn associate_unbounded(
+        &self,
+        contexts: &[(String, String)],
+    ) -> Result<Association, ScuError> {
         let mut options = ClientAssociationOptions::new()
             .calling_ae_title(self.calling_ae.clone())
             .called_ae_title(self.called_ae.clone())
@@ -122,18 +140,58 @@ impl Peer {
     }
 }
 
-/// Send a command set and, if given, its data set; wait for the response command.
+/// What a request must be answered with: the response's command field and the Message
+/// ID (and, for a C-STORE, the SOP Instance UID) it responds to.
+struct Expected<'a> {
+    field: u16,
+    message_id: u16,
+    sop_instance_uid: Option<&'a str>,
+}
+
+/// Send a command set and, if given, its data set; wait for the response command. The
+/// whole exchange is bounded: a peer that stops reading our data set or never answers
+/// (each PDU within the timeout, but never the end) costs at most `PEER_TIMEOUTS`
+/// timeouts, after which the association is dropped.
 async fn exchange(
     association: &mut Association,
+    timeout: Duration,
     pc_id: u8,
     command_bytes: Vec<u8>,
     data_set: Option<&[u8]>,
+    expected: Expected<'_>,
 ) -> Result<Command, ScuError> {
-    match association {
-        Association::Plain(a) => exchange_on(a.as_mut(), pc_id, command_bytes, data_set).await,
-        Association::Tls(a) => exchange_on(a.as_mut(), pc_id, command_bytes, data_set).await,
+    let run = async {
+        match association {
+            Association::Plain(a) => exchange_on(a.as_mut(), pc_id, command_bytes, data_set).await,
+            Association::Tls(a) => exchange_on(a.as_mut(), pc_id, command_bytes, data_set).await,
+        }
+    };
+    let rsp = tokio::time::timeout(timeout * super::PEER_TIMEOUTS, run)
+        .await
+        .map_err(|_| {
+            ScuError::Exchange(format!(
+                "no complete response within {} s",
+                (timeout * super::PEER_TIMEOUTS).as_secs()
+            ))
+        })??;
+    // A response to something else (a duplicate, a stray Pending, another message) would
+    // shift every later answer onto the wrong file: the association is given up instead.
+    let answers = rsp.field == expected.field
+        && rsp.message_id == expected.message_id
+        && expected
+            .sop_instance_uid
+            .is_none_or(|uid| rsp.sop_instance_uid.is_empty() || rsp.sop_instance_uid == uid);
+    if !answers {
+        return Err(ScuError::Exchange(format!(
+            "the response (command field {:#06x}, message {}) does not answer the request (command field {:#06x}, message {})",
+            rsp.field, rsp.message_id, expected.field, expected.message_id
+        )));
     }
+    Ok(rsp)
 }
+
+/// P-DATA PDUs a response may come in (a command set is one or two).
+const MAX_RESPONSE_PDUS: usize = 64;
 
 async fn exchange_on<S>(
     association: &mut dicom_ul::association::AsyncClientAssociation<S>,
@@ -171,12 +229,18 @@ where
         .await
         .map_err(|e| err(&e))?;
     let mut buf = Vec::new();
-    loop {
+    for _ in 0..MAX_RESPONSE_PDUS {
         match association.receive().await.map_err(|e| err(&e))? {
             Pdu::PData { data } => {
                 for value in data {
                     if value.value_type == PDataValueType::Command {
                         buf.extend_from_slice(&value.data);
+                        if buf.len() > command::MAX_COMMAND_BYTES {
+                            return Err(ScuError::Exchange(format!(
+                                "response command set over {} bytes",
+                                command::MAX_COMMAND_BYTES
+                            )));
+                        }
                         if value.is_last {
                             return Command::decode(&buf).map_err(|e| err(&e));
                         }
@@ -188,11 +252,15 @@ where
             }
             other => {
                 return Err(ScuError::Exchange(format!(
-                    "unexpected PDU while waiting for a response: {other:?}"
+                    "unexpected PDU while waiting for a response: {}",
+                    other.short_description()
                 )))
             }
         }
     }
+    Err(ScuError::Exchange(format!(
+        "no complete response in {MAX_RESPONSE_PDUS} PDUs"
+    )))
 }
 
 /// The ID of the first presentation context the peer accepted.
@@ -212,7 +280,20 @@ pub async fn echo(peer: &Peer) -> Result<DimseStatus, ScuError> {
     )];
     let mut association = peer.associate(&contexts).await?;
     let pc = first_accepted(&association).ok_or(ScuError::VerificationRejected)?;
-    let rsp = exchange(&mut association, pc, command::encode_echo_rq(1), None).await?;
+    let expected = Expected {
+        field: command::field::C_ECHO_RSP,
+        message_id: 1,
+        sop_instance_uid: None,
+    };
+    let rsp = exchange(
+        &mut association,
+        peer.timeout,
+        pc,
+        command::encode_echo_rq(1),
+        None,
+        expected,
+    )
+    .await?;
     association.release().await;
     Ok(rsp.status.unwrap_or(DimseStatus(0xFFFF)))
 }
@@ -279,56 +360,92 @@ impl FileOutcome {
 /// At most 128 presentation contexts fit one association (odd IDs 1..=255).
 const MAX_CONTEXTS: usize = 128;
 
-/// C-STORE every file, in order. Files are grouped into associations of ≤128 contexts.
-pub async fn send_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<FileOutcome>, ScuError> {
-    let mut outcomes = Vec::with_capacity(paths.len());
-    let mut batch: Vec<OutgoingFile> = Vec::new();
+/// C-STORE every file; one outcome per path, in the order given. Files are grouped into
+/// associations of ≤128 contexts. When an association fails, what the peer confirmed
+/// before stays confirmed and the files not yet answered carry the failure.
+pub async fn send_files(peer: &Peer, paths: &[PathBuf]) -> Vec<FileOutcome> {
+    let mut outcomes: Vec<Option<FileOutcome>> = paths.iter().map(|_| None).collect();
+    let mut batch: Vec<(usize, OutgoingFile)> = Vec::new();
     let mut contexts: Vec<(String, String)> = Vec::new();
-    for path in paths {
+    for (i, path) in paths.iter().enumerate() {
         match OutgoingFile::inspect(path) {
-            Err(reason) => outcomes.push(FileOutcome {
-                path: path.clone(),
-                sop_instance_uid: None,
-                result: Err(reason),
-            }),
+            Err(reason) => {
+                outcomes[i] = Some(FileOutcome {
+                    path: path.clone(),
+                    sop_instance_uid: None,
+                    result: Err(reason),
+                })
+            }
             Ok(file) => {
                 let key = (file.sop_class_uid.clone(), file.transfer_syntax.clone());
                 if !contexts.contains(&key) {
                     if contexts.len() == MAX_CONTEXTS {
-                        outcomes.extend(send_batch(peer, &contexts, &batch).await?);
+                        for (i, o) in send_batch(peer, &contexts, &batch).await {
+                            outcomes[i] = Some(o);
+                        }
                         batch.clear();
                         contexts.clear();
                     }
                     contexts.push(key);
                 }
-                batch.push(file);
+                batch.push((i, file));
             }
         }
     }
     if !batch.is_empty() {
-        outcomes.extend(send_batch(peer, &contexts, &batch).await?);
+        for (i, o) in send_batch(peer, &contexts, &batch).await {
+            outcomes[i] = Some(o);
+        }
     }
-    Ok(outcomes)
+    outcomes
+        .into_iter()
+        .zip(paths)
+        .map(|(o, path)| {
+            o.unwrap_or_else(|| FileOutcome {
+                path: path.clone(),
+                sop_instance_uid: None,
+                result: Err("not sent".into()),
+            })
+        })
+        .collect()
 }
 
+/// One association's files, each outcome with its index in `send_files`' paths.
 async fn send_batch(
     peer: &Peer,
     contexts: &[(String, String)],
-    files: &[OutgoingFile],
-) -> Result<Vec<FileOutcome>, ScuError> {
-    let mut association = peer.associate(contexts).await?;
+    files: &[(usize, OutgoingFile)],
+) -> Vec<(usize, FileOutcome)> {
+    let outcome = |(i, file): &(usize, OutgoingFile), result| {
+        (
+            *i,
+            FileOutcome {
+                path: file.path.clone(),
+                sop_instance_uid: Some(file.sop_instance_uid.clone()),
+                result,
+            },
+        )
+    };
+    let mut association = match peer.associate(contexts).await {
+        Ok(a) => a,
+        Err(e) => {
+            let why = e.to_string();
+            return files.iter().map(|f| outcome(f, Err(why.clone()))).collect();
+        }
+    };
     let accepted: Vec<(u8, String, String)> = association
         .presentation_contexts()
         .iter()
         .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| {
+        .filter_map(|pc| {
             // Context IDs are 1, 3, 5, ... in the order proposed.
-            let (class, ts) = &contexts[(pc.id as usize - 1) / 2];
-            (pc.id, class.clone(), ts.clone())
+            let (class, ts) = contexts.get((pc.id as usize).checked_sub(1)? / 2)?;
+            Some((pc.id, class.clone(), ts.clone()))
         })
         .collect();
     let mut outcomes = Vec::with_capacity(files.len());
-    for (n, file) in files.iter().enumerate() {
+    for (n, entry) in files.iter().enumerate() {
+        let file = &entry.1;
         let pc = accepted
             .iter()
             .find(|(_, c, t)| *c == file.sop_class_uid && *t == file.transfer_syntax)
@@ -348,19 +465,42 @@ async fn send_batch(
                         &file.sop_class_uid,
                         &file.sop_instance_uid,
                     );
-                    let rsp = exchange(&mut association, pc, rq, Some(&data)).await?;
-                    Ok((rsp.status.unwrap_or(DimseStatus(0xFFFF)), rsp.error_comment))
+                    let expected = Expected {
+                        field: command::field::C_STORE_RSP,
+                        message_id,
+                        sop_instance_uid: Some(&file.sop_instance_uid),
+                    };
+                    match exchange(
+                        &mut association,
+                        peer.timeout,
+                        pc,
+                        rq,
+                        Some(&data),
+                        expected,
+                    )
+                    .await
+                    {
+                        Ok(rsp) => {
+                            Ok((rsp.status.unwrap_or(DimseStatus(0xFFFF)), rsp.error_comment))
+                        }
+                        Err(e) => {
+                            // The association is in an unknown state: drop it (closing
+                            // the connection); this file and the rest are not stored.
+                            let why = e.to_string();
+                            outcomes.push(outcome(entry, Err(why.clone())));
+                            for rest in &files[n + 1..] {
+                                outcomes.push(outcome(rest, Err(format!("not sent: {why}"))));
+                            }
+                            return outcomes;
+                        }
+                    }
                 }
             },
         };
-        outcomes.push(FileOutcome {
-            path: file.path.clone(),
-            sop_instance_uid: Some(file.sop_instance_uid.clone()),
-            result,
-        });
+        outcomes.push(outcome(entry, result));
     }
     association.release().await;
-    Ok(outcomes)
+    outcomes
 }
 
 /// C-STORE one data set given as bytes, announced with the given UIDs in transfer syntax
@@ -377,7 +517,20 @@ pub async fn store_data_set(
     let pc = first_accepted(&association)
         .ok_or_else(|| ScuError::Exchange("presentation context refused".into()))?;
     let rq = command::encode_store_rq(1, sop_class_uid, sop_instance_uid);
-    let rsp = exchange(&mut association, pc, rq, Some(data_set)).await?;
+    let expected = Expected {
+        field: command::field::C_STORE_RSP,
+        message_id: 1,
+        sop_instance_uid: Some(sop_instance_uid),
+    };
+    let rsp = exchange(
+        &mut association,
+        peer.timeout,
+        pc,
+        rq,
+        Some(data_set),
+        expected,
+    )
+    .await?;
     association.release().await;
     Ok((rsp.status.unwrap_or(DimseStatus(0xFFFF)), rsp.error_comment))
 }

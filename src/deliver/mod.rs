@@ -28,6 +28,9 @@ pub use settings::{DeliverySettings, Destination, DestinationKind, PeerNode};
 
 /// Deliveries taken from the store per round.
 const BATCH: usize = 32;
+/// Timeouts one object's exchange with a peer may take in all (C-STORE request, data set
+/// and response; or a STOW-RS request and its response).
+pub(crate) const PEER_TIMEOUTS: u32 = 4;
 /// How often an idle destination looks for due deliveries without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -89,20 +92,18 @@ impl Client {
         match self {
             Client::Dimse(peer) => {
                 let paths: Vec<_> = batch.iter().map(|d| d.path.clone()).collect();
-                match dimse::send_files(peer, &paths).await {
-                    Ok(outcomes) => outcomes
-                        .iter()
-                        .map(|o| match &o.result {
-                            _ if o.stored() => Ok(()),
-                            Ok((status, comment)) => Err(format!(
-                                "C-STORE status {status} {}",
-                                comment.as_deref().unwrap_or("")
-                            )),
-                            Err(e) => Err(e.clone()),
-                        })
-                        .collect(),
-                    Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-                }
+                dimse::send_files(peer, &paths)
+                    .await
+                    .iter()
+                    .map(|o| match &o.result {
+                        _ if o.stored() => Ok(()),
+                        Ok((status, comment)) => Err(format!(
+                            "C-STORE status {status}{}",
+                            peer_said(comment.as_deref().unwrap_or(""))
+                        )),
+                        Err(e) => Err(e.clone()),
+                    })
+                    .collect()
             }
             Client::Stow(client) => {
                 let mut out = Vec::with_capacity(batch.len());
@@ -122,6 +123,26 @@ impl Client {
                 .collect(),
         }
     }
+}
+
+/// Where text the peer chose begins in a delivery error. It is kept (printable ASCII, at
+/// most 128 characters) with the delivery for `osteoscreen queue show`, and left out of
+/// the log: a PACS may repeat the patient's name or ID in its error comment.
+const PEER_SAID: &str = "; the peer said: ";
+
+/// `text` from the peer, ready to append to an error ("" when it said nothing).
+pub(crate) fn peer_said(text: &str) -> String {
+    let text = crate::dicom::command::command_text(text.trim(), 128);
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!("{PEER_SAID}{text}")
+    }
+}
+
+/// A delivery error without the peer's own words.
+fn loggable(error: &str) -> &str {
+    error.split(PEER_SAID).next().unwrap_or(error)
 }
 
 /// What every destination task shares.
@@ -183,11 +204,14 @@ impl Deliverer {
                 return;
             }
         };
-        // A batch may take the timeout once per object plus the association's own
-        // exchanges when a PACS hangs: that is the PACS's stall, not ours, and must not
-        // make the watchdog restart the daemon.
-        self.health
-            .register(&part, timeout * (BATCH as u32 + 4) + IDLE_POLL * 4);
+        // Every wait on a peer is bounded (an exchange or a STOW-RS request by
+        // `PEER_TIMEOUTS` timeouts, an association by two), so a batch to a PACS that
+        // stalls at every step ends within this; a PACS's slowness must not make the
+        // watchdog restart the daemon.
+        self.health.register(
+            &part,
+            timeout * (BATCH as u32 * PEER_TIMEOUTS + 4) + IDLE_POLL * 4,
+        );
         loop {
             self.health.beat(&part);
             let store = self.store.clone();
@@ -257,7 +281,7 @@ impl Deliverer {
                         sop_instance_uid = %d.sop_instance_uid,
                         attempt = failures,
                         retry_in_ms = retry_at.map(|t| t - crate::store::now_ms()),
-                        error = %e,
+                        error = %loggable(e),
                         "delivery failed"
                     );
                     tokio::task::block_in_place(|| self.store.delivery_failed(d.id, e, retry_at))
@@ -304,5 +328,26 @@ impl Deliverer {
             &destinations,
             job.last_error.as_deref().unwrap_or(""),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_peer_says_is_stored_cleaned_and_kept_out_of_the_log() {
+        let error = format!(
+            "C-STORE status 0xA700{}",
+            peer_said("Patient DOE^JANE\r\nforged line\u{1b}[31m")
+        );
+        assert!(
+            !error.contains('\n') && !error.contains('\u{1b}'),
+            "{error}"
+        );
+        assert!(error.contains("DOE^JANE"), "kept for queue show: {error}");
+        assert_eq!(loggable(&error), "C-STORE status 0xA700");
+        assert_eq!(peer_said("  "), "");
+        assert_eq!(peer_said(&"x".repeat(500)).len(), PEER_SAID.len() + 128);
     }
 }

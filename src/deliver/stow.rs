@@ -29,13 +29,13 @@ pub enum StowError {
     },
     #[error("request to {url} failed: {source}")]
     Request { url: String, source: reqwest::Error },
-    #[error("{url} answered {status}: {body}")]
+    #[error("{url} answered {status}{body}")]
     Status {
         url: String,
         status: reqwest::StatusCode,
         body: String,
     },
-    #[error("{url} accepted the request but listed the instance as failed: {body}")]
+    #[error("{url} accepted the request but listed the instance as failed{body}")]
     Refused { url: String, body: String },
 }
 
@@ -50,9 +50,14 @@ pub struct StowClient {
 
 impl StowClient {
     pub fn new(d: &Destination, timeout: Duration) -> Result<StowClient, StowError> {
+        // A redirect would be followed as a GET without the body, and a login page's 200
+        // taken for a stored instance: 3xx is a failure. The read timeout restarts with
+        // every chunk, so the whole request is bounded too.
         let mut builder = reqwest::Client::builder()
             .connect_timeout(timeout)
             .read_timeout(timeout)
+            .timeout(timeout * super::PEER_TIMEOUTS)
+            .redirect(reqwest::redirect::Policy::none())
             .use_rustls_tls();
         if !d.ca_file.as_os_str().is_empty() {
             let ca_err = |reason: String| StowError::CaFile {
@@ -113,13 +118,20 @@ impl StowClient {
             source,
         })?;
         let status = response.status();
-        let body: String = response.text().await.unwrap_or_default();
-        let shown: String = body.chars().take(300).collect();
+        let html = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("html"));
+        let body = read_capped(response).await;
+        let shown = super::peer_said(&body);
         match status.as_u16() {
-            200 | 202 if lists_failures(&body, status.as_u16() == 202) => Err(StowError::Refused {
-                url: self.url.clone(),
-                body: shown,
-            }),
+            200 | 202 if html || lists_failures(&body, status.as_u16() == 202) => {
+                Err(StowError::Refused {
+                    url: self.url.clone(),
+                    body: shown,
+                })
+            }
             200 | 202 => Ok(()),
             _ => Err(StowError::Status {
                 url: self.url.clone(),
@@ -128,6 +140,23 @@ impl StowClient {
             }),
         }
     }
+}
+
+/// A STOW-RS response is a short DICOM JSON list: at most this much of it is read.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// The response body as text, up to `MAX_RESPONSE_BYTES` (the rest is not read); what
+/// could not be read is left out.
+async fn read_capped(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_RESPONSE_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_RESPONSE_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Whether a STOW-RS response (DICOM JSON) lists a failed instance: a Failed SOP
