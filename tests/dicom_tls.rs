@@ -258,4 +258,5 @@ fn the_daemon_delivers_its_results_to_a_tls_pacs() {
     // association until its read timeout; the retry then hid it. No retries here.
     let logs = daemon.logs();
     assert!(!logs.contains("delivery failed"), "{logs}");
+    assert!(!logs.contains("destination not reached"), "{logs}");
 }

@@ -349,6 +349,10 @@ pub struct FileOutcome {
     pub sop_instance_uid: Option<String>,
     /// The peer's status and comment, or why nothing was sent.
     pub result: Result<(DimseStatus, Option<String>), String>,
+    /// The object never reached the peer's turn to answer it: no association, or the
+    /// association broke before this object was offered. Delivery retries such objects
+    /// without counting an attempt.
+    pub not_offered: bool,
 }
 
 impl FileOutcome {
@@ -374,6 +378,7 @@ pub async fn send_files(peer: &Peer, paths: &[PathBuf]) -> Vec<FileOutcome> {
                     path: path.clone(),
                     sop_instance_uid: None,
                     result: Err(reason),
+                    not_offered: false,
                 })
             }
             Ok(file) => {
@@ -405,6 +410,7 @@ pub async fn send_files(peer: &Peer, paths: &[PathBuf]) -> Vec<FileOutcome> {
                 path: path.clone(),
                 sop_instance_uid: None,
                 result: Err("not sent".into()),
+                not_offered: true,
             })
         })
         .collect()
@@ -416,13 +422,14 @@ async fn send_batch(
     contexts: &[(String, String)],
     files: &[(usize, OutgoingFile)],
 ) -> Vec<(usize, FileOutcome)> {
-    let outcome = |(i, file): &(usize, OutgoingFile), result| {
+    let outcome = |(i, file): &(usize, OutgoingFile), result, not_offered| {
         (
             *i,
             FileOutcome {
                 path: file.path.clone(),
                 sop_instance_uid: Some(file.sop_instance_uid.clone()),
                 result,
+                not_offered,
             },
         )
     };
@@ -430,7 +437,10 @@ async fn send_batch(
         Ok(a) => a,
         Err(e) => {
             let why = e.to_string();
-            return files.iter().map(|f| outcome(f, Err(why.clone()))).collect();
+            return files
+                .iter()
+                .map(|f| outcome(f, Err(why.clone()), true))
+                .collect();
         }
     };
     let accepted: Vec<(u8, String, String)> = association
@@ -487,9 +497,10 @@ async fn send_batch(
                             // The association is in an unknown state: drop it (closing
                             // the connection); this file and the rest are not stored.
                             let why = e.to_string();
-                            outcomes.push(outcome(entry, Err(why.clone())));
+                            outcomes.push(outcome(entry, Err(why.clone()), false));
                             for rest in &files[n + 1..] {
-                                outcomes.push(outcome(rest, Err(format!("not sent: {why}"))));
+                                let not_sent = Err(format!("not sent: {why}"));
+                                outcomes.push(outcome(rest, not_sent, true));
                             }
                             return outcomes;
                         }
@@ -497,7 +508,7 @@ async fn send_batch(
                 }
             },
         };
-        outcomes.push(outcome(entry, result));
+        outcomes.push(outcome(entry, result, false));
     }
     association.release().await;
     outcomes

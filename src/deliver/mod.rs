@@ -33,6 +33,8 @@ const BATCH: usize = 32;
 pub(crate) const PEER_TIMEOUTS: u32 = 4;
 /// How often an idle destination looks for due deliveries without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Pause after a round whose outcomes could not be recorded.
+const RECORD_FAILURE_PAUSE: Duration = Duration::from_secs(10);
 
 /// A destination ready to send to.
 enum Client {
@@ -88,7 +90,7 @@ impl Client {
     }
 
     /// Send a batch; one result per delivery, in order.
-    async fn send(&self, batch: &[Delivery]) -> Vec<Result<(), String>> {
+    async fn send(&self, batch: &[Delivery]) -> Vec<Result<(), Failure>> {
         match self {
             Client::Dimse(peer) => {
                 let paths: Vec<_> = batch.iter().map(|d| d.path.clone()).collect();
@@ -97,18 +99,24 @@ impl Client {
                     .iter()
                     .map(|o| match &o.result {
                         _ if o.stored() => Ok(()),
-                        Ok((status, comment)) => Err(format!(
+                        Ok((status, comment)) => Err(Failure::counted(format!(
                             "C-STORE status {status}{}",
                             peer_said(comment.as_deref().unwrap_or(""))
-                        )),
-                        Err(e) => Err(e.clone()),
+                        ))),
+                        Err(e) => Err(Failure {
+                            error: e.clone(),
+                            counts: !o.not_offered,
+                        }),
                     })
                     .collect()
             }
             Client::Stow(client) => {
                 let mut out = Vec::with_capacity(batch.len());
                 for d in batch {
-                    out.push(client.store(&d.path).await.map_err(|e| e.to_string()));
+                    out.push(client.store(&d.path).await.map_err(|e| Failure {
+                        counts: !e.is_unreachable(),
+                        error: e.to_string(),
+                    }));
                 }
                 out
             }
@@ -118,9 +126,27 @@ impl Client {
                     let (root, study, path) = (root.clone(), d.study_uid.clone(), d.path.clone());
                     tokio::task::block_in_place(|| folder::deliver(&root, &study, &path))
                         .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| Failure::counted(e.to_string()))
                 })
                 .collect(),
+        }
+    }
+}
+
+/// Why one object was not delivered.
+struct Failure {
+    error: String,
+    /// Whether it counts towards `max_attempts`: not when the object never reached the
+    /// destination (no connection or association, or an association that broke before its
+    /// turn). A PACS down for hours keeps its deliveries pending instead of dead.
+    counts: bool,
+}
+
+impl Failure {
+    fn counted(error: String) -> Failure {
+        Failure {
+            error,
+            counts: true,
         }
     }
 }
@@ -237,22 +263,32 @@ impl Deliverer {
             }
             let started = Instant::now();
             let results = client.send(&due).await;
-            self.record(&d.name, &due, results, started.elapsed());
+            let recorded = self.record(&d.name, &due, results, started.elapsed());
             if shutdown.is_shutdown() {
                 break;
+            }
+            if !recorded {
+                // The rows are still due: without a pause the same objects would go to
+                // the PACS again at once, over and over, while the database cannot be
+                // written (a full or read-only disk).
+                tokio::select! {
+                    _ = tokio::time::sleep(RECORD_FAILURE_PAUSE) => {}
+                    _ = shutdown.recv() => break,
+                }
             }
         }
         self.health.retire(&part);
     }
 
-    /// Store each result; log finished jobs.
+    /// Store each result; log finished jobs. False when some result could not be stored.
     fn record(
         &self,
         destination: &str,
         batch: &[Delivery],
-        results: Vec<Result<(), String>>,
+        results: Vec<Result<(), Failure>>,
         took: Duration,
-    ) {
+    ) -> bool {
+        let mut all_recorded = true;
         for (d, result) in batch.iter().zip(results) {
             let ended = match &result {
                 Ok(()) => {
@@ -262,7 +298,31 @@ impl Deliverer {
                         .inc();
                     tokio::task::block_in_place(|| self.store.delivery_done(d.id))
                 }
-                Err(e) => {
+                Err(Failure {
+                    error: e,
+                    counts: false,
+                }) => {
+                    // Not reached: no attempt used, a steady reconnect pace.
+                    let retry_at = crate::store::now_ms()
+                        + self
+                            .settings
+                            .unreachable_retry_ms(rand::rng().random::<f64>());
+                    metrics()
+                        .deliveries
+                        .with_label_values(&[destination, "retry"])
+                        .inc();
+                    tracing::warn!(
+                        destination,
+                        study_uid = %d.study_uid,
+                        sop_instance_uid = %d.sop_instance_uid,
+                        attempts_used = d.attempts,
+                        retry_in_ms = retry_at - crate::store::now_ms(),
+                        error = %loggable(e),
+                        "destination not reached"
+                    );
+                    tokio::task::block_in_place(|| self.store.delivery_postponed(d.id, e, retry_at))
+                }
+                Err(Failure { error: e, .. }) => {
                     let failures = (d.attempts + 1) as u32;
                     let retry_at = (failures < self.settings.max_attempts).then(|| {
                         crate::store::now_ms()
@@ -290,7 +350,10 @@ impl Deliverer {
             match ended {
                 Ok(Some((job_id, state))) => self.log_outcome(job_id, state),
                 Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, delivery = d.id, "cannot record delivery"),
+                Err(e) => {
+                    all_recorded = false;
+                    tracing::error!(error = %e, delivery = d.id, "cannot record delivery")
+                }
             }
         }
         tracing::debug!(
@@ -299,6 +362,7 @@ impl Deliverer {
             ms = took.as_millis() as u64,
             "delivery round"
         );
+        all_recorded
     }
 
     /// The one line per study outcome: what was found, how long each stage took, where

@@ -155,6 +155,16 @@ impl DeliverySettings {
         let capped = exp.min(self.max_backoff_seconds);
         ((capped / 2.0 + capped / 2.0 * unit.clamp(0.0, 1.0)) * 1000.0) as i64
     }
+
+    /// The pause before trying a destination that could not be reached again: 30 s, or
+    /// `max_backoff_seconds` when shorter (half fixed, half random, like `backoff_ms`).
+    pub fn unreachable_retry_ms(&self, unit: f64) -> i64 {
+        let pause = self
+            .max_backoff_seconds
+            .min(30.0)
+            .max(self.initial_backoff_seconds);
+        ((pause / 2.0 + pause / 2.0 * unit.clamp(0.0, 1.0)) * 1000.0) as i64
+    }
 }
 
 #[cfg(test)]

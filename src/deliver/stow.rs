@@ -39,6 +39,13 @@ pub enum StowError {
     Refused { url: String, body: String },
 }
 
+impl StowError {
+    /// The request never reached the server (no connection): not the object's fault.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StowError::Request { source, .. } if source.is_connect())
+    }
+}
+
 /// A STOW-RS endpoint with its client.
 pub struct StowClient {
     client: reqwest::Client,

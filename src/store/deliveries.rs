@@ -216,7 +216,7 @@ impl Store {
     /// The destination accepted the object. Returns the job's final state when this was
     /// its last open delivery.
     pub fn delivery_done(&self, id: i64) -> Result<Option<(i64, JobState)>, StoreError> {
-        self.finish_delivery(id, DeliveryState::Done, None, 0)
+        self.finish_delivery(id, DeliveryState::Done, None, 0, 1)
     }
 
     /// An attempt failed: pending again at `retry_at_ms`, or `dead` when there is none.
@@ -232,7 +232,18 @@ impl Store {
         } else {
             DeliveryState::Dead
         };
-        self.finish_delivery(id, state, Some(error), retry_at_ms.unwrap_or(0))
+        self.finish_delivery(id, state, Some(error), retry_at_ms.unwrap_or(0), 1)
+    }
+
+    /// The destination could not be reached: the delivery waits until `retry_at_ms`
+    /// without using up an attempt.
+    pub fn delivery_postponed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at_ms: i64,
+    ) -> Result<Option<(i64, JobState)>, StoreError> {
+        self.finish_delivery(id, DeliveryState::Pending, Some(error), retry_at_ms, 0)
     }
 
     fn finish_delivery(
@@ -241,16 +252,17 @@ impl Store {
         state: DeliveryState,
         error: Option<&str>,
         next_attempt_ms: i64,
+        attempts_used: i64,
     ) -> Result<Option<(i64, JobState)>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("finish_delivery"))?;
         let now = now_ms();
         let job_id: Option<i64> = tx
             .query_row(
-                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_error = ?3,
+                "UPDATE deliveries SET state = ?2, attempts = attempts + ?6, last_error = ?3,
                      next_attempt_ms = ?4, updated_ms = ?5
                  WHERE id = ?1 RETURNING job_id",
-                params![id, state, error, next_attempt_ms, now],
+                params![id, state, error, next_attempt_ms, now, attempts_used],
                 |r| r.get(0),
             )
             .optional()
