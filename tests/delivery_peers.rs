@@ -6,6 +6,7 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -43,54 +44,49 @@ enum Answer {
     Never,
 }
 
-/// A PACS on a free port that accepts one association and answers as told; its thread
-/// ends when we close the connection.
-fn fake_pacs(answer: Answer) -> u16 {
+/// A PACS on a free port that accepts one association and answers as told. Each
+/// C-STORE request it reads (command and whole data set) is reported on the channel, so
+/// a test can tell that the exchange happened; its thread ends when we close.
+fn fake_pacs(answer: Answer) -> (u16, Receiver<u16>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (requests, heard) = channel();
     std::thread::spawn(move || {
         let (socket, _) = listener.accept().unwrap();
-        let options = ServerAssociationOptions::new()
+        let mut association = ServerAssociationOptions::new()
             .accept_any()
             .promiscuous(true)
-            .ae_title("PACS");
-        let Ok(mut association) = options.establish(socket) else {
-            return;
-        };
-        let (mut command, mut data_done) = (Vec::new(), false);
-        while let Ok(pdu) = association.receive() {
-            let Pdu::PData { data } = pdu else { return };
+            .ae_title("PACS")
+            .establish(socket)
+            .expect("the SCU's association");
+        let mut command = Vec::new();
+        while let Ok(Pdu::PData { data }) = association.receive() {
             for value in data {
                 match value.value_type {
                     PDataValueType::Command => command.extend_from_slice(&value.data),
-                    PDataValueType::Data => data_done |= value.is_last,
-                }
-                if !data_done {
-                    continue;
-                }
-                data_done = false;
-                let mut request = Command::decode(&command).unwrap();
-                command.clear();
-                if let Answer::Never = answer {
-                    continue;
-                }
-                request.message_id = request.message_id.wrapping_add(1);
-                let rsp = encode_response(&request, DimseStatus::SUCCESS, None);
-                let sent = association.send(&Pdu::PData {
-                    data: vec![PDataValue {
-                        presentation_context_id: value.presentation_context_id,
-                        value_type: PDataValueType::Command,
-                        is_last: true,
-                        data: rsp,
-                    }],
-                });
-                if sent.is_err() {
-                    return;
+                    PDataValueType::Data if value.is_last => {
+                        let mut request = Command::decode(&command).unwrap();
+                        command.clear();
+                        let _ = requests.send(request.message_id);
+                        if let Answer::AnotherMessage = answer {
+                            request.message_id = request.message_id.wrapping_add(1);
+                            let rsp = encode_response(&request, DimseStatus::SUCCESS, None);
+                            let _ = association.send(&Pdu::PData {
+                                data: vec![PDataValue {
+                                    presentation_context_id: value.presentation_context_id,
+                                    value_type: PDataValueType::Command,
+                                    is_last: true,
+                                    data: rsp,
+                                }],
+                            });
+                        }
+                    }
+                    PDataValueType::Data => {}
                 }
             }
         }
     });
-    port
+    (port, heard)
 }
 
 #[test]
@@ -116,9 +112,12 @@ fn each_outcome_stays_with_its_file() {
 
 #[test]
 fn a_response_to_another_message_is_not_taken_for_a_stored_object() {
-    let port = fake_pacs(Answer::AnotherMessage);
+    let (port, heard) = fake_pacs(Answer::AnotherMessage);
     let paths = [real("pydicom/CT_small.dcm"), real("wg04/RG3_RLE.dcm")];
     let outcomes = send(&peer(port, Duration::from_secs(10)), &paths);
+    // The PACS read the first store (message 1) and answered message 2; the second
+    // object was never offered.
+    assert_eq!(heard.try_iter().collect::<Vec<_>>(), [1]);
     assert!(outcomes.iter().all(|o| !o.stored()), "{outcomes:?}");
     let first = outcomes[0].result.as_ref().unwrap_err();
     assert!(first.contains("does not answer the request"), "{first}");
@@ -128,10 +127,15 @@ fn a_response_to_another_message_is_not_taken_for_a_stored_object() {
 
 #[test]
 fn a_pacs_that_never_answers_is_given_up_on_within_the_timeouts() {
-    let port = fake_pacs(Answer::Never);
+    let (port, heard) = fake_pacs(Answer::Never);
     let paths = [real("pydicom/CT_small.dcm"), real("wg04/RG3_RLE.dcm")];
     let started = Instant::now();
     let outcomes = send(&peer(port, Duration::from_secs(1)), &paths);
+    assert_eq!(
+        heard.try_iter().collect::<Vec<_>>(),
+        [1],
+        "the store went out"
+    );
     // Four timeouts for the exchange, and a little for the association.
     assert!(
         started.elapsed() < Duration::from_secs(15),

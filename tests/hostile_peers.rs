@@ -407,11 +407,7 @@ fn analyze_survives_hostile_headers_and_bombs() {
             .arg(&file));
         assert!(out.status.success(), "{}", text(&out));
     }
-    let out = run(Command::new(bin())
-        .arg("--config")
-        .arg(shipped_config())
-        .args(["analyze", "--json"])
-        .arg(&study));
+    let out = common::models::analyze(&study, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let finding: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(finding["xray"]["class"].is_string(), "{finding}");
@@ -462,12 +458,7 @@ fn analyze_survives_hostile_headers_and_bombs() {
         .args(["-nb", "-m", "(0020,0032)=0\\0\\-1e300"])
         .arg(&slice));
     assert!(out.status.success(), "{}", text(&out));
-    let out = run(Command::new(bin())
-        .arg("--config")
-        .arg(shipped_config())
-        .args(["analyze", "--json"])
-        .arg(&ct));
-    let said = text(&out);
+    let said = text(&common::models::analyze(&ct, &[]));
     assert!(!said.contains("panicked"), "{said}");
     assert!(said.contains("slice position -1e300 mm"), "{said}");
 }

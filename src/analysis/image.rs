@@ -180,13 +180,21 @@ fn window(obj: &DefaultDicomObject) -> Option<(f64, f64)> {
 
 /// Decode every frame to modality values (RGB is reduced to luminance).
 pub fn decode(obj: &DefaultDicomObject) -> Result<(ImageHeader, Vec<Frame>), ImageError> {
-    decode_frames(obj, false)
+    decode_frames(obj, header(obj)?, false)
 }
 
 /// Decode the first frame only (radiographs and CT slices use no other): a multi-frame
 /// file costs one frame of memory, not all of them.
 pub fn decode_first(obj: &DefaultDicomObject) -> Result<(ImageHeader, Frame), ImageError> {
-    let (header, mut frames) = decode_frames(obj, true)?;
+    decode_first_of(obj, header(obj)?)
+}
+
+/// `decode_first` with the header already read by `header` (and judged by the caller).
+pub fn decode_first_of(
+    obj: &DefaultDicomObject,
+    header: ImageHeader,
+) -> Result<(ImageHeader, Frame), ImageError> {
+    let (header, mut frames) = decode_frames(obj, header, true)?;
     if frames.is_empty() {
         return Err(ImageError::Conversion("no frame decoded".into()));
     }
@@ -195,9 +203,9 @@ pub fn decode_first(obj: &DefaultDicomObject) -> Result<(ImageHeader, Frame), Im
 
 fn decode_frames(
     obj: &DefaultDicomObject,
+    header: ImageHeader,
     first_only: bool,
 ) -> Result<(ImageHeader, Vec<Frame>), ImageError> {
-    let header = header(obj)?;
     let ts = obj
         .meta()
         .transfer_syntax()

@@ -96,15 +96,17 @@ impl Client {
                 let paths: Vec<_> = batch.iter().map(|d| d.path.clone()).collect();
                 dimse::send_files(peer, &paths)
                     .await
-                    .iter()
-                    .map(|o| match &o.result {
+                    .into_iter()
+                    .map(|o| match o.result {
                         _ if o.stored() => Ok(()),
-                        Ok((status, comment)) => Err(Failure::counted(format!(
-                            "C-STORE status {status}{}",
-                            peer_said(comment.as_deref().unwrap_or(""))
-                        ))),
-                        Err(e) => Err(Failure {
-                            error: e.clone(),
+                        Ok((status, comment)) => Err(Failure {
+                            error: format!("C-STORE status {status}"),
+                            peer_said: comment.unwrap_or_default(),
+                            counts: true,
+                        }),
+                        Err(error) => Err(Failure {
+                            error,
+                            peer_said: String::new(),
                             counts: !o.not_offered,
                         }),
                     })
@@ -115,6 +117,7 @@ impl Client {
                 for d in batch {
                     out.push(client.store(&d.path).await.map_err(|e| Failure {
                         counts: !e.is_unreachable(),
+                        peer_said: e.peer_said().to_string(),
                         error: e.to_string(),
                     }));
                 }
@@ -126,7 +129,11 @@ impl Client {
                     let (root, study, path) = (root.clone(), d.study_uid.clone(), d.path.clone());
                     tokio::task::block_in_place(|| folder::deliver(&root, &study, &path))
                         .map(|_| ())
-                        .map_err(|e| Failure::counted(e.to_string()))
+                        .map_err(|e| Failure {
+                            error: e.to_string(),
+                            peer_said: String::new(),
+                            counts: true,
+                        })
                 })
                 .collect(),
         }
@@ -135,7 +142,12 @@ impl Client {
 
 /// Why one object was not delivered.
 struct Failure {
+    /// Our account of it: logged and stored.
     error: String,
+    /// The peer's own words (an Error Comment, a response body), "" when none. Stored,
+    /// cleaned and cut (`Failure::stored`), for `osteoscreen queue show`, and kept out of
+    /// the log: a PACS may repeat the patient's name or ID in them.
+    peer_said: String,
     /// Whether it counts towards `max_attempts`: not when the object never reached the
     /// destination (no connection or association, or an association that broke before its
     /// turn). A PACS down for hours keeps its deliveries pending instead of dead.
@@ -143,32 +155,16 @@ struct Failure {
 }
 
 impl Failure {
-    fn counted(error: String) -> Failure {
-        Failure {
-            error,
-            counts: true,
+    /// The text kept with the delivery: ours, then the peer's in printable ASCII, at most
+    /// 128 characters.
+    fn stored(&self) -> String {
+        let said = crate::dicom::command::command_text(self.peer_said.trim(), 128);
+        if said.trim().is_empty() {
+            self.error.clone()
+        } else {
+            format!("{}; the peer said: {said}", self.error)
         }
     }
-}
-
-/// Where text the peer chose begins in a delivery error. It is kept (printable ASCII, at
-/// most 128 characters) with the delivery for `osteoscreen queue show`, and left out of
-/// the log: a PACS may repeat the patient's name or ID in its error comment.
-const PEER_SAID: &str = "; the peer said: ";
-
-/// `text` from the peer, ready to append to an error ("" when it said nothing).
-pub(crate) fn peer_said(text: &str) -> String {
-    let text = crate::dicom::command::command_text(text.trim(), 128);
-    if text.trim().is_empty() {
-        String::new()
-    } else {
-        format!("{PEER_SAID}{text}")
-    }
-}
-
-/// A delivery error without the peer's own words.
-fn loggable(error: &str) -> &str {
-    error.split(PEER_SAID).next().unwrap_or(error)
 }
 
 /// What every destination task shares.
@@ -298,53 +294,42 @@ impl Deliverer {
                         .inc();
                     tokio::task::block_in_place(|| self.store.delivery_done(d.id))
                 }
-                Err(Failure {
-                    error: e,
-                    counts: false,
-                }) => {
-                    // Not reached: no attempt used, a steady reconnect pace.
-                    let retry_at = crate::store::now_ms()
-                        + self
-                            .settings
-                            .unreachable_retry_ms(rand::rng().random::<f64>());
-                    metrics()
-                        .deliveries
-                        .with_label_values(&[destination, "retry"])
-                        .inc();
-                    tracing::warn!(
-                        destination,
-                        study_uid = %d.study_uid,
-                        sop_instance_uid = %d.sop_instance_uid,
-                        attempts_used = d.attempts,
-                        retry_in_ms = retry_at - crate::store::now_ms(),
-                        error = %loggable(e),
-                        "destination not reached"
-                    );
-                    tokio::task::block_in_place(|| self.store.delivery_postponed(d.id, e, retry_at))
-                }
-                Err(Failure { error: e, .. }) => {
+                Err(failure) => {
                     let failures = (d.attempts + 1) as u32;
-                    let retry_at = (failures < self.settings.max_attempts).then(|| {
-                        crate::store::now_ms()
-                            + self
-                                .settings
-                                .backoff_ms(failures, rand::rng().random::<f64>())
-                    });
+                    let (now, unit) = (crate::store::now_ms(), rand::rng().random::<f64>());
+                    // Not reached: no attempt used, a steady reconnect pace.
+                    let retry_at = if failure.counts {
+                        (failures < self.settings.max_attempts)
+                            .then(|| now + self.settings.backoff_ms(failures, unit))
+                    } else {
+                        Some(now + self.settings.unreachable_retry_ms(unit))
+                    };
                     let outcome = if retry_at.is_some() { "retry" } else { "dead" };
                     metrics()
                         .deliveries
                         .with_label_values(&[destination, outcome])
                         .inc();
+                    let what = if failure.counts {
+                        "delivery failed"
+                    } else {
+                        "destination not reached"
+                    };
                     tracing::warn!(
                         destination,
                         study_uid = %d.study_uid,
                         sop_instance_uid = %d.sop_instance_uid,
-                        attempt = failures,
-                        retry_in_ms = retry_at.map(|t| t - crate::store::now_ms()),
-                        error = %loggable(e),
-                        "delivery failed"
+                        attempts_used = d.attempts + i64::from(failure.counts),
+                        retry_in_ms = retry_at.map(|t| t - now),
+                        error = %failure.error,
+                        "{what}"
                     );
-                    tokio::task::block_in_place(|| self.store.delivery_failed(d.id, e, retry_at))
+                    let stored = failure.stored();
+                    tokio::task::block_in_place(|| match retry_at {
+                        Some(at) if !failure.counts => {
+                            self.store.delivery_postponed(d.id, &stored, at)
+                        }
+                        _ => self.store.delivery_failed(d.id, &stored, retry_at),
+                    })
                 }
             };
             match ended {
@@ -400,18 +385,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn what_a_peer_says_is_stored_cleaned_and_kept_out_of_the_log() {
-        let error = format!(
-            "C-STORE status 0xA700{}",
-            peer_said("Patient DOE^JANE\r\nforged line\u{1b}[31m")
-        );
+    fn what_a_peer_says_is_stored_cleaned_and_cut() {
+        let failure = |said: &str| Failure {
+            error: "C-STORE status 0xA700".into(),
+            peer_said: said.into(),
+            counts: true,
+        };
+        let stored = failure("Patient DOE^JANE\r\nforged line\u{1b}[31m").stored();
         assert!(
-            !error.contains('\n') && !error.contains('\u{1b}'),
-            "{error}"
+            !stored.contains('\n') && !stored.contains('\u{1b}'),
+            "{stored}"
         );
-        assert!(error.contains("DOE^JANE"), "kept for queue show: {error}");
-        assert_eq!(loggable(&error), "C-STORE status 0xA700");
-        assert_eq!(peer_said("  "), "");
-        assert_eq!(peer_said(&"x".repeat(500)).len(), PEER_SAID.len() + 128);
+        assert!(stored.starts_with("C-STORE status 0xA700; the peer said: Patient DOE^JANE"));
+        assert_eq!(failure("  ").stored(), "C-STORE status 0xA700");
+        let long = failure(&"x".repeat(500)).stored();
+        assert_eq!(long.split("said: ").nth(1).map(str::len), Some(128));
     }
 }

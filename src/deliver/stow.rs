@@ -29,13 +29,13 @@ pub enum StowError {
     },
     #[error("request to {url} failed: {source}")]
     Request { url: String, source: reqwest::Error },
-    #[error("{url} answered {status}{body}")]
+    #[error("{url} answered {status}")]
     Status {
         url: String,
         status: reqwest::StatusCode,
         body: String,
     },
-    #[error("{url} accepted the request but listed the instance as failed{body}")]
+    #[error("{url} accepted the request but listed the instance as failed")]
     Refused { url: String, body: String },
 }
 
@@ -43,6 +43,15 @@ impl StowError {
     /// The request never reached the server (no connection): not the object's fault.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StowError::Request { source, .. } if source.is_connect())
+    }
+
+    /// The server's response body, when it answered ("" otherwise): its own words, kept
+    /// out of the message (see `deliver::Failure`).
+    pub fn peer_said(&self) -> &str {
+        match self {
+            StowError::Status { body, .. } | StowError::Refused { body, .. } => body,
+            _ => "",
+        }
     }
 }
 
@@ -131,19 +140,18 @@ impl StowClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("html"));
         let body = read_capped(response).await;
-        let shown = super::peer_said(&body);
         match status.as_u16() {
             200 | 202 if html || lists_failures(&body, status.as_u16() == 202) => {
                 Err(StowError::Refused {
                     url: self.url.clone(),
-                    body: shown,
+                    body,
                 })
             }
             200 | 202 => Ok(()),
             _ => Err(StowError::Status {
                 url: self.url.clone(),
                 status,
-                body: shown,
+                body,
             }),
         }
     }

@@ -120,24 +120,22 @@ fn read_slice(path: &Path, voxels: &mut u64) -> Result<Slice, VolumeError> {
         path: path.to_path_buf(),
         why,
     };
-    let size = image::header(&obj).map_err(|source| VolumeError::Decode {
+    let decode_error = |source| VolumeError::Decode {
         path: path.to_path_buf(),
         source,
-    })?;
-    if size.rows > MAX_CT_SIDE || size.columns > MAX_CT_SIDE {
+    };
+    let header = image::header(&obj).map_err(decode_error)?;
+    if header.rows > MAX_CT_SIDE || header.columns > MAX_CT_SIDE {
         return Err(implausible(format!(
             "a CT slice of {} x {} pixels (at most {MAX_CT_SIDE} a side)",
-            size.rows, size.columns
+            header.rows, header.columns
         )));
     }
-    *voxels += u64::from(size.rows) * u64::from(size.columns);
+    *voxels += u64::from(header.rows) * u64::from(header.columns);
     if *voxels > MAX_VOXELS {
         return Err(VolumeError::TooLarge);
     }
-    let (header, frame) = image::decode_first(&obj).map_err(|source| VolumeError::Decode {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (header, frame) = image::decode_first_of(&obj, header).map_err(decode_error)?;
     let floats = |tag| obj.get(tag).and_then(|e| e.value().to_multi_float64().ok());
     let z = floats(tags::IMAGE_POSITION_PATIENT)
         .and_then(|v| v.get(2).copied())
