@@ -102,8 +102,25 @@ impl Settings {
             .with_list_parse_key("dicom.allowed_callers")
             .with_list_parse_key("dicom.accepted_modalities")
             .try_parsing(true)
-            .source(env);
+            .source(env.clone());
         let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        // try_parsing reads "0123" as the number 123: the free-text settings a number
+        // could be mistaken for are taken from the environment as written.
+        let raw = |key: &str| match &env {
+            Some(map) => map.get(key).cloned(),
+            None => std::env::var(key).ok(),
+        };
+        for (key, value) in [
+            (
+                "OSTEOSCREEN__HTTP__BEARER_TOKEN",
+                &mut settings.http.bearer_token,
+            ),
+            ("OSTEOSCREEN__DICOM__AE_TITLE", &mut settings.dicom.ae_title),
+        ] {
+            if let Some(written) = raw(key) {
+                *value = written;
+            }
+        }
         let config_dir = match path {
             Some(p) => p.parent().map(Path::to_path_buf),
             None => Path::new(DEFAULT_CONFIG_FILE)
@@ -342,6 +359,19 @@ mod tests {
             ("127.0.0.1:9999", 3)
         );
         assert!(!s.to_masked_toml().contains("\"abc\""), "token masked");
+        // Free text that looks like a number stays as written.
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("OSTEOSCREEN__HTTP__BEARER_TOKEN", "0123456"),
+                ("OSTEOSCREEN__DICOM__AE_TITLE", "007"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.http.bearer_token.as_str(), s.dicom.ae_title.as_str()),
+            ("0123456", "007")
+        );
         let err = Settings::load_with_env(None, env(&[("OSTEOSCREEN__HTTP__LISTEN", "nowhere")]))
             .unwrap_err();
         assert!(err.to_string().contains("http"), "{err}");

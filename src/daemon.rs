@@ -50,7 +50,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let writer = store.instance_writer()?;
     let active = ActiveStudies::default();
     let (journal, mover) = open_journal(&settings.dicom, &spool, &store, &writer, &active).await?;
-    recover(&spool, &store)?;
+    recover(&spool, &store, settings.pipeline.max_attempts)?;
     let engine = Arc::new(
         Engine::load(
             settings.analysis.clone(),
@@ -113,6 +113,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         http::run(
             http_listener,
             app,
+            Duration::from_secs(settings.http.timeout_seconds),
             trigger.subscribe(),
             trigger.done_guard(),
         ),
@@ -219,7 +220,7 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         listen = %addr,
         tls = %tls_addr,
         http = %http_addr,
-        storage = %dir.display(),
+        storage = %std::path::absolute(&dir).unwrap_or(dir.clone()).display(),
         workers = worker_count,
         callers = %callers_line(&settings),
         version = env!("CARGO_PKG_VERSION"),
@@ -283,12 +284,16 @@ fn http_app(
         health: health.clone(),
         model_configured: !settings.model.weights.as_os_str().is_empty(),
         model_loaded: engine.xray.is_some(),
+        last_ready: Default::default(),
     };
     let stow = StowService {
         ingest: ingest.clone(),
         max_body_mb: settings.http.max_body_mb,
         bearer_token: settings.http.bearer_token.clone(),
         timeout: Duration::from_secs(settings.http.timeout_seconds),
+        requests: Arc::new(tokio::sync::Semaphore::new(
+            crate::ingest::stow::MAX_REQUESTS,
+        )),
     };
     http::router(Arc::new(ops), crate::ingest::stow::routes(Arc::new(stow)))
 }
@@ -343,7 +348,7 @@ async fn open_journal(
 }
 
 /// Make the database match the spool and the jobs match what a crash interrupted.
-fn recover(spool: &Spool, store: &Store) -> anyhow::Result<()> {
+fn recover(spool: &Spool, store: &Store, max_attempts: u32) -> anyhow::Result<()> {
     let recovery = crate::ingest::recover::reconcile(spool.root(), store)?;
     if recovery.recovered > 0 {
         tracing::warn!(
@@ -360,11 +365,18 @@ fn recover(spool: &Spool, store: &Store) -> anyhow::Result<()> {
     for path in &recovery.unreadable {
         tracing::error!(path = %path.display(), "unreadable file in the spool; left in place");
     }
-    let resumed = store.resume_interrupted()?;
+    let (resumed, given_up) = store.resume_interrupted(i64::from(max_attempts))?;
     if resumed > 0 {
         tracing::warn!(
             jobs = resumed,
-            "jobs interrupted by a stop are queued again"
+            "jobs interrupted by a crash or forced stop are queued again"
+        );
+    }
+    if given_up > 0 {
+        tracing::error!(
+            jobs = given_up,
+            max_attempts,
+            "jobs interrupted on every attempt are dead (see queue show; queue retry re-runs them)"
         );
     }
     Ok(())

@@ -103,6 +103,7 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
             ("OSTEOSCREEN__DICOM__TLS__CERTIFICATE", &s("server.pem")),
             ("OSTEOSCREEN__DICOM__TLS__PRIVATE_KEY", &s("server.key")),
             ("OSTEOSCREEN__DICOM__TLS__CLIENT_CA", &s("ca.pem")),
+            ("OSTEOSCREEN__DICOM__TIMEOUT_SECONDS", "3"),
         ],
     );
     assert!(daemon.logs().contains(&format!("tls=127.0.0.1:{tls_port}")));
@@ -124,6 +125,28 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
     assert!(!out.status.success(), "{}", text(&out));
     daemon.wait_for_log("association not established", Duration::from_secs(20));
     assert_eq!(daemon.rows(1).len(), 1);
+    // A handshake begun and never finished: closed after twice timeout_seconds (it held
+    // its slot for ever before).
+    {
+        use std::io::{Read, Write};
+        let mut stalled = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+        stalled.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]).unwrap();
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(40)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        let _ = stalled.read(&mut buf);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "held {:?}",
+            started.elapsed()
+        );
+        daemon.wait_for_log(
+            "negotiation not finished within 6s",
+            Duration::from_secs(20),
+        );
+    }
     // The plain listener still serves.
     let out = run(daemon.storescu("PLAIN").arg(real("wg04/CT1_UNC.dcm")));
     assert!(out.status.success(), "{}", text(&out));

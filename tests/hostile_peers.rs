@@ -268,6 +268,116 @@ fn a_wrong_called_ae_title_is_rejected_unless_any_is_accepted() {
     assert!(echoscu(daemon.port, "ANYTHING").status.success());
 }
 
+/// An A-ASSOCIATE-RQ (C-ECHO context) whose Called AE Title field holds `called` as sent.
+fn association_rq(called: &[u8; 16]) -> Vec<u8> {
+    use dicom_ul::pdu::{AssociationRQ, PresentationContextProposed, UserVariableItem};
+    let rq = Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: "HOSTILE".into(),
+        called_ae_title: "OSTEOSCREEN".into(),
+        application_context_name: "1.2.840.10008.3.1.1.1".into(),
+        presentation_contexts: vec![PresentationContextProposed {
+            id: 1,
+            abstract_syntax: "1.2.840.10008.1.1".into(),
+            transfer_syntaxes: vec!["1.2.840.10008.1.2".into()],
+        }],
+        user_variables: vec![UserVariableItem::MaxLength(16384)],
+    });
+    let mut out = Vec::new();
+    dicom_ul::write_pdu(&mut out, &rq).unwrap();
+    out[10..26].copy_from_slice(called);
+    out
+}
+
+/// The first PDU type the daemon answers with on `socket` (0 when it closed).
+fn answer_type(socket: &mut std::net::TcpStream) -> u8 {
+    use std::io::Read;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    match socket.read(&mut first) {
+        Ok(1) => first[0],
+        _ => 0,
+    }
+}
+
+/// A Called AE Title with a Latin-1 no-break space before its padding is ours to
+/// dicom-ul, which trims it: the check before the slot must read it the same way, or
+/// the association gets in without a slot (it once did: the per-peer limit then let a
+/// second one in). A command on a presentation context that was not accepted, or a
+/// response sent to us, ends the association with an A-ABORT.
+#[test]
+fn ae_titles_read_two_ways_and_commands_off_context_are_refused() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        work.path(),
+        &[("OSTEOSCREEN__DICOM__MAX_ASSOCIATIONS_PER_PEER", "1")],
+    );
+    let mut odd = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    odd.write_all(&association_rq(b"OSTEOSCREEN\xa0    "))
+        .unwrap();
+    assert_eq!(answer_type(&mut odd), 0x02, "A-ASSOCIATE-AC expected");
+    let out = echoscu(daemon.port, "OSTEOSCREEN");
+    assert!(
+        !out.status.success(),
+        "a second association: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("Rejected Transient"), "{}", text(&out));
+    drop(odd);
+    wait_until("slot free", Duration::from_secs(20), || {
+        echoscu(daemon.port, "OSTEOSCREEN").status.success()
+    });
+
+    // One slot per peer: the last association's may take a moment to be given back.
+    let open = || {
+        for _ in 0..40 {
+            if let Ok(a) = RawAssociation::open(daemon.port, "HOSTILE", CT_IMAGE, EXPLICIT_LE) {
+                return a;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("no association within 20 s:\n{}", daemon.logs());
+    };
+    for (pc, field) in [(99u8, 0x0030u16), (0, 0x8030)] {
+        let mut a = open();
+        let pc = if pc == 0 { a.pc_id() } else { pc };
+        let mut command = osteoscreen::dicom::command::encode_echo_rq(1);
+        if field != 0x0030 {
+            // The same command set with its Command Field turned into a C-ECHO-RSP.
+            let at = command
+                .windows(4)
+                .position(|w| w == [0x00, 0x00, 0x00, 0x01])
+                .expect("Command Field element");
+            command[at + 8..at + 10].copy_from_slice(&field.to_le_bytes());
+        }
+        let mut pdu = Vec::new();
+        dicom_ul::write_pdu(
+            &mut pdu,
+            &Pdu::PData {
+                data: vec![dicom_ul::pdu::PDataValue {
+                    presentation_context_id: pc,
+                    value_type: dicom_ul::pdu::PDataValueType::Command,
+                    is_last: true,
+                    data: command,
+                }],
+            },
+        )
+        .unwrap();
+        a.send_raw(&pdu);
+        let got = a.receive();
+        assert!(
+            matches!(got, Ok(Pdu::AbortRQ { .. }) | Err(_)),
+            "{field:#06x} on {pc}: {got:?}"
+        );
+    }
+    daemon.wait_for_log("which was not accepted", Duration::from_secs(20));
+    daemon.wait_for_log("sent to us, the SCP", Duration::from_secs(20));
+    assert_alive_and_small(&mut daemon);
+}
+
 #[test]
 fn one_peer_cannot_take_every_slot_and_echoes_do_not_keep_one_forever() {
     let work = tempfile::tempdir().unwrap();

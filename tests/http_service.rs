@@ -164,6 +164,7 @@ fn bad_parts_are_listed_as_failed_and_good_ones_stored() {
         std::fs::read(real("pydicom/MR_small.dcm")).unwrap(),
         mismatch,
         j2k[..j2k.len() - 8].to_vec(), // the pixel data's sequence delimiter cut off
+        j2k[..j2k.len() - 200].to_vec(), // cut inside its last fragment
         unc[..unc.len() - 1000].to_vec(), // native pixel data cut short
         good[1].clone(),
     ];
@@ -179,6 +180,7 @@ fn bad_parts_are_listed_as_failed_and_good_ones_stored() {
             FAILURE_SOP_CLASS,
             FAILURE_MISMATCH,
             FAILURE_CANNOT_UNDERSTAND,
+            FAILURE_CANNOT_UNDERSTAND,
             FAILURE_CANNOT_UNDERSTAND
         ],
         "{}",
@@ -190,9 +192,16 @@ fn bad_parts_are_listed_as_failed_and_good_ones_stored() {
         sop_instance_uid(&real("wg04/CT1_J2KR.dcm"))
     );
     let warnings = reply.header("warning");
-    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    assert_eq!(warnings.len(), 6, "{warnings:?}");
     assert!(
         warnings.iter().any(|w| w.contains("truncated")),
+        "{warnings:?}"
+    );
+    // The fragment cut short is found by the length pre-scan, without reading the fragment.
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("declares") && w.contains("remain")),
         "{warnings:?}"
     );
 
@@ -235,7 +244,7 @@ fn bad_parts_are_listed_as_failed_and_good_ones_stored() {
         &daemon,
         "osteoscreen_instances_total{calling_ae=\"STOW-RS\",status=\"refused\"}",
     );
-    assert_eq!(refused, Some(7.0));
+    assert_eq!(refused, Some(8.0));
     assert!(tmp_is_empty(&daemon));
 }
 

@@ -54,6 +54,9 @@ pub fn read_headers(paths: &[PathBuf]) -> (Vec<InstanceInfo>, usize) {
 fn read_one(path: &Path) -> Option<InstanceInfo> {
     let obj = open::open_header(path, &open::Limits::default()).ok()?;
     let text = |tag| crate::dicom::text(&obj, tag);
+    // What reaches our notes, the SR's text and `queue show` comes from the sender:
+    // printable and bounded (CS and UI lengths).
+    let label = |tag, max| crate::dicom::command::command_text(&text(tag), max);
     let floats = |tag| {
         obj.get(tag)
             .and_then(|e| e.value().to_multi_float64().ok())
@@ -72,15 +75,15 @@ fn read_one(path: &Path) -> Option<InstanceInfo> {
     let has_pixels = obj.get(tags::ROWS).is_some();
     Some(InstanceInfo {
         path: path.to_path_buf(),
-        study_uid: text(tags::STUDY_INSTANCE_UID),
-        series_uid: text(tags::SERIES_INSTANCE_UID),
+        study_uid: label(tags::STUDY_INSTANCE_UID, 64),
+        series_uid: label(tags::SERIES_INSTANCE_UID, 64),
         sop_class_uid: text(tags::SOP_CLASS_UID),
-        sop_instance_uid: text(tags::SOP_INSTANCE_UID),
-        modality: text(tags::MODALITY).to_ascii_uppercase(),
+        sop_instance_uid: label(tags::SOP_INSTANCE_UID, 64),
+        modality: label(tags::MODALITY, 16).to_ascii_uppercase(),
         image_type: text(tags::IMAGE_TYPE).to_ascii_uppercase(),
         slice_thickness: floats(tags::SLICE_THICKNESS).first().copied(),
         axial,
-        body_part: text(tags::BODY_PART_EXAMINED).to_ascii_uppercase(),
+        body_part: label(tags::BODY_PART_EXAMINED, 16).to_ascii_uppercase(),
         description: joined(&[
             text(tags::STUDY_DESCRIPTION),
             text(tags::SERIES_DESCRIPTION),

@@ -32,6 +32,8 @@ pub const LOW_CONFIDENCE: f32 = 0.6;
 pub enum XrayError {
     #[error("no selected radiograph could be decoded")]
     NothingDecoded,
+    #[error("the model's output is not a number (damaged weights?): no estimate is reported")]
+    NotFinite,
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -116,6 +118,12 @@ pub fn run(
         predictions.extend(model.predict_mirrored(chunk)?);
     }
     let inference_ms = inference.elapsed().as_secs_f64() * 1e3;
+    let finite = |p: &crate::model::Prediction| {
+        p.probabilities.iter().all(|v| v.is_finite()) && p.t_score.is_finite() && p.bmd.is_finite()
+    };
+    if !predictions.iter().all(finite) {
+        return Err(XrayError::NotFinite);
+    }
     let images: Vec<ImagePrediction> = kept
         .iter()
         .zip(&predictions)

@@ -10,6 +10,7 @@ use clap::Args;
 
 use osteoscreen::config::Settings;
 use osteoscreen::deliver::dimse::{self, Peer};
+use osteoscreen::dicom::command::command_text;
 use osteoscreen::dicom::files::collect_files;
 
 /// The remote node and how to reach it.
@@ -90,7 +91,8 @@ pub async fn send(
             Ok((status, comment)) => {
                 let word = if o.stored() { "OK     " } else { "FAILED " };
                 failed += usize::from(!o.stored());
-                let note = comment.as_deref().unwrap_or("");
+                // The peer's words reach a terminal: no control characters, bounded.
+                let note = command_text(comment.as_deref().unwrap_or("").trim(), 128);
                 println!("{word} {} {status} {note}", o.path.display());
             }
             Err(reason) => {

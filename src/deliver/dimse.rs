@@ -464,7 +464,7 @@ async fn send_batch(
             None => Err(format!(
                 "peer refused {} in transfer syntax {}",
                 crate::dicom::sop::sop_class_name(&file.sop_class_uid),
-                file.transfer_syntax
+                crate::dicom::command::command_text(&file.transfer_syntax, 64)
             )),
             Some(pc) => match file.data_set() {
                 Err(e) => Err(e),

@@ -178,6 +178,9 @@ pub struct Deliverer {
     pub health: Health,
 }
 
+/// How often deliveries are checked against the configured destinations.
+const UNROUTED_CHECK: Duration = Duration::from_secs(60);
+
 impl Deliverer {
     /// Run one task per destination until shutdown; each finishes the batch it is
     /// sending first. When the routes change (SIGHUP), the tasks finish their batch and
@@ -191,18 +194,24 @@ impl Deliverer {
         let mut watching = true;
         loop {
             let current = routes.borrow_and_update().clone();
+            self.abandon_unrouted(&current);
             let stop = ShutdownTrigger::new();
             let mut tasks = tokio::task::JoinSet::new();
             for d in current.all() {
                 let (me, stop) = (self.clone(), stop.subscribe());
                 tasks.spawn(async move { me.serve(d, stop).await });
             }
-            let reload = tokio::select! {
-                changed = routes.changed(), if watching => {
-                    watching = changed.is_ok();
-                    watching
+            // Checked again now and then: a worker may record a delivery to a destination
+            // just removed, and `queue retry` may revive one.
+            let reload = loop {
+                tokio::select! {
+                    changed = routes.changed(), if watching => {
+                        watching = changed.is_ok();
+                        break watching;
+                    }
+                    _ = shutdown.recv() => break false,
+                    _ = tokio::time::sleep(UNROUTED_CHECK) => self.abandon_unrouted(&current),
                 }
-                _ = shutdown.recv() => false,
             };
             stop.trigger();
             while tasks.join_next().await.is_some() {}
@@ -212,6 +221,20 @@ impl Deliverer {
             if reload {
                 tracing::info!("destinations reloaded");
             }
+        }
+    }
+
+    /// Deliveries to destinations the configuration no longer names end `dead`, with
+    /// that reason, instead of keeping their jobs open for ever.
+    fn abandon_unrouted(&self, routes: &Routes) {
+        let names: Vec<String> = routes.all().into_iter().map(|d| d.name).collect();
+        match tokio::task::block_in_place(|| self.store.abandon_unrouted(&names)) {
+            Ok(0) => {}
+            Ok(n) => tracing::error!(
+                deliveries = n,
+                "deliveries to destinations no longer configured are dead (queue retry revives them once the destination is back)"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot check deliveries against the destinations"),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod field {
     pub const C_STORE_RSP: u16 = 0x8001;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
+    pub const C_CANCEL_RQ: u16 = 0x0FFF;
 }
 
 /// A command set is a few hundred bytes; a peer sending more is refused before parsing.

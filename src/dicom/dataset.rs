@@ -78,5 +78,9 @@ pub fn write_part10(
                 .implementation_version_name(IMPLEMENTATION_VERSION_NAME),
         )
         .map_err(std::io::Error::other)?;
-    file.write_to_file(path).map_err(std::io::Error::other)
+    file.write_to_file(path).map_err(|e| {
+        // A half-written object must not be left where it could be taken for a whole one.
+        let _ = std::fs::remove_file(path);
+        std::io::Error::other(e)
+    })
 }

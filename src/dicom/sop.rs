@@ -40,5 +40,6 @@ pub fn sop_class_name(uid: &str) -> String {
                 .by_uid(uid)
                 .map(|entry| entry.name().to_string())
         })
-        .unwrap_or_else(|| uid.to_string())
+        // An unknown UID may be anything a peer sent: shown printable and bounded.
+        .unwrap_or_else(|| super::command::command_text(uid, 64))
 }

@@ -2,7 +2,8 @@
 //! accept_any_called_ae`), and `[dicom] allowed_callers` is checked against the calling
 //! AE title and the peer's IP address (dicom-ul's hook sees AE titles only, so the address
 //! is captured here from the socket). The same decision runs twice: on the peeked request,
-//! before a slot is taken, and inside dicom-ul's negotiation, which sends the rejection.
+//! before a slot is taken, and inside dicom-ul's negotiation, which sends the rejection
+//! (and keeps the first decision's refusal).
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,10 @@ pub struct CallerCheck<'a> {
     /// Our AE title, and whether another Called AE Title is accepted anyway.
     pub ae_title: &'a str,
     pub accept_any_called_ae: bool,
+    /// What the check on the peeked request decided when it refused: the negotiation
+    /// rejects too, whatever it reads (a connection refused a slot never gets an
+    /// association).
+    pub refused: Option<AssociationRJServiceUserReason>,
 }
 
 impl CallerCheck<'_> {
@@ -46,7 +51,10 @@ impl AccessControl for CallerCheck<'_> {
         called_ae_title: &str,
         _user_identity: Option<&UserIdentity>,
     ) -> Result<(), AssociationRJServiceUserReason> {
-        let decision = self.decide(calling_ae_title, called_ae_title);
+        let decision = match &self.refused {
+            Some(reason) => Err(reason.clone()),
+            None => self.decide(calling_ae_title, called_ae_title),
+        };
         if let Err(reason) = &decision {
             let why = match reason {
                 AssociationRJServiceUserReason::CalledAETitleNotRecognized => {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use dicom_ul::association::server::ServerAssociationOptions;
 use dicom_ul::association::{Association as _, AsyncServerAssociation};
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::pdu::{
+    AssociationRJServiceUserReason, PDataValue, PDataValueType, PresentationContextResultReason,
+};
 use dicom_ul::Pdu;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -38,6 +40,7 @@ pub async fn handle(
     ingest: Arc<Ingest>,
     shutdown: Shutdown,
     tls: Option<Arc<rustls::ServerConfig>>,
+    refused: Option<AssociationRJServiceUserReason>,
 ) {
     let settings = &ingest.settings;
     let timeout = Duration::from_secs(settings.timeout_seconds);
@@ -47,6 +50,7 @@ pub async fn handle(
             peer,
             ae_title: &settings.ae_title,
             accept_any_called_ae: settings.accept_any_called_ae,
+            refused,
         })
         .ae_title(settings.ae_title.as_str())
         .max_pdu_length(settings.max_pdu_length)
@@ -56,22 +60,33 @@ pub async fn handle(
     for (uid, _) in STORAGE_SOP_CLASSES {
         options = options.with_abstract_syntax(*uid);
     }
-    let not_established = |e: dicom_ul::association::Error| {
-        tracing::info!(peer = %peer.ip(), error = %e, "association not established");
+    let not_established = |why: String| {
+        tracing::info!(peer = %peer.ip(), error = %why, "association not established");
         metrics()
             .associations
             .with_label_values(&["rejected"])
             .inc();
     };
+    // dicom-ul bounds each read, not a TLS handshake nor a peer that drips its request:
+    // the whole negotiation gets twice the timeout. Its errors may quote a whole PDU the
+    // peer sent: a bounded excerpt is logged.
+    let limit = timeout * 2;
+    let late = || format!("negotiation not finished within {}s", limit.as_secs());
+    let error = |e: dicom_ul::association::Error| e.to_string().chars().take(200).collect();
     match tls {
-        None => match options.establish_async(socket).await {
-            Ok(association) => run(association, peer, &ingest, shutdown, "plain").await,
-            Err(e) => not_established(e),
+        None => match tokio::time::timeout(limit, options.establish_async(socket)).await {
+            Ok(Ok(association)) => run(association, peer, &ingest, shutdown, "plain").await,
+            Ok(Err(e)) => not_established(error(e)),
+            Err(_) => not_established(late()),
         },
-        Some(config) => match options.tls_config(config).establish_tls_async(socket).await {
-            Ok(association) => run(association, peer, &ingest, shutdown, "TLS").await,
-            Err(e) => not_established(e),
-        },
+        Some(config) => {
+            let options = options.tls_config(config);
+            match tokio::time::timeout(limit, options.establish_tls_async(socket)).await {
+                Ok(Ok(association)) => run(association, peer, &ingest, shutdown, "TLS").await,
+                Ok(Err(e)) => not_established(error(e)),
+                Err(_) => not_established(late()),
+            }
+        }
     }
 }
 
@@ -120,13 +135,14 @@ async fn run<S: Link>(
     )
     .await;
     drop(studies);
+    let write_limit = Duration::from_secs(ingest.settings.timeout_seconds);
     match end {
         End::Released => {
-            let _ = send(&mut association, &Pdu::ReleaseRP).await;
+            let _ = send(&mut association, &Pdu::ReleaseRP, write_limit).await;
         }
         End::Aborted(ref why) => {
             tracing::warn!(calling_ae = %calling_ae, reason = %why, "aborting association");
-            let _ = association.abort().await;
+            let _ = tokio::time::timeout(write_limit, association.abort()).await;
         }
         End::PeerGone(_) => {}
     }
@@ -299,6 +315,11 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// How long one response may take to leave.
+    fn write_limit(&self) -> Duration {
+        Duration::from_secs(self.ingest.settings.timeout_seconds)
+    }
+
     /// A command fragment: once complete, a C-STORE starts its pending store; anything
     /// else is answered at once (C-ECHO success, other commands unrecognised).
     async fn on_command<S: Link>(
@@ -318,6 +339,26 @@ impl Session<'_> {
         let command = Command::decode(&std::mem::take(&mut self.command_bytes))
             .map_err(|e| End::Aborted(e.to_string()))?;
         let pc = value.presentation_context_id;
+        let accepted = association
+            .presentation_contexts()
+            .iter()
+            .any(|c| c.id == pc && c.reason == PresentationContextResultReason::Acceptance);
+        if !accepted {
+            // PS3.8 9.3.1: a PDV on a context not accepted is a protocol error.
+            return Err(End::Aborted(format!(
+                "command on presentation context {pc}, which was not accepted"
+            )));
+        }
+        if command.field & 0x8000 != 0 {
+            return Err(End::Aborted(format!(
+                "a response (command field {:#06x}) sent to us, the SCP",
+                command.field
+            )));
+        }
+        if command.field == field::C_CANCEL_RQ {
+            // Nothing of ours can be cancelled: each C-STORE is answered when it ends.
+            return Ok(());
+        }
         if command.has_data_set {
             if self.pending.is_some() {
                 return Err(End::Aborted("new command before the data set ended".into()));
@@ -339,7 +380,7 @@ impl Session<'_> {
         } else {
             UNRECOGNIZED_OPERATION
         };
-        respond(association, pc, &command, status, None)
+        respond(association, self.write_limit(), pc, &command, status, None)
             .await
             .map_err(End::PeerGone)
     }
@@ -359,10 +400,14 @@ impl Session<'_> {
                 "data set on another presentation context".into(),
             ));
         }
-        store.append(self.ingest, &mut self.lane, &value.data);
         if !value.is_last {
+            // An empty fragment adds nothing: no write for it.
+            if !value.data.is_empty() {
+                store.append(self.ingest, &mut self.lane, &value.data);
+            }
             return Ok(());
         }
+        store.append(self.ingest, &mut self.lane, &value.data);
         let Some(store) = self.pending.take() else {
             return Err(End::Aborted("data set without a command".into()));
         };
@@ -377,14 +422,22 @@ impl Session<'_> {
             )
             .await;
         self.last_store = Instant::now();
-        respond(association, pc, &command, status, comment.as_deref())
-            .await
-            .map_err(End::PeerGone)
+        respond(
+            association,
+            self.write_limit(),
+            pc,
+            &command,
+            status,
+            comment.as_deref(),
+        )
+        .await
+        .map_err(End::PeerGone)
     }
 }
 
 async fn respond<S: Link>(
     association: &mut AsyncServerAssociation<S>,
+    limit: Duration,
     pc: u8,
     command: &Command,
     status: DimseStatus,
@@ -398,21 +451,28 @@ async fn respond<S: Link>(
             data: encode_response(command, status, comment),
         }],
     };
-    send(association, &pdu).await
+    send(association, &pdu, limit).await
 }
 
 /// Send one PDU and flush: dicom-ul does not, and over TLS its tail could stay in rustls's
-/// buffer while the peer waits for it.
+/// buffer while the peer waits for it. Bounded by `limit`: over TLS a peer that stops
+/// reading would otherwise hold the flush (and its slot) for ever.
 async fn send<S: Link>(
     association: &mut AsyncServerAssociation<S>,
     pdu: &Pdu,
+    limit: Duration,
 ) -> Result<(), String> {
-    association.send(pdu).await.map_err(|e| e.to_string())?;
-    association
-        .inner_stream()
-        .flush()
+    let exchange = async {
+        association.send(pdu).await.map_err(|e| e.to_string())?;
+        association
+            .inner_stream()
+            .flush()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(limit, exchange)
         .await
-        .map_err(|e| e.to_string())
+        .unwrap_or_else(|_| Err(format!("peer not reading for {}s", limit.as_secs())))
 }
 
 fn pdu_name(pdu: &Pdu) -> &'static str {

@@ -26,7 +26,7 @@ use crate::ops::metrics::metrics;
 pub const UNRECOGNIZED_OPERATION: DimseStatus = DimseStatus(0x0211);
 
 /// While an instance is written, the free disk space is checked again every this many bytes.
-const FREE_SPACE_CHECK_BYTES: u64 = 64 << 20;
+pub(super) const FREE_SPACE_CHECK_BYTES: u64 = 64 << 20;
 
 /// Counters for the end-of-association log line.
 #[derive(Default)]
@@ -203,9 +203,13 @@ impl PendingStore {
     /// The instance outgrew what was left of the journal segment: what it wrote there so
     /// far goes to a spool file of its own (from the page cache), and so does the rest.
     fn move_to_file(&mut self, ingest: &Ingest, bytes: &[u8]) -> std::io::Result<()> {
-        let Some(Sink::Journal(entry)) = self.file.take() else {
+        let Some(Sink::Journal(mut entry)) = self.file.take() else {
             return Ok(());
         };
+        // Bytes a failed write lost cannot be copied: refuse rather than leave a gap.
+        if let Some(e) = entry.take_error() {
+            return Err(e);
+        }
         tokio::task::block_in_place(|| {
             let mut file = ingest
                 .spool

@@ -104,10 +104,9 @@ pub fn check(
 }
 
 /// Parse a Part 10 file (a spooled STOW-RS part: our meta group, the data set as received)
-/// and check it against what its sender announced. Only the header is kept: encapsulated
-/// pixel data is walked one fragment at a time (native pixel data is not read at all), so
-/// memory stays within one fragment whatever the request's size. An encapsulated Pixel Data cut off between two
-/// fragments is not noticed here: the receiver feeds the bytes to a `PixelDataEnd`.
+/// and check it against what its sender announced. Only the header is parsed; Pixel Data
+/// is checked by the length pre-scan alone, so memory stays small whatever the
+/// instance's size.
 pub fn inspect_file(
     path: &Path,
     announced: &Announced,
@@ -179,23 +178,10 @@ fn read_header<R: Read + Seek>(
     collector
         .read_dataset_up_to_pixeldata(&mut header)
         .map_err(|e| fail(&e))?;
-    if !ts.is_encapsulated_pixel_data() {
-        // Native pixel data is one value whose declared length the pre-scan has already
-        // held against the file's size: reading it back (the whole image, from the page
-        // cache) would prove nothing more and cost about as much as receiving it.
-        return Ok(header);
-    }
-    let mut fragment = Vec::new();
-    while let Some(len) = collector
-        .read_next_fragment(&mut fragment)
-        .map_err(|e| fail(&e))?
-    {
-        // The lazy reader does not notice a value cut short by the end of the file.
-        if fragment.len() as u64 != u64::from(len) {
-            return Err("truncated: pixel data ends before its declared length".into());
-        }
-        fragment.clear();
-    }
+    // Pixel Data, native or encapsulated, is not read: the pre-scan has already held every
+    // declared length (each fragment's too) against the file's size and found the
+    // fragments' delimiter. Reading it back would prove nothing more, cost about as much
+    // as receiving it, and hold a whole fragment (up to the instance cap) in memory.
     Ok(header)
 }
 
@@ -248,10 +234,11 @@ fn check_modality(instance: &ReceivedInstance, accepted: &[String]) -> Result<()
     if accepted.contains(&instance.modality) {
         return Ok(());
     }
+    // The sender's own text, on its way to our log and its operator's.
     let shown = if instance.modality.is_empty() {
-        "(none)"
+        "(none)".to_string()
     } else {
-        &instance.modality
+        crate::dicom::command::command_text(&instance.modality, 16)
     };
     Err(Refusal::cannot_understand(format!(
         "Modality {shown} not accepted (accepted: {})",

@@ -1,9 +1,9 @@
 //! The accept loop. Each connection first passes the access check on its peeked
 //! A-ASSOCIATE-RQ, then takes an association slot (`slots`): a caller over
 //! `max_associations` or `max_associations_per_peer`, or arriving while the disk is below
-//! its watermark, gets an A-ASSOCIATE-RJ (transient) at once instead of hanging. Sockets
-//! still negotiating are capped too (`CONNECTIONS_PER_SLOT`), and each is bounded in time by
-//! the negotiation's read timeout.
+//! its watermark, gets an A-ASSOCIATE-RJ (transient) at once instead of hanging. Open
+//! sockets are capped too, in all and per address (`CONNECTIONS_PER_SLOT` for each slot),
+//! and each is bounded in time by the negotiation's timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use dicom_ul::pdu::{
     AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJSource,
+    AssociationRJServiceUserReason, AssociationRJSource,
 };
 use dicom_ul::Pdu;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::access::CallerCheck;
 use super::slots::{peek_ae_titles, Full, Peeked, Slot, Slots};
@@ -58,9 +57,12 @@ pub async fn run(
     let settings = &ingest.settings;
     let part = endpoint.part();
     let listener = &endpoint.listener;
-    let connections = Arc::new(Semaphore::new(
+    // Open connections, counted per address too: one address's silent sockets must not
+    // take every place in the negotiation queue.
+    let connections = Slots::new(
         settings.max_associations * CONNECTIONS_PER_SLOT + 8,
-    ));
+        settings.max_associations_per_peer * CONNECTIONS_PER_SLOT,
+    );
     ingest.health.register(part, HEARTBEAT * 5);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
@@ -89,10 +91,13 @@ pub async fn run(
         };
         let _ = socket.set_nodelay(true);
         let timeout = Duration::from_secs(ingest.settings.timeout_seconds);
-        let connection = match connections.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let why = "too many connections negotiating";
+        let connection = match connections.try_take(peer.ip()) {
+            Ok(connection) => connection,
+            Err(full) => {
+                let why = match full {
+                    Full::Total(_) => "too many connections negotiating",
+                    Full::Peer(_) => "too many connections from this address",
+                };
                 refuse(socket, peer, why, Congestion::Limit, timeout);
                 continue;
             }
@@ -114,9 +119,9 @@ pub async fn run(
                 None => take_slot(&socket, peer, &ingest, &slots).await,
                 Some(_) => slots.try_take(peer.ip()).map(Taken::Slot),
             };
-            let slot = match taken {
-                Ok(Taken::Slot(slot)) => Some(slot),
-                Ok(Taken::Refused) => None,
+            let (slot, refused) = match taken {
+                Ok(Taken::Slot(slot)) => (Some(slot), None),
+                Ok(Taken::Refused(reason)) => (None, reason),
                 Ok(Taken::Silent) => {
                     tracing::warn!(%peer, "no association request within [dicom] timeout_seconds: connection closed");
                     return;
@@ -128,7 +133,7 @@ pub async fn run(
             };
             // Dropped when the association ends, a panic included.
             let _slot = slot;
-            super::association::handle(socket, peer, ingest, shutdown, tls).await;
+            super::association::handle(socket, peer, ingest, shutdown, tls, refused).await;
         });
     }
     ingest.health.retire(part);
@@ -148,9 +153,9 @@ fn listening_socket_broken(e: &std::io::Error) -> bool {
 enum Taken {
     /// An allowed caller's slot, held for the association.
     Slot(Slot),
-    /// A request the negotiation will reject anyway (wrong called AE, caller not allowed,
-    /// not an A-ASSOCIATE-RQ): no slot, dicom-ul answers it.
-    Refused,
+    /// A request the negotiation must reject (wrong called AE, caller not allowed: the
+    /// reason), or not an A-ASSOCIATE-RQ (none): no slot, dicom-ul answers it.
+    Refused(Option<AssociationRJServiceUserReason>),
     /// No request within the timeout: the connection is closed.
     Silent,
 }
@@ -166,7 +171,7 @@ async fn take_slot(
     let timeout = Duration::from_secs(settings.timeout_seconds);
     let (called, calling) = match peek_ae_titles(socket, timeout).await {
         Peeked::Request(called, calling) => (called, calling),
-        Peeked::Other => return Ok(Taken::Refused),
+        Peeked::Other => return Ok(Taken::Refused(None)),
         Peeked::Silent => return Ok(Taken::Silent),
     };
     let check = CallerCheck {
@@ -174,9 +179,10 @@ async fn take_slot(
         peer,
         ae_title: &settings.ae_title,
         accept_any_called_ae: settings.accept_any_called_ae,
+        refused: None,
     };
-    if check.decide(&calling, &called).is_err() {
-        return Ok(Taken::Refused);
+    if let Err(reason) = check.decide(&calling, &called) {
+        return Ok(Taken::Refused(Some(reason)));
     }
     slots.try_take(peer.ip()).map(Taken::Slot)
 }
@@ -205,7 +211,40 @@ fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, time
         .associations
         .with_label_values(&["rejected"])
         .inc();
-    tokio::spawn(reject(socket, peer, reason, timeout));
+    // A flood of connections must not become a flood of tasks holding sockets: past
+    // MAX_REJECTING the connection is closed without an answer.
+    let Some(rejecting) = Rejecting::enter() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _rejecting = rejecting;
+        reject(socket, peer, reason, timeout).await
+    });
+}
+
+/// Rejections being answered at once, at most.
+const MAX_REJECTING: usize = 64;
+static REJECTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One rejection being answered; counted until dropped.
+struct Rejecting;
+
+impl Rejecting {
+    fn enter() -> Option<Rejecting> {
+        use std::sync::atomic::Ordering;
+        REJECTING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_REJECTING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Rejecting)
+    }
+}
+
+impl Drop for Rejecting {
+    fn drop(&mut self) {
+        REJECTING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Read the A-ASSOCIATE-RQ and answer it with a transient A-ASSOCIATE-RJ.

@@ -275,15 +275,17 @@ pub fn replay(
     writer: &InstanceWriter,
 ) -> (usize, usize) {
     let mut todo = Vec::new();
-    let mut skipped = 0;
+    // In place is not yet durable: a crash may have left the spool file in the page cache
+    // only. These are let go with the moved ones, after the sync below.
+    let mut moved = Vec::new();
     for record in records {
         if is_in_place(&record, spool, store) {
-            skipped += 1;
+            moved.push(record);
         } else {
             todo.push(record);
         }
     }
-    let mut moved = Vec::new();
+    let skipped = moved.len();
     let mut kept = Vec::new();
     let to = Filing {
         spool,
@@ -296,7 +298,7 @@ pub fn replay(
         moved.extend(done);
         kept.extend(failed);
     }
-    let count = moved.len();
+    let count = moved.len() - skipped;
     match crate::fsutil::sync_filesystem(spool.root()) {
         Ok(()) => drop(moved),
         Err(e) => {

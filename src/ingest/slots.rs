@@ -119,7 +119,15 @@ pub async fn peek_ae_titles(socket: &TcpStream, timeout: Duration) -> Peeked {
                 return Peeked::Other;
             }
             if n >= NEEDED {
-                let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+                // As dicom-ul decodes them (one byte, one character), so that both
+                // decisions see the same titles.
+                let text = |b: &[u8]| {
+                    b.iter()
+                        .map(|&c| c as char)
+                        .collect::<String>()
+                        .trim()
+                        .to_string()
+                };
                 return Peeked::Request(text(&buf[10..26]), text(&buf[26..42]));
             }
             // A partial request: peek returns at once while bytes are waiting, so wait a

@@ -5,6 +5,7 @@
 //! response lists what was stored and what failed (`response`). A body that is not
 //! well-formed multipart, or too large, stores nothing.
 
+mod guard;
 mod part;
 mod response;
 
@@ -58,6 +59,10 @@ pub enum StowError {
     Malformed(#[source] multer::Error),
     #[error("no body data for {seconds} s ([http] timeout_seconds)")]
     Stalled { seconds: u64 },
+    #[error("request cut off: {0}")]
+    Abusive(String),
+    #[error("{0} STOW-RS requests are being received already: try again shortly")]
+    Busy(usize),
     #[error("the request body holds no parts")]
     Empty,
     #[error("more than {0} parts in one request: send the study in several requests")]
@@ -73,6 +78,8 @@ impl StowError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             StowError::Stalled { .. } => StatusCode::REQUEST_TIMEOUT,
+            StowError::Abusive(_) => StatusCode::BAD_REQUEST,
+            StowError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             StowError::NoBoundary
             | StowError::BadStudyUid
             | StowError::Malformed(_)
@@ -84,6 +91,12 @@ impl StowError {
 impl IntoResponse for StowError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), format!("{self}\n")).into_response();
+        if matches!(self, StowError::Busy(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("5"),
+            );
+        }
         if matches!(self, StowError::Unauthorized) {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,
@@ -103,7 +116,12 @@ pub struct StowService {
     /// A client silent this long mid-body is answered 408: it must not hold its studies
     /// back from the assembler (or the daemon's shutdown) for ever.
     pub timeout: Duration,
+    /// Requests being received at once, at most `MAX_REQUESTS` (more get 503).
+    pub requests: Arc<tokio::sync::Semaphore>,
 }
+
+/// STOW-RS requests received at once: each may buffer a few megabytes in the parser.
+pub const MAX_REQUESTS: usize = 32;
 
 /// The STOW-RS routes; the server must provide `ConnectInfo<SocketAddr>`.
 pub fn routes(service: Arc<StowService>) -> Router {
@@ -144,6 +162,9 @@ impl StowService {
         body: Body,
     ) -> Response {
         let started = Instant::now();
+        let Ok(_request) = self.requests.clone().try_acquire_owned() else {
+            return StowError::Busy(MAX_REQUESTS).into_response();
+        };
         match self.receive(study, headers, body).await {
             Ok((outcome, bytes)) => {
                 tracing::info!(
@@ -190,11 +211,14 @@ impl StowService {
             return Err(self.too_large());
         }
         let constraints = Constraints::new().size_limit(SizeLimit::new().whole_stream(limit));
-        let mut multipart =
-            Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+        let progress = Arc::new(guard::Progress::default());
+        let stream = guard::guard(body, progress.clone(), self.timeout);
+        let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
         let mut upload = Upload::new(self.ingest.clone(), study);
         let mut bytes = 0;
-        while let Some(mut field) = self.read(multipart.next_field()).await? {
+        progress.seeking_part();
+        while let Some(mut field) = self.read(multipart.next_field(), &progress).await? {
+            progress.in_part();
             // Each part, even an empty one, costs a response item and a log line.
             if upload.len() >= MAX_PARTS {
                 return Err(StowError::TooManyParts(MAX_PARTS));
@@ -204,9 +228,10 @@ impl StowService {
                 .get(CONTENT_TYPE)
                 .map(|v| v.to_str().unwrap_or("(not text)").to_string());
             let mut part = PartReceiver::new(self.ingest.clone(), content_type.as_deref());
-            while let Some(chunk) = self.read(field.chunk()).await? {
+            while let Some(chunk) = self.read(field.chunk(), &progress).await? {
                 part.append(&chunk);
             }
+            progress.seeking_part();
             bytes += part.bytes;
             upload.add(part.finish().await);
         }
@@ -216,11 +241,18 @@ impl StowService {
         Ok((upload.commit().await, bytes))
     }
 
-    /// One read from the body, within the idle timeout.
-    async fn read<T>(&self, read: impl Future<Output = multer::Result<T>>) -> Result<T, StowError> {
+    /// One read from the body, within the idle timeout and the limits of `guard`.
+    async fn read<T>(
+        &self,
+        read: impl Future<Output = multer::Result<T>>,
+        progress: &guard::Progress,
+    ) -> Result<T, StowError> {
         match tokio::time::timeout(self.timeout, read).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(multer::Error::StreamSizeExceeded { .. })) => Err(self.too_large()),
+            Ok(Err(_)) if progress.broken().is_some() => {
+                Err(StowError::Abusive(progress.broken().unwrap_or_default()))
+            }
             Ok(Err(e)) => Err(StowError::Malformed(e)),
             Err(_) => Err(StowError::Stalled {
                 seconds: self.timeout.as_secs(),

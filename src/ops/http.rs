@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -97,7 +97,12 @@ pub struct Ops {
     /// `[model] weights` is set, so the X-ray model must be loaded.
     pub model_configured: bool,
     pub model_loaded: bool,
+    /// The last readiness check and when it ran (`readyz`).
+    pub last_ready: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
+
+/// How long a readiness answer is reused.
+const READY_REUSE: Duration = Duration::from_secs(1);
 
 /// How long `/readyz` waits for the database before calling it not ready.
 const DATABASE_PATIENCE: Duration = Duration::from_secs(5);
@@ -120,15 +125,76 @@ pub fn router(ops: Arc<Ops>, dicomweb: Router) -> Router {
         .merge(dicomweb)
 }
 
-/// Serve until shutdown; requests in flight (a STOW-RS upload) are finished first. The
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 256;
+/// How long requests in flight get to finish once shutdown begins.
+const DRAIN: Duration = Duration::from_secs(40);
+
+/// Serve until shutdown; requests in flight (a STOW-RS upload) get `DRAIN` to finish.
+/// A connection must send its request headers within `header_timeout` (hyper waits for
+/// ever unless given a timer), and at most `MAX_CONNECTIONS` are open at once: idle or
+/// trickling connections must not exhaust file descriptors nor hold the shutdown. The
 /// routes must not need more than `ConnectInfo<SocketAddr>` from the server.
-pub async fn run(listener: TcpListener, app: Router, mut shutdown: Shutdown, done: Done) {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(async move { shutdown.recv().await })
-        .await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "HTTP listener failed");
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    mut shutdown: Shutdown,
+    done: Done,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.recv() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer.ip(), "HTTP connection closed: {MAX_CONNECTIONS} already open");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(peer))),
+        );
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = closing.changed() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(peer = %peer.ip(), error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    let _ = closing.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::warn!(
+            "HTTP requests still in flight {} s into the shutdown: cut off",
+            DRAIN.as_secs()
+        );
+        connections.abort_all();
     }
     tracing::info!("HTTP listener stopped");
     drop(done);
@@ -139,7 +205,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(ops): State<Arc<Ops>>) -> Response {
-    let reasons = ops.not_ready().await;
+    // One check at a time, its answer reused for a second: a flood of probes must not
+    // become a flood of database writes.
+    let mut last = ops.last_ready.lock().await;
+    let reasons = match last.as_ref() {
+        Some((at, reasons)) if at.elapsed() < READY_REUSE => reasons.clone(),
+        _ => {
+            let reasons = ops.not_ready().await;
+            *last = Some((std::time::Instant::now(), reasons.clone()));
+            reasons
+        }
+    };
+    drop(last);
     if reasons.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
     }

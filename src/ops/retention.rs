@@ -2,9 +2,10 @@
 //! (see `store::purge` for why that order). Used by `osteoscreen queue purge` and, with
 //! `[storage] retention_days`, by the daemon once an hour.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::shutdown::{Done, Shutdown};
 use crate::store::{now_ms, Store, StoreError};
@@ -17,26 +18,55 @@ pub struct Purged {
     pub bytes: u64,
 }
 
+/// File times come from a coarse kernel clock, and some filesystems keep whole seconds:
+/// a file changed just after a check may carry a time before it. The files purged are
+/// days old, so the margin costs nothing.
+const MTIME_SLACK: Duration = Duration::from_secs(1);
+
 /// Remove studies whose jobs all ended more than `days` days ago; `outbox` is the
 /// daemon's outbox folder (per-study folders there are removed when empty).
 pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreError> {
     let cutoff = now_ms() - (days * 86_400_000.0) as i64;
     let mut purged = Purged::default();
     for study in store.purgeable_studies(cutoff)? {
-        for file in store.study_owned_files(&study)? {
-            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            match std::fs::remove_file(&file) {
+        // Checked again now: the list is stale once files are being removed.
+        let checked = SystemTime::now();
+        let Some(plan) = store.purge_plan(&study, cutoff)? else {
+            continue;
+        };
+        let mut kept = 0;
+        for file in &plan.files {
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            // Written or renamed into place since the check (an instance re-sent under
+            // the same path: a rename keeps the mtime but sets the ctime): new work, not
+            // the finished study's; its row stays too (see forget_study).
+            let changed = std::time::UNIX_EPOCH
+                + Duration::new(
+                    meta.ctime().max(0) as u64,
+                    meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+                );
+            let changed = changed.max(meta.modified().unwrap_or(changed));
+            let fresh = changed + MTIME_SLACK >= checked;
+            if fresh {
+                kept += 1;
+                continue;
+            }
+            match std::fs::remove_file(file) {
                 Ok(()) => {
                     purged.files += 1;
-                    purged.bytes += size;
-                    remove_empty_parents(&file, 3);
+                    purged.bytes += meta.len();
+                    remove_empty_parents(file, 3);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(path = %file.display(), error = %e, "cannot remove"),
             }
         }
-        let _ = std::fs::remove_dir_all(outbox.join(&study));
-        if store.forget_study(&study)? {
+        if kept == 0 && store.forget_study(&study, &plan)? {
+            // What the deliveries did not list (an object never recorded), once the
+            // study is gone: a newer version of it would write here too.
+            let _ = std::fs::remove_dir_all(outbox.join(&study));
             purged.studies += 1;
         }
     }

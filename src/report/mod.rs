@@ -1,11 +1,12 @@
 //! Reports: the `Finding` back into the source study as DICOM objects a radiologist's
 //! viewer shows. `sr` writes the TID 1500 measurement report (`codes`: every coded
 //! concept with its source; `content`: SR content items), `sc` the Secondary Capture of
-//! the key image (`keyimage` composes it, `render` draws), `source` is what both copy
-//! from the study.
+//! the key image (`keyimage` composes it, `render` draws), `source` is what both read
+//! from the study and `copy` how they copy its patient and study attributes.
 
 pub mod codes;
 pub mod content;
+pub mod copy;
 pub mod groups;
 pub mod keyimage;
 pub mod render;
@@ -85,6 +86,8 @@ pub enum ReportError {
     NoSource,
     #[error("source study: StudyInstanceUID {0:?} is missing or not a valid UID")]
     StudyUid(String),
+    #[error("source study: the instances analysed carry different Patient IDs; no report is written for a study that mixes patients")]
+    MixedPatients,
     #[error("key image: {0}")]
     KeyImage(#[from] keyimage::KeyImageError),
     #[error("cannot write {path}: {source}")]

@@ -7,7 +7,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 
 use super::keyimage::KeyImage;
-use super::source::{Source, COPIED};
+use super::source::Source;
 use super::{OutputSettings, MANUFACTURER, MODEL_NAME};
 use crate::dicom::dataset::DatasetBuilder;
 
@@ -27,7 +27,7 @@ pub fn build(
     let study = src.study_uid();
     let mut h = DatasetBuilder::new();
     h.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    super::sr::copy_study(&mut h, src, &COPIED);
+    super::copy::copy_study(&mut h, &src.header);
     let date = now.format("%Y%m%d").to_string();
     let time = now.format("%H%M%S").to_string();
     h.str(

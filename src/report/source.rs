@@ -1,10 +1,10 @@
-//! What the reports copy from the source study: the Patient and General Study modules
-//! (from the first instance used) and a reference to every instance the Finding used.
+//! What the reports take from the source study: the header of the first instance used
+//! (its Patient and General Study modules, copied by `copy`) and a reference to every
+//! instance the Finding used, which must all name one patient.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
@@ -12,24 +12,6 @@ use crate::dicom::open;
 
 use super::ReportError;
 use crate::dicom::text;
-
-/// Patient and study attributes copied into our objects (Type 2 ones written empty when
-/// the source lacks them).
-pub const COPIED: [Tag; 13] = [
-    tags::PATIENT_NAME,
-    tags::PATIENT_ID,
-    tags::PATIENT_BIRTH_DATE,
-    tags::PATIENT_SEX,
-    tags::STUDY_INSTANCE_UID,
-    tags::STUDY_DATE,
-    tags::STUDY_TIME,
-    tags::REFERRING_PHYSICIAN_NAME,
-    tags::STUDY_ID,
-    tags::ACCESSION_NUMBER,
-    tags::STUDY_DESCRIPTION,
-    tags::PATIENT_AGE,
-    tags::PATIENT_WEIGHT,
-];
 
 /// One referenced source instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +37,7 @@ impl Source {
         let wanted: BTreeSet<&str> = used.iter().map(String::as_str).collect();
         let mut header = None;
         let mut instances = Vec::new();
+        let mut first_patient: Option<String> = None;
         for path in paths {
             let Ok(obj) = open::open_header(path, &open::Limits::default()) else {
                 continue;
@@ -66,6 +49,15 @@ impl Source {
             }
             if !wanted.contains(uid.as_str()) {
                 continue;
+            }
+            let patient = text(&obj, tags::PATIENT_ID);
+            if !patient.is_empty() {
+                match &first_patient {
+                    None => first_patient = Some(patient),
+                    // One report names one patient: never label another's images with it.
+                    Some(first) if *first != patient => return Err(ReportError::MixedPatients),
+                    Some(_) => {}
+                }
             }
             instances.push(SourceInstance {
                 series_uid: text(&obj, tags::SERIES_INSTANCE_UID),

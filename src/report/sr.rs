@@ -15,15 +15,15 @@
 //! ```
 
 use chrono::{DateTime, Utc};
-use dicom_core::dictionary::DataDictionary;
 use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 
 use super::codes::{self, Code};
 use super::content::{self as c, coded, Item, Rel};
+use super::copy::copy_study;
 use super::groups::{class_code, ct_groups, xray_group};
-use super::source::{Source, COPIED};
+use super::source::Source;
 use super::{OutputSettings, MANUFACTURER, MODEL_NAME};
 use crate::analysis::finding::Finding;
 use crate::dicom::dataset::DatasetBuilder;
@@ -45,32 +45,24 @@ fn device_serial(settings: &OutputSettings) -> String {
     uid[uid.len().saturating_sub(16)..].to_string()
 }
 
-/// What makes a result different: method and model identity and software version.
+/// What makes a result different: method, model, software version and the instances
+/// read. A study re-sent as it was gets the same objects (same UIDs); one that gained
+/// instances gets new ones, so two versions of a study's result never share a UID.
 pub fn result_key(f: &Finding) -> String {
     let model = f
         .xray
         .as_ref()
         .map_or("no-xray-model", |x| x.model.weights_sha256.as_str());
     let methods: Vec<&str> = f.methods.iter().map(|m| m.as_str()).collect();
-    format!("{}/{}/{model}", f.software, methods.join("+"))
-}
-
-/// Copy the patient and study attributes `tags` from the source; Type 2 ones it lacks
-/// are written empty.
-pub fn copy_study(h: &mut DatasetBuilder, src: &Source, tags: &[dicom_core::Tag]) {
-    for &tag in tags {
-        match src.header.get(tag) {
-            Some(e) => {
-                h.0.put(e.clone());
-            }
-            None => {
-                let vr = dicom_dictionary_std::StandardDataDictionary
-                    .by_tag(tag)
-                    .map_or(VR::LO, |e| e.vr.relaxed());
-                h.str(tag, vr, "");
-            }
-        }
-    }
+    let mut used: Vec<&str> = f.instances_used.iter().map(String::as_str).collect();
+    used.sort_unstable();
+    let inputs = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, used.join("\\").as_bytes());
+    format!(
+        "{}/{}/{model}/{}",
+        f.software,
+        methods.join("+"),
+        inputs.simple()
+    )
 }
 
 /// Build the SR data set.
@@ -86,7 +78,7 @@ pub fn build(
     let series_uid = settings.uid(&[&study, "osteoscreen", "sr-series"]);
     let mut h = DatasetBuilder::new();
     h.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
-    copy_study(&mut h, src, &COPIED);
+    copy_study(&mut h, &src.header);
     let version = env!("CARGO_PKG_VERSION");
     h.str(
         tags::SOP_CLASS_UID,
@@ -167,17 +159,13 @@ pub fn build(
     h.0
 }
 
-/// The source's ProcedureCodeSequence, else a generic code for the method's modality.
+/// The source's procedure codes (cleaned), else a generic code for the method's modality.
 fn procedure_codes(src: &Source) -> Vec<InMemDicomObject> {
-    if let Some(items) = src
-        .header
-        .get(tags::PROCEDURE_CODE_SEQUENCE)
-        .and_then(|e| e.items())
-        .filter(|i| !i.is_empty())
-    {
-        return items.to_vec();
+    let codes = super::copy::procedure_codes(&src.header);
+    if codes.is_empty() {
+        return vec![coded(generic_procedure(src))];
     }
-    vec![coded(generic_procedure(src))]
+    codes
 }
 
 fn generic_procedure(src: &Source) -> Code {

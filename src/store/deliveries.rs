@@ -278,4 +278,51 @@ impl Store {
         tx.commit().map_err(sql("finish_delivery"))?;
         Ok(ended.map(|s| (job_id, s)))
     }
+
+    /// Pending deliveries to a destination that is no longer configured become `dead`
+    /// (their jobs end with them): nothing would ever send them. `queue retry` revives
+    /// them once the destination is back. Returns how many.
+    pub fn abandon_unrouted(&self, configured: &[String]) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("abandon_unrouted"))?;
+        let now = now_ms();
+        let pending: Vec<(i64, i64, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, job_id, destination FROM deliveries WHERE state = ?1")
+                .map_err(sql("abandon_unrouted"))?;
+            let rows = stmt
+                .query_map([DeliveryState::Pending], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(sql("abandon_unrouted"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("abandon_unrouted"))?
+        };
+        let mut jobs = std::collections::BTreeSet::new();
+        for (id, job_id, destination) in &pending {
+            if configured.contains(destination) {
+                continue;
+            }
+            tx.execute(
+                "UPDATE deliveries SET state = ?2, last_error = ?3, updated_ms = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    DeliveryState::Dead,
+                    format!("destination {destination} is no longer configured"),
+                    now
+                ],
+            )
+            .map_err(sql("abandon_unrouted"))?;
+            jobs.insert(*job_id);
+        }
+        for job_id in &jobs {
+            finish_job(&tx, *job_id, now)?;
+        }
+        let abandoned = pending
+            .iter()
+            .filter(|(_, _, d)| !configured.contains(d))
+            .count();
+        tx.commit().map_err(sql("abandon_unrouted"))?;
+        Ok(abandoned)
+    }
 }

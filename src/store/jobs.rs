@@ -10,7 +10,9 @@
 //! ```
 //!
 //! After a crash, `resume_interrupted` puts jobs caught in `analysing` or `reporting`
-//! back to `queued`: re-running a stage is harmless, its output UIDs are deterministic.
+//! back to `queued` (re-running a stage is harmless, its output UIDs are deterministic)
+//! as suspects, analysed one at a time; one caught again while analysed alone
+//! `max_attempts` times is `dead`.
 
 use std::path::PathBuf;
 
@@ -199,11 +201,20 @@ impl Store {
                 &format!(
                     "UPDATE jobs SET state = ?1, attempts = attempts + 1, updated_ms = ?2
                      WHERE id = (SELECT id FROM jobs
-                                 WHERE state = ?3 OR (state = ?4 AND not_before_ms <= ?2)
+                                 WHERE (state = ?3 OR (state = ?4 AND not_before_ms <= ?2))
+                                   AND (interrupted = 0 OR NOT EXISTS (
+                                       SELECT 1 FROM jobs s WHERE s.interrupted > 0
+                                       AND s.state IN (?1, ?5)))
                                  ORDER BY priority DESC, created_ms, id LIMIT 1)
                      RETURNING {JOB_COLUMNS}"
                 ),
-                params![JobState::Analysing, now, JobState::Queued, JobState::Failed],
+                params![
+                    JobState::Analysing,
+                    now,
+                    JobState::Queued,
+                    JobState::Failed,
+                    JobState::Reporting
+                ],
                 job_row,
             )
             .optional()
@@ -272,20 +283,46 @@ impl Store {
     }
 
     /// At start-up: jobs a crash caught in `analysing` or `reporting` go back to the
-    /// queue (their attempt is not counted). Returns how many.
-    pub fn resume_interrupted(&self) -> Result<usize, StoreError> {
-        self.conn()
+    /// queue (their attempt is not counted). A crash cannot say which of the jobs in
+    /// flight caused it, so each becomes a suspect, and suspects are analysed one at a
+    /// time (`claim_job`): a suspect caught again was the one running, and counts the
+    /// interruption. After `max_attempts` of those it is `dead`, instead of restarting the
+    /// daemon for ever. Returns (queued, dead).
+    pub fn resume_interrupted(&self, max_attempts: i64) -> Result<(usize, usize), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("resume_interrupted"))?;
+        let now = now_ms();
+        let dead = tx
             .execute(
-                "UPDATE jobs SET state = ?1, attempts = max(attempts - 1, 0), updated_ms = ?2
+                "UPDATE jobs SET state = ?1, updated_ms = ?2, interrupted = interrupted + 1,
+                     last_error = 'interrupted during analysis ' || (interrupted + 1) || \
+                     ' times (crash, watchdog or forced stop), the last ones while analysed \
+                     alone: given up; queue retry runs it again'
+                 WHERE state IN (?3, ?4) AND interrupted >= ?5",
+                params![
+                    JobState::Dead,
+                    now,
+                    JobState::Analysing,
+                    JobState::Reporting,
+                    max_attempts
+                ],
+            )
+            .map_err(sql("resume_interrupted"))?;
+        let queued = tx
+            .execute(
+                "UPDATE jobs SET state = ?1, updated_ms = ?2, attempts = max(attempts - 1, 0),
+                     interrupted = interrupted + 1
                  WHERE state IN (?3, ?4)",
                 params![
                     JobState::Queued,
-                    now_ms(),
+                    now,
                     JobState::Analysing,
                     JobState::Reporting
                 ],
             )
-            .map_err(sql("resume_interrupted"))
+            .map_err(sql("resume_interrupted"))?;
+        tx.commit().map_err(sql("resume_interrupted"))?;
+        Ok((queued, dead))
     }
 
     /// Failed and dead jobs (all, or those of one study) back to the queue with fresh
@@ -298,7 +335,8 @@ impl Store {
         let redeliver = super::deliveries::revive_dead(&tx, study_uid, now)?;
         let requeued = tx
             .execute(
-                "UPDATE jobs SET state = ?1, attempts = 0, not_before_ms = 0, updated_ms = ?2
+                "UPDATE jobs SET state = ?1, attempts = 0, not_before_ms = 0, updated_ms = ?2,
+                     interrupted = min(interrupted, 1)
                  WHERE state IN (?3, ?4) AND (?5 IS NULL OR study_uid = ?5)",
                 params![
                     JobState::Queued,

@@ -16,6 +16,7 @@ use rusqlite::{params, Connection};
 
 pub use deliveries::{Delivery, DeliveryState, NewDelivery};
 pub use jobs::{Job, JobState, QueueStats};
+pub use purge::PurgePlan;
 pub use writer::InstanceWriter;
 
 /// A database problem; the message names the operation.
@@ -421,88 +422,4 @@ pub fn remove_replaced(paths: &[PathBuf]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(sop: &str, study: &str, at: i64) -> InstanceRecord {
-        InstanceRecord {
-            sop_instance_uid: sop.into(),
-            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
-            study_uid: study.into(),
-            series_uid: "1.2.3".into(),
-            modality: "CT".into(),
-            transfer_syntax: "1.2.840.10008.1.2.1".into(),
-            path: PathBuf::from("/x"),
-            size: 10,
-            calling_ae: "SCU".into(),
-            received_at_ms: at,
-        }
-    }
-
-    /// The readiness probe's write (check_writable, on the shared connection) while the
-    /// ingest writer records on its own: a deferred transaction that read before the other
-    /// committed cannot upgrade to a write and fails at once ("database is locked", no busy
-    /// wait), which the peer saw as 0xA700. Every write transaction takes the lock first.
-    #[test]
-    fn a_concurrent_writer_never_makes_recording_fail() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(Store::open(&dir.path().join("db.sqlite")).unwrap());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let prober = {
-            let (store, stop) = (store.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    store.check_writable().unwrap();
-                }
-            })
-        };
-        let mut conn = connect(&store.path).unwrap();
-        let result = (0..3000).try_for_each(|i| {
-            record_instances(
-                &mut conn,
-                &store.base,
-                &[record(&format!("1.{i}"), &format!("9.{}", i % 7), i)],
-            )
-            .map(|_| ())
-        });
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        prober.join().unwrap();
-        result.unwrap();
-    }
-
-    #[test]
-    fn quiet_study_becomes_job_and_reopens_as_new_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
-        let mut conn = connect(&store.path).unwrap();
-        record_instances(
-            &mut conn,
-            &store.base,
-            &[record("1.1", "9.9", 1000), record("1.2", "9.9", 2000)],
-        )
-        .unwrap();
-        // Duplicate: still two instances.
-        record_instances(&mut conn, &store.base, &[record("1.2", "9.9", 2500)]).unwrap();
-        assert_eq!(store.instances().unwrap().len(), 2);
-
-        assert!(store.studies_due(2000).unwrap().is_empty(), "not quiet yet");
-        assert_eq!(store.studies_due(2500).unwrap(), vec!["9.9".to_string()]);
-        let job = store.queue_job("9.9", 2500, 0).unwrap().unwrap();
-        assert_eq!((job.version, job.instance_count), (1, 2));
-        assert!(
-            store.queue_job("9.9", 2500, 0).unwrap().is_none(),
-            "no double queue"
-        );
-
-        record_instances(&mut conn, &store.base, &[record("1.3", "9.9", 5000)]).unwrap();
-        assert!(
-            store.queue_job("9.9", 4000, 0).unwrap().is_none(),
-            "arrived after cutoff"
-        );
-        let job2 = store.queue_job("9.9", 5000, 0).unwrap().unwrap();
-        assert_eq!((job2.version, job2.instance_count), (2, 3));
-        let jobs = store.jobs().unwrap();
-        assert_eq!(jobs[0].state, JobState::Superseded);
-        assert_eq!(jobs[1].state, JobState::Queued);
-    }
-}
+mod tests;

@@ -1,38 +1,58 @@
 //! Removing finished work: a study whose every job has ended, and ended before the
-//! cutoff, loses its rows here. The caller deletes the files first (spool, outbox), then
-//! calls `forget_study`: a crash in between leaves rows without files for a finished
-//! study (the next purge removes them), never files without rows (which start-up
-//! recovery would take for new instances).
+//! cutoff, loses its rows here. The caller checks each study again as its turn comes
+//! (`purge_plan`: the list goes stale while files are removed), deletes its files
+//! (spool, outbox), then calls `forget_study`, which keeps the rows if anything arrived
+//! since the plan. A crash in between leaves rows without files for a finished study
+//! (the next purge removes them), never files without rows (which start-up recovery
+//! would take for new instances).
 
 use std::path::PathBuf;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{sql, JobState, Store, StoreError};
 
+/// A study the purge may remove, as it stood when checked.
+pub struct PurgePlan {
+    /// Its spool files and outbox objects.
+    pub files: Vec<PathBuf>,
+    /// When it last received an instance: `forget_study` removes its rows only if that
+    /// has not changed since.
+    pub last_received_ms: i64,
+    /// The cutoff it was checked against (checked again by `forget_study`).
+    pub cutoff_ms: i64,
+}
+
+/// The purge condition on `s` (a study row): nothing pending or received since the
+/// cutoff (?1), jobs, every one of them final and none updated since the cutoff.
+fn purgeable(finals: &str) -> String {
+    format!(
+        "s.pending = 0 AND s.last_received_ms <= ?1
+         AND EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid)
+         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid
+                         AND (j.state NOT IN ({finals}) OR j.updated_ms > ?1))"
+    )
+}
+
+fn final_states() -> String {
+    JobState::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Store {
-    /// Studies not pending, with jobs, every one of them final and none updated after
-    /// `cutoff_ms`.
+    /// Studies the purge may remove at `cutoff_ms`, oldest first (each is checked again
+    /// by `purge_plan` when its turn comes: the list goes stale while files are removed).
     pub fn purgeable_studies(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
-        let finals: Vec<&str> = JobState::ALL
-            .iter()
-            .filter(|s| s.is_final())
-            .map(|s| s.as_str())
-            .collect();
-        let list = finals
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
         let conn = self.conn();
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT s.study_uid FROM studies s
-                 WHERE s.pending = 0
-                   AND EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid)
-                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.study_uid = s.study_uid
-                                   AND (j.state NOT IN ({list}) OR j.updated_ms > ?1))
-                 ORDER BY s.last_received_ms"
+                "SELECT s.study_uid FROM studies s WHERE {}
+                 ORDER BY s.last_received_ms",
+                purgeable(&final_states())
             ))
             .map_err(sql("purgeable_studies"))?;
         let rows = stmt
@@ -42,31 +62,75 @@ impl Store {
             .map_err(sql("purgeable_studies"))
     }
 
-    /// Every file of a study the daemon keeps: its spool files and its outbox objects.
-    pub fn study_owned_files(&self, study_uid: &str) -> Result<Vec<PathBuf>, StoreError> {
-        let mut files = self.study_files(study_uid)?;
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT DISTINCT path FROM deliveries WHERE study_uid = ?1")
-            .map_err(sql("study_owned_files"))?;
-        let rows = stmt
-            .query_map([study_uid], |r| r.get::<_, String>(0).map(PathBuf::from))
-            .map_err(sql("study_owned_files"))?;
-        for row in rows {
-            files.push(row.map_err(sql("study_owned_files"))?);
+    /// `study_uid` as it stands now, if it may still be purged at `cutoff_ms`: its files
+    /// and its last arrival, read together.
+    pub fn purge_plan(
+        &self,
+        study_uid: &str,
+        cutoff_ms: i64,
+    ) -> Result<Option<PurgePlan>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("purge_plan"))?;
+        let last_received_ms: Option<i64> = tx
+            .query_row(
+                &format!(
+                    "SELECT s.last_received_ms FROM studies s WHERE s.study_uid = ?2 AND {}",
+                    purgeable(&final_states())
+                ),
+                params![cutoff_ms, study_uid],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("purge_plan"))?;
+        let Some(last_received_ms) = last_received_ms else {
+            return Ok(None);
+        };
+        let mut files = Vec::new();
+        // Spool paths are stored relative to the storage dir; outbox paths as written.
+        for (query, spool) in [
+            ("SELECT path FROM instances WHERE study_uid = ?1", true),
+            (
+                "SELECT DISTINCT path FROM deliveries WHERE study_uid = ?1",
+                false,
+            ),
+        ] {
+            let mut stmt = tx.prepare(query).map_err(sql("purge_plan"))?;
+            let rows = stmt
+                .query_map([study_uid], |r| {
+                    let path = r.get::<_, String>(0)?;
+                    Ok(if spool {
+                        self.base.resolve(&path)
+                    } else {
+                        PathBuf::from(path)
+                    })
+                })
+                .map_err(sql("purge_plan"))?;
+            for row in rows {
+                files.push(row.map_err(sql("purge_plan"))?);
+            }
         }
-        Ok(files)
+        drop(tx);
+        Ok(Some(PurgePlan {
+            files,
+            last_received_ms,
+            cutoff_ms,
+        }))
     }
 
-    /// Remove a purgeable study's rows, unless something arrived for it meanwhile
-    /// (then it is pending again and nothing is removed). Returns whether it was removed.
-    pub fn forget_study(&self, study_uid: &str) -> Result<bool, StoreError> {
+    /// Remove a purged study's rows, unless something arrived for it since its plan or
+    /// it is no longer purgeable (a job queued again by `queue retry`): then its rows
+    /// stay, and the next purge looks again. Returns whether it was removed.
+    pub fn forget_study(&self, study_uid: &str, plan: &PurgePlan) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("forget_study"))?;
         let removed = tx
             .execute(
-                "DELETE FROM studies WHERE study_uid = ?1 AND pending = 0",
-                params![study_uid],
+                &format!(
+                    "DELETE FROM studies AS s
+                     WHERE s.study_uid = ?2 AND s.last_received_ms = ?3 AND {}",
+                    purgeable(&final_states())
+                ),
+                params![plan.cutoff_ms, study_uid, plan.last_received_ms],
             )
             .map_err(sql("forget_study"))?;
         if removed == 1 {

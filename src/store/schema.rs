@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deliveries_due ON deliveries(destination, state, next_attempt_ms);
     CREATE INDEX deliveries_by_job ON deliveries(job_id);",
+    // 3: how often a crash caught a job in analysis (> 0: a suspect, run one at a time).
+    "ALTER TABLE jobs ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Bring `conn` to the newest schema.

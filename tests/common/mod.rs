@@ -6,6 +6,7 @@ pub mod files;
 pub mod http;
 pub mod models;
 pub mod orthanc;
+pub mod report;
 pub mod scu;
 pub mod stow;
 

@@ -441,6 +441,11 @@ impl Entry {
         Ok(())
     }
 
+    /// The write error that stopped this entry, if any: its bytes after that were lost.
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        self.error.take()
+    }
+
     /// The bytes so far, as a reader (for the checks, and to move them elsewhere).
     pub fn window(&self) -> Window<'_> {
         Window::new(&self.segment.file, self.at + HEADER, self.len)

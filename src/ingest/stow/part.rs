@@ -10,8 +10,10 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::FileMetaTable;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::dicom::command::command_text;
 use crate::dicom::scan::{scan_bytes, Encoding};
 use crate::dicom::text::unpad;
+use crate::ingest::c_store::FREE_SPACE_CHECK_BYTES;
 use crate::ingest::instance::{inspect_file, Announced, PixelDataEnd, ReceivedInstance, Refusal};
 use crate::ingest::spool::{FileHeader, Incoming, Written};
 use crate::ingest::Ingest;
@@ -81,6 +83,8 @@ pub struct PartReceiver {
     /// Set for encapsulated transfer syntaxes: a cut-off pixel data sequence is refused.
     end: Option<PixelDataEnd>,
     pub bytes: u64,
+    /// When the free disk space is checked next (as a C-STORE's is, while it arrives).
+    next_space_check: u64,
 }
 
 enum State {
@@ -110,6 +114,7 @@ impl PartReceiver {
             state,
             end: None,
             bytes: 0,
+            next_space_check: FREE_SPACE_CHECK_BYTES,
         }
     }
 
@@ -144,6 +149,16 @@ impl PartReceiver {
             ));
             return;
         }
+        if self.bytes >= self.next_space_check {
+            self.next_space_check = self.bytes + FREE_SPACE_CHECK_BYTES;
+            if let Err(reason) = self.ingest.has_room_for(FREE_SPACE_CHECK_BYTES) {
+                self.state = State::Refused(Refusal::new(
+                    crate::dicom::DimseStatus::OUT_OF_RESOURCES,
+                    reason,
+                ));
+                return;
+            }
+        }
         if let State::Body { file, .. } = &mut self.state {
             tokio::task::block_in_place(|| file.append(bytes));
             if let Some(end) = self.end.as_mut() {
@@ -155,9 +170,11 @@ impl PartReceiver {
     /// The meta group is complete: check what it announces and open the spool file.
     fn open(&mut self, meta: &[u8]) {
         let opened = read_meta(meta).and_then(|meta| {
+            // The client's text, bound for our log and the response: printable, UI-long.
+            let uid = |v: &str| command_text(unpad(v), 64);
             self.id = PartId {
-                sop_class_uid: unpad(meta.media_storage_sop_class_uid()).to_string(),
-                sop_instance_uid: unpad(meta.media_storage_sop_instance_uid()).to_string(),
+                sop_class_uid: uid(meta.media_storage_sop_class_uid()),
+                sop_instance_uid: uid(meta.media_storage_sop_instance_uid()),
             };
             self.begin(unpad(meta.transfer_syntax()))
         });
@@ -170,7 +187,10 @@ impl PartReceiver {
     /// The checks a C-STORE gets from its presentation context and command, then the file.
     fn begin(&mut self, ts_uid: &str) -> Result<State, Refusal> {
         let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| {
-            Refusal::cannot_understand(format!("unknown transfer syntax {ts_uid}"))
+            Refusal::cannot_understand(format!(
+                "unknown transfer syntax {}",
+                command_text(ts_uid, 64)
+            ))
         })?;
         let file = self.ingest.admit(&FileHeader {
             sop_class_uid: &self.id.sop_class_uid,
