@@ -121,7 +121,7 @@ fn unfinished_headers_and_trickling_bodies_are_cut_off() {
 }
 
 /// An idle keep-alive connection does not hold the daemon's shutdown, however long
-/// `[http] timeout_seconds` is.
+/// `[http] timeout_seconds` is; one address cannot hold every connection.
 #[test]
 fn an_idle_keep_alive_connection_does_not_hold_the_shutdown() {
     let work = tempfile::tempdir().unwrap();
@@ -129,10 +129,23 @@ fn an_idle_keep_alive_connection_does_not_hold_the_shutdown() {
         work.path(),
         &[("OSTEOSCREEN__HTTP__TIMEOUT_SECONDS", "120")],
     );
-    let mut idle = TcpStream::connect(("127.0.0.1", daemon.http_port)).unwrap();
+    let connect = || TcpStream::connect(("127.0.0.1", daemon.http_port)).unwrap();
+    let mut idle = connect();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert!(answer(&mut idle).starts_with("HTTP/1.1 200"));
+    // One address holds at most 64 connections: the next is closed at once, and a place
+    // comes back when one of them goes.
+    let mut others: Vec<TcpStream> = (1..64).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut over = connect();
+    let refused = Instant::now();
+    assert_eq!(answer(&mut over), "", "the 65th connection is closed");
+    assert!(refused.elapsed() < Duration::from_secs(10));
+    others.pop();
+    wait_until("a place back", Duration::from_secs(10), || {
+        get(work.path(), daemon.http_port, "/healthz").status == 200
+    });
     let stopping = Instant::now();
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}");

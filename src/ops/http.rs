@@ -127,12 +127,16 @@ pub fn router(ops: Arc<Ops>, dicomweb: Router) -> Router {
 
 /// Connections served at once; more are closed as they arrive.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections one address may hold open at once, so that one client cannot take every
+/// place (and the orchestrator's probes with them).
+pub const MAX_PER_ADDRESS: usize = 64;
 /// How long requests in flight get to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(40);
 
 /// Serve until shutdown; requests in flight (a STOW-RS upload) get `DRAIN` to finish.
 /// A connection must send its request headers within `header_timeout` (hyper waits for
-/// ever unless given a timer), and at most `MAX_CONNECTIONS` are open at once: idle or
+/// ever unless given a timer), and at most `MAX_CONNECTIONS` are open at once
+/// (`MAX_PER_ADDRESS` from one address): idle or
 /// trickling connections must not exhaust file descriptors nor hold the shutdown. The
 /// routes must not need more than `ConnectInfo<SocketAddr>` from the server.
 pub async fn run(
@@ -143,6 +147,7 @@ pub async fn run(
     done: Done,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let by_address = Arc::new(ByAddress::default());
     let (closing, _) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -163,12 +168,16 @@ pub async fn run(
             tracing::warn!(peer = %peer.ip(), "HTTP connection closed: {MAX_CONNECTIONS} already open");
             continue;
         };
+        let Some(held) = by_address.take(peer.ip()) else {
+            tracing::warn!(peer = %peer.ip(), "HTTP connection closed: {MAX_PER_ADDRESS} already open from this address");
+            continue;
+        };
         let service = hyper_util::service::TowerToHyperService::new(
             app.clone().layer(axum::Extension(ConnectInfo(peer))),
         );
         let mut closing = closing.subscribe();
         connections.spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, held);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)
@@ -198,6 +207,50 @@ pub async fn run(
     }
     tracing::info!("HTTP listener stopped");
     drop(done);
+}
+
+/// Open connections by address.
+#[derive(Default)]
+struct ByAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One open connection's place; given back when dropped.
+struct Held {
+    by_address: Arc<ByAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl ByAddress {
+    fn counts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Held> {
+        let ip = ip.to_canonical();
+        let mut counts = self.counts();
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            by_address: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut counts = self.by_address.counts();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
