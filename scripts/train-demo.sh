@@ -55,6 +55,21 @@ if ! "$py" -c 'import numpy, scipy, PIL, pydicom' 2>/dev/null; then
     var/phantom-venv/bin/pip install --quiet numpy scipy pillow pydicom
 fi
 mkdir -p "$data"
+# One fine-tuning stage: `train --init` from the stage before, 1000 images an epoch,
+# written to var/demo-STAGE. Arguments: stage, manifest, init weights, checkpoint folder,
+# epochs, learning rate, patience, data description, limitations, then any extra flags.
+fine_tune() {
+    local stage=$1 manifest=$2 init=$3 checkpoints=$4 epochs=$5 lr=$6 patience=$7
+    local description=$8 limitations=$9
+    shift 9
+    cargo run --release -- train --data "$manifest" --out "var/demo-$stage" --name "osteoscreen-xray-demo-$stage" \
+        --init "$init" --checkpoint-dir "$checkpoints" --epochs "$epochs" --images-per-epoch 1000 \
+        --batch-size 16 --lr "$lr" --patience "$patience" --seed 11 --device cpu \
+        --data-description "$description" \
+        --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
+        --limitations "$limitations" "$@"
+}
+
 # generator, seed, studies[, workers]: the folder, made when missing
 phantom() {
     local dir="$data/ph$1-$2"  # the folder names the patients (mix_manifest.py): keep it
@@ -100,12 +115,9 @@ if [ ! -f "$stage2" ]; then
     for s in 7501 7502; do phantom i $s 100; done
     for s in 7601 7602; do phantom j $s 100; done
     "$py" scripts/phantoms/mix_manifest.py "$data/manifest-11.csv" "$data/synth" 1200 "${folders[@]}"
-    cargo run --release -- train --data "$data/manifest-11.csv" --out var/demo-stage2 --name osteoscreen-xray-demo-stage2 \
-        --init "$base" --checkpoint-dir var/demo-checkpoint-ft --epochs 10 --images-per-epoch 1000 \
-        --batch-size 16 --lr 5e-4 --patience 8 --seed 11 --device cpu \
-        --data-description "synthetic, eleven independently written generators, in two stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; then fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and five generators the first stage never saw, F 200, G 200, H 200, I 200, J 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
-        --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
-        --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from eleven generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+    fine_tune stage2 "$data/manifest-11.csv" "$base" var/demo-checkpoint-ft 10 5e-4 8 \
+        "synthetic, eleven independently written generators, in two stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; then fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and five generators the first stage never saw, F 200, G 200, H 200, I 200, J 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
+        "trained on synthetic data; not validated on patients. Synthetic radiographs from eleven generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
 fi
 # Stage 3.
 if [ ! -f "$data/synth3/manifest.csv" ]; then
@@ -119,12 +131,9 @@ for s in 7801 7802; do phantom l $s 100 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-13.csv" "$data/synth3" 600 "${folders[@]}"
 stage3=var/demo-stage3/osteoscreen-xray-demo-stage3.safetensors
 if [ ! -f "$stage3" ]; then
-    cargo run --release -- train --data "$data/manifest-13.csv" --out var/demo-stage3 --name osteoscreen-xray-demo-stage3 \
-        --init "$stage2" --checkpoint-dir var/demo-checkpoint-ft3 --epochs 8 --images-per-epoch 1000 \
-        --batch-size 16 --lr 3e-4 --patience 6 --seed 11 --device cpu \
-        --data-description "synthetic, thirteen independently written generators, in three stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each and two generators the earlier stages never saw, K 200 and L 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
-        --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
-        --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from thirteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+    fine_tune stage3 "$data/manifest-13.csv" "$stage2" var/demo-checkpoint-ft3 8 3e-4 6 \
+        "synthetic, thirteen independently written generators, in three stages (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each and two generators the earlier stages never saw, K 200 and L 200 (scripts/phantoms); trained on synthetic data; not validated on patients" \
+        "trained on synthetic data; not validated on patients. Synthetic radiographs from thirteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
 fi
 # Stage 4.
 if [ ! -f "$data/synth4/manifest.csv" ]; then
@@ -141,13 +150,8 @@ for s in 9805 9806 9807 9808; do phantom n $s 60 2; done
 limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from fifteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
 described="synthetic, fifteen independently written generators (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each, K 200 and L 200 (stage 3); stage 3 fine-tuned on synth 400 (seed 13), A 40, B-J 20 each, K 60, L 60 and two generators no earlier stage saw, M 240 and N 240 (stage 4)"
 stage4=var/demo-stage4/osteoscreen-xray-demo-stage4.safetensors
-cargo run --release -- train --data "$data/manifest-15.csv" --out var/demo-stage4 --name osteoscreen-xray-demo-stage4 \
-    --init "$stage3" --checkpoint-dir var/demo-checkpoint-ft4 --epochs 8 --images-per-epoch 1000 \
-    --batch-size 16 --lr 3e-4 --patience 6 --seed 11 --device cpu \
-    --data-description "$described; trained on synthetic data; not validated on patients" \
-    --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
-    --limitations "$limitations" \
-    "$@"
+fine_tune stage4 "$data/manifest-15.csv" "$stage3" var/demo-checkpoint-ft4 8 3e-4 6 \
+    "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
 # Stages 3 and 4 averaged, measured on phantoms O and P (which no stage saw), the feature
 # profile from stage 4's training images (every generator of the four stages).
 folders=()

@@ -104,8 +104,9 @@ impl Settings {
             .try_parsing(true)
             .source(env.clone());
         let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
-        // try_parsing reads "0123" as the number 123: the free-text settings a number
-        // could be mistaken for are taken from the environment as written.
+        // try_parsing reads "0123" as the number 123, and it cannot be turned off: the
+        // config crate splits list values only with it on. The free-text settings a
+        // number could be mistaken for are taken from the environment as written.
         let raw = |key: &str| match &env {
             Some(map) => map.get(key).cloned(),
             None => std::env::var(key).ok(),

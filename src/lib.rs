@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod model;
 pub mod ops;
 pub mod pipeline;
+pub mod places;
 pub mod report;
 pub mod shutdown;
 pub mod store;

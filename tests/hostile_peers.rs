@@ -331,18 +331,15 @@ fn ae_titles_read_two_ways_and_commands_off_context_are_refused() {
         echoscu(daemon.port, "OSTEOSCREEN").status.success()
     });
 
-    // One slot per peer: the last association's may take a moment to be given back.
-    let open = || {
-        for _ in 0..40 {
-            if let Ok(a) = RawAssociation::open(daemon.port, "HOSTILE", CT_IMAGE, EXPLICIT_LE) {
-                return a;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        panic!("no association within 20 s:\n{}", daemon.logs());
-    };
+    assert_alive_and_small(&mut daemon);
+    drop(daemon);
+
+    // Default limits from here: each association below is refused and ends at once.
+    let work = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(work.path(), &[]);
     for (pc, field) in [(99u8, 0x0030u16), (0, 0x8030)] {
-        let mut a = open();
+        let mut a = RawAssociation::open(daemon.port, "HOSTILE", CT_IMAGE, EXPLICIT_LE)
+            .expect("association accepted");
         let pc = if pc == 0 { a.pc_id() } else { pc };
         let mut command = osteoscreen::dicom::command::encode_echo_rq(1);
         if field != 0x0030 {

@@ -213,7 +213,7 @@ fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, time
         .inc();
     // A flood of connections must not become a flood of tasks holding sockets: past
     // MAX_REJECTING the connection is closed without an answer.
-    let Some(rejecting) = Rejecting::enter() else {
+    let Ok(rejecting) = REJECTING.try_acquire() else {
         return;
     };
     tokio::spawn(async move {
@@ -224,28 +224,7 @@ fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, time
 
 /// Rejections being answered at once, at most.
 const MAX_REJECTING: usize = 64;
-static REJECTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// One rejection being answered; counted until dropped.
-struct Rejecting;
-
-impl Rejecting {
-    fn enter() -> Option<Rejecting> {
-        use std::sync::atomic::Ordering;
-        REJECTING
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_REJECTING).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Rejecting)
-    }
-}
-
-impl Drop for Rejecting {
-    fn drop(&mut self) {
-        REJECTING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
+static REJECTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_REJECTING);
 
 /// Read the A-ASSOCIATE-RQ and answer it with a transient A-ASSOCIATE-RJ.
 async fn reject(

@@ -250,10 +250,10 @@ impl StowService {
         match tokio::time::timeout(self.timeout, read).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(multer::Error::StreamSizeExceeded { .. })) => Err(self.too_large()),
-            Ok(Err(_)) if progress.broken().is_some() => {
-                Err(StowError::Abusive(progress.broken().unwrap_or_default()))
-            }
-            Ok(Err(e)) => Err(StowError::Malformed(e)),
+            // A limit of the guard broke the stream: say which.
+            Ok(Err(e)) => Err(progress
+                .broken()
+                .map_or(StowError::Malformed(e), StowError::Abusive)),
             Err(_) => Err(StowError::Stalled {
                 seconds: self.timeout.as_secs(),
             }),

@@ -146,8 +146,7 @@ pub async fn run(
     mut shutdown: Shutdown,
     done: Done,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let by_address = Arc::new(ByAddress::default());
+    let places = crate::places::Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS);
     let (closing, _) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -164,20 +163,23 @@ pub async fn run(
             _ = shutdown.recv() => break,
         };
         while connections.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %peer.ip(), "HTTP connection closed: {MAX_CONNECTIONS} already open");
-            continue;
-        };
-        let Some(held) = by_address.take(peer.ip()) else {
-            tracing::warn!(peer = %peer.ip(), "HTTP connection closed: {MAX_PER_ADDRESS} already open from this address");
-            continue;
+        let place = match places.try_take(peer.ip()) {
+            Ok(place) => place,
+            Err(full) => {
+                let held = match full {
+                    crate::places::Full::Total(n) => format!("{n} already open"),
+                    crate::places::Full::Peer(n) => format!("{n} already open from this address"),
+                };
+                tracing::warn!(peer = %peer.ip(), "HTTP connection closed: {held}");
+                continue;
+            }
         };
         let service = hyper_util::service::TowerToHyperService::new(
             app.clone().layer(axum::Extension(ConnectInfo(peer))),
         );
         let mut closing = closing.subscribe();
         connections.spawn(async move {
-            let _slot = (slot, held);
+            let _place = place;
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout)
@@ -207,50 +209,6 @@ pub async fn run(
     }
     tracing::info!("HTTP listener stopped");
     drop(done);
-}
-
-/// Open connections by address.
-#[derive(Default)]
-struct ByAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-/// One open connection's place; given back when dropped.
-struct Held {
-    by_address: Arc<ByAddress>,
-    ip: std::net::IpAddr,
-}
-
-impl ByAddress {
-    fn counts(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Held> {
-        let ip = ip.to_canonical();
-        let mut counts = self.counts();
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= MAX_PER_ADDRESS {
-            return None;
-        }
-        *n += 1;
-        Some(Held {
-            by_address: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut counts = self.by_address.counts();
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
 }
 
 async fn healthz() -> &'static str {

@@ -21,7 +21,7 @@ pub struct Purged {
 /// File times come from a coarse kernel clock, and some filesystems keep whole seconds:
 /// a file changed just after a check may carry a time before it. The files purged are
 /// days old, so the margin costs nothing.
-const MTIME_SLACK: Duration = Duration::from_secs(1);
+const CTIME_SLACK: Duration = Duration::from_secs(1);
 
 /// Remove studies whose jobs all ended more than `days` days ago; `outbox` is the
 /// daemon's outbox folder (per-study folders there are removed when empty).
@@ -40,15 +40,15 @@ pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreErr
                 continue;
             };
             // Written or renamed into place since the check (an instance re-sent under
-            // the same path: a rename keeps the mtime but sets the ctime): new work, not
-            // the finished study's; its row stays too (see forget_study).
+            // the same path): new work, not the finished study's; its row stays too (see
+            // forget_study). The ctime, which a write and a rename both set (a rename
+            // keeps the mtime).
             let changed = std::time::UNIX_EPOCH
                 + Duration::new(
                     meta.ctime().max(0) as u64,
                     meta.ctime_nsec().clamp(0, 999_999_999) as u32,
                 );
-            let changed = changed.max(meta.modified().unwrap_or(changed));
-            let fresh = changed + MTIME_SLACK >= checked;
+            let fresh = changed + CTIME_SLACK >= checked;
             if fresh {
                 kept += 1;
                 continue;

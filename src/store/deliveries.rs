@@ -299,10 +299,12 @@ impl Store {
                 .map_err(sql("abandon_unrouted"))?
         };
         let mut jobs = std::collections::BTreeSet::new();
+        let mut abandoned = 0;
         for (id, job_id, destination) in &pending {
             if configured.contains(destination) {
                 continue;
             }
+            abandoned += 1;
             tx.execute(
                 "UPDATE deliveries SET state = ?2, last_error = ?3, updated_ms = ?4 WHERE id = ?1",
                 params![
@@ -318,10 +320,6 @@ impl Store {
         for job_id in &jobs {
             finish_job(&tx, *job_id, now)?;
         }
-        let abandoned = pending
-            .iter()
-            .filter(|(_, _, d)| !configured.contains(d))
-            .count();
         tx.commit().map_err(sql("abandon_unrouted"))?;
         Ok(abandoned)
     }

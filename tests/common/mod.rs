@@ -52,6 +52,25 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 }
 
 /// Run a command to completion, keeping its output.
+/// Whether the other end closed `socket` (end of stream or reset), reading and dropping
+/// whatever it sends first; false when it is still open after `patience`, a guard far
+/// beyond the limit under test, not a measure of speed.
+pub fn closed_by_peer(socket: &mut TcpStream, patience: Duration) -> bool {
+    use std::io::{ErrorKind, Read};
+    socket.set_read_timeout(Some(patience)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the peer installed?)"))
