@@ -53,12 +53,13 @@ pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreErr
                 kept += 1;
                 continue;
             }
-            match std::fs::remove_file(file) {
-                Ok(()) => {
+            match remove_unless_replaced(file, &meta) {
+                Ok(Removal::Removed) => {
                     purged.files += 1;
                     purged.bytes += meta.len();
                     remove_empty_parents(file, 3);
                 }
+                Ok(Removal::Replaced) => kept += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(path = %file.display(), error = %e, "cannot remove"),
             }
@@ -71,6 +72,45 @@ pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreErr
         }
     }
     Ok(purged)
+}
+
+/// What [`remove_unless_replaced`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Removal {
+    Removed,
+    /// Another file took the path after it was checked: it is in place again.
+    Replaced,
+}
+
+/// Remove `file`, the one `checked` describes. A file renamed onto the path between the
+/// check and the removal (an instance re-sent in that instant) would be lost by a plain
+/// unlink, so the path is first moved aside (atomic), and what was moved is compared
+/// with what was checked: another inode is put back, unless the path got a newer file
+/// still (a link never replaces).
+fn remove_unless_replaced(file: &Path, checked: &std::fs::Metadata) -> std::io::Result<Removal> {
+    let mut aside = file.as_os_str().to_owned();
+    aside.push(".purging");
+    let aside = std::path::PathBuf::from(aside);
+    std::fs::rename(file, &aside)?;
+    let moved = std::fs::metadata(&aside)?;
+    let same = moved.dev() == checked.dev() && moved.ino() == checked.ino();
+    let result = if same {
+        Removal::Removed
+    } else {
+        match std::fs::hard_link(&aside, file) {
+            Ok(()) => Removal::Replaced,
+            // A newer one again: the one moved aside is superseded.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Removal::Removed,
+            Err(e) => {
+                // Neither linked back nor gone: leave it under the aside name rather
+                // than lose an instance that may be new.
+                tracing::warn!(path = %aside.display(), error = %e, "cannot put back a re-sent file");
+                return Ok(Removal::Replaced);
+            }
+        }
+    };
+    std::fs::remove_file(&aside)?;
+    Ok(result)
 }
 
 /// Remove up to `levels` now-empty folders above `file` (series, study folders).
@@ -111,5 +151,59 @@ pub async fn run(
             Ok(Err(e)) => tracing::error!(error = %e, "purge failed"),
             Err(e) => tracing::error!(error = %e, "purge task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aside_of(file: &Path) -> std::path::PathBuf {
+        let mut s = file.as_os_str().to_owned();
+        s.push(".purging");
+        s.into()
+    }
+
+    #[test]
+    fn the_file_checked_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.dcm");
+        std::fs::write(&file, b"old").unwrap();
+        let checked = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            remove_unless_replaced(&file, &checked).unwrap(),
+            Removal::Removed
+        );
+        assert!(!file.exists());
+        assert!(!aside_of(&file).exists());
+    }
+
+    #[test]
+    fn a_file_renamed_onto_the_path_after_the_check_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.dcm");
+        std::fs::write(&file, b"old").unwrap();
+        let checked = std::fs::metadata(&file).unwrap();
+        // The instance re-sent between the check and the removal.
+        let incoming = dir.path().join("incoming.tmp");
+        std::fs::write(&incoming, b"new").unwrap();
+        std::fs::rename(&incoming, &file).unwrap();
+        assert_eq!(
+            remove_unless_replaced(&file, &checked).unwrap(),
+            Removal::Replaced
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        assert!(!aside_of(&file).exists());
+    }
+
+    #[test]
+    fn a_missing_file_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.dcm");
+        std::fs::write(&file, b"old").unwrap();
+        let checked = std::fs::metadata(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let e = remove_unless_replaced(&file, &checked).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
 }
