@@ -3,8 +3,8 @@
 #
 # A model trained on one generator learns that generator's look, not bone density: on
 # radiographs drawn another way it called most studies normal. So the training set mixes
-# independently written generators (scripts/phantoms/README.md), in four training stages
-# and an average:
+# independently written generators (scripts/phantoms/README.md), in six training stages
+# and two averages:
 #   1. from scratch (var/demo-base/osteoscreen-xray-demo-base, sha256 dbed2a8a..., the
 #      weights shipped until the twenty-first session), 40 epochs of 2,000 images:
 #        osteoscreen synth   1,200 studies (seed 11)
@@ -32,18 +32,29 @@
 #      earlier stage saw:
 #        phantom M             240 studies (seeds 9705-9708)
 #        phantom N             240 studies (seeds 9805-9808)
-#   5. stages 3 and 4 averaged parameter by parameter (`osteoscreen average`; stage 4 is
+#   then stages 3 and 4 averaged parameter by parameter (`osteoscreen average`; stage 4 is
 #      a fine-tune of stage 3, so their mean is a network), measured on 240 studies of
-#      phantoms O and P, which no stage saw: the bundled weights. The average carries no
-#      covariate model: the daemon reads the radiographs alone.
+#      phantoms O and P, which no stage saw (the bundled weights until the thirtieth
+#      session, var/demo-avg34).
+#   5. that average fine-tuned, the same schedule, on fresh folders (synth 300, seed 14;
+#      A 30; B-J 15 each; K-N 20 each) and two generators no earlier stage saw:
+#        phantom O             200 studies (seeds 9911-9914)
+#        phantom P             200 studies (seeds 9961-9964)
+#   6. stage 5 fine-tuned, the same schedule, on stage 5's synth and A-N folders, O 9911,
+#      P 9961 and two more new generators:
+#        phantom Q             200 studies (seeds 9983-9986)
+#        phantom R             200 studies (seeds 9973-9976)
+#   then stages 5 and 6 averaged, measured on 120 studies of phantom S, which no stage saw:
+#      the bundled weights. The averages carry no covariate model: the daemon reads the
+#      radiographs alone.
 # Stage 1's weights were trained before the exposed-field cut (src/model/field.rs) came;
 # the shipped stage 2 starts from them (its card's init_sha256). Stage 1 rebuilt by this
 # script with today's preprocessing gives other weights.
 # At the end of each stage train fits the card's covariate model (the radiographs combined
 # with the age) on its validation patients, most of whom come from generators whose ages
 # track T far more than patients' do; the average drops it. The same seeds give the same
-# weights on the same build. About six hours on 2 cores (~170 generating, ~95 + ~20 +
-# ~25 + ~20 training); the
+# weights on the same build. About seven hours on 2 cores (~200 generating, ~95 + ~20 +
+# ~25 + ~20 + ~15 + ~15 training); the
 # images (~10 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3 with
 # numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
@@ -157,10 +168,55 @@ fine_tune stage4 "$data/manifest-15.csv" "$stage3" var/demo-checkpoint-ft4 8 3e-
 folders=()
 for g in o:9901 o:9902 p:9951 p:9952; do phantom "${g%:*}" "${g#*:}" 60 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-op.csv" "$data/synth4" 0 "${folders[@]}"
+avg34=var/demo-avg34/osteoscreen-xray-demo-avg34.safetensors
+if [ ! -f "$avg34" ]; then
+    cargo run --release -- average --out var/demo-avg34 --name osteoscreen-xray-demo-avg34 --device cpu \
+        --data "$data/manifest-op.csv" \
+        --data-label "phantoms O and P, which no stage saw: 60 studies each of seeds 9901, 9902, 9951, 9952 (scripts/train-demo.sh)" \
+        --profile-data "$data/manifest-15.csv" \
+        --data-description "$described; stages 3 and 4 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
+        --limitations "$limitations" \
+        "$stage3" "$stage4"
+fi
+# Stage 5: the average fine-tuned with O and P.
+if [ ! -f "$data/synth5/manifest.csv" ]; then
+    cargo run --release -- synth --out "$data/synth5" --studies 300 --modality dx --size 640x800 --seed 14
+fi
+folders=()
+phantom a 231 30
+for g in b:131 c:7031 d:8031 e:6031 f:5031 g:7331 h:7431 i:7531 j:7631; do phantom "${g%:*}" "${g#*:}" 15 2; done
+for g in k:7704 l:7804 m:9711 n:9811; do phantom "${g%:*}" "${g#*:}" 20 2; done
+older=("${folders[@]}")  # stage 6 reads these again
+for s in 9911 9912 9913 9914; do phantom o $s 50 2; done
+for s in 9961 9962 9963 9964; do phantom p $s 50 2; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-17.csv" "$data/synth5" 300 "${folders[@]}"
+limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from nineteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+described="$described; stages 3 and 4 averaged, fine-tuned on synth 300 (seed 14), A 30, B-J 15 each, K-N 20 each and two generators no earlier stage saw, O 200 and P 200 (stage 5)"
+stage5=var/demo-stage5/osteoscreen-xray-demo-stage5.safetensors
+if [ ! -f "$stage5" ]; then
+    fine_tune stage5 "$data/manifest-17.csv" "$avg34" var/demo-checkpoint-ft5 8 3e-4 6 \
+        "$described; trained on synthetic data; not validated on patients" "$limitations"
+fi
+# Stage 6: stage 5 fine-tuned with Q and R.
+folders=("${older[@]}")
+phantom o 9911 50 2
+phantom p 9961 50 2
+for s in 9983 9984 9985 9986; do phantom q $s 50 2; done
+for s in 9973 9974 9975 9976; do phantom r $s 50 2; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-19.csv" "$data/synth5" 300 "${folders[@]}"
+described="$described; stage 5 fine-tuned on the same synth and A-N folders, O 50, P 50 and two generators no earlier stage saw, Q 200 and R 200 (stage 6)"
+stage6=var/demo-stage6/osteoscreen-xray-demo-stage6.safetensors
+fine_tune stage6 "$data/manifest-19.csv" "$stage5" var/demo-checkpoint-ft6 8 3e-4 6 \
+    "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
+# Stages 5 and 6 averaged, measured on phantom S (which no stage saw), the feature profile
+# from stage 6's training images: the bundled weights.
+folders=()
+for s in 9991 9992; do phantom s $s 60 1; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-s.csv" "$data/synth5" 0 "${folders[@]}"
 cargo run --release -- average --out models --name osteoscreen-xray-demo --device cpu \
-    --data "$data/manifest-op.csv" \
-    --data-label "phantoms O and P, which no stage saw: 60 studies each of seeds 9901, 9902, 9951, 9952 (scripts/train-demo.sh)" \
-    --profile-data "$data/manifest-15.csv" \
-    --data-description "$described; stages 3 and 4 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
+    --data "$data/manifest-s.csv" \
+    --data-label "phantom S, which no stage saw: 60 studies each of seeds 9991, 9992 (scripts/train-demo.sh)" \
+    --profile-data "$data/manifest-19.csv" \
+    --data-description "$described; stages 5 and 6 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
     --limitations "$limitations" \
-    "$stage3" "$stage4"
+    "$stage5" "$stage6"
