@@ -3,8 +3,8 @@
 #
 # A model trained on one generator learns that generator's look, not bone density: on
 # radiographs drawn another way it called most studies normal. So the training set mixes
-# independently written generators (scripts/phantoms/README.md), in six training stages
-# and two averages:
+# independently written generators (scripts/phantoms/README.md), in seven training stages
+# and three averages:
 #   1. from scratch (var/demo-base/osteoscreen-xray-demo-base, sha256 dbed2a8a..., the
 #      weights shipped until the twenty-first session), 40 epochs of 2,000 images:
 #        osteoscreen synth   1,200 studies (seed 11)
@@ -44,17 +44,22 @@
 #      P 9961 and two more new generators:
 #        phantom Q             200 studies (seeds 9983-9986)
 #        phantom R             200 studies (seeds 9973-9976)
-#   then stages 5 and 6 averaged, measured on 120 studies of phantom S, which no stage saw:
-#      the bundled weights. The averages carry no covariate model: the daemon reads the
-#      radiographs alone.
+#   then stages 5 and 6 averaged, measured on 120 studies of phantom S, which no stage
+#      saw (var/demo-avg56; bundled for part of the thirtieth session).
+#   7. stage 6 fine-tuned, the same schedule, on stage 6's folders but only O 9911, P 9961,
+#      Q 9983 and R 9973 of the newer ones, and a generator no earlier stage saw:
+#        phantom S             200 studies (seeds 9993-9996)
+#   then stages 6 and 7 averaged, measured on 120 studies of phantom T, which no stage
+#      saw: the bundled weights. The averages carry no covariate model: the daemon reads
+#      the radiographs alone.
 # Stage 1's weights were trained before the exposed-field cut (src/model/field.rs) came;
 # the shipped stage 2 starts from them (its card's init_sha256). Stage 1 rebuilt by this
 # script with today's preprocessing gives other weights.
 # At the end of each stage train fits the card's covariate model (the radiographs combined
 # with the age) on its validation patients, most of whom come from generators whose ages
 # track T far more than patients' do; the average drops it. The same seeds give the same
-# weights on the same build. About seven hours on 2 cores (~200 generating, ~95 + ~20 +
-# ~25 + ~20 + ~15 + ~15 training); the
+# weights on the same build. About seven hours on 2 cores (~205 generating, ~95 + ~20 +
+# ~25 + ~20 + ~15 + ~15 + ~15 training); the
 # images (~10 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3 with
 # numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
@@ -206,17 +211,43 @@ for s in 9973 9974 9975 9976; do phantom r $s 50 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-19.csv" "$data/synth5" 300 "${folders[@]}"
 described="$described; stage 5 fine-tuned on the same synth and A-N folders, O 50, P 50 and two generators no earlier stage saw, Q 200 and R 200 (stage 6)"
 stage6=var/demo-stage6/osteoscreen-xray-demo-stage6.safetensors
-fine_tune stage6 "$data/manifest-19.csv" "$stage5" var/demo-checkpoint-ft6 8 3e-4 6 \
-    "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
+if [ ! -f "$stage6" ]; then
+    fine_tune stage6 "$data/manifest-19.csv" "$stage5" var/demo-checkpoint-ft6 8 3e-4 6 \
+        "$described; trained on synthetic data; not validated on patients" "$limitations"
+fi
 # Stages 5 and 6 averaged, measured on phantom S (which no stage saw), the feature profile
-# from stage 6's training images: the bundled weights.
+# from stage 6's training images.
 folders=()
 for s in 9991 9992; do phantom s $s 60 1; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-s.csv" "$data/synth5" 0 "${folders[@]}"
+if [ ! -f var/demo-avg56/osteoscreen-xray-demo-avg56.safetensors ]; then
+    cargo run --release -- average --out var/demo-avg56 --name osteoscreen-xray-demo-avg56 --device cpu \
+        --data "$data/manifest-s.csv" \
+        --data-label "phantom S, which no stage saw: 60 studies each of seeds 9991, 9992 (scripts/train-demo.sh)" \
+        --profile-data "$data/manifest-19.csv" \
+        --data-description "$described; stages 5 and 6 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
+        --limitations "$limitations" \
+        "$stage5" "$stage6"
+fi
+# Stage 7: stage 6 fine-tuned with S.
+folders=("${older[@]}")
+for g in o:9911 p:9961 q:9983 r:9973; do phantom "${g%:*}" "${g#*:}" 50 2; done
+for s in 9993 9994 9995 9996; do phantom s $s 50 1; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-20.csv" "$data/synth5" 300 "${folders[@]}"
+limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from twenty generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+described="$described; stage 6 fine-tuned on the same synth, A-N, O 50, P 50, Q 50, R 50 and a generator no earlier stage saw, S 200 (stage 7)"
+stage7=var/demo-stage7/osteoscreen-xray-demo-stage7.safetensors
+fine_tune stage7 "$data/manifest-20.csv" "$stage6" var/demo-checkpoint-ft7 8 3e-4 6 \
+    "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
+# Stages 6 and 7 averaged, measured on phantom T (which no stage saw), the feature profile
+# from stage 7's training images: the bundled weights.
+folders=()
+for s in 9941 9942; do phantom t $s 60 1; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-t.csv" "$data/synth5" 0 "${folders[@]}"
 cargo run --release -- average --out models --name osteoscreen-xray-demo --device cpu \
-    --data "$data/manifest-s.csv" \
-    --data-label "phantom S, which no stage saw: 60 studies each of seeds 9991, 9992 (scripts/train-demo.sh)" \
-    --profile-data "$data/manifest-19.csv" \
-    --data-description "$described; stages 5 and 6 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
+    --data "$data/manifest-t.csv" \
+    --data-label "phantom T, which no stage saw: 60 studies each of seeds 9941, 9942 (scripts/train-demo.sh)" \
+    --profile-data "$data/manifest-20.csv" \
+    --data-description "$described; stages 6 and 7 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
     --limitations "$limitations" \
-    "$stage5" "$stage6"
+    "$stage6" "$stage7"
