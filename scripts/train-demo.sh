@@ -50,8 +50,13 @@
 #      Q 9983 and R 9973 of the newer ones, and a generator no earlier stage saw:
 #        phantom S             200 studies (seeds 9993-9996)
 #   then stages 6 and 7 averaged, measured on 120 studies of phantom T, which no stage
-#      saw: the bundled weights. The averages carry no covariate model: the daemon reads
-#      the radiographs alone.
+#      saw (the bundled weights in the thirtieth session, var/demo-avg67).
+#   8. that average fine-tuned, the same schedule, on stage 7's synth and A-N folders,
+#      O-S 50 each and a generator no earlier stage saw:
+#        phantom T             200 studies (seeds 9943-9946)
+#   then stage 8 averaged with its start, measured on 120 studies of phantom U, which no
+#      stage saw: the bundled weights. The averages carry no covariate model: the daemon
+#      reads the radiographs alone.
 # Stage 1's weights were trained before the exposed-field cut (src/model/field.rs) came;
 # the shipped stage 2 starts from them (its card's init_sha256). Stage 1 rebuilt by this
 # script with today's preprocessing gives other weights.
@@ -59,7 +64,7 @@
 # with the age) on its validation patients, most of whom come from generators whose ages
 # track T far more than patients' do; the average drops it. The same seeds give the same
 # weights on the same build. About seven hours on 2 cores (~205 generating, ~95 + ~20 +
-# ~25 + ~20 + ~15 + ~15 + ~15 training); the
+# ~25 + ~20 + ~15 + ~15 + ~15 + ~15 training); the
 # images (~10 GB after shrink.py) and checkpoints go to var/. The phantoms need Python 3 with
 # numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
@@ -83,6 +88,18 @@ fine_tune() {
         --batch-size 16 --lr "$lr" --patience "$patience" --seed 11 --device cpu \
         --data-description "$description" \
         --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
+        --limitations "$limitations" "$@"
+}
+
+# Members averaged parameter by parameter into OUT as NAME, measured on held-out MANIFEST.
+# Arguments: out folder, name, held-out manifest, its label, profile manifest, data
+# description, then the members.
+average() {
+    local out=$1 name=$2 held_out=$3 label=$4 profile=$5 description=$6
+    shift 6
+    cargo run --release -- average --out "$out" --name "$name" --device cpu \
+        --data "$held_out" --data-label "$label" --profile-data "$profile" \
+        --data-description "$description; trained on synthetic data; not validated on patients" \
         --limitations "$limitations" "$@"
 }
 
@@ -175,12 +192,9 @@ for g in o:9901 o:9902 p:9951 p:9952; do phantom "${g%:*}" "${g#*:}" 60 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-op.csv" "$data/synth4" 0 "${folders[@]}"
 avg34=var/demo-avg34/osteoscreen-xray-demo-avg34.safetensors
 if [ ! -f "$avg34" ]; then
-    cargo run --release -- average --out var/demo-avg34 --name osteoscreen-xray-demo-avg34 --device cpu \
-        --data "$data/manifest-op.csv" \
-        --data-label "phantoms O and P, which no stage saw: 60 studies each of seeds 9901, 9902, 9951, 9952 (scripts/train-demo.sh)" \
-        --profile-data "$data/manifest-15.csv" \
-        --data-description "$described; stages 3 and 4 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
-        --limitations "$limitations" \
+    average var/demo-avg34 osteoscreen-xray-demo-avg34 "$data/manifest-op.csv" \
+        "phantoms O and P, which no stage saw: 60 studies each of seeds 9901, 9902, 9951, 9952 (scripts/train-demo.sh)" \
+        "$data/manifest-15.csv" "$described; stages 3 and 4 averaged parameter by parameter (osteoscreen average)" \
         "$stage3" "$stage4"
 fi
 # Stage 5: the average fine-tuned with O and P.
@@ -221,12 +235,9 @@ folders=()
 for s in 9991 9992; do phantom s $s 60 1; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-s.csv" "$data/synth5" 0 "${folders[@]}"
 if [ ! -f var/demo-avg56/osteoscreen-xray-demo-avg56.safetensors ]; then
-    cargo run --release -- average --out var/demo-avg56 --name osteoscreen-xray-demo-avg56 --device cpu \
-        --data "$data/manifest-s.csv" \
-        --data-label "phantom S, which no stage saw: 60 studies each of seeds 9991, 9992 (scripts/train-demo.sh)" \
-        --profile-data "$data/manifest-19.csv" \
-        --data-description "$described; stages 5 and 6 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
-        --limitations "$limitations" \
+    average var/demo-avg56 osteoscreen-xray-demo-avg56 "$data/manifest-s.csv" \
+        "phantom S, which no stage saw: 60 studies each of seeds 9991, 9992 (scripts/train-demo.sh)" \
+        "$data/manifest-19.csv" "$described; stages 5 and 6 averaged parameter by parameter (osteoscreen average)" \
         "$stage5" "$stage6"
 fi
 # Stage 7: stage 6 fine-tuned with S.
@@ -240,14 +251,36 @@ stage7=var/demo-stage7/osteoscreen-xray-demo-stage7.safetensors
 fine_tune stage7 "$data/manifest-20.csv" "$stage6" var/demo-checkpoint-ft7 8 3e-4 6 \
     "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
 # Stages 6 and 7 averaged, measured on phantom T (which no stage saw), the feature profile
-# from stage 7's training images: the bundled weights.
+# from stage 7's training images (the bundled weights in the thirtieth session).
 folders=()
 for s in 9941 9942; do phantom t $s 60 1; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-t.csv" "$data/synth5" 0 "${folders[@]}"
-cargo run --release -- average --out models --name osteoscreen-xray-demo --device cpu \
-    --data "$data/manifest-t.csv" \
-    --data-label "phantom T, which no stage saw: 60 studies each of seeds 9941, 9942 (scripts/train-demo.sh)" \
-    --profile-data "$data/manifest-20.csv" \
-    --data-description "$described; stages 6 and 7 averaged parameter by parameter (osteoscreen average); trained on synthetic data; not validated on patients" \
-    --limitations "$limitations" \
-    "$stage6" "$stage7"
+described="$described; stages 6 and 7 averaged parameter by parameter (osteoscreen average)"
+avg67=var/demo-avg67/osteoscreen-xray-demo-avg67.safetensors
+if [ ! -f "$avg67" ]; then
+    average var/demo-avg67 osteoscreen-xray-demo-avg67 "$data/manifest-t.csv" \
+        "phantom T, which no stage saw: 60 studies each of seeds 9941, 9942 (scripts/train-demo.sh)" \
+        "$data/manifest-20.csv" "$described" \
+        "$stage6" "$stage7"
+fi
+# Stage 8: that average fine-tuned, the same schedule, on stage 7's synth and A-N folders,
+# O-S 50 each and T, which no earlier stage saw.
+folders=("${older[@]}")
+for g in o:9911 p:9961 q:9983 r:9973; do phantom "${g%:*}" "${g#*:}" 50 2; done
+phantom s 9993 50 1
+for s in 9943 9944 9945 9946; do phantom t $s 50 2; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-21.csv" "$data/synth5" 300 "${folders[@]}"
+limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from twenty-one generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+described="$described; that average fine-tuned on the same synth, A-N, O-S 50 each and a generator no earlier stage saw, T 200 (stage 8)"
+stage8=var/demo-stage8/osteoscreen-xray-demo-stage8.safetensors
+fine_tune stage8 "$data/manifest-21.csv" "$avg67" var/demo-checkpoint-ft8 8 3e-4 6 \
+    "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
+# The sixth and seventh stages' average and stage 8 averaged, measured on phantom U (which
+# no stage saw), the feature profile from stage 8's training images: the bundled weights.
+folders=()
+for s in 9101 9102; do phantom u $s 60 1; done
+"$py" scripts/phantoms/mix_manifest.py "$data/manifest-u.csv" "$data/synth5" 0 "${folders[@]}"
+average models osteoscreen-xray-demo "$data/manifest-u.csv" \
+    "phantom U, which no stage saw: 60 studies each of seeds 9101, 9102 (scripts/train-demo.sh)" \
+    "$data/manifest-21.csv" "$described; averaged with its start, the sixth and seventh stages' average, parameter by parameter (osteoscreen average)" \
+    "$avg67" "$stage8"
