@@ -91,6 +91,11 @@ fine_tune() {
         --limitations "$limitations" "$@"
 }
 
+# The cards' limitations for a set of COUNT (in words) generators.
+limits() {
+    limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from $1 generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+}
+
 # Members averaged parameter by parameter into OUT as NAME, measured on held-out MANIFEST.
 # Arguments: out folder, name, held-out manifest, its label, profile manifest, data
 # description, then the members.
@@ -180,7 +185,7 @@ phantom l 7803 60 2
 for s in 9705 9706 9707 9708; do phantom m $s 60 2; done
 for s in 9805 9806 9807 9808; do phantom n $s 60 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-15.csv" "$data/synth4" 400 "${folders[@]}"
-limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from fifteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+limits fifteen
 described="synthetic, fifteen independently written generators (scripts/train-demo.sh): from scratch on osteoscreen synth 1200 studies (seed 11) and phantoms A 300, B 600, C 300, D 300, E 300; fine-tuned on synth 1200, A 300, B 400, C 200, D 200, E 300 and F, G, H, I, J 200 each; fine-tuned again on synth 600 (seed 12), A 60, B-J 30 each, K 200 and L 200 (stage 3); stage 3 fine-tuned on synth 400 (seed 13), A 40, B-J 20 each, K 60, L 60 and two generators no earlier stage saw, M 240 and N 240 (stage 4)"
 stage4=var/demo-stage4/osteoscreen-xray-demo-stage4.safetensors
 fine_tune stage4 "$data/manifest-15.csv" "$stage3" var/demo-checkpoint-ft4 8 3e-4 6 \
@@ -209,7 +214,7 @@ older=("${folders[@]}")  # stage 6 reads these again
 for s in 9911 9912 9913 9914; do phantom o $s 50 2; done
 for s in 9961 9962 9963 9964; do phantom p $s 50 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-17.csv" "$data/synth5" 300 "${folders[@]}"
-limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from nineteen generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+limits nineteen
 described="$described; stages 3 and 4 averaged, fine-tuned on synth 300 (seed 14), A 30, B-J 15 each, K-N 20 each and two generators no earlier stage saw, O 200 and P 200 (stage 5)"
 stage5=var/demo-stage5/osteoscreen-xray-demo-stage5.safetensors
 if [ ! -f "$stage5" ]; then
@@ -245,11 +250,13 @@ folders=("${older[@]}")
 for g in o:9911 p:9961 q:9983 r:9973; do phantom "${g%:*}" "${g#*:}" 50 2; done
 for s in 9993 9994 9995 9996; do phantom s $s 50 1; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-20.csv" "$data/synth5" 300 "${folders[@]}"
-limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from twenty generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+limits twenty
 described="$described; stage 6 fine-tuned on the same synth, A-N, O 50, P 50, Q 50, R 50 and a generator no earlier stage saw, S 200 (stage 7)"
 stage7=var/demo-stage7/osteoscreen-xray-demo-stage7.safetensors
-fine_tune stage7 "$data/manifest-20.csv" "$stage6" var/demo-checkpoint-ft7 8 3e-4 6 \
-    "$described; trained on synthetic data; not validated on patients" "$limitations" "$@"
+if [ ! -f "$stage7" ]; then
+    fine_tune stage7 "$data/manifest-20.csv" "$stage6" var/demo-checkpoint-ft7 8 3e-4 6 \
+        "$described; trained on synthetic data; not validated on patients" "$limitations"
+fi
 # Stages 6 and 7 averaged, measured on phantom T (which no stage saw), the feature profile
 # from stage 7's training images (the bundled weights in the thirtieth session).
 folders=()
@@ -270,7 +277,7 @@ for g in o:9911 p:9961 q:9983 r:9973; do phantom "${g%:*}" "${g#*:}" 50 2; done
 phantom s 9993 50 1
 for s in 9943 9944 9945 9946; do phantom t $s 50 2; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-21.csv" "$data/synth5" 300 "${folders[@]}"
-limitations="trained on synthetic data; not validated on patients. Synthetic radiographs from twenty-one generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
+limits twenty-one
 described="$described; that average fine-tuned on the same synth, A-N, O-S 50 each and a generator no earlier stage saw, T 200 (stage 8)"
 stage8=var/demo-stage8/osteoscreen-xray-demo-stage8.safetensors
 fine_tune stage8 "$data/manifest-21.csv" "$avg67" var/demo-checkpoint-ft8 8 3e-4 6 \
