@@ -123,7 +123,8 @@ fn ct_part(dir: &Path) {
             ct_min_slice_mm: 0.5,
             ..Rules::default()
         },
-        xray: None,
+        xray: Default::default(),
+        adaptation: None,
         batch_size: 8,
         covariates: false,
         risk_model: None,

@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::analysis::site_adapt::SiteAdaptation;
 use crate::analysis::Engine;
 use crate::config::Settings;
 use crate::deliver::{Deliverer, Routes};
@@ -51,14 +52,14 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
     let active = ActiveStudies::default();
     let (journal, mover) = open_journal(&settings.dicom, &spool, &store, &writer, &active).await?;
     recover(&spool, &store, settings.pipeline.max_attempts)?;
-    let engine = Arc::new(
-        Engine::load(
-            settings.analysis.clone(),
-            settings.selection.clone(),
-            &settings.model,
-        )
-        .context("cannot load the X-ray model ([model] settings)")?,
-    );
+    let mut engine = Engine::load(
+        settings.analysis.clone(),
+        settings.selection.clone(),
+        &settings.model,
+    )
+    .context("cannot load the X-ray model ([model] settings)")?;
+    engine.adaptation = site_adaptation(&settings.model, &engine, &dir)?;
+    let engine = Arc::new(engine);
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr)
         .await
@@ -425,4 +426,32 @@ fn reload(r: &Reloadable) {
         level = %settings.log.level,
         "SIGHUP: destinations, priorities and log level reloaded"
     );
+}
+
+/// The daemon's own adaptation to the site (`[model] site_adaptation`), reading at once
+/// with the weights an earlier run adapted from the configured ones.
+fn site_adaptation(
+    model: &crate::model::ModelSettings,
+    engine: &Engine,
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<SiteAdaptation>> {
+    let Some(configured) = engine.xray.get() else {
+        return Ok(None);
+    };
+    if !model.site_adaptation {
+        return Ok(None);
+    }
+    let adaptation = SiteAdaptation::new(
+        &model.weights,
+        configured.card.clone(),
+        dir,
+        model.site_adaptation_images,
+        crate::model::device(&model.device)?,
+    );
+    adaptation.restore(&engine.xray);
+    let adapted = adaptation.adapted(&engine.xray);
+    crate::ops::metrics::metrics()
+        .xray_site_adapted
+        .set(f64::from(u8::from(adapted)));
+    Ok(Some(adaptation))
 }

@@ -246,7 +246,8 @@ fn analyze_and_report(file: &std::path::Path) -> bool {
     let engine = Engine {
         thresholds: Default::default(),
         rules: Default::default(),
-        xray: None,
+        xray: Default::default(),
+        adaptation: None,
         batch_size: 1,
         covariates: false,
         risk_model: None,

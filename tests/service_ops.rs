@@ -1,6 +1,7 @@
 //! The daemon as an administrator runs it: analysis failures retried then dead and
 //! revived by `queue retry`, `queue show`, `queue purge`, priorities, SIGHUP reloading
-//! destinations while a modality is sending, SIGTERM while a study is analysed.
+//! destinations while a modality is sending, SIGTERM while a study is analysed, the site's
+//! feature shift and the daemon's own adaptation to the site.
 
 mod common;
 
@@ -306,4 +307,82 @@ fn the_site_s_feature_shift_is_a_metric_once_enough_radiographs_were_read() {
         "{}",
         d.logs()
     );
+}
+
+#[test]
+fn the_daemon_adapts_to_the_site_after_its_first_radiographs_and_keeps_it_across_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("synth");
+    let out = run(Command::new(bin())
+        .args(["synth", "--modality", "dx", "--size", "256x320"])
+        .args(["--studies", "18", "--seed", "53", "--out"])
+        .arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+    let study = |k: usize| data.join(format!("study{k:05}"));
+    let mut d = analysing(
+        work.path(),
+        &[("OSTEOSCREEN__MODEL__SITE_ADAPTATION_IMAGES", "32")],
+    );
+    let adapted = |d: &Daemon| common::stow::metric(d, "osteoscreen_xray_site_adapted");
+    assert_eq!(adapted(&d), Some(0.0));
+    // Sixteen two-view studies: the 32 radiographs adapted on.
+    let first: Vec<_> = (0..16).flat_map(|k| dicom_files(&study(k))).collect();
+    let out = run(d.storescu("MODALITY").args(&first));
+    assert!(out.status.success(), "{}", text(&out));
+    let jobs = jobs_final(&d, 16);
+    assert!(
+        jobs.iter().all(|j| j.state == JobState::Done),
+        "{}",
+        d.logs()
+    );
+    d.wait_for_log("adapted to this site's radiographs", LIMIT);
+    assert_eq!(adapted(&d), Some(1.0), "{}", d.logs());
+    let weights = d.storage_dir().join("model/site-adapted.safetensors");
+    let card = osteoscreen::model::ModelCard::read(&weights.with_extension("json")).unwrap();
+    card.check_weights(&weights).unwrap();
+    assert!(card.version.ends_with("+adapted"), "{}", card.version);
+    assert!(card.training_data.contains("32 unlabelled radiographs"));
+
+    // A later study's report names the adapted model; the first studies' do not.
+    let version_in = |d: &Daemon, uid: &str| {
+        let dir = d.storage_dir().join("results").join(uid);
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", dir.display(), d.logs()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        let sr = common::report::pick(&files, "sr");
+        common::report::dciodvfy_clean(sr);
+        common::report::dsrdump(sr)
+    };
+    // dsrdump shortens the version; the adapted model's name is the configured one's
+    // with "-site".
+    let site_model = format!(
+        "\"{}-site\"",
+        osteoscreen::model::ModelCard::read(&common::models::bundled().with_extension("json"))
+            .unwrap()
+            .name
+    );
+    assert!(!version_in(&d, &jobs[0].study_uid).contains(&site_model));
+    send(&d, "MODALITY", &study(16));
+    let jobs = jobs_final(&d, 17);
+    let later = jobs.iter().max_by_key(|j| j.id).unwrap();
+    let shown = version_in(&d, &later.study_uid);
+    assert!(shown.contains(&site_model), "{shown}");
+
+    // A restart reads with the adapted weights at once.
+    assert!(d.terminate().success());
+    d.restart();
+    d.wait_for_log("adapted to this site earlier", LIMIT);
+    assert_eq!(adapted(&d), Some(1.0));
+    send(&d, "MODALITY", &study(17));
+    let jobs = jobs_final(&d, 18);
+    let last = jobs.iter().max_by_key(|j| j.id).unwrap();
+    assert!(version_in(&d, &last.study_uid).contains(&site_model));
+
+    // Switched off, the configured weights read again and the file is left alone.
+    assert!(d.terminate().success());
+    d.set_env("OSTEOSCREEN__MODEL__SITE_ADAPTATION", "false");
+    d.restart();
+    assert_eq!(adapted(&d), Some(0.0));
+    assert!(weights.exists());
 }

@@ -10,6 +10,7 @@ pub mod header;
 pub mod image;
 pub mod risk;
 pub mod select;
+pub mod site_adapt;
 pub mod site_shift;
 pub mod xray;
 
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use finding::{BoneClass, Conclusion, CtFinding, Finding, Method, Status};
 use select::{InstanceInfo, Selection};
 
-use crate::model::{ModelError, ModelSettings, XrayModel};
+use crate::model::{ModelError, ModelSettings};
 
 /// Thresholds of the analysis methods and the optional fitted risk model (`[analysis]`
 /// in the config file).
@@ -77,7 +78,10 @@ pub enum EngineError {
 pub struct Engine {
     pub thresholds: Thresholds,
     pub rules: select::Rules,
-    pub xray: Option<XrayModel>,
+    pub xray: site_adapt::ModelSlot,
+    /// The daemon's own adaptation to the site (`[model] site_adaptation`); None in the
+    /// command-line tools, which read with the weights as given.
+    pub adaptation: Option<site_adapt::SiteAdaptation>,
     pub batch_size: usize,
     /// Combine the radiographs with the age when the card has a covariate model.
     pub covariates: bool,
@@ -103,11 +107,12 @@ impl Engine {
         Ok(Engine {
             thresholds,
             rules,
-            xray,
+            xray: site_adapt::ModelSlot::new(xray),
             batch_size: model.batch_size,
             covariates: model.covariates,
             risk_model,
             site: Default::default(),
+            adaptation: None,
         })
     }
 }
@@ -237,7 +242,8 @@ fn run_methods(
     }
     if !sel.radiographs.is_empty() {
         let t0 = Instant::now();
-        let result = match &engine.xray {
+        let model = engine.xray.get();
+        let result = match &model {
             None => Err(MethodError::NoXrayModel),
             Some(model) => xray::run(
                 model,
@@ -249,15 +255,14 @@ fn run_methods(
             )
             .map_err(MethodError::from),
         };
+        let mut inputs = Vec::new();
         match result {
             Ok(run) => {
-                if let Some(profile) = engine
-                    .xray
-                    .as_ref()
-                    .and_then(|m| m.card.feature_profile.as_ref())
+                if let Some(profile) = model.as_ref().and_then(|m| m.card.feature_profile.as_ref())
                 {
                     engine.site.observe(profile, &run.features);
                 }
+                inputs = run.inputs;
                 f.methods.push(Method::XrayModel);
                 f.instances_used.extend(
                     run.finding
@@ -274,6 +279,9 @@ fn run_methods(
             Err(e) => failures.push(e),
         }
         f.timings_ms.insert("xray".into(), ms(t0));
+        if let Some(adaptation) = &engine.adaptation {
+            adaptation.offer(inputs, &engine.xray, &engine.site);
+        }
     }
     failures
 }

@@ -72,6 +72,11 @@ impl SiteShift {
         Some(shift)
     }
 
+    /// Start counting again (the model reading the radiographs changed).
+    pub fn reset(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::default();
+    }
+
     /// The shift after the latest images (None before `MIN_IMAGES`).
     pub fn current(&self) -> Option<f32> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).shift

@@ -59,6 +59,8 @@ pub struct XrayRun {
     pub inference_ms: f64,
     /// Each analysed image's pooled features (as taken), for `site_shift`.
     pub features: Vec<Vec<f32>>,
+    /// Each analysed image as the model read it (as taken), for `site_adapt`.
+    pub inputs: Vec<Vec<f32>>,
 }
 
 /// One decoded radiograph: the model's input and what the key image would show.
@@ -165,6 +167,7 @@ pub fn run(
         key: key.map(|(_, k)| k),
         inference_ms,
         features: predictions.into_iter().map(|p| p.features).collect(),
+        inputs,
     })
 }
 

@@ -8,6 +8,7 @@ use clap::Args;
 
 use osteoscreen::model::card::SITE_SHIFT_WARNING;
 use osteoscreen::model::{device, XrayModel};
+use osteoscreen::train::adapt::adapt;
 use osteoscreen::train::evaluate::{evaluate, EvalReport};
 
 use super::data_args::DataArgs;
@@ -22,6 +23,12 @@ pub struct EvalArgs {
     /// Measure the radiographs alone, without the card's covariate model (the age).
     #[arg(long)]
     pub radiographs_only: bool,
+    /// Evaluate the model adapted to the evaluated set, as the daemon reads a site after its
+    /// first radiographs (`[model] site_adaptation`): the batch-norm statistics are measured
+    /// again on the set's own images (labels unused), then every study is scored. The
+    /// images measured are the images scored, which the daemon's first studies are not.
+    #[arg(long)]
+    pub site_adapt: bool,
     /// Folder for metrics.json, confusion.png, roc.png, t_scores.png and predictions.csv
     /// (one row per study: truth, probabilities, estimated T-score).
     #[arg(long)]
@@ -31,8 +38,32 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
+    let mut model = XrayModel::load(&args.model, None, device(&args.device)?)?;
     let (dataset, idx) = args.data.pick(&model)?;
+    // Kept until the evaluation is done: the adapted weights live in it.
+    let scratch = tempfile::tempdir()?;
+    if args.site_adapt {
+        let mut images: Vec<PathBuf> = idx
+            .iter()
+            .map(|&i| dataset.samples[i].image.clone())
+            .collect();
+        images.sort();
+        images.dedup();
+        let done = adapt(
+            &args.model,
+            &images,
+            scratch.path(),
+            "evaluated-set",
+            "the evaluated images",
+            1,
+            &device(&args.device)?,
+        )?;
+        eprintln!(
+            "adapted to the {} evaluated radiographs (batch-norm statistics; labels unused)",
+            done.images
+        );
+        model = XrayModel::load(&done.weights, None, device(&args.device)?)?;
+    }
     let report = evaluate(
         &model,
         &dataset,

@@ -2,6 +2,7 @@
 //! card checked at load (`card`), and inference on preprocessed radiographs (`preprocess`).
 //! Device choice happens here, once: `cpu`, `cuda` (cargo feature), or `auto`.
 
+pub mod adabn;
 pub mod card;
 pub mod conv;
 pub mod covariates;
@@ -42,6 +43,13 @@ pub struct ModelSettings {
     /// Combine the radiographs' estimate with the patient's age when the card has a
     /// covariate model (`osteoscreen calibrate`); false: the radiographs alone.
     pub covariates: bool,
+    /// The daemon adapts the model to the site by itself: after the first
+    /// `site_adaptation_images` radiographs it received, it measures the weights'
+    /// batch-norm statistics again on them (as `osteoscreen adapt` does) and reads later
+    /// studies with the result, kept under the storage dir. false: the weights as given.
+    pub site_adaptation: bool,
+    /// Radiographs to adapt on (32-1024).
+    pub site_adaptation_images: usize,
     /// Set by `resolve` when a relative path was found nowhere.
     #[serde(skip)]
     pub unresolved: Option<String>,
@@ -55,6 +63,8 @@ impl Default for ModelSettings {
             device: "auto".into(),
             batch_size: 8,
             covariates: true,
+            site_adaptation: true,
+            site_adaptation_images: 64,
             unresolved: None,
         }
     }
@@ -65,6 +75,12 @@ impl ModelSettings {
         device(&self.device).map_err(|e| e.to_string())?;
         if !(1..=256).contains(&self.batch_size) {
             return Err("batch_size must be 1-256".into());
+        }
+        if !(adabn::MIN_IMAGES..=1024).contains(&self.site_adaptation_images) {
+            return Err(format!(
+                "site_adaptation_images must be {}-1024",
+                adabn::MIN_IMAGES
+            ));
         }
         Ok(())
     }

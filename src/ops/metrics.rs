@@ -41,6 +41,9 @@ pub struct Metrics {
     /// training images (`analysis::site_shift`); above 0.45 the site's look is one the
     /// weights did not learn. NaN until 32 radiographs have been analysed.
     pub xray_feature_shift: Gauge,
+    /// 1 once studies are read with weights adapted to this site (`analysis::site_adapt`),
+    /// else 0.
+    pub xray_site_adapted: Gauge,
     /// Calling AE titles that have their own `instances` series (`caller_label`).
     callers: Mutex<HashSet<String>>,
 }
@@ -107,6 +110,11 @@ impl Metrics {
         )?;
         xray_feature_shift.set(f64::NAN);
         registry.register(Box::new(xray_feature_shift.clone()))?;
+        let xray_site_adapted = Gauge::new(
+            "xray_site_adapted",
+            "1 once radiographs are read with X-ray weights adapted to this site's first radiographs ([model] site_adaptation), else 0",
+        )?;
+        registry.register(Box::new(xray_site_adapted.clone()))?;
         Ok(Metrics {
             registry,
             instances,
@@ -119,6 +127,7 @@ impl Metrics {
             disk_free_bytes,
             journal_backlog,
             xray_feature_shift,
+            xray_site_adapted,
             callers: Mutex::new(HashSet::new()),
         })
     }

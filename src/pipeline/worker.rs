@@ -144,6 +144,12 @@ impl<R: Router + 'static> Workers<R> {
         if let Some(shift) = self.engine.site.current() {
             metrics().xray_feature_shift.set(shift as f64);
         }
+        if let Some(a) = &self.engine.adaptation {
+            let adapted = a.adapted(&self.engine.xray);
+            metrics()
+                .xray_site_adapted
+                .set(f64::from(u8::from(adapted)));
+        }
         for stage in ["total", "ct", "xray", "inference"] {
             if let Some(ms) = finding.timings_ms.get(stage) {
                 metrics()

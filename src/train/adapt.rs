@@ -17,28 +17,18 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::evaluate::input_of;
 use super::images::{self, Grey};
-use super::trainer::forward_clean;
 use super::{progress, TrainError};
+use crate::model::adabn;
 use crate::model::card::{sha256_file, ModelCard};
 use crate::model::net::XrayNet;
-
-/// Fewest readable images worth adapting on: with fewer, a batch's statistics are mostly
-/// the few patients in it, not the site.
-pub const MIN_IMAGES: usize = 32;
 
 /// At most this many images are read (a seeded sample of more): enough for the site's
 /// statistics, and memory stays bounded (about 0.3 MB an image).
 pub const MAX_IMAGES: usize = 1024;
 
-/// Fewest batches measured (more when the images fill more): each batch's statistics are
-/// mostly its 16 patients, their average over many is the site.
-const BATCHES: usize = 48;
-
-/// candle_nn's default batch-norm momentum, which `XrayNet`'s batch norms use: each
-/// training-mode pass sets running = (1 - m) x running + m x batch. `adapt` recovers each
-/// batch's own statistics from that and averages them all with equal weight.
-const MOMENTUM: f64 = 0.1;
+pub use crate::model::adabn::MIN_IMAGES;
 
 /// What `adapt` did.
 #[derive(Debug)]
@@ -101,73 +91,30 @@ pub fn adapt(
         )));
     }
 
-    // Whole batches of 16 only: a short last batch would weigh a few images as much as 16.
-    // Each pass reshuffles, so the images leave out of one pass join the next.
-    let per_pass = (readable.len() / 16).max(1);
-    let passes = BATCHES.div_ceil(per_pass);
-    let stats = running_statistics(&varmap);
-    let mut sums: Vec<Vec<f64>> = Vec::with_capacity(stats.len());
-    for (_, var) in &stats {
-        sums.push(vec![0.0; var.elem_count()]);
-    }
-    let bar = progress::bar((passes * per_pass) as u64, "measuring batch statistics");
-    let mut batches = 0usize;
-    let mut before = values(&stats)?;
-    for _ in 0..passes {
-        let mut order = readable.clone();
-        order.shuffle(&mut rng);
-        for batch in order.chunks_exact(16).take(per_pass) {
-            forward_clean(&net, &cache, batch, device, true, input)?;
-            let after = values(&stats)?;
-            for ((sum, a), b) in sums.iter_mut().zip(&after).zip(&before) {
-                for ((s, a), b) in sum.iter_mut().zip(a).zip(b) {
-                    *s += (*a as f64 - (1.0 - MOMENTUM) * *b as f64) / MOMENTUM;
-                }
-            }
-            before = after;
-            batches += 1;
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    for ((_, var), sum) in stats.iter().zip(sums) {
-        let mean: Vec<f32> = sum.iter().map(|s| (s / batches as f64) as f32).collect();
-        var.set(&candle_core::Tensor::from_vec(mean, var.dims(), device)?)?;
-    }
+    let batches = adabn::remeasure(
+        &varmap,
+        &net,
+        readable.len(),
+        input.side,
+        &|i| input_of(cache[readable[i]].as_ref().expect("readable"), input),
+        &mut rng,
+        device,
+    )?;
 
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     varmap.save(&weights_out)?;
     let sha = sha256_file(&weights_out)?;
-    let mut training = card
-        .training
-        .clone()
-        .unwrap_or_else(|| serde_json::json!({}));
-    if let Some(map) = training.as_object_mut() {
-        map.insert(
-            "adapted".into(),
-            serde_json::json!({
-                "method": "batch-norm statistics re-estimated on unlabelled radiographs (AdaBN); weights as trained",
-                "from_sha256": card.weights_sha256,
-                "images": readable.len(),
-                "data": description,
-                "seed": seed,
-                "batches": batches,
-                "note": "metrics, feature profile and covariate model are those of the weights before adaptation; refit the covariate model with osteoscreen calibrate on labelled local studies",
-            }),
-        );
-    }
-    let adapted = ModelCard {
-        name: name.to_string(),
-        version: format!("{}+adapted", card.version),
-        training_data: format!(
-            "{}; batch-norm statistics adapted to {} unlabelled radiographs ({description})",
-            card.training_data,
-            readable.len()
-        ),
-        weights_sha256: sha.clone(),
-        training: Some(training),
-        ..card
-    };
+    let adapted = adabn::adapted_card(
+        &card,
+        &adabn::Adaptation {
+            name,
+            description,
+            images: readable.len(),
+            seed,
+            batches,
+        },
+        &sha,
+    );
     let card_out = weights_out.with_extension("json");
     adapted.write(&card_out)?;
     Ok(Adapted {
@@ -177,25 +124,6 @@ pub fn adapt(
         unreadable: images.len() - readable.len(),
         sha256: sha,
     })
-}
-
-/// The batch norms' running means and variances, by name.
-fn running_statistics(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut stats: Vec<(String, candle_core::Var)> = data
-        .iter()
-        .filter(|(name, _)| name.contains(".running_"))
-        .map(|(name, var)| (name.clone(), var.clone()))
-        .collect();
-    stats.sort_by(|a, b| a.0.cmp(&b.0));
-    stats
-}
-
-fn values(stats: &[(String, candle_core::Var)]) -> Result<Vec<Vec<f32>>, TrainError> {
-    stats
-        .iter()
-        .map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
-        .collect()
 }
 
 /// The radiographs under `root`: a dataset's images when `root` is in a layout `train`

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The daemon's own site adaptation ([model] site_adaptation), end to end: phantom U (a
+# generator no stage of the bundled weights saw) sent with DCMTK's storescu to `serve`,
+# seed 9101 first (60 studies, 120 radiographs: the site's first radiographs), seed 9102
+# once those have ended (a site's studies trickle in). Each study's class comes from the
+# job's stored Finding summary, its truth from the phantom's manifest; accuracy per seed,
+# adaptation off against on (after 64 radiographs, the default, and after 120). The
+# phantoms need numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first
+# use, like scripts/train-demo.sh. About five minutes on 2 cores, and five more to generate U.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=var/phantom-venv/bin/python
+if ! "$py" -c 'import numpy, scipy, PIL, pydicom' 2>/dev/null; then
+    python3 -m venv var/phantom-venv
+    var/phantom-venv/bin/pip install --quiet numpy scipy pillow pydicom
+fi
+# The test suite's build (dependencies at -O3): accuracy is the point, the time the log
+# gives for an adaptation is indicative.
+cargo build
+bin="${CARGO_TARGET_DIR:-target}/debug/osteoscreen"
+for s in 9101 9102; do
+    dir=var/demo-train/phu-$s
+    if [ ! -f "$dir/manifest.csv" ]; then
+        "$py" scripts/phantoms/phantom_u.py "$dir" 60 "$s" --workers 1
+        "$py" scripts/phantoms/shrink.py "$dir"
+    fi
+done
+
+# adaptation (true/false), radiographs to adapt on
+run() {
+    local work port pid
+    work=$(mktemp -d)
+    port=$((20000 + RANDOM % 20000))
+    OSTEOSCREEN__STORAGE__DIR="$work/var" OSTEOSCREEN__DICOM__LISTEN="127.0.0.1:$port" \
+        OSTEOSCREEN__HTTP__LISTEN="127.0.0.1:$((port + 1))" \
+        OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS=1 OSTEOSCREEN__MODEL__SITE_ADAPTATION="$1" \
+        OSTEOSCREEN__MODEL__SITE_ADAPTATION_IMAGES="$2" "$bin" serve >"$work/log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 60); do
+        echoscu -aec OSTEOSCREEN 127.0.0.1 "$port" 2>/dev/null && break
+        sleep 1
+    done
+    local want=0
+    for s in 9101 9102; do
+        for p in var/demo-train/phu-$s/p*/; do
+            storescu -aet MODALITY -aec OSTEOSCREEN 127.0.0.1 "$port" "$p"*.dcm
+        done
+        want=$((want + 60))
+        for _ in $(seq 1 600); do
+            n=$(sqlite3 "$work/var/osteoscreen.sqlite" \
+                "select count(*) from jobs where state in ('done','not_applicable','dead')")
+            [ "$n" -ge "$want" ] && break
+            sleep 2
+        done
+    done
+    kill "$pid"
+    wait "$pid" || true
+    sqlite3 -separator , "$work/var/osteoscreen.sqlite" \
+        "select study_uid, json_extract(finding, '\$.class') from jobs" >"$work/classes.csv"
+    local seconds
+    seconds=$(grep -o 'seconds="[0-9.]*"' "$work/log" | tr '\n' ' ' || true)
+    "$py" - "$work/classes.csv" "site_adaptation=$1 after $2" "$seconds" <<'PY'
+import csv, sys
+import pydicom
+classes = dict(line.strip().split(",") for line in open(sys.argv[1]))
+names = {"normal": 0, "osteopenia": 1, "osteoporosis": 2}
+row = [sys.argv[2]]
+for seed in ("9101", "9102"):
+    root = f"var/demo-train/phu-{seed}/"
+    right = total = 0
+    for r in csv.DictReader(open(root + "manifest.csv")):
+        if r["view"] != "AP":
+            continue
+        uid = pydicom.dcmread(root + r["path"], stop_before_pixels=True).StudyInstanceUID
+        total += 1
+        right += names.get(classes.get(uid, ""), -1) == int(r["label"])
+    row.append(f"U {seed}: {right / total:.3f} ({total} studies)")
+print("  ".join(row) + (f"  adaptation took {sys.argv[3]}" if sys.argv[3] else ""))
+PY
+    rm -rf "$work"
+}
+run false 64
+run true 64
+run true 120

@@ -1,0 +1,304 @@
+//! The daemon adapting its X-ray model to the site by itself: after the first
+//! `[model] site_adaptation_images` radiographs it received, the configured weights'
+//! batch-norm statistics are measured again on them (`model::adabn`, what
+//! `osteoscreen adapt` does with a folder) and later studies are read with the result;
+//! once more, from the configured weights, on the first `REFINE` times as many (more
+//! images, steadier statistics: U 0.500 after 64, 0.533 after 120), then never again. A
+//! site's detector and processing are one look; the bundled weights' statistics are those
+//! of a mixture of looks, right for none. Re-measured on one look they read a generator
+//! no training set had 8-10 points more accurately and learned ones as well or better
+//! (BENCHMARKS.md, thirty-second session). The adapted weights and their card go to
+//! `<storage dir>/model/`, so a restart reads with them at once; new configured weights
+//! start the count again. Every report names the model that read it (its card's version
+//! ends in "+adapted", its sha256 is the adapted file's).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use candle_core::Device;
+
+use super::site_shift::SiteShift;
+use crate::model::adabn::{self, Adaptation};
+use crate::model::card::short_sha;
+use crate::model::{ModelCard, ModelError, XrayModel};
+
+/// The X-ray model studies are read with now; replaced once by the site's adaptation.
+/// Each analysis takes its own handle, so a study is read by one model throughout.
+#[derive(Default)]
+pub struct ModelSlot(RwLock<Option<Arc<XrayModel>>>);
+
+impl ModelSlot {
+    pub fn new(model: Option<XrayModel>) -> ModelSlot {
+        ModelSlot(RwLock::new(model.map(Arc::new)))
+    }
+
+    pub fn get(&self) -> Option<Arc<XrayModel>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn is_some(&self) -> bool {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    fn replace(&self, model: XrayModel) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+    }
+}
+
+/// How many radiographs a model card says its weights were adapted on (0: not adapted).
+fn adapted_images(card: &ModelCard) -> usize {
+    card.training
+        .as_ref()
+        .and_then(|t| t.get("adapted")?.get("images")?.as_u64())
+        .unwrap_or(0) as usize
+}
+
+/// File name of the adapted weights under the storage dir (the card beside it, .json).
+pub const ADAPTED_WEIGHTS: &str = "model/site-adapted.safetensors";
+
+/// Most radiographs kept for an adaptation (0.25 MB each as the model reads them).
+const MAX_POOL: usize = 1024;
+
+/// The second, final adaptation uses this many times the first one's radiographs (at most
+/// `adabn` allows in memory: 1,024, about 256 MB).
+pub const REFINE: usize = 4;
+
+/// Collects the site's first radiographs (as the model reads them) and adapts once.
+pub struct SiteAdaptation {
+    /// The configured weights, which every adaptation starts from.
+    base: PathBuf,
+    base_card: ModelCard,
+    out: PathBuf,
+    /// Radiographs of the first adaptation and of the final one.
+    first: usize,
+    last: usize,
+    device: Device,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pool: Vec<Vec<f32>>,
+    phase: Phase,
+    /// Radiographs the next adaptation waits for.
+    target: usize,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum Phase {
+    #[default]
+    Collecting,
+    Adapting,
+    /// Adapted, or the attempt failed (logged; not tried again until a restart).
+    Finished,
+}
+
+impl SiteAdaptation {
+    /// Adapt the weights `base` (card `base_card`, checked at load) after `images`
+    /// radiographs, writing under `storage_dir`.
+    pub fn new(
+        base: &Path,
+        base_card: ModelCard,
+        storage_dir: &Path,
+        images: usize,
+        device: Device,
+    ) -> SiteAdaptation {
+        SiteAdaptation {
+            base: base.to_path_buf(),
+            base_card,
+            out: storage_dir.join(ADAPTED_WEIGHTS),
+            first: images.max(adabn::MIN_IMAGES),
+            last: (images * REFINE).clamp(adabn::MIN_IMAGES, MAX_POOL),
+            device,
+            state: Mutex::new(State {
+                target: images.max(adabn::MIN_IMAGES),
+                ..State::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether studies are now read with adapted weights.
+    pub fn adapted(&self, slot: &ModelSlot) -> bool {
+        slot.get()
+            .is_some_and(|m| adabn::adapted_from(&m.card) == Some(&self.base_card.weights_sha256))
+    }
+
+    /// At start: read with the weights an earlier run adapted to this site, when they were
+    /// adapted from the configured weights. Anything else there (weights adapted from other
+    /// weights, a file that fails its sha256 check) is left to be replaced by the next
+    /// adaptation, and said so.
+    pub fn restore(&self, slot: &ModelSlot) {
+        let card_path = self.out.with_extension("json");
+        if !card_path.exists() {
+            return;
+        }
+        let loaded = ModelCard::read(&card_path).and_then(|card| {
+            if adabn::adapted_from(&card) != Some(&self.base_card.weights_sha256) {
+                return Ok(None);
+            }
+            XrayModel::load(&self.out, None, self.device.clone()).map(Some)
+        });
+        match loaded {
+            Ok(Some(model)) => {
+                tracing::info!(
+                    weights = %self.out.display(),
+                    sha256 = short_sha(&model.card.weights_sha256),
+                    "reading radiographs with the weights adapted to this site earlier"
+                );
+                let done = adapted_images(&model.card);
+                slot.replace(model);
+                let mut s = self.state();
+                if done >= self.last {
+                    s.phase = Phase::Finished;
+                } else {
+                    s.target = self.last;
+                }
+            }
+            Ok(None) => tracing::info!(
+                weights = %self.out.display(),
+                "the site-adapted weights there were adapted from other weights; adapting the configured ones again after {} radiographs",
+                self.first
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the site-adapted weights cannot be used; adapting again after {} radiographs",
+                self.first
+            ),
+        }
+    }
+
+    /// One study's radiographs as the model read them. The call that brings the pool to
+    /// its target adapts (in the caller's thread: about ten seconds on two cores for 64
+    /// radiographs) and then puts the adapted model in `slot`; studies analysed meanwhile
+    /// by other workers are read with the weights before.
+    pub fn offer(&self, inputs: Vec<Vec<f32>>, slot: &ModelSlot, site: &SiteShift) {
+        let pool = {
+            let mut s = self.state();
+            if s.phase != Phase::Collecting {
+                return;
+            }
+            let room = self.last.saturating_sub(s.pool.len());
+            s.pool.extend(inputs.into_iter().take(room));
+            if s.pool.len() < s.target {
+                return;
+            }
+            s.phase = Phase::Adapting;
+            let target = s.target;
+            s.pool[..target].to_vec()
+        };
+        let started = std::time::Instant::now();
+        let adapted = self.adapt(&pool);
+        let mut s = self.state();
+        match adapted {
+            Ok(model) => {
+                tracing::info!(
+                    radiographs = pool.len(),
+                    seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                    sha256 = short_sha(&model.card.weights_sha256),
+                    weights = %self.out.display(),
+                    "X-ray model adapted to this site's radiographs (batch-norm statistics measured again, weights as trained); later studies are read with it"
+                );
+                slot.replace(model);
+                // The look is now measured against the adapted model's features.
+                site.reset();
+                if pool.len() < self.last {
+                    s.target = self.last;
+                    s.phase = Phase::Collecting;
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "adapting the X-ray model to this site failed; studies are read with the weights before"
+            ),
+        }
+        s.phase = Phase::Finished;
+        s.pool = Vec::new();
+    }
+
+    fn adapt(&self, pool: &[Vec<f32>]) -> Result<XrayModel, ModelError> {
+        if let Some(dir) = self.out.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ModelError::WeightsFile {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let name = format!("{}-site", self.base_card.name);
+        let how = Adaptation {
+            name: &name,
+            description: "the first radiographs this daemon received",
+            images: pool.len(),
+            seed: 1,
+            batches: 0,
+        };
+        adabn::adapt_inputs(
+            &self.base,
+            &self.base_card,
+            pool,
+            &self.out,
+            &how,
+            &self.device,
+        )?;
+        XrayModel::load(&self.out, None, self.device.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapts_at_the_first_target_again_at_the_last_then_never_and_a_restart_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.safetensors");
+        let card = XrayModel::create_untrained(&base).unwrap();
+        let side = card.input_spec().side;
+        let load = || XrayModel::load(&base, None, Device::Cpu).unwrap();
+        let (slot, site) = (ModelSlot::new(Some(load())), SiteShift::default());
+        let storage = dir.path().join("var");
+        let a = SiteAdaptation::new(&base, card.clone(), &storage, 32, Device::Cpu);
+        let image = |k: usize| -> Vec<f32> {
+            (0..side * side)
+                .map(|i| 0.5 + ((i * 3 + k * 11) % 17) as f32 / 8.0)
+                .collect()
+        };
+        let images_of = |slot: &ModelSlot| adapted_images(&slot.get().unwrap().card);
+        a.offer((0..30).map(image).collect(), &slot, &site);
+        assert!(!a.adapted(&slot));
+        // A study's worth more reaches 32: the first adaptation, on exactly 32.
+        a.offer((30..34).map(image).collect(), &slot, &site);
+        assert!(a.adapted(&slot));
+        assert_eq!(images_of(&slot), 32);
+        let first = slot.get().unwrap().card.weights_sha256.clone();
+        // Up to 4 x 32: the final adaptation, from the configured weights again.
+        a.offer((34..128).map(image).collect(), &slot, &site);
+        assert_eq!(images_of(&slot), 128);
+        let last = slot.get().unwrap().card.weights_sha256.clone();
+        assert_ne!(first, last);
+        assert_eq!(
+            adabn::adapted_from(&slot.get().unwrap().card),
+            Some(card.weights_sha256.as_str())
+        );
+        a.offer((128..200).map(image).collect(), &slot, &site);
+        assert_eq!(slot.get().unwrap().card.weights_sha256, last);
+
+        // A restart reads with them; other configured weights do not.
+        let again = ModelSlot::new(Some(load()));
+        SiteAdaptation::new(&base, card.clone(), &storage, 32, Device::Cpu).restore(&again);
+        assert_eq!(again.get().unwrap().card.weights_sha256, last);
+        let other = dir.path().join("other.safetensors");
+        let other_card = XrayModel::create_untrained(&other).unwrap();
+        let fresh = ModelSlot::new(Some(XrayModel::load(&other, None, Device::Cpu).unwrap()));
+        let b = SiteAdaptation::new(&other, other_card.clone(), &storage, 32, Device::Cpu);
+        b.restore(&fresh);
+        assert_eq!(
+            fresh.get().unwrap().card.weights_sha256,
+            other_card.weights_sha256
+        );
+        assert!(!b.adapted(&fresh));
+    }
+}
