@@ -80,5 +80,6 @@ PY
     rm -rf "$work"
 }
 run false 64
+run true 32
 run true 64
 run true 120

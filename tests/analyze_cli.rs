@@ -187,3 +187,38 @@ fn a_series_of_mixed_matrix_sizes_fails_with_a_reason() {
         "{json}"
     );
 }
+
+#[test]
+fn many_studies_are_read_as_the_daemon_reads_them_adapted_after_the_first_radiographs() {
+    let work = tempfile::tempdir().unwrap();
+    let data = synth_dx_studies(&work.path().join("synth"), 18, 59);
+    let models = |adapt: &str| -> (Vec<String>, String) {
+        let out = run(Command::new(bin())
+            .env("OSTEOSCREEN__MODEL__SITE_ADAPTATION", adapt)
+            .env("OSTEOSCREEN__MODEL__SITE_ADAPTATION_IMAGES", "32")
+            .arg("--config")
+            .arg(shipped_config())
+            .args(["analyze", "--json"])
+            .arg(&data));
+        assert!(out.status.success(), "{}", text(&out));
+        let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let names = findings
+            .iter()
+            .map(|f| f["xray"]["model"]["name"].as_str().unwrap().to_string())
+            .collect();
+        (names, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (names, stderr) = models("true");
+    assert_eq!(names.len(), 18);
+    // Sixteen two-view studies fill the 32 radiographs; the last two are read adapted.
+    let base = names[0].clone();
+    assert!(names[..16].iter().all(|n| *n == base), "{names:?}");
+    assert!(
+        names[16..].iter().all(|n| *n == format!("{base}-site")),
+        "{names:?}"
+    );
+    assert!(stderr.contains("the X-ray model was adapted"), "{stderr}");
+    let (names, stderr) = models("false");
+    assert!(names.iter().all(|n| *n == base), "{names:?}");
+    assert!(!stderr.contains("adapted"), "{stderr}");
+}

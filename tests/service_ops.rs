@@ -281,13 +281,12 @@ fn sigterm_lets_the_study_being_analysed_finish() {
 fn the_site_s_feature_shift_is_a_metric_once_enough_radiographs_were_read() {
     let work = tempfile::tempdir().unwrap();
     // 20 two-view studies: 40 radiographs, above the 32 the shift is reported after.
-    let data = work.path().join("synth");
-    let out = run(Command::new(bin())
-        .args(["synth", "--modality", "dx", "--size", "256x320"])
-        .args(["--studies", "20", "--seed", "47", "--out"])
-        .arg(&data));
-    assert!(out.status.success(), "{}", text(&out));
-    let d = analysing(work.path(), &[]);
+    let data = synth_dx_studies(&work.path().join("synth"), 20, 47);
+    // The shift of the weights as configured: no site adaptation after 32 radiographs.
+    let d = analysing(
+        work.path(),
+        &[("OSTEOSCREEN__MODEL__SITE_ADAPTATION", "false")],
+    );
     let shift = || common::stow::metric(&d, "osteoscreen_xray_feature_shift");
     assert!(shift().is_some_and(f64::is_nan), "{:?}", shift());
     let out = run(d.storescu("MODALITY").args(dicom_files(&data)));
@@ -312,12 +311,7 @@ fn the_site_s_feature_shift_is_a_metric_once_enough_radiographs_were_read() {
 #[test]
 fn the_daemon_adapts_to_the_site_after_its_first_radiographs_and_keeps_it_across_a_restart() {
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("synth");
-    let out = run(Command::new(bin())
-        .args(["synth", "--modality", "dx", "--size", "256x320"])
-        .args(["--studies", "18", "--seed", "53", "--out"])
-        .arg(&data));
-    assert!(out.status.success(), "{}", text(&out));
+    let data = synth_dx_studies(&work.path().join("synth"), 18, 53);
     let study = |k: usize| data.join(format!("study{k:05}"));
     let mut d = analysing(
         work.path(),
@@ -337,6 +331,9 @@ fn the_daemon_adapts_to_the_site_after_its_first_radiographs_and_keeps_it_across
     );
     d.wait_for_log("adapted to this site's radiographs", LIMIT);
     assert_eq!(adapted(&d), Some(1.0), "{}", d.logs());
+    // The look is measured again against the adapted model: no number until 32 more.
+    let shift = common::stow::metric(&d, "osteoscreen_xray_feature_shift");
+    assert!(shift.is_some_and(f64::is_nan), "{shift:?}");
     let weights = d.storage_dir().join("model/site-adapted.safetensors");
     let card = osteoscreen::model::ModelCard::read(&weights.with_extension("json")).unwrap();
     card.check_weights(&weights).unwrap();

@@ -242,6 +242,9 @@ fn run_methods(
     }
     if !sel.radiographs.is_empty() {
         let t0 = Instant::now();
+        if let Some(adaptation) = &engine.adaptation {
+            adaptation.wait_while_adapting();
+        }
         let model = engine.xray.get();
         let result = match &model {
             None => Err(MethodError::NoXrayModel),

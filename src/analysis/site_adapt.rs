@@ -3,17 +3,18 @@
 //! batch-norm statistics are measured again on them (`model::adabn`, what
 //! `osteoscreen adapt` does with a folder) and later studies are read with the result;
 //! once more, from the configured weights, on the first `REFINE` times as many (more
-//! images, steadier statistics: U 0.500 after 64, 0.533 after 120), then never again. A
+//! images, steadier statistics), then never again. A
 //! site's detector and processing are one look; the bundled weights' statistics are those
 //! of a mixture of looks, right for none. Re-measured on one look they read a generator
-//! no training set had 8-10 points more accurately and learned ones as well or better
+//! no training set had 5-13 points more accurately and most learned ones better too
 //! (BENCHMARKS.md, thirty-second session). The adapted weights and their card go to
 //! `<storage dir>/model/`, so a restart reads with them at once; new configured weights
 //! start the count again. Every report names the model that read it (its card's version
 //! ends in "+adapted", its sha256 is the adapted file's).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use candle_core::Device;
 
@@ -74,7 +75,12 @@ pub struct SiteAdaptation {
     last: usize,
     device: Device,
     state: Mutex<State>,
+    /// Signalled when an adaptation ends.
+    ended: Condvar,
 }
+
+/// Longest a study waits for an adaptation under way (one takes 10-15 s on two cores).
+const LONGEST_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct State {
@@ -114,6 +120,7 @@ impl SiteAdaptation {
                 target: images.max(adabn::MIN_IMAGES),
                 ..State::default()
             }),
+            ended: Condvar::new(),
         }
     }
 
@@ -171,10 +178,27 @@ impl SiteAdaptation {
         }
     }
 
+    /// Before reading a study's radiographs: while an adaptation is under way, wait for it
+    /// (at most `LONGEST_WAIT`), so that a burst of studies arriving meanwhile is read with
+    /// the adapted model, as a trickle would be.
+    pub fn wait_while_adapting(&self) {
+        let deadline = Instant::now() + LONGEST_WAIT;
+        let mut s = self.state();
+        while s.phase == Phase::Adapting {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            s = match self.ended.wait_timeout(s, left) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
     /// One study's radiographs as the model read them. The call that brings the pool to
-    /// its target adapts (in the caller's thread: about ten seconds on two cores for 64
-    /// radiographs) and then puts the adapted model in `slot`; studies analysed meanwhile
-    /// by other workers are read with the weights before.
+    /// its target adapts (in the caller's thread: 10-20 seconds on two cores) and then puts the adapted model in `slot`; studies of other workers
+    /// wait for it (`wait_while_adapting`).
     pub fn offer(&self, inputs: Vec<Vec<f32>>, slot: &ModelSlot, site: &SiteShift) {
         let pool = {
             let mut s = self.state();
@@ -190,7 +214,7 @@ impl SiteAdaptation {
             let target = s.target;
             s.pool[..target].to_vec()
         };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let adapted = self.adapt(&pool);
         let mut s = self.state();
         match adapted {
@@ -208,7 +232,6 @@ impl SiteAdaptation {
                 if pool.len() < self.last {
                     s.target = self.last;
                     s.phase = Phase::Collecting;
-                    return;
                 }
             }
             Err(e) => tracing::warn!(
@@ -216,8 +239,12 @@ impl SiteAdaptation {
                 "adapting the X-ray model to this site failed; studies are read with the weights before"
             ),
         }
-        s.phase = Phase::Finished;
-        s.pool = Vec::new();
+        if s.phase == Phase::Adapting {
+            s.phase = Phase::Finished;
+            s.pool = Vec::new();
+        }
+        drop(s);
+        self.ended.notify_all();
     }
 
     fn adapt(&self, pool: &[Vec<f32>]) -> Result<XrayModel, ModelError> {
@@ -251,14 +278,20 @@ impl SiteAdaptation {
 mod tests {
     use super::*;
 
+    /// An untrained model saved in `dir` as `name`, its card, and a slot reading with it.
+    fn untrained(dir: &Path, name: &str) -> (PathBuf, ModelCard, ModelSlot) {
+        let weights = dir.join(format!("{name}.safetensors"));
+        let card = XrayModel::create_untrained(&weights).unwrap();
+        let model = XrayModel::load(&weights, None, Device::Cpu).unwrap();
+        (weights, card, ModelSlot::new(Some(model)))
+    }
+
     #[test]
     fn adapts_at_the_first_target_again_at_the_last_then_never_and_a_restart_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("base.safetensors");
-        let card = XrayModel::create_untrained(&base).unwrap();
+        let (base, card, slot) = untrained(dir.path(), "base");
         let side = card.input_spec().side;
-        let load = || XrayModel::load(&base, None, Device::Cpu).unwrap();
-        let (slot, site) = (ModelSlot::new(Some(load())), SiteShift::default());
+        let site = SiteShift::default();
         let storage = dir.path().join("var");
         let a = SiteAdaptation::new(&base, card.clone(), &storage, 32, Device::Cpu);
         let image = |k: usize| -> Vec<f32> {
@@ -287,12 +320,10 @@ mod tests {
         assert_eq!(slot.get().unwrap().card.weights_sha256, last);
 
         // A restart reads with them; other configured weights do not.
-        let again = ModelSlot::new(Some(load()));
+        let again = ModelSlot::new(Some(XrayModel::load(&base, None, Device::Cpu).unwrap()));
         SiteAdaptation::new(&base, card.clone(), &storage, 32, Device::Cpu).restore(&again);
         assert_eq!(again.get().unwrap().card.weights_sha256, last);
-        let other = dir.path().join("other.safetensors");
-        let other_card = XrayModel::create_untrained(&other).unwrap();
-        let fresh = ModelSlot::new(Some(XrayModel::load(&other, None, Device::Cpu).unwrap()));
+        let (other, other_card, fresh) = untrained(dir.path(), "other");
         let b = SiteAdaptation::new(&other, other_card.clone(), &storage, 32, Device::Cpu);
         b.restore(&fresh);
         assert_eq!(
@@ -300,5 +331,26 @@ mod tests {
             other_card.weights_sha256
         );
         assert!(!b.adapted(&fresh));
+    }
+
+    #[test]
+    fn a_study_read_while_the_model_adapts_waits_for_the_adapted_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, card, slot) = untrained(dir.path(), "base");
+        let side = card.input_spec().side;
+        let a = SiteAdaptation::new(&base, card, &dir.path().join("var"), 32, Device::Cpu);
+        a.wait_while_adapting(); // nothing under way: returns at once
+        let images: Vec<Vec<f32>> = (0..32)
+            .map(|k| (0..side * side).map(|i| ((i + k) % 7) as f32).collect())
+            .collect();
+        std::thread::scope(|scope| {
+            scope.spawn(|| a.offer(images, &slot, &SiteShift::default()));
+            // Until the adaptation has begun (or, on a fast machine, already ended).
+            while a.state().phase == Phase::Collecting && !a.adapted(&slot) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            a.wait_while_adapting();
+            assert!(a.adapted(&slot));
+        });
     }
 }

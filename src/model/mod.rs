@@ -64,7 +64,7 @@ impl Default for ModelSettings {
             batch_size: 8,
             covariates: true,
             site_adaptation: true,
-            site_adaptation_images: 64,
+            site_adaptation_images: 32,
             unresolved: None,
         }
     }

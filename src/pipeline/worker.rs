@@ -141,9 +141,9 @@ impl<R: Router + 'static> Workers<R> {
         let finding = blocking(move || Ok::<_, JobError>(analyze(&paths, &engine))).await?;
         // Read back under the tracker's lock, so that of two workers finishing together
         // the later setter shows the latest value.
-        if let Some(shift) = self.engine.site.current() {
-            metrics().xray_feature_shift.set(shift as f64);
-        }
+        // NaN again after a site adaptation, until enough radiographs were read with it.
+        let shift = self.engine.site.current().map_or(f64::NAN, f64::from);
+        metrics().xray_feature_shift.set(shift);
         if let Some(a) = &self.engine.adaptation {
             let adapted = a.adapted(&self.engine.xray);
             metrics()

@@ -152,6 +152,22 @@ pub fn synth_study(dir: &Path, args: &[&str]) -> PathBuf {
     dir.join("study00000")
 }
 
+/// `n` small two-view DX studies (`synth --seed SEED`) in `dir`/study00000...; returns `dir`.
+pub fn synth_dx_studies(dir: &Path, n: usize, seed: u64) -> PathBuf {
+    let out = run(Command::new(bin())
+        .args(["synth", "--modality", "dx", "--size", "256x320"])
+        .args([
+            "--studies",
+            &n.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(dir));
+    assert!(out.status.success(), "synth: {}", text(&out));
+    dir.to_path_buf()
+}
+
 /// Every `.dcm` file under `dir`, recursively, sorted.
 pub fn dicom_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
