@@ -64,7 +64,8 @@ const MAX_POOL: usize = 1024;
 /// `adabn` allows in memory: 1,024, about 256 MB).
 pub const REFINE: usize = 4;
 
-/// Collects the site's first radiographs (as the model reads them) and adapts once.
+/// Collects the site's first radiographs (as the model reads them) and adapts on them:
+/// after `first`, again after `last`, then never.
 pub struct SiteAdaptation {
     /// The configured weights, which every adaptation starts from.
     base: PathBuf,
