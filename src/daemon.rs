@@ -58,7 +58,16 @@ pub async fn serve(settings: Settings, config_file: Option<PathBuf>) -> anyhow::
         &settings.model,
     )
     .context("cannot load the X-ray model ([model] settings)")?;
-    engine.adaptation = site_adaptation(&settings.model, &engine, &dir)?;
+    // Its own adaptation to the site, reading at once with the weights an earlier run
+    // adapted from the configured ones.
+    engine.adaptation = SiteAdaptation::configured(&settings.model, &engine.xray, &dir)?;
+    if let Some(adaptation) = &engine.adaptation {
+        adaptation.restore(&engine.xray);
+        let adapted = adaptation.adapted(&engine.xray);
+        crate::ops::metrics::metrics()
+            .xray_site_adapted
+            .set(f64::from(u8::from(adapted)));
+    }
     let engine = Arc::new(engine);
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr)
@@ -426,32 +435,4 @@ fn reload(r: &Reloadable) {
         level = %settings.log.level,
         "SIGHUP: destinations, priorities and log level reloaded"
     );
-}
-
-/// The daemon's own adaptation to the site (`[model] site_adaptation`), reading at once
-/// with the weights an earlier run adapted from the configured ones.
-fn site_adaptation(
-    model: &crate::model::ModelSettings,
-    engine: &Engine,
-    dir: &std::path::Path,
-) -> anyhow::Result<Option<SiteAdaptation>> {
-    let Some(configured) = engine.xray.get() else {
-        return Ok(None);
-    };
-    if !model.site_adaptation {
-        return Ok(None);
-    }
-    let adaptation = SiteAdaptation::new(
-        &model.weights,
-        configured.card.clone(),
-        dir,
-        model.site_adaptation_images,
-        crate::model::device(&model.device)?,
-    );
-    adaptation.restore(&engine.xray);
-    let adapted = adaptation.adapted(&engine.xray);
-    crate::ops::metrics::metrics()
-        .xray_site_adapted
-        .set(f64::from(u8::from(adapted)));
-    Ok(Some(adaptation))
 }

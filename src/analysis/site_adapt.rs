@@ -21,7 +21,7 @@ use candle_core::Device;
 use super::site_shift::SiteShift;
 use crate::model::adabn::{self, Adaptation};
 use crate::model::card::short_sha;
-use crate::model::{ModelCard, ModelError, XrayModel};
+use crate::model::{ModelCard, ModelError, ModelSettings, XrayModel};
 
 /// The X-ray model studies are read with now; replaced once by the site's adaptation.
 /// Each analysis takes its own handle, so a study is read by one model throughout.
@@ -46,22 +46,11 @@ impl ModelSlot {
     }
 }
 
-/// How many radiographs a model card says its weights were adapted on (0: not adapted).
-fn adapted_images(card: &ModelCard) -> usize {
-    card.training
-        .as_ref()
-        .and_then(|t| t.get("adapted")?.get("images")?.as_u64())
-        .unwrap_or(0) as usize
-}
-
 /// File name of the adapted weights under the storage dir (the card beside it, .json).
 pub const ADAPTED_WEIGHTS: &str = "model/site-adapted.safetensors";
 
-/// Most radiographs kept for an adaptation (0.25 MB each as the model reads them).
-const MAX_POOL: usize = 1024;
-
 /// The second, final adaptation uses this many times the first one's radiographs (at most
-/// `adabn` allows in memory: 1,024, about 256 MB).
+/// `adabn::MAX_IMAGES`).
 pub const REFINE: usize = 4;
 
 /// Collects the site's first radiographs (as the model reads them) and adapts on them:
@@ -115,7 +104,7 @@ impl SiteAdaptation {
             base_card,
             out: storage_dir.join(ADAPTED_WEIGHTS),
             first: images.max(adabn::MIN_IMAGES),
-            last: (images * REFINE).clamp(adabn::MIN_IMAGES, MAX_POOL),
+            last: (images * REFINE).clamp(adabn::MIN_IMAGES, adabn::MAX_IMAGES),
             device,
             state: Mutex::new(State {
                 target: images.max(adabn::MIN_IMAGES),
@@ -123,6 +112,25 @@ impl SiteAdaptation {
             }),
             ended: Condvar::new(),
         }
+    }
+
+    /// The adaptation `[model]` asks for, of the model in `slot`, writing under
+    /// `storage_dir`: None when `site_adaptation` is off or there is no X-ray model.
+    pub fn configured(
+        model: &ModelSettings,
+        slot: &ModelSlot,
+        storage_dir: &Path,
+    ) -> Result<Option<SiteAdaptation>, ModelError> {
+        let Some(configured) = slot.get().filter(|_| model.site_adaptation) else {
+            return Ok(None);
+        };
+        Ok(Some(SiteAdaptation::new(
+            &model.weights,
+            configured.card.clone(),
+            storage_dir,
+            model.site_adaptation_images,
+            crate::model::device(&model.device)?,
+        )))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -157,7 +165,7 @@ impl SiteAdaptation {
                     sha256 = short_sha(&model.card.weights_sha256),
                     "reading radiographs with the weights adapted to this site earlier"
                 );
-                let done = adapted_images(&model.card);
+                let done = adabn::adapted_images(&model.card);
                 slot.replace(model);
                 let mut s = self.state();
                 if done >= self.last {
@@ -212,8 +220,12 @@ impl SiteAdaptation {
                 return;
             }
             s.phase = Phase::Adapting;
-            let target = s.target;
-            s.pool[..target].to_vec()
+            if s.target == self.last {
+                std::mem::take(&mut s.pool)
+            } else {
+                // Collecting goes on for the final adaptation: it needs these too.
+                s.pool[..s.target].to_vec()
+            }
         };
         let started = Instant::now();
         let adapted = self.adapt(&pool);
@@ -259,9 +271,7 @@ impl SiteAdaptation {
         let how = Adaptation {
             name: &name,
             description: "the first radiographs this daemon received",
-            images: pool.len(),
             seed: 1,
-            batches: 0,
         };
         adabn::adapt_inputs(
             &self.base,
@@ -300,7 +310,7 @@ mod tests {
                 .map(|i| 0.5 + ((i * 3 + k * 11) % 17) as f32 / 8.0)
                 .collect()
         };
-        let images_of = |slot: &ModelSlot| adapted_images(&slot.get().unwrap().card);
+        let images_of = |slot: &ModelSlot| adabn::adapted_images(&slot.get().unwrap().card);
         a.offer((0..30).map(image).collect(), &slot, &site);
         assert!(!a.adapted(&slot));
         // A study's worth more reaches 32: the first adaptation, on exactly 32.

@@ -35,17 +35,7 @@ pub fn run(
     // `[model] site_adaptation`, adapted after the first radiographs (in a scratch folder,
     // not kept: the daemon's own adaptation is its storage dir's).
     let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
-    if settings.model.site_adaptation {
-        if let Some(model) = engine.xray.get() {
-            engine.adaptation = Some(SiteAdaptation::new(
-                &settings.model.weights,
-                model.card.clone(),
-                scratch.path(),
-                settings.model.site_adaptation_images,
-                osteoscreen::model::device(&settings.model.device)?,
-            ));
-        }
-    }
+    engine.adaptation = SiteAdaptation::configured(&settings.model, &engine.xray, scratch.path())?;
     let (headers, skipped) = read_headers(&files);
     let mut findings: Vec<Finding> = Vec::new();
     // Files that are not DICOM are counted in the first study's Finding.

@@ -24,6 +24,10 @@ pub const BATCH: usize = 16;
 /// patients in it, not the site.
 pub const MIN_IMAGES: usize = 32;
 
+/// Most images an adaptation holds (a seeded sample of more is read): enough for a site's
+/// statistics, and memory stays bounded (about 0.25 MB an image as the model reads it).
+pub const MAX_IMAGES: usize = 1024;
+
 /// Fewest batches measured (more when the images fill more): each batch's statistics are
 /// mostly its 16 patients, their average over many is the site.
 const BATCHES: usize = 48;
@@ -85,13 +89,18 @@ pub struct Adaptation<'a> {
     pub name: &'a str,
     /// What the images were (never a path: a folder's name may be a patient's).
     pub description: &'a str,
-    pub images: usize,
     pub seed: u64,
-    pub batches: usize,
 }
 
-/// The card of `card`'s weights adapted as `how` says, whose file has sha256 `sha`.
-pub fn adapted_card(card: &ModelCard, how: &Adaptation, sha: &str) -> ModelCard {
+/// The card of `card`'s weights adapted as `how` says on `images` images (`batches`
+/// batches' statistics averaged), whose file has sha256 `sha`.
+pub fn adapted_card(
+    card: &ModelCard,
+    how: &Adaptation,
+    images: usize,
+    batches: usize,
+    sha: &str,
+) -> ModelCard {
     let mut training = card
         .training
         .clone()
@@ -102,10 +111,10 @@ pub fn adapted_card(card: &ModelCard, how: &Adaptation, sha: &str) -> ModelCard 
             serde_json::json!({
                 "method": "batch-norm statistics re-estimated on unlabelled radiographs (AdaBN); weights as trained",
                 "from_sha256": card.weights_sha256,
-                "images": how.images,
+                "images": images,
                 "data": how.description,
                 "seed": how.seed,
-                "batches": how.batches,
+                "batches": batches,
                 "note": "metrics, feature profile and covariate model are those of the weights before adaptation; refit the covariate model with osteoscreen calibrate on labelled local studies",
             }),
         );
@@ -115,12 +124,20 @@ pub fn adapted_card(card: &ModelCard, how: &Adaptation, sha: &str) -> ModelCard 
         version: format!("{}+adapted", card.version),
         training_data: format!(
             "{}; batch-norm statistics adapted to {} unlabelled radiographs ({})",
-            card.training_data, how.images, how.description
+            card.training_data, images, how.description
         ),
         weights_sha256: sha.to_string(),
         training: Some(training),
         ..card.clone()
     }
+}
+
+/// How many images a card's weights were adapted on (0: not adapted).
+pub fn adapted_images(card: &ModelCard) -> usize {
+    card.training
+        .as_ref()
+        .and_then(|t| t.get("adapted")?.get("images")?.as_u64())
+        .unwrap_or(0) as usize
 }
 
 /// The sha256 of the weights a card's model was adapted from, when it was adapted.
@@ -132,10 +149,7 @@ pub fn adapted_from(card: &ModelCard) -> Option<&str> {
         .as_str()
 }
 
-/// Adapt the weights `weights` (whose card is `card`, already checked) to `inputs`
-/// (prepared images, side² values each) and write them to `out` with their card beside
-/// it (`out` with .json). Both files are written under temporary names and renamed, so a
-/// reader never sees half of either. Returns the new card.
+/// `adapt_to` on prepared images held in memory (side² values each).
 pub fn adapt_inputs(
     weights: &Path,
     card: &ModelCard,
@@ -145,8 +159,40 @@ pub fn adapt_inputs(
     device: &Device,
 ) -> Result<ModelCard, ModelError> {
     let side = card.input_spec().side;
-    if inputs.len() < MIN_IMAGES || inputs.iter().any(|x| x.len() != side * side) {
+    if inputs.iter().any(|x| x.len() != side * side) {
         return Err(ModelError::InputSize { side });
+    }
+    adapt_to(
+        weights,
+        card,
+        inputs.len(),
+        &|i| inputs[i].clone(),
+        out,
+        how,
+        device,
+    )
+}
+
+/// Adapt the weights `weights` (whose card is `card`, already checked) to `count` images,
+/// `input_of(i)` giving image i as the model reads it (at least `MIN_IMAGES`), batches
+/// drawn from `how.seed`, and write them to `out` with their card beside it (`out` with
+/// .json). Both files are written under temporary names and renamed, so a reader never
+/// sees half of either. Returns the new card.
+pub fn adapt_to(
+    weights: &Path,
+    card: &ModelCard,
+    count: usize,
+    input_of: &(dyn Fn(usize) -> Vec<f32> + Sync),
+    out: &Path,
+    how: &Adaptation,
+    device: &Device,
+) -> Result<ModelCard, ModelError> {
+    let side = card.input_spec().side;
+    if count < MIN_IMAGES {
+        return Err(ModelError::TooFewImages {
+            count,
+            least: MIN_IMAGES,
+        });
     }
     let varmap = VarMap::new();
     let net = XrayNet::new(VarBuilder::from_varmap(&varmap, DType::F32, device))
@@ -159,23 +205,14 @@ pub fn adapt_inputs(
             source,
         })?;
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(how.seed);
-    let batches = remeasure(
-        &varmap,
-        &net,
-        inputs.len(),
-        side,
-        &|i| inputs[i].clone(),
-        &mut rng,
-        device,
-    )?;
-    let how = Adaptation { batches, ..*how };
+    let batches = remeasure(&varmap, &net, count, side, input_of, &mut rng, device)?;
     let staged = out.with_extension("safetensors.partial");
     varmap.save(&staged).map_err(|source| ModelError::Weights {
         path: staged.clone(),
         source,
     })?;
     let sha = sha256_file(&staged)?;
-    let adapted = adapted_card(card, &how, &sha);
+    let adapted = adapted_card(card, how, count, batches, &sha);
     let card_path = out.with_extension("json");
     let staged_card = out.with_extension("json.partial");
     adapted.write(&staged_card)?;
@@ -230,9 +267,7 @@ mod tests {
         let how = Adaptation {
             name: "site",
             description: "test images",
-            images: inputs.len(),
             seed: 3,
-            batches: 0,
         };
         let (a, b) = (
             dir.path().join("a.safetensors"),

@@ -35,6 +35,8 @@ pub enum ModelError {
     Inference(#[from] candle_core::Error),
     #[error("inference: images must be {side} x {side} values")]
     InputSize { side: usize },
+    #[error("{count} readable radiographs: adaptation needs at least {least}")]
+    TooFewImages { count: usize, least: usize },
 }
 
 /// What is wrong with a model card.

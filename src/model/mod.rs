@@ -76,10 +76,11 @@ impl ModelSettings {
         if !(1..=256).contains(&self.batch_size) {
             return Err("batch_size must be 1-256".into());
         }
-        if !(adabn::MIN_IMAGES..=1024).contains(&self.site_adaptation_images) {
+        if !(adabn::MIN_IMAGES..=adabn::MAX_IMAGES).contains(&self.site_adaptation_images) {
             return Err(format!(
-                "site_adaptation_images must be {}-1024",
-                adabn::MIN_IMAGES
+                "site_adaptation_images must be {}-{}",
+                adabn::MIN_IMAGES,
+                adabn::MAX_IMAGES
             ));
         }
         Ok(())

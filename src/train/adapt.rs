@@ -10,8 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -21,14 +20,9 @@ use super::evaluate::input_of;
 use super::images::{self, Grey};
 use super::{progress, TrainError};
 use crate::model::adabn;
-use crate::model::card::{sha256_file, ModelCard};
-use crate::model::net::XrayNet;
+use crate::model::card::ModelCard;
 
-/// At most this many images are read (a seeded sample of more): enough for the site's
-/// statistics, and memory stays bounded (about 0.3 MB an image).
-pub const MAX_IMAGES: usize = 1024;
-
-pub use crate::model::adabn::MIN_IMAGES;
+pub use crate::model::adabn::{MAX_IMAGES, MIN_IMAGES};
 
 /// What `adapt` did.
 #[derive(Debug)]
@@ -61,17 +55,12 @@ pub fn adapt(
             weights_out.display()
         )));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut images = images.to_vec();
     if images.len() > MAX_IMAGES {
-        images.shuffle(&mut rng);
+        images.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         images.truncate(MAX_IMAGES);
     }
     let input = card.input_spec();
-    let varmap = VarMap::new();
-    let net = XrayNet::new(VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-    super::checkpoint::start_from(&varmap, weights)?;
-
     let bar = progress::bar(images.len() as u64, "decoding images");
     let cache: Vec<Option<Grey>> = images
         .par_iter()
@@ -82,7 +71,7 @@ pub fn adapt(
         })
         .collect();
     bar.finish_and_clear();
-    let readable: Vec<usize> = (0..cache.len()).filter(|&i| cache[i].is_some()).collect();
+    let readable: Vec<&Grey> = cache.iter().flatten().collect();
     if readable.len() < MIN_IMAGES {
         return Err(TrainError::Invalid(format!(
             "{} readable radiographs of {}: adaptation needs at least {MIN_IMAGES}",
@@ -90,39 +79,27 @@ pub fn adapt(
             images.len()
         )));
     }
-
-    let batches = adabn::remeasure(
-        &varmap,
-        &net,
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let how = adabn::Adaptation {
+        name,
+        description,
+        seed,
+    };
+    let adapted = adabn::adapt_to(
+        weights,
+        &card,
         readable.len(),
-        input.side,
-        &|i| input_of(cache[readable[i]].as_ref().expect("readable"), input),
-        &mut rng,
+        &|i| input_of(readable[i], input),
+        &weights_out,
+        &how,
         device,
     )?;
-
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    varmap.save(&weights_out)?;
-    let sha = sha256_file(&weights_out)?;
-    let adapted = adabn::adapted_card(
-        &card,
-        &adabn::Adaptation {
-            name,
-            description,
-            images: readable.len(),
-            seed,
-            batches,
-        },
-        &sha,
-    );
-    let card_out = weights_out.with_extension("json");
-    adapted.write(&card_out)?;
     Ok(Adapted {
+        card: weights_out.with_extension("json"),
         weights: weights_out,
-        card: card_out,
         images: readable.len(),
         unreadable: images.len() - readable.len(),
-        sha256: sha,
+        sha256: adapted.weights_sha256,
     })
 }
 
