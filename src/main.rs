@@ -76,6 +76,11 @@ enum Command {
     /// dataset's clinical record); cross-validated against the radiographs alone; written
     /// into the model card when the age helps (`[model] covariates` uses it).
     Calibrate(cli::calibrate::CalibrateArgs),
+    /// Fit the card's read-out on labelled studies of a look the weights did not learn:
+    /// the network's T-score mapped onto the reported T-score and class probabilities
+    /// (proportional odds at the WHO cut-offs); cross-validated against the network's own
+    /// classes; written into the model card.
+    Readout(cli::readout::ReadoutArgs),
     /// Adapt an X-ray model to a site: its batch-norm statistics re-estimated on the
     /// site's own unlabelled radiographs (AdaBN); weights and heads as trained. Writes a
     /// new model (weights + card) for `[model] weights`.
@@ -161,6 +166,7 @@ async fn run(
         Command::Train(args) => tokio::task::block_in_place(|| cli::train::run(*args)),
         Command::Eval(args) => tokio::task::block_in_place(|| cli::eval::run(args)),
         Command::Calibrate(args) => tokio::task::block_in_place(|| cli::calibrate::run(args)),
+        Command::Readout(args) => tokio::task::block_in_place(|| cli::readout::run(args)),
         Command::Adapt(args) => tokio::task::block_in_place(|| cli::adapt::run(args)),
         Command::Average(args) => tokio::task::block_in_place(|| cli::average::run(args)),
         Command::TrainRisk(args) => cli::train_risk::run(args),

@@ -265,6 +265,19 @@ pub struct XrayFinding {
     /// Present when the card's covariate model combined the radiographs with the age.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub covariates: Option<CovariateUse>,
+    /// The network's own fused result, present when the card's read-out turned it into
+    /// the one reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkReading>,
+}
+
+/// The network's fused result before the card's read-out.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkReading {
+    /// Normal, osteopenia, osteoporosis.
+    pub probabilities: [f32; 3],
+    pub t_score: f32,
+    pub class: BoneClass,
 }
 
 /// How the patient's age entered the result, and what the radiographs alone said.

@@ -159,7 +159,12 @@ impl SiteAdaptation {
             XrayModel::load(&self.out, None, self.device.clone()).map(Some)
         });
         match loaded {
-            Ok(Some(model)) => {
+            Ok(Some(mut model)) => {
+                // The configured card decides how results are read (its read-out and
+                // covariate model may have been refitted since); the adaptation only
+                // changed batch-norm statistics.
+                model.card.readout = self.base_card.readout.clone();
+                model.card.covariates = self.base_card.covariates.clone();
                 tracing::info!(
                     weights = %self.out.display(),
                     sha256 = short_sha(&model.card.weights_sha256),

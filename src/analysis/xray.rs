@@ -12,8 +12,8 @@ use dicom_dictionary_std::tags;
 use rayon::prelude::*;
 
 use super::finding::{
-    BoneClass, CovariateUse, ImagePrediction, KeyPixels, ModelIdentity, RadiographPixels, View,
-    XrayFinding,
+    BoneClass, CovariateUse, ImagePrediction, KeyPixels, ModelIdentity, NetworkReading,
+    RadiographPixels, View, XrayFinding,
 };
 use super::image::{self, ImageError};
 use super::select::InstanceInfo;
@@ -264,12 +264,44 @@ pub fn across_views(per_view: &[ViewMean]) -> ([f32; 3], f32) {
     )
 }
 
-/// Average within each view, then across views with equal weight.
+/// The card's read-out of the network's fused result (`model::readout`): the reported
+/// probabilities and T-score, and the network's own when they differ.
+pub fn read_out(
+    card: &ModelCard,
+    probabilities: [f32; 3],
+    t_score: f32,
+) -> ([f32; 3], f32, Option<NetworkReading>) {
+    match &card.readout {
+        None => (probabilities, t_score, None),
+        Some(r) => {
+            let (t, p) = r.apply(t_score as f64);
+            let network = NetworkReading {
+                probabilities,
+                t_score,
+                class: BoneClass::ALL[argmax(&probabilities)],
+            };
+            (p.map(|v| v as f32), t as f32, Some(network))
+        }
+    }
+}
+
+/// Average within each view, then across views with equal weight; then the card's
+/// read-out.
 fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, per_view: &[ViewMean]) -> XrayFinding {
     let (probabilities, t_score) = across_views(per_view);
+    let (probabilities, t_score, network) = read_out(card, probabilities, t_score);
     let bmd_g_cm2 = card.bmd(t_score as f64);
     let class = BoneClass::ALL[argmax(&probabilities)];
     let class_from_t_score = BoneClass::from_t_score(t_score as f64);
+    let read = match (&card.readout, &network) {
+        (Some(r), Some(n)) => format!(
+            "; the network's T {:+.1} ({}) read out as fitted on looks it had not learned: {}",
+            n.t_score,
+            n.class.words(),
+            r.formula()
+        ),
+        _ => String::new(),
+    };
     XrayFinding {
         model: ModelIdentity {
             name: card.name.clone(),
@@ -285,7 +317,7 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, per_view: &[ViewMean]) -
         class,
         class_from_t_score,
         fusion: format!(
-            "mean within each view, then views weighted equally ({})",
+            "mean within each view, then views weighted equally ({}){read}",
             per_view
                 .iter()
                 .map(|v| format!("{:?}", v.view).to_lowercase())
@@ -293,6 +325,7 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, per_view: &[ViewMean]) -
                 .join(" + ")
         ),
         covariates: None,
+        network,
     }
 }
 

@@ -117,6 +117,12 @@ fn table(r: &EvalReport) -> String {
             c.radiographs_alone.macro_f1
         );
     }
+    if let Some(n) = &r.network {
+        s += &format!(
+            "  read out by the card ({}); the network's own result: accuracy {:.3}, macro-F1 {:.3}\n",
+            n.readout, n.metrics.accuracy, n.metrics.macro_f1
+        );
+    }
     s += &format!("  accuracy                 {:.3}\n", m.accuracy);
     s += &format!("  macro-F1                 {:.3}\n", m.macro_f1);
     for c in &m.per_class {

@@ -9,6 +9,7 @@ pub mod data_args;
 pub mod eval;
 pub mod link;
 pub mod queue;
+pub mod readout;
 pub mod synth;
 pub mod train;
 pub mod train_risk;

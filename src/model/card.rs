@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::covariates::CovariateModel;
 use super::error::{CardError, ModelError};
 use super::preprocess::InputSpec;
+use super::readout::Readout;
 
 /// Young-adult reference used to turn T-scores into BMD (g/cm²).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -89,6 +90,10 @@ pub struct ModelCard {
     /// absent: the radiographs alone decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covariates: Option<CovariateModel>,
+    /// How the network's fused T-score becomes the reported T-score and class
+    /// probabilities (`osteoscreen readout`); absent: the network's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readout: Option<Readout>,
 }
 
 /// The first 12 hex digits of a sha256, for messages.
@@ -118,6 +123,9 @@ impl ModelCard {
         }
         if let Some(c) = &card.covariates {
             c.check().map_err(|e| card_err(e.into()))?;
+        }
+        if let Some(r) = &card.readout {
+            r.check().map_err(|e| card_err(e.into()))?;
         }
         Ok(card)
     }
@@ -194,6 +202,7 @@ impl ModelCard {
             training: None,
             feature_profile: None,
             covariates: None,
+            readout: None,
         })
     }
 }

@@ -53,6 +53,8 @@ pub enum CardError {
     Input(String),
     #[error("covariates: {0}")]
     Covariates(#[from] super::covariates::CovariateError),
+    #[error("readout: {0}")]
+    Readout(#[from] super::readout::ReadoutError),
 }
 
 /// Why the configured device cannot be used.

@@ -13,6 +13,7 @@ pub mod net;
 pub mod plain;
 pub mod plan;
 pub mod preprocess;
+pub mod readout;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,10 @@ pub struct ModelSettings {
     /// Combine the radiographs' estimate with the patient's age when the card has a
     /// covariate model (`osteoscreen calibrate`); false: the radiographs alone.
     pub covariates: bool,
+    /// Report through the card's read-out when it has one (`osteoscreen readout`: the
+    /// network's T-score mapped, class probabilities at the WHO cut-offs); false: the
+    /// network's own result.
+    pub readout: bool,
     /// The daemon adapts the model to the site by itself: after the first
     /// `site_adaptation_images` radiographs it received, it measures the weights'
     /// batch-norm statistics again on them (as `osteoscreen adapt` does) and reads later
@@ -63,6 +68,7 @@ impl Default for ModelSettings {
             device: "auto".into(),
             batch_size: 8,
             covariates: true,
+            readout: true,
             site_adaptation: true,
             site_adaptation_images: 32,
             unresolved: None,
@@ -123,7 +129,12 @@ impl ModelSettings {
             return Err(ModelError::NotFound(why.clone()));
         }
         let card = (!self.card.as_os_str().is_empty()).then_some(self.card.as_path());
-        XrayModel::load(&self.weights, card, device(&self.device)?).map(Some)
+        let mut model = XrayModel::load(&self.weights, card, device(&self.device)?)?;
+        if !self.readout {
+            // Dropped here, so that the site adaptation's cards leave it out too.
+            model.card.readout = None;
+        }
+        Ok(Some(model))
     }
 }
 

@@ -112,6 +112,7 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
         feature_profile: Some(profile),
         // A covariate model was fitted to one member's outputs; `calibrate` fits the mean's.
         covariates: None,
+        readout: None,
         limitations: opts
             .limitations
             .map_or_else(|| first.limitations.clone(), str::to_string),

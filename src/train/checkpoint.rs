@@ -336,5 +336,6 @@ pub fn card(
         })),
         feature_profile: Some(profile),
         covariates: None,
+        readout: None,
     })
 }

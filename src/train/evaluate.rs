@@ -8,7 +8,7 @@ use super::images::Grey;
 use super::metrics::Scored;
 use crate::analysis::finding::View;
 use crate::analysis::risk::{age_years, plausible_age};
-use crate::analysis::xray::{across_views, view_means, Reading};
+use crate::analysis::xray::{across_views, read_out, view_means, Reading};
 use crate::model::covariates::CovariateModel;
 use crate::model::preprocess::{self, InputSpec};
 
@@ -71,6 +71,10 @@ pub struct EvalReport {
     /// Present when the card's covariate model combined the radiographs with the age.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub covariates: Option<Combination>,
+    /// Present when the card has a read-out: the network's own result on the same
+    /// studies, before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkOwn>,
     /// Published results on real lumbar radiographs, for orientation (not the same data).
     pub published_anchors: Vec<Anchor>,
 }
@@ -84,6 +88,14 @@ pub struct Combination {
     pub studies_with_age: usize,
     /// The same studies measured on the radiographs alone.
     pub radiographs_alone: super::metrics::Metrics,
+}
+
+/// The network's own result where the card's read-out reported another.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NetworkOwn {
+    /// The read-out's `formula` and `fitted_on`.
+    pub readout: String,
+    pub metrics: super::metrics::Metrics,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -110,8 +122,10 @@ pub fn anchors() -> Vec<Anchor> {
 
 /// The model's per-study predictions over some samples, before any measuring.
 pub struct Predicted {
-    /// The radiographs alone, per study.
+    /// The radiographs alone, per study, after the card's read-out (as the daemon reports).
     pub scored: Vec<Scored>,
+    /// The network's own fused result per study, before the read-out.
+    pub network: Vec<Scored>,
     /// The patient's age per study: from the first image header that gives one
     /// (PatientAge, else birth and study dates, as the daemon reads it), else from the
     /// dataset's clinical record of the patient; implausible ages left out either way.
@@ -171,9 +185,22 @@ pub fn predict(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let network = by_study(samples, &kept, &preds);
+    let scored = network
+        .iter()
+        .map(|s| {
+            let (probabilities, t_pred, _) = read_out(&model.card, s.probabilities, s.t_pred);
+            Scored {
+                probabilities,
+                t_pred,
+                ..s.clone()
+            }
+        })
+        .collect();
     Ok(Predicted {
         ages: ages_of(dataset, &kept),
-        scored: by_study(samples, &kept, &preds),
+        scored,
+        network,
         images: kept.len(),
         unreadable,
         out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
@@ -267,21 +294,39 @@ pub fn evaluate(
         feature_shift: predicted.feature_shift,
         metrics: super::metrics::compute(&scored),
         covariates: combined,
+        network: model.card.readout.as_ref().map(|r| NetworkOwn {
+            readout: format!("{}; fitted on {}", r.formula(), r.fitted_on),
+            metrics: super::metrics::compute(&predicted.network),
+        }),
         published_anchors: anchors(),
     };
     if let Some(dir) = out {
-        write_outputs(dir, &report, &scored, &image_only, &predicted.ages)?;
+        let rows = Rows {
+            scored: &scored,
+            image_only: &image_only,
+            network: &predicted.network,
+            ages: &predicted.ages,
+        };
+        write_outputs(dir, &report, &rows)?;
     }
     Ok(report)
+}
+
+/// Each study's result as reported, from the radiographs alone, and from the network
+/// before the read-out (all in the same study order), with the ages.
+struct Rows<'a> {
+    scored: &'a [Scored],
+    image_only: &'a [Scored],
+    network: &'a [Scored],
+    ages: &'a BTreeMap<String, f64>,
 }
 
 fn write_outputs(
     dir: &std::path::Path,
     report: &EvalReport,
-    scored: &[Scored],
-    image_only: &[Scored],
-    ages: &BTreeMap<String, f64>,
+    rows: &Rows,
 ) -> Result<(), super::TrainError> {
+    let scored = rows.scored;
     use super::{metrics, plots, TrainError};
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let json = dir.join("metrics.json");
@@ -327,12 +372,13 @@ fn write_outputs(
         .filter_map(|s| s.t_true.map(|t| (t as f64, s.t_pred as f64)))
         .collect();
     plots::t_scores(&dir.join("t_scores.png"), &pairs)?;
-    write_predictions(&dir.join("predictions.csv"), scored, image_only, ages)
+    write_predictions(&dir.join("predictions.csv"), rows)
 }
 
 /// One row of predictions.csv, for a reader's own analysis: truth, the fused
 /// probabilities, the estimated T-score and the class each of them gives; then the age
-/// and the radiographs' own estimate (the same unless the age was combined).
+/// and the radiographs' own estimate (the same unless the age was combined); then the
+/// network's before the card's read-out (the same unless the card has one).
 #[derive(serde::Serialize)]
 struct PredictionRow<'a> {
     study: &'a str,
@@ -347,17 +393,15 @@ struct PredictionRow<'a> {
     age_years: Option<f64>,
     t_pred_radiographs: f32,
     predicted_radiographs: u8,
+    t_network: f32,
+    predicted_network: u8,
 }
 
-fn write_predictions(
-    path: &std::path::Path,
-    scored: &[Scored],
-    image_only: &[Scored],
-    ages: &BTreeMap<String, f64>,
-) -> Result<(), super::TrainError> {
+fn write_predictions(path: &std::path::Path, rows: &Rows) -> Result<(), super::TrainError> {
     let fail = |e: csv::Error| super::TrainError::Invalid(format!("{}: {e}", path.display()));
     let mut writer = csv::Writer::from_path(path).map_err(fail)?;
-    for (s, alone) in scored.iter().zip(image_only) {
+    let (scored, image_only, network) = (rows.scored, rows.image_only, rows.network);
+    for ((s, alone), net) in scored.iter().zip(image_only).zip(network) {
         let [p_normal, p_osteopenia, p_osteoporosis] = s.probabilities;
         writer
             .serialize(PredictionRow {
@@ -370,9 +414,11 @@ fn write_predictions(
                 t_true: s.t_true,
                 t_pred: s.t_pred,
                 class_from_t_pred: super::data::who_class(s.t_pred as f64),
-                age_years: ages.get(&s.study).copied(),
+                age_years: rows.ages.get(&s.study).copied(),
                 t_pred_radiographs: alone.t_pred,
                 predicted_radiographs: alone.predicted(),
+                t_network: net.t_pred,
+                predicted_network: net.predicted(),
             })
             .map_err(fail)?;
     }

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod plots;
 
 pub mod progress;
+pub mod readout;
 pub mod risk;
 
 pub mod split;
@@ -46,6 +47,8 @@ pub enum TrainError {
     Invalid(String),
     #[error("covariate model: {0}")]
     Covariates(#[from] crate::model::covariates::CovariateError),
+    #[error("read-out: {0}")]
+    Readout(#[from] crate::model::readout::ReadoutError),
 }
 
 impl TrainError {

@@ -1,0 +1,110 @@
+//! Fitting the card's read-out (`model::readout`) on labelled studies the weights did not
+//! learn: the network's fused T-score per study (before any read-out the card already
+//! has), optionally also as read after adapting to those studies (the daemon's default),
+//! a k-fold cross-validated comparison with the network's own classes, then the fit on
+//! all of them. `osteoscreen readout` runs it.
+
+use super::data::Dataset;
+use super::evaluate::predict;
+use super::TrainError;
+use crate::model::readout::{Readout, ReadoutError};
+use crate::model::XrayModel;
+
+/// A fitted read-out and how it did.
+pub struct ReadoutFit {
+    /// `evaluation` filled in with the numbers below.
+    pub readout: Readout,
+    /// Readings fitted on (a study read as-is and adapted counts twice).
+    pub readings: usize,
+    pub folds: usize,
+    /// Cross-validated accuracy of the read-out, and of the network's own classes.
+    pub with_readout: f64,
+    pub network: f64,
+}
+
+impl ReadoutFit {
+    /// Whether the read-out read the held-out folds at least as well as the network.
+    pub fn helps(&self) -> bool {
+        self.with_readout >= self.network
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ({} readings)\n{}-fold cross-validated accuracy: read out {:.3}, the network's own classes {:.3}",
+            self.readout.formula(),
+            self.readings,
+            self.folds,
+            self.with_readout,
+            self.network
+        )
+    }
+}
+
+/// Run each of `models` (the weights as given, and perhaps adapted to these studies) on
+/// the samples `idx` of `dataset` and fit the read-out on every study's reading by each.
+pub fn fit_readout(
+    models: &[&XrayModel],
+    dataset: &Dataset,
+    idx: &[usize],
+    folds: usize,
+    description: &str,
+) -> Result<ReadoutFit, TrainError> {
+    // (study's place, network T, class, the network's own class), per reading.
+    let mut readings: Vec<(usize, f64, u8, u8)> = Vec::new();
+    for model in models {
+        let predicted = predict(model, dataset, idx)?;
+        readings.extend(
+            predicted
+                .network
+                .iter()
+                .enumerate()
+                .map(|(j, s)| (j, s.t_pred as f64, s.label, s.predicted())),
+        );
+    }
+    let pairs: Vec<(f64, u8)> = readings.iter().map(|r| (r.1, r.2)).collect();
+    let fitted = Readout::fit(
+        &pairs,
+        &format!("{} readings of {description}", pairs.len()),
+    )?;
+    let folds = folds.clamp(2, readings.iter().map(|r| r.0 + 1).max().unwrap_or(2));
+    let (with_readout, network) = cross_validate(&readings, folds)?;
+    let readout = Readout {
+        evaluation: serde_json::json!({
+            "readings": pairs.len(),
+            "folds": folds,
+            "cross_validated_accuracy": {"read_out": with_readout, "network": network},
+        }),
+        ..fitted
+    };
+    Ok(ReadoutFit {
+        readout,
+        readings: pairs.len(),
+        folds,
+        with_readout,
+        network,
+    })
+}
+
+/// Accuracy of the read-out fitted on the other folds, and of the network's own classes.
+/// Folds are by study (the study in place j in fold j mod k), so that a study read twice
+/// (as-is and adapted) is never fitted on and scored in the same round.
+fn cross_validate(
+    readings: &[(usize, f64, u8, u8)],
+    folds: usize,
+) -> Result<(f64, f64), ReadoutError> {
+    let (mut read, mut own) = (0usize, 0usize);
+    for f in 0..folds {
+        let train: Vec<(f64, u8)> = readings
+            .iter()
+            .filter(|r| r.0 % folds != f)
+            .map(|r| (r.1, r.2))
+            .collect();
+        let m = Readout::fit_fold(&train, "fold")?;
+        for r in readings.iter().filter(|r| r.0 % folds == f) {
+            read += usize::from(m.class(r.1) == r.2);
+            own += usize::from(r.3 == r.2);
+        }
+    }
+    let n = readings.len().max(1) as f64;
+    Ok((read as f64 / n, own as f64 / n))
+}
