@@ -7,6 +7,8 @@
 # adaptation off against on (after 64 radiographs, the default, and after 120). The
 # phantoms need numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first
 # use, like scripts/train-demo.sh. About five minutes on 2 cores, and five more to generate U.
+# PHANTOM=v reads phantom V (seeds 9201, 9202) instead, the generator the card's read-out
+# was checked on; READOUT=false reports the network's own result ([model] readout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=var/phantom-venv/bin/python
@@ -18,10 +20,20 @@ fi
 # gives for an adaptation is indicative.
 cargo build
 bin="${CARGO_TARGET_DIR:-target}/debug/osteoscreen"
-for s in 9101 9102; do
-    dir=var/demo-train/phu-$s
+phantom=${PHANTOM:-u}
+case "$phantom" in
+u) seeds="9101 9102" ;;
+v) seeds="9201 9202" ;;
+*) echo "PHANTOM must be u or v" >&2; exit 2 ;;
+esac
+for s in $seeds; do
+    dir=var/demo-train/ph$phantom-$s
     if [ ! -f "$dir/manifest.csv" ]; then
-        "$py" scripts/phantoms/phantom_u.py "$dir" 60 "$s" --workers 1
+        if [ "$phantom" = u ]; then
+            "$py" scripts/phantoms/phantom_u.py "$dir" 60 "$s" --workers 1
+        else
+            "$py" scripts/phantoms/phantom_v.py "$dir" 60 "$s"
+        fi
         "$py" scripts/phantoms/shrink.py "$dir"
     fi
 done
@@ -34,6 +46,7 @@ run() {
     OSTEOSCREEN__STORAGE__DIR="$work/var" OSTEOSCREEN__DICOM__LISTEN="127.0.0.1:$port" \
         OSTEOSCREEN__HTTP__LISTEN="127.0.0.1:$((port + 1))" \
         OSTEOSCREEN__DICOM__STUDY_STABLE_SECONDS=1 OSTEOSCREEN__MODEL__SITE_ADAPTATION="$1" \
+        OSTEOSCREEN__MODEL__READOUT="${READOUT:-true}" \
         OSTEOSCREEN__MODEL__SITE_ADAPTATION_IMAGES="$2" "$bin" serve >"$work/log" 2>&1 &
     pid=$!
     for _ in $(seq 1 60); do
@@ -41,8 +54,8 @@ run() {
         sleep 1
     done
     local want=0
-    for s in 9101 9102; do
-        for p in var/demo-train/phu-$s/p*/; do
+    for s in $seeds; do
+        for p in var/demo-train/ph$phantom-$s/*/; do
             storescu -aet MODALITY -aec OSTEOSCREEN 127.0.0.1 "$port" "$p"*.dcm
         done
         want=$((want + 60))
@@ -59,14 +72,15 @@ run() {
         "select study_uid, json_extract(finding, '\$.class') from jobs" >"$work/classes.csv"
     local seconds
     seconds=$(grep -o 'seconds="[0-9.]*"' "$work/log" | tr '\n' ' ' || true)
-    "$py" - "$work/classes.csv" "site_adaptation=$1 after $2" "$seconds" <<'PY'
+    "$py" - "$work/classes.csv" "site_adaptation=$1 after $2" "$seconds" "$phantom" $seeds <<'PY'
 import csv, sys
 import pydicom
 classes = dict(line.strip().split(",") for line in open(sys.argv[1]))
 names = {"normal": 0, "osteopenia": 1, "osteoporosis": 2}
 row = [sys.argv[2]]
-for seed in ("9101", "9102"):
-    root = f"var/demo-train/phu-{seed}/"
+phantom = sys.argv[4]
+for seed in sys.argv[5:]:
+    root = f"var/demo-train/ph{phantom}-{seed}/"
     right = total = 0
     for r in csv.DictReader(open(root + "manifest.csv")):
         if r["view"] != "AP":
@@ -74,12 +88,11 @@ for seed in ("9101", "9102"):
         uid = pydicom.dcmread(root + r["path"], stop_before_pixels=True).StudyInstanceUID
         total += 1
         right += names.get(classes.get(uid, ""), -1) == int(r["label"])
-    row.append(f"U {seed}: {right / total:.3f} ({total} studies)")
+    row.append(f"{phantom.upper()} {seed}: {right / total:.3f} ({total} studies)")
 print("  ".join(row) + (f"  adaptation took {sys.argv[3]}" if sys.argv[3] else ""))
 PY
     rm -rf "$work"
 }
+echo "phantom ${phantom^^}, [model] readout = ${READOUT:-true}"
 run false 64
 run true 32
-run true 64
-run true 120

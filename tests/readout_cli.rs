@@ -65,7 +65,7 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
     let r = fitted["readout"].clone();
     assert!(r["t_slope"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["scale"].as_f64().unwrap() > 0.0, "{r}");
-    assert_eq!(r["studies"], 80);
+    assert_eq!(r["readings"], 80);
     assert!(r["evaluation"]["cross_validated_accuracy"]["read_out"].is_number());
     assert_eq!(
         fitted["weights_sha256"], c["weights_sha256"],

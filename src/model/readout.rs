@@ -30,7 +30,8 @@ pub struct Readout {
     pub scale: f64,
     /// The studies it was fitted on (which the weights must not have learned).
     pub fitted_on: String,
-    pub studies: usize,
+    /// Readings fitted on (a study read as given and adapted counts twice).
+    pub readings: usize,
     /// How it did there (cross-validated), for the card's reader.
     #[serde(default)]
     pub evaluation: serde_json::Value,
@@ -145,7 +146,7 @@ impl Readout {
             t_slope: w * scale,
             scale,
             fitted_on: fitted_on.to_string(),
-            studies: pairs.len(),
+            readings: pairs.len(),
             evaluation: serde_json::Value::Null,
         };
         fitted.check()?;
