@@ -112,6 +112,17 @@ fn purge_removes_finished_studies_and_their_files_only() {
         d.store().jobs().unwrap().len() == 2
     });
 
+    // A purge that crashed after moving a file aside: the next one puts it back (it can no
+    // longer tell the finished study's file from a re-sent one) and keeps the study, now
+    // fresh; a later one removes it.
+    let first = dicom_files(&spool)[0].clone();
+    let aside = std::path::PathBuf::from(format!("{}.purging", first.display()));
+    std::fs::rename(&first, &aside).unwrap();
+    let out = d.cli(&["queue", "purge", "--older-than", "0"]);
+    assert!(text(&out).contains("purged 0 studies"), "{}", text(&out));
+    assert!(first.exists() && !aside.exists(), "put back");
+    std::thread::sleep(Duration::from_millis(1500));
+
     let out = d.cli(&["queue", "purge", "--older-than", "0"]);
     assert!(text(&out).contains("purged 1 studies"), "{}", text(&out));
     assert!(!spool.exists(), "spool files of the finished study removed");

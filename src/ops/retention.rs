@@ -36,6 +36,7 @@ pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreErr
         };
         let mut kept = 0;
         for file in &plan.files {
+            recover_aside(file);
             let Ok(meta) = std::fs::metadata(file) else {
                 continue;
             };
@@ -88,9 +89,7 @@ enum Removal {
 /// with what was checked: another inode is put back, unless the path got a newer file
 /// still (a link never replaces).
 fn remove_unless_replaced(file: &Path, checked: &std::fs::Metadata) -> std::io::Result<Removal> {
-    let mut aside = file.as_os_str().to_owned();
-    aside.push(".purging");
-    let aside = std::path::PathBuf::from(aside);
+    let aside = aside_of(file);
     std::fs::rename(file, &aside)?;
     let moved = std::fs::metadata(&aside)?;
     let same = moved.dev() == checked.dev() && moved.ino() == checked.ino();
@@ -111,6 +110,33 @@ fn remove_unless_replaced(file: &Path, checked: &std::fs::Metadata) -> std::io::
     };
     std::fs::remove_file(&aside)?;
     Ok(result)
+}
+
+/// The aside name [`remove_unless_replaced`] moves `file` to.
+fn aside_of(file: &Path) -> std::path::PathBuf {
+    let mut aside = file.as_os_str().to_owned();
+    aside.push(".purging");
+    aside.into()
+}
+
+/// After a crash in [`remove_unless_replaced`], `file` may sit under its aside name, and
+/// whether it was the finished study's or a re-sent one is no longer known: it goes back
+/// to its path (the study stays listed, so the next purge removes it when it is due);
+/// where the path holds a file again, the aside is the superseded one and goes.
+fn recover_aside(file: &Path) {
+    let aside = aside_of(file);
+    if std::fs::symlink_metadata(&aside).is_err() {
+        return;
+    }
+    // A link never replaces: a file at the path keeps it.
+    let done = match std::fs::hard_link(&aside, file) {
+        Ok(()) => std::fs::remove_file(&aside),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::remove_file(&aside),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        tracing::warn!(path = %aside.display(), error = %e, "cannot recover a file left aside by an interrupted purge");
+    }
 }
 
 /// Remove up to `levels` now-empty folders above `file` (series, study folders).
@@ -158,12 +184,6 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    fn aside_of(file: &Path) -> std::path::PathBuf {
-        let mut s = file.as_os_str().to_owned();
-        s.push(".purging");
-        s.into()
-    }
-
     #[test]
     fn the_file_checked_is_removed() {
         let dir = tempfile::tempdir().unwrap();
@@ -194,6 +214,24 @@ mod tests {
         );
         assert_eq!(std::fs::read(&file).unwrap(), b"new");
         assert!(!aside_of(&file).exists());
+    }
+
+    #[test]
+    fn a_file_left_aside_by_a_crash_goes_back_unless_the_path_has_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.dcm");
+        std::fs::write(aside_of(&file), b"old").unwrap();
+        recover_aside(&file);
+        assert_eq!(std::fs::read(&file).unwrap(), b"old");
+        assert!(!aside_of(&file).exists());
+        // The path holds a file again: the aside is the superseded one.
+        std::fs::write(aside_of(&file), b"older").unwrap();
+        recover_aside(&file);
+        assert_eq!(std::fs::read(&file).unwrap(), b"old");
+        assert!(!aside_of(&file).exists());
+        // Nothing aside: nothing happens.
+        recover_aside(&file);
+        assert_eq!(std::fs::read(&file).unwrap(), b"old");
     }
 
     #[test]
