@@ -72,6 +72,24 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
         "weights untouched"
     );
 
+    // More sets fitted on together: one reading a study without --site-adapt.
+    let other = work.path().join("other.json");
+    let out = readout(
+        &data,
+        &[
+            "--more-data",
+            few.to_str().unwrap(),
+            "--force",
+            "--card-out",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("(52 readings)"), "{}", text(&out));
+    let more: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&other).unwrap()).unwrap();
+    assert_eq!(more["readout"]["readings"], 52);
+
     // eval reports through it, the network's own T kept beside (predictions.csv).
     let dir = work.path().join("eval");
     let out = eval(&weights, &data, &dir);

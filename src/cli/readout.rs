@@ -10,7 +10,7 @@ use clap::Args;
 
 use osteoscreen::model::{device, ModelCard, XrayModel};
 use osteoscreen::train::adapt::adapt;
-use osteoscreen::train::readout::fit_readout;
+use osteoscreen::train::readout::{fit_readout, ReadoutSet};
 
 use super::data_args::{DataArgs, Part};
 
@@ -21,6 +21,10 @@ pub struct ReadoutArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
+    /// More labelled studies of other looks (any layout `train` reads, all of each), fitted
+    /// on together with --data; with --site-adapt each is adapted to on its own, as a site.
+    #[arg(long = "more-data", value_name = "DATA")]
+    pub more_data: Vec<PathBuf>,
     /// Also read the studies with the weights adapted to them (batch-norm statistics,
     /// labels unused), as the daemon reads a site after its first radiographs, and fit on
     /// both readings.
@@ -56,47 +60,74 @@ pub fn run(args: ReadoutArgs) -> anyhow::Result<ExitCode> {
             data.data.display()
         );
     }
-    let (dataset, idx) = data.pick(&model)?;
-    let description = args.description.clone().unwrap_or_else(|| {
-        format!(
-            "{} ({} split{})",
-            data.data.display(),
-            data.split_name(),
-            if args.site_adapt {
-                "; as given and adapted to them"
-            } else {
-                ""
-            }
-        )
+    let mut picked = vec![data.pick(&model)?];
+    for more in &args.more_data {
+        if model.card.trained_on(more) {
+            anyhow::bail!(
+                "{} is the data the model was trained on: a read-out is fitted on studies of a look the weights did not learn",
+                more.display()
+            );
+        }
+        let all = DataArgs {
+            data: more.clone(),
+            split: Part::All,
+            seed: None,
+            val_fraction: data.val_fraction,
+            test_fraction: data.test_fraction,
+            columns: data.columns.clone(),
+        };
+        picked.push(all.pick(&model)?);
+    }
+    let mut description = args.description.clone().unwrap_or_else(|| {
+        let mut named = format!("{} ({} split)", data.data.display(), data.split_name());
+        for more in &args.more_data {
+            named += &format!(", {}", more.display());
+        }
+        named
     });
-    // Kept until the fit is done: the adapted weights live in it.
+    if args.site_adapt {
+        description += "; each set as given and adapted to it";
+    }
+    // Kept until the fit is done: the adapted weights live in them.
     let scratch = tempfile::tempdir()?;
-    let adapted = if args.site_adapt {
-        let mut images: Vec<PathBuf> = idx
-            .iter()
-            .map(|&i| dataset.samples[i].image.clone())
-            .collect();
-        images.sort();
-        images.dedup();
-        let done = adapt(
-            &args.model,
-            &images,
-            scratch.path(),
-            "readout-set",
-            "the studies the read-out is fitted on",
-            1,
-            &device(&args.device)?,
-        )?;
-        eprintln!(
-            "adapted to the {} radiographs (batch-norm statistics; labels unused)",
-            done.images
-        );
-        Some(XrayModel::load(&done.weights, None, device(&args.device)?)?)
-    } else {
-        None
-    };
-    let models: Vec<&XrayModel> = std::iter::once(&model).chain(adapted.as_ref()).collect();
-    let fitted = fit_readout(&models, &dataset, &idx, args.folds, &description)?;
+    let mut adapted = Vec::new();
+    if args.site_adapt {
+        for (k, (dataset, idx)) in picked.iter().enumerate() {
+            let mut images: Vec<PathBuf> = idx
+                .iter()
+                .map(|&i| dataset.samples[i].image.clone())
+                .collect();
+            images.sort();
+            images.dedup();
+            let dir = scratch.path().join(k.to_string());
+            std::fs::create_dir_all(&dir)?;
+            let done = adapt(
+                &args.model,
+                &images,
+                &dir,
+                "readout-set",
+                "the studies the read-out is fitted on",
+                1,
+                &device(&args.device)?,
+            )?;
+            eprintln!(
+                "adapted to the {} radiographs of set {} (batch-norm statistics; labels unused)",
+                done.images,
+                k + 1
+            );
+            adapted.push(XrayModel::load(&done.weights, None, device(&args.device)?)?);
+        }
+    }
+    let sets: Vec<ReadoutSet> = picked
+        .iter()
+        .enumerate()
+        .map(|(k, (dataset, idx))| ReadoutSet {
+            models: std::iter::once(&model).chain(adapted.get(k)).collect(),
+            dataset,
+            idx,
+        })
+        .collect();
+    let fitted = fit_readout(&sets, args.folds, &description)?;
     println!("{}", fitted.summary());
     if !fitted.helps() && !args.force {
         eprintln!(

@@ -40,26 +40,39 @@ impl ReadoutFit {
     }
 }
 
-/// Run each of `models` (the weights as given, and perhaps adapted to these studies) on
-/// the samples `idx` of `dataset` and fit the read-out on every study's reading by each.
+/// One set of labelled studies and the models that read it (the weights as given, and
+/// perhaps adapted to this set).
+pub struct ReadoutSet<'a> {
+    pub models: Vec<&'a XrayModel>,
+    pub dataset: &'a Dataset,
+    pub idx: &'a [usize],
+}
+
+/// Run each set's models on its samples and fit the read-out on every study's reading
+/// by each.
 pub fn fit_readout(
-    models: &[&XrayModel],
-    dataset: &Dataset,
-    idx: &[usize],
+    sets: &[ReadoutSet],
     folds: usize,
     description: &str,
 ) -> Result<ReadoutFit, TrainError> {
-    // (study's place, network T, class, the network's own class), per reading.
+    // (study's place over all sets, network T, class, the network's own class), per
+    // reading.
     let mut readings: Vec<(usize, f64, u8, u8)> = Vec::new();
-    for model in models {
-        let predicted = predict(model, dataset, idx)?;
-        readings.extend(
-            predicted
-                .network
-                .iter()
-                .enumerate()
-                .map(|(j, s)| (j, s.t_pred as f64, s.label, s.predicted())),
-        );
+    let mut offset = 0;
+    for set in sets {
+        let mut studies = 0;
+        for model in &set.models {
+            let predicted = predict(model, set.dataset, set.idx)?;
+            studies = predicted.network.len();
+            readings.extend(
+                predicted
+                    .network
+                    .iter()
+                    .enumerate()
+                    .map(|(j, s)| (offset + j, s.t_pred as f64, s.label, s.predicted())),
+            );
+        }
+        offset += studies;
     }
     let pairs: Vec<(f64, u8)> = readings.iter().map(|r| (r.1, r.2)).collect();
     let fitted = Readout::fit(
