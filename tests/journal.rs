@@ -3,7 +3,8 @@
 //! chain, a segment whose records were all moved comes back empty, and replay puts the
 //! records into the spool and the database once (a second replay finds them in place).
 //! The running mover holds a study back from the assembler until its rows are committed,
-//! and never replaces a copy of an instance received after its record.
+//! and never replaces a copy of an instance received after its record, whether its row
+//! is committed or not yet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use osteoscreen::ingest::active::ActiveStudies;
 
 use osteoscreen::ingest::journal::{Journal, Lane, Record, RecordMeta, HEADER};
 use osteoscreen::ingest::mover;
-use osteoscreen::ingest::spool::Spool;
+use osteoscreen::ingest::spool::{Placement, Spool};
 use osteoscreen::store::Store;
 
 const SEGMENT: u64 = 1 << 20;
@@ -282,6 +283,53 @@ fn the_mover_leaves_a_copy_received_later_in_place() {
     assert_eq!(rows[0].calling_ae, "LATERSCU");
     assert_eq!(rows[0].received_at_ms, row.received_at_ms);
     assert_eq!(std::fs::read(&newer).unwrap(), payload(100, 9));
+    drop(mover);
+}
+
+#[test]
+fn the_mover_does_not_replace_a_newer_copy_whose_row_is_not_committed_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&Store::path_in(dir.path())).unwrap());
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let writer = store.instance_writer().unwrap();
+    let (journal, _) = open_ready(&spool.root().join(".journal"));
+    let active = ActiveStudies::default();
+    let mover = mover::Mover::start(spool.clone(), store.clone(), writer, active.clone()).unwrap();
+    let mut lane = Lane::default();
+    let record = write(&journal, &mut lane, "1.2.3.31", &payload(4000, 7));
+    let m = record.meta.clone();
+    // The same instance re-sent by STOW-RS while the record waits for the mover: put in
+    // place, its row not yet committed (the database cannot tell the mover).
+    std::thread::sleep(Duration::from_millis(5));
+    let at = Placement {
+        study_uid: &m.study_uid,
+        series_uid: &m.series_uid,
+        sop_instance_uid: &m.sop_instance_uid,
+    };
+    let mut incoming = spool.begin_raw(&m.sop_instance_uid).unwrap();
+    incoming.append(&payload(100, 9));
+    let newer = spool.place(incoming.finish().unwrap(), &at).unwrap();
+    assert!(newer.received_at_ms > m.received_at_ms);
+    active.enter(&m.study_uid);
+    mover.send(record);
+    wait_released(&active, &m.study_uid);
+    assert_eq!(
+        std::fs::read(&newer.path).unwrap(),
+        payload(100, 9),
+        "the newer copy stays in place"
+    );
+    assert!(
+        store.instances().unwrap().is_empty(),
+        "no row of the older copy"
+    );
+    // A copy acknowledged after the one in place is filed over it.
+    let later = write(&journal, &mut lane, "1.2.3.31", &payload(3000, 5));
+    assert!(later.meta.received_at_ms >= newer.received_at_ms);
+    active.enter(&m.study_uid);
+    mover.send(later);
+    wait_released(&active, &m.study_uid);
+    assert_eq!(std::fs::read(&newer.path).unwrap(), payload(3000, 5));
+    assert_eq!(store.instances().unwrap().len(), 1);
     drop(mover);
 }
 

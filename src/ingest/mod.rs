@@ -11,6 +11,7 @@ pub mod instance;
 pub mod journal;
 pub mod listener;
 pub mod mover;
+mod newest;
 pub mod recover;
 pub mod settings;
 pub mod slots;
@@ -24,7 +25,7 @@ use std::path::PathBuf;
 use crate::dicom::sop;
 use crate::dicom::uid::is_safe_uid;
 use crate::dicom::DimseStatus;
-use crate::store::{now_ms, InstanceRecord, InstanceWriter};
+use crate::store::{InstanceRecord, InstanceWriter};
 use active::ActiveStudies;
 use instance::{ReceivedInstance, Refusal};
 use settings::{CallerRule, DicomSettings};
@@ -123,7 +124,7 @@ impl Ingest {
             path: spooled.path,
             size: spooled.size,
             calling_ae: calling_ae.to_string(),
-            received_at_ms: now_ms(),
+            received_at_ms: spooled.received_at_ms,
         };
         Ok((record, spooled.dir))
     }

@@ -200,8 +200,8 @@ fn run(rx: &Receiver<Record>, to: &Filing, active: &ActiveStudies) {
 }
 
 /// File and record `batch` (no sync: the caller's checkpoint makes it durable); returns
-/// the records moved (or superseded: the database holds a copy received later, by another
-/// path, while this one waited) and those that could not be (logged).
+/// the records moved (or superseded: the database or the spool holds a copy received
+/// later, by another path, while this one waited) and those that could not be (logged).
 fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
     let mut copied = Vec::with_capacity(batch.len());
     let mut failed = Vec::new();
@@ -212,7 +212,9 @@ fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
             continue;
         }
         match copy_into_spool(to.spool, &record) {
-            Ok(row) => copied.push((record, row)),
+            Ok(Some(row)) => copied.push((record, row)),
+            // A copy received later was put in place meanwhile; its row is on its way.
+            Ok(None) => moved.push(record),
             Err(e) => {
                 tracing::error!(error = %e, "cannot move a journal record into the spool; kept");
                 failed.push(record);
@@ -232,8 +234,9 @@ fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
     (moved, failed)
 }
 
-/// Copy a record's data set into a spool file (not synced) and put it in place.
-fn copy_into_spool(spool: &Spool, record: &Record) -> Result<InstanceRecord, SpoolError> {
+/// Copy a record's data set into a spool file (not synced) and put it in place, unless a
+/// copy received later is there (None).
+fn copy_into_spool(spool: &Spool, record: &Record) -> Result<Option<InstanceRecord>, SpoolError> {
     let meta = &record.meta;
     let mut incoming = spool.begin_raw(&meta.sop_instance_uid)?;
     incoming
@@ -247,7 +250,9 @@ fn copy_into_spool(spool: &Spool, record: &Record) -> Result<InstanceRecord, Spo
         series_uid: &meta.series_uid,
         sop_instance_uid: &meta.sop_instance_uid,
     };
-    let spooled = spool.place(incoming.close()?, &at)?;
+    let Some(spooled) = spool.place_received(incoming.close()?, &at, meta.received_at_ms)? else {
+        return Ok(None);
+    };
     let row = InstanceRecord {
         sop_instance_uid: meta.sop_instance_uid.clone(),
         sop_class_uid: meta.sop_class_uid.clone(),
@@ -258,9 +263,9 @@ fn copy_into_spool(spool: &Spool, record: &Record) -> Result<InstanceRecord, Spo
         path: spooled.path,
         size: spooled.size,
         calling_ae: meta.calling_ae.clone(),
-        received_at_ms: meta.received_at_ms,
+        received_at_ms: spooled.received_at_ms,
     };
-    Ok(row)
+    Ok(Some(row))
 }
 
 /// At start-up, before the listener opens: move again the records a stop (or a crash)

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_object::FileMetaTableBuilder;
 
+use super::newest::Newest;
 use super::spare::SpareFiles;
 use crate::dicom::uid::{is_safe_uid, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 use crate::fsutil::sync_dir;
@@ -54,6 +55,9 @@ pub struct Spooled {
     /// The directory the rename happened in; must be fsynced before acknowledging.
     pub dir: PathBuf,
     pub size: u64,
+    /// When this copy counts as received (ms since the epoch): copies of one instance put
+    /// in place later are newer.
+    pub received_at_ms: i64,
 }
 
 /// The spool directory tree.
@@ -62,6 +66,7 @@ pub struct Spool {
     tmp: PathBuf,
     counter: AtomicU64,
     spares: SpareFiles,
+    newest: Newest,
 }
 
 /// Start kernel writeback every this many bytes, so the final fsync has little left to do.
@@ -100,6 +105,7 @@ impl Spool {
             tmp,
             counter: AtomicU64::new(0),
             spares,
+            newest: Newest::default(),
         })
     }
 
@@ -145,8 +151,30 @@ impl Spool {
         })
     }
 
-    /// Move a finished file to `<study>/<series>/<sop>.dcm`; the caller fsyncs `dir`.
+    /// Move a finished file to `<study>/<series>/<sop>.dcm`, received now; the caller
+    /// fsyncs `dir`.
     pub fn place(&self, written: Written, at: &Placement) -> Result<Spooled, SpoolError> {
+        self.put(written, at, None)
+            .map(|spooled| spooled.expect("a copy received now is the newest"))
+    }
+
+    /// Move a copy received at `received_at_ms` into place, unless a copy of the instance
+    /// received later is there already (None: the file is removed).
+    pub fn place_received(
+        &self,
+        written: Written,
+        at: &Placement,
+        received_at_ms: i64,
+    ) -> Result<Option<Spooled>, SpoolError> {
+        self.put(written, at, Some(received_at_ms))
+    }
+
+    fn put(
+        &self,
+        written: Written,
+        at: &Placement,
+        received_at_ms: Option<i64>,
+    ) -> Result<Option<Spooled>, SpoolError> {
         let Written { tmp_path, size } = written;
         let result = (|| {
             for uid in [at.study_uid, at.series_uid, at.sop_instance_uid] {
@@ -163,16 +191,27 @@ impl Spool {
             create_dir_durably(&study_dir, &self.root).map_err(io(&study_dir))?;
             create_dir_durably(&series_dir, &study_dir).map_err(io(&series_dir))?;
             let path = series_dir.join(format!("{}.dcm", at.sop_instance_uid));
+            // The check and the rename are one step: a newer copy cannot slip in between.
+            let mut newest = self.newest.lock();
+            let now = crate::store::now_ms();
+            if let Some(older) = received_at_ms {
+                if newest.received(at.sop_instance_uid) > Some(older) {
+                    return Ok(None);
+                }
+            }
             // rename(2) replaces a duplicate atomically: the old copy stays until the new
             // one is complete, so a duplicate never leaves the instance missing.
             std::fs::rename(&tmp_path, &path).map_err(io(&path))?;
-            Ok(Spooled {
+            let received_at_ms =
+                newest.placed(at.sop_instance_uid, received_at_ms.unwrap_or(now), now);
+            Ok(Some(Spooled {
                 path,
                 dir: series_dir,
                 size,
-            })
+                received_at_ms,
+            }))
         })();
-        if result.is_err() {
+        if !matches!(result, Ok(Some(_))) {
             let _ = std::fs::remove_file(&tmp_path);
         }
         result

@@ -44,6 +44,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -207,6 +212,11 @@ impl Store {
         })
     }
 
+    /// The storage dir the database lies in.
+    pub fn storage_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// The database file of `[storage] dir`.
     pub fn path_in(storage_dir: &Path) -> PathBuf {
         storage_dir.join("osteoscreen.sqlite")
@@ -345,10 +355,14 @@ fn record_instances(
     let mut replaced = Vec::new();
     {
         let mut previous = tx
-            .prepare_cached("SELECT path FROM instances WHERE sop_instance_uid = ?1")
+            .prepare_cached(
+                "SELECT path, received_at_ms FROM instances WHERE sop_instance_uid = ?1",
+            )
             .map_err(sql("record_instances"))?;
         // A duplicate SOP Instance UID refreshes the row: the same file path was replaced
-        // atomically on disk; another path leaves the old file to remove.
+        // atomically on disk; another path leaves the old file to remove. A row of a copy
+        // received later stays: the journal's mover can commit an older copy's row after
+        // it (the spool kept the newer file).
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,
@@ -374,11 +388,19 @@ fn record_instances(
             .map_err(sql("record_instances"))?;
         for r in batch {
             let stored = base.stored(&r.path);
-            let old: Option<String> = previous
-                .query_row([&r.sop_instance_uid], |row| row.get(0))
+            let old: Option<(String, i64)> = previous
+                .query_row([&r.sop_instance_uid], |row| Ok((row.get(0)?, row.get(1)?)))
                 .ok();
-            if let Some(old) = old.filter(|old| *old != stored) {
-                replaced.push(base.resolve(&old));
+            if let Some((old, at)) = old {
+                if at > r.received_at_ms {
+                    if old != stored {
+                        replaced.push(r.path.clone());
+                    }
+                    continue;
+                }
+                if old != stored {
+                    replaced.push(base.resolve(&old));
+                }
             }
             insert
                 .execute(params![
