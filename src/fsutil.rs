@@ -92,3 +92,15 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, String> {
     let _ = write!(file, "{}", std::process::id());
     Ok(DirLock { _file: file })
 }
+
+/// Hold `path` locked (flock, exclusive) until the returned file is dropped, waiting for
+/// another holder; created if missing. For work two processes must not do at once.
+pub fn lock_file_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}

@@ -113,6 +113,8 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
             .map(|k| num(k))
             .sum();
         assert!((p - 1.0).abs() < 1e-4, "{row:?}");
+        // The read-out's class is its T-score's.
+        assert_eq!(row["predicted"], row["class_from_t_pred"], "{row:?}");
         n += 1;
     }
     assert_eq!(n, 40);
@@ -140,6 +142,17 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
             .as_str()
             .unwrap()
             .contains("read out as fitted on looks it had not learned"),
+        "{x}"
+    );
+    let t = x["t_score"].as_f64().unwrap();
+    assert_eq!(x["class"], x["class_from_t_score"], "{x}");
+    assert_eq!(
+        x["class"],
+        match t {
+            t if t <= -2.5 => "osteoporosis",
+            t if t < -1.0 => "osteopenia",
+            _ => "normal",
+        },
         "{x}"
     );
 

@@ -291,8 +291,13 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, per_view: &[ViewMean]) -
     let (probabilities, t_score) = across_views(per_view);
     let (probabilities, t_score, network) = read_out(card, probabilities, t_score);
     let bmd_g_cm2 = card.bmd(t_score as f64);
-    let class = BoneClass::ALL[argmax(&probabilities)];
     let class_from_t_score = BoneClass::from_t_score(t_score as f64);
+    // A read-out's class is its T-score's (`model::readout`); the network's own heads
+    // give theirs apart.
+    let class = match &card.readout {
+        Some(_) => class_from_t_score,
+        None => BoneClass::ALL[argmax(&probabilities)],
+    };
     let read = match (&card.readout, &network) {
         (Some(r), Some(n)) => format!(
             "; the network's T {:+.1} ({}) read out as fitted on looks it had not learned: {}",

@@ -135,11 +135,14 @@ pub fn run(args: ReadoutArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    ModelCard {
+    let mut card = ModelCard {
         readout: Some(fitted.readout),
         ..model.card.clone()
+    };
+    if let Some(why) = card.drop_stale_covariates() {
+        eprintln!("{why}; the card is written without it");
     }
-    .write(&card_path)?;
+    card.write(&card_path)?;
     println!("wrote the read-out into {}", card_path.display());
     Ok(ExitCode::SUCCESS)
 }

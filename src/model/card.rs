@@ -130,6 +130,23 @@ impl ModelCard {
         Ok(card)
     }
 
+    /// Drop a covariate model fitted on another read-out than the card applies now (one
+    /// refitted since, or turned off by `[model] readout = false`): its inputs would be on
+    /// another scale. Returns why, for a warning.
+    pub fn drop_stale_covariates(&mut self) -> Option<String> {
+        let fitted_after = self.covariates.as_ref()?.after_readout.clone();
+        let applied = self.readout.as_ref().map(|r| r.formula());
+        if fitted_after == applied {
+            return None;
+        }
+        self.covariates = None;
+        Some(format!(
+            "the card's covariate model was fitted on results {} but the card now reads {}: not applied (fit it again with `osteoscreen calibrate`)",
+            fitted_after.map_or("before any read-out".into(), |f| format!("after the read-out {f}")),
+            applied.map_or("without a read-out".into(), |f| format!("through {f}")),
+        ))
+    }
+
     /// BMD (g/cm²) of a T-score in the card's reference population.
     pub fn bmd(&self, t_score: f64) -> f32 {
         (self.bmd_reference.mean + self.bmd_reference.sd * t_score) as f32

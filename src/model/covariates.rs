@@ -55,6 +55,10 @@ pub struct CovariateModel {
     pub fitted_on: String,
     #[serde(default)]
     pub evaluation: serde_json::Value,
+    /// The card's read-out (its formula) the radiographs' results went through when it was
+    /// fitted; absent: the network's own. Its inputs are on that read-out's scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_readout: Option<String>,
 }
 
 /// One study for `fit`: the radiographs' result, the age and the truth.
@@ -165,6 +169,7 @@ impl CovariateModel {
             ],
             fitted_on: fitted_on.to_string(),
             evaluation: serde_json::Value::Null,
+            after_readout: None,
         })
     }
 
@@ -368,5 +373,42 @@ mod tests {
         let mut m = CovariateModel::fit(&obs(30), "t").unwrap();
         m.age_range = [80.0, 40.0];
         assert_eq!(m.check(), Err(CovariateError::Shape));
+    }
+
+    /// Its inputs are on the scale of the read-out it was fitted after: another read-out,
+    /// or none (`[model] readout = false`), and the card does without it.
+    #[test]
+    fn a_card_drops_a_covariate_model_fitted_on_another_read_out() {
+        let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/osteoscreen-xray-demo.json");
+        let mut card = super::super::card::ModelCard::read(&bundled).unwrap();
+        let readout = card
+            .readout
+            .clone()
+            .expect("the bundled card has a read-out");
+        let fitted = CovariateModel {
+            after_readout: Some(readout.formula()),
+            ..CovariateModel::fit(&obs(30), "t").unwrap()
+        };
+        card.covariates = Some(fitted.clone());
+        assert_eq!(card.clone().drop_stale_covariates(), None);
+        let mut off = card.clone();
+        off.readout = None;
+        let why = off.drop_stale_covariates().expect("dropped");
+        assert!(why.contains("without a read-out"), "{why}");
+        assert!(off.covariates.is_none());
+        let mut refitted = card.clone();
+        refitted.readout.as_mut().unwrap().t_slope += 0.5;
+        assert!(refitted.drop_stale_covariates().is_some());
+        assert!(refitted.covariates.is_none());
+        // Fitted on the network's own results, read without a read-out: kept.
+        let mut plain = card;
+        plain.readout = None;
+        plain.covariates = Some(CovariateModel {
+            after_readout: None,
+            ..fitted
+        });
+        assert_eq!(plain.drop_stale_covariates(), None);
+        assert!(plain.covariates.is_some());
     }
 }

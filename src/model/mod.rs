@@ -133,6 +133,9 @@ impl ModelSettings {
         if !self.readout {
             // Dropped here, so that the site adaptation's cards leave it out too.
             model.card.readout = None;
+            if let Some(why) = model.card.drop_stale_covariates() {
+                tracing::warn!("{why}");
+            }
         }
         Ok(Some(model))
     }
@@ -209,8 +212,11 @@ impl XrayModel {
         let card_path = card
             .map(Path::to_path_buf)
             .unwrap_or_else(|| weights.with_extension("json"));
-        let card = ModelCard::read(&card_path)?;
+        let mut card = ModelCard::read(&card_path)?;
         card.check_weights(weights)?;
+        if let Some(why) = card.drop_stale_covariates() {
+            tracing::warn!("{why}");
+        }
         let mut varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let net = net::XrayNet::new(vb).map_err(ModelError::Network)?;

@@ -6,10 +6,14 @@
 //! so most osteoporotic patients came out osteopenic. A proportional-odds model on the
 //! network's T, fitted on one unseen generator, read another at 0.60-0.68 where the
 //! network's own classes gave 0.50-0.52 (BENCHMARKS.md, thirty-third session). It is
-//! stored as a map onto the T-score scale, so that the reported T, its WHO class and the
-//! probabilities agree:
+//! stored as a map onto the T-score scale:
 //! - T = intercept + slope × network T;
-//! - P(true T < c | T) = σ((c - T) / scale) for the WHO cut-offs c = -1.0 and -2.5.
+//! - P(true T < c | T) = σ((c - T) / scale) for the WHO cut-offs c = -1.0 and -2.5;
+//! - the class is the WHO class of that T. It is the median of the class distribution
+//!   (P(true T < c) >= 1/2 exactly where T <= c), the choice with the least expected
+//!   ordinal error, and the class a reader expects beside the T. Within about a quarter of
+//!   a T-score of a cut-off the neighbouring class can be a little more probable; the
+//!   report's low-confidence flag covers that.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +21,7 @@ use serde::{Deserialize, Serialize};
 const LOW_BMD: f64 = -1.0;
 const OSTEOPOROSIS: f64 = -2.5;
 
-/// Fewest studies `fit` accepts, and at least this many in two classes.
+/// Fewest studies `fit` accepts (two classes must be present).
 pub const MIN_STUDIES: usize = 30;
 
 /// A fitted read-out as the card stores it.
@@ -40,11 +44,15 @@ pub struct Readout {
 /// Why a read-out was not fitted or not accepted.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ReadoutError {
-    #[error("{0} studies with a class; at least {MIN_STUDIES} are needed, with at least two classes present")]
+    #[error("{0} studies with a class; at least {MIN_STUDIES} are needed")]
     TooFew(usize),
+    #[error("all {0} studies have one class; a read-out needs at least two classes present")]
+    OneClass(usize),
     #[error("the network's T-scores do not rank these studies (lower T is not the severer class), so no read-out can be fitted")]
     NoRanking,
-    #[error("not a usable read-out (slope and scale must be positive and finite)")]
+    #[error("the network gave a T-score that is not a number for a study; nothing fitted")]
+    NotFinite,
+    #[error("not a usable read-out (|intercept| <= 10, slope in (0, 10], scale in [0.05, 5])")]
     Shape,
 }
 
@@ -62,13 +70,14 @@ impl Readout {
         (t, [1.0 - low, (low - osteoporosis).max(0.0), osteoporosis])
     }
 
-    /// Refuse a card's read-out that cannot be applied.
+    /// Refuse a card's read-out that cannot be applied: besides finite, within bounds no
+    /// fit on T-scores comes near (a slope of 10 stretches a network T of 1 over the
+    /// whole clinical range), so a reported T stays finite and meaningful.
     pub fn check(&self) -> Result<(), ReadoutError> {
-        let ok = [self.t_intercept, self.t_slope, self.scale]
-            .iter()
-            .all(|v| v.is_finite())
+        let ok = self.t_intercept.abs() <= 10.0
             && self.t_slope > 0.0
-            && self.scale > 0.0;
+            && self.t_slope <= 10.0
+            && (0.05..=5.0).contains(&self.scale);
         ok.then_some(()).ok_or(ReadoutError::Shape)
     }
 
@@ -92,18 +101,23 @@ impl Readout {
 
     /// `fit` without the floor, for the folds of a cross-validation (at least 8 studies).
     pub fn fit_fold(pairs: &[(f64, u8)], fitted_on: &str) -> Result<Readout, ReadoutError> {
+        if pairs.iter().any(|p| !p.0.is_finite()) {
+            return Err(ReadoutError::NotFinite);
+        }
         let mut counts = [0usize; 3];
         for (_, y) in pairs {
             counts[usize::from((*y).min(2))] += 1;
         }
-        if pairs.len() < 8 || counts.iter().filter(|&&c| c > 0).count() < 2 {
+        if pairs.len() < 8 {
             return Err(ReadoutError::TooFew(pairs.len()));
+        }
+        if counts.iter().filter(|&&c| c > 0).count() < 2 {
+            return Err(ReadoutError::OneClass(pairs.len()));
         }
         let n = pairs.len() as f64;
         let mean = pairs.iter().map(|p| p.0).sum::<f64>() / n;
         let sd = (pairs.iter().map(|p| (p.0 - mean).powi(2)).sum::<f64>() / n).sqrt();
-        // NaN fails too.
-        if sd.is_nan() || sd <= 1e-6 {
+        if sd <= 1e-6 {
             return Err(ReadoutError::NoRanking);
         }
         // α1 (class >= 1), α2 (class >= 2), w.
@@ -153,12 +167,20 @@ impl Readout {
         Ok(fitted)
     }
 
-    /// The class `apply` gives the network's T (the most probable).
+    /// The class reported for the network's T: the WHO class of the reported T.
     pub fn class(&self, network_t: f64) -> u8 {
-        let (_, p) = self.apply(network_t);
-        (0..3u8)
-            .max_by(|&a, &b| p[a as usize].total_cmp(&p[b as usize]))
-            .unwrap_or(0)
+        who_class(self.apply(network_t).0)
+    }
+}
+
+/// The WHO class (0 normal, 1 osteopenia, 2 osteoporosis) of a T-score.
+fn who_class(t: f64) -> u8 {
+    if t <= OSTEOPOROSIS {
+        2
+    } else if t < LOW_BMD {
+        1
+    } else {
+        0
     }
 }
 
@@ -166,15 +188,7 @@ impl Readout {
 mod tests {
     use super::*;
 
-    fn who(t: f64) -> u8 {
-        if t >= LOW_BMD {
-            0
-        } else if t > OSTEOPOROSIS {
-            1
-        } else {
-            2
-        }
-    }
+    use super::who_class as who;
 
     /// A network that reads T compressed and milder, as on unseen looks: network T =
     /// -0.5 + 0.4·true T, plus a little deterministic jitter.
@@ -200,14 +214,19 @@ mod tests {
         let before = data.iter().filter(|(t, y)| who(*t) == *y).count();
         assert!(right >= 105, "{right} of 120 (network's own T: {before})");
         assert!(before < 80, "{before}");
-        // Probabilities are a distribution and agree with the T-score's class away from
-        // the cut-offs.
-        for x in [-2.0, -1.2, -0.9, -0.3, 0.4] {
+        // Probabilities are a distribution; the class is the T-score's, and the most
+        // probable one away from the cut-offs.
+        for i in 0..=60 {
+            let x = -2.5 + 0.05 * i as f64;
             let (t, p) = r.apply(x);
             assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
             assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+            assert_eq!(r.class(x), who(t), "network T {x}, T {t}");
+            let top = (0..3u8)
+                .max_by(|&a, &b| p[a as usize].total_cmp(&p[b as usize]))
+                .unwrap();
             if (t - LOW_BMD).abs() > 0.3 && (t - OSTEOPOROSIS).abs() > 0.3 {
-                assert_eq!(r.class(x), who(t), "network T {x}, T {t}, p {p:?}");
+                assert_eq!(top, who(t), "network T {x}, T {t}, p {p:?}");
             }
         }
     }
@@ -219,7 +238,10 @@ mod tests {
             Err(ReadoutError::TooFew(20))
         );
         let one_class: Vec<_> = (0..40).map(|i| (i as f64 * 0.1, 0u8)).collect();
-        assert_eq!(Readout::fit(&one_class, "t"), Err(ReadoutError::TooFew(40)));
+        assert_eq!(
+            Readout::fit(&one_class, "t"),
+            Err(ReadoutError::OneClass(40))
+        );
         // Higher network T for the severer class: the network ranks them backwards.
         let backwards: Vec<_> = compressed(90).into_iter().map(|(t, y)| (-t, y)).collect();
         assert_eq!(Readout::fit(&backwards, "t"), Err(ReadoutError::NoRanking));
@@ -235,5 +257,12 @@ mod tests {
         let mut r = Readout::fit(&compressed(60), "t").unwrap();
         r.t_slope = f64::NAN;
         assert_eq!(r.check(), Err(ReadoutError::Shape));
+        // Finite but absurd: a T-score of infinity as f32.
+        let mut r = Readout::fit(&compressed(60), "t").unwrap();
+        r.t_intercept = 1e300;
+        assert_eq!(r.check(), Err(ReadoutError::Shape));
+        let mut nan = compressed(60);
+        nan[3].0 = f64::NAN;
+        assert_eq!(Readout::fit(&nan, "t"), Err(ReadoutError::NotFinite));
     }
 }

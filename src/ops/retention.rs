@@ -26,6 +26,14 @@ const CTIME_SLACK: Duration = Duration::from_secs(1);
 /// Remove studies whose jobs all ended more than `days` days ago; `outbox` is the
 /// daemon's outbox folder (per-study folders there are removed when empty).
 pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreError> {
+    // One purge at a time over a storage dir (the daemon's hourly one and `osteoscreen
+    // queue purge` are two processes): another's put-back of a file moved aside would make
+    // this one's removal fail, and the rows go while the file stays.
+    let lock = store.storage_dir().join("purge.lock");
+    let _held = crate::fsutil::lock_file_waiting(&lock).map_err(|source| StoreError::Lock {
+        path: lock.clone(),
+        source,
+    })?;
     let cutoff = now_ms() - (days * 86_400_000.0) as i64;
     let mut purged = Purged::default();
     for study in store.purgeable_studies(cutoff)? {
@@ -61,8 +69,11 @@ pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreErr
                     remove_empty_parents(file, 3);
                 }
                 Ok(Removal::Replaced) => kept += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(path = %file.display(), error = %e, "cannot remove"),
+                Err(e) => {
+                    // Not known to be gone: the rows stay, so a later purge finds it.
+                    kept += 1;
+                    tracing::warn!(path = %file.display(), error = %e, "cannot remove");
+                }
             }
         }
         if kept == 0 && store.forget_study(&study, &plan)? {
@@ -232,6 +243,32 @@ mod tests {
         // Nothing aside: nothing happens.
         recover_aside(&file);
         assert_eq!(std::fs::read(&file).unwrap(), b"old");
+    }
+
+    /// Two purges of one storage dir (the daemon's and `queue purge`) take turns.
+    #[test]
+    fn a_purge_waits_for_another_to_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&Store::path_in(dir.path())).unwrap());
+        let held = crate::fsutil::lock_file_waiting(&dir.path().join("purge.lock")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let outbox = dir.path().join("outbox");
+        let purging = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let done = purge(&store, &outbox, 1.0);
+                tx.send(()).unwrap();
+                done
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "ran while another held the lock"
+        );
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("ran once it was free");
+        assert_eq!(purging.join().unwrap().unwrap(), Purged::default());
     }
 
     #[test]

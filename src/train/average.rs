@@ -121,11 +121,13 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
     let card_out = weights_out.with_extension("json");
     card.write(&card_out)?;
 
-    // Measured with the written card, exactly as `eval` and the daemon load it.
+    // Measured with the written card, exactly as `eval` and the daemon load it; members
+    // without their read-out, as the average has none (a fair comparison).
     let all: Vec<usize> = (0..opts.held_out.samples.len()).collect();
     let held_out_name = opts.held_out.source.display().to_string();
     let measure = |weights: &Path| -> Result<Metrics, TrainError> {
-        let model = XrayModel::load(weights, None, opts.device.clone())?;
+        let mut model = XrayModel::load(weights, None, opts.device.clone())?;
+        model.card.readout = None;
         Ok(evaluate(&model, opts.held_out, &all, &held_out_name, false, None)?.metrics)
     };
     let metrics = measure(&weights_out)?;

@@ -59,11 +59,25 @@ pub fn fit_readout(
     // reading.
     let mut readings: Vec<(usize, f64, u8, u8)> = Vec::new();
     let mut offset = 0;
+    // A study in two sets would be fitted on in one fold and scored in another.
+    let mut seen = std::collections::HashSet::new();
     for set in sets {
         let mut studies = 0;
-        for model in &set.models {
+        for (m, model) in set.models.iter().enumerate() {
             let predicted = predict(model, set.dataset, set.idx)?;
             studies = predicted.network.len();
+            if m == 0 {
+                if let Some(s) = predicted
+                    .network
+                    .iter()
+                    .find(|s| !seen.insert(s.study.clone()))
+                {
+                    return Err(TrainError::Invalid(format!(
+                        "study {} is in more than one of the sets: give each study once",
+                        s.study
+                    )));
+                }
+            }
             readings.extend(
                 predicted
                     .network
@@ -73,6 +87,10 @@ pub fn fit_readout(
             );
         }
         offset += studies;
+    }
+    // The floor is on studies: a study read as given and adapted is still one patient.
+    if offset < crate::model::readout::MIN_STUDIES {
+        return Err(ReadoutError::TooFew(offset).into());
     }
     let pairs: Vec<(f64, u8)> = readings.iter().map(|r| (r.1, r.2)).collect();
     let fitted = Readout::fit(
