@@ -113,8 +113,11 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
             .map(|k| num(k))
             .sum();
         assert!((p - 1.0).abs() < 1e-4, "{row:?}");
-        // The read-out's class is its T-score's.
-        assert_eq!(row["predicted"], row["class_from_t_pred"], "{row:?}");
+        // The class is the most probable; the T-score's own unless near a cut-off.
+        let t = num("t_pred");
+        if (t + 1.0).abs() > 0.5 && (t + 2.5).abs() > 0.5 {
+            assert_eq!(row["predicted"], row["class_from_t_pred"], "{row:?}");
+        }
         n += 1;
     }
     assert_eq!(n, 40);
@@ -144,17 +147,12 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
             .contains("read out as fitted on looks it had not learned"),
         "{x}"
     );
-    let t = x["t_score"].as_f64().unwrap();
-    assert_eq!(x["class"], x["class_from_t_score"], "{x}");
-    assert_eq!(
-        x["class"],
-        match t {
-            t if t <= -2.5 => "osteoporosis",
-            t if t < -1.0 => "osteopenia",
-            _ => "normal",
-        },
-        "{x}"
-    );
+    let flags = f["flags"].to_string();
+    if x["class"] == x["class_from_t_score"] {
+        assert!(!flags.contains("near a WHO cut-off"), "{f}");
+    } else {
+        assert!(flags.contains("near a WHO cut-off"), "{f}");
+    }
 
     // `[model] readout = false`: the network's own result again.
     let off = [

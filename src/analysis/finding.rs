@@ -257,8 +257,7 @@ pub struct XrayFinding {
     pub probabilities: [f32; 3],
     pub t_score: f32,
     pub bmd_g_cm2: f32,
-    /// The class reported: the most probable, or with the card's read-out the WHO class of
-    /// its T-score (`model::readout`).
+    /// The most probable class.
     pub class: BoneClass,
     /// The WHO class of `t_score`; differs from `class` only when flagged.
     pub class_from_t_score: BoneClass,

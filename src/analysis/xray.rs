@@ -291,13 +291,8 @@ fn fuse(card: &ModelCard, images: Vec<ImagePrediction>, per_view: &[ViewMean]) -
     let (probabilities, t_score) = across_views(per_view);
     let (probabilities, t_score, network) = read_out(card, probabilities, t_score);
     let bmd_g_cm2 = card.bmd(t_score as f64);
+    let class = BoneClass::ALL[argmax(&probabilities)];
     let class_from_t_score = BoneClass::from_t_score(t_score as f64);
-    // A read-out's class is its T-score's (`model::readout`); the network's own heads
-    // give theirs apart.
-    let class = match &card.readout {
-        Some(_) => class_from_t_score,
-        None => BoneClass::ALL[argmax(&probabilities)],
-    };
     let read = match (&card.readout, &network) {
         (Some(r), Some(n)) => format!(
             "; the network's T {:+.1} ({}) read out as fitted on looks it had not learned: {}",
@@ -405,7 +400,15 @@ fn flag(x: &XrayFinding, per_view: &[ViewMean], card: &ModelCard, flags: &mut Ve
             "low confidence (probability {top:.2} < {LOW_CONFIDENCE})"
         ));
     }
-    if x.class != x.class_from_t_score {
+    if x.class != x.class_from_t_score && x.network.is_some() && x.covariates.is_none() {
+        // The read-out's T and probabilities are one model: they part only near a cut-off.
+        flags.push(format!(
+            "estimated T-score {:+.1} ({}) lies near a WHO cut-off; the read-out finds {} more probable ({top:.2})",
+            x.t_score,
+            x.class_from_t_score.words(),
+            x.class.words()
+        ));
+    } else if x.class != x.class_from_t_score {
         flags.push(format!(
             "model class ({}) and estimated T-score {:+.1} ({}) disagree",
             x.class.words(),

@@ -48,7 +48,6 @@ pub fn by_study(samples: &[Sample], idx: &[usize], preds: &[ImagePred]) -> Vec<S
                 probabilities,
                 t_true: s.t_score,
                 t_pred,
-                class_by_t: false,
             }
         })
         .collect()
@@ -194,7 +193,6 @@ pub fn predict(
             Scored {
                 probabilities,
                 t_pred,
-                class_by_t: model.card.readout.is_some(),
                 ..s.clone()
             }
         })
@@ -258,8 +256,6 @@ pub fn with_covariates(
         if let Ok(c) = model.combine(image_p, s.t_pred as f64, ages.get(&s.study).copied()) {
             s.t_pred = c.t_score as f32;
             s.probabilities = c.probabilities.map(|p| p as f32);
-            // The covariate model's class is its logistic part's.
-            s.class_by_t = false;
             n += 1;
         }
     }

@@ -14,17 +14,11 @@ pub struct Scored {
     pub probabilities: [f32; 3],
     pub t_true: Option<f32>,
     pub t_pred: f32,
-    /// The class is the WHO class of `t_pred` (a card's read-out), not the most probable.
-    pub class_by_t: bool,
 }
 
 impl Scored {
     pub fn predicted(&self) -> u8 {
-        if self.class_by_t {
-            super::data::who_class(self.t_pred as f64)
-        } else {
-            argmax(&self.probabilities)
-        }
+        argmax(&self.probabilities)
     }
 }
 
@@ -206,7 +200,6 @@ mod tests {
             probabilities: p,
             t_true: Some(t),
             t_pred: tp,
-            class_by_t: false,
         }
     }
 
