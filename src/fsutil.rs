@@ -93,14 +93,24 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, String> {
     Ok(DirLock { _file: file })
 }
 
-/// Hold `path` locked (flock, exclusive) until the returned file is dropped, waiting for
-/// another holder; created if missing. For work two processes must not do at once.
-pub fn lock_file_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+/// Hold `path` locked (flock, exclusive) until the returned file is dropped; created if
+/// missing. For work two processes must not do at once. `wait`: for another holder to let
+/// go; else None while it holds it.
+pub fn lock_file(path: &Path, wait: bool) -> std::io::Result<Option<std::fs::File>> {
+    use rustix::fs::FlockOperation;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(file)
+    let how = if wait {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::NonBlockingLockExclusive
+    };
+    match rustix::fs::flock(&file, how) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if !wait && e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }

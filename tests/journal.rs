@@ -286,6 +286,22 @@ fn the_mover_leaves_a_copy_received_later_in_place() {
     drop(mover);
 }
 
+/// A copy of the instance put in place by another path (STOW-RS) while the record waited.
+fn place_directly(
+    spool: &Spool,
+    meta: &RecordMeta,
+    bytes: &[u8],
+) -> osteoscreen::ingest::spool::Spooled {
+    let at = Placement {
+        study_uid: &meta.study_uid,
+        series_uid: &meta.series_uid,
+        sop_instance_uid: &meta.sop_instance_uid,
+    };
+    let mut incoming = spool.begin_raw(&meta.sop_instance_uid).unwrap();
+    incoming.append(bytes);
+    spool.place(incoming.finish().unwrap(), &at).unwrap()
+}
+
 #[test]
 fn the_mover_does_not_replace_a_newer_copy_whose_row_is_not_committed_yet() {
     let dir = tempfile::tempdir().unwrap();
@@ -294,25 +310,18 @@ fn the_mover_does_not_replace_a_newer_copy_whose_row_is_not_committed_yet() {
     let writer = store.instance_writer().unwrap();
     let (journal, _) = open_ready(&spool.root().join(".journal"));
     let active = ActiveStudies::default();
-    let mover = mover::Mover::start(spool.clone(), store.clone(), writer, active.clone()).unwrap();
+    let mover =
+        mover::Mover::start(spool.clone(), store.clone(), writer.clone(), active.clone()).unwrap();
     let mut lane = Lane::default();
     let record = write(&journal, &mut lane, "1.2.3.31", &payload(4000, 7));
     let m = record.meta.clone();
-    // The same instance re-sent by STOW-RS while the record waits for the mover: put in
-    // place, its row not yet committed (the database cannot tell the mover).
+    // Put in place, its row not yet committed: the database cannot tell the mover.
     std::thread::sleep(Duration::from_millis(5));
-    let at = Placement {
-        study_uid: &m.study_uid,
-        series_uid: &m.series_uid,
-        sop_instance_uid: &m.sop_instance_uid,
-    };
-    let mut incoming = spool.begin_raw(&m.sop_instance_uid).unwrap();
-    incoming.append(&payload(100, 9));
-    let newer = spool.place(incoming.finish().unwrap(), &at).unwrap();
+    let newer = place_directly(&spool, &m, &payload(100, 9));
     assert!(newer.received_at_ms > m.received_at_ms);
     active.enter(&m.study_uid);
     mover.send(record);
-    wait_released(&active, &m.study_uid);
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         std::fs::read(&newer.path).unwrap(),
         payload(100, 9),
@@ -322,6 +331,45 @@ fn the_mover_does_not_replace_a_newer_copy_whose_row_is_not_committed_yet() {
         store.instances().unwrap().is_empty(),
         "no row of the older copy"
     );
+    assert!(
+        active.is_active(&m.study_uid),
+        "held back until a row is there"
+    );
+    // The newer copy's row is committed: the record is superseded and let go.
+    let row = osteoscreen::store::InstanceRecord {
+        sop_instance_uid: m.sop_instance_uid.clone(),
+        sop_class_uid: m.sop_class_uid.clone(),
+        study_uid: m.study_uid.clone(),
+        series_uid: m.series_uid.clone(),
+        modality: m.modality.clone(),
+        transfer_syntax: m.transfer_syntax.clone(),
+        path: newer.path.clone(),
+        size: newer.size,
+        calling_ae: "STOWRS".into(),
+        received_at_ms: newer.received_at_ms,
+    };
+    assert!(writer.record_all_blocking(vec![row.clone()])[0].is_ok());
+    wait_released(&active, &m.study_uid);
+    assert_eq!(store.instances().unwrap(), vec![row]);
+    assert_eq!(std::fs::read(&newer.path).unwrap(), payload(100, 9));
+
+    // A newer copy whose commit failed is forgotten (as `Ingest::record` does): the
+    // acknowledged record is filed after all.
+    let record = write(&journal, &mut lane, "1.2.3.32", &payload(2000, 3));
+    let m = record.meta.clone();
+    std::thread::sleep(Duration::from_millis(5));
+    let failed = place_directly(&spool, &m, &payload(50, 1));
+    spool.forget(&m.sop_instance_uid, failed.received_at_ms);
+    active.enter(&m.study_uid);
+    mover.send(record);
+    wait_released(&active, &m.study_uid);
+    assert_eq!(std::fs::read(&failed.path).unwrap(), payload(2000, 3));
+    assert!(store
+        .instances()
+        .unwrap()
+        .iter()
+        .any(|r| r.sop_instance_uid == "1.2.3.32" && r.size == 2000));
+
     // A copy acknowledged after the one in place is filed over it.
     let later = write(&journal, &mut lane, "1.2.3.31", &payload(3000, 5));
     assert!(later.meta.received_at_ms >= newer.received_at_ms);
@@ -329,7 +377,7 @@ fn the_mover_does_not_replace_a_newer_copy_whose_row_is_not_committed_yet() {
     mover.send(later);
     wait_released(&active, &m.study_uid);
     assert_eq!(std::fs::read(&newer.path).unwrap(), payload(3000, 5));
-    assert_eq!(store.instances().unwrap().len(), 1);
+    assert_eq!(store.instances().unwrap().len(), 2);
     drop(mover);
 }
 

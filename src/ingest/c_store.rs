@@ -314,7 +314,6 @@ impl PendingStore {
         let size = record.size;
         let (sop, study) = (record.sop_instance_uid.clone(), record.study_uid.clone());
         ingest
-            .writer
             .record(record, dir)
             .await
             .map_err(|e| Refusal::out_of_resources("could not record instance", e))?;

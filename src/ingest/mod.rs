@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use crate::dicom::sop;
 use crate::dicom::uid::is_safe_uid;
 use crate::dicom::DimseStatus;
-use crate::store::{InstanceRecord, InstanceWriter};
+use crate::store::{InstanceRecord, InstanceWriter, StoreError};
 use active::ActiveStudies;
 use instance::{ReceivedInstance, Refusal};
 use settings::{CallerRule, DicomSettings};
@@ -127,5 +127,17 @@ impl Ingest {
             received_at_ms: spooled.received_at_ms,
         };
         Ok((record, spooled.dir))
+    }
+
+    /// Commit the row of an instance `place` put in place (the writer fsyncs `dir` first).
+    /// A failed commit removed the file, so the spool forgets the copy: an older one the
+    /// journal's mover still holds goes in its place.
+    pub async fn record(&self, record: InstanceRecord, dir: PathBuf) -> Result<(), StoreError> {
+        let (sop, at) = (record.sop_instance_uid.clone(), record.received_at_ms);
+        let recorded = self.writer.record(record, dir).await;
+        if recorded.is_err() {
+            self.spool.forget(&sop, at);
+        }
+        recorded
     }
 }

@@ -213,8 +213,13 @@ fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
         }
         match copy_into_spool(to.spool, &record) {
             Ok(Some(row)) => copied.push((record, row)),
-            // A copy received later was put in place meanwhile; its row is on its way.
-            Ok(None) => moved.push(record),
+            // A copy received later was put in place meanwhile. Kept until its row is
+            // committed (then superseded, above), or its commit failed and the spool
+            // forgot it (then filed).
+            Ok(None) => {
+                tracing::debug!("a newer copy of a journal record's instance is in place; kept until its row is committed");
+                failed.push(record);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot move a journal record into the spool; kept");
                 failed.push(record);
@@ -222,11 +227,15 @@ fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
         }
     }
     let (records, rows): (Vec<Record>, Vec<InstanceRecord>) = copied.into_iter().unzip();
-    for (record, result) in records.into_iter().zip(to.writer.record_all_blocking(rows)) {
+    let stamps: Vec<i64> = rows.iter().map(|r| r.received_at_ms).collect();
+    let results = to.writer.record_all_blocking(rows);
+    for ((record, result), at) in records.into_iter().zip(results).zip(stamps) {
         match result {
             Ok(()) => moved.push(record),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record a journal instance; kept");
+                // Its placement no longer counts, or its own retry would yield to it.
+                to.spool.forget(&record.meta.sop_instance_uid, at);
                 failed.push(record);
             }
         }

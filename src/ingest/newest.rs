@@ -35,15 +35,27 @@ impl Newest {
 }
 
 impl Register {
-    /// When the copy in place of `sop_instance_uid` was received, if it was lately.
-    pub fn received(&self, sop_instance_uid: &str) -> Option<i64> {
-        self.received.get(sop_instance_uid).copied()
+    /// When the copy in place of `sop_instance_uid` was received, if within the window
+    /// before `now`.
+    pub fn received(&self, sop_instance_uid: &str, now: i64) -> Option<i64> {
+        self.received
+            .get(sop_instance_uid)
+            .copied()
+            .filter(|t| *t >= now - WINDOW_MS)
+    }
+
+    /// The copy placed at `at` was not recorded after all (its commit failed): it no
+    /// longer counts, unless another was placed since.
+    pub fn forget(&mut self, sop_instance_uid: &str, at: i64) {
+        if self.received.get(sop_instance_uid) == Some(&at) {
+            self.received.remove(sop_instance_uid);
+        }
     }
 
     /// A copy received at `at` is now in place; returns the time it is remembered by, moved
     /// just past the copy it replaced if the clocks disagree (a copy placed later is newer).
     pub fn placed(&mut self, sop_instance_uid: &str, at: i64, now: i64) -> i64 {
-        let at = match self.received(sop_instance_uid) {
+        let at = match self.received.get(sop_instance_uid).copied() {
             Some(before) if before >= at => before + 1,
             _ => at,
         };
@@ -65,17 +77,23 @@ mod tests {
     fn a_later_placement_is_newer_and_old_entries_are_pruned() {
         let newest = Newest::default();
         let mut r = newest.lock();
-        assert_eq!(r.received("1.2.3"), None);
+        assert_eq!(r.received("1.2.3", 1000), None);
         assert_eq!(r.placed("1.2.3", 1000, 1000), 1000);
-        assert_eq!(r.received("1.2.3"), Some(1000));
+        assert_eq!(r.received("1.2.3", 1000), Some(1000));
         // Placed later with an earlier clock reading: remembered as newer all the same.
         assert_eq!(r.placed("1.2.3", 990, 1000), 1001);
+        // A failed commit forgets its own placement only.
+        r.forget("1.2.3", 1000);
+        assert_eq!(r.received("1.2.3", 1000), Some(1001));
+        r.forget("1.2.3", 1001);
+        assert_eq!(r.received("1.2.3", 1000), None);
         assert_eq!(r.placed("1.2.3", 5000, 5000), 5000);
         let now = 5000 + WINDOW_MS + 1;
+        assert_eq!(r.received("1.2.3", now), None, "older than the window");
         for i in 0..MIN_PRUNE_AT {
             r.placed(&format!("2.{i}"), now, now);
         }
-        assert_eq!(r.received("1.2.3"), None, "older than the window: pruned");
-        assert_eq!(r.received("2.0"), Some(now));
+        assert!(!r.received.contains_key("1.2.3"), "pruned");
+        assert_eq!(r.received("2.0", now), Some(now));
     }
 }

@@ -195,7 +195,7 @@ impl Spool {
             let mut newest = self.newest.lock();
             let now = crate::store::now_ms();
             if let Some(older) = received_at_ms {
-                if newest.received(at.sop_instance_uid) > Some(older) {
+                if newest.received(at.sop_instance_uid, now) > Some(older) {
                     return Ok(None);
                 }
             }
@@ -215,6 +215,12 @@ impl Spool {
             let _ = std::fs::remove_file(&tmp_path);
         }
         result
+    }
+
+    /// The copy of `sop_instance_uid` placed as received at `at` was not recorded (its
+    /// commit failed): an older copy may take its place again.
+    pub fn forget(&self, sop_instance_uid: &str, at: i64) {
+        self.newest.lock().forget(sop_instance_uid, at);
     }
 
     /// Where `place` puts an instance (the UIDs are not checked here).

@@ -417,11 +417,11 @@ impl Upload {
                 }),
             }
         }
-        let writer = &self.ingest.writer;
+        let ingest = &self.ingest;
         let recorded = futures_util::future::join_all(
             placed
                 .iter()
-                .map(|(_, (record, dir))| writer.record(record.clone(), dir.clone())),
+                .map(|(_, (record, dir))| ingest.record(record.clone(), dir.clone())),
         )
         .await;
         let mut outcome = Outcome::default();

@@ -135,7 +135,7 @@ impl ModelCard {
     /// another scale. Returns why, for a warning.
     pub fn drop_stale_covariates(&mut self) -> Option<String> {
         let fitted_after = self.covariates.as_ref()?.after_readout.clone();
-        let applied = self.readout.as_ref().map(|r| r.formula());
+        let applied = self.readout.as_ref().map(|r| r.identity());
         if fitted_after == applied {
             return None;
         }

@@ -55,8 +55,8 @@ pub struct CovariateModel {
     pub fitted_on: String,
     #[serde(default)]
     pub evaluation: serde_json::Value,
-    /// The card's read-out (its formula) the radiographs' results went through when it was
-    /// fitted; absent: the network's own. Its inputs are on that read-out's scale.
+    /// The card's read-out (`Readout::identity`) the radiographs' results went through
+    /// when it was fitted; absent: the network's own. Its inputs are on that read-out's scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_readout: Option<String>,
 }
@@ -387,7 +387,7 @@ mod tests {
             .clone()
             .expect("the bundled card has a read-out");
         let fitted = CovariateModel {
-            after_readout: Some(readout.formula()),
+            after_readout: Some(readout.identity()),
             ..CovariateModel::fit(&obs(30), "t").unwrap()
         };
         card.covariates = Some(fitted.clone());
@@ -398,7 +398,7 @@ mod tests {
         assert!(why.contains("without a read-out"), "{why}");
         assert!(off.covariates.is_none());
         let mut refitted = card.clone();
-        refitted.readout.as_mut().unwrap().t_slope += 0.5;
+        refitted.readout.as_mut().unwrap().t_slope += 0.001;
         assert!(refitted.drop_stale_covariates().is_some());
         assert!(refitted.covariates.is_none());
         // Fitted on the network's own results, read without a read-out: kept.

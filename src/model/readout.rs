@@ -81,6 +81,15 @@ impl Readout {
         ok.then_some(()).ok_or(ReadoutError::Shape)
     }
 
+    /// The fitted numbers exactly (shortest round-trip decimals), to tell whether a
+    /// covariate model was fitted after this read-out.
+    pub fn identity(&self) -> String {
+        format!(
+            "T = {} + {} x network T, scale {}",
+            self.t_intercept, self.t_slope, self.scale
+        )
+    }
+
     /// The map, for reports.
     pub fn formula(&self) -> String {
         format!(

@@ -24,16 +24,35 @@ pub struct Purged {
 const CTIME_SLACK: Duration = Duration::from_secs(1);
 
 /// Remove studies whose jobs all ended more than `days` days ago; `outbox` is the
-/// daemon's outbox folder (per-study folders there are removed when empty).
+/// daemon's outbox folder (per-study folders there are removed when empty). Waits while
+/// another purge of the storage dir runs.
 pub fn purge(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreError> {
-    // One purge at a time over a storage dir (the daemon's hourly one and `osteoscreen
-    // queue purge` are two processes): another's put-back of a file moved aside would make
-    // this one's removal fail, and the rows go while the file stays.
-    let lock = store.storage_dir().join("purge.lock");
-    let _held = crate::fsutil::lock_file_waiting(&lock).map_err(|source| StoreError::Lock {
-        path: lock.clone(),
-        source,
-    })?;
+    let _held = purge_lock(store, true)?;
+    purge_locked(store, outbox, days)
+}
+
+/// `purge`, or None at once while another purge of the storage dir runs (the daemon's
+/// hourly one must not hold up its stop behind `osteoscreen queue purge`).
+pub fn purge_unless_busy(
+    store: &Store,
+    outbox: &Path,
+    days: f64,
+) -> Result<Option<Purged>, StoreError> {
+    match purge_lock(store, false)? {
+        Some(_held) => purge_locked(store, outbox, days).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// One purge at a time over a storage dir (the daemon's and `osteoscreen queue purge` are
+/// two processes): another's put-back of a file moved aside would make this one's removal
+/// fail, and the rows would go while the file stays.
+fn purge_lock(store: &Store, wait: bool) -> Result<Option<std::fs::File>, StoreError> {
+    let path = store.storage_dir().join("purge.lock");
+    crate::fsutil::lock_file(&path, wait).map_err(|source| StoreError::Lock { path, source })
+}
+
+fn purge_locked(store: &Store, outbox: &Path, days: f64) -> Result<Purged, StoreError> {
     let cutoff = now_ms() - (days * 86_400_000.0) as i64;
     let mut purged = Purged::default();
     for study in store.purgeable_studies(cutoff)? {
@@ -176,15 +195,18 @@ pub async fn run(
             _ = shutdown.recv() => return,
         }
         let (store, outbox) = (store.clone(), outbox.clone());
-        match tokio::task::spawn_blocking(move || purge(&store, &outbox, days)).await {
-            Ok(Ok(p)) if p.studies > 0 => tracing::info!(
+        match tokio::task::spawn_blocking(move || purge_unless_busy(&store, &outbox, days)).await {
+            Ok(Ok(None)) => tracing::info!(
+                "another purge of the storage dir is running; this hour's is skipped"
+            ),
+            Ok(Ok(Some(p))) if p.studies > 0 => tracing::info!(
                 studies = p.studies,
                 files = p.files,
                 bytes = p.bytes,
                 retention_days = days,
                 "purged finished studies"
             ),
-            Ok(Ok(_)) => {}
+            Ok(Ok(Some(_))) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "purge failed"),
             Err(e) => tracing::error!(error = %e, "purge task failed"),
         }
@@ -245,14 +267,19 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), b"old");
     }
 
-    /// Two purges of one storage dir (the daemon's and `queue purge`) take turns.
+    /// Two purges of one storage dir (the daemon's and `queue purge`) take turns; the
+    /// daemon's hourly one skips the hour rather than wait.
     #[test]
-    fn a_purge_waits_for_another_to_finish() {
+    fn a_purge_waits_for_another_to_finish_and_the_hourly_one_skips() {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(Store::open(&Store::path_in(dir.path())).unwrap());
-        let held = crate::fsutil::lock_file_waiting(&dir.path().join("purge.lock")).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let held = crate::fsutil::lock_file(&dir.path().join("purge.lock"), true)
+            .unwrap()
+            .unwrap();
         let outbox = dir.path().join("outbox");
+        // The daemon's hourly purge does not wait.
+        assert_eq!(purge_unless_busy(&store, &outbox, 1.0).unwrap(), None);
+        let (tx, rx) = std::sync::mpsc::channel();
         let purging = {
             let store = store.clone();
             std::thread::spawn(move || {
@@ -269,6 +296,10 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(20))
             .expect("ran once it was free");
         assert_eq!(purging.join().unwrap().unwrap(), Purged::default());
+        assert_eq!(
+            purge_unless_busy(&store, &dir.path().join("outbox"), 1.0).unwrap(),
+            Some(Purged::default())
+        );
     }
 
     #[test]

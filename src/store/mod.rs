@@ -351,6 +351,19 @@ fn record_instances(
     base: &PathBase,
     batch: &[InstanceRecord],
 ) -> Result<Vec<PathBuf>, StoreError> {
+    record_rows(conn, base, batch, &vec![false; batch.len()])
+}
+
+/// `record_instances`, where a row marked in `yielding` (the journal mover's, filed
+/// seconds after its acknowledgement) leaves a row received later in place. Others, put in
+/// place as they are recorded, always replace: their order is the spool's, whatever the
+/// wall clock said when an older row was written.
+fn record_rows(
+    conn: &mut Connection,
+    base: &PathBase,
+    batch: &[InstanceRecord],
+    yielding: &[bool],
+) -> Result<Vec<PathBuf>, StoreError> {
     let tx = conn.transaction().map_err(sql("record_instances"))?;
     let mut replaced = Vec::new();
     {
@@ -360,9 +373,9 @@ fn record_instances(
             )
             .map_err(sql("record_instances"))?;
         // A duplicate SOP Instance UID refreshes the row: the same file path was replaced
-        // atomically on disk; another path leaves the old file to remove. A row of a copy
-        // received later stays: the journal's mover can commit an older copy's row after
-        // it (the spool kept the newer file).
+        // atomically on disk; another path leaves the old file to remove. A yielding row
+        // leaves one received later: the journal's mover can commit an older copy's row
+        // after a newer one's (the spool kept the newer file).
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,
@@ -386,13 +399,13 @@ fn record_instances(
                      pending = 1",
             )
             .map_err(sql("record_instances"))?;
-        for r in batch {
+        for (r, &yields) in batch.iter().zip(yielding) {
             let stored = base.stored(&r.path);
             let old: Option<(String, i64)> = previous
                 .query_row([&r.sop_instance_uid], |row| Ok((row.get(0)?, row.get(1)?)))
                 .ok();
             if let Some((old, at)) = old {
-                if at > r.received_at_ms {
+                if yields && at > r.received_at_ms {
                     if old != stored {
                         replaced.push(r.path.clone());
                     }

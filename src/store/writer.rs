@@ -139,7 +139,9 @@ fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(
             });
         }
     }
-    match super::record_instances(conn, base, &records) {
+    // The journal mover's rows (no directory to sync) yield to newer ones.
+    let yielding: Vec<bool> = batch.iter().map(|r| r.sync_dir.is_none()).collect();
+    match super::record_rows(conn, base, &records, &yielding) {
         Ok(replaced) => {
             super::remove_replaced(&replaced);
             Ok(())

@@ -101,7 +101,7 @@ pub fn calibrate(
             "cross_validated_accuracy": {"with_age": with_age, "radiographs_alone": radiographs_alone},
             "age_t_score_pearson_r": age_t_score_r,
         }),
-        after_readout: model.card.readout.as_ref().map(|r| r.formula()),
+        after_readout: model.card.readout.as_ref().map(|r| r.identity()),
         ..fitted
     };
     Ok(Calibration {
