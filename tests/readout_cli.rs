@@ -89,6 +89,14 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
     let more: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&other).unwrap()).unwrap();
     assert_eq!(more["readout"]["readings"], 52);
+    // The same studies given twice would be fitted on and scored in different folds.
+    let out = readout(&data, &["--more-data", data.to_str().unwrap(), "--force"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is in more than one of the sets"),
+        "{}",
+        text(&out)
+    );
 
     // eval reports through it, the network's own T kept beside (predictions.csv).
     let dir = work.path().join("eval");

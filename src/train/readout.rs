@@ -55,42 +55,52 @@ pub fn fit_readout(
     folds: usize,
     description: &str,
 ) -> Result<ReadoutFit, TrainError> {
-    // (study's place over all sets, network T, class, the network's own class), per
-    // reading.
-    let mut readings: Vec<(usize, f64, u8, u8)> = Vec::new();
-    let mut offset = 0;
-    // A study in two sets would be fitted on in one fold and scored in another.
+    // A study in two sets would be fitted on in one fold and scored in another. Told by
+    // its image files: two data sets may both number their studies from 1.
     let mut seen = std::collections::HashSet::new();
     for set in sets {
-        let mut studies = 0;
-        for (m, model) in set.models.iter().enumerate() {
-            let predicted = predict(model, set.dataset, set.idx)?;
-            studies = predicted.network.len();
-            if m == 0 {
-                if let Some(s) = predicted
-                    .network
-                    .iter()
-                    .find(|s| !seen.insert(s.study.clone()))
-                {
-                    return Err(TrainError::Invalid(format!(
-                        "study {} is in more than one of the sets: give each study once",
-                        s.study
-                    )));
-                }
+        for &i in set.idx {
+            let image = &set.dataset.samples[i].image;
+            let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.clone());
+            if !seen.insert(key) {
+                return Err(TrainError::Invalid(format!(
+                    "{} is in more than one of the sets: give each study once",
+                    image.display()
+                )));
             }
-            readings.extend(
-                predicted
-                    .network
-                    .iter()
-                    .enumerate()
-                    .map(|(j, s)| (offset + j, s.t_pred as f64, s.label, s.predicted())),
-            );
         }
-        offset += studies;
+    }
+    // (the patient's place over all sets, network T, class, the network's own class),
+    // per reading: folds go by patient, so that neither a study read twice (as given and
+    // adapted) nor a patient's other study is fitted on and scored in the same round.
+    let mut readings: Vec<(usize, f64, u8, u8)> = Vec::new();
+    let mut patients: std::collections::HashMap<(usize, String), usize> = Default::default();
+    let mut studies = 0;
+    for (k, set) in sets.iter().enumerate() {
+        let patient_of: std::collections::HashMap<&str, &str> = set
+            .idx
+            .iter()
+            .map(|&i| {
+                let s = &set.dataset.samples[i];
+                (s.study.as_str(), s.patient.as_str())
+            })
+            .collect();
+        for model in &set.models {
+            let predicted = predict(model, set.dataset, set.idx)?;
+            for s in &predicted.network {
+                let patient = patient_of
+                    .get(s.study.as_str())
+                    .map_or_else(|| s.study.clone(), |p| p.to_string());
+                let next = patients.len();
+                let place = *patients.entry((k, patient)).or_insert(next);
+                readings.push((place, s.t_pred as f64, s.label, s.predicted()));
+            }
+        }
+        studies += patient_of.len();
     }
     // The floor is on studies: a study read as given and adapted is still one patient.
-    if offset < crate::model::readout::MIN_STUDIES {
-        return Err(ReadoutError::TooFew(offset).into());
+    if studies < crate::model::readout::MIN_STUDIES {
+        return Err(ReadoutError::TooFew(studies).into());
     }
     let pairs: Vec<(f64, u8)> = readings.iter().map(|r| (r.1, r.2)).collect();
     let fitted = Readout::fit(
@@ -117,8 +127,7 @@ pub fn fit_readout(
 }
 
 /// Accuracy of the read-out fitted on the other folds, and of the network's own classes.
-/// Folds are by study (the study in place j in fold j mod k), so that a study read twice
-/// (as-is and adapted) is never fitted on and scored in the same round.
+/// Folds are by patient (the patient in place j in fold j mod k).
 fn cross_validate(
     readings: &[(usize, f64, u8, u8)],
     folds: usize,
