@@ -57,23 +57,12 @@ pub struct DirLock {
 /// Lock `<dir>/osteoscreen.lock` (flock, released by the kernel when the process ends,
 /// however it ends) and write our PID into it. Fails when another process holds it.
 pub fn lock_dir(dir: &Path) -> Result<DirLock, String> {
-    use std::io::{Read, Seek, Write};
+    use std::io::{Seek, Write};
     let path = dir.join("osteoscreen.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function owns; no memory is passed.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    match locked {
-        0 => {}
-        _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+    let mut file = match lock_file(&path, false) {
+        Ok(Some(file)) => file,
+        Ok(None) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
             return Err(format!(
                 "storage dir {} is in use by another osteoscreen (pid {}); two daemons must \
                  not share one spool and database: stop it, or give this one another \
@@ -82,11 +71,8 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, String> {
                 holder.trim()
             ));
         }
-        _ => {
-            let e = std::io::Error::last_os_error();
-            return Err(format!("cannot lock {}: {e}", path.display()));
-        }
-    }
+        Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+    };
     let _ = file.set_len(0);
     let _ = file.rewind();
     let _ = write!(file, "{}", std::process::id());

@@ -400,21 +400,24 @@ fn flag(x: &XrayFinding, per_view: &[ViewMean], card: &ModelCard, flags: &mut Ve
             "low confidence (probability {top:.2} < {LOW_CONFIDENCE})"
         ));
     }
-    if x.class != x.class_from_t_score && x.network.is_some() && x.covariates.is_none() {
+    if x.class != x.class_from_t_score {
         // The read-out's T and probabilities are one model: they part only near a cut-off.
-        flags.push(format!(
-            "estimated T-score {:+.1} ({}) lies near a WHO cut-off; the read-out finds {} more probable ({top:.2})",
-            x.t_score,
-            x.class_from_t_score.words(),
-            x.class.words()
-        ));
-    } else if x.class != x.class_from_t_score {
-        flags.push(format!(
-            "model class ({}) and estimated T-score {:+.1} ({}) disagree",
-            x.class.words(),
-            x.t_score,
-            x.class_from_t_score.words()
-        ));
+        // The network's heads, or the covariate model's two parts, can disagree outright.
+        flags.push(if x.network.is_some() && x.covariates.is_none() {
+            format!(
+                "estimated T-score {:+.1} ({}) lies near a WHO cut-off; the read-out finds {} more probable ({top:.2})",
+                x.t_score,
+                x.class_from_t_score.words(),
+                x.class.words()
+            )
+        } else {
+            format!(
+                "model class ({}) and estimated T-score {:+.1} ({}) disagree",
+                x.class.words(),
+                x.t_score,
+                x.class_from_t_score.words()
+            )
+        });
     }
     let training = card.training_data.to_lowercase();
     if training.starts_with("none") || training.contains("synthetic") {

@@ -226,10 +226,13 @@ fn move_batch(to: &Filing, batch: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
             }
         }
     }
-    let (records, rows): (Vec<Record>, Vec<InstanceRecord>) = copied.into_iter().unzip();
-    let stamps: Vec<i64> = rows.iter().map(|r| r.received_at_ms).collect();
+    // Each record with the time its copy was placed by (to forget it if the row fails).
+    let (records, rows): (Vec<(Record, i64)>, Vec<InstanceRecord>) = copied
+        .into_iter()
+        .map(|(record, row)| ((record, row.received_at_ms), row))
+        .unzip();
     let results = to.writer.record_all_blocking(rows);
-    for ((record, result), at) in records.into_iter().zip(results).zip(stamps) {
+    for ((record, at), result) in records.into_iter().zip(results) {
         match result {
             Ok(()) => moved.push(record),
             Err(e) => {

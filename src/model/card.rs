@@ -130,6 +130,15 @@ impl ModelCard {
         Ok(card)
     }
 
+    /// Report the network's own result (`[model] readout = false`): the read-out goes, and
+    /// a covariate model fitted after it with it (logged).
+    pub fn drop_readout(&mut self) {
+        self.readout = None;
+        if let Some(why) = self.drop_stale_covariates() {
+            tracing::warn!("{why}");
+        }
+    }
+
     /// Drop a covariate model fitted on another read-out than the card applies now (one
     /// refitted since, or turned off by `[model] readout = false`): its inputs would be on
     /// another scale. Returns why, for a warning.

@@ -132,10 +132,7 @@ impl ModelSettings {
         let mut model = XrayModel::load(&self.weights, card, device(&self.device)?)?;
         if !self.readout {
             // Dropped here, so that the site adaptation's cards leave it out too.
-            model.card.readout = None;
-            if let Some(why) = model.card.drop_stale_covariates() {
-                tracing::warn!("{why}");
-            }
+            model.card.drop_readout();
         }
         Ok(Some(model))
     }

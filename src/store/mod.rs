@@ -351,18 +351,17 @@ fn record_instances(
     base: &PathBase,
     batch: &[InstanceRecord],
 ) -> Result<Vec<PathBuf>, StoreError> {
-    record_rows(conn, base, batch, &vec![false; batch.len()])
+    record_rows(conn, base, batch.iter().map(|r| (r, false)))
 }
 
-/// `record_instances`, where a row marked in `yielding` (the journal mover's, filed
-/// seconds after its acknowledgement) leaves a row received later in place. Others, put in
-/// place as they are recorded, always replace: their order is the spool's, whatever the
-/// wall clock said when an older row was written.
-fn record_rows(
+/// `record_instances` for (row, yielding) pairs: a yielding row (the journal mover's,
+/// filed seconds after its acknowledgement) leaves a row received later in place. Others,
+/// put in place as they are recorded, always replace: their order is the spool's, whatever
+/// the wall clock said when an older row was written.
+fn record_rows<'a>(
     conn: &mut Connection,
     base: &PathBase,
-    batch: &[InstanceRecord],
-    yielding: &[bool],
+    rows: impl IntoIterator<Item = (&'a InstanceRecord, bool)>,
 ) -> Result<Vec<PathBuf>, StoreError> {
     let tx = conn.transaction().map_err(sql("record_instances"))?;
     let mut replaced = Vec::new();
@@ -399,7 +398,7 @@ fn record_rows(
                      pending = 1",
             )
             .map_err(sql("record_instances"))?;
-        for (r, &yields) in batch.iter().zip(yielding) {
+        for (r, yields) in rows {
             let stored = base.stored(&r.path);
             let old: Option<(String, i64)> = previous
                 .query_row([&r.sop_instance_uid], |row| Ok((row.get(0)?, row.get(1)?)))

@@ -202,8 +202,7 @@ fn an_older_copy_filed_after_a_newer_one_leaves_the_newer_row() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
     let mut conn = connect(&store.path).unwrap();
-    let mut filed =
-        |r: &InstanceRecord| record_rows(&mut conn, &store.base, std::slice::from_ref(r), &[true]);
+    let mut filed = |r: &InstanceRecord| record_rows(&mut conn, &store.base, [(r, true)]);
     let newer = InstanceRecord {
         calling_ae: "LATER".into(),
         size: 20,

@@ -126,13 +126,13 @@ impl InstanceWriter {
 }
 
 fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(), StoreError> {
-    let records: Vec<InstanceRecord> = batch.iter().map(|r| r.record.clone()).collect();
+    let records = || batch.iter().map(|r| &r.record);
     let dirs: BTreeSet<&PathBuf> = batch.iter().filter_map(|r| r.sync_dir.as_ref()).collect();
     for dir in dirs {
         // A rename whose directory entry may not be on disk is not acknowledged: its file
         // goes too, or the next start would record what the peer was told had failed.
         if let Err(source) = crate::fsutil::sync_dir(dir) {
-            remove_unrecorded(conn, base, &records);
+            remove_unrecorded(conn, base, records());
             return Err(StoreError::SyncDir {
                 path: dir.clone(),
                 source,
@@ -140,14 +140,14 @@ fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(
         }
     }
     // The journal mover's rows (no directory to sync) yield to newer ones.
-    let yielding: Vec<bool> = batch.iter().map(|r| r.sync_dir.is_none()).collect();
-    match super::record_rows(conn, base, &records, &yielding) {
+    let rows = batch.iter().map(|r| (&r.record, r.sync_dir.is_none()));
+    match super::record_rows(conn, base, rows) {
         Ok(replaced) => {
             super::remove_replaced(&replaced);
             Ok(())
         }
         Err(e) => {
-            remove_unrecorded(conn, base, &records);
+            remove_unrecorded(conn, base, records());
             Err(e)
         }
     }
@@ -157,12 +157,15 @@ fn commit(conn: &mut Connection, base: &PathBase, batch: &[Request]) -> Result<(
 /// remove them, or the next start would record them. A file an older row points to (the
 /// same instance received before) stays. If the database cannot even say, nothing is
 /// removed.
-fn remove_unrecorded(conn: &Connection, base: &PathBase, records: &[InstanceRecord]) {
+fn remove_unrecorded<'a>(
+    conn: &Connection,
+    base: &PathBase,
+    records: impl Iterator<Item = &'a InstanceRecord>,
+) {
     let Ok(mut known) = conn.prepare_cached("SELECT 1 FROM instances WHERE path = ?1") else {
         return;
     };
     let orphans: Vec<PathBuf> = records
-        .iter()
         .filter(|r| matches!(known.exists([base.stored(&r.path)]), Ok(false)))
         .map(|r| r.path.clone())
         .collect();

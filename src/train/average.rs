@@ -127,7 +127,7 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
     let held_out_name = opts.held_out.source.display().to_string();
     let measure = |weights: &Path| -> Result<Metrics, TrainError> {
         let mut model = XrayModel::load(weights, None, opts.device.clone())?;
-        model.card.readout = None;
+        model.card.drop_readout();
         Ok(evaluate(&model, opts.held_out, &all, &held_out_name, false, None)?.metrics)
     };
     let metrics = measure(&weights_out)?;
