@@ -452,3 +452,47 @@ fn analyze_with_the_defaults_classifies_a_radiograph_study() {
     let needle = b"not validated on patients";
     assert!(bytes.windows(needle.len()).any(|w| w == needle));
 }
+
+#[test]
+fn a_radiograph_study_sent_as_twelve_bit_lossy_jpeg_reads_as_its_original() {
+    // CR archives send lossy radiographs as JPEG Extended (Process 2 & 4), 12 bits:
+    // DCMTK's dcmcjpeg writes them here, and the bundled model must read the same study.
+    let work = tempfile::tempdir().unwrap();
+    let study = synth_study(&work.path().join("s"), &DX_SMALL);
+    let lossy = work.path().join("lossy");
+    std::fs::create_dir_all(&lossy).unwrap();
+    for file in dicom_files(&study) {
+        let to = lossy.join(file.file_name().unwrap());
+        let out = run(Command::new("dcmcjpeg").arg("+ee").arg(&file).arg(&to));
+        assert!(out.status.success(), "dcmcjpeg: {}", text(&out));
+        let ts = dicom_object::open_file(&to)
+            .unwrap()
+            .meta()
+            .transfer_syntax()
+            .to_string();
+        assert_eq!(ts.trim_end_matches('\0'), "1.2.840.10008.1.2.4.51");
+    }
+    let read = |dir: &Path| {
+        let out = run(Command::new(bin())
+            .arg("--config")
+            .arg(shipped_config())
+            .args(["analyze", "--json"])
+            .arg(dir));
+        assert!(out.status.success(), "{}", text(&out));
+        let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(f["status"], "analysed", "{f}");
+        assert_eq!(f["instances_used"].as_array().unwrap().len(), 2, "{f}");
+        let c = &f["conclusion"];
+        (
+            c["class"].as_str().unwrap().to_string(),
+            c["t_score"].as_f64().unwrap(),
+        )
+    };
+    let (class, t) = read(&study);
+    let (lossy_class, lossy_t) = read(&lossy);
+    assert_eq!(class, lossy_class);
+    assert!(
+        (t - lossy_t).abs() < 0.15,
+        "T {t} uncompressed, {lossy_t} as 12-bit JPEG"
+    );
+}

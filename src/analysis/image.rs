@@ -227,6 +227,14 @@ fn decode_frames(
         header.samples_per_pixel,
     )
     .map_err(codec_error)?;
+    // 12-bit lossy JPEG has no codec in dicom-pixeldata: decoded here to native samples,
+    // which then take the same path (Modality LUT, sign) as any other image.
+    let native = if ts == JPEG_EXTENDED {
+        twelve_bit_as_native(obj, &header, first_only).map_err(|e| codec_error(e.to_string()))?
+    } else {
+        None
+    };
+    let obj = native.as_ref().unwrap_or(obj);
     // Third-party codecs see bytes from the network: contain any panic.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if first_only {
@@ -236,7 +244,7 @@ fn decode_frames(
         }
     }))
     .map_err(|_| codec_error("decoder failure".into()))?
-    .map_err(|e| codec_error(e.to_string()))?;
+    .map_err(|e| codec_error(with_causes(&e)))?;
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);
@@ -270,6 +278,102 @@ fn decode_frames(
         });
     }
     Ok((header, frames))
+}
+
+/// JPEG Extended (Process 2 & 4): 8- or 12-bit lossy JPEG.
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+/// `obj` with its 12-bit JPEG frames (all, or the first) decoded into native 16-bit pixel
+/// data in Explicit VR Little Endian; `None` when its frames are 8-bit (dicom-pixeldata
+/// decodes those). Samples are clamped to Bits Stored, since a lossy codec may overshoot
+/// the range the header declares.
+fn twelve_bit_as_native(
+    obj: &DefaultDicomObject,
+    header: &ImageHeader,
+    first_only: bool,
+) -> Result<Option<DefaultDicomObject>, super::jpeg12::Jpeg12Error> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    let Some(fragments) = obj
+        .element(tags::PIXEL_DATA)
+        .ok()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(None);
+    };
+    // A frame starts at a fragment that starts a codestream (SOI); later fragments that
+    // do not continue it.
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for fragment in fragments {
+        match frames.last_mut() {
+            Some(frame) if !fragment.starts_with(&[0xFF, 0xD8]) => {
+                frame.extend_from_slice(fragment)
+            }
+            _ => frames.push(fragment.clone()),
+        }
+    }
+    if frames.first().and_then(|f| super::jpeg12::precision(f)) != Some(12) {
+        return Ok(None);
+    }
+    let wanted = if first_only {
+        1
+    } else {
+        header.frames as usize
+    };
+    let signed = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+    let top = if signed {
+        4095
+    } else {
+        (1u32 << header.bits_stored.min(12)) - 1
+    } as u16;
+    let mut samples = Vec::new();
+    for frame in frames.iter().take(wanted) {
+        let decoded = super::jpeg12::decode(frame)?;
+        if (decoded.height, decoded.width) != (header.rows as usize, header.columns as usize) {
+            return Err(super::jpeg12::Jpeg12Error::Corrupt(format!(
+                "a frame of {} x {} pixels in an image of {} x {}",
+                decoded.width, decoded.height, header.columns, header.rows
+            )));
+        }
+        samples.extend(decoded.samples.into_iter().map(|v| v.min(top)));
+    }
+    let count = samples.len() / (header.rows as usize * header.columns as usize).max(1);
+    let mut native = obj.clone();
+    native.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(samples.into()),
+    ));
+    native.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16u16),
+    ));
+    native.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from(count.to_string()),
+    ));
+    native
+        .meta_mut()
+        .set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN);
+    Ok(Some(native))
+}
+
+/// An error with its causes, each said once: dicom-pixeldata's own message ("Could not
+/// decode pixel data") leaves out the codec's reason (a 12-bit lossy JPEG, say), which is
+/// what an administrator needs to know.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 /// For display-oriented processing: window (the header's first, else the 1st-99th

@@ -8,6 +8,7 @@ pub mod ct;
 pub mod finding;
 pub mod header;
 pub mod image;
+pub mod jpeg12;
 pub mod risk;
 pub mod select;
 pub mod site_adapt;
