@@ -16,16 +16,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-/// The venv's Python (scripts/test.sh: OSTEOSCREEN_PYTHON, else ~/.cache/osteoscreen-venv).
-fn python() -> String {
-    std::env::var("OSTEOSCREEN_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/osteoscreen-venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
 /// One volume from the independent generator; its folder and truth.json.
 fn generate(work: &Path, name: &str, args: &[&str]) -> (PathBuf, Value) {
     let dir = work.join(name);

@@ -23,12 +23,7 @@ fn dsr2xml(file: &Path) -> String {
 /// highdicom's reading of an SR (tests/highdicom_check.py, in the venv scripts/test.sh
 /// makes: OSTEOSCREEN_PYTHON, else ~/.cache/osteoscreen-venv).
 fn highdicom(sr: &Path) -> serde_json::Value {
-    let python = std::env::var("OSTEOSCREEN_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/osteoscreen-venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
+    let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/highdicom_check.py");
     let o = Command::new(&python)
         .arg(script)

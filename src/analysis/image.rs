@@ -301,39 +301,42 @@ fn twelve_bit_as_native(
         return Ok(None);
     };
     // A frame starts at a fragment that starts a codestream (SOI); later fragments that
-    // do not continue it.
+    // do not continue it. Only the frames wanted are gathered.
+    let wanted = if first_only {
+        1
+    } else {
+        header.frames as usize
+    };
     let mut frames: Vec<Vec<u8>> = Vec::new();
     for fragment in fragments {
+        let starts = fragment.starts_with(&[0xFF, 0xD8]);
+        if starts && frames.len() == wanted {
+            break;
+        }
         match frames.last_mut() {
-            Some(frame) if !fragment.starts_with(&[0xFF, 0xD8]) => {
-                frame.extend_from_slice(fragment)
-            }
+            Some(frame) if !starts => frame.extend_from_slice(fragment),
             _ => frames.push(fragment.clone()),
         }
     }
     if frames.first().and_then(|f| super::jpeg12::precision(f)) != Some(12) {
         return Ok(None);
     }
-    let wanted = if first_only {
-        1
-    } else {
-        header.frames as usize
-    };
+    if frames.len() < wanted {
+        return Err(super::jpeg12::Jpeg12Error::Corrupt(format!(
+            "{} frames in the pixel data, {wanted} in the header",
+            frames.len()
+        )));
+    }
     let signed = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
     let top = if signed {
         4095
     } else {
         (1u32 << header.bits_stored.min(12)) - 1
     } as u16;
+    let (width, height) = (header.columns as usize, header.rows as usize);
     let mut samples = Vec::new();
-    for frame in frames.iter().take(wanted) {
-        let decoded = super::jpeg12::decode(frame)?;
-        if (decoded.height, decoded.width) != (header.rows as usize, header.columns as usize) {
-            return Err(super::jpeg12::Jpeg12Error::Corrupt(format!(
-                "a frame of {} x {} pixels in an image of {} x {}",
-                decoded.width, decoded.height, header.columns, header.rows
-            )));
-        }
+    for frame in &frames {
+        let decoded = super::jpeg12::decode(frame, width, height)?;
         samples.extend(decoded.samples.into_iter().map(|v| v.min(top)));
     }
     let count = samples.len() / (header.rows as usize * header.columns as usize).max(1);

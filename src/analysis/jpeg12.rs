@@ -81,6 +81,8 @@ impl Huffman {
                 code += n as i32;
                 k += n;
                 maxcode[l] = code - 1;
+                // libjpeg also refuses the all-ones code (`>=`); allowing it costs
+                // nothing, since decoding still ends within 16 bits.
                 if code > (1 << l) {
                     return corrupt("a Huffman table has more codes than its lengths allow");
                 }
@@ -252,8 +254,10 @@ struct Frame {
     quant_table: usize,
 }
 
-/// Decode one 12-bit codestream (a whole frame: its fragments joined).
-pub fn decode(data: &[u8]) -> Result<Decoded, Jpeg12Error> {
+/// Decode one 12-bit codestream (a whole frame: its fragments joined) of `width x height`
+/// pixels, the size the DICOM header gives: a frame header that says otherwise is refused
+/// before anything is allocated.
+pub fn decode(data: &[u8], width: usize, height: usize) -> Result<Decoded, Jpeg12Error> {
     if data.get(..2) != Some(&[0xFF, 0xD8]) {
         return corrupt("no start-of-image marker");
     }
@@ -270,8 +274,15 @@ pub fn decode(data: &[u8]) -> Result<Decoded, Jpeg12Error> {
         let (Some(&0xFF), Some(&marker)) = (data.get(at), data.get(at + 1)) else {
             return corrupt("a marker was expected");
         };
-        if marker == 0xD9 {
-            return corrupt("the image ends before any scan");
+        match marker {
+            0xD9 => return corrupt("the image ends before any scan"),
+            0xD8 => return corrupt("a second start-of-image marker"),
+            // Markers without a length (as `codestream::check` reads them too).
+            0x01 | 0xD0..=0xD7 => {
+                at += 2;
+                continue;
+            }
+            _ => {}
         }
         let Some(len) = data.get(at + 2..at + 4) else {
             return corrupt("a segment is cut short");
@@ -292,7 +303,8 @@ pub fn decode(data: &[u8]) -> Result<Decoded, Jpeg12Error> {
                 };
                 restart_interval = u16::from_be_bytes([*a, *b]) as usize;
             }
-            0xC0 | 0xC1 => frame = Some(read_frame(body)?),
+            0xC0 | 0xC1 if frame.is_some() => return corrupt("two frame headers"),
+            0xC0 | 0xC1 => frame = Some(read_frame(body, width, height)?),
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return Err(Jpeg12Error::Unsupported(format!(
                     "coding process SOF{}",
@@ -327,6 +339,9 @@ pub fn decode(data: &[u8]) -> Result<Decoded, Jpeg12Error> {
 fn read_quant(mut body: &[u8], quant: &mut [Option<[u16; 64]>; 4]) -> Result<(), Jpeg12Error> {
     while let [pq_tq, rest @ ..] = body {
         let (wide, id) = (pq_tq >> 4 == 1, (pq_tq & 15) as usize);
+        if pq_tq >> 4 > 1 {
+            return corrupt("a quantisation table of unknown precision");
+        }
         let size = if wide { 128 } else { 64 };
         let (Some(values), Some(slot)) = (rest.get(..size), quant.get_mut(id)) else {
             return corrupt("a quantisation table is cut short or misnumbered");
@@ -372,7 +387,7 @@ fn read_huffman(mut body: &[u8], dc: &mut Tables4, ac: &mut Tables4) -> Result<(
     Ok(())
 }
 
-fn read_frame(body: &[u8]) -> Result<Frame, Jpeg12Error> {
+fn read_frame(body: &[u8], width: usize, height: usize) -> Result<Frame, Jpeg12Error> {
     let [precision, y0, y1, x0, x1, components, ..] = body else {
         return corrupt("the frame header is cut short");
     };
@@ -385,11 +400,16 @@ fn read_frame(body: &[u8]) -> Result<Frame, Jpeg12Error> {
     let Some(&quant_table) = body.get(8) else {
         return corrupt("the frame header is cut short");
     };
-    let (height, width) = (
+    let (h, w) = (
         u16::from_be_bytes([*y0, *y1]) as usize,
         u16::from_be_bytes([*x0, *x1]) as usize,
     );
-    if height == 0 || width == 0 {
+    if (w, h) != (width, height) && h != 0 {
+        return corrupt(format!(
+            "a frame of {w} x {h} pixels in an image of {width} x {height}"
+        ));
+    }
+    if h == 0 {
         return Err(Jpeg12Error::Unsupported(
             "a height given after the scan (DNL)".into(),
         ));
@@ -522,21 +542,46 @@ mod tests {
 
     #[test]
     fn hostile_codestreams_are_errors() {
-        assert!(decode(&[]).is_err());
-        assert!(decode(&[0xFF, 0xD8]).is_err());
-        assert!(decode(&[0xFF, 0xD8, 0xFF, 0xD9]).is_err());
+        assert!(decode(&[], 8, 8).is_err());
+        assert!(decode(&[0xFF, 0xD8], 8, 8).is_err());
+        assert!(decode(&[0xFF, 0xD8, 0xFF, 0xD9], 8, 8).is_err());
         // A segment whose length runs past the data.
-        assert!(decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xFF, 0]).is_err());
+        assert!(decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xFF, 0], 8, 8).is_err());
         // A 12-bit frame header, then a scan with no tables.
         let sof = [0xFF, 0xC1, 0, 11, 12, 0, 8, 0, 8, 1, 1, 0x11, 0];
         let sos = [0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0];
         let stream: Vec<u8> = [&[0xFF, 0xD8][..], &sof, &sos, &[0, 0, 0xFF, 0xD9]].concat();
-        assert!(matches!(decode(&stream), Err(Jpeg12Error::Corrupt(_))));
+        assert!(matches!(
+            decode(&stream, 8, 8),
+            Err(Jpeg12Error::Corrupt(_))
+        ));
         // 8-bit frames are not this decoder's.
         let mut eight = stream.clone();
         eight[6] = 8;
-        assert!(matches!(decode(&eight), Err(Jpeg12Error::Unsupported(_))));
+        assert!(matches!(
+            decode(&eight, 8, 8),
+            Err(Jpeg12Error::Unsupported(_))
+        ));
         assert_eq!(precision(&stream), Some(12));
+        // A frame header bigger than the DICOM header's image, or a second one after a
+        // small one (which `codestream::check` reads first): refused before allocating.
+        let huge = [0xFF, 0xC1, 0, 11, 12, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0];
+        let one: Vec<u8> = [&[0xFF, 0xD8][..], &huge, &sos].concat();
+        let err = decode(&one, 8, 8).unwrap_err().to_string();
+        assert!(err.contains("65535 x 65535"), "{err}");
+        let two: Vec<u8> = [&[0xFF, 0xD8][..], &sof, &huge, &sos].concat();
+        let err = decode(&two, 8, 8).unwrap_err().to_string();
+        assert!(err.contains("two frame headers"), "{err}");
+        // A quantisation table of precision 2 (only 0 and 1 exist).
+        let dqt: Vec<u8> = [
+            &[0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0x20][..],
+            &[1; 64],
+            &sof,
+            &sos,
+        ]
+        .concat();
+        let err = decode(&dqt, 8, 8).unwrap_err().to_string();
+        assert!(err.contains("unknown precision"), "{err}");
     }
 
     #[test]

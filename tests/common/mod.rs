@@ -141,6 +141,17 @@ pub const DX_SMALL: [&str; 6] = ["--modality", "dx", "--size", "512x640", "--see
 /// A synthetic CT at 3 mm whose L1 is labelled (seed 61).
 pub const CT_3MM: [&str; 6] = ["--modality", "ct", "--seed", "61", "--ct-slice-mm", "3"];
 
+/// The test venv's Python (scripts/test.sh makes it and sets OSTEOSCREEN_PYTHON; else
+/// ~/.cache/osteoscreen-venv): pydicom, highdicom, numpy, scipy.
+pub fn python() -> String {
+    std::env::var("OSTEOSCREEN_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/osteoscreen-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
 /// `osteoscreen synth --studies 1 ARGS --out DIR`; returns the study's folder.
 pub fn synth_study(dir: &Path, args: &[&str]) -> PathBuf {
     let out = run(Command::new(bin())
