@@ -7,7 +7,7 @@ decoder must give the same pixels for all of them:
   ri13_fill        restart interval 13 with 0xFF fill bytes before each RSTn
   dqt16            quantisation tables sent with 16-bit precision (Pq = 1)
   sof0             the frame header as SOF0 (baseline marker) at 12 bits
-  two_frames       two frames: the original, then ri7
+  two_frames       two frames: the original, then ri7 of a brighter image (DC + 40)
 
 Usage: jpeg12_variants.py IN.dcm OUTDIR   (tests/encodings.rs runs it)
 """
@@ -137,18 +137,27 @@ def magnitude(v):
     return size, (v if v >= 0 else v + (1 << size) - 1)
 
 
-def encode(data, interval, fill=0):
+# A DC table with a code for every difference category 0-15 (fifteen 4-bit codes, one
+# 5-bit): after a restart the first difference is the whole DC value, whose category an
+# encoder's optimised table may lack.
+FULL_DC_COUNTS = [0, 0, 0, 15, 1] + [0] * 11
+FULL_DC = {size: (4, size) if size < 15 else (5, 0b11110) for size in range(16)}
+
+
+def encode(data, interval, fill=0, shift=0):
+    """The same blocks with a restart every `interval` blocks (0: none), `fill` 0xFF
+    bytes before each RSTn, and every DC value moved by `shift` (another image)."""
     segs, start, tables, (td, ta), blocks = read_blocks(data)
     codes = {key: {value: lc for lc, value in table.items()} for key, table in tables.items()}
-    dc, ac = codes[(0, td)], codes[(1, ta)]
+    dc, ac = FULL_DC, codes[(1, ta)]
     w, pred = BitWriter(), 0
     for i, (absolute, acs) in enumerate(blocks):
         if interval and i and i % interval == 0:
             w.pad()
             w.out += b"\xff" * fill + bytes([0xFF, 0xD0 + (i // interval - 1) % 8])
             pred = 0
-        size, bits = magnitude(absolute - pred)
-        pred = absolute
+        size, bits = magnitude(absolute + shift - pred)
+        pred = absolute + shift
         length, code = dc[size]
         w.put(code, length)
         w.put(bits, size)
@@ -164,7 +173,8 @@ def encode(data, interval, fill=0):
     w.pad()
     dri = bytes([0xFF, 0xDD, 0, 4]) + interval.to_bytes(2, "big") if interval else b""
     header = bytes(data[:segs[-1][1]])
-    return header + dri + bytes(data[segs[-1][1]:start]) + bytes(w.out) + b"\xff\xd9"
+    dht = bytes([0xFF, 0xC4, 0, 2 + 17 + 16, td]) + bytes(FULL_DC_COUNTS) + bytes(range(16))
+    return header + dht + dri + bytes(data[segs[-1][1]:start]) + bytes(w.out) + b"\xff\xd9"
 
 
 def wide_quantisation(data):
@@ -203,7 +213,7 @@ def main(src, outdir):
         "ri13_fill": [encode(frame, 13, fill=2)],
         "dqt16": [wide_quantisation(frame)],
         "sof0": [baseline_marker(frame)],
-        "two_frames": [frame, encode(frame, 7)],
+        "two_frames": [frame, encode(frame, 7, shift=40)],
     }
     Path(outdir).mkdir(parents=True, exist_ok=True)
     for name, frames in variants.items():

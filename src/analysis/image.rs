@@ -309,7 +309,8 @@ fn twelve_bit_as_native(
     };
     let mut frames: Vec<Vec<u8>> = Vec::new();
     for fragment in fragments {
-        let starts = fragment.starts_with(&[0xFF, 0xD8]);
+        // One frame: every fragment is part of it (PS3.5 A.4), whatever its first bytes.
+        let starts = fragment.starts_with(&[0xFF, 0xD8]) && header.frames > 1;
         if starts && frames.len() == wanted {
             break;
         }
@@ -334,7 +335,13 @@ fn twelve_bit_as_native(
         (1u32 << header.bits_stored.min(12)) - 1
     } as u16;
     let (width, height) = (header.columns as usize, header.rows as usize);
-    let mut samples = Vec::new();
+    if header.samples_per_pixel != 1 {
+        return Err(super::jpeg12::Jpeg12Error::Unsupported(format!(
+            "{} samples per pixel",
+            header.samples_per_pixel
+        )));
+    }
+    let mut samples = Vec::with_capacity(frames.len() * width * height);
     for frame in &frames {
         let decoded = super::jpeg12::decode(frame, width, height)?;
         samples.extend(decoded.samples.into_iter().map(|v| v.min(top)));

@@ -43,6 +43,10 @@ pub fn precision(data: &[u8]) -> Option<u8> {
             at += 1; // fill byte
             continue;
         }
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            at += 2; // a marker without a length, as `decode` steps over it
+            continue;
+        }
         if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
             return data.get(at + 4).copied();
         }
