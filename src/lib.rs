@@ -39,3 +39,21 @@ pub mod supervise;
 pub mod synth;
 pub mod train;
 pub mod wake;
+
+/// An error and its causes, each said once, joined by ": ". The typed errors already put
+/// their cause in their own message (`model card PATH: CAUSE`), and dicom-pixeldata's
+/// ("Could not decode pixel data") leaves out the codec's reason, which is what an
+/// administrator needs: the command line's last word and a codec error both read this.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}

@@ -123,28 +123,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(command, settings, config)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("osteoscreen: {}", chain_message(&e));
+            eprintln!("osteoscreen: {}", osteoscreen::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, each said once: the typed errors already put their cause in
-/// their own message (`model card PATH: CAUSE`), so anyhow's `{:#}` said it two or three
-/// times over.
-fn chain_message(e: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }
 
 /// One subcommand, inside the runtime.

@@ -220,36 +220,18 @@ fn broken_and_hostile_headers_are_typed_errors() {
 }
 
 /// `rel`'s first fragment rewritten by `edit`.
-fn with_first_fragment(rel: &str, edit: impl Fn(&mut Vec<u8>)) -> dicom_object::DefaultDicomObject {
-    let mut obj = dicom_object::open_file(real(rel)).unwrap();
-    let mut fragments = match obj.get(tags::PIXEL_DATA).unwrap().value() {
-        dicom_core::DicomValue::PixelSequence(seq) => seq.fragments().to_vec(),
-        _ => unreachable!("{rel} is encapsulated"),
-    };
-    edit(&mut fragments[0]);
-    obj.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OB,
-        dicom_core::DicomValue::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
-            Vec::<u32>::new(),
-            fragments,
-        )),
-    ));
-    obj
-}
-
 #[test]
 fn codestreams_that_declare_more_than_the_header_are_refused_before_decoding() {
     // JPEG-LS frame header (SOF55) claiming 255 components in a one-sample image: CharLS
     // would size its buffer by it.
-    let obj = with_first_fragment("wg04/CT1_JLSL.dcm", |f| {
+    let obj = with_first_fragment(&real("wg04/CT1_JLSL.dcm"), |f| {
         let sof = f.windows(2).position(|w| w == [0xFF, 0xF7]).unwrap();
         f[sof + 9] = 255;
     });
     let err = image::decode(&obj).unwrap_err();
     assert!(err.to_string().contains("255 components"), "{err}");
     // A JPEG 2000 codestream wrapped as a JP2 file, which the codec would open.
-    let obj = with_first_fragment("wg04/CT1_J2KR.dcm", |f| {
+    let obj = with_first_fragment(&real("wg04/CT1_J2KR.dcm"), |f| {
         let mut jp2 = vec![
             0, 0, 0, 0x0C, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A,
         ];
@@ -259,7 +241,7 @@ fn codestreams_that_declare_more_than_the_header_are_refused_before_decoding() {
     let err = image::decode(&obj).unwrap_err();
     assert!(err.to_string().contains("JP2"), "{err}");
     // A JPEG whose frame header follows a stray byte is still read and checked.
-    let obj = with_first_fragment("wg04/CT1_JPLL.dcm", |f| {
+    let obj = with_first_fragment(&real("wg04/CT1_JPLL.dcm"), |f| {
         f.insert(2, 0x00);
         let sof = f.windows(2).position(|w| w == [0xFF, 0xC3]).unwrap();
         f[sof + 5..sof + 9].copy_from_slice(&[0x7F, 0xFF, 0x7F, 0xFF]);
@@ -337,7 +319,7 @@ fn twelve_bit_lossy_jpeg_decodes_as_dcmtk_does() {
 #[test]
 fn broken_twelve_bit_jpeg_is_a_typed_error_naming_the_transfer_syntax() {
     // Cut short: the entropy-coded data ends early.
-    let obj = with_first_fragment("wg04/RG2_JPLY.dcm", |f| f.truncate(f.len() / 2));
+    let obj = with_first_fragment(&real("wg04/RG2_JPLY.dcm"), |f| f.truncate(f.len() / 2));
     let err = image::decode(&obj).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ImageError::Codec { .. }), "{msg}");
@@ -346,7 +328,7 @@ fn broken_twelve_bit_jpeg_is_a_typed_error_naming_the_transfer_syntax() {
         "{msg}"
     );
     // A frame header that disagrees with the DICOM header's size.
-    let obj = with_first_fragment("wg04/MR1_JPLY.dcm", |f| {
+    let obj = with_first_fragment(&real("wg04/MR1_JPLY.dcm"), |f| {
         let sof = f.windows(2).position(|w| w == [0xFF, 0xC1]).unwrap();
         f[sof + 5..sof + 7].copy_from_slice(&[0, 16]);
     });
@@ -354,7 +336,7 @@ fn broken_twelve_bit_jpeg_is_a_typed_error_naming_the_transfer_syntax() {
     assert!(msg.contains("x 16") || msg.contains("16 x"), "{msg}");
     // Bytes flipped all through the scan: an error or an image, never a panic.
     for seed in 0..16u32 {
-        let obj = with_first_fragment("wg04/MR1_JPLY.dcm", |f| {
+        let obj = with_first_fragment(&real("wg04/MR1_JPLY.dcm"), |f| {
             let n = f.len();
             for k in 0..8 {
                 let at = 600 + ((seed * 7919 + k * 104_729) as usize % (n - 600));

@@ -28,6 +28,22 @@ fn encoded(study: &Path, dir: &Path, tool: &str, args: &[&str], ts: &str) -> Pat
     dir.to_path_buf()
 }
 
+/// JPEG Extended (Process 2 & 4): 12-bit lossy JPEG as `dcmcjpeg +ee` writes it.
+const TWELVE_BIT_JPEG: &str = "1.2.840.10008.1.2.4.51";
+
+/// One radiograph of a synthetic study, as 12-bit lossy JPEG, under `work`.
+fn twelve_bit_radiograph(work: &Path) -> PathBuf {
+    let study = synth_study(&work.join("s"), &DX_SMALL);
+    let lossy = encoded(
+        &study,
+        &work.join("lossy"),
+        "dcmcjpeg",
+        &["+ee"],
+        TWELVE_BIT_JPEG,
+    );
+    dicom_files(&lossy).into_iter().next().unwrap()
+}
+
 /// `analyze --json` with the shipped settings: the class and T-score of a study read
 /// from both its images.
 fn read(dir: &Path) -> (String, f64) {
@@ -76,7 +92,7 @@ fn a_radiograph_study_reads_the_same_in_every_transfer_syntax() {
         &work.path().join("lossy"),
         "dcmcjpeg",
         &["+ee"],
-        "1.2.840.10008.1.2.4.51",
+        TWELVE_BIT_JPEG,
     );
     let (c, x) = read(&dir);
     assert_eq!(c, class, "12-bit lossy JPEG");
@@ -100,11 +116,7 @@ fn twelve_bit_jpeg_with_restarts_wide_tables_or_several_frames_decodes_the_same(
     // nor multi-frame 12-bit JPEG; tests/jpeg12_variants.py re-encodes DCMTK's file into
     // each with the same coefficients, and dcmdjpeg checks that each is the same image.
     let work = tempfile::tempdir().unwrap();
-    let study = synth_study(&work.path().join("s"), &DX_SMALL);
-    let source = dicom_files(&study).into_iter().next().unwrap();
-    let base = work.path().join("base.dcm");
-    let out = run(Command::new("dcmcjpeg").arg("+ee").arg(&source).arg(&base));
-    assert!(out.status.success(), "dcmcjpeg: {}", text(&out));
+    let base = twelve_bit_radiograph(work.path());
     let variants = work.path().join("variants");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jpeg12_variants.py");
     let out = run(Command::new(python()).arg(script).arg(&base).arg(&variants));
@@ -177,38 +189,18 @@ fn a_twelve_bit_jpeg_frame_bigger_than_its_image_is_refused() {
     // A second, huge frame header behind a small one: codestream::check reads the first,
     // the decoder must not size its buffer from the second.
     let work = tempfile::tempdir().unwrap();
-    let study = synth_study(&work.path().join("s"), &DX_SMALL);
-    let source = dicom_files(&study).into_iter().next().unwrap();
-    let base = work.path().join("base.dcm");
-    let out = run(Command::new("dcmcjpeg").arg("+ee").arg(&source).arg(&base));
-    assert!(out.status.success(), "dcmcjpeg: {}", text(&out));
-    let mut obj = dicom_object::open_file(&base).unwrap();
-    let mut fragments = match obj
-        .get(dicom_dictionary_std::tags::PIXEL_DATA)
-        .unwrap()
-        .value()
-    {
-        dicom_core::DicomValue::PixelSequence(seq) => seq.fragments().to_vec(),
-        _ => unreachable!("encapsulated"),
-    };
-    let f = &mut fragments[0];
-    let sof = f.windows(2).position(|w| w == [0xFF, 0xC1]).unwrap();
-    let mut huge = f[sof..sof + 13].to_vec();
-    huge[5..9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
-    f.splice(sof + 13..sof + 13, huge);
-    obj.put(dicom_core::DataElement::new(
-        dicom_dictionary_std::tags::PIXEL_DATA,
-        dicom_core::VR::OB,
-        dicom_core::DicomValue::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
-            Vec::<u32>::new(),
-            fragments,
-        )),
-    ));
+    let base = twelve_bit_radiograph(work.path());
+    let obj = with_first_fragment(&base, |f| {
+        let sof = f.windows(2).position(|w| w == [0xFF, 0xC1]).unwrap();
+        let mut huge = f[sof..sof + 13].to_vec();
+        huge[5..9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        f.splice(sof + 13..sof + 13, huge);
+    });
     let err = osteoscreen::analysis::image::decode(&obj)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("1.2.840.10008.1.2.4.51") && err.contains("two frame headers"),
+        err.contains(TWELVE_BIT_JPEG) && err.contains("two frame headers"),
         "{err}"
     );
 }

@@ -56,6 +56,15 @@ struct Declared {
     width: u32,
     height: u32,
     components: u32,
+    /// Bits per sample of a JPEG / JPEG-LS frame (P); JPEG 2000 gives it per component.
+    precision: Option<u8>,
+}
+
+/// The sample precision a JPEG codestream's frame header declares (`None` for a fragment
+/// that starts no JPEG frame or whose frame header cannot be read): which JPEG Extended
+/// frames are 12-bit (`jpeg12`) rather than dicom-pixeldata's 8-bit.
+pub fn jpeg_precision(fragment: &[u8]) -> Option<u8> {
+    declared(fragment, true).ok().flatten()?.precision
 }
 
 /// RLE Lossless: 1-15 segments (PS3.5 G.5) in a 64-byte header.
@@ -97,6 +106,7 @@ fn declared(f: &[u8], first: bool) -> Result<Option<Declared>, String> {
                     width: x.saturating_sub(x0),
                     height: y.saturating_sub(y0),
                     components: be16(40)?,
+                    precision: None,
                 })
             })();
             size.map(Some).map_or_else(|| unreadable("JPEG 2000"), Ok)
@@ -127,6 +137,7 @@ fn declared(f: &[u8], first: bool) -> Result<Option<Declared>, String> {
                             width: be16(i + 7)?,
                             height: be16(i + 5)?,
                             components: u32::from(*f.get(i + 9)?),
+                            precision: Some(*f.get(i + 4)?),
                         })
                     })();
                     return frame.map(Some).map_or_else(|| unreadable("JPEG"), Ok);

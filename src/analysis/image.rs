@@ -244,7 +244,7 @@ fn decode_frames(
         }
     }))
     .map_err(|_| codec_error("decoder failure".into()))?
-    .map_err(|e| codec_error(with_causes(&e)))?;
+    .map_err(|e| codec_error(crate::error_chain(&e)))?;
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);
@@ -319,7 +319,11 @@ fn twelve_bit_as_native(
             _ => frames.push(fragment.clone()),
         }
     }
-    if frames.first().and_then(|f| super::jpeg12::precision(f)) != Some(12) {
+    if frames
+        .first()
+        .and_then(|f| super::codestream::jpeg_precision(f))
+        != Some(12)
+    {
         return Ok(None);
     }
     if frames.len() < wanted {
@@ -344,9 +348,8 @@ fn twelve_bit_as_native(
     let mut samples = Vec::with_capacity(frames.len() * width * height);
     for frame in &frames {
         let decoded = super::jpeg12::decode(frame, width, height)?;
-        samples.extend(decoded.samples.into_iter().map(|v| v.min(top)));
+        samples.extend(decoded.into_iter().map(|v| v.min(top)));
     }
-    let count = samples.len() / (header.rows as usize * header.columns as usize).max(1);
     let mut native = obj.clone();
     native.put(DataElement::new(
         tags::PIXEL_DATA,
@@ -361,29 +364,12 @@ fn twelve_bit_as_native(
     native.put(DataElement::new(
         tags::NUMBER_OF_FRAMES,
         VR::IS,
-        PrimitiveValue::from(count.to_string()),
+        PrimitiveValue::from(frames.len().to_string()),
     ));
     native
         .meta_mut()
         .set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN);
     Ok(Some(native))
-}
-
-/// An error with its causes, each said once: dicom-pixeldata's own message ("Could not
-/// decode pixel data") leaves out the codec's reason (a 12-bit lossy JPEG, say), which is
-/// what an administrator needs to know.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = c.source();
-    }
-    message
 }
 
 /// For display-oriented processing: window (the header's first, else the 1st-99th

@@ -20,42 +20,6 @@ fn corrupt<T>(why: impl Into<String>) -> Result<T, Jpeg12Error> {
     Err(Jpeg12Error::Corrupt(why.into()))
 }
 
-/// A decoded frame: `width x height` samples, 0..4095, row-major.
-#[derive(Debug)]
-pub struct Decoded {
-    pub width: usize,
-    pub height: usize,
-    pub samples: Vec<u16>,
-}
-
-/// The sample precision a JPEG codestream's frame header declares, if it has one.
-pub fn precision(data: &[u8]) -> Option<u8> {
-    let mut at = 2;
-    if data.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    while at + 4 < data.len() {
-        if data[at] != 0xFF {
-            return None;
-        }
-        let marker = data[at + 1];
-        if marker == 0xFF {
-            at += 1; // fill byte
-            continue;
-        }
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            at += 2; // a marker without a length, as `decode` steps over it
-            continue;
-        }
-        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            return data.get(at + 4).copied();
-        }
-        let len = u16::from_be_bytes([data[at + 2], data[at + 3]]) as usize;
-        at += 2 + len;
-    }
-    None
-}
-
 /// Natural (row-major) index of the k-th coefficient in zigzag order.
 const ZIGZAG: [usize; 64] = [
     0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
@@ -261,7 +225,8 @@ struct Frame {
 /// Decode one 12-bit codestream (a whole frame: its fragments joined) of `width x height`
 /// pixels, the size the DICOM header gives: a frame header that says otherwise is refused
 /// before anything is allocated.
-pub fn decode(data: &[u8], width: usize, height: usize) -> Result<Decoded, Jpeg12Error> {
+/// Returns `width x height` samples, 0..4095, row-major.
+pub fn decode(data: &[u8], width: usize, height: usize) -> Result<Vec<u16>, Jpeg12Error> {
     if data.get(..2) != Some(&[0xFF, 0xD8]) {
         return corrupt("no start-of-image marker");
     }
@@ -271,8 +236,12 @@ pub fn decode(data: &[u8], width: usize, height: usize) -> Result<Decoded, Jpeg1
     let mut restart_interval = 0usize;
     let mut at = 2;
     loop {
-        // Fill bytes may precede a marker.
-        while data.get(at) == Some(&0xFF) && data.get(at + 1) == Some(&0xFF) {
+        // Fill bytes may precede a marker, and stray bytes are skipped as libjpeg (and
+        // `codestream::check`, which routed this stream here) skip them.
+        while data
+            .get(at)
+            .is_some_and(|&b| b != 0xFF || data.get(at + 1) == Some(&0xFF))
+        {
             at += 1;
         }
         let (Some(&0xFF), Some(&marker)) = (data.get(at), data.get(at + 1)) else {
@@ -440,7 +409,7 @@ fn scan(
     frame: &Frame,
     t: &Tables,
     restart_interval: usize,
-) -> Result<Decoded, Jpeg12Error> {
+) -> Result<Vec<u16>, Jpeg12Error> {
     let (bw, bh) = (frame.width.div_ceil(8), frame.height.div_ceil(8));
     let mut samples = vec![0u16; frame.width * frame.height];
     let cos = idct_table();
@@ -479,11 +448,7 @@ fn scan(
         let (bx, by) = (block % bw, block / bw);
         put_block(&coef, &cos, bx, by, frame, &mut samples);
     }
-    Ok(Decoded {
-        width: frame.width,
-        height: frame.height,
-        samples,
-    })
+    Ok(samples)
 }
 
 /// Inverse DCT of one block (rows, then columns) into the image, cut to its edges.
@@ -566,7 +531,7 @@ mod tests {
             decode(&eight, 8, 8),
             Err(Jpeg12Error::Unsupported(_))
         ));
-        assert_eq!(precision(&stream), Some(12));
+        assert_eq!(super::super::codestream::jpeg_precision(&stream), Some(12));
         // A frame header bigger than the DICOM header's image, or a second one after a
         // small one (which `codestream::check` reads first): refused before allocating.
         let huge = [0xFF, 0xC1, 0, 11, 12, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0];

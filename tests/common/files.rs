@@ -210,3 +210,26 @@ pub fn acceptable_files(work: &Path, deflated: bool) -> Vec<PathBuf> {
     }
     files
 }
+
+/// The instance at `path` with the first fragment of its encapsulated pixel data edited
+/// by `edit` (a hostile or damaged codestream).
+pub fn with_first_fragment(
+    path: &Path,
+    edit: impl Fn(&mut Vec<u8>),
+) -> dicom_object::DefaultDicomObject {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    let mut fragments = match obj.get(tags::PIXEL_DATA).unwrap().value() {
+        dicom_core::DicomValue::PixelSequence(seq) => seq.fragments().to_vec(),
+        _ => panic!("{}: pixel data not encapsulated", path.display()),
+    };
+    edit(&mut fragments[0]);
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        dicom_core::DicomValue::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+            Vec::<u32>::new(),
+            fragments,
+        )),
+    ));
+    obj
+}
