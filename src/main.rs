@@ -81,6 +81,11 @@ enum Command {
     /// (proportional odds at the WHO cut-offs); cross-validated against the network's own
     /// classes; written into the model card.
     Readout(cli::readout::ReadoutArgs),
+    /// Fit the card's polarity probe: each radiograph read as its header says and with its
+    /// grey levels inverted, so that a study whose pixels were inverted without its
+    /// Photometric Interpretation (a converter's bug) is read the right way round; held
+    /// out set by set; written into the model card.
+    Polarity(cli::polarity::PolarityArgs),
     /// Adapt an X-ray model to a site: its batch-norm statistics re-estimated on the
     /// site's own unlabelled radiographs (AdaBN); weights and heads as trained. Writes a
     /// new model (weights + card) for `[model] weights`.
@@ -149,6 +154,7 @@ async fn run(
         Command::Eval(args) => tokio::task::block_in_place(|| cli::eval::run(args)),
         Command::Calibrate(args) => tokio::task::block_in_place(|| cli::calibrate::run(args)),
         Command::Readout(args) => tokio::task::block_in_place(|| cli::readout::run(args)),
+        Command::Polarity(args) => tokio::task::block_in_place(|| cli::polarity::run(args)),
         Command::Adapt(args) => tokio::task::block_in_place(|| cli::adapt::run(args)),
         Command::Average(args) => tokio::task::block_in_place(|| cli::average::run(args)),
         Command::TrainRisk(args) => cli::train_risk::run(args),

@@ -18,6 +18,7 @@ use super::finding::{
 use super::image::{self, ImageError};
 use super::select::InstanceInfo;
 use crate::dicom::text;
+use crate::model::polarity::{Polarity, PolarityProbe};
 use crate::model::preprocess::{self, InputSpec};
 use crate::model::{ModelCard, ModelError, XrayModel};
 
@@ -66,6 +67,9 @@ pub struct XrayRun {
 /// One decoded radiograph: the model's input and what the key image would show.
 struct Prepared {
     input: Vec<f32>,
+    /// The image with its grey levels turned over, prepared the same way, when the card
+    /// has a polarity probe to compare the two with.
+    inverted: Option<Vec<f32>>,
     key: KeyPixels,
 }
 
@@ -84,7 +88,9 @@ pub fn run(
 ) -> Result<XrayRun, XrayError> {
     let mut kept = Vec::new();
     let mut inputs = Vec::new();
+    let mut inverted = Vec::new();
     let mut key: Option<(bool, KeyPixels)> = None;
+    let probe = model.card.polarity.as_ref();
     // Decoding and preprocessing are per image and dominate for full-size radiographs.
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
@@ -92,7 +98,7 @@ pub fn run(
     for pair in radiographs.chunks(DECODE_AT_ONCE) {
         let prepared: Vec<_> = pair
             .par_iter()
-            .map(|(info, _)| prepare(info, input))
+            .map(|(info, _)| prepare(info, input, probe.is_some()))
             .collect();
         for ((info, view), p) in pair.iter().zip(prepared) {
             match p {
@@ -103,6 +109,7 @@ pub fn run(
                     }
                     kept.push((info, *view));
                     inputs.push(p.input);
+                    inverted.extend(p.inverted);
                 }
                 Err(e) => flags.push(format!(
                     "radiograph {} left out: {e}",
@@ -118,6 +125,17 @@ pub fn run(
     let inference = std::time::Instant::now();
     for chunk in inputs.chunks(batch_size.max(1)) {
         predictions.extend(model.predict_mirrored(chunk)?);
+    }
+    if let Some(probe) = probe {
+        if let Some(turned) =
+            check_polarity(model, probe, &predictions, &inverted, batch_size, flags)?
+        {
+            predictions = turned;
+            inputs = inverted;
+            if let Some((_, KeyPixels::Radiograph(r))) = key.as_mut() {
+                r.grey.iter_mut().for_each(|v| *v = 1.0 - *v);
+            }
+        }
     }
     let inference_ms = inference.elapsed().as_secs_f64() * 1e3;
     let finite = |p: &crate::model::Prediction| {
@@ -171,7 +189,54 @@ pub fn run(
     })
 }
 
-fn prepare(info: &InstanceInfo, input: InputSpec) -> Result<Prepared, RadiographError> {
+/// Compare each image's reading with its inverse's by the card's polarity probe
+/// (`model::polarity`), summed over the study. A study that is clearly inverted is read
+/// again turned over (its predictions returned), a doubtful one is flagged; both say so.
+fn check_polarity(
+    model: &XrayModel,
+    probe: &PolarityProbe,
+    taken: &[crate::model::Prediction],
+    inverted: &[Vec<f32>],
+    batch_size: usize,
+    flags: &mut Vec<String>,
+) -> Result<Option<Vec<crate::model::Prediction>>, XrayError> {
+    let mut evidence = Vec::with_capacity(taken.len());
+    for (chunk, read) in inverted
+        .chunks(batch_size.max(1))
+        .zip(taken.chunks(batch_size.max(1)))
+    {
+        for (turned, as_taken) in model.predict(chunk)?.iter().zip(read) {
+            evidence.push(probe.evidence(&as_taken.features, &turned.features));
+        }
+    }
+    match probe.judge(&evidence) {
+        Polarity::Upright => Ok(None),
+        Polarity::Doubtful(sum) => {
+            flags.push(format!(
+                "the radiographs' grey levels may be inverted against their Photometric Interpretation (polarity evidence {sum:.1}, read inverted below -{:.1}): read as the header says; check the images' display",
+                probe.threshold
+            ));
+            Ok(None)
+        }
+        Polarity::Inverted(sum) => {
+            flags.push(format!(
+                "the radiographs' grey levels look inverted against their Photometric Interpretation (bone dark; polarity evidence {sum:.1}, below -{:.1}): read with the grey levels turned over; the sender or a converter may have inverted the pixels",
+                probe.threshold
+            ));
+            let mut turned = Vec::with_capacity(inverted.len());
+            for chunk in inverted.chunks(batch_size.max(1)) {
+                turned.extend(model.predict_mirrored(chunk)?);
+            }
+            Ok(Some(turned))
+        }
+    }
+}
+
+fn prepare(
+    info: &InstanceInfo,
+    input: InputSpec,
+    with_inverse: bool,
+) -> Result<Prepared, RadiographError> {
     let obj = crate::dicom::open::open_file(&info.path, &Default::default()).map_err(|source| {
         RadiographError::Open {
             path: info.path.clone(),
@@ -180,8 +245,13 @@ fn prepare(info: &InstanceInfo, input: InputSpec) -> Result<Prepared, Radiograph
     })?;
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
+    let inverted = with_inverse.then(|| {
+        let turned: Vec<f32> = shown.iter().map(|v| 1.0 - v).collect();
+        preprocess::prepare(&turned, frame.rows, frame.columns, input)
+    });
     Ok(Prepared {
         input: preprocess::prepare(&shown, frame.rows, frame.columns, input),
+        inverted,
         key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),
             grey: shown,

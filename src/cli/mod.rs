@@ -8,6 +8,7 @@ pub mod calibrate;
 pub mod data_args;
 pub mod eval;
 pub mod link;
+pub mod polarity;
 pub mod queue;
 pub mod readout;
 pub mod synth;

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::covariates::CovariateModel;
 use super::error::{CardError, ModelError};
+use super::polarity::PolarityProbe;
 use super::preprocess::InputSpec;
 use super::readout::Readout;
 
@@ -94,6 +95,10 @@ pub struct ModelCard {
     /// probabilities (`osteoscreen readout`); absent: the network's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readout: Option<Readout>,
+    /// Whether an image's grey levels run the way its header says (`osteoscreen
+    /// polarity`); absent: images are read as their header says, unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polarity: Option<PolarityProbe>,
 }
 
 /// The first 12 hex digits of a sha256, for messages.
@@ -229,6 +234,7 @@ impl ModelCard {
             feature_profile: None,
             covariates: None,
             readout: None,
+            polarity: None,
         })
     }
 }

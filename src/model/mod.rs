@@ -12,6 +12,7 @@ pub mod logistic;
 pub mod net;
 pub mod plain;
 pub mod plan;
+pub mod polarity;
 pub mod preprocess;
 pub mod readout;
 
@@ -48,6 +49,10 @@ pub struct ModelSettings {
     /// network's T-score mapped, class probabilities at the WHO cut-offs); false: the
     /// network's own result.
     pub readout: bool,
+    /// Check each radiograph study's grey levels against its header with the card's
+    /// polarity probe (`osteoscreen polarity`), and read a clearly inverted study turned
+    /// over (flagged); false: read as the header says, unchecked.
+    pub polarity_check: bool,
     /// The daemon adapts the model to the site by itself: after the first
     /// `site_adaptation_images` radiographs it received, it measures the weights'
     /// batch-norm statistics again on them (as `osteoscreen adapt` does) and reads later
@@ -69,6 +74,7 @@ impl Default for ModelSettings {
             batch_size: 8,
             covariates: true,
             readout: true,
+            polarity_check: true,
             site_adaptation: true,
             site_adaptation_images: 32,
             unresolved: None,
@@ -133,6 +139,9 @@ impl ModelSettings {
         if !self.readout {
             // Dropped here, so that the site adaptation's cards leave it out too.
             model.card.drop_readout();
+        }
+        if !self.polarity_check {
+            model.card.polarity = None;
         }
         Ok(Some(model))
     }

@@ -113,6 +113,7 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
         // A covariate model was fitted to one member's outputs; `calibrate` fits the mean's.
         covariates: None,
         readout: None,
+        polarity: None,
         limitations: opts
             .limitations
             .map_or_else(|| first.limitations.clone(), str::to_string),

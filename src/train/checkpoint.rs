@@ -337,5 +337,6 @@ pub fn card(
         feature_profile: Some(profile),
         covariates: None,
         readout: None,
+        polarity: None,
     })
 }

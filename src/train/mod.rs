@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod optim;
 pub mod plots;
 
+pub mod polarity;
 pub mod progress;
 pub mod readout;
 pub mod risk;
