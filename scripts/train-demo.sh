@@ -60,6 +60,8 @@
 #   Last, the card's read-out (`osteoscreen readout --site-adapt`) fitted on those U
 #      studies and 120 of phantom V (seeds 9201, 9202), each read as given and adapted
 #      to itself: the weights unchanged.
+#   Then the card's polarity probe (`osteoscreen polarity`): scripts/fit-polarity.sh, on
+#      synth and phantoms A-V, each held out in turn; the weights unchanged.
 # Stage 1's weights were trained before the exposed-field cut (src/model/field.rs) came;
 # the shipped stage 2 starts from them (its card's init_sha256). Stage 1 rebuilt by this
 # script with today's preprocessing gives other weights.
