@@ -33,6 +33,9 @@ fn header_turned_over(study: &Path, to: &Path) -> PathBuf {
     to.to_path_buf()
 }
 
+/// What `polarity` says of a set with no images.
+const EMPTY_SET: &str = "no known dataset layout";
+
 fn flags(finding: &serde_json::Value) -> Vec<String> {
     finding["flags"]
         .as_array()
@@ -133,7 +136,7 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
     std::fs::create_dir_all(&empty).unwrap();
     let out = polarity(&[], &[&dx, &empty]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("empty"), "{}", text(&out));
+    assert!(text(&out).contains(EMPTY_SET), "{}", text(&out));
     assert_eq!(
         std::fs::read(weights.with_extension("json")).unwrap(),
         before
@@ -153,12 +156,15 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
     assert!(out.status.success(), "{}", text(&out));
     let printed = text(&out);
     assert!(printed.contains("held out"), "{printed}");
-    // Every study of the held-out set told from its inverse, none turned over.
+    // Every study of the held-out set told from its inverse, every inverted one caught,
+    // no upright one turned over.
     for set in [&dx, &cr] {
-        let line = format!("{}: images 12/12, studies 6/6", set.display());
+        let line = format!(
+            "{}: images 12/12, studies 6/6, inverted caught 6/6, upright turned 0,",
+            set.display()
+        );
         assert!(printed.contains(&line), "{line} in {printed}");
     }
-    assert!(!printed.contains("upright turned 1"), "{printed}");
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&card_out).unwrap()).unwrap();
     let probe = &card["polarity"];
@@ -174,4 +180,113 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
         &[("OSTEOSCREEN__MODEL__WEIGHTS", weights.as_os_str())],
     );
     assert!(out.status.success(), "{}", text(&out));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !flags(&f).iter().any(|f| f.contains("grey levels")),
+        "{:?}",
+        flags(&f)
+    );
+}
+
+/// The bundled weights with the bundled card edited by `edit`, in `dir`.
+fn bundled_with(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let weights = dir.join("x.safetensors");
+    std::fs::copy(bundled(), &weights).unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundled().with_extension("json")).unwrap())
+            .unwrap();
+    edit(&mut card);
+    std::fs::write(weights.with_extension("json"), card.to_string()).unwrap();
+    weights
+}
+
+#[test]
+fn a_probe_that_does_not_fit_the_weights_is_refused_or_dropped_and_said() {
+    let work = tempfile::tempdir().unwrap();
+    let studies = synth_dx_studies(&work.path().join("s"), 1, 8301);
+    let turned = header_turned_over(&studies.join("study00000"), &work.path().join("turned"));
+
+    // A hand-edited probe of the wrong length: the model does not load, and says why.
+    let short = bundled_with(&work.path().join("short"), |c| {
+        c["polarity"]["weights"] = serde_json::json!([0.5, 0.5, 0.5]);
+    });
+    let out = analyze(
+        &turned,
+        &[("OSTEOSCREEN__MODEL__WEIGHTS", short.as_os_str())],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("polarity probe needs 128"),
+        "{}",
+        text(&out)
+    );
+
+    // A probe fitted on other weights' features: dropped with a warning, the study read
+    // unchecked (as its header says).
+    let other = bundled_with(&work.path().join("other"), |c| {
+        c["polarity"]["weights_sha256"] = serde_json::json!("0".repeat(64));
+    });
+    let out = analyze(
+        &turned,
+        &[("OSTEOSCREEN__MODEL__WEIGHTS", other.as_os_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("fitted on the features of other weights"),
+        "{}",
+        text(&out)
+    );
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !flags(&f).iter().any(|f| f.contains("grey levels")),
+        "{:?}",
+        flags(&f)
+    );
+}
+
+#[test]
+fn pixels_inverted_under_a_kept_window_are_caught_too() {
+    // A converter that inverts the stored values and keeps the header, window included:
+    // the display is then clipped differently, not exactly the upright image inverted.
+    let work = tempfile::tempdir().unwrap();
+    let studies = synth_dx_studies(&work.path().join("s"), 2, 8401);
+    for k in 0..2 {
+        let study = studies.join(format!("study{k:05}"));
+        let inverted = work.path().join(format!("inv{k}"));
+        std::fs::create_dir_all(&inverted).unwrap();
+        let script = r#"
+import sys, pydicom, numpy as np
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    ds = pydicom.dcmread(src)
+    top = (1 << int(ds.BitsStored)) - 1
+    px = ds.pixel_array
+    assert 'WindowCenter' in ds
+    ds.PixelData = (top - px.astype(np.int64)).astype(px.dtype).tobytes()
+    ds.save_as(dst)
+"#;
+        let mut cmd = Command::new(python());
+        cmd.args(["-c", script]);
+        for file in dicom_files(&study) {
+            cmd.arg(&file).arg(inverted.join(file.file_name().unwrap()));
+        }
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{}", text(&out));
+        let (upright, _) = analyze_out(&study, &work.path().join(format!("o{k}")), None);
+        let (read, _) = analyze_out(&inverted, &work.path().join(format!("t{k}")), None);
+        assert!(
+            flags(&read)
+                .iter()
+                .any(|f| f.contains("grey levels look inverted")),
+            "{:?}",
+            flags(&read)
+        );
+        println!(
+            "study {k}: upright {} T {:.2}; pixels inverted under the window, read turned over: {} T {:.2}",
+            upright["conclusion"]["class"],
+            t_score(&upright),
+            read["conclusion"]["class"],
+            t_score(&read)
+        );
+    }
 }

@@ -160,11 +160,12 @@ impl SiteAdaptation {
         });
         match loaded {
             Ok(Some(mut model)) => {
-                // The configured card decides how results are read (its read-out and
-                // covariate model may have been refitted since); the adaptation only
-                // changed batch-norm statistics.
+                // The configured card decides how results are read (its read-out,
+                // covariate model and polarity probe may have been refitted, or turned
+                // off, since); the adaptation only changed batch-norm statistics.
                 model.card.readout = self.base_card.readout.clone();
                 model.card.covariates = self.base_card.covariates.clone();
+                model.card.polarity = self.base_card.polarity.clone();
                 tracing::info!(
                     weights = %self.out.display(),
                     sha256 = short_sha(&model.card.weights_sha256),
@@ -293,6 +294,7 @@ impl SiteAdaptation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::polarity::PolarityProbe;
 
     /// An untrained model saved in `dir` as `name`, its card, and a slot reading with it.
     fn untrained(dir: &Path, name: &str) -> (PathBuf, ModelCard, ModelSlot) {
@@ -339,6 +341,37 @@ mod tests {
         let again = ModelSlot::new(Some(XrayModel::load(&base, None, Device::Cpu).unwrap()));
         SiteAdaptation::new(&base, card.clone(), &storage, 32, Device::Cpu).restore(&again);
         assert_eq!(again.get().unwrap().card.weights_sha256, last);
+
+        // The configured card decides the polarity check after a restart, whatever the
+        // adapted card kept: a probe fitted (or refitted) since is used, one turned off
+        // (`polarity_check = false`) stays off.
+        let probe = PolarityProbe {
+            scale: vec![1.0; crate::model::net::FEATURES],
+            weights: vec![0.0; crate::model::net::FEATURES],
+            threshold: 3.0,
+            fitted_on: String::new(),
+            evaluation: String::new(),
+            weights_sha256: card.weights_sha256.clone(),
+        };
+        let probed = ModelCard {
+            polarity: Some(probe.clone()),
+            ..card.clone()
+        };
+        let restored = |base_card: &ModelCard| {
+            let slot = ModelSlot::new(Some(XrayModel::load(&base, None, Device::Cpu).unwrap()));
+            SiteAdaptation::new(&base, base_card.clone(), &storage, 32, Device::Cpu).restore(&slot);
+            slot.get().unwrap().card.clone()
+        };
+        assert_eq!(restored(&probed).polarity, Some(probe.clone()));
+        let on_disk = storage.join("model/site-adapted.json");
+        let kept = ModelCard {
+            polarity: Some(probe),
+            ..ModelCard::read(&on_disk).unwrap()
+        };
+        kept.write(&on_disk).unwrap();
+        let off = restored(&card);
+        assert_eq!(off.weights_sha256, last);
+        assert_eq!(off.polarity, None);
         let (other, other_card, fresh) = untrained(dir.path(), "other");
         let b = SiteAdaptation::new(&other, other_card.clone(), &storage, 32, Device::Cpu);
         b.restore(&fresh);

@@ -58,9 +58,11 @@ pub struct XrayRun {
     pub finding: XrayFinding,
     pub key: Option<KeyPixels>,
     pub inference_ms: f64,
-    /// Each analysed image's pooled features (as taken), for `site_shift`.
+    /// Each analysed image's pooled features (as taken, or turned over when the polarity
+    /// check turned the study over), for `site_shift`.
     pub features: Vec<Vec<f32>>,
-    /// Each analysed image as the model read it (as taken), for `site_adapt`.
+    /// Each analysed image as the model read it (as taken, or turned over with the
+    /// study), for `site_adapt`.
     pub inputs: Vec<Vec<f32>>,
 }
 
@@ -200,27 +202,44 @@ fn check_polarity(
     batch_size: usize,
     flags: &mut Vec<String>,
 ) -> Result<Option<Vec<crate::model::Prediction>>, XrayError> {
+    if inverted.len() != taken.len() {
+        flags.push("the radiographs' grey levels were not checked against their header (an image's inverse is missing)".into());
+        return Ok(None);
+    }
     let mut evidence = Vec::with_capacity(taken.len());
     for (chunk, read) in inverted
         .chunks(batch_size.max(1))
         .zip(taken.chunks(batch_size.max(1)))
     {
-        for (turned, as_taken) in model.predict(chunk)?.iter().zip(read) {
-            evidence.push(probe.evidence(&as_taken.features, &turned.features));
+        match model.predict(chunk) {
+            Ok(turned) => evidence.extend(
+                turned
+                    .iter()
+                    .zip(read)
+                    .map(|(t, r)| probe.evidence(&r.features, &t.features)),
+            ),
+            // The check is a safeguard: without it the study is still read as its header
+            // says, and says so.
+            Err(e) => {
+                flags.push(format!(
+                    "the radiographs' grey levels were not checked against their header: {e}"
+                ));
+                return Ok(None);
+            }
         }
     }
     match probe.judge(&evidence) {
         Polarity::Upright => Ok(None),
         Polarity::Doubtful(sum) => {
             flags.push(format!(
-                "the radiographs' grey levels may be inverted against their Photometric Interpretation (polarity evidence {sum:.1}, read inverted below -{:.1}): read as the header says; check the images' display",
+                "the radiographs' grey levels may be inverted against their Photometric Interpretation (polarity evidence of the study's images together {sum:.1}, read inverted below -{:.1}): read as the header says; check the images' display",
                 probe.threshold
             ));
             Ok(None)
         }
         Polarity::Inverted(sum) => {
             flags.push(format!(
-                "the radiographs' grey levels look inverted against their Photometric Interpretation (bone dark; polarity evidence {sum:.1}, below -{:.1}): read with the grey levels turned over; the sender or a converter may have inverted the pixels",
+                "the radiographs' grey levels look inverted against their Photometric Interpretation (bone dark; polarity evidence of the study's images together {sum:.1}, below -{:.1}): every image of the study read with its grey levels turned over; the sender or a converter may have inverted the pixels",
                 probe.threshold
             ));
             let mut turned = Vec::with_capacity(inverted.len());
@@ -245,9 +264,13 @@ fn prepare(
     })?;
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
+    // The inverse from the image shrunk once (shrinking is an area mean, so it commutes
+    // with turning the grey levels over): no second full-size copy of a large radiograph.
     let inverted = with_inverse.then(|| {
-        let turned: Vec<f32> = shown.iter().map(|v| 1.0 - v).collect();
-        preprocess::prepare(&turned, frame.rows, frame.columns, input)
+        let (rows, cols, mut small) =
+            preprocess::shrink(&shown, frame.rows, frame.columns, input.source_side());
+        small.iter_mut().for_each(|v| *v = 1.0 - *v);
+        preprocess::prepare(&small, rows, cols, input)
     });
     Ok(Prepared {
         input: preprocess::prepare(&shown, frame.rows, frame.columns, input),

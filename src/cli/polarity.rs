@@ -18,7 +18,8 @@ pub struct PolarityArgs {
     pub model: PathBuf,
     /// Radiograph sets (any layout `train` reads; labels unused), one per look: the more
     /// generators, vendors or sites, the better the probe holds on a look it never saw.
-    /// Each is held out in turn to measure that.
+    /// Each is held out in turn to measure that. Their headers are taken to be right: a
+    /// set with inverted grey levels would teach the probe the wrong way round.
     #[arg(long, required = true)]
     pub data: Vec<PathBuf>,
     /// A study whose summed evidence is below minus this is read with its grey levels
@@ -66,6 +67,7 @@ pub fn run(args: PolarityArgs) -> anyhow::Result<ExitCode> {
             "each image as its header says and inverted: {}",
             names.join(", ")
         ),
+        &model.card.weights_sha256,
     )?;
     print!("{}", fitted.summary());
     let card = ModelCard {

@@ -132,6 +132,9 @@ impl ModelCard {
         if let Some(r) = &card.readout {
             r.check().map_err(|e| card_err(e.into()))?;
         }
+        if let Some(p) = &card.polarity {
+            p.check().map_err(|e| card_err(e.into()))?;
+        }
         Ok(card)
     }
 

@@ -55,6 +55,8 @@ pub enum CardError {
     Covariates(#[from] super::covariates::CovariateError),
     #[error("readout: {0}")]
     Readout(#[from] super::readout::ReadoutError),
+    #[error("{0}")]
+    Polarity(#[from] super::polarity::PolarityError),
 }
 
 /// Why the configured device cannot be used.

@@ -223,6 +223,16 @@ impl XrayModel {
         if let Some(why) = card.drop_stale_covariates() {
             tracing::warn!("{why}");
         }
+        if let Some(probe) = &card.polarity {
+            let fitted_on = probe.weights_sha256.as_str();
+            if fitted_on != card.weights_sha256 && Some(fitted_on) != adabn::adapted_from(&card) {
+                tracing::warn!(
+                    "the card's polarity probe was fitted on the features of other weights (sha256 {}): grey levels are not checked (fit it again with `osteoscreen polarity`)",
+                    if fitted_on.is_empty() { "not recorded" } else { card::short_sha(fitted_on) }
+                );
+                card.polarity = None;
+            }
+        }
         let mut varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let net = net::XrayNet::new(vb).map_err(ModelError::Network)?;

@@ -25,20 +25,18 @@ pub struct PolarityProbe {
     /// What it was fitted on, and how it did on sources held out (for the card's reader).
     pub fitted_on: String,
     pub evaluation: String,
+    /// The weights whose features it was fitted on: another network's features mean
+    /// nothing to it (a card copied beside other weights drops it, `XrayModel::load`).
+    /// Absent: not known, dropped the same way.
+    #[serde(default)]
+    pub weights_sha256: String,
 }
 
-impl PolarityProbe {
-    /// Evidence that the image as shown is upright (bone bright): positive when it is,
-    /// negative when its inverse looks the more upright. `shown` and `inverted` are the
-    /// pooled features of the image and of its inverse.
-    pub fn evidence(&self, shown: &[f32], inverted: &[f32]) -> f32 {
-        shown
-            .iter()
-            .zip(inverted)
-            .zip(self.scale.iter().zip(&self.weights))
-            .map(|((a, b), (s, w))| (a - b) / s.max(1e-6) * w)
-            .sum()
-    }
+/// Why a card's probe cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolarityError {
+    #[error("polarity probe needs {expected} finite weights and positive scales (one per pooled feature), and a threshold >= 0")]
+    Shape { expected: usize },
 }
 
 /// What the probe says of one study.
@@ -53,6 +51,30 @@ pub enum Polarity {
 }
 
 impl PolarityProbe {
+    /// A probe fitted on this network's pooled features, with numbers that can be used.
+    pub fn check(&self) -> Result<(), PolarityError> {
+        let expected = super::net::FEATURES;
+        let ok = self.scale.len() == expected
+            && self.weights.len() == expected
+            && self.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+            && self.weights.iter().all(|w| w.is_finite())
+            && self.threshold.is_finite()
+            && self.threshold >= 0.0;
+        ok.then_some(()).ok_or(PolarityError::Shape { expected })
+    }
+
+    /// Evidence that the image as shown is upright (bone bright): positive when it is,
+    /// negative when its inverse looks the more upright. `shown` and `inverted` are the
+    /// pooled features of the image and of its inverse.
+    pub fn evidence(&self, shown: &[f32], inverted: &[f32]) -> f32 {
+        shown
+            .iter()
+            .zip(inverted)
+            .zip(self.scale.iter().zip(&self.weights))
+            .map(|((a, b), (s, w))| (a - b) / s * w)
+            .sum()
+    }
+
     /// The study's polarity from its images' evidence, summed.
     pub fn judge(&self, evidence: &[f32]) -> Polarity {
         let sum: f32 = evidence.iter().sum();
@@ -68,24 +90,33 @@ impl PolarityProbe {
 
 /// Fit scale and weights on pairs of features (each image as shown, upright by its
 /// header, and inverted): logistic regression of "the first of the pair is upright" on the
-/// scaled difference, each pair also presented the other way round, with L2 `l2` on the
-/// weights (as a sum over pairs). Newton steps, as the problem is small (one weight per
-/// feature) and its features are correlated, where gradient steps crawl.
-pub fn fit(pairs: &[(Vec<f32>, Vec<f32>)], l2: f64) -> (Vec<f32>, Vec<f32>) {
+/// scaled difference, each pair also presented the other way round (so each counts
+/// /// twice in the data term), plus `l2 / 2 x |w|²`. Newton steps, as the problem is small
+/// (one weight per feature) and its features are correlated, where gradient steps crawl.
+/// A feature that hardly differed between the two readings gets at least a hundredth of
+/// the mean scale, so that it cannot dominate on a look where it does differ. None when
+/// the features are not finite or the fit does not converge.
+pub fn fit(pairs: &[(Vec<f32>, Vec<f32>)], l2: f64) -> Option<(Vec<f32>, Vec<f32>)> {
     let d = pairs.first().map_or(0, |p| p.0.len());
     let diffs: Vec<Vec<f64>> = pairs
         .iter()
         .map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from(x - y)).collect())
         .collect();
     let n = diffs.len().max(1) as f64;
-    let scale: Vec<f64> = (0..d)
-        .map(|j| (diffs.iter().map(|v| v[j] * v[j]).sum::<f64>() / n).sqrt() + 1e-6)
+    let rms: Vec<f64> = (0..d)
+        .map(|j| (diffs.iter().map(|v| v[j] * v[j]).sum::<f64>() / n).sqrt())
         .collect();
+    let floor = (rms.iter().sum::<f64>() / d.max(1) as f64 / 100.0).max(1e-6);
+    let scale: Vec<f64> = rms.iter().map(|r| r.max(floor)).collect();
+    if !scale.iter().all(|s| s.is_finite()) {
+        return None;
+    }
     let z: Vec<Vec<f64>> = diffs
         .iter()
         .map(|v| v.iter().zip(&scale).map(|(x, s)| x / s).collect())
         .collect();
     let mut w = vec![0.0; d];
+    let mut converged = false;
     for _ in 0..50 {
         // Each pair as (z, 1) and (-z, 0): both give the same gradient and curvature, so
         // the pair counts twice.
@@ -105,21 +136,22 @@ pub fn fit(pairs: &[(Vec<f32>, Vec<f32>)], l2: f64) -> (Vec<f32>, Vec<f32>) {
                 }
             }
         }
-        let Some(step) = solve_spd(hess, &grad) else {
-            break;
-        };
+        let step = solve_spd(hess, &grad)?;
         let big = step.iter().fold(0.0f64, |m, s| m.max(s.abs()));
         for (wj, s) in w.iter_mut().zip(&step) {
             *wj -= s;
         }
         if big < 1e-7 {
+            converged = true;
             break;
         }
     }
-    (
-        scale.iter().map(|&s| s as f32).collect(),
-        w.iter().map(|&v| v as f32).collect(),
-    )
+    converged.then(|| {
+        (
+            scale.iter().map(|&s| s as f32).collect(),
+            w.iter().map(|&v| v as f32).collect(),
+        )
+    })
 }
 
 /// Solve `a x = b` for a symmetric positive definite `a` (Cholesky); None if it is not.
@@ -166,13 +198,14 @@ mod tests {
     #[test]
     fn the_fitted_probe_tells_the_pair_apart_and_is_antisymmetric() {
         let data = pairs(40);
-        let (scale, weights) = fit(&data, 1.0);
+        let (scale, weights) = fit(&data, 1.0).unwrap();
         let probe = PolarityProbe {
             scale,
             weights,
             threshold: 2.0,
             fitted_on: String::new(),
             evaluation: String::new(),
+            weights_sha256: String::new(),
         };
         for (up, down) in &data {
             let e = probe.evidence(up, down);
@@ -192,5 +225,42 @@ mod tests {
         let x = solve_spd(a, &[2.0, 1.0]).unwrap();
         assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12, "{x:?}");
         assert!(solve_spd(vec![vec![-1.0]], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn a_nan_feature_fits_nothing_and_a_misshapen_probe_is_refused() {
+        let mut data = pairs(10);
+        data[3].0[1] = f32::NAN;
+        assert!(fit(&data, 1.0).is_none());
+        let good = PolarityProbe {
+            scale: vec![1.0; crate::model::net::FEATURES],
+            weights: vec![0.5; crate::model::net::FEATURES],
+            threshold: 3.0,
+            fitted_on: String::new(),
+            evaluation: String::new(),
+            weights_sha256: String::new(),
+        };
+        assert!(good.check().is_ok());
+        let misshapen = [
+            PolarityProbe {
+                weights: vec![0.5; 3],
+                ..good.clone()
+            },
+            PolarityProbe {
+                threshold: -1.0,
+                ..good.clone()
+            },
+            PolarityProbe {
+                threshold: f32::NAN,
+                ..good.clone()
+            },
+            PolarityProbe {
+                scale: vec![0.0; crate::model::net::FEATURES],
+                ..good.clone()
+            },
+        ];
+        for probe in misshapen {
+            assert!(probe.check().is_err(), "{probe:?}");
+        }
     }
 }

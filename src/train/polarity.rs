@@ -26,7 +26,7 @@ pub struct PolaritySet {
     pub name: String,
     pub studies: Vec<String>,
     pub pairs: Vec<Pair>,
-    /// Images that could not be read.
+    /// Images that could not be read, or whose features were not finite.
     pub unreadable: usize,
 }
 
@@ -58,11 +58,11 @@ pub fn read_set(
                 (i, both)
             })
             .collect();
-        let mut batch = Vec::new();
+        let (mut batch, mut studies) = (Vec::new(), Vec::new());
         for (i, both) in loaded {
             match both {
                 Some((shown, inverted)) => {
-                    set.studies.push(dataset.samples[i].study.clone());
+                    studies.push(dataset.samples[i].study.clone());
                     batch.push(shown);
                     batch.push(inverted);
                 }
@@ -70,8 +70,16 @@ pub fn read_set(
             }
         }
         let mut features = model.predict(&batch)?.into_iter().map(|p| p.features);
-        while let (Some(a), Some(b)) = (features.next(), features.next()) {
-            set.pairs.push((a, b));
+        let mut studies = studies.into_iter();
+        while let (Some(a), Some(b), Some(study)) =
+            (features.next(), features.next(), studies.next())
+        {
+            if a.iter().chain(&b).all(|v| v.is_finite()) {
+                set.pairs.push((a, b));
+                set.studies.push(study);
+            } else {
+                set.unreadable += 1;
+            }
         }
         bar.inc(chunk.len() as u64);
     }
@@ -126,23 +134,32 @@ impl PolarityFit {
 }
 
 /// Fit on all `sets`; with two or more, first leave each out and test on it.
+/// `weights_sha256`: the weights whose features the sets were read with.
 pub fn fit_polarity(
     sets: &[PolaritySet],
     threshold: f32,
     fitted_on: &str,
+    weights_sha256: &str,
 ) -> Result<PolarityFit, TrainError> {
     if sets.iter().all(|s| s.pairs.is_empty()) {
         return Err(TrainError::Invalid("no image could be read".into()));
     }
-    let probe_of = |pairs: Vec<Pair>| {
-        let (scale, weights) = fit(&pairs, L2);
-        PolarityProbe {
+    let probe_of = |pairs: Vec<Pair>| -> Result<PolarityProbe, TrainError> {
+        let (scale, weights) = fit(&pairs, L2).ok_or_else(|| {
+            TrainError::Invalid("the polarity probe's fit did not converge".into())
+        })?;
+        let probe = PolarityProbe {
             scale,
             weights,
             threshold,
             fitted_on: fitted_on.to_string(),
             evaluation: String::new(),
-        }
+            weights_sha256: weights_sha256.to_string(),
+        };
+        probe
+            .check()
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        Ok(probe)
     };
     let mut held_out = Vec::new();
     if sets.len() > 1 {
@@ -153,10 +170,10 @@ pub fn fit_polarity(
                 .filter(|(j, _)| *j != k)
                 .flat_map(|(_, s)| s.pairs.iter().cloned())
                 .collect();
-            held_out.push(test(&probe_of(rest), set));
+            held_out.push(test(&probe_of(rest)?, set));
         }
     }
-    let mut probe = probe_of(sets.iter().flat_map(|s| s.pairs.clone()).collect());
+    let mut probe = probe_of(sets.iter().flat_map(|s| s.pairs.clone()).collect())?;
     probe.evaluation = held_out
         .iter()
         .map(|h| {
