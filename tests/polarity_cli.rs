@@ -168,6 +168,7 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&card_out).unwrap()).unwrap();
     let probe = &card["polarity"];
+    assert_eq!(probe["weights_sha256"], card["weights_sha256"]);
     assert_eq!(probe["weights"].as_array().unwrap().len(), 128);
     assert_eq!(probe["scale"].as_array().unwrap().len(), 128);
     assert_eq!(probe["threshold"].as_f64().unwrap(), 1.5);
@@ -183,6 +184,64 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
     let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         !flags(&f).iter().any(|f| f.contains("grey levels")),
+        "{:?}",
+        flags(&f)
+    );
+    // ...and the probe it wrote is used: a study turned over is caught.
+    let turned = header_turned_over(&study, &work.path().join("turned"));
+    let out = analyze(
+        &turned,
+        &[("OSTEOSCREEN__MODEL__WEIGHTS", weights.as_os_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("other weights"), "{}", text(&out));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        flags(&f)
+            .iter()
+            .any(|f| f.contains("grey levels look inverted")),
+        "{:?}",
+        flags(&f)
+    );
+}
+
+#[test]
+fn weights_adapted_twice_keep_the_probe_of_the_weights_they_came_from() {
+    let work = tempfile::tempdir().unwrap();
+    let site = synth_dx_studies(&work.path().join("site"), 16, 8501);
+    let adapt = |model: &Path, name: &str| {
+        let out = run(Command::new(bin())
+            .arg("adapt")
+            .arg("--model")
+            .arg(model)
+            .arg("--data")
+            .arg(&site)
+            .args([
+                "--out",
+                work.path().join("m").to_str().unwrap(),
+                "--name",
+                name,
+            ]));
+        assert!(out.status.success(), "{}", text(&out));
+        work.path().join("m").join(format!("{name}.safetensors"))
+    };
+    let once = adapt(&bundled(), "once");
+    let twice = adapt(&once, "twice");
+    let turned = header_turned_over(&site.join("study00003"), &work.path().join("turned"));
+    let out = analyze(
+        &turned,
+        &[
+            ("OSTEOSCREEN__MODEL__WEIGHTS", twice.as_os_str()),
+            ("OSTEOSCREEN__MODEL__SITE_ADAPTATION", "false".as_ref()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("other weights"), "{}", text(&out));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        flags(&f)
+            .iter()
+            .any(|f| f.contains("grey levels look inverted")),
         "{:?}",
         flags(&f)
     );

@@ -287,7 +287,10 @@ impl SiteAdaptation {
             &how,
             &self.device,
         )?;
-        XrayModel::load(&self.out, None, self.device.clone())
+        // As at a restart, the configured card decides the polarity check.
+        let mut model = XrayModel::load(&self.out, None, self.device.clone())?;
+        model.card.polarity = self.base_card.polarity.clone();
+        Ok(model)
     }
 }
 

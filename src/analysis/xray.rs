@@ -130,7 +130,7 @@ pub fn run(
     }
     if let Some(probe) = probe {
         if let Some(turned) =
-            check_polarity(model, probe, &predictions, &inverted, batch_size, flags)?
+            check_polarity(model, probe, &predictions, &inverted, batch_size, flags)
         {
             predictions = turned;
             inputs = inverted;
@@ -201,10 +201,9 @@ fn check_polarity(
     inverted: &[Vec<f32>],
     batch_size: usize,
     flags: &mut Vec<String>,
-) -> Result<Option<Vec<crate::model::Prediction>>, XrayError> {
+) -> Option<Vec<crate::model::Prediction>> {
     if inverted.len() != taken.len() {
-        flags.push("the radiographs' grey levels were not checked against their header (an image's inverse is missing)".into());
-        return Ok(None);
+        return unchecked(flags, "an image's inverse is missing");
     }
     let mut evidence = Vec::with_capacity(taken.len());
     for (chunk, read) in inverted
@@ -218,37 +217,45 @@ fn check_polarity(
                     .zip(read)
                     .map(|(t, r)| probe.evidence(&r.features, &t.features)),
             ),
-            // The check is a safeguard: without it the study is still read as its header
-            // says, and says so.
-            Err(e) => {
-                flags.push(format!(
-                    "the radiographs' grey levels were not checked against their header: {e}"
-                ));
-                return Ok(None);
-            }
+            Err(e) => return unchecked(flags, &e.to_string()),
         }
     }
+    if !evidence.iter().all(|e| e.is_finite()) {
+        return unchecked(flags, "the evidence is not a number");
+    }
     match probe.judge(&evidence) {
-        Polarity::Upright => Ok(None),
+        Polarity::Upright => None,
         Polarity::Doubtful(sum) => {
             flags.push(format!(
                 "the radiographs' grey levels may be inverted against their Photometric Interpretation (polarity evidence of the study's images together {sum:.1}, read inverted below -{:.1}): read as the header says; check the images' display",
                 probe.threshold
             ));
-            Ok(None)
+            None
         }
         Polarity::Inverted(sum) => {
+            let mut turned = Vec::with_capacity(inverted.len());
+            for chunk in inverted.chunks(batch_size.max(1)) {
+                match model.predict_mirrored(chunk) {
+                    Ok(p) => turned.extend(p),
+                    Err(e) => return unchecked(flags, &e.to_string()),
+                }
+            }
             flags.push(format!(
                 "the radiographs' grey levels look inverted against their Photometric Interpretation (bone dark; polarity evidence of the study's images together {sum:.1}, below -{:.1}): every image of the study read with its grey levels turned over; the sender or a converter may have inverted the pixels",
                 probe.threshold
             ));
-            let mut turned = Vec::with_capacity(inverted.len());
-            for chunk in inverted.chunks(batch_size.max(1)) {
-                turned.extend(model.predict_mirrored(chunk)?);
-            }
-            Ok(Some(turned))
+            Some(turned)
         }
     }
+}
+
+/// The polarity check could not be made: the study is read as its header says, and says
+/// so (the check is a safeguard, not a condition of the reading).
+fn unchecked(flags: &mut Vec<String>, why: &str) -> Option<Vec<crate::model::Prediction>> {
+    flags.push(format!(
+        "the radiographs' grey levels were not checked against their header: {why}"
+    ));
+    None
 }
 
 fn prepare(

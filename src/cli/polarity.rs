@@ -48,6 +48,12 @@ pub fn run(args: PolarityArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", dataset.summary());
         let idx: Vec<usize> = (0..dataset.samples.len()).collect();
         let set = read_set(&model, &path.display().to_string(), &dataset, &idx)?;
+        if set.pairs.is_empty() {
+            anyhow::bail!(
+                "{}: no image could be read (or every one gave features that are not numbers): nothing to fit or hold out",
+                set.name
+            );
+        }
         if set.unreadable > 0 {
             eprintln!(
                 "{}: {} image(s) could not be read",

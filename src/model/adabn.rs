@@ -111,6 +111,7 @@ pub fn adapted_card(
             serde_json::json!({
                 "method": "batch-norm statistics re-estimated on unlabelled radiographs (AdaBN); weights as trained",
                 "from_sha256": card.weights_sha256,
+                "origin_sha256": adapted_origin(card).unwrap_or(&card.weights_sha256),
                 "images": images,
                 "data": how.description,
                 "seed": how.seed,
@@ -146,6 +147,18 @@ pub fn adapted_from(card: &ModelCard) -> Option<&str> {
         .as_ref()?
         .get("adapted")?
         .get("from_sha256")?
+        .as_str()
+}
+
+/// The sha256 of the weights as trained, before any adaptation: what an adapted card's
+/// heads and probes were fitted on (adapting only re-measures batch-norm statistics, so
+/// adapting an adapted model again keeps that origin). Cards adapted before it was
+/// recorded give the weights they were adapted from.
+pub fn adapted_origin(card: &ModelCard) -> Option<&str> {
+    let adapted = card.training.as_ref()?.get("adapted")?;
+    adapted
+        .get("origin_sha256")
+        .or_else(|| adapted.get("from_sha256"))?
         .as_str()
 }
 

@@ -103,7 +103,7 @@ pub struct ModelCard {
 
 /// The first 12 hex digits of a sha256, for messages.
 pub fn short_sha(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    sha.get(..12).unwrap_or(sha)
 }
 
 /// Hex sha256 of a file.

@@ -225,10 +225,17 @@ impl XrayModel {
         }
         if let Some(probe) = &card.polarity {
             let fitted_on = probe.weights_sha256.as_str();
-            if fitted_on != card.weights_sha256 && Some(fitted_on) != adabn::adapted_from(&card) {
+            let ours = fitted_on == card.weights_sha256
+                || Some(fitted_on) == adabn::adapted_from(&card)
+                || Some(fitted_on) == adabn::adapted_origin(&card);
+            if !ours {
+                let whose = if fitted_on.is_empty() {
+                    "weights it does not record (written before probes named them)".to_string()
+                } else {
+                    format!("other weights (sha256 {})", card::short_sha(fitted_on))
+                };
                 tracing::warn!(
-                    "the card's polarity probe was fitted on the features of other weights (sha256 {}): grey levels are not checked (fit it again with `osteoscreen polarity`)",
-                    if fitted_on.is_empty() { "not recorded" } else { card::short_sha(fitted_on) }
+                    "the card's polarity probe was fitted on the features of {whose}: grey levels are not checked (fit it again with `osteoscreen polarity`)"
                 );
                 card.polarity = None;
             }

@@ -35,7 +35,7 @@ pub struct PolarityProbe {
 /// Why a card's probe cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PolarityError {
-    #[error("polarity probe needs {expected} finite weights and positive scales (one per pooled feature), and a threshold >= 0")]
+    #[error("polarity probe needs {expected} finite weights and scales >= 1e-6 (one per pooled feature), a threshold >= 0 and a hex sha256 of its weights")]
     Shape { expected: usize },
 }
 
@@ -56,10 +56,13 @@ impl PolarityProbe {
         let expected = super::net::FEATURES;
         let ok = self.scale.len() == expected
             && self.weights.len() == expected
-            && self.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+            && self.scale.iter().all(|s| s.is_finite() && *s >= 1e-6)
             && self.weights.iter().all(|w| w.is_finite())
             && self.threshold.is_finite()
-            && self.threshold >= 0.0;
+            && self.threshold >= 0.0
+            && (self.weights_sha256.is_empty()
+                || (self.weights_sha256.len() == 64
+                    && self.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit())));
         ok.then_some(()).ok_or(PolarityError::Shape { expected })
     }
 
@@ -91,33 +94,36 @@ impl PolarityProbe {
 /// Fit scale and weights on pairs of features (each image as shown, upright by its
 /// header, and inverted): logistic regression of "the first of the pair is upright" on the
 /// scaled difference, each pair also presented the other way round (so each counts
-/// /// twice in the data term), plus `l2 / 2 x |w|²`. Newton steps, as the problem is small
+/// twice in the data term), plus `l2 / 2 x |w|²`. Newton steps, as the problem is small
 /// (one weight per feature) and its features are correlated, where gradient steps crawl.
 /// A feature that hardly differed between the two readings gets at least a hundredth of
 /// the mean scale, so that it cannot dominate on a look where it does differ. None when
 /// the features are not finite or the fit does not converge.
 pub fn fit(pairs: &[(Vec<f32>, Vec<f32>)], l2: f64) -> Option<(Vec<f32>, Vec<f32>)> {
     let d = pairs.first().map_or(0, |p| p.0.len());
+    if d == 0 {
+        return None;
+    }
     let diffs: Vec<Vec<f64>> = pairs
         .iter()
         .map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from(x - y)).collect())
         .collect();
     let n = diffs.len().max(1) as f64;
+    if !diffs.iter().flatten().all(|v| v.is_finite()) || diffs.iter().any(|v| v.len() != d) {
+        return None;
+    }
     let rms: Vec<f64> = (0..d)
         .map(|j| (diffs.iter().map(|v| v[j] * v[j]).sum::<f64>() / n).sqrt())
         .collect();
     let floor = (rms.iter().sum::<f64>() / d.max(1) as f64 / 100.0).max(1e-6);
     let scale: Vec<f64> = rms.iter().map(|r| r.max(floor)).collect();
-    if !scale.iter().all(|s| s.is_finite()) {
-        return None;
-    }
     let z: Vec<Vec<f64>> = diffs
         .iter()
         .map(|v| v.iter().zip(&scale).map(|(x, s)| x / s).collect())
         .collect();
     let mut w = vec![0.0; d];
     let mut converged = false;
-    for _ in 0..50 {
+    for _ in 0..100 {
         // Each pair as (z, 1) and (-z, 0): both give the same gradient and curvature, so
         // the pair counts twice.
         let mut grad: Vec<f64> = w.iter().map(|wj| l2 * wj).collect();
@@ -232,6 +238,7 @@ mod tests {
         let mut data = pairs(10);
         data[3].0[1] = f32::NAN;
         assert!(fit(&data, 1.0).is_none());
+        assert!(fit(&[], 1.0).is_none());
         let good = PolarityProbe {
             scale: vec![1.0; crate::model::net::FEATURES],
             weights: vec![0.5; crate::model::net::FEATURES],
@@ -255,7 +262,11 @@ mod tests {
                 ..good.clone()
             },
             PolarityProbe {
-                scale: vec![0.0; crate::model::net::FEATURES],
+                scale: vec![1e-30; crate::model::net::FEATURES],
+                ..good.clone()
+            },
+            PolarityProbe {
+                weights_sha256: "é".repeat(32),
                 ..good.clone()
             },
         ];

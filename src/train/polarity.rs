@@ -141,8 +141,11 @@ pub fn fit_polarity(
     fitted_on: &str,
     weights_sha256: &str,
 ) -> Result<PolarityFit, TrainError> {
-    if sets.iter().all(|s| s.pairs.is_empty()) {
-        return Err(TrainError::Invalid("no image could be read".into()));
+    if let Some(empty) = sets.iter().find(|s| s.pairs.is_empty()) {
+        return Err(TrainError::Invalid(format!(
+            "{}: no image could be read",
+            empty.name
+        )));
     }
     let probe_of = |pairs: Vec<Pair>| -> Result<PolarityProbe, TrainError> {
         let (scale, weights) = fit(&pairs, L2).ok_or_else(|| {
