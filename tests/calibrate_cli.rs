@@ -17,17 +17,15 @@ fn calibrate_combines_the_age_and_eval_and_analyze_apply_it() {
     let data = work.path().join("data");
     synth_set(&data, 48, 31, "256x320");
     let m = work.path().join("m");
-    std::fs::create_dir_all(&m).unwrap();
-    let weights = m.join("x.safetensors");
-    std::fs::copy(bundled(), &weights).unwrap();
-    let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundled().with_extension("json")).unwrap())
+    let weights = bundled_with(&m, |c| {
+        c.as_object_mut().unwrap().remove("covariates");
+        // The network's own result is what the age is combined with here (`readout_cli`
+        // covers the read-out).
+        c.as_object_mut().unwrap().remove("readout");
+    });
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(weights.with_extension("json")).unwrap())
             .unwrap();
-    c.as_object_mut().unwrap().remove("covariates");
-    // The network's own result is what the age is combined with here (`readout_cli`
-    // covers the read-out).
-    c.as_object_mut().unwrap().remove("readout");
-    std::fs::write(weights.with_extension("json"), c.to_string()).unwrap();
     let calibrate = |data: &Path, extra: &[&str]| {
         run(Command::new(bin())
             .arg("calibrate")
@@ -246,14 +244,7 @@ fn ages_come_from_the_clinical_table_when_the_images_have_no_header() {
         enc.write_header().unwrap().write_image_data(&data).unwrap();
     }
     let m = work.path().join("m");
-    std::fs::create_dir_all(&m).unwrap();
-    let weights = m.join("x.safetensors");
-    std::fs::copy(bundled(), &weights).unwrap();
-    std::fs::copy(
-        bundled().with_extension("json"),
-        weights.with_extension("json"),
-    )
-    .unwrap();
+    let weights = bundled_with(&m, |_| {});
     let out = run(Command::new(bin())
         .arg("calibrate")
         .arg("--model")

@@ -45,6 +45,24 @@ fn flags(finding: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The Finding a successful `analyze --json` printed.
+fn finding(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Whether a flag of the Finding says the study was read turned over.
+fn turned_over(finding: &serde_json::Value) -> bool {
+    flags(finding)
+        .iter()
+        .any(|f| f.contains("grey levels look inverted"))
+}
+
+/// Whether any flag of the Finding speaks of its grey levels.
+fn grey_flagged(finding: &serde_json::Value) -> bool {
+    flags(finding).iter().any(|f| f.contains("grey levels"))
+}
+
 fn t_score(finding: &serde_json::Value) -> f64 {
     finding["conclusion"]["t_score"].as_f64().unwrap()
 }
@@ -58,11 +76,7 @@ fn a_study_with_inverted_grey_levels_is_read_turned_over_and_says_so() {
         let turned = header_turned_over(&study, &work.path().join(format!("turned{k}")));
         let (upright, _) = analyze_out(&study, &work.path().join(format!("o{k}")), None);
         let (read, files) = analyze_out(&turned, &work.path().join(format!("t{k}")), None);
-        assert!(
-            !flags(&upright).iter().any(|f| f.contains("grey levels")),
-            "{:?}",
-            flags(&upright)
-        );
+        assert!(!grey_flagged(&upright), "{:?}", flags(&upright));
         let said: Vec<String> = flags(&read)
             .into_iter()
             .filter(|f| f.contains("grey levels look inverted"))
@@ -90,13 +104,8 @@ fn a_study_with_inverted_grey_levels_is_read_turned_over_and_says_so() {
         &turned,
         &[("OSTEOSCREEN__MODEL__POLARITY_CHECK", "false".as_ref())],
     );
-    assert!(unchecked.status.success(), "{}", text(&unchecked));
-    let f: serde_json::Value = serde_json::from_slice(&unchecked.stdout).unwrap();
-    assert!(
-        !flags(&f).iter().any(|f| f.contains("grey levels")),
-        "{:?}",
-        flags(&f)
-    );
+    let f = finding(&unchecked);
+    assert!(!grey_flagged(&f), "{:?}", flags(&f));
 }
 
 #[test]
@@ -110,14 +119,7 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
         .arg(&cr));
     assert!(out.status.success(), "{}", text(&out));
     let m = work.path().join("m");
-    std::fs::create_dir_all(&m).unwrap();
-    let weights = m.join("x.safetensors");
-    std::fs::copy(bundled(), &weights).unwrap();
-    std::fs::copy(
-        bundled().with_extension("json"),
-        weights.with_extension("json"),
-    )
-    .unwrap();
+    let weights = bundled_with(&m, |_| {});
     let polarity = |extra: &[&str], data: &[&Path]| {
         let mut cmd = Command::new(bin());
         cmd.arg("polarity").arg("--model").arg(&weights);
@@ -180,29 +182,17 @@ fn polarity_fits_a_probe_into_the_card_held_out_set_by_set() {
         &study,
         &[("OSTEOSCREEN__MODEL__WEIGHTS", weights.as_os_str())],
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        !flags(&f).iter().any(|f| f.contains("grey levels")),
-        "{:?}",
-        flags(&f)
-    );
+    let f = finding(&out);
+    assert!(!grey_flagged(&f), "{:?}", flags(&f));
     // ...and the probe it wrote is used: a study turned over is caught.
     let turned = header_turned_over(&study, &work.path().join("turned"));
     let out = analyze(
         &turned,
         &[("OSTEOSCREEN__MODEL__WEIGHTS", weights.as_os_str())],
     );
-    assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("other weights"), "{}", text(&out));
-    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        flags(&f)
-            .iter()
-            .any(|f| f.contains("grey levels look inverted")),
-        "{:?}",
-        flags(&f)
-    );
+    let f = finding(&out);
+    assert!(turned_over(&f), "{:?}", flags(&f));
 }
 
 #[test]
@@ -235,29 +225,9 @@ fn weights_adapted_twice_keep_the_probe_of_the_weights_they_came_from() {
             ("OSTEOSCREEN__MODEL__SITE_ADAPTATION", "false".as_ref()),
         ],
     );
-    assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("other weights"), "{}", text(&out));
-    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        flags(&f)
-            .iter()
-            .any(|f| f.contains("grey levels look inverted")),
-        "{:?}",
-        flags(&f)
-    );
-}
-
-/// The bundled weights with the bundled card edited by `edit`, in `dir`.
-fn bundled_with(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let weights = dir.join("x.safetensors");
-    std::fs::copy(bundled(), &weights).unwrap();
-    let mut card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundled().with_extension("json")).unwrap())
-            .unwrap();
-    edit(&mut card);
-    std::fs::write(weights.with_extension("json"), card.to_string()).unwrap();
-    weights
+    let f = finding(&out);
+    assert!(turned_over(&f), "{:?}", flags(&f));
 }
 
 #[test]
@@ -290,18 +260,13 @@ fn a_probe_that_does_not_fit_the_weights_is_refused_or_dropped_and_said() {
         &turned,
         &[("OSTEOSCREEN__MODEL__WEIGHTS", other.as_os_str())],
     );
-    assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("fitted on the features of other weights"),
         "{}",
         text(&out)
     );
-    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        !flags(&f).iter().any(|f| f.contains("grey levels")),
-        "{:?}",
-        flags(&f)
-    );
+    let f = finding(&out);
+    assert!(!grey_flagged(&f), "{:?}", flags(&f));
 }
 
 #[test]
@@ -333,13 +298,7 @@ for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
         assert!(out.status.success(), "{}", text(&out));
         let (upright, _) = analyze_out(&study, &work.path().join(format!("o{k}")), None);
         let (read, _) = analyze_out(&inverted, &work.path().join(format!("t{k}")), None);
-        assert!(
-            flags(&read)
-                .iter()
-                .any(|f| f.contains("grey levels look inverted")),
-            "{:?}",
-            flags(&read)
-        );
+        assert!(turned_over(&read), "{:?}", flags(&read));
         println!(
             "study {k}: upright {} T {:.2}; pixels inverted under the window, read turned over: {} T {:.2}",
             upright["conclusion"]["class"],

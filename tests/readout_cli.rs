@@ -24,12 +24,10 @@ fn readout_is_fitted_into_the_card_and_eval_and_analyze_report_through_it() {
     let data = work.path().join("data");
     synth_set(&data, 40, 41, "256x320");
     let m = work.path().join("m");
-    std::fs::create_dir_all(&m).unwrap();
-    let weights = m.join("x.safetensors");
-    std::fs::copy(bundled(), &weights).unwrap();
-    let mut c = card_of(&bundled());
-    c.as_object_mut().unwrap().remove("readout");
-    std::fs::write(weights.with_extension("json"), c.to_string()).unwrap();
+    let weights = bundled_with(&m, |c| {
+        c.as_object_mut().unwrap().remove("readout");
+    });
+    let c = card_of(&weights);
     let readout = |data: &Path, extra: &[&str]| {
         run(Command::new(bin())
             .arg("readout")

@@ -160,12 +160,7 @@ impl SiteAdaptation {
         });
         match loaded {
             Ok(Some(mut model)) => {
-                // The configured card decides how results are read (its read-out,
-                // covariate model and polarity probe may have been refitted, or turned
-                // off, since); the adaptation only changed batch-norm statistics.
-                model.card.readout = self.base_card.readout.clone();
-                model.card.covariates = self.base_card.covariates.clone();
-                model.card.polarity = self.base_card.polarity.clone();
+                self.read_as_configured(&mut model);
                 tracing::info!(
                     weights = %self.out.display(),
                     sha256 = short_sha(&model.card.weights_sha256),
@@ -287,10 +282,18 @@ impl SiteAdaptation {
             &how,
             &self.device,
         )?;
-        // As at a restart, the configured card decides the polarity check.
         let mut model = XrayModel::load(&self.out, None, self.device.clone())?;
-        model.card.polarity = self.base_card.polarity.clone();
+        self.read_as_configured(&mut model);
         Ok(model)
+    }
+
+    /// The configured card decides how results are read (its read-out, covariate model
+    /// and polarity probe may have been refitted, or turned off, since the adapted card
+    /// was written); the adaptation only changed batch-norm statistics.
+    fn read_as_configured(&self, model: &mut XrayModel) {
+        model.card.readout = self.base_card.readout.clone();
+        model.card.covariates = self.base_card.covariates.clone();
+        model.card.polarity = self.base_card.polarity.clone();
     }
 }
 
@@ -348,14 +351,7 @@ mod tests {
         // The configured card decides the polarity check after a restart, whatever the
         // adapted card kept: a probe fitted (or refitted) since is used, one turned off
         // (`polarity_check = false`) stays off.
-        let probe = PolarityProbe {
-            scale: vec![1.0; crate::model::net::FEATURES],
-            weights: vec![0.0; crate::model::net::FEATURES],
-            threshold: 3.0,
-            fitted_on: String::new(),
-            evaluation: String::new(),
-            weights_sha256: card.weights_sha256.clone(),
-        };
+        let probe = PolarityProbe::uniform(0.0, &card.weights_sha256);
         let probed = ModelCard {
             polarity: Some(probe.clone()),
             ..card.clone()

@@ -78,6 +78,19 @@ impl PolarityProbe {
             .sum()
     }
 
+    /// A probe with every feature weighted `weight` and scaled 1, for tests.
+    #[cfg(test)]
+    pub fn uniform(weight: f32, weights_sha256: &str) -> PolarityProbe {
+        PolarityProbe {
+            scale: vec![1.0; super::net::FEATURES],
+            weights: vec![weight; super::net::FEATURES],
+            threshold: 3.0,
+            fitted_on: String::new(),
+            evaluation: String::new(),
+            weights_sha256: weights_sha256.to_string(),
+        }
+    }
+
     /// The study's polarity from its images' evidence, summed.
     pub fn judge(&self, evidence: &[f32]) -> Polarity {
         let sum: f32 = evidence.iter().sum();
@@ -209,9 +222,7 @@ mod tests {
             scale,
             weights,
             threshold: 2.0,
-            fitted_on: String::new(),
-            evaluation: String::new(),
-            weights_sha256: String::new(),
+            ..PolarityProbe::uniform(0.0, "")
         };
         for (up, down) in &data {
             let e = probe.evidence(up, down);
@@ -239,14 +250,7 @@ mod tests {
         data[3].0[1] = f32::NAN;
         assert!(fit(&data, 1.0).is_none());
         assert!(fit(&[], 1.0).is_none());
-        let good = PolarityProbe {
-            scale: vec![1.0; crate::model::net::FEATURES],
-            weights: vec![0.5; crate::model::net::FEATURES],
-            threshold: 3.0,
-            fitted_on: String::new(),
-            evaluation: String::new(),
-            weights_sha256: String::new(),
-        };
+        let good = PolarityProbe::uniform(0.5, "");
         assert!(good.check().is_ok());
         let misshapen = [
             PolarityProbe {

@@ -104,6 +104,24 @@ pub struct HeldOut {
     pub lowest: f32,
 }
 
+impl HeldOut {
+    /// One line for the command's report and the card's evaluation.
+    pub fn line(&self) -> String {
+        format!(
+            "{}: images {}/{}, studies {}/{}, inverted caught {}/{}, upright turned {}, lowest {:+.2}",
+            self.name,
+            self.images_right,
+            self.images,
+            self.studies_right,
+            self.studies,
+            self.inverted_caught,
+            self.studies,
+            self.upright_turned,
+            self.lowest
+        )
+    }
+}
+
 /// The probe fitted on all sets, with each set's held-out result.
 pub struct PolarityFit {
     pub probe: PolarityProbe,
@@ -116,18 +134,7 @@ impl PolarityFit {
             "held out (fitted on the other sets): images told apart, studies told apart, inverted studies read turned over, upright studies wrongly turned over, lowest upright study evidence\n",
         );
         for h in &self.held_out {
-            s += &format!(
-                "  {}: images {}/{}, studies {}/{}, inverted caught {}/{}, upright turned {}, lowest {:+.2}\n",
-                h.name,
-                h.images_right,
-                h.images,
-                h.studies_right,
-                h.studies,
-                h.inverted_caught,
-                h.studies,
-                h.upright_turned,
-                h.lowest
-            );
+            s += &format!("  {}\n", h.line());
         }
         s
     }
@@ -179,12 +186,7 @@ pub fn fit_polarity(
     let mut probe = probe_of(sets.iter().flat_map(|s| s.pairs.clone()).collect())?;
     probe.evaluation = held_out
         .iter()
-        .map(|h| {
-            format!(
-                "{} held out: {}/{} images, {}/{} studies told apart; {} of {} upright studies would be turned over",
-                h.name, h.images_right, h.images, h.studies_right, h.studies, h.upright_turned, h.studies
-            )
-        })
+        .map(HeldOut::line)
         .collect::<Vec<_>>()
         .join("; ");
     Ok(PolarityFit { probe, held_out })

@@ -60,6 +60,19 @@ pub fn bundled() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/osteoscreen-xray-demo.safetensors")
 }
 
+/// The bundled weights as `dir`/x.safetensors, with the bundled card edited by `edit`.
+pub fn bundled_with(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let weights = dir.join("x.safetensors");
+    std::fs::copy(bundled(), &weights).unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundled().with_extension("json")).unwrap())
+            .unwrap();
+    edit(&mut card);
+    std::fs::write(weights.with_extension("json"), card.to_string()).unwrap();
+    weights
+}
+
 /// A tabular DXA CSV whose class follows age, weight and sex, as in the cohorts.
 pub fn dxa_csv(path: &Path, rows: usize) {
     use rand::{Rng, SeedableRng};
