@@ -12,21 +12,22 @@ use common::models::*;
 use common::report::*;
 use common::*;
 
-/// A copy of `study` whose every image says the other MONOCHROME than it did, pixels
-/// untouched (dcmodify).
+/// A copy of `study` whose every image says the other MONOCHROME than it did (and the
+/// Presentation LUT Shape that goes with it), pixels untouched (dcmodify).
 fn header_turned_over(study: &Path, to: &Path) -> PathBuf {
     std::fs::create_dir_all(to).unwrap();
     for file in dicom_files(study) {
         let copy = to.join(file.file_name().unwrap());
         std::fs::copy(&file, &copy).unwrap();
         let now = tag(&copy, "0028,0004");
-        let other = if now.contains("MONOCHROME1") {
-            "MONOCHROME2"
+        let (other, shape) = if now.contains("MONOCHROME1") {
+            ("MONOCHROME2", "IDENTITY")
         } else {
-            "MONOCHROME1"
+            ("MONOCHROME1", "INVERSE")
         };
         let out = run(Command::new("dcmodify")
             .args(["-nb", "-m", &format!("(0028,0004)={other}")])
+            .args(["-i", &format!("(2050,0020)={shape}")])
             .arg(&copy));
         assert!(out.status.success(), "dcmodify: {}", text(&out));
     }
@@ -307,4 +308,107 @@ for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
             t_score(&read)
         );
     }
+}
+
+/// DCMTK's rendering of `file` (first window of the header) as PGM bytes.
+fn dcmtk_rendering(file: &Path, to: &Path) -> Vec<u8> {
+    let out = run(Command::new("dcm2pnm").arg("+Wm").arg(file).arg(to));
+    assert!(out.status.success(), "dcm2pnm: {}", text(&out));
+    std::fs::read(to).unwrap()
+}
+
+#[test]
+fn presentation_lut_shape_inverse_is_read_as_dcmtk_shows_it() {
+    // Synth writes MONOCHROME1 with Presentation LUT Shape INVERSE, as the DX Image module
+    // pairs them. The same pixels labelled MONOCHROME2 under INVERSE show the same picture
+    // (DCMTK draws both alike), so they must read the same and raise no grey-level flag;
+    // under IDENTITY they show bone dark, and the polarity check turns them over.
+    let work = tempfile::tempdir().unwrap();
+    let studies = synth_dx_studies(&work.path().join("s"), 8, 8502);
+    let mut checked = 0;
+    for k in 0..8 {
+        let study = studies.join(format!("study{k:05}"));
+        if !tag(&study.join("dx_ap.dcm"), "0028,0004").contains("MONOCHROME1") {
+            continue;
+        }
+        let relabelled = work.path().join(format!("m2-{k}"));
+        let identity = work.path().join(format!("id-{k}"));
+        for dir in [&relabelled, &identity] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        for file in dicom_files(&study) {
+            let name = file.file_name().unwrap();
+            assert!(tag(&file, "2050,0020").contains("INVERSE"));
+            let copy = relabelled.join(name);
+            std::fs::copy(&file, &copy).unwrap();
+            let out = run(Command::new("dcmodify")
+                .args(["-nb", "-m", "(0028,0004)=MONOCHROME2"])
+                .arg(&copy));
+            assert!(out.status.success(), "dcmodify: {}", text(&out));
+            let pgm = |f: &Path, n: &str| dcmtk_rendering(f, &work.path().join(n));
+            assert!(pgm(&file, "a.pgm") == pgm(&copy, "b.pgm"), "{copy:?}");
+            let plain = identity.join(name);
+            std::fs::copy(&copy, &plain).unwrap();
+            let out = run(Command::new("dcmodify")
+                .args(["-nb", "-m", "(2050,0020)=IDENTITY"])
+                .arg(&plain));
+            assert!(out.status.success(), "dcmodify: {}", text(&out));
+        }
+        let (given, _) = analyze_out(&study, &work.path().join(format!("o{k}")), None);
+        let (read, _) = analyze_out(&relabelled, &work.path().join(format!("r{k}")), None);
+        assert!(!grey_flagged(&given), "{:?}", flags(&given));
+        assert!(!grey_flagged(&read), "{:?}", flags(&read));
+        assert_eq!(read["conclusion"]["class"], given["conclusion"]["class"]);
+        assert!((t_score(&read) - t_score(&given)).abs() < 1e-3);
+        let (dark, _) = analyze_out(&identity, &work.path().join(format!("i{k}")), None);
+        assert!(turned_over(&dark), "{:?}", flags(&dark));
+        checked += 1;
+    }
+    assert!(checked >= 1, "no MONOCHROME1 study in the synth set");
+}
+
+#[test]
+fn eval_scores_inverted_studies_as_the_daemon_reads_them() {
+    // `eval` checks grey levels as the daemon does: a set whose headers were turned over
+    // scores as the upright set, and says how many studies it read turned over.
+    let work = tempfile::tempdir().unwrap();
+    let upright = synth_dx_studies(&work.path().join("s"), 6, 8601);
+    let turned = work.path().join("turned");
+    let out = run(Command::new("cp").arg("-r").arg(&upright).arg(&turned));
+    assert!(out.status.success(), "{}", text(&out));
+    for k in 0..6 {
+        let study = format!("study{k:05}");
+        header_turned_over(&upright.join(&study), &turned.join(&study));
+    }
+    let metrics = |data: &Path, name: &str, extra: &[&str]| {
+        let dir = work.path().join(name);
+        let out = run(Command::new(bin())
+            .args(["eval", "--model"])
+            .arg(bundled())
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(&dir)
+            .args(extra));
+        assert!(out.status.success(), "{}", text(&out));
+        let json = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
+        (
+            text(&out),
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+        )
+    };
+    let (said, given) = metrics(&upright, "e-upright", &[]);
+    assert!(said.contains("0 studies read turned over"), "{said}");
+    assert_eq!(given["polarity"]["turned_over"], 0);
+    let (said, read) = metrics(&turned, "e-turned", &[]);
+    assert!(said.contains("6 studies read turned over"), "{said}");
+    assert_eq!(read["polarity"]["turned_over"], 6);
+    let m = |v: &serde_json::Value, k: &str| v["metrics"][k].as_f64().unwrap();
+    assert_eq!(m(&read, "accuracy"), m(&given, "accuracy"));
+    assert!((m(&read, "t_score_mae") - m(&given, "t_score_mae")).abs() < 1e-3);
+    // Unchecked, the turned set reads as its headers say, and no count is reported.
+    let (said, unchecked) = metrics(&turned, "e-unchecked", &["--no-polarity-check"]);
+    assert!(!said.contains("turned over"), "{said}");
+    assert!(unchecked.get("polarity").is_none());
+    assert!((m(&unchecked, "t_score_mae") - m(&given, "t_score_mae")).abs() > 0.05);
 }

@@ -47,11 +47,21 @@ pub struct ImageHeader {
     pub pixel_spacing: Option<(f64, f64)>,
     /// First WindowCenter / WindowWidth, if any.
     pub window: Option<(f64, f64)>,
+    /// Presentation LUT Shape (2050,0020) is INVERSE.
+    pub presentation_inverse: bool,
 }
 
 impl ImageHeader {
     pub fn monochrome1(&self) -> bool {
         self.photometric == "MONOCHROME1"
+    }
+
+    /// The lowest values are meant to show white: MONOCHROME1, or MONOCHROME2 under an
+    /// INVERSE Presentation LUT Shape. MONOCHROME1 with INVERSE is still one inversion:
+    /// the DX Image module pairs the two (PS3.3 C.8.11.6), and viewers that inverted
+    /// twice showed such radiographs black on white (Weasis #372).
+    pub fn shows_low_white(&self) -> bool {
+        self.monochrome1() || (self.photometric == "MONOCHROME2" && self.presentation_inverse)
     }
 }
 
@@ -120,6 +130,8 @@ pub fn header(obj: &DefaultDicomObject) -> Result<ImageHeader, ImageError> {
         photometric,
         pixel_spacing: pixel_spacing(obj),
         window: window(obj),
+        presentation_inverse: text_opt(obj, tags::PRESENTATION_LUT_SHAPE)
+            .is_some_and(|shape| shape == "INVERSE"),
     };
     check_pixel_data(obj, &header)?;
     Ok(header)
@@ -373,7 +385,8 @@ fn twelve_bit_as_native(
 }
 
 /// For display-oriented processing: window (the header's first, else the 1st-99th
-/// percentile), scale to 0..1 and invert MONOCHROME1 so that bone is bright.
+/// percentile), scale to 0..1 and invert what shows low values white (MONOCHROME1,
+/// `ImageHeader::shows_low_white`) so that bone is bright.
 pub fn display(frame: &Frame, header: &ImageHeader) -> Vec<f32> {
     let (lo, hi) = match header.window {
         Some((c, w)) => (c - w / 2.0, c + w / 2.0),
@@ -389,7 +402,7 @@ pub fn display(frame: &Frame, header: &ImageHeader) -> Vec<f32> {
     };
     let span = (hi - lo).max(1e-6) as f32;
     let lo = lo as f32;
-    let invert = header.monochrome1();
+    let invert = header.shows_low_white();
     frame
         .values
         .iter()

@@ -29,6 +29,11 @@ pub struct EvalArgs {
     /// images measured are the images scored, which the daemon's first studies are not.
     #[arg(long)]
     pub site_adapt: bool,
+    /// Read every image as its header says. By default the card's polarity probe checks
+    /// each study's grey levels as the daemon does (`[model] polarity_check`) and a study
+    /// that is clearly inverted is scored read turned over; the counts are printed.
+    #[arg(long)]
+    pub no_polarity_check: bool,
     /// Folder for metrics.json, confusion.png, roc.png, t_scores.png and predictions.csv
     /// (one row per study: truth, probabilities, estimated T-score).
     #[arg(long)]
@@ -70,6 +75,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         &idx,
         &args.data.data.display().to_string(),
         !args.radiographs_only,
+        !args.no_polarity_check,
         args.out.as_deref(),
     )?;
     print!("{}", table(&report));
@@ -106,6 +112,9 @@ fn table(r: &EvalReport) -> String {
                 ""
             }
         );
+    }
+    if let Some(p) = &r.polarity {
+        s += &format!("  {}\n", p.line());
     }
     if let Some(c) = &r.covariates {
         s += &format!(

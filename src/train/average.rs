@@ -129,7 +129,16 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
     let measure = |weights: &Path| -> Result<Metrics, TrainError> {
         let mut model = XrayModel::load(weights, None, opts.device.clone())?;
         model.card.drop_readout();
-        Ok(evaluate(&model, opts.held_out, &all, &held_out_name, false, None)?.metrics)
+        Ok(evaluate(
+            &model,
+            opts.held_out,
+            &all,
+            &held_out_name,
+            false,
+            true,
+            None,
+        )?
+        .metrics)
     };
     let metrics = measure(&weights_out)?;
     let mut results = Vec::new();

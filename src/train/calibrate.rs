@@ -68,7 +68,8 @@ pub fn calibrate(
     folds: usize,
     description: &str,
 ) -> Result<Calibration, TrainError> {
-    let predicted = predict(model, dataset, idx)?;
+    // Read as the daemon reads: the polarity check on.
+    let predicted = predict(model, dataset, idx, true)?;
     let studies: Vec<Observation> = predicted
         .scored
         .iter()

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::data::{Dataset, Sample};
 use super::images::Grey;
 use super::metrics::Scored;
+use super::turn;
 use crate::analysis::finding::View;
 use crate::analysis::risk::{age_years, plausible_age};
 use crate::analysis::xray::{across_views, read_out, view_means, Reading};
@@ -67,6 +68,10 @@ pub struct EvalReport {
     /// (`FeatureProfile::shift`): a look the weights never saw, which `osteoscreen
     /// adapt` addresses.
     pub feature_shift: Option<f32>,
+    /// The card's polarity check over the set, as the daemon makes it (absent: no probe,
+    /// or `--no-polarity-check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polarity: Option<turn::PolarityCounts>,
     pub metrics: super::metrics::Metrics,
     /// Present when the card's covariate model combined the radiographs with the age.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +141,8 @@ pub struct Predicted {
     pub out_of_distribution: Option<usize>,
     /// The set's `FeatureProfile::shift` (None: the card has no profile).
     pub feature_shift: Option<f32>,
+    /// The polarity check, as the daemon makes it (None: no probe, or not asked for).
+    pub polarity: Option<turn::PolarityCounts>,
 }
 
 /// Run `model` over the samples `idx` of `dataset` (decoding each image) and fuse per
@@ -145,6 +152,7 @@ pub fn predict(
     model: &crate::model::XrayModel,
     dataset: &Dataset,
     idx: &[usize],
+    polarity_check: bool,
 ) -> Result<Predicted, super::TrainError> {
     use rayon::prelude::*;
     let samples = &dataset.samples;
@@ -154,24 +162,31 @@ pub fn predict(
     let (mut unreadable, mut ood) = (0, 0);
     let mut features = Vec::new();
     let input = model.input();
+    let probe = model.card.polarity.as_ref().filter(|_| polarity_check);
+    let mut evidence = Vec::new();
     for chunk in idx.chunks(16) {
-        let inputs: Vec<(usize, Option<Vec<f32>>)> = chunk
+        // Each readable image's input and, for the polarity check, its inverse's (in
+        // order: rayon's collect keeps it).
+        let read: Vec<(usize, Vec<f32>, Option<Vec<f32>>)> = chunk
             .par_iter()
-            .map(|&i| {
-                (
-                    i,
-                    super::images::load(&samples[i].image, input.source_side())
-                        .ok()
-                        .map(|g| input_of(&g, input)),
-                )
+            .filter_map(|&i| {
+                let g = super::images::load(&samples[i].image, input.source_side()).ok()?;
+                let inverse = probe.map(|_| turn::inverse_input(&g, input));
+                Some((i, input_of(&g, input), inverse))
             })
             .collect();
-        let (ok, batch): (Vec<usize>, Vec<Vec<f32>>) = inputs
-            .into_iter()
-            .filter_map(|(i, x)| x.map(|x| (i, x)))
-            .unzip();
-        unreadable += chunk.len() - ok.len();
-        for p in model.predict_mirrored(&batch)? {
+        unreadable += chunk.len() - read.len();
+        let (mut ok, mut batch, mut inverse) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, x, inv) in read {
+            ok.push(i);
+            batch.push(x);
+            inverse.extend(inv);
+        }
+        let taken = model.predict_mirrored(&batch)?;
+        if let Some(probe) = probe {
+            evidence.extend(turn::evidence(model, probe, &taken, &inverse));
+        }
+        for p in taken {
             if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
                 ood += usize::from(d > profile.threshold);
             }
@@ -185,6 +200,13 @@ pub fn predict(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let polarity = probe.map(|probe| {
+        let reload = |i: usize| {
+            let g = super::images::load(&samples[i].image, input.source_side()).ok()?;
+            Some(turn::inverse_input(&g, input))
+        };
+        turn::apply(model, probe, samples, &kept, &evidence, &mut preds, reload)
+    });
     let network = by_study(samples, &kept, &preds);
     let scored = network
         .iter()
@@ -204,6 +226,7 @@ pub fn predict(
         images: kept.len(),
         unreadable,
         out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
+        polarity,
         feature_shift: model
             .card
             .feature_profile
@@ -271,9 +294,10 @@ pub fn evaluate(
     idx: &[usize],
     data: &str,
     covariates: bool,
+    polarity_check: bool,
     out: Option<&std::path::Path>,
 ) -> Result<EvalReport, super::TrainError> {
-    let predicted = predict(model, dataset, idx)?;
+    let predicted = predict(model, dataset, idx, polarity_check)?;
     let image_only = predicted.scored.clone();
     let mut scored = predicted.scored;
     let combined = match (&model.card.covariates, covariates) {
@@ -292,6 +316,7 @@ pub fn evaluate(
         images_unreadable: predicted.unreadable,
         images_out_of_distribution: predicted.out_of_distribution,
         feature_shift: predicted.feature_shift,
+        polarity: predicted.polarity.clone(),
         metrics: super::metrics::compute(&scored),
         covariates: combined,
         network: model.card.readout.as_ref().map(|r| NetworkOwn {

@@ -23,6 +23,7 @@ pub mod risk;
 
 pub mod split;
 pub mod trainer;
+pub mod turn;
 
 use std::path::{Path, PathBuf};
 

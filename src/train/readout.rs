@@ -86,7 +86,8 @@ pub fn fit_readout(
             })
             .collect();
         for model in &set.models {
-            let predicted = predict(model, set.dataset, set.idx)?;
+            // Read as the daemon reads: the polarity check on.
+            let predicted = predict(model, set.dataset, set.idx, true)?;
             for s in &predicted.network {
                 let patient = patient_of
                     .get(s.study.as_str())
