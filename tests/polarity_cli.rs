@@ -310,7 +310,7 @@ for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
     }
 }
 
-/// DCMTK's rendering of `file` (first window of the header) as PGM bytes.
+/// DCMTK's rendering of `file` (min-max window, `+Wm`) as PGM bytes.
 fn dcmtk_rendering(file: &Path, to: &Path) -> Vec<u8> {
     let out = run(Command::new("dcm2pnm").arg("+Wm").arg(file).arg(to));
     assert!(out.status.success(), "dcm2pnm: {}", text(&out));
@@ -398,10 +398,10 @@ fn eval_scores_inverted_studies_as_the_daemon_reads_them() {
         )
     };
     let (said, given) = metrics(&upright, "e-upright", &[]);
-    assert!(said.contains("0 studies read turned over"), "{said}");
+    assert!(said.contains("): 0 studies read turned over"), "{said}");
     assert_eq!(given["polarity"]["turned_over"], 0);
     let (said, read) = metrics(&turned, "e-turned", &[]);
-    assert!(said.contains("6 studies read turned over"), "{said}");
+    assert!(said.contains("): 6 studies read turned over"), "{said}");
     assert_eq!(read["polarity"]["turned_over"], 6);
     let m = |v: &serde_json::Value, k: &str| v["metrics"][k].as_f64().unwrap();
     assert_eq!(m(&read, "accuracy"), m(&given, "accuracy"));

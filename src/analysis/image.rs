@@ -59,7 +59,10 @@ impl ImageHeader {
     /// The lowest values are meant to show white: MONOCHROME1, or MONOCHROME2 under an
     /// INVERSE Presentation LUT Shape. MONOCHROME1 with INVERSE is still one inversion:
     /// the DX Image module pairs the two (PS3.3 C.8.11.6), and viewers that inverted
-    /// twice showed such radiographs black on white (Weasis #372).
+    /// twice showed such radiographs black on white (Weasis #372). MONOCHROME1 under
+    /// IDENTITY stays MONOCHROME1, where DCMTK follows the shape: CR writers are known to
+    /// get the shape wrong (dcm4chee-arc #3155 lets archives ignore it), and the polarity
+    /// check catches either mistake.
     pub fn shows_low_white(&self) -> bool {
         self.monochrome1() || (self.photometric == "MONOCHROME2" && self.presentation_inverse)
     }
@@ -418,4 +421,45 @@ pub fn display(frame: &Frame, header: &ImageHeader) -> Vec<f32> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(photometric: &str, presentation_inverse: bool) -> ImageHeader {
+        ImageHeader {
+            rows: 1,
+            columns: 2,
+            frames: 1,
+            samples_per_pixel: 1,
+            bits_allocated: 16,
+            bits_stored: 12,
+            photometric: photometric.into(),
+            pixel_spacing: None,
+            window: Some((50.0, 100.0)),
+            presentation_inverse,
+        }
+    }
+
+    #[test]
+    fn low_values_show_white_under_monochrome1_or_an_inverse_shape_once() {
+        let frame = Frame {
+            rows: 1,
+            columns: 2,
+            values: vec![0.0, 100.0],
+        };
+        for (photometric, inverse, low_white) in [
+            ("MONOCHROME2", false, false),
+            ("MONOCHROME2", true, true),
+            ("MONOCHROME1", true, true),
+            ("MONOCHROME1", false, true),
+        ] {
+            let h = header(photometric, inverse);
+            assert_eq!(h.shows_low_white(), low_white, "{photometric} {inverse}");
+            let shown = display(&frame, &h);
+            let want = if low_white { [1.0, 0.0] } else { [0.0, 1.0] };
+            assert_eq!(shown, want, "{photometric} {inverse}");
+        }
+    }
 }

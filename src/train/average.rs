@@ -123,7 +123,8 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
     card.write(&card_out)?;
 
     // Measured with the written card, exactly as `eval` and the daemon load it; members
-    // without their read-out, as the average has none (a fair comparison).
+    // without their read-out and polarity check, as the average has neither (a fair
+    // comparison).
     let all: Vec<usize> = (0..opts.held_out.samples.len()).collect();
     let held_out_name = opts.held_out.source.display().to_string();
     let measure = |weights: &Path| -> Result<Metrics, TrainError> {
@@ -135,7 +136,7 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
             &all,
             &held_out_name,
             false,
-            true,
+            false,
             None,
         )?
         .metrics)

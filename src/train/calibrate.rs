@@ -70,6 +70,9 @@ pub fn calibrate(
 ) -> Result<Calibration, TrainError> {
     // Read as the daemon reads: the polarity check on.
     let predicted = predict(model, dataset, idx, true)?;
+    if let Some(p) = predicted.polarity.as_ref().filter(|p| p.any()) {
+        eprintln!("{}", p.line());
+    }
     let studies: Vec<Observation> = predicted
         .scored
         .iter()

@@ -158,9 +158,8 @@ pub fn predict(
     let samples = &dataset.samples;
     let bar = super::progress::bar(idx.len() as u64, "evaluating");
     let mut kept = Vec::new();
-    let mut preds = Vec::new();
-    let (mut unreadable, mut ood) = (0, 0);
-    let mut features = Vec::new();
+    let mut taken = Vec::new();
+    let mut unreadable = 0;
     let input = model.input();
     let probe = model.card.polarity.as_ref().filter(|_| polarity_check);
     let mut evidence = Vec::new();
@@ -182,20 +181,11 @@ pub fn predict(
             batch.push(x);
             inverse.extend(inv);
         }
-        let taken = model.predict_mirrored(&batch)?;
+        let read = model.predict_mirrored(&batch)?;
         if let Some(probe) = probe {
-            evidence.extend(turn::evidence(model, probe, &taken, &inverse));
+            evidence.extend(turn::evidence(model, probe, &read, &inverse));
         }
-        for p in taken {
-            if let (Some(d), Some(profile)) = (p.feature_distance, &model.card.feature_profile) {
-                ood += usize::from(d > profile.threshold);
-            }
-            features.push(p.features);
-            preds.push(ImagePred {
-                probabilities: p.probabilities,
-                t_score: p.t_score,
-            });
-        }
+        taken.extend(read);
         kept.extend(ok);
         bar.inc(chunk.len() as u64);
     }
@@ -205,8 +195,24 @@ pub fn predict(
             let g = super::images::load(&samples[i].image, input.source_side()).ok()?;
             Some(turn::inverse_input(&g, input))
         };
-        turn::apply(model, probe, samples, &kept, &evidence, &mut preds, reload)
+        turn::apply(model, probe, samples, &kept, &evidence, &mut taken, reload)
     });
+    // Counted after the check, as the daemon counts a study it read turned over.
+    let ood = taken
+        .iter()
+        .zip(std::iter::repeat(&model.card.feature_profile))
+        .filter(|(p, profile)| {
+            matches!((p.feature_distance, profile), (Some(d), Some(f)) if d > f.threshold)
+        })
+        .count();
+    let preds: Vec<ImagePred> = taken
+        .iter()
+        .map(|p| ImagePred {
+            probabilities: p.probabilities,
+            t_score: p.t_score,
+        })
+        .collect();
+    let features: Vec<Vec<f32>> = taken.into_iter().map(|p| p.features).collect();
     let network = by_study(samples, &kept, &preds);
     let scored = network
         .iter()

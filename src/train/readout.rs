@@ -88,6 +88,9 @@ pub fn fit_readout(
         for model in &set.models {
             // Read as the daemon reads: the polarity check on.
             let predicted = predict(model, set.dataset, set.idx, true)?;
+            if let Some(p) = predicted.polarity.as_ref().filter(|p| p.any()) {
+                eprintln!("{}", p.line());
+            }
             for s in &predicted.network {
                 let patient = patient_of
                     .get(s.study.as_str())

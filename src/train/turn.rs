@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::data::Sample;
-use super::evaluate::{input_of, ImagePred};
+use super::evaluate::input_of;
 use super::images::Grey;
 use crate::model::polarity::{Polarity, PolarityProbe};
 use crate::model::{Prediction, XrayModel};
@@ -26,6 +26,11 @@ pub struct PolarityCounts {
 }
 
 impl PolarityCounts {
+    /// Whether any study was turned over, doubtful or unchecked.
+    pub fn any(&self) -> bool {
+        self.turned_over + self.doubtful + self.unchecked > 0
+    }
+
     pub fn line(&self) -> String {
         format!(
             "grey levels (the card's polarity probe, threshold {:.1}): {} studies read turned over, {} doubtful, {} unchecked",
@@ -59,12 +64,20 @@ pub fn evidence(
             .zip(&turned)
             .map(|(r, t)| probe.evidence(&r.features, &t.features))
             .collect(),
-        _ => vec![f32::NAN; taken.len()],
+        Ok(_) => unchecked(taken.len(), "an image's inverse is missing"),
+        Err(e) => unchecked(taken.len(), &e.to_string()),
     }
 }
 
+/// No evidence for `n` images (their studies stay unchecked), and why on stderr, as the
+/// daemon's flag says why.
+fn unchecked(n: usize, why: &str) -> Vec<f32> {
+    eprintln!("grey levels of {n} images not checked: {why}");
+    vec![f32::NAN; n]
+}
+
 /// Judge every study by its images' summed evidence (`kept[k]` is the sample of
-/// `evidence[k]` and `preds[k]`) and read the clearly inverted ones again turned over,
+/// `evidence[k]` and `readings[k]`) and read the clearly inverted ones again turned over,
 /// their inverse inputs from `inverse_of(sample)`. Returns the counts.
 pub fn apply(
     model: &XrayModel,
@@ -72,7 +85,7 @@ pub fn apply(
     samples: &[Sample],
     kept: &[usize],
     evidence: &[f32],
-    preds: &mut [ImagePred],
+    readings: &mut [Prediction],
     inverse_of: impl Fn(usize) -> Option<Vec<f32>>,
 ) -> PolarityCounts {
     let mut studies: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -101,14 +114,18 @@ pub fn apply(
                 match inputs.map(|x| model.predict_mirrored(&x)) {
                     Some(Ok(turned)) if turned.len() == positions.len() => {
                         for (&k, p) in positions.iter().zip(turned) {
-                            preds[k] = ImagePred {
-                                probabilities: p.probabilities,
-                                t_score: p.t_score,
-                            };
+                            readings[k] = p;
                         }
                         counts.turned_over += 1;
                     }
-                    _ => counts.unchecked += 1,
+                    Some(Err(e)) => {
+                        eprintln!("a study could not be read turned over: {e}");
+                        counts.unchecked += 1;
+                    }
+                    _ => {
+                        eprintln!("a study's images could not be read again turned over");
+                        counts.unchecked += 1;
+                    }
                 }
             }
         }
