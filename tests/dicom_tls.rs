@@ -118,12 +118,19 @@ fn storescu_over_tls_with_a_client_certificate_stores_and_others_are_refused() {
     // No client certificate: the handshake fails, nothing is stored.
     let out = storescu_tls(tls_port, &pki, false, &real("wg04/CT1_UNC.dcm"));
     assert!(!out.status.success(), "{}", text(&out));
-    // Plain DICOM on the TLS port: refused.
+    // Plain DICOM on the TLS port: rejected for good with an A-ASSOCIATE-RJ, so the
+    // caller's log says refused rather than a dropped connection; the daemon's says why.
     let out = run(Command::new("echoscu")
         .args(["-ta", "20", "-aec", "OSTEOSCREEN", "127.0.0.1"])
         .arg(tls_port.to_string()));
     assert!(!out.status.success(), "{}", text(&out));
-    daemon.wait_for_log("association not established", Duration::from_secs(20));
+    let said = text(&out);
+    assert!(said.contains("Association Rejected"), "{said}");
+    assert!(said.contains("Rejected Permanent"), "{said}");
+    daemon.wait_for_log(
+        "a plain DICOM association request on the TLS port",
+        Duration::from_secs(20),
+    );
     assert_eq!(daemon.rows(1).len(), 1);
     // A handshake begun and never finished: the daemon closes it (it held its slot for
     // ever before) and says why.

@@ -3,7 +3,9 @@
 //! `max_associations` or `max_associations_per_peer`, or arriving while the disk is below
 //! its watermark, gets an A-ASSOCIATE-RJ (transient) at once instead of hanging. Open
 //! sockets are capped too, in all and per address (`CONNECTIONS_PER_SLOT` for each slot),
-//! and each is bounded in time by the negotiation's timeout.
+//! and each is bounded in time by the negotiation's timeout. A plain A-ASSOCIATE-RQ on the
+//! TLS port gets a permanent A-ASSOCIATE-RJ, so the caller's log says it was refused
+//! rather than that the connection dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,13 +100,13 @@ pub async fn run(
                     Full::Total(_) => "too many connections negotiating",
                     Full::Peer(_) => "too many connections from this address",
                 };
-                refuse(socket, peer, why, Congestion::Limit, timeout);
+                refuse(socket, peer, why, Refusal::Limit, timeout);
                 continue;
             }
         };
         if let Err(reason) = ingest.has_room_for(0) {
             let why = format!("disk space: {reason}");
-            refuse(socket, peer, &why, Congestion::Disk, timeout);
+            refuse(socket, peer, &why, Refusal::Disk, timeout);
             continue;
         }
         let (ingest, shutdown, done) = (ingest.clone(), shutdown.clone(), done.clone());
@@ -117,6 +119,11 @@ pub async fn run(
             // peer, and the slot goes by address alone.
             let taken = match tls {
                 None => take_slot(&socket, peer, &ingest, &slots).await,
+                Some(_) if plain_request(&socket, timeout).await => {
+                    let why = "a plain DICOM association request on the TLS port (the caller must use TLS)";
+                    refuse(socket, peer, why, Refusal::PlainOnTls, timeout);
+                    return;
+                }
                 Some(_) => slots.try_take(peer.ip()).map(Taken::Slot),
             };
             let (slot, refused) = match taken {
@@ -127,7 +134,7 @@ pub async fn run(
                     return;
                 }
                 Err(full) => {
-                    refuse(socket, peer, &full.to_string(), Congestion::Limit, timeout);
+                    refuse(socket, peer, &full.to_string(), Refusal::Limit, timeout);
                     return;
                 }
             };
@@ -187,24 +194,51 @@ async fn take_slot(
     slots.try_take(peer.ip()).map(Taken::Slot)
 }
 
-/// Why a connection is turned away before negotiation.
-enum Congestion {
-    /// A connection or association limit: "local limit exceeded".
-    Limit,
-    /// The disk is below its watermark: "temporary congestion".
-    Disk,
+/// Whether the connection's first byte opens an A-ASSOCIATE-RQ (PDU type 1) where a TLS
+/// ClientHello (record type 22) was due. Waits for it no longer than `timeout`; a silent
+/// connection goes on to the handshake, which has its own bound.
+async fn plain_request(socket: &TcpStream, timeout: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(timeout, socket.peek(&mut first)).await,
+        Ok(Ok(1))
+    ) && first[0] == 0x01
 }
 
-/// Log, count and send a transient A-ASSOCIATE-RJ.
-fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, timeout: Duration) {
-    let reason = match kind {
-        Congestion::Limit => {
+/// Why a connection is turned away before negotiation.
+enum Refusal {
+    /// A connection or association limit: transient, "local limit exceeded".
+    Limit,
+    /// The disk is below its watermark: transient, "temporary congestion".
+    Disk,
+    /// Plain DICOM on the TLS port: permanent (retrying will not help), service user, no
+    /// reason given (the standard has none for "use TLS").
+    PlainOnTls,
+}
+
+/// Log, count and send an A-ASSOCIATE-RJ.
+fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Refusal, timeout: Duration) {
+    let transient = |reason| AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(reason),
+    };
+    let answer = match kind {
+        Refusal::Limit => {
             tracing::warn!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
-            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded
+            transient(AssociationRJServiceProviderPresentationReason::LocalLimitExceeded)
         }
-        Congestion::Disk => {
+        Refusal::Disk => {
             tracing::error!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
-            AssociationRJServiceProviderPresentationReason::TemporaryCongestion
+            transient(AssociationRJServiceProviderPresentationReason::TemporaryCongestion)
+        }
+        Refusal::PlainOnTls => {
+            tracing::warn!(peer = %peer.ip().to_canonical(), "association rejected: {why}");
+            AssociationRJ {
+                result: AssociationRJResult::Permanent,
+                source: AssociationRJSource::ServiceUser(
+                    AssociationRJServiceUserReason::NoReasonGiven,
+                ),
+            }
         }
     };
     metrics()
@@ -218,7 +252,7 @@ fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, time
     };
     tokio::spawn(async move {
         let _rejecting = rejecting;
-        reject(socket, peer, reason, timeout).await
+        reject(socket, peer, answer, timeout).await
     });
 }
 
@@ -226,13 +260,8 @@ fn refuse(socket: TcpStream, peer: SocketAddr, why: &str, kind: Congestion, time
 const MAX_REJECTING: usize = 64;
 static REJECTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_REJECTING);
 
-/// Read the A-ASSOCIATE-RQ and answer it with a transient A-ASSOCIATE-RJ.
-async fn reject(
-    mut socket: TcpStream,
-    peer: SocketAddr,
-    reason: AssociationRJServiceProviderPresentationReason,
-    timeout: Duration,
-) {
+/// Read the A-ASSOCIATE-RQ and answer it with `answer`.
+async fn reject(mut socket: TcpStream, peer: SocketAddr, answer: AssociationRJ, timeout: Duration) {
     let exchange = async {
         // PDU header: type (1), reserved (1), length (4, big endian).
         let mut header = [0u8; 6];
@@ -243,10 +272,7 @@ async fn reject(
         }
         tokio::io::copy(&mut (&mut socket).take(len), &mut tokio::io::sink()).await?;
         let mut out = Vec::with_capacity(10);
-        let pdu = Pdu::AssociationRJ(AssociationRJ {
-            result: AssociationRJResult::Transient,
-            source: AssociationRJSource::ServiceProviderPresentation(reason),
-        });
+        let pdu = Pdu::AssociationRJ(answer);
         dicom_ul::write_pdu(&mut out, &pdu).map_err(std::io::Error::other)?;
         socket.write_all(&out).await?;
         socket.shutdown().await
