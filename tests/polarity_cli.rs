@@ -412,3 +412,41 @@ fn eval_scores_inverted_studies_as_the_daemon_reads_them() {
     assert!(unchecked.get("polarity").is_none());
     assert!((m(&unchecked, "t_score_mae") - m(&given, "t_score_mae")).abs() > 0.05);
 }
+
+#[test]
+fn a_study_whose_images_disagree_on_their_grey_levels_says_so() {
+    // One view's header turned over, the other's not (two converters): the images clearly
+    // disagree. The daemon flags it and reads the study by its sum; eval counts the same
+    // studies. Upright studies never raise it.
+    let work = tempfile::tempdir().unwrap();
+    let upright = synth_dx_studies(&work.path().join("s"), 3, 8501);
+    let mixed = work.path().join("mixed");
+    let out = run(Command::new("cp").arg("-r").arg(&upright).arg(&mixed));
+    assert!(out.status.success(), "{}", text(&out));
+    let disagree = |f: &serde_json::Value| {
+        flags(f)
+            .iter()
+            .any(|x| x.contains("disagree on their grey levels"))
+    };
+    let mut flagged = 0;
+    for k in 0..3 {
+        let study = format!("study{k:05}");
+        let lateral = work.path().join(format!("lat{k}"));
+        std::fs::create_dir_all(&lateral).unwrap();
+        std::fs::copy(
+            upright.join(&study).join("dx_lat.dcm"),
+            lateral.join("dx_lat.dcm"),
+        )
+        .unwrap();
+        header_turned_over(&lateral, &mixed.join(&study));
+        assert!(!disagree(&finding(&analyze(&upright.join(&study), &[]))));
+        flagged += usize::from(disagree(&finding(&analyze(&mixed.join(&study), &[]))));
+    }
+    assert!(flagged >= 2, "{flagged} of 3 mixed studies flagged");
+    let dir = work.path().join("e");
+    let out = eval(&bundled(), &mixed, &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let json = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(m["polarity"]["disagreeing"], flagged, "{}", text(&out));
+}

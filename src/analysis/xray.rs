@@ -223,6 +223,14 @@ fn check_polarity(
     if !evidence.iter().all(|e| e.is_finite()) {
         return unchecked(flags, "the evidence is not a number");
     }
+    if probe.disagree(&evidence) {
+        flags.push(format!(
+            "the radiographs disagree on their grey levels (polarity evidence of single images from {:.1} to {:.1}, clear beyond {:.1} either way): some may be inverted against their Photometric Interpretation and others not; the study is read as a whole, by their sum; check each image's display",
+            evidence.iter().copied().fold(f32::INFINITY, f32::min),
+            evidence.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            probe.threshold
+        ));
+    }
     match probe.judge(&evidence) {
         Polarity::Upright => None,
         Polarity::Doubtful(sum) => {

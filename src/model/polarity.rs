@@ -91,6 +91,16 @@ impl PolarityProbe {
         }
     }
 
+    /// Whether a study's images clearly disagree: one reads upright by more than the
+    /// threshold and another inverted by more (say two converters, one of them inverting).
+    /// The study is still judged on the sum: turning images one by one turned an upright
+    /// image of 2 of 765 studies on phantoms it was not fitted for (BENCHMARKS.md,
+    /// thirty-seventh session); this only says the images differ.
+    pub fn disagree(&self, evidence: &[f32]) -> bool {
+        evidence.iter().any(|e| *e > self.threshold)
+            && evidence.iter().any(|e| *e < -self.threshold)
+    }
+
     /// The study's polarity from its images' evidence, summed.
     pub fn judge(&self, evidence: &[f32]) -> Polarity {
         let sum: f32 = evidence.iter().sum();
@@ -212,6 +222,16 @@ mod tests {
                 (up, down)
             })
             .collect()
+    }
+
+    #[test]
+    fn images_disagree_only_when_each_side_is_clear() {
+        let probe = PolarityProbe::uniform(1.0, "");
+        assert!(probe.disagree(&[5.0, -4.0]));
+        assert!(!probe.disagree(&[-6.0, 1.0]));
+        assert!(!probe.disagree(&[4.0, 2.0]));
+        assert!(!probe.disagree(&[-3.5, -4.0]));
+        assert!(!probe.disagree(&[]));
     }
 
     #[test]

@@ -23,18 +23,21 @@ pub struct PolarityCounts {
     /// Studies whose check could not be made (an inference error, evidence that is not a
     /// number): read as their headers say, as the daemon does.
     pub unchecked: usize,
+    /// Studies whose images clearly disagree (`PolarityProbe::disagree`), which the daemon
+    /// flags; judged on their sum like the others.
+    pub disagreeing: usize,
 }
 
 impl PolarityCounts {
     /// Whether any study was turned over, doubtful or unchecked.
     pub fn any(&self) -> bool {
-        self.turned_over + self.doubtful + self.unchecked > 0
+        self.turned_over + self.doubtful + self.unchecked + self.disagreeing > 0
     }
 
     pub fn line(&self) -> String {
         format!(
-            "grey levels (the card's polarity probe, threshold {:.1}): {} studies read turned over, {} doubtful, {} unchecked",
-            self.threshold, self.turned_over, self.doubtful, self.unchecked
+            "grey levels (the card's polarity probe, threshold {:.1}): {} studies read turned over, {} doubtful, {} unchecked, {} with images that disagree",
+            self.threshold, self.turned_over, self.doubtful, self.unchecked, self.disagreeing
         )
     }
 }
@@ -105,6 +108,7 @@ pub fn apply(
             counts.unchecked += 1;
             continue;
         }
+        counts.disagreeing += usize::from(probe.disagree(&of));
         match probe.judge(&of) {
             Polarity::Upright => {}
             Polarity::Doubtful(_) => counts.doubtful += 1,
