@@ -210,13 +210,8 @@ fn check_polarity(
         .chunks(batch_size.max(1))
         .zip(taken.chunks(batch_size.max(1)))
     {
-        match model.predict(chunk) {
-            Ok(turned) => evidence.extend(
-                turned
-                    .iter()
-                    .zip(read)
-                    .map(|(t, r)| probe.evidence(&r.features, &t.features)),
-            ),
+        match model.polarity_evidence(probe, read, chunk) {
+            Ok(e) => evidence.extend(e),
             Err(e) => return unchecked(flags, &e.to_string()),
         }
     }

@@ -35,6 +35,8 @@ pub enum ModelError {
     Inference(#[from] candle_core::Error),
     #[error("inference: images must be {side} x {side} values")]
     InputSize { side: usize },
+    #[error("polarity check: {readings} readings but {inverses} inverted images")]
+    PolarityMisaligned { readings: usize, inverses: usize },
     #[error("{count} readable radiographs: adaptation needs at least {least}")]
     TooFewImages { count: usize, least: usize },
 }

@@ -309,6 +309,29 @@ impl XrayModel {
             .collect())
     }
 
+    /// Each image's polarity evidence (`PolarityProbe::evidence`): `taken` are its readings
+    /// as shown (mirrored, as the daemon reads), `inverse` its inverse inputs, read once
+    /// unmirrored. Used by the daemon and by `eval` alike.
+    pub fn polarity_evidence(
+        &self,
+        probe: &polarity::PolarityProbe,
+        taken: &[Prediction],
+        inverse: &[Vec<f32>],
+    ) -> Result<Vec<f32>, ModelError> {
+        if inverse.len() != taken.len() {
+            return Err(ModelError::PolarityMisaligned {
+                readings: taken.len(),
+                inverses: inverse.len(),
+            });
+        }
+        let turned = self.predict(inverse)?;
+        Ok(taken
+            .iter()
+            .zip(&turned)
+            .map(|(r, t)| probe.evidence(&r.features, &t.features))
+            .collect())
+    }
+
     /// Predict a batch of preprocessed images (each side² values, the card's input side),
     /// one pass each.
     pub fn predict(&self, images: &[Vec<f32>]) -> Result<Vec<Prediction>, ModelError> {

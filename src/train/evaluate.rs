@@ -191,6 +191,8 @@ pub fn predict(
     }
     bar.finish_and_clear();
     let polarity = probe.map(|probe| {
+        // The inverses are not kept from the first pass (a large set would hold them all):
+        // the few studies read turned over load theirs again.
         let reload = |i: usize| {
             let g = super::images::load(&samples[i].image, input.source_side()).ok()?;
             Some(turn::inverse_input(&g, input))
@@ -198,13 +200,12 @@ pub fn predict(
         turn::apply(model, probe, samples, &kept, &evidence, &mut taken, reload)
     });
     // Counted after the check, as the daemon counts a study it read turned over.
-    let ood = taken
-        .iter()
-        .zip(std::iter::repeat(&model.card.feature_profile))
-        .filter(|(p, profile)| {
-            matches!((p.feature_distance, profile), (Some(d), Some(f)) if d > f.threshold)
-        })
-        .count();
+    let ood = model.card.feature_profile.as_ref().map(|profile| {
+        taken
+            .iter()
+            .filter(|p| p.feature_distance.is_some_and(|d| d > profile.threshold))
+            .count()
+    });
     let preds: Vec<ImagePred> = taken
         .iter()
         .map(|p| ImagePred {
@@ -231,7 +232,7 @@ pub fn predict(
         network,
         images: kept.len(),
         unreadable,
-        out_of_distribution: model.card.feature_profile.as_ref().map(|_| ood),
+        out_of_distribution: ood,
         polarity,
         feature_shift: model
             .card

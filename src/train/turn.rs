@@ -61,22 +61,13 @@ pub fn evidence(
     taken: &[Prediction],
     inverse: &[Vec<f32>],
 ) -> Vec<f32> {
-    match model.predict(inverse) {
-        Ok(turned) if turned.len() == taken.len() => taken
-            .iter()
-            .zip(&turned)
-            .map(|(r, t)| probe.evidence(&r.features, &t.features))
-            .collect(),
-        Ok(_) => unchecked(taken.len(), "an image's inverse is missing"),
-        Err(e) => unchecked(taken.len(), &e.to_string()),
-    }
-}
-
-/// No evidence for `n` images (their studies stay unchecked), and why on stderr, as the
-/// daemon's flag says why.
-fn unchecked(n: usize, why: &str) -> Vec<f32> {
-    eprintln!("grey levels of {n} images not checked: {why}");
-    vec![f32::NAN; n]
+    model
+        .polarity_evidence(probe, taken, inverse)
+        .unwrap_or_else(|e| {
+            // Their studies stay unchecked; why goes to stderr, as the daemon's flag says.
+            eprintln!("grey levels of {} images not checked: {e}", taken.len());
+            vec![f32::NAN; taken.len()]
+        })
 }
 
 /// Judge every study by its images' summed evidence (`kept[k]` is the sample of
