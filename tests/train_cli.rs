@@ -452,3 +452,69 @@ fn analyze_with_the_defaults_classifies_a_radiograph_study() {
     let needle = b"not validated on patients";
     assert!(bytes.windows(needle.len()).any(|w| w == needle));
 }
+
+/// `--framing spine`: lateral views are left out of training and of eval, the card names
+/// the framing, a resume with another framing is refused, the daemon reads the frontal
+/// view only and says so, and the same weights read whole predict otherwise.
+#[test]
+fn spine_framing_reads_the_frontal_view_around_the_spine() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    synth_set(&data, 12, 37, "256x320");
+    let m = work.path().join("m");
+    let spine = ["--epochs", "1", "--seed", "3", "--framing", "spine"];
+    let out = train(&data, &m, &spine);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("12 lateral images left out"),
+        "{}",
+        text(&out)
+    );
+    let c = card(&m);
+    assert_eq!(
+        c["input"],
+        "1x256x256 grey, robust-normalised, lumbar spine 150 mm, frontal views"
+    );
+    assert_eq!(c["training"]["options"]["framing"], "spine");
+    let out = train(&data, &m, &["--epochs", "2", "--seed", "3", "--resume"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Spine framing"), "{}", text(&out));
+    let out = train(&data, &m, &["--epochs", "1", "--framing", "crop"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("whole or spine"), "{}", text(&out));
+
+    let weights = m.join("osteoscreen-xray.safetensors");
+    let out = eval(&weights, &data, &work.path().join("eval"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("12 lateral images left out"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("12 images, 12 studies"),
+        "{}",
+        text(&out)
+    );
+    let whole = work.path().join("whole");
+    let (framed, read_whole) =
+        predictions_as_trained_and_under(&m, "1x256x256 grey, robust-normalised", &whole, &data);
+    assert_ne!(framed, read_whole);
+
+    // The daemon's path: the lateral view is not read, and the Finding says why.
+    let out = analyze(
+        &data.join("study00000"),
+        &[("OSTEOSCREEN__MODEL__WEIGHTS", weights.as_os_str())],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = f["xray"]["images"].as_array().expect("images");
+    assert_eq!(images.len(), 1, "{f}");
+    assert_eq!(images[0]["view"], "frontal");
+    assert!(
+        f["flags"]
+            .to_string()
+            .contains("1 lateral radiograph(s) not read"),
+        "{f}"
+    );
+}

@@ -169,7 +169,11 @@ fn tabular_dxa_rows_join_their_images_by_identifier() {
     assert_eq!(d.samples[2].label, 1);
     assert_eq!(d.samples[0].t_score, Some(-0.6));
     // The PNGs decode for training.
-    let g = osteoscreen::train::images::load(&d.samples[0].image, 384).unwrap();
+    let g = osteoscreen::train::images::load(
+        &d.samples[0].image,
+        osteoscreen::model::preprocess::InputSpec::default(),
+    )
+    .unwrap();
     assert_eq!((g.rows, g.cols), (50, 40));
 }
 

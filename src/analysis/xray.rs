@@ -33,6 +33,8 @@ pub const LOW_CONFIDENCE: f32 = 0.6;
 pub enum XrayError {
     #[error("no selected radiograph could be decoded")]
     NothingDecoded,
+    #[error("the model reads frontal views only (the card's input is framed on the lumbar spine of an AP or PA view) and the study has only lateral radiographs")]
+    NoFrontal,
     #[error("the model's output is not a number (damaged weights?): no estimate is reported")]
     NotFinite,
     #[error(transparent)]
@@ -97,7 +99,19 @@ pub fn run(
     // Two at a time: a full-size radiograph decodes to ~20 MB of f32 (a hostile one to the
     // 2 GiB cap), so memory stays bounded however many cores the host has.
     let input = model.input();
-    for pair in radiographs.chunks(DECODE_AT_ONCE) {
+    let (read, unread): (Vec<_>, Vec<_>) = radiographs
+        .iter()
+        .partition(|(_, view)| *view != View::Lateral || input.framing.reads_laterals());
+    if !unread.is_empty() {
+        flags.push(format!(
+            "{} lateral radiograph(s) not read: the model reads frontal views (its input is framed on the lumbar spine of an AP or PA view)",
+            unread.len()
+        ));
+        if read.is_empty() {
+            return Err(XrayError::NoFrontal);
+        }
+    }
+    for pair in read.chunks(DECODE_AT_ONCE) {
         let prepared: Vec<_> = pair
             .par_iter()
             .map(|(info, _)| prepare(info, input, probe.is_some()))
@@ -274,16 +288,18 @@ fn prepare(
     })?;
     let (header, frame) = image::decode_first(&obj)?;
     let shown = image::display(&frame, &header);
-    // The inverse from the image shrunk once (shrinking is an area mean, so it commutes
-    // with turning the grey levels over): no second full-size copy of a large radiograph.
+    // Framed and shrunk once, as training caches its images; the inverse from that
+    // (shrinking is an area mean, so it commutes with turning the grey levels over; the
+    // frame is placed on the image as given, as training places it): no second
+    // full-size copy of a large radiograph.
+    let spacing = header.pixel_spacing.map(|s| s.1);
+    let (rows, cols, small) = preprocess::framed(&shown, frame.rows, frame.columns, spacing, input);
     let inverted = with_inverse.then(|| {
-        let (rows, cols, mut small) =
-            preprocess::shrink(&shown, frame.rows, frame.columns, input.source_side());
-        small.iter_mut().for_each(|v| *v = 1.0 - *v);
-        preprocess::prepare(&small, rows, cols, input)
+        let turned: Vec<f32> = small.iter().map(|v| 1.0 - v).collect();
+        preprocess::prepare(&turned, rows, cols, input)
     });
     Ok(Prepared {
-        input: preprocess::prepare(&shown, frame.rows, frame.columns, input),
+        input: preprocess::prepare(&small, rows, cols, input),
         inverted,
         key: KeyPixels::Radiograph(RadiographPixels {
             sop_instance_uid: info.sop_instance_uid.clone(),

@@ -50,8 +50,15 @@ impl DataArgs {
 
     /// The dataset and the indices of the chosen part.
     pub fn pick(&self, model: &XrayModel) -> anyhow::Result<(Dataset, Vec<usize>)> {
-        let dataset = data::open(&self.data, &ColumnOverrides::parse(&self.columns)?)?;
+        let mut dataset = data::open(&self.data, &ColumnOverrides::parse(&self.columns)?)?;
         eprintln!("{}", dataset.summary());
+        let framing = model.input().framing;
+        let dropped = dataset.keep_framed(framing);
+        if dropped > 0 {
+            eprintln!(
+                "{dropped} lateral images left out: the model reads frontal views ({framing:?} framing)"
+            );
+        }
         let idx: Vec<usize> = match self.split {
             Part::All => (0..dataset.samples.len()).collect(),
             Part::Test | Part::Val => {

@@ -93,6 +93,13 @@ pub struct TrainArgs {
     /// sha256.
     #[arg(long, value_name = "WEIGHTS")]
     pub init: Option<PathBuf>,
+    /// What part of each radiograph the network reads: whole (the exposed field, fitted
+    /// into the input) or spine (a 150 mm square centred on the lumbar spine of a frontal
+    /// view, found by its column profile: ~0.6 mm a pixel at 256 px instead of ~1.7, so
+    /// the cortex and trabecular texture show; lateral views are left out of training and
+    /// not read by the daemon). The card records it. `--resume` needs the same value.
+    #[arg(long, default_value = "whole")]
+    pub framing: osteoscreen::model::framing::Framing,
     /// The card's limitations.
     #[arg(
         long,
@@ -103,8 +110,15 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let columns = ColumnOverrides::parse(&args.columns)?;
-    let dataset = data::open(&args.data, &columns)?;
+    let mut dataset = data::open(&args.data, &columns)?;
     eprintln!("{}", dataset.summary());
+    let dropped = dataset.keep_framed(args.framing);
+    if dropped > 0 {
+        eprintln!(
+            "{dropped} lateral images left out: --framing {:?} reads frontal views",
+            args.framing
+        );
+    }
     for note in &dataset.notes {
         eprintln!("  {note}");
     }
@@ -138,6 +152,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         input_size: args.input_size,
         processing: args.processing,
         init: args.init,
+        framing: args.framing,
     };
     let report = train(&dataset, &opts)?;
     println!("wrote {} and its card", report.weights.display());

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod covariates;
 pub mod error;
 pub mod field;
+pub mod framing;
 pub mod logistic;
 pub mod net;
 pub mod plain;

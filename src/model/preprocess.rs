@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::field::exposed_field;
+use super::framing::Framing;
 use super::net::INPUT_SIZE;
 
 /// How the collimated field's grey levels become the network's input. Both give median 0
@@ -37,14 +38,17 @@ impl Normalisation {
     }
 }
 
-/// What the network reads: a `side` x `side` grey image, normalised by `norm`. The model
-/// card's `input` names both ("1x256x256 grey, robust-normalised"), so weights trained at
-/// one size are read at that size. The network itself (convolutions, then a global mean)
-/// takes any size; a larger one shows each vertebra with more pixels.
+/// What the network reads: a `side` x `side` grey image of the part of the radiograph
+/// `framing` names, normalised by `norm`. The model card's `input` names all three
+/// ("1x256x256 grey, robust-normalised[, lumbar spine 150 mm, frontal views]"), so
+/// weights trained at one size and framing are read that way. The network itself
+/// (convolutions, then a global mean) takes any size; a larger one shows each vertebra
+/// with more pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputSpec {
     pub side: usize,
     pub norm: Normalisation,
+    pub framing: Framing,
 }
 
 /// The input side of cards, options and checkpoints written before the side was a
@@ -58,6 +62,7 @@ impl Default for InputSpec {
         InputSpec {
             side: default_side(),
             norm: Normalisation::default(),
+            framing: Framing::default(),
         }
     }
 }
@@ -74,11 +79,24 @@ impl InputSpec {
 
     /// The model card's `input`.
     pub fn spec(&self) -> String {
-        format!("1x{0}x{0} grey, {1}", self.side, self.norm.label())
+        let framing = match self.framing {
+            Framing::Whole => String::new(),
+            other => format!(", {}", other.label()),
+        };
+        format!("1x{0}x{0} grey, {1}{framing}", self.side, self.norm.label())
     }
 
     pub fn from_spec(spec: &str) -> Option<InputSpec> {
-        let (size, norm) = spec.split_once(" grey, ")?;
+        let (size, rest) = spec.split_once(" grey, ")?;
+        let (norm, framing) = match rest.split_once(", ") {
+            Some((norm, named)) => (
+                norm,
+                Framing::ALL
+                    .into_iter()
+                    .find(|f| !f.label().is_empty() && f.label() == named)?,
+            ),
+            None => (rest, Framing::Whole),
+        };
         let mut dims = size.split('x');
         let (one, rows, cols) = (dims.next()?, dims.next()?, dims.next()?);
         let side: usize = rows.parse().ok()?;
@@ -86,16 +104,21 @@ impl InputSpec {
             return None;
         }
         let norm = Normalisation::ALL.into_iter().find(|n| n.label() == norm)?;
-        Some(InputSpec { side, norm })
+        Some(InputSpec {
+            side,
+            norm,
+            framing,
+        })
     }
 
     /// What a card's `input` may say, for error messages.
     pub fn known_specs() -> String {
         let labels: Vec<&str> = Normalisation::ALL.iter().map(|n| n.label()).collect();
         format!(
-            "\"1xNxN grey, {}\", N {}",
+            "\"1xNxN grey, {}\", N {}, optionally followed by \", {}\"",
             labels.join("\" or \"1xNxN grey, "),
-            Self::SIDES
+            Self::SIDES,
+            Framing::Spine.label()
         )
     }
 
@@ -166,6 +189,28 @@ pub fn prepare(display: &[f32], rows: usize, cols: usize, spec: InputSpec) -> Ve
     out
 }
 
+/// The part of a display image (rows x cols, 0..1, bone bright) that `spec`'s framing
+/// reads (`model::framing`), shrunk to the source side: what training caches and the
+/// daemon prepares. `spacing_mm`: the header's pixel size, if any.
+pub fn framed(
+    display: &[f32],
+    rows: usize,
+    cols: usize,
+    spacing_mm: Option<f64>,
+    spec: InputSpec,
+) -> (usize, usize, Vec<f32>) {
+    let w = super::framing::window(spec.framing, display, rows, cols, spacing_mm);
+    if (w.rows(), w.cols()) == (rows, cols) {
+        return shrink(display, rows, cols, spec.source_side());
+    }
+    shrink(
+        &w.cut(display, cols),
+        w.rows(),
+        w.cols(),
+        spec.source_side(),
+    )
+}
+
 /// Box-filter `v` (rows x cols) by a whole factor so that its longest side is at most
 /// `side`. An image thinner than the factor is returned as it is.
 pub fn shrink(v: &[f32], rows: usize, cols: usize, side: usize) -> (usize, usize, Vec<f32>) {
@@ -232,7 +277,11 @@ mod tests {
 
     /// The default input (256 px) with normalisation `norm`.
     fn at256(norm: Normalisation) -> InputSpec {
-        InputSpec { side: 256, norm }
+        InputSpec {
+            side: 256,
+            norm,
+            framing: Framing::Whole,
+        }
     }
 
     /// 100 x 60 image: 10-pixel white collimation border around a gradient (rows) with a
@@ -433,8 +482,14 @@ mod tests {
     fn card_specs_round_trip() {
         for norm in Normalisation::ALL {
             for side in [128, 256, 384, 512] {
-                let spec = InputSpec { side, norm };
-                assert_eq!(InputSpec::from_spec(&spec.spec()), Some(spec));
+                for framing in Framing::ALL {
+                    let spec = InputSpec {
+                        side,
+                        norm,
+                        framing,
+                    };
+                    assert_eq!(InputSpec::from_spec(&spec.spec()), Some(spec));
+                }
             }
         }
         // The bundled card's words, as every card before sizes were a choice.
@@ -447,6 +502,8 @@ mod tests {
             "1x256x200 grey, robust-normalised",
             "1x300x300 grey, robust-normalised",
             "3x256x256 grey, robust-normalised",
+            "1x256x256 grey, robust-normalised, ",
+            "1x256x256 grey, robust-normalised, lumbar spine",
             "1x256x256 grey, linear",
         ] {
             assert_eq!(InputSpec::from_spec(bad), None, "{bad}");

@@ -65,7 +65,7 @@ pub fn adapt(
     let cache: Vec<Option<Grey>> = images
         .par_iter()
         .map(|p| {
-            let g = images::load(p, input.source_side()).ok();
+            let g = images::load(p, input).ok();
             bar.inc(1);
             g
         })

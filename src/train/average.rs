@@ -85,7 +85,7 @@ pub fn average(members: &[PathBuf], opts: &AverageOptions) -> Result<Averaged, T
 
     let input = first.input_spec();
     let profile = {
-        let (cache, parts) = profile_sample(opts.profile, opts.seed, input.source_side());
+        let (cache, parts) = profile_sample(opts.profile, opts.seed, input);
         super::checkpoint::feature_profile(&net, &cache, &parts, opts.device, input)?
     };
     let mut card = ModelCard {
@@ -273,7 +273,11 @@ fn mean_into(varmap: &VarMap, members: &[PathBuf], device: &Device) -> Result<()
 
 /// A seeded sample of `profile`'s images, decoded, split like `train`'s data: up to
 /// `PROFILE_IMAGES` of the training part and half as many validation images.
-fn profile_sample(profile: &Dataset, seed: u64, side: usize) -> (Vec<Option<Grey>>, Split) {
+fn profile_sample(
+    profile: &Dataset,
+    seed: u64,
+    input: crate::model::preprocess::InputSpec,
+) -> (Vec<Option<Grey>>, Split) {
     use rayon::prelude::*;
     let parts = split(&profile.samples, 0.15, 0.15, seed);
     let thin = |idx: &[usize], n: usize| -> Vec<usize> {
@@ -288,7 +292,7 @@ fn profile_sample(profile: &Dataset, seed: u64, side: usize) -> (Vec<Option<Grey
     let wanted: Vec<usize> = train.iter().chain(&val).copied().collect();
     let loaded: Vec<(usize, Option<Grey>)> = wanted
         .par_iter()
-        .map(|&i| (i, images::load(&profile.samples[i].image, side).ok()))
+        .map(|&i| (i, images::load(&profile.samples[i].image, input).ok()))
         .collect();
     for (i, g) in loaded {
         cache[i] = g;

@@ -22,6 +22,7 @@ use super::split::Split;
 use super::trainer::{forward_clean, TrainOptions};
 use super::TrainError;
 use crate::model::card::{sha256_file, BmdReference, FeatureProfile};
+use crate::model::framing::Framing;
 use crate::model::net::{XrayNet, FEATURES};
 use crate::model::preprocess::{InputSpec, Normalisation};
 use crate::model::ModelCard;
@@ -76,6 +77,9 @@ pub struct State {
     /// The sha256 of the weights `--init` started from, if any.
     #[serde(default)]
     pub init_sha256: Option<String>,
+    /// Checkpoints from before the choice existed read the whole field.
+    #[serde(default)]
+    pub framing: Framing,
 }
 
 impl State {
@@ -93,6 +97,7 @@ impl State {
             processing: opts.processing,
             input_size: opts.input_size,
             init_sha256: None,
+            framing: opts.framing,
         }
     }
 
@@ -106,13 +111,14 @@ impl State {
                 s.normalisation,
                 s.processing,
                 s.input_size,
+                s.framing,
             )
         };
         if run(self) != run(fresh) {
             return Err(TrainError::Invalid(format!(
-                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} {} px input, {:?} processing; now seed {}, {} images, batch {}, {:?} {} px input, {:?} processing)",
-                self.seed, self.samples, self.batch_size, self.normalisation, self.input_size, self.processing,
-                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation, fresh.input_size, fresh.processing
+                "the checkpoint is of another run (seed {}, {} images, batch {}, {:?} {} px input of {:?} framing, {:?} processing; now seed {}, {} images, batch {}, {:?} {} px input of {:?} framing, {:?} processing)",
+                self.seed, self.samples, self.batch_size, self.normalisation, self.input_size, self.framing, self.processing,
+                fresh.seed, fresh.samples, fresh.batch_size, fresh.normalisation, fresh.input_size, fresh.framing, fresh.processing
             )));
         }
         Ok(())

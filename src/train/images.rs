@@ -1,13 +1,13 @@
 //! Training images: each radiograph (DICOM or PNG) decoded once, windowed for display the
 //! way the daemon does (`analysis::image::display`: bone bright, MONOCHROME1 inverted),
-//! box-filtered to the input's source side (`model::preprocess::shrink` to
-//! `InputSpec::source_side`, as the daemon's input is drawn) and kept in memory as 16-bit
-//! grey. Augmentation and `model::preprocess::prepare` run on these for every epoch.
+//! cut to the input's framing and box-filtered to its source side
+//! (`model::preprocess::framed`, as the daemon's input is drawn) and kept in memory as
+//! 16-bit grey. Augmentation and `model::preprocess::prepare` run on these for every epoch.
 
 use std::path::Path;
 
 use crate::analysis::image;
-use crate::model::preprocess::shrink;
+use crate::model::preprocess::{framed, InputSpec};
 
 /// A display image, 0..1 as 0..65535.
 #[derive(Debug, Clone)]
@@ -43,20 +43,26 @@ pub enum ImageLoadError {
     Png(String, String),
 }
 
-/// Decode, display-window and shrink one image to at most `side` pixels a side.
-pub fn load(path: &Path, side: usize) -> Result<Grey, ImageLoadError> {
+/// Decode, display-window, frame and shrink one image as `input` reads it.
+pub fn load(path: &Path, input: InputSpec) -> Result<Grey, ImageLoadError> {
     let name = path.display().to_string();
-    let (rows, cols, values) = if is_png(path) {
-        read_png(path).map_err(|e| ImageLoadError::Png(name, e))?
+    let (rows, cols, values, spacing) = if is_png(path) {
+        let (r, c, v) = read_png(path).map_err(|e| ImageLoadError::Png(name, e))?;
+        (r, c, v, None)
     } else {
         let obj = crate::dicom::open::open_file(path, &Default::default())
             .map_err(|e| ImageLoadError::Dicom(name.clone(), e.to_string()))?;
         let (header, frame) =
             image::decode_first(&obj).map_err(|e| ImageLoadError::Dicom(name, e.to_string()))?;
         let shown = image::display(&frame, &header);
-        (frame.rows, frame.columns, shown)
+        (
+            frame.rows,
+            frame.columns,
+            shown,
+            header.pixel_spacing.map(|s| s.1),
+        )
     };
-    let (r, c, v) = shrink(&values, rows, cols, side);
+    let (r, c, v) = framed(&values, rows, cols, spacing, input);
     Ok(Grey::from_f32(r, c, &v))
 }
 

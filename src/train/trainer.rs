@@ -25,6 +25,7 @@ use super::metrics::{self, Metrics};
 use super::split::{split, Split};
 use super::{progress, TrainError};
 use crate::model;
+use crate::model::framing::Framing;
 use crate::model::net::XrayNet;
 use crate::model::preprocess::{self, InputSpec, Normalisation};
 
@@ -68,6 +69,9 @@ pub struct TrainOptions {
     /// initialisation; the optimiser and schedule start afresh.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// What part of each radiograph the network reads (`--resume` needs the same).
+    #[serde(default)]
+    pub framing: Framing,
 }
 
 /// What a finished run produced.
@@ -80,11 +84,12 @@ pub struct TrainReport {
 }
 
 impl TrainOptions {
-    /// The network's input: its side and normalisation.
+    /// The network's input: its side, normalisation and framing.
     pub fn input(&self) -> InputSpec {
         InputSpec {
             side: self.input_size,
             norm: self.normalisation,
+            framing: self.framing,
         }
     }
 }
@@ -121,7 +126,7 @@ pub fn train(data: &Dataset, opts: &TrainOptions) -> Result<TrainReport, TrainEr
         parts.val.len(),
         parts.test.len()
     );
-    let cache = load_all(data, opts.input().source_side())?;
+    let cache = load_all(data, opts.input())?;
     let parts = Split {
         train: parts
             .train
@@ -323,13 +328,13 @@ fn finish(
 }
 
 /// Decode every image once, in parallel; failures are reported and left out.
-fn load_all(data: &Dataset, side: usize) -> Result<Vec<Option<Grey>>, TrainError> {
+fn load_all(data: &Dataset, input: InputSpec) -> Result<Vec<Option<Grey>>, TrainError> {
     let bar = progress::bar(data.samples.len() as u64, "decoding images");
     let loaded: Vec<Result<Grey, images::ImageLoadError>> = data
         .samples
         .par_iter()
         .map(|s| {
-            let r = images::load(&s.image, side);
+            let r = images::load(&s.image, input);
             bar.inc(1);
             r
         })

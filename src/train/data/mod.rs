@@ -55,6 +55,18 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Drop the images a model of `framing` does not read (lateral views, for the spine
+    /// framing; an image of unknown view is kept, as the daemon reads it). The split is
+    /// drawn after this, in `train` and in the commands that score a model alike. Says
+    /// how many were dropped.
+    pub fn keep_framed(&mut self, framing: crate::model::framing::Framing) -> usize {
+        let before = self.samples.len();
+        if !framing.reads_laterals() {
+            self.samples.retain(|s| s.view != Some(View::Lateral));
+        }
+        before - self.samples.len()
+    }
+
     /// Images per class.
     pub fn class_counts(&self) -> [usize; 3] {
         self.class_counts_of(0..self.samples.len())
