@@ -71,10 +71,13 @@ pub fn run(args: AverageArgs) -> anyhow::Result<ExitCode> {
             })?,
     };
     let overrides = ColumnOverrides::default();
-    let held_out = data::open(&args.data, &overrides)?;
+    let framing = cards[0].input_spec().framing;
+    let mut held_out = data::open(&args.data, &overrides)?;
     eprintln!("held out: {}", held_out.summary());
-    let profile = data::open(&profile_path, &overrides)?;
+    super::data_args::frontal_only(&mut held_out, framing, "held out: ");
+    let mut profile = data::open(&profile_path, &overrides)?;
     eprintln!("profile: {}", profile.summary());
+    super::data_args::frontal_only(&mut profile, framing, "profile: ");
     let label = args
         .data_label
         .clone()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use osteoscreen::model::framing::Framing;
 use osteoscreen::model::XrayModel;
 use osteoscreen::train::data::{self, ColumnOverrides, Dataset};
 use osteoscreen::train::split::split;
@@ -52,13 +53,7 @@ impl DataArgs {
     pub fn pick(&self, model: &XrayModel) -> anyhow::Result<(Dataset, Vec<usize>)> {
         let mut dataset = data::open(&self.data, &ColumnOverrides::parse(&self.columns)?)?;
         eprintln!("{}", dataset.summary());
-        let framing = model.input().framing;
-        let dropped = dataset.keep_framed(framing);
-        if dropped > 0 {
-            eprintln!(
-                "{dropped} lateral images left out: the model reads frontal views ({framing:?} framing)"
-            );
-        }
+        frontal_only(&mut dataset, model.input().framing, "");
         let idx: Vec<usize> = match self.split {
             Part::All => (0..dataset.samples.len()).collect(),
             Part::Test | Part::Val => {
@@ -80,6 +75,17 @@ impl DataArgs {
             anyhow::bail!("no labelled images to evaluate");
         }
         Ok((dataset, idx))
+    }
+}
+
+/// Leave out the images a model of `framing` does not read, before any split is drawn
+/// (as `train` did), and say how many; `what` names the set in the message.
+pub fn frontal_only(dataset: &mut Dataset, framing: Framing, what: &str) {
+    let dropped = dataset.keep_framed(framing);
+    if dropped > 0 {
+        eprintln!(
+            "{what}{dropped} lateral images left out: the model reads frontal views ({framing:?} framing)"
+        );
     }
 }
 

@@ -44,8 +44,9 @@ pub fn run(args: PolarityArgs) -> anyhow::Result<ExitCode> {
     let model = XrayModel::load(&args.model, None, device(&args.device)?)?;
     let mut sets = Vec::new();
     for path in &args.data {
-        let dataset = data::open(path, &ColumnOverrides::default())?;
+        let mut dataset = data::open(path, &ColumnOverrides::default())?;
         eprintln!("{}", dataset.summary());
+        super::data_args::frontal_only(&mut dataset, model.input().framing, "");
         let idx: Vec<usize> = (0..dataset.samples.len()).collect();
         let set = read_set(&model, &path.display().to_string(), &dataset, &idx)?;
         if set.pairs.is_empty() {
