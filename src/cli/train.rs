@@ -112,13 +112,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let columns = ColumnOverrides::parse(&args.columns)?;
     let mut dataset = data::open(&args.data, &columns)?;
     eprintln!("{}", dataset.summary());
-    let dropped = dataset.keep_framed(args.framing);
-    if dropped > 0 {
-        eprintln!(
-            "{dropped} lateral images left out: --framing {:?} reads frontal views",
-            args.framing
-        );
-    }
+    super::data_args::frontal_only(&mut dataset, args.framing, "");
     for note in &dataset.notes {
         eprintln!("  {note}");
     }
