@@ -22,7 +22,12 @@ fn unfamiliar_site(from: &Path, to: &Path) -> Vec<PathBuf> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let g = load(p, osteoscreen::model::preprocess::InputSpec::default()).unwrap();
+            let g = load(
+                p,
+                None,
+                osteoscreen::model::preprocess::InputSpec::default(),
+            )
+            .unwrap();
             let x = g.to_f32();
             let r = g.rows.max(g.cols) / 17;
             let broad = box_blur(
@@ -58,7 +63,7 @@ fn shift(weights: &Path, images: &[PathBuf]) -> f32 {
     let inputs: Vec<Vec<f32>> = images
         .iter()
         .map(|p| {
-            let g: Grey = load(p, model.input()).unwrap();
+            let g: Grey = load(p, None, model.input()).unwrap();
             input_of(&g, model.input())
         })
         .collect();

@@ -453,16 +453,52 @@ fn analyze_with_the_defaults_classifies_a_radiograph_study() {
     assert!(bytes.windows(needle.len()).any(|w| w == needle));
 }
 
-/// `--framing spine`: lateral views are left out of training and of eval, the card names
-/// the framing, a resume with another framing is refused, the daemon reads the frontal
-/// view only and says so, and the same weights read whole predict otherwise.
+/// `--framing spine-frontal`: lateral views are left out of training and of eval, the
+/// card names the framing, a resume with another framing is refused, the daemon reads the
+/// frontal view only and says so, and the same weights read whole predict otherwise.
+/// `--framing spine` reads both views, in training and in the daemon.
 #[test]
-fn spine_framing_reads_the_frontal_view_around_the_spine() {
+fn spine_framing_reads_the_square_around_the_spine() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     synth_set(&data, 12, 37, "256x320");
+    let both = work.path().join("both");
+    let out = train(
+        &data,
+        &both,
+        &["--epochs", "1", "--seed", "3", "--framing", "spine"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("lateral images left out"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        card(&both)["input"],
+        "1x256x256 grey, robust-normalised, lumbar spine 150 mm"
+    );
+    let out = analyze(
+        &data.join("study00000"),
+        &[(
+            "OSTEOSCREEN__MODEL__WEIGHTS",
+            both.join("osteoscreen-xray.safetensors").as_os_str(),
+        )],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let views: Vec<String> = f["xray"]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["view"].to_string())
+        .collect();
+    assert_eq!(views.len(), 2, "{f}");
+    assert!(views.contains(&"\"lateral\"".to_string()), "{f}");
+    assert!(!f["flags"].to_string().contains("not read"), "{f}");
+
     let m = work.path().join("m");
-    let spine = ["--epochs", "1", "--seed", "3", "--framing", "spine"];
+    let spine = ["--epochs", "1", "--seed", "3", "--framing", "spine-frontal"];
     let out = train(&data, &m, &spine);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -475,13 +511,21 @@ fn spine_framing_reads_the_frontal_view_around_the_spine() {
         c["input"],
         "1x256x256 grey, robust-normalised, lumbar spine 150 mm, frontal views"
     );
-    assert_eq!(c["training"]["options"]["framing"], "spine");
+    assert_eq!(c["training"]["options"]["framing"], "spine-frontal");
     let out = train(&data, &m, &["--epochs", "2", "--seed", "3", "--resume"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("Spine framing"), "{}", text(&out));
+    assert!(
+        text(&out).contains("SpineFrontal framing"),
+        "{}",
+        text(&out)
+    );
     let out = train(&data, &m, &["--epochs", "1", "--framing", "crop"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("whole or spine"), "{}", text(&out));
+    assert!(
+        text(&out).contains("whole, spine or spine-frontal"),
+        "{}",
+        text(&out)
+    );
 
     let weights = m.join("osteoscreen-xray.safetensors");
     let out = eval(&weights, &data, &work.path().join("eval"));

@@ -171,6 +171,7 @@ fn tabular_dxa_rows_join_their_images_by_identifier() {
     // The PNGs decode for training.
     let g = osteoscreen::train::images::load(
         &d.samples[0].image,
+        d.samples[0].view,
         osteoscreen::model::preprocess::InputSpec::default(),
     )
     .unwrap();

@@ -114,7 +114,7 @@ pub fn run(
     for pair in read.chunks(DECODE_AT_ONCE) {
         let prepared: Vec<_> = pair
             .par_iter()
-            .map(|(info, _)| prepare(info, input, probe.is_some()))
+            .map(|(info, view)| prepare(info, *view == View::Lateral, input, probe.is_some()))
             .collect();
         for ((info, view), p) in pair.iter().zip(prepared) {
             match p {
@@ -277,6 +277,7 @@ fn unchecked(flags: &mut Vec<String>, why: &str) -> Option<Vec<crate::model::Pre
 
 fn prepare(
     info: &InstanceInfo,
+    lateral: bool,
     input: InputSpec,
     with_inverse: bool,
 ) -> Result<Prepared, RadiographError> {
@@ -293,7 +294,8 @@ fn prepare(
     // frame is placed on the image as given, as training places it): no second
     // full-size copy of a large radiograph.
     let spacing = header.pixel_spacing.map(|s| s.1);
-    let (rows, cols, small) = preprocess::framed(&shown, frame.rows, frame.columns, spacing, input);
+    let (rows, cols, small) =
+        preprocess::framed(&shown, frame.rows, frame.columns, spacing, lateral, input);
     let inverted = with_inverse.then(|| {
         let turned: Vec<f32> = small.iter().map(|v| 1.0 - v).collect();
         preprocess::prepare(&turned, rows, cols, input)

@@ -94,10 +94,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "WEIGHTS")]
     pub init: Option<PathBuf>,
     /// What part of each radiograph the network reads: whole (the exposed field, fitted
-    /// into the input) or spine (a 150 mm square centred on the lumbar spine of a frontal
-    /// view, found by its column profile: ~0.6 mm a pixel at 256 px instead of ~1.7, so
-    /// the cortex and trabecular texture show; lateral views are left out of training and
-    /// not read by the daemon). The card records it. `--resume` needs the same value.
+    /// into the input); spine (a 150 mm square centred on the lumbar spine, found by its
+    /// column profile, on a lateral view with the endplates' edges too: ~0.6 mm a pixel at
+    /// 256 px instead of ~1.7, so the cortex and trabecular texture show); or
+    /// spine-frontal (that square on frontal views only: lateral views are left out of
+    /// training and not read by the daemon). The card records it. `--resume` needs the
+    /// same value.
     #[arg(long, default_value = "whole")]
     pub framing: osteoscreen::model::framing::Framing,
     /// The card's limitations.

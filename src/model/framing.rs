@@ -1,8 +1,10 @@
 //! What part of a radiograph the network reads. `Whole`: the exposed field, fitted into
 //! the input square (a 43 cm detector at 256 px is ~1.7 mm a pixel: a vertebral body is
 //! ~25 pixels, its cortex and trabecular texture are gone). `Spine`: a square of
-//! `SPINE_SIDE_MM` centred on the lumbar spine of a frontal view, found by its column
-//! profile; at 256 px that is ~0.6 mm a pixel, so shell and texture survive.
+//! `SPINE_SIDE_MM` centred on the lumbar spine, found by its column profile (on a lateral
+//! view, with the endplates' edges); at 256 px that is ~0.6 mm a pixel, so shell and
+//! texture survive. `SpineFrontal`: the same square, frontal views only (cards of the
+//! thirty-eighth session).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,15 +18,15 @@ const ASSUMED_SIDE_MM: f64 = 430.0;
 
 /// The spine is looked for between these fractions of the rows (the field's middle:
 /// shutters, the diaphragm and the pelvis stay out of the profile)...
-const ROWS: (f64, f64) = (0.2, 0.8);
+pub(super) const ROWS: (f64, f64) = (0.2, 0.8);
 /// ...and between these fractions of the columns.
 const COLUMNS: (f64, f64) = (0.25, 0.75);
 /// Profile smoothing (Gaussian sigma), millimetres.
-const SMOOTH_MM: f64 = 4.0;
+pub(super) const SMOOTH_MM: f64 = 4.0;
 /// The spine column is brighter than the columns this far to either side. Both sides
 /// must be darker (the smaller difference counts), so a bright border, a shutter or the
 /// heel effect's slope, brighter on one side only, is not taken for it.
-const FLANK_MM: f64 = 40.0;
+pub(super) const FLANK_MM: f64 = 40.0;
 /// Columns within this fraction of the best score are one plateau, whose middle is taken.
 const PLATEAU: f64 = 0.1;
 
@@ -34,25 +36,29 @@ pub enum Framing {
     /// The exposed field, whole.
     #[default]
     Whole,
-    /// A square around the lumbar spine of a frontal view; lateral views are not read.
+    /// A square around the lumbar spine, of frontal and lateral views.
     Spine,
+    /// The same square, frontal views only; lateral views are not read.
+    #[serde(rename = "spine-frontal")]
+    SpineFrontal,
 }
 
 impl Framing {
-    pub const ALL: [Framing; 2] = [Framing::Whole, Framing::Spine];
+    pub const ALL: [Framing; 3] = [Framing::Whole, Framing::Spine, Framing::SpineFrontal];
 
     /// How the card's `input` names it after the normalisation ("" for `Whole`, which
     /// cards written before framing was a choice read as).
     pub fn label(self) -> &'static str {
         match self {
             Framing::Whole => "",
-            Framing::Spine => "lumbar spine 150 mm, frontal views",
+            Framing::Spine => "lumbar spine 150 mm",
+            Framing::SpineFrontal => "lumbar spine 150 mm, frontal views",
         }
     }
 
     /// Whether this framing reads lateral radiographs.
     pub fn reads_laterals(self) -> bool {
-        self == Framing::Whole
+        self != Framing::SpineFrontal
     }
 }
 
@@ -63,7 +69,8 @@ impl std::str::FromStr for Framing {
         match s {
             "whole" => Ok(Framing::Whole),
             "spine" => Ok(Framing::Spine),
-            other => Err(format!("{other}: expected whole or spine")),
+            "spine-frontal" => Ok(Framing::SpineFrontal),
+            other => Err(format!("{other}: expected whole, spine or spine-frontal")),
         }
     }
 }
@@ -97,13 +104,14 @@ impl Window {
 }
 
 /// The part of `display` (rows x cols, 0..1, bone bright) that `framing` reads.
-/// `spacing_mm`: the pixel size, when the header gives one.
+/// `spacing_mm`: the pixel size, when the header gives one; `lateral`: a lateral view.
 pub fn window(
     framing: Framing,
     display: &[f32],
     rows: usize,
     cols: usize,
     spacing_mm: Option<f64>,
+    lateral: bool,
 ) -> Window {
     let whole = Window {
         r0: 0,
@@ -117,7 +125,11 @@ pub fn window(
     let mm = spacing_mm
         .filter(|s| s.is_finite() && *s > 0.01 && *s < 5.0)
         .unwrap_or(ASSUMED_SIDE_MM / rows.max(cols) as f64);
-    let centre = spine_column(display, rows, cols, mm);
+    let centre = if lateral {
+        super::framing_lateral::spine_column(display, rows, cols, mm)
+    } else {
+        spine_column(display, rows, cols, mm)
+    };
     let side = ((SPINE_SIDE_MM / mm).round() as usize).max(1);
     let place = |centre: usize, n: usize| {
         if side >= n {
@@ -186,7 +198,7 @@ fn spine_column(display: &[f32], rows: usize, cols: usize, mm: f64) -> usize {
 }
 
 /// `v` smoothed by a Gaussian of `sigma` samples (edges held).
-fn gaussian(v: &[f64], sigma: f64) -> Vec<f64> {
+pub(super) fn gaussian(v: &[f64], sigma: f64) -> Vec<f64> {
     let reach = (3.0 * sigma).ceil() as isize;
     let kernel: Vec<f64> = (-reach..=reach)
         .map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp())
@@ -234,7 +246,7 @@ mod tests {
     fn the_square_is_centred_on_the_spine_and_150_mm_a_side() {
         for (mm, spine) in [(0.15, 120.0), (0.3, 100.0), (0.5, 140.0)] {
             let (v, rows, cols) = frontal(mm, spine, true);
-            let w = window(Framing::Spine, &v, rows, cols, Some(mm));
+            let w = window(Framing::Spine, &v, rows, cols, Some(mm), false);
             let centre = (w.c0 + w.c1) as f64 / 2.0 * mm;
             assert!((centre - spine).abs() < 3.0, "{mm} mm: centre {centre}");
             assert!(((w.cols() as f64 * mm) - SPINE_SIDE_MM).abs() < 1.0);
@@ -247,7 +259,7 @@ mod tests {
     fn a_bright_border_is_not_taken_for_the_spine() {
         // The spine off-centre, a shutter strip brighter than it on the right.
         let (v, rows, cols) = frontal(0.25, 95.0, true);
-        let w = window(Framing::Spine, &v, rows, cols, Some(0.25));
+        let w = window(Framing::Spine, &v, rows, cols, Some(0.25), false);
         let centre = (w.c0 + w.c1) as f64 / 2.0 * 0.25;
         assert!((centre - 95.0).abs() < 3.0, "centre {centre}");
     }
@@ -255,13 +267,13 @@ mod tests {
     #[test]
     fn whole_framing_and_small_pictures_keep_everything() {
         let (v, rows, cols) = frontal(0.3, 120.0, false);
-        let all = window(Framing::Whole, &v, rows, cols, Some(0.3));
+        let all = window(Framing::Whole, &v, rows, cols, Some(0.3), false);
         assert_eq!((all.rows(), all.cols()), (rows, cols));
         // 1 mm pixels and a 100 x 80 pixel picture: smaller than the square both ways.
-        let small = window(Framing::Spine, &v[..100 * 80], 100, 80, Some(1.0));
+        let small = window(Framing::Spine, &v[..100 * 80], 100, 80, Some(1.0), false);
         assert_eq!((small.rows(), small.cols()), (100, 80));
         // No spacing: the longer side is taken as 43 cm.
-        let w = window(Framing::Spine, &v, rows, cols, None);
+        let w = window(Framing::Spine, &v, rows, cols, None, false);
         let assumed = ASSUMED_SIDE_MM / rows as f64;
         assert!((w.cols() as f64 * assumed - SPINE_SIDE_MM).abs() < 2.0);
     }

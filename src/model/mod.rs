@@ -9,6 +9,7 @@ pub mod covariates;
 pub mod error;
 pub mod field;
 pub mod framing;
+mod framing_lateral;
 pub mod logistic;
 pub mod net;
 pub mod plain;

@@ -115,10 +115,11 @@ impl InputSpec {
     pub fn known_specs() -> String {
         let labels: Vec<&str> = Normalisation::ALL.iter().map(|n| n.label()).collect();
         format!(
-            "\"1xNxN grey, {}\", N {}, optionally followed by \", {}\"",
+            "\"1xNxN grey, {}\", N {}, optionally followed by \", {}\" or \", {}\"",
             labels.join("\" or \"1xNxN grey, "),
             Self::SIDES,
-            Framing::Spine.label()
+            Framing::Spine.label(),
+            Framing::SpineFrontal.label()
         )
     }
 
@@ -191,15 +192,17 @@ pub fn prepare(display: &[f32], rows: usize, cols: usize, spec: InputSpec) -> Ve
 
 /// The part of a display image (rows x cols, 0..1, bone bright) that `spec`'s framing
 /// reads (`model::framing`), shrunk to the source side: what training caches and the
-/// daemon prepares. `spacing_mm`: the header's pixel size, if any.
+/// daemon prepares. `spacing_mm`: the header's pixel size, if any; `lateral`: a lateral
+/// view (the spine is looked for another way).
 pub fn framed(
     display: &[f32],
     rows: usize,
     cols: usize,
     spacing_mm: Option<f64>,
+    lateral: bool,
     spec: InputSpec,
 ) -> (usize, usize, Vec<f32>) {
-    let w = super::framing::window(spec.framing, display, rows, cols, spacing_mm);
+    let w = super::framing::window(spec.framing, display, rows, cols, spacing_mm, lateral);
     if (w.rows(), w.cols()) == (rows, cols) {
         return shrink(display, rows, cols, spec.source_side());
     }

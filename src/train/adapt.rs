@@ -65,7 +65,7 @@ pub fn adapt(
     let cache: Vec<Option<Grey>> = images
         .par_iter()
         .map(|p| {
-            let g = images::load(p, input).ok();
+            let g = images::load(p, None, input).ok();
             bar.inc(1);
             g
         })

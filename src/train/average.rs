@@ -292,7 +292,12 @@ fn profile_sample(
     let wanted: Vec<usize> = train.iter().chain(&val).copied().collect();
     let loaded: Vec<(usize, Option<Grey>)> = wanted
         .par_iter()
-        .map(|&i| (i, images::load(&profile.samples[i].image, input).ok()))
+        .map(|&i| {
+            (
+                i,
+                images::load(&profile.samples[i].image, profile.samples[i].view, input).ok(),
+            )
+        })
         .collect();
     for (i, g) in loaded {
         cache[i] = g;

@@ -169,7 +169,7 @@ pub fn predict(
         let read: Vec<(usize, Vec<f32>, Option<Vec<f32>>)> = chunk
             .par_iter()
             .filter_map(|&i| {
-                let g = super::images::load(&samples[i].image, input).ok()?;
+                let g = super::images::load(&samples[i].image, samples[i].view, input).ok()?;
                 let inverse = probe.map(|_| turn::inverse_input(&g, input));
                 Some((i, input_of(&g, input), inverse))
             })
@@ -194,7 +194,7 @@ pub fn predict(
         // The inverses are not kept from the first pass (a large set would hold them all):
         // the few studies read turned over load theirs again.
         let reload = |i: usize| {
-            let g = super::images::load(&samples[i].image, input).ok()?;
+            let g = super::images::load(&samples[i].image, samples[i].view, input).ok()?;
             Some(turn::inverse_input(&g, input))
         };
         turn::apply(model, probe, samples, &kept, &evidence, &mut taken, reload)

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::analysis::finding::View;
 use crate::analysis::image;
 use crate::model::preprocess::{framed, InputSpec};
 
@@ -43,9 +44,12 @@ pub enum ImageLoadError {
     Png(String, String),
 }
 
-/// Decode, display-window, frame and shrink one image as `input` reads it.
-pub fn load(path: &Path, input: InputSpec) -> Result<Grey, ImageLoadError> {
+/// Decode, display-window, frame and shrink one image as `input` reads it. `view`: the
+/// dataset's word for it; when it has none, a DICOM header's View Position decides
+/// whether the spine is looked for as on a lateral view.
+pub fn load(path: &Path, view: Option<View>, input: InputSpec) -> Result<Grey, ImageLoadError> {
     let name = path.display().to_string();
+    let mut lateral = view == Some(View::Lateral);
     let (rows, cols, values, spacing) = if is_png(path) {
         let (r, c, v) = read_png(path).map_err(|e| ImageLoadError::Png(name, e))?;
         (r, c, v, None)
@@ -55,6 +59,14 @@ pub fn load(path: &Path, input: InputSpec) -> Result<Grey, ImageLoadError> {
         let (header, frame) =
             image::decode_first(&obj).map_err(|e| ImageLoadError::Dicom(name, e.to_string()))?;
         let shown = image::display(&frame, &header);
+        if view.is_none() {
+            let position =
+                crate::dicom::text::text(&obj, dicom_dictionary_std::tags::VIEW_POSITION);
+            lateral = matches!(
+                position.to_ascii_uppercase().as_str(),
+                "LL" | "RL" | "LAT" | "LATERAL"
+            );
+        }
         (
             frame.rows,
             frame.columns,
@@ -62,7 +74,7 @@ pub fn load(path: &Path, input: InputSpec) -> Result<Grey, ImageLoadError> {
             header.pixel_spacing.map(|s| s.1),
         )
     };
-    let (r, c, v) = framed(&values, rows, cols, spacing, input);
+    let (r, c, v) = framed(&values, rows, cols, spacing, lateral, input);
     Ok(Grey::from_f32(r, c, &v))
 }
 

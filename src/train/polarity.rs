@@ -49,7 +49,8 @@ pub fn read_set(
         let loaded: Vec<(usize, Option<Pair>)> = chunk
             .par_iter()
             .map(|&i| {
-                let grey = super::images::load(&dataset.samples[i].image, input);
+                let grey =
+                    super::images::load(&dataset.samples[i].image, dataset.samples[i].view, input);
                 let both = grey.ok().map(|mut g| {
                     let shown = input_of(&g, input);
                     g.data.iter_mut().for_each(|v| *v = u16::MAX - *v);

@@ -334,7 +334,7 @@ fn load_all(data: &Dataset, input: InputSpec) -> Result<Vec<Option<Grey>>, Train
         .samples
         .par_iter()
         .map(|s| {
-            let r = images::load(&s.image, input);
+            let r = images::load(&s.image, s.view, input);
             bar.inc(1);
             r
         })
