@@ -11,11 +11,7 @@
 # was checked on; READOUT=false reports the network's own result ([model] readout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=var/phantom-venv/bin/python
-if ! "$py" -c 'import numpy, scipy, PIL, pydicom' 2>/dev/null; then
-    python3 -m venv var/phantom-venv
-    var/phantom-venv/bin/pip install --quiet numpy scipy pillow pydicom
-fi
+source scripts/phantoms/venv.sh
 # The test suite's build (dependencies at -O3): accuracy is the point, the time the log
 # gives for an adaptation is indicative.
 cargo build

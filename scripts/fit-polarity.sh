@@ -12,11 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=var/polarity
-py=var/phantom-venv/bin/python
-if ! "$py" -c 'import numpy, scipy, PIL, pydicom' 2>/dev/null; then
-    python3 -m venv var/phantom-venv
-    var/phantom-venv/bin/pip install --quiet numpy scipy pillow pydicom
-fi
+source scripts/phantoms/venv.sh
 mkdir -p "$data"
 sets=()
 synth() {

@@ -75,11 +75,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=var/demo-train
-py=var/phantom-venv/bin/python
-if ! "$py" -c 'import numpy, scipy, PIL, pydicom' 2>/dev/null; then
-    python3 -m venv var/phantom-venv
-    var/phantom-venv/bin/pip install --quiet numpy scipy pillow pydicom
-fi
+source scripts/phantoms/venv.sh
 mkdir -p "$data"
 # One fine-tuning stage: `train --init` from the stage before, 1000 images an epoch,
 # written to var/demo-STAGE. Arguments: stage, manifest, init weights, checkpoint folder,

@@ -146,10 +146,8 @@ impl Rules {
         if has(&self.excluded_view_terms) || any_word(&coded, &self.excluded_view_terms) {
             return None;
         }
-        match i.view_position.as_str() {
-            "AP" | "PA" => return Some(View::Frontal),
-            "LL" | "RL" | "LAT" | "LATERAL" => return Some(View::Lateral),
-            _ => {}
+        if let Some(v) = view_from_position(&i.view_position) {
+            return Some(v);
         }
         if let Some(v) = view_from_code(&i.view_code) {
             return Some(v);
@@ -175,6 +173,15 @@ const FRONTAL_CODES: [&str; 6] = [
 ];
 /// ...and lateral, right lateral, left lateral.
 const LATERAL_CODES: [&str; 5] = ["399067008", "399198007", "R-10232", "399173006", "R-10236"];
+
+/// The view a View Position (0018,5101) value names, if any.
+pub fn view_from_position(position: &str) -> Option<View> {
+    match position.to_ascii_uppercase().as_str() {
+        "AP" | "PA" => Some(View::Frontal),
+        "LL" | "RL" | "LAT" | "LATERAL" => Some(View::Lateral),
+        _ => None,
+    }
+}
 
 /// The view a View Code Sequence names, by code or by meaning.
 fn view_from_code(code: &str) -> Option<View> {

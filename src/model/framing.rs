@@ -22,11 +22,11 @@ pub(super) const ROWS: (f64, f64) = (0.2, 0.8);
 /// ...and between these fractions of the columns.
 const COLUMNS: (f64, f64) = (0.25, 0.75);
 /// Profile smoothing (Gaussian sigma), millimetres.
-pub(super) const SMOOTH_MM: f64 = 4.0;
+const SMOOTH_MM: f64 = 4.0;
 /// The spine column is brighter than the columns this far to either side. Both sides
 /// must be darker (the smaller difference counts), so a bright border, a shutter or the
 /// heel effect's slope, brighter on one side only, is not taken for it.
-pub(super) const FLANK_MM: f64 = 40.0;
+const FLANK_MM: f64 = 40.0;
 /// Columns within this fraction of the best score are one plateau, whose middle is taken.
 const PLATEAU: f64 = 0.1;
 
@@ -164,28 +164,21 @@ fn spine_column(display: &[f32], rows: usize, cols: usize, mm: f64) -> usize {
     for (p, n) in profile.iter_mut().zip(&count) {
         *p /= (*n).max(1) as f64;
     }
-    let grid_mm = mm * bin as f64;
-    let smooth = gaussian(&profile, SMOOTH_MM / grid_mm);
-    let flank = ((FLANK_MM / grid_mm).round() as usize).max(1);
+    let score = above_flanks(&profile, mm * bin as f64);
     let (lo, hi) = (
         (bins as f64 * COLUMNS.0) as usize,
         ((bins as f64 * COLUMNS.1) as usize).max(1),
     );
-    let at = |i: isize| smooth[i.clamp(0, bins as isize - 1) as usize];
-    let above = |c: usize| {
-        let i = c as isize;
-        (at(i) - at(i - flank as isize)).min(at(i) - at(i + flank as isize))
-    };
     let hi = hi.min(bins);
     let Some((best, top)) = (lo..hi)
-        .map(|c| (c, above(c)))
+        .map(|c| (c, score[c]))
         .max_by(|a, b| a.1.total_cmp(&b.1))
     else {
         return cols / 2;
     };
     // A band of even brightness (a vertebral body is ~45 mm wide) scores alike across its
     // width: its middle is the run of columns near the best score.
-    let near = |c: usize| above(c) >= top - PLATEAU * top.abs();
+    let near = |c: usize| score[c] >= top - PLATEAU * top.abs();
     let (mut l, mut r) = (best, best);
     while l > lo && near(l - 1) {
         l -= 1;
@@ -195,6 +188,17 @@ fn spine_column(display: &[f32], rows: usize, cols: usize, mm: f64) -> usize {
     }
     let best = (l + r) / 2;
     (best * bin + bin / 2).min(cols - 1)
+}
+
+/// How far each column of a column `profile` (on a `grid_mm` grid) stands above both of
+/// its flanks `FLANK_MM` away, once smoothed: the smaller of the two differences.
+pub(super) fn above_flanks(profile: &[f64], grid_mm: f64) -> Vec<f64> {
+    let smooth = gaussian(profile, SMOOTH_MM / grid_mm);
+    let flank = ((FLANK_MM / grid_mm).round() as isize).max(1);
+    let at = |i: isize| smooth[i.clamp(0, smooth.len() as isize - 1) as usize];
+    (0..smooth.len() as isize)
+        .map(|i| (at(i) - at(i - flank)).min(at(i) - at(i + flank)))
+        .collect()
 }
 
 /// `v` smoothed by a Gaussian of `sigma` samples (edges held).

@@ -7,7 +7,7 @@
 //! the field's vertical borders and the skin line do not count) are highest together,
 //! each as a z-score over the columns searched.
 
-use super::framing::{gaussian, FLANK_MM, ROWS, SMOOTH_MM};
+use super::framing::{above_flanks, gaussian, ROWS};
 
 /// On a lateral view the spine lies anywhere from the middle to the back.
 const COLUMNS: (f64, f64) = (0.15, 0.85);
@@ -42,12 +42,7 @@ pub fn spine_column(display: &[f32], rows: usize, cols: usize, mm: f64) -> usize
             *p += v;
         }
     }
-    let smooth = gaussian(&profile, SMOOTH_MM / grid_mm);
-    let flank = ((FLANK_MM / grid_mm).round() as isize).max(1);
-    let at = |i: isize| smooth[i.clamp(0, gc as isize - 1) as usize];
-    let bright: Vec<f64> = (0..gc as isize)
-        .map(|i| (at(i) - at(i - flank)).min(at(i) - at(i + flank)) / (rb - ra) as f64)
-        .collect();
+    let bright = above_flanks(&profile, grid_mm);
     // Endplate edges.
     let s = smooth_2d(&grid, gr, gc, EDGE_SMOOTH_MM / grid_mm);
     let mut edge = vec![0f64; gc];

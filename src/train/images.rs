@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::analysis::finding::View;
-use crate::analysis::image;
+use crate::analysis::{image, select};
 use crate::model::preprocess::{framed, InputSpec};
 
 /// A display image, 0..1 as 0..65535.
@@ -62,10 +62,7 @@ pub fn load(path: &Path, view: Option<View>, input: InputSpec) -> Result<Grey, I
         if view.is_none() {
             let position =
                 crate::dicom::text::text(&obj, dicom_dictionary_std::tags::VIEW_POSITION);
-            lateral = matches!(
-                position.to_ascii_uppercase().as_str(),
-                "LL" | "RL" | "LAT" | "LATERAL"
-            );
+            lateral = select::view_from_position(&position) == Some(View::Lateral);
         }
         (
             frame.rows,
