@@ -165,9 +165,34 @@ fn synth(
 }
 
 fn parse_view(s: &str) -> Option<View> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "ap" | "pa" | "frontal" => Some(View::Frontal),
-        "lat" | "lateral" | "ll" | "rl" | "rlat" | "llat" => Some(View::Lateral),
-        _ => None,
+    // A View Position value, or the words people write in a spreadsheet column.
+    let s = s.trim();
+    crate::analysis::select::view_from_position(s).or_else(|| {
+        match s.to_ascii_lowercase().as_str() {
+            "frontal" => Some(View::Frontal),
+            "rlat" | "llat" => Some(View::Lateral),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_column_reads_view_positions_and_spreadsheet_words() {
+        for (s, v) in [
+            ("AP", Some(View::Frontal)),
+            (" pa ", Some(View::Frontal)),
+            ("Frontal", Some(View::Frontal)),
+            ("LL", Some(View::Lateral)),
+            ("lateral", Some(View::Lateral)),
+            ("RLAT", Some(View::Lateral)),
+            ("oblique", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_view(s), v, "{s:?}");
+        }
     }
 }
