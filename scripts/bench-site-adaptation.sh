@@ -11,7 +11,7 @@
 # was checked on; READOUT=false reports the network's own result ([model] readout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/phantoms/venv.sh
+source scripts/phantoms/common.sh
 # The test suite's build (dependencies at -O3): accuracy is the point, the time the log
 # gives for an adaptation is indicative.
 cargo build
@@ -23,15 +23,7 @@ v) seeds="9201 9202" ;;
 *) echo "PHANTOM must be u or v" >&2; exit 2 ;;
 esac
 for s in $seeds; do
-    dir=var/demo-train/ph$phantom-$s
-    if [ ! -f "$dir/manifest.csv" ]; then
-        if [ "$phantom" = u ]; then
-            "$py" scripts/phantoms/phantom_u.py "$dir" 60 "$s" --workers 1
-        else
-            "$py" scripts/phantoms/phantom_v.py "$dir" 60 "$s"
-        fi
-        "$py" scripts/phantoms/shrink.py "$dir"
-    fi
+    make_phantoms "$phantom" "var/demo-train/ph$phantom-$s" 60 "$s" 1 yes
 done
 
 # adaptation (true/false), radiographs to adapt on

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=var/polarity
-source scripts/phantoms/venv.sh
+source scripts/phantoms/common.sh
 mkdir -p "$data"
 sets=()
 synth() {
@@ -23,18 +23,12 @@ synth() {
 synth dx 30 4243
 synth cr 15 4244
 for g in a b c d e f g h i j k l m n o p q r s t; do
-    dir="$data/ph$g"
-    [ -f "$dir/manifest.csv" ] || "$py" "scripts/phantoms/phantom_$g.py" "$dir" 24 4343
-    sets+=(--data "$dir")
+    make_phantoms "$g" "$data/ph$g" 24 4343 "" no
+    sets+=(--data "$data/ph$g")
 done
 for gs in u:9101 v:9201; do
     g=${gs%:*} seed=${gs#*:} dir="$data/ph${gs%:*}-${gs#*:}"
-    if [ ! -f "$dir/manifest.csv" ]; then
-        workers=(--workers 1)
-        [ "$g" = v ] && workers=()
-        "$py" "scripts/phantoms/phantom_$g.py" "$dir" 60 "$seed" "${workers[@]}"
-        "$py" scripts/phantoms/shrink.py "$dir"
-    fi
+    make_phantoms "$g" "$dir" 60 "$seed" 1 yes
     sets+=(--data "$dir")
 done
 cargo run --release -- polarity --model models/osteoscreen-xray-demo.safetensors --device cpu "${sets[@]}"

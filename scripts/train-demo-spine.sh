@@ -19,22 +19,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=var/demo-train
-source scripts/phantoms/venv.sh
+source scripts/phantoms/common.sh
 mkdir -p "$data"
 osteoscreen() { cargo run --release -- "$@"; }
 folders=()
-# generator, seed, studies, shrink (yes/no): the folder, made when missing. One worker
-# (A and G always run in one process): the same count gives the same images.
+# generator, seed, studies, shrink (yes/no): the folder (its name names the patients,
+# mix_manifest.py: keep it), made when missing, with one worker; seed 4343 with the
+# generators' default, as scripts/fit-polarity.sh makes it.
 phantom() {
-    local dir="$data/ph$1-$2"  # the folder names the patients (mix_manifest.py): keep it
-    if [ ! -f "$dir/manifest.csv" ]; then
-        local workers=(--workers 1)
-        case $1 in a | g | v) workers=() ;; esac
-        [ "$2" = 4343 ] && workers=()  # as scripts/fit-polarity.sh makes them
-        "$py" "scripts/phantoms/phantom_$1.py" "$dir" "$3" "$2" "${workers[@]}"
-        [ "$4" = no ] || "$py" scripts/phantoms/shrink.py "$dir"
-    fi
-    folders+=("$dir")
+    local workers=1
+    [ "$2" = 4343 ] && workers=""
+    make_phantoms "$1" "$data/ph$1-$2" "$3" "$2" "$workers" "$4"
+    folders+=("$data/ph$1-$2")
 }
 [ -f "$data/synth-11/manifest.csv" ] ||
     osteoscreen synth --out "$data/synth-11" --studies 400 --modality dx --size 640x800 --seed 11

@@ -75,7 +75,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=var/demo-train
-source scripts/phantoms/venv.sh
+source scripts/phantoms/common.sh
 mkdir -p "$data"
 # One fine-tuning stage: `train --init` from the stage before, 1000 images an epoch,
 # written to var/demo-STAGE. Arguments: stage, manifest, init weights, checkpoint folder,
@@ -109,18 +109,12 @@ average() {
         --limitations "$limitations" "$@"
 }
 
-# generator, seed, studies[, workers]: the folder, made when missing
+# generator, seed, studies[, workers]: the folder (its name names the patients,
+# mix_manifest.py: keep it), made when missing. Stages 1 and 2 were made with one worker,
+# stage 3 with two.
 phantom() {
-    local dir="$data/ph$1-$2"  # the folder names the patients (mix_manifest.py): keep it
-    if [ ! -f "$dir/manifest.csv" ]; then
-        # Stages 1 and 2 were made with one worker, stage 3 with two: the same count gives
-        # the same images. A and G always run in one process.
-        local workers=(--workers "${4:-1}")
-        case $1 in a | g | v) workers=() ;; esac
-        "$py" "scripts/phantoms/phantom_$1.py" "$dir" "$3" "$2" "${workers[@]}"
-        "$py" scripts/phantoms/shrink.py "$dir"
-    fi
-    folders+=("$dir")
+    make_phantoms "$1" "$data/ph$1-$2" "$3" "$2" "${4:-1}" yes
+    folders+=("$data/ph$1-$2")
 }
 base=var/demo-base/osteoscreen-xray-demo-base.safetensors
 stage2=var/demo-stage2/osteoscreen-xray-demo-stage2.safetensors
