@@ -27,7 +27,8 @@ for g in a b c d e f g h i j k l m n o p q r s t; do
     sets+=(--data "$data/ph$g")
 done
 for gs in u:9101 v:9201; do
-    g=${gs%:*} seed=${gs#*:} dir="$data/ph${gs%:*}-${gs#*:}"
+    g=${gs%:*} seed=${gs#*:}
+    dir="$data/ph$g-$seed"
     make_phantoms "$g" "$dir" 60 "$seed" 1 yes
     sets+=(--data "$dir")
 done
