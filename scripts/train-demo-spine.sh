@@ -14,6 +14,9 @@
 # alone, and the read-out (`osteoscreen readout --site-adapt`) is fitted on phantoms U and
 # V (120 studies each), generators training never saw, each read as given and adapted to
 # itself. To ship it: copy the pair into models/ and run scripts/fit-polarity.sh.
+# EXTRA_SEEDS="6565 6666 ...": 35 more studies of each of A-T per seed listed (one worker,
+# shrunk), the same schedule, written to var/demo-spine-more/ (BENCHMARKS.md, forty-second
+# session: does a generalist that saw more of each generator read unseen ones better?).
 # About two hours on 2 cores (~45 minutes generating, ~75 training). The phantoms need
 # Python 3 with numpy, scipy, pillow and pydicom: installed into var/phantom-venv on first use.
 set -euo pipefail
@@ -22,6 +25,10 @@ data=var/demo-train
 source scripts/phantoms/common.sh
 mkdir -p "$data"
 osteoscreen() { cargo run --release -- "$@"; }
+extra=(${EXTRA_SEEDS:-})
+per=$((94 + 35 * ${#extra[@]}))
+out=var/demo-spine
+[ ${#extra[@]} -eq 0 ] || out=var/demo-spine-more
 folders=()
 # generator, seed, studies, shrink (yes/no): the folder (its name names the patients,
 # mix_manifest.py: keep it), made when missing, with one worker; seed 4343 with the
@@ -38,16 +45,17 @@ for g in a b c d e f g h i j k l m n o p q r s t; do
     phantom "$g" 4343 24 no
     phantom "$g" 5353 35 yes
     phantom "$g" 5454 35 yes
+    for s in "${extra[@]}"; do phantom "$g" "$s" 35 yes; done
 done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-spine.csv" "$data/synth-11" 400 "${folders[@]}"
 osteoscreen train --data "$data/manifest-spine.csv" --framing spine --processing multiscale \
-    --out var/demo-spine --name osteoscreen-xray-demo --checkpoint-dir var/demo-checkpoint-spine \
+    --out "$out" --name osteoscreen-xray-demo --checkpoint-dir "${out/demo-spine/demo-checkpoint-spine}" \
     --epochs 30 --images-per-epoch 2000 --batch-size 16 --lr 2e-3 --patience 30 --seed 11 \
     --val-fraction 0.1 --test-fraction 0.05 --device cpu \
-    --data-description "synthetic, twenty-one independently written generators: osteoscreen synth 400 DX studies (seed 11) and phantoms A-T 94 studies each (seeds 4343 24, 5353 35, 5454 35; scripts/phantoms), both views, each read as a 150 mm square on the lumbar spine; trained on synthetic data; not validated on patients" \
+    --data-description "synthetic, twenty-one independently written generators: osteoscreen synth 400 DX studies (seed 11) and phantoms A-T $per studies each (seeds 4343 24, 5353 35, 5454 35${extra[*]:+, ${extra[*]} 35 each}; scripts/phantoms), both views, each read as a 150 mm square on the lumbar spine; trained on synthetic data; not validated on patients" \
     --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
     --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from twenty-one generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
-card=var/demo-spine/osteoscreen-xray-demo.json
+card=$out/osteoscreen-xray-demo.json
 "$py" -c 'import json, sys; c = json.load(open(sys.argv[1])); c.pop("covariates", None); json.dump(c, open(sys.argv[1], "w"), indent=2)' "$card"
 folders=()
 for s in 9101 9102; do phantom u $s 60 yes; done
@@ -55,6 +63,6 @@ for s in 9101 9102; do phantom u $s 60 yes; done
 folders=()
 for s in 9201 9202; do phantom v $s 60 yes; done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-v.csv" "$data/synth-11" 0 "${folders[@]}"
-osteoscreen readout --model var/demo-spine/osteoscreen-xray-demo.safetensors \
+osteoscreen readout --model "$out/osteoscreen-xray-demo.safetensors" \
     --data "$data/manifest-u.csv" --more-data "$data/manifest-v.csv" --site-adapt --device cpu \
     --description "phantoms U and V (scripts/phantoms/phantom_u.py seeds 9101, 9102; phantom_v.py seeds 9201, 9202: 240 studies, 80 per class), generators training never saw"
