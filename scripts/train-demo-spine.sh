@@ -25,10 +25,10 @@ data=var/demo-train
 source scripts/phantoms/common.sh
 mkdir -p "$data"
 osteoscreen() { cargo run --release -- "$@"; }
-extra=(${EXTRA_SEEDS:-})
-per=$((94 + 35 * ${#extra[@]}))
-out=var/demo-spine
-[ ${#extra[@]} -eq 0 ] || out=var/demo-spine-more
+extra=(${EXTRA_SEEDS:-}) extra_n=35
+per=$((94 + extra_n * ${#extra[@]}))
+out=var/demo-spine ckpt=var/demo-checkpoint-spine
+[ ${#extra[@]} -eq 0 ] || out=var/demo-spine-more ckpt=var/demo-checkpoint-spine-more
 folders=()
 # generator, seed, studies, shrink (yes/no): the folder (its name names the patients,
 # mix_manifest.py: keep it), made when missing, with one worker; seed 4343 with the
@@ -45,14 +45,14 @@ for g in a b c d e f g h i j k l m n o p q r s t; do
     phantom "$g" 4343 24 no
     phantom "$g" 5353 35 yes
     phantom "$g" 5454 35 yes
-    for s in "${extra[@]}"; do phantom "$g" "$s" 35 yes; done
+    for s in "${extra[@]}"; do phantom "$g" "$s" "$extra_n" yes; done
 done
 "$py" scripts/phantoms/mix_manifest.py "$data/manifest-spine.csv" "$data/synth-11" 400 "${folders[@]}"
 osteoscreen train --data "$data/manifest-spine.csv" --framing spine --processing multiscale \
-    --out "$out" --name osteoscreen-xray-demo --checkpoint-dir "${out/demo-spine/demo-checkpoint-spine}" \
+    --out "$out" --name osteoscreen-xray-demo --checkpoint-dir "$ckpt" \
     --epochs 30 --images-per-epoch 2000 --batch-size 16 --lr 2e-3 --patience 30 --seed 11 \
     --val-fraction 0.1 --test-fraction 0.05 --device cpu \
-    --data-description "synthetic, twenty-one independently written generators: osteoscreen synth 400 DX studies (seed 11) and phantoms A-T $per studies each (seeds 4343 24, 5353 35, 5454 35${extra[*]:+, ${extra[*]} 35 each}; scripts/phantoms), both views, each read as a 150 mm square on the lumbar spine; trained on synthetic data; not validated on patients" \
+    --data-description "synthetic, twenty-one independently written generators: osteoscreen synth 400 DX studies (seed 11) and phantoms A-T $per studies each (seeds 4343 24, 5353 35, 5454 35${extra[*]:+, ${extra[*]} $extra_n each}; scripts/phantoms), both views, each read as a 150 mm square on the lumbar spine; trained on synthetic data; not validated on patients" \
     --intended-use "demonstration of the pipeline only: trained on synthetic data; not validated on patients; not for clinical use" \
     --limitations "trained on synthetic data; not validated on patients. Synthetic radiographs from twenty-one generators; real radiographs differ in anatomy, exposure, processing and disease. Per-image out-of-distribution flag from the feature profile."
 card=$out/osteoscreen-xray-demo.json
